@@ -18,7 +18,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -43,9 +45,9 @@ BODY = {
 ROUND_TIMEOUT_S = 300.0
 
 
-async def _paced(count: int, rate: int, one) -> None:
+async def _paced(count: int, rate: int, one: Callable[[int], Coroutine[Any, Any, object]]) -> None:
     """``one(n)`` for n in range(count), started at ``rate`` a second, all awaited."""
-    began, tasks = time.monotonic(), []
+    began, tasks = time.monotonic(), list[asyncio.Task[object]]()
     for n in range(count):
         delay = began + n / rate - time.monotonic()
         if delay > 0:
@@ -54,7 +56,7 @@ async def _paced(count: int, rate: int, one) -> None:
     await asyncio.wait_for(asyncio.gather(*tasks), ROUND_TIMEOUT_S)
 
 
-async def _over_http(settings: Settings, agents: dict, count: int, rate: int) -> list[float]:
+async def _over_http(settings: Settings, agents: dict[str, Any], count: int, rate: int) -> list[float]:
     base = f"http://{settings.api_http}"
     latencies: list[float] = []
     timeout = aiohttp.ClientTimeout(total=ROUND_TIMEOUT_S)
@@ -79,7 +81,7 @@ async def _over_http(settings: Settings, agents: dict, count: int, rate: int) ->
     return latencies
 
 
-async def _over_kafka(settings: Settings, agents: dict, count: int, rate: int) -> list[float]:
+async def _over_kafka(settings: Settings, agents: dict[str, Any], count: int, rate: int) -> list[float]:
     """The same intents through the SDK's producer; one consumer reads the outcomes, as a
     long-lived Kafka client would (no per-request consumer)."""
     from aiokafka import AIOKafkaConsumer
@@ -130,11 +132,11 @@ async def _over_kafka(settings: Settings, agents: dict, count: int, rate: int) -
     return latencies
 
 
-def run(agents: int, count: int, rate: int, rounds: int, progress) -> dict:
+def run(agents: int, count: int, rate: int, rounds: int, progress: Callable[[str], object]) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="warden-bench-api-"))
     settings = local_settings(home)
     stack = LocalStack(settings)
-    result: dict | None = None
+    result: dict[str, Any] | None = None
     try:
         with environment(WARDEN_HOME=str(home)):
             progress(f"starting a fresh stack with the API under {home}")

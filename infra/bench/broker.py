@@ -34,8 +34,9 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -46,7 +47,7 @@ from infra.stack.local import LocalStack, local_settings
 
 
 @contextlib.asynccontextmanager
-async def _waiting_reader(broker: str, wait: int, partitions: list[TopicPartition]):
+async def _waiting_reader(broker: str, wait: int, partitions: list[TopicPartition]) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer at the end of ``partitions`` whose first fetch is already waiting on the broker."""
     consumer = AIOKafkaConsumer(bootstrap_servers=broker, fetch_max_wait_ms=wait, enable_auto_commit=False)
     await consumer.start()
@@ -60,7 +61,7 @@ async def _waiting_reader(broker: str, wait: int, partitions: list[TopicPartitio
 
 
 async def _hop(
-    producer: AIOKafkaProducer, reader: AIOKafkaConsumer, topic: str, value: bytes, **where
+    producer: AIOKafkaProducer, reader: AIOKafkaConsumer, topic: str, value: bytes, **where: Any
 ) -> tuple[float, float]:
     """One record produced 10-50 ms from now (records come at random moments, as an agent's intents
     do) and read back by ``reader``: (ms to its acknowledgement, ms until it was read)."""
@@ -73,7 +74,7 @@ async def _hop(
     return (acked - sent) * 1000, (time.perf_counter() - sent) * 1000
 
 
-async def _hops(broker: str, waits: list[int], hops: int, progress) -> list[dict]:
+async def _hops(broker: str, waits: list[int], hops: int, progress: Callable[[str], object]) -> list[dict[str, Any]]:
     producer = AIOKafkaProducer(bootstrap_servers=broker)
     await producer.start()
     rows = []
@@ -99,7 +100,9 @@ async def _hops(broker: str, waits: list[int], hops: int, progress) -> list[dict
     return rows
 
 
-async def _idle(broker: str, pid: int, partitions: list[int], wait: int, seconds: float, progress) -> list[dict]:
+async def _idle(
+    broker: str, pid: int, partitions: list[int], wait: int, seconds: float, progress: Callable[[str], object]
+) -> list[dict[str, Any]]:
     rows = []
     for count in partitions:
         progress(f"idle: one consumer waiting {wait} ms on {count} empty partitions, {seconds:g} s")
@@ -125,7 +128,9 @@ async def _idle(broker: str, pid: int, partitions: list[int], wait: int, seconds
     return rows
 
 
-async def _stored(broker: str, pid: int, counts: list[int], hops: int, progress) -> list[dict]:
+async def _stored(
+    broker: str, pid: int, counts: list[int], hops: int, progress: Callable[[str], object]
+) -> list[dict[str, Any]]:
     """One partition filled to each of ``counts`` batches (one record each, as an intent is sent),
     then ``hops`` hops through it to a consumer waiting 20 ms. The broker's CPU per hop includes
     its scans of the waiting fetch between hops."""
@@ -171,8 +176,8 @@ async def _measure(
     rate: int,
     burst: int,
     stored: list[int],
-    progress,
-) -> dict:
+    progress: Callable[[str], object],
+) -> dict[str, Any]:
     idle_topics = -(-max(partitions) // TOPIC_PARTITIONS)
     await create_topics(
         broker,
@@ -196,13 +201,13 @@ def run(
     hops: int,
     partitions: list[int],
     seconds: float,
-    progress,
+    progress: Callable[[str], object],
     pipeline_waits: Sequence[int] = (20,),
     pipeline_records: int = 1000,
     rate: int = 100,
     burst: int = 20_000,
     stored: Sequence[int] = (),
-) -> dict:
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="warden-bench-broker-") as home:
         stack = LocalStack(local_settings(Path(home)))
         try:
@@ -319,7 +324,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _print_report(result: dict) -> None:
+def _print_report(result: dict[str, Any]) -> None:
     """The figures as tables: one hop by fetch wait, the idle consumer by partitions, the empty
     pipeline (and its burst), and one hop by the batches its partition holds."""
     print("one hop: produced (acknowledged), then read by a consumer already waiting")

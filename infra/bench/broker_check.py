@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
@@ -78,7 +78,7 @@ class CheckFailed(WardenError):
 @dataclass
 class Broker:
     address: str
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log: Path
 
 
@@ -116,7 +116,7 @@ def _postgres_bin() -> Path:
 
 
 @contextlib.contextmanager
-def _postgres(root: Path, schema: Path | None, progress) -> Iterator[Storage]:
+def _postgres(root: Path, schema: Path | None, progress: Callable[[str], object]) -> Iterator[Storage]:
     """A fresh PostgreSQL cluster under ``root``, trust auth on a loopback port, with ``schema``
     (SQL) loaded, stopped on exit. initdb refuses to run as root: there it runs as Debian's
     ``postgres`` user."""
@@ -131,7 +131,10 @@ def _postgres(root: Path, schema: Path | None, progress) -> Iterator[Storage]:
         os.chown(root, owner.pw_uid, owner.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     progress(f"postgres: initdb and start on 127.0.0.1:{port}")
-    run = lambda *argv: subprocess.run([*as_user, *argv], check=True, capture_output=True, text=True)  # noqa: E731
+
+    def run(*argv: str) -> None:
+        subprocess.run([*as_user, *argv], check=True, capture_output=True, text=True)
+
     try:
         run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
     except subprocess.CalledProcessError as exc:
@@ -197,7 +200,9 @@ def _start_brokers(tansu: str, storage: Storage, count: int, root: Path, brokers
 
 
 @contextlib.contextmanager
-def _tansu(kind: str, count: int, tansu: str, schema: Path | None, root: Path, progress) -> Iterator[Brokers]:
+def _tansu(
+    kind: str, count: int, tansu: str, schema: Path | None, root: Path, progress: Callable[[str], object]
+) -> Iterator[Brokers]:
     """``count`` Tansu processes on one ``kind`` of storage (memory: each its own), all stopped on
     exit."""
     brokers: list[Broker] = []
@@ -223,7 +228,7 @@ def _tansu(kind: str, count: int, tansu: str, schema: Path | None, root: Path, p
 
 
 @contextlib.contextmanager
-def _kafka(count: int, root: Path, progress) -> Iterator[Brokers]:
+def _kafka(count: int, root: Path, progress: Callable[[str], object]) -> Iterator[Brokers]:
     """``count`` Apache Kafka nodes as the durable stack runs them (their properties and Warden's
     topics), their logs under ``root``, all killed on exit."""
     stack = LocalStack(local_settings(root, broker_storage="durable"), brokers=count)
@@ -248,7 +253,9 @@ def _kafka(count: int, root: Path, progress) -> Iterator[Brokers]:
 
 
 @contextlib.contextmanager
-def _brokers(kind: str, count: int, tansu: str, schema: Path | None, progress) -> Iterator[Brokers]:
+def _brokers(
+    kind: str, count: int, tansu: str, schema: Path | None, progress: Callable[[str], object]
+) -> Iterator[Brokers]:
     """``count`` brokers of ``kind`` (Apache Kafka, or Tansu on that storage), stopped and their
     logs deleted on exit."""
     root = Path(tempfile.mkdtemp(prefix="warden-broker-check-"))
@@ -282,7 +289,7 @@ async def _create(brokers: Brokers, name: str, partitions: int = 1, configs: dic
 
 
 @contextlib.asynccontextmanager
-async def _producer(broker: str, **options):
+async def _producer(broker: str, **options: Any) -> AsyncIterator[AIOKafkaProducer]:
     producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", max_request_size=MAX_MESSAGE_BYTES, **options)
     try:
         await producer.start()  # an idempotent one asks the broker for its producer id here
@@ -292,7 +299,7 @@ async def _producer(broker: str, **options):
 
 
 @contextlib.asynccontextmanager
-async def _consumer(broker: str, **options):
+async def _consumer(broker: str, **options: Any) -> AsyncIterator[AIOKafkaConsumer]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=broker,
         enable_auto_commit=False,
@@ -307,7 +314,7 @@ async def _consumer(broker: str, **options):
         await consumer.stop()
 
 
-async def _read(consumer: AIOKafkaConsumer, count: int, timeout_s: float = 20.0) -> list:
+async def _read(consumer: AIOKafkaConsumer, count: int, timeout_s: float = 20.0) -> list[Any]:
     """The next ``count`` records ``consumer`` fetches, or what it got in ``timeout_s``."""
     got: list[Any] = []  # aiokafka's ConsumerRecords (aiokafka has no types)
     deadline = time.monotonic() + timeout_s
@@ -317,7 +324,7 @@ async def _read(consumer: AIOKafkaConsumer, count: int, timeout_s: float = 20.0)
     return got
 
 
-async def _read_topic(broker: str, topic: str, count: int, timeout_s: float = 20.0) -> list:
+async def _read_topic(broker: str, topic: str, count: int, timeout_s: float = 20.0) -> list[Any]:
     async with _consumer(broker) as consumer:
         consumer.assign([TopicPartition(topic, 0)])
         await consumer.seek_to_beginning()
@@ -625,7 +632,9 @@ ACROSS_BROKERS = {
 }
 
 
-def run_checks(storage: str, count: int, tansu: str, schema: Path | None, progress) -> list[dict]:
+def run_checks(
+    storage: str, count: int, tansu: str, schema: Path | None, progress: Callable[[str], object]
+) -> list[dict[str, Any]]:
     checks = {**CHECKS, **(ACROSS_BROKERS if count > 1 else {})}
     rows = []
 
@@ -693,7 +702,9 @@ async def _newest_fetches(broker: str, tp: TopicPartition, samples: int) -> list
     return latencies
 
 
-async def _growth(brokers: Brokers, marks: list[int], samples: int, deadline: float, progress) -> list:
+async def _growth(
+    brokers: Brokers, marks: list[int], samples: int, deadline: float, progress: Callable[[str], object]
+) -> list[Any]:
     tp = TopicPartition("growth", 0)
     await _create(brokers, tp.topic)
     broker, pids = brokers.first, brokers.pids
@@ -730,8 +741,14 @@ async def _growth(brokers: Brokers, marks: list[int], samples: int, deadline: fl
 
 
 def run_growth(
-    storage: str, marks: list[int], samples: int, budget_s: float, tansu: str, schema: Path | None, progress
-) -> dict:
+    storage: str,
+    marks: list[int],
+    samples: int,
+    budget_s: float,
+    tansu: str,
+    schema: Path | None,
+    progress: Callable[[str], object],
+) -> dict[str, Any]:
     try:
         with _brokers(storage, 1, tansu, schema, progress) as brokers:
             deadline = time.monotonic() + budget_s  # from the broker's start on: a JVM's takes seconds
@@ -849,7 +866,7 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], s
     return args, growth, tansu
 
 
-def _print_report(result: dict, brokers: int, growth: list[str]) -> None:
+def _print_report(result: dict[str, Any], brokers: int, growth: list[str]) -> None:
     """The checks, PASS or FAIL each with what they saw, then the growth figures by storage."""
     print(f"{result['broker']}, {brokers} broker(s):")
     for row in result["checks"]:

@@ -14,6 +14,8 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -120,7 +122,8 @@ async def _stop_relay(process: asyncio.subprocess.Process) -> dict[str, int]:
             f"a relay of the pipeline ended (exit status {process.returncode}) without saying what it "
             "wrote; its error is on this benchmark's stderr"
         )
-    return json.loads(written)
+    counts: dict[str, int] = json.loads(written)
+    return counts
 
 
 async def _through(broker: str, run: int, count: int, rate: int, wait: int) -> tuple[list[float], float]:
@@ -201,7 +204,7 @@ class _Relays:
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.worker.pid) + cpu_seconds(self.signer.pid)
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: Any) -> None:
         try:
             signer = await _stop_relay(self.signer)
         finally:
@@ -209,7 +212,9 @@ class _Relays:
         self.written = {topic.rsplit("-", 1)[0]: n for topic, n in {**worker, **signer}.items()}
 
 
-async def empty_pipeline(broker: str, pid: int, waits: list[int], count: int, rate: int, burst: int, progress) -> dict:
+async def empty_pipeline(
+    broker: str, pid: int, waits: list[int], count: int, rate: int, burst: int, progress: Callable[[str], object]
+) -> dict[str, Any]:
     rows, burst_row = [], None
     for run, wait in enumerate(waits):
         progress(f"pipeline: {count} records at {rate}/s through two relays, fetch wait {wait} ms")

@@ -40,7 +40,7 @@ SIGNER = "service:signer"
 ALL_PROVIDERS = ("local-dev", "pkcs11", "aws-kms", "gcp-kms", "azure-kv")
 
 
-def _quiet_dev_root(path: Path, name: str = "local-dev"):
+def _quiet_dev_root(path: Path, name: str = "local-dev") -> Any:
     from signer.custody.roots import LocalDevRoot
 
     # The warning is for humans starting a service; a benchmark's throwaway root need not shout.

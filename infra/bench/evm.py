@@ -23,6 +23,7 @@ import gc
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from eth_hash.auto import keccak as eth_hash_keccak
 
@@ -79,7 +80,7 @@ def _operations() -> list[tuple[str, dict[str, Callable[[], object]]]]:
     return operations
 
 
-def run(n: int = 20000) -> dict:
+def run(n: int = 20000) -> dict[str, Any]:
     """Time every implementation of every operation ``n`` times, alternating in chunks."""
     if n < CHUNKS:
         raise ValueError(f"n must be >= {CHUNKS}")
@@ -116,7 +117,7 @@ def run(n: int = 20000) -> dict:
     return {"n": chunk * CHUNKS, "keep_ratio": KEEP_RATIO, "in_use": dict(_crypto.PATHS), "operations": rows}
 
 
-def _format(result: dict) -> str:
+def _format(result: dict[str, Any]) -> str:
     lines = [f"evm fast paths: n={result['n']} per implementation, alternating in {CHUNKS} chunks"]
     for row in result["operations"]:
         lines.append(f"  {row['operation']}")

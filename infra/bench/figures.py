@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -43,7 +44,7 @@ def numbers(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 
 
-def windows(latencies_ms: Sequence[float], marks: Sequence[Mapping[str, float]], size: int) -> list[dict]:
+def windows(latencies_ms: Sequence[float], marks: Sequence[Mapping[str, float]], size: int) -> list[dict[str, Any]]:
     """Consecutive windows of ``size`` intents, in the order they were sent (``latencies_ms``):
     each window's p50 and p99, and each process's CPU milliseconds an intent, from the CPU-seconds
     read at the windows' edges (``marks[k]`` as the k-th window began, ``marks[k + 1]`` as it
@@ -70,7 +71,7 @@ def interval(
     seen_at: Mapping[str, float],
     cpu_before: Mapping[str, float],
     cpu_after: Mapping[str, float],
-) -> dict:
+) -> dict[str, Any]:
     """One interval of a steady run, [start, end) in wall-clock seconds: the intents sent in it, the
     outcomes seen in it and their latencies from their send (p50, p99; None without any), and each
     process's CPU over it as a % of one core."""

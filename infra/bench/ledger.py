@@ -16,8 +16,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -92,7 +94,7 @@ def records(n: int, per_record: int, writer: AuditSigner) -> list[tuple[int, byt
 
 
 def append(
-    store: ChdbStore, raw: list[tuple[int, bytes, list]], keys: _Keys, key: Ed25519PrivateKey, batch: int
+    store: ChdbStore, raw: list[tuple[int, bytes, list[Any]]], keys: _Keys, key: Ed25519PrivateKey, batch: int
 ) -> float:
     """The sink's append path (ledger.batch.append_records and sign_checkpoints) over
     ``raw`` in batches of ``batch`` records and at most ``BATCH_BYTES`` (WARDEN_LEDGER_BATCH_BYTES),
@@ -133,7 +135,7 @@ def append(
         checks.close()
 
 
-def run(events: int, batch: int, per_record: int, progress) -> dict:
+def run(events: int, batch: int, per_record: int, progress: Callable[[str], object]) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="warden-bench-ledger-"))
     try:
         progress(f"generating {events:,} audit events, {per_record} to a signed record")
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(result["met"].values()) else 1
 
 
-def events_label(result: dict) -> str:
+def events_label(result: dict[str, Any]) -> str:
     return f"{result['events']:,} events in {result['chains']} chains, {result['events_per_record']} to a signed record"
 
 

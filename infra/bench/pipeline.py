@@ -21,9 +21,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -86,7 +87,7 @@ STAGES = (
 )
 
 
-async def _approvals(settings: Settings, start: dict, wanted: set[str]) -> dict[str, tuple[float, float]]:
+async def _approvals(settings: Settings, start: dict[str, Any], wanted: set[str]) -> dict[str, tuple[float, float]]:
     """Each wanted intent's approval on warden.intents.approved: (decided_at, record time), read
     from where the run began to the topic's end now that the run is over."""
     from aiokafka import AIOKafkaConsumer
@@ -120,8 +121,14 @@ async def _approvals(settings: Settings, start: dict, wanted: set[str]) -> dict[
 
 
 async def _measure(
-    settings: Settings, agents: int, count: int, rate: int, progress, pids: dict[str, int], mode: Mode
-) -> dict:
+    settings: Settings,
+    agents: int,
+    count: int,
+    rate: int,
+    progress: Callable[[str], object],
+    pids: dict[str, int],
+    mode: Mode,
+) -> dict[str, Any]:
     """One measured run: warm up, submit ``count`` intents at ``rate`` a second (0: as fast as
     they go; ``mode.awaited``: each once the one before has its outcome), wait for their outcomes,
     and report throughput, latency, stages and CPU."""
@@ -156,7 +163,7 @@ def bench_intent(agents: list[tuple[str, Ed25519PrivateKey]], n: int) -> Transac
     return new_intent(key, agent_id=agent_id, **SIGN_ONLY)
 
 
-def _bench_intents(provisioned: list[tuple[str, Ed25519PrivateKey]], count: int) -> tuple[list, list]:
+def _bench_intents(provisioned: list[tuple[str, Ed25519PrivateKey]], count: int) -> tuple[list[Any], list[Any]]:
     """The provisioned agents' intents, signed round-robin over them: ten warm-up intents an
     agent, then the ``count`` measured ones."""
     warmup = [bench_intent(provisioned, n) for n in range(len(provisioned) * 10)]
@@ -184,7 +191,7 @@ class BenchRun:
     open: bool = False
     arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)  # set at each new outcome
 
-    async def watch(self, settings: Settings, start: dict) -> None:
+    async def watch(self, settings: Settings, start: dict[str, Any]) -> None:
         """Read the outcome topics from ``start`` until every wanted intent has its outcome."""
         from aiokafka import AIOKafkaConsumer
 
@@ -237,7 +244,9 @@ async def pace(began: float, n: int, rate: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def warm_up(client: Client, run: BenchRun, warmup: list, progress, timeout_s: float = 180) -> None:
+async def warm_up(
+    client: Client, run: BenchRun, warmup: list[Any], progress: Callable[[str], object], timeout_s: float = 180
+) -> None:
     """Submit the warm-up intents (already in ``run.wanted``) and wait for their outcomes."""
     for intent in warmup:
         await client.submit(intent)
@@ -262,7 +271,7 @@ async def _outcome(run: BenchRun, intent_id: str, timeout_s: float) -> bool:
     return True
 
 
-def _window_line(run: BenchRun, window: list, done: int) -> str:
+def _window_line(run: BenchRun, window: list[Any], done: int) -> str:
     """A progress line for an awaited run's window just ended at its ``done``-th intent."""
     ids = [i.intent_id for i in window]
     (row,) = windows([(run.seen_at[i] - run.sent_at[i]) * 1000 for i in ids], run.marks[-2:], len(ids))
@@ -275,11 +284,11 @@ def _window_line(run: BenchRun, window: list, done: int) -> str:
 async def _submit(
     settings: Settings,
     run: BenchRun,
-    warmup: list,
-    intents: list,
+    warmup: list[Any],
+    intents: list[Any],
     rate: int,
-    progress,
-    pids,
+    progress: Callable[[str], object],
+    pids: dict[str, int],
     awaited: list[tuple[str, Ed25519PrivateKey]] | None = None,
 ) -> None:
     """Submit the warm-up intents and wait for their outcomes; then read the clocks and submit the
@@ -315,7 +324,9 @@ async def _submit(
         await client.flush()
 
 
-def _figures(run: BenchRun, intents: list, approved: dict, agents: int, rate: int, pids: dict[str, int]) -> dict:
+def _figures(
+    run: BenchRun, intents: list[Any], approved: dict[str, Any], agents: int, rate: int, pids: dict[str, int]
+) -> dict[str, Any]:
     """The run's report: intents completed a second, end-to-end latency, where the time went
     stage by stage (for the intents both approved and signed), and the CPU each process used."""
     count = len(intents)
@@ -355,7 +366,7 @@ def _figures(run: BenchRun, intents: list, approved: dict, agents: int, rate: in
     }
 
 
-def _windows(run: BenchRun, latencies: list[float]) -> dict:
+def _windows(run: BenchRun, latencies: list[float]) -> dict[str, Any]:
     """An awaited run's figures ``run.window`` intents at a time (the broker's CPU an intent among
     them: every Kafka node's, or the embedded broker's), and its last window against its first:
     whether it stays flat with use."""
@@ -375,7 +386,7 @@ def _windows(run: BenchRun, latencies: list[float]) -> dict:
     }
 
 
-def _cpu_per_intent(cpu: dict[str, float], done: int) -> dict:
+def _cpu_per_intent(cpu: dict[str, float], done: int) -> dict[str, Any]:
     """CPU milliseconds each process spent per completed intent, and what they add up to bound:
     with every process on this machine's cores, no run can complete more intents a second than
     cores x 1000 / the total. A run near that ceiling is bound by CPU, not by waiting; a faster
@@ -397,7 +408,7 @@ def _broker_share(per_process: dict[str, float]) -> float:
     return round(sum(v for name, v in per_process.items() if is_broker(name)), 3)
 
 
-def in_signatures(results: list[dict]) -> None:
+def in_signatures(results: list[dict[str, Any]]) -> None:
     """Each run's CPU an intent in eth-account signatures, all processes' and the broker's:
     `warden bench sign`'s timing of ``Account.sign_transaction`` in the same sitting, this
     machine's unit of work as it is now."""
@@ -438,12 +449,12 @@ class BenchStack:
 def bench_stack(
     label: str,
     storage: str,
-    progress,
+    progress: Callable[[str], object],
     topology: str = "fused",
     signers: int = 1,
     workers: int = 1,
     parts: tuple[str, ...] | None = None,
-):
+) -> Iterator[BenchStack]:
     """A fresh stack of ``parts`` under a temporary home; by default, on ``storage="durable"``
     Apache Kafka and every process `warden up` starts (Solana and the API besides the
     pipeline's), else the embedded broker and the pipeline's processes."""
@@ -469,8 +480,15 @@ def bench_stack(
 
 
 def run(
-    topology: str, agents: int, count: int, rate: int, progress, signers: int = 1, workers: int = 1, mode: Mode = Mode()
-) -> dict:
+    topology: str,
+    agents: int,
+    count: int,
+    rate: int,
+    progress: Callable[[str], object],
+    signers: int = 1,
+    workers: int = 1,
+    mode: Mode = Mode(),
+) -> dict[str, Any]:
     with bench_stack(topology, mode.storage, progress, topology, signers, workers) as bench:
         result = {
             "topology": topology,
@@ -483,7 +501,13 @@ def run(
     return result
 
 
-def idle(seconds: float, storage: str, progress, profile: Path | None = None, settle_s: float = IDLE_SETTLE_S) -> dict:
+def idle(
+    seconds: float,
+    storage: str,
+    progress: Callable[[str], object],
+    profile: Path | None = None,
+    settle_s: float = IDLE_SETTLE_S,
+) -> dict[str, Any]:
     """A started stack left alone for ``seconds``, after one agent's ten warm-up intents and
     ``settle_s`` more: each process's CPU over it, and all of them together (profiled into
     ``profile``, if given)."""
@@ -507,7 +531,7 @@ def idle(seconds: float, storage: str, progress, profile: Path | None = None, se
     }
 
 
-async def _warmed(settings: Settings, progress) -> None:
+async def _warmed(settings: Settings, progress: Callable[[str], object]) -> None:
     """One agent provisioned and its ten warm-up intents answered: every process has done its
     first work (connections, caches) before the stack is left alone."""
     warmup, _ = _bench_intents(await provision_agents(settings, 1), 0)
@@ -611,7 +635,7 @@ def _mode_arguments(parser: argparse.ArgumentParser) -> None:
     add_profile_argument(parser)
 
 
-def _print_result(r: dict, cpus: int | None) -> None:
+def _print_result(r: dict[str, Any], cpus: int | None) -> None:
     print(
         f"{r['topology']:6} {r['workers']}w/{r['signers']}s {r['intents_per_s']:>8} intents/s  p50 {r['latency_ms_p50']} ms  "
         f"p99 {r['latency_ms_p99']} ms  p999 {r['latency_ms_p999']} ms  ({r['completed']}/{r['intents']} "
@@ -648,7 +672,7 @@ def _print_result(r: dict, cpus: int | None) -> None:
         )
 
 
-def _print_idle(report: dict) -> None:
+def _print_idle(report: dict[str, Any]) -> None:
     print(
         f"idle for {report['seconds']} s ({report['broker_storage']} broker storage): all processes "
         f"{report['all_percent_of_one_core']} % of one core"

@@ -23,9 +23,9 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 REPO = Path(__file__).resolve().parents[2]
 TOP = 12  # entries listed for each process
@@ -78,7 +78,7 @@ def py_spy_top(collapsed: str, count: int = TOP) -> Top:
     return _top(stacks, count)
 
 
-def jfr_top(printed: dict, count: int = TOP) -> Top:
+def jfr_top(printed: dict[str, Any], count: int = TOP) -> Top:
     """The execution samples of ``jfr print --json``'s document (each stack top first) ranked by
     class.method."""
     stacks = []
@@ -107,7 +107,7 @@ def _top(stacks: list[tuple[list[str], int]], count: int) -> Top:
 
 
 @contextlib.contextmanager
-def profiling(directory: Path | None, pids: dict[str, int], progress) -> Iterator[None]:
+def profiling(directory: Path | None, pids: dict[str, int], progress: Callable[[str], object]) -> Iterator[None]:
     """Profile the processes ``pids`` (name: pid) while the block runs, into ``directory``
     (nothing without one), and write their top entries to ``directory/top.txt``."""
     if directory is None:
@@ -151,7 +151,7 @@ def _jcmd(pid: int, *command: str) -> None:
     subprocess.run(["jcmd", str(pid), *command], check=True, capture_output=True, timeout=60)
 
 
-def _write_top(directory: Path, pythons: list[str], jvms: list[str], progress) -> None:
+def _write_top(directory: Path, pythons: list[str], jvms: list[str], progress: Callable[[str], object]) -> None:
     """Each profiled process's top entries, in ``directory/top.txt`` and on the progress lines."""
     lines = []
     for name in pythons:

@@ -25,6 +25,7 @@ import argparse
 import gc
 import sys
 import time
+from typing import Any
 
 # eth-account is a test/benchmark-only dependency; the signer never imports it.
 from eth_account import Account
@@ -55,7 +56,7 @@ _FIELDS = FeeMarketFields(
 )
 
 
-def _eth_account_dict() -> dict:
+def _eth_account_dict() -> dict[str, Any]:
     return {
         "type": 2,
         "chainId": _FIELDS["chain_id"],
@@ -70,7 +71,7 @@ def _eth_account_dict() -> dict:
     }
 
 
-def run(n: int = 2000) -> dict:
+def run(n: int = 2000) -> dict[str, Any]:
     """Sign the benchmark transaction ``n`` times with each implementation."""
     if n < 1:
         raise ValueError("n must be >= 1")
@@ -136,7 +137,7 @@ def run(n: int = 2000) -> dict:
     }
 
 
-def _format(result: dict) -> str:
+def _format(result: dict[str, Any]) -> str:
     def line(label: str, per_s: float) -> str:
         return f"  {label:<34} {per_s:>10,.0f} tx/s  {1e6 / per_s:>8.1f} us/tx"
 

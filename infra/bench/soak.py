@@ -19,6 +19,8 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from infra.bench.figures import interval, percentile_ms
 from infra.bench.pipeline import (
@@ -43,8 +45,14 @@ TAIL_S = 60.0  # how long the last intents' outcomes are waited for once the run
 
 
 async def _soak(
-    settings: Settings, minutes: int, rate: float, agents: int, pids: dict[str, int], mode: Mode, progress
-) -> dict:
+    settings: Settings,
+    minutes: int,
+    rate: float,
+    agents: int,
+    pids: dict[str, int],
+    mode: Mode,
+    progress: Callable[[str], object],
+) -> dict[str, Any]:
     """Warm up, then send at ``rate`` for ``minutes``, a row of figures at each minute's end; then
     wait up to ``TAIL_S`` for the outcomes still due."""
     provisioned = await provision_agents(settings, agents)
@@ -71,7 +79,7 @@ async def _soak(
     return _summary(run, rows, sent)
 
 
-async def _send_until(client: Client, run: BenchRun, agents: list, sent: int, rate: float, end: float) -> int:
+async def _send_until(client: Client, run: BenchRun, agents: list[Any], sent: int, rate: float, end: float) -> int:
     """Send the run's intents due before ``end`` (wall clock), then wait for ``end``; returns how
     many the run has sent."""
     while run.began + sent / rate < end:
@@ -85,11 +93,11 @@ async def _send_until(client: Client, run: BenchRun, agents: list, sent: int, ra
     return sent
 
 
-def _row(run: BenchRun, before: tuple[float, dict], after: tuple[float, dict]) -> dict:
+def _row(run: BenchRun, before: tuple[float, dict[str, Any]], after: tuple[float, dict[str, Any]]) -> dict[str, Any]:
     return interval(before[0], after[0], run.sent_at, run.seen_at, before[1], after[1])
 
 
-def _line(row: dict) -> str:
+def _line(row: dict[str, Any]) -> str:
     cpu = ", ".join(f"{name} {v}" for name, v in row["cpu_percent_of_one_core"].items())
     return (
         f"minute {row['minute']:>3}: sent {row['sent']:>6}, outcomes {row['outcomes']:>6}, "
@@ -97,7 +105,7 @@ def _line(row: dict) -> str:
     )
 
 
-def _summary(run: BenchRun, rows: list[dict], sent: int) -> dict:
+def _summary(run: BenchRun, rows: list[dict[str, Any]], sent: int) -> dict[str, Any]:
     """The whole run: the rows, and every measured intent's latency and outcome together."""
     latencies = [(run.seen_at[i] - t) * 1000 for i, t in run.sent_at.items() if i in run.seen_at]
     return {
@@ -112,7 +120,7 @@ def _summary(run: BenchRun, rows: list[dict], sent: int) -> dict:
     }
 
 
-def soak(minutes: int, rate: float, agents: int, mode: Mode, progress) -> dict:
+def soak(minutes: int, rate: float, agents: int, mode: Mode, progress: Callable[[str], object]) -> dict[str, Any]:
     with bench_stack("soak", mode.storage, progress, parts=UP_PARTS) as bench:
         progress(f"soak: {minutes} minute(s) at {rate}/s from {agents} agent(s), a line a minute")
         result = asyncio.run(_soak(bench.stack.settings, minutes, rate, agents, bench.pids, mode, progress))
@@ -127,7 +135,7 @@ def soak(minutes: int, rate: float, agents: int, mode: Mode, progress) -> dict:
     }
 
 
-def _print(report: dict) -> None:
+def _print(report: dict[str, Any]) -> None:
     names = list(report["minutes"][0]["cpu_percent_of_one_core"]) if report["minutes"] else []
     print(
         f"soak: {report['rate_per_s']}/s from {report['agents']} agent(s), {report['broker_storage']} broker storage; "

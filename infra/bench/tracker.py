@@ -21,12 +21,14 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra.bench.figures import cpu_seconds, numbers
 from infra.cli.output import print_json
+from schemas.emit import Emit
 
 if TYPE_CHECKING:  # the benchmark imports Warden's modules only when it runs
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -54,8 +56,14 @@ class CountingNode:
 
 
 async def _pending(
-    rpc_url: str, anvil_pid: int, tmp: Path, pending: int, agents: int, seconds: float, progress
-) -> dict:
+    rpc_url: str,
+    anvil_pid: int,
+    tmp: Path,
+    pending: int,
+    agents: int,
+    seconds: float,
+    progress: Callable[[str], object],
+) -> dict[str, Any]:
     """One run: ``pending`` broadcast transactions of ``agents`` agents wait ``seconds`` on a node
     that does not mine, followed by the signer's trackers; then blocks mine them all."""
     from runtime.clock import utcnow
@@ -69,9 +77,9 @@ async def _pending(
         books = await _agents(node, store, admin_key, agents)
         progress(f"  signing and sending {pending} transactions")
         sent = await _sign_and_send(signer, state, books, pending)
-        outcomes: list = []
+        outcomes: list[Any] = []
 
-        async def emit(emits) -> None:
+        async def emit(emits: list[Emit]) -> None:
             outcomes.extend(emits)
 
         progress(f"  {pending} pending for {seconds:g} s, then the blocks that hold them")
@@ -180,7 +188,7 @@ async def _agents(
 
 async def _sign_and_send(
     signer: Signer, state: SignerState, books: list[tuple[str, Ed25519PrivateKey, AgentPolicy]], pending: int
-) -> list:
+) -> list[Any]:
     """Have the signer sign ``pending`` approved intents, round-robin over the agents, and send
     each transaction to the node: the broadcast records its trackers follow."""
     from runtime.clock import utcnow
@@ -208,7 +216,7 @@ async def _sign_and_send(
     return sent
 
 
-def run(pending: list[int], agents: int, seconds: float, progress) -> dict:
+def run(pending: list[int], agents: int, seconds: float, progress: Callable[[str], object]) -> dict[str, Any]:
     from infra.stack.local import LocalStack, local_settings
 
     results = []

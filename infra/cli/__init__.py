@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     # first, once every 30 s at most (`warden mcp` and `warden pay` run long). No file says which.
     REGISTRY.when_unknown(_learn_chains)
     try:
-        return args.handler(args)
+        code: int = args.handler(args)
+        return code
     except WardenError as exc:
         # An error Warden raises on purpose says what was wrong and what to do next: a person
         # reads that, not a traceback, and a script sees exit code 1.

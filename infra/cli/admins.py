@@ -21,7 +21,7 @@ from sdk.quorum import publish_or_propose
 from sdk.records import admins_in_force
 
 
-def cmd_show(args) -> int:
+def cmd_show(args: argparse.Namespace) -> int:
     admins = asyncio.run(admins_in_force(load()))
     fingerprints = {key_id: key_fingerprint(public) for key_id, public in admins.keys.items()}
     doc = {
@@ -44,7 +44,7 @@ def cmd_show(args) -> int:
     return 0
 
 
-def cmd_key(args) -> int:
+def cmd_key(args: argparse.Namespace) -> int:
     """This admin's key (made on first use); its pin line for WARDEN_ADMIN_KEYS or `propose --admins`."""
     settings = load()
     public = public_key_hex(load_or_create_admin_key(settings.home, settings.admin_id))
@@ -55,7 +55,7 @@ def cmd_key(args) -> int:
     return 0
 
 
-def cmd_propose(args) -> int:
+def cmd_propose(args: argparse.Namespace) -> int:
     settings = load()
     admins = asyncio.run(admins_in_force(settings))
     pairs = (item.split("=", 1) for item in args.admins.split(",") if item.strip())

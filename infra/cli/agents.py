@@ -6,15 +6,17 @@ import argparse
 import asyncio
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
-from runtime.config import load
+from runtime.config import Settings, load
+from schemas.policy import AgentPolicy
 
 
-def _policy_fields(args) -> dict:
+def _policy_fields(args: argparse.Namespace) -> dict[str, Any]:
     from sdk.policies import OPTIONS, policy_fields  # with the policy's model: see cmd_agents
 
     extra = None
@@ -30,7 +32,7 @@ def _policy_fields(args) -> dict:
     return policy_fields({option: getattr(args, option) for option in OPTIONS}, extra)
 
 
-def _agent_address(settings, agent_id: str) -> str | None:
+def _agent_address(settings: Settings, agent_id: str) -> str | None:
     """The agent's active ethereum address from the key store (public), for simulation."""
     from signer.custody_wiring import keystore_from_settings  # the key store: only when no --sender is known
 
@@ -42,7 +44,7 @@ def _agent_address(settings, agent_id: str) -> str | None:
     return active[-1] if active else None
 
 
-def _intent_key(settings, args, current) -> str:
+def _intent_key(settings: Settings, args: argparse.Namespace, current: AgentPolicy | None) -> str:
     """The key the agent's intents must be signed with: ``--public-key`` when given; else, on an
     update, the one in force (an agent whose key is held elsewhere keeps it: this home's key file
     is not the agent's); else, on create, this home's key file for the agent, made on first use."""
@@ -50,13 +52,13 @@ def _intent_key(settings, args, current) -> str:
     from sdk.client import load_or_create_agent_key
 
     if args.public_key is not None:
-        return args.public_key
+        return str(args.public_key)
     if current is not None:
         return current.agent_public_key
     return public_key_hex(load_or_create_agent_key(settings.home, args.agent))
 
 
-def cmd_agents(args) -> int:
+def cmd_agents(args: argparse.Namespace) -> int:
     settings = load()
     if args.action == "api-key":
         return _api_key(settings, args)
@@ -114,7 +116,7 @@ def cmd_agents(args) -> int:
     return _publish(settings, args, policy, what_if)
 
 
-def _show(current, args) -> int:
+def _show(current: AgentPolicy | None, args: argparse.Namespace) -> int:
     """``warden agents show``: the policy in force, field by field or as one JSON document."""
     if current is None:
         note(f"no policy for agent {args.agent!r}")
@@ -128,7 +130,7 @@ def _show(current, args) -> int:
     return 0
 
 
-def _propose(settings, args, policy, needed: int) -> int:
+def _propose(settings: Settings, args: argparse.Namespace, policy: AgentPolicy, needed: int) -> int:
     """Publish the signed policy as a proposal the other admins sign, when the quorum for
     ``policy`` is more than one admin, and say who must sign next."""
     from sdk.quorum import propose, publish_proposal  # the admins' signatures: see cmd_agents
@@ -146,13 +148,13 @@ def _propose(settings, args, policy, needed: int) -> int:
     return 0
 
 
-def _publish(settings, args, policy, what_if) -> int:
+def _publish(settings: Settings, args: argparse.Namespace, policy: AgentPolicy, what_if: Any) -> int:
     """Publish the signed policy, which one admin's signature puts in force, and wait for the
     worker's verdict on it; print the policy (with the what-if report under ``--json``)."""
     from schemas.actions import AuditAction  # with Kafka's client: see cmd_agents
     from sdk.client import Client
 
-    async def publish():
+    async def publish() -> Any:
         async with Client(settings) as client:
             return await client.publish_policy(policy, wait_s=args.wait)
 
@@ -167,7 +169,7 @@ def _publish(settings, args, policy, what_if) -> int:
     return 0
 
 
-def _api_key(settings, args) -> int:
+def _api_key(settings: Settings, args: argparse.Namespace) -> int:
     """The HTTP API's keys of an agent (`gateway.http_api.api_keys`): issue one (shown once, kept as a hash),
     revoke one, or list them."""
     from gateway.http_api.api_keys import (  # only `api-key` uses them

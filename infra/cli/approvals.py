@@ -65,7 +65,7 @@ def _one(proposals: list[Gathered], proposal_id: str) -> Gathered:
     return matches[0]
 
 
-def _print_proposal(row: dict) -> None:
+def _print_proposal(row: dict[str, Any]) -> None:
     signers = ", ".join(row["signed_by"]) or "none"
     print(
         f"{row['proposal_id'][:16]}  {row['what']}, proposed by {row['proposed_by']}: {len(row['signed_by'])} of "
@@ -89,7 +89,7 @@ def _waits_for_own(admin_id: str) -> str:
     )
 
 
-def cmd_list(args) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     settings = load()
     waiting, proposals, in_force = asyncio.run(open_decisions(settings, utcnow()))
     if args.agent:
@@ -128,7 +128,7 @@ def cmd_list(args) -> int:
     return 0
 
 
-async def decide(settings: Settings, intent_id: str, decision: str, reason: str, wait_s: float) -> dict:
+async def decide(settings: Settings, intent_id: str, decision: str, reason: str, wait_s: float) -> dict[str, Any]:
     """Sign and publish the admin's decision on a parked intent; return what followed."""
     now = utcnow()
     waiting = {p.intent_id: p for p in await pending_approvals(settings, now)}
@@ -172,7 +172,7 @@ async def decide(settings: Settings, intent_id: str, decision: str, reason: str,
     return doc
 
 
-def cmd_decide(args) -> int:
+def cmd_decide(args: argparse.Namespace) -> int:
     settings = load()
     decision = "approve" if args.action == "approve" else "deny"
     try:
@@ -213,13 +213,13 @@ def cmd_decide(args) -> int:
     return 0 if took_effect else 1
 
 
-async def show(settings: Settings, proposal_id: str) -> dict:
+async def show(settings: Settings, proposal_id: str) -> dict[str, Any]:
     """One open proposal, with the whole change it makes and the digest of the bytes signed."""
     _, proposals, in_force = await open_decisions(settings, utcnow())
     return proposal_row(_one(proposals, proposal_id), in_force)
 
 
-def cmd_show(args) -> int:
+def cmd_show(args: argparse.Namespace) -> int:
     try:
         row = asyncio.run(show(load(), args.id))
     except LookupError as exc:
@@ -232,7 +232,7 @@ def cmd_show(args) -> int:
     return 0
 
 
-async def sign(settings: Settings, proposal_id: str, wait_s: float, digest: str | None = None) -> dict:
+async def sign(settings: Settings, proposal_id: str, wait_s: float, digest: str | None = None) -> dict[str, Any]:
     """This admin's signature on an open proposal (with ``digest``: only if the bytes signed are
     the ones it names, else `NotWhatWasShown`); the whole record published if it completes the
     quorum, and what followed."""
@@ -283,7 +283,7 @@ def _at_a_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def cmd_sign(args) -> int:
+def cmd_sign(args: argparse.Namespace) -> int:
     if args.digest is None and _at_a_terminal():
         # A person signs what they were shown: the change, then its digest given back.
         shown = cmd_show(args)

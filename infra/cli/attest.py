@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def _tcb(text: str) -> Tcb:
     return Tcb(bootloader, tee, snp, microcode)
 
 
-def _hex(size: int):
+def _hex(size: int) -> Callable[[str], bytes]:
     def parse(text: str) -> bytes:
         try:
             value = bytes.fromhex(text.removeprefix("0x"))
@@ -73,7 +74,7 @@ def _vcpu_sig(text: str) -> int:
         raise argparse.ArgumentTypeError("a CPUID signature, e.g. 0xa00f11 (EPYC-Milan)") from None
 
 
-def _chain(args) -> tuple[tuple[x509.Certificate, x509.Certificate] | None, Check | None]:
+def _chain(args: argparse.Namespace) -> tuple[tuple[x509.Certificate, x509.Certificate] | None, Check | None]:
     """The --chain file's (ASK, ARK), and the check that its ARK is AMD's shipped one."""
     if not args.chain:
         return None, None
@@ -103,7 +104,7 @@ def _chain(args) -> tuple[tuple[x509.Certificate, x509.Certificate] | None, Chec
     )
 
 
-def cmd_verify(args) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
     try:
         raw, vcek = Path(args.report).read_bytes(), Path(args.vcek).read_bytes()
         chain, root_check = _chain(args)
@@ -158,7 +159,7 @@ def cmd_verify(args) -> int:
     return 0 if result.ok else 1
 
 
-def cmd_measure(args) -> int:
+def cmd_measure(args: argparse.Namespace) -> int:
     inputs = LaunchInputs(
         ovmf=Path(args.ovmf),
         vcpus=args.vcpus,
@@ -206,7 +207,7 @@ def cmd_measure(args) -> int:
     return 0
 
 
-def cmd_signer_attest(args) -> int:
+def cmd_signer_attest(args: argparse.Namespace) -> int:
     """The running signer's keys (its announced sealing key, its pinned service key) bound with a
     nonce into report_data, and the evidence this machine gives for them."""
     # Kafka, the SDK and the admins' pins: only `signer attest` reads them, not `attest verify|measure`

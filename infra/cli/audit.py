@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,7 +26,7 @@ from ledger.note import COSIGNATURE_V1, ED25519, Note, NoteCheckpoint, NoteError
 from ledger.receipt import Policy, Receipt
 from ledger.receipt import check as check_receipt
 from ledger.schema import AUDIT_LOG
-from runtime.config import load
+from runtime.config import Settings, load
 from schemas.errors import Problem
 
 # The ledger's store (ClickHouse or chDB, pyarrow), its proofs and verifier (an HTTP client for
@@ -78,7 +79,7 @@ def _fail(message: str) -> int:
     return fail("warden audit", message, 2)
 
 
-def _witnessed(args: argparse.Namespace, settings, log: NoteKey) -> tuple[list[NoteKey], list[KeptReceipt]]:
+def _witnessed(args: argparse.Namespace, settings: Settings, log: NoteKey) -> tuple[list[NoteKey], list[KeptReceipt]]:
     """The witness keys verify pins (``--witness``, else the sink's WARDEN_LEDGER_WITNESSES) and
     the receipts a client kept (``--receipt``, ``--receipts``), each checked on its own first."""
     from ledger.cosigning import parse_witnesses
@@ -186,7 +187,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _built(build, show=print_json) -> int:
+def _built(build: Callable[[Any, Settings], Any], show: Callable[[Any], None] = print_json) -> int:
     """Shows what ``build(store, settings)`` made from the ledger (a proof, JSON by default), or why
     it could not."""
     from ledger import proof as proofs
@@ -207,7 +208,7 @@ def _built(build, show=print_json) -> int:
     return 0
 
 
-def _checked(args: argparse.Namespace, check, holds) -> int:
+def _checked(args: argparse.Namespace, check: Callable[..., Any], holds: Callable[[Any], str]) -> int:
     """Checks the proof file ``args.proof`` offline with ``check(proof, log)`` (the log's verifier
     key); ``holds(proof)`` is the line printed when it holds."""
     try:
@@ -240,7 +241,7 @@ def _signed(text: str) -> NoteCheckpoint:
 def cmd_check_proof(args: argparse.Namespace) -> int:
     from ledger import proof as proofs
 
-    def holds(proof: dict) -> str:
+    def holds(proof: dict[str, Any]) -> str:
         event, cp = proof["event"], _signed(proof["checkpoint"])
         return (
             f"OK: event {event['event_id']} is row seq {event['seq']} of chain {event['chain']}, "
@@ -263,7 +264,7 @@ def cmd_consistency(args: argparse.Namespace) -> int:
 def cmd_check_consistency(args: argparse.Namespace) -> int:
     from ledger import proof as proofs
 
-    def holds(proof: dict) -> str:
+    def holds(proof: dict[str, Any]) -> str:
         old, new = _signed(proof["old"]), _signed(proof["new"])
         return (
             f"OK: {new.origin}'s checkpoint of {new.size} rows extends the one of {old.size} rows, both signed by "

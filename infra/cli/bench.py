@@ -22,7 +22,7 @@ BENCHMARKS = {
 }
 
 
-def cmd_bench(args) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     # Only the chosen benchmark is imported: each has dependencies the others do without (bench/sign.py
     # needs eth-account, a test-only dependency; bench/pipeline.py the whole stack).
     benchmark = importlib.import_module(BENCHMARKS[args.what])

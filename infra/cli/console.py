@@ -15,7 +15,7 @@ from runtime.clock import utcnow
 from runtime.config import load
 
 
-def cmd_enrol(args) -> int:
+def cmd_enrol(args: argparse.Namespace) -> int:
     settings = load()
     origin = page_party(settings).origins[0]
     link = f"{origin}/enrol/{enrol_token(enrol_key(settings.home), args.admin, utcnow())}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from infra.cli.output import note
 from runtime.clock import utcnow
 from runtime.config import Settings
+from schemas.emit import Emit
 from schemas.errors import WardenError
 from schemas.sealing import decode_client_share
 from sdk.quorum import publish_custody_change
@@ -36,7 +37,7 @@ WAIT_S = 30.0
 WAIT_HELP = "seconds to wait for a signer to apply the key change (default 30; 0: publish and return)"
 
 
-def publish(settings: Settings, emits, wait_s: float = WAIT_S) -> None:
+def publish(settings: Settings, emits: list[Emit], wait_s: float = WAIT_S) -> None:
     """Custody changes belong on their topics and in the ledger. The vault events go out as one
     change signed by this admin: published when that is the quorum for ``keys`` (and waited for,
     up to ``wait_s``, until a signer applied them), else proposed for the other admins to sign.

@@ -35,7 +35,7 @@ def _agent_address(settings: Settings, agent_id: str) -> str:
     from signer.custody_wiring import keystore_from_settings  # custody: only when funding by agent
 
     keys = keystore_from_settings(settings).list_keys("admin:local-admin", agent_id=agent_id, chain="ethereum")
-    active = [k.address for k in keys if k.active]
+    active: list[str] = [k.address for k in keys if k.active]
     if not active:
         raise FundError(
             f"agent {agent_id!r} has no active ethereum signing key on this WARDEN_HOME ({settings.home})",

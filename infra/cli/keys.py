@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from signer.custody.keys import KeyStore
 
 
-def cmd_keys(args) -> int:
+def cmd_keys(args: argparse.Namespace) -> int:
     name = f"warden keys {args.action}"
     required = {"list": (), "provision-signer": ("chain",)}.get(args.action, ("agent", "chain"))
     missing = [f"--{option}" for option in required if not getattr(args, option)]
@@ -140,7 +140,7 @@ def _print_keys(doc: dict[str, Any] | list[dict[str, Any]], as_json: bool) -> No
         print("  ".join(f"{k}={v}" for k, v in doc.items()))
 
 
-def _hand_over_client_share(share: str, out: str | None, mode: str, doc: dict) -> None:
+def _hand_over_client_share(share: str, out: str | None, mode: str, doc: dict[str, Any]) -> None:
     """The one time the client share exists outside the client: write it to ``out`` (0600) or
     show it on stderr, never in the ``--json`` document on stdout, which tends to be logged."""
     if out is not None:

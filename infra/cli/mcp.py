@@ -20,10 +20,10 @@ from gateway.mcp_server.oauth import (
 )
 from gateway.mcp_server.server import AgentNotProvisioned, agent_server
 from infra.cli.output import fail, note
-from runtime.config import load
+from runtime.config import Settings, load
 
 
-def cmd_mcp(args) -> int:
+def cmd_mcp(args: argparse.Namespace) -> int:
     # Before the server is built: the MCP SDK configures logging only when nothing has, and any
     # handler on stdout would corrupt the stdio protocol.
     logging.basicConfig(
@@ -62,7 +62,7 @@ def cmd_mcp(args) -> int:
     return 0
 
 
-def _serve_oauth(settings, args) -> int:
+def _serve_oauth(settings: Settings, args: argparse.Namespace) -> int:
     """Over HTTP, accepting the access tokens an authorization server issues for this server."""
     if not (args.auth_issuer and args.introspection_endpoint):
         missing = "--introspection-endpoint" if args.auth_issuer else "--auth-issuer"

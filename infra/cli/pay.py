@@ -21,7 +21,7 @@ from sdk.x402_pay import pay, payment_summary
 SERVED = ("paid", "no_payment_required")
 
 
-def cmd_pay(args) -> int:
+def cmd_pay(args: argparse.Namespace) -> int:
     settings = load()
     command = "warden pay"
     if not intent_key_file(settings.home, args.agent).exists():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -48,7 +49,7 @@ def proposed_policy(settings: Settings, agent_id: str, path: str) -> AgentPolicy
         raise ValueError(f"--policy {path}: the policy is not valid: {'; '.join(explain(exc))}") from None
 
 
-def render(doc: dict) -> str:
+def render(doc: dict[str, Any]) -> str:
     lines = []
     for c in doc["changes"]:
         was = c["was"] + (f" ({c['was_stage']} {c['was_code']})" if c["was_code"] else "")
@@ -57,7 +58,7 @@ def render(doc: dict) -> str:
         lines.append(f"{'':40} {c['reason']}")
     t = doc["totals"]
 
-    def amounts(moved: dict) -> str:
+    def amounts(moved: dict[str, Any]) -> str:
         return (
             ", ".join(
                 f"{format_native_amount(int(v))} native" if k == "native" else f"{v} units of {k}"
@@ -79,7 +80,7 @@ def render(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def _checked(check: dict) -> str:
+def _checked(check: dict[str, Any]) -> str:
     if not check["checked"]:
         return f"ledger: NOT checked ({check['reason']}): the rows read were believed as stored"
     newer = (
@@ -94,7 +95,9 @@ def _checked(check: dict) -> str:
     )
 
 
-def run_what_if(settings: Settings, agent_id: str, policy: AgentPolicy, since: str, check: bool = True) -> dict:
+def run_what_if(
+    settings: Settings, agent_id: str, policy: AgentPolicy, since: str, check: bool = True
+) -> dict[str, Any]:
     """The what-if report; the rows read are checked against the ledger first unless ``check`` is
     False (``--no-verify``), which the report says. ValueError says why there is none."""
     begin = utcnow() - parse_since(since)
@@ -104,7 +107,7 @@ def run_what_if(settings: Settings, agent_id: str, policy: AgentPolicy, since: s
     return doc | {"ledger_check": checked}
 
 
-def check_rows(settings: Settings, read: LedgerRead) -> dict:
+def check_rows(settings: Settings, read: LedgerRead) -> dict[str, Any]:
     """Every row ``read`` holds, checked as `warden audit verify --since` checks the chains they are
     on: from the last signed checkpoint before the oldest of them, every row hashed and linked,
     every checkpoint after it verified (with the pinned witnesses' cosignatures). A problem on those
@@ -156,7 +159,7 @@ def check_rows(settings: Settings, read: LedgerRead) -> dict:
     return {"checked": True, "chains": chains, "since": since, "rows_read": len(read.rows), **counts}
 
 
-def cmd_what_if(args) -> int:
+def cmd_what_if(args: argparse.Namespace) -> int:
     settings = load()
     try:
         policy = proposed_policy(settings, args.agent, args.policy)

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from aiokafka.errors import KafkaError
 
@@ -38,7 +39,7 @@ READ_S = 15.0
 _UNANSWERED = (KafkaError, OSError, TimeoutError)
 
 
-def cmd_schemas(args) -> int:
+def cmd_schemas(args: argparse.Namespace) -> int:
     written = export(Path(args.dir))
     if args.json:
         print_json([str(p) for p in written])
@@ -48,7 +49,7 @@ def cmd_schemas(args) -> int:
     return 0
 
 
-def cmd_chains(args) -> int:
+def cmd_chains(args: argparse.Namespace) -> int:
     settings = load()
     if args.action == "list":
         return cmd_list(settings, args)
@@ -70,7 +71,7 @@ def cmd_chains(args) -> int:
     return 0 if not doc["published"] or doc["outcome"] == AuditAction.CHAINS_CHANGED else 1
 
 
-def cmd_list(settings: Settings, args) -> int:
+def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     unanswered = None
     try:
         in_force = asyncio.run(asyncio.wait_for(chains_in_force(settings), READ_S))
@@ -109,7 +110,7 @@ def cmd_list(settings: Settings, args) -> int:
     return 0
 
 
-async def change(settings: Settings, args) -> dict:
+async def change(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     """The next chain set (``add`` or ``finality`` over the one in force), signed by this admin,
     published or proposed, and what the services said of it once published."""
     in_force = await asyncio.wait_for(chains_in_force(settings), READ_S)
@@ -165,7 +166,7 @@ async def change(settings: Settings, args) -> dict:
     return doc | {"outcome": verdicts.outcome, "verdicts": verdicts.as_dict()}
 
 
-def _print_change(doc: dict, wait_s: float) -> None:
+def _print_change(doc: dict[str, Any], wait_s: float) -> None:
     version, what = doc["version"], doc["change"]
     if not doc["published"]:
         short = doc["proposal_id"][:16]
@@ -179,7 +180,7 @@ def _print_change(doc: dict, wait_s: float) -> None:
     print_verdicts(doc["verdicts"], wait_s)
 
 
-def print_verdicts(verdicts: dict, wait_s: float) -> None:
+def print_verdicts(verdicts: dict[str, Any], wait_s: float) -> None:
     """What the signer and a streams worker said of a chain set (`SettledVerdicts.as_dict`), a
     line each for people; a silent one with what to check."""
     for role, name in (("signer", "signer"), ("worker", "streams worker")):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from infra.cli.output import add_json_flag, fail, print_json
-from runtime.config import load
+from runtime.config import Settings, load
 from schemas.errors import explain
 from schemas.simulation import MAX_BUNDLE_STEPS, SimulationResult
 from sdk.client import (
@@ -47,7 +48,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the answer")
 
 
-def _steps(args) -> list[dict]:
+def _steps(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.bundle is not None:
         if any(v is not None for v in (args.to, args.value, args.data, args.gas_limit)):
             raise ValueError("--bundle takes its steps from FILE; leave out --to, --value, --data and --gas-limit")
@@ -62,7 +63,7 @@ def _steps(args) -> list[dict]:
     return [{k: v for k, v in given.items() if v is not None}]
 
 
-def cmd_simulate(args) -> int:
+def cmd_simulate(args: argparse.Namespace) -> int:
     settings = load()
     if not intent_key_file(settings.home, args.agent).exists():
         return fail(
@@ -87,7 +88,7 @@ def cmd_simulate(args) -> int:
     return 0 if result.decision != "refused" else 3
 
 
-async def _simulate(settings, args, steps: list[dict]) -> SimulationResult:
+async def _simulate(settings: Settings, args: argparse.Namespace, steps: list[dict[str, Any]]) -> SimulationResult:
     chain = args.chain
     if chain is None:
         policy = await policy_in_force(settings, args.agent)

@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import time
+from typing import Any
 
 from infra.cli.output import add_json_flag, fail, print_json
 from runtime.config import Settings, load
@@ -34,7 +35,7 @@ def process_runs(pid: int | None) -> bool:
     return True
 
 
-async def consumer_lag(settings: Settings) -> dict[str, dict]:
+async def consumer_lag(settings: Settings) -> dict[str, dict[str, Any]]:
     """Per group: records past its committed offsets (from the beginning where it committed none)."""
     from runtime.kafka import group_lag  # Kafka: only once `warden up` runs, not for the report of a stopped stack
 
@@ -45,7 +46,7 @@ async def consumer_lag(settings: Settings) -> dict[str, dict]:
     return lags
 
 
-def ledger_lag(settings: Settings) -> dict:
+def ledger_lag(settings: Settings) -> dict[str, Any]:
     """Audit events on the topic that are not in the ledger (`ledger.lag` says why offsets cannot
     tell), read through its SQL endpoint."""
     # ClickHouse's client and the ledger's readers (pyarrow among them): only once `warden up` runs
@@ -83,7 +84,7 @@ def _metrics_url(settings: Settings, component: str) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     settings = load()
     path = settings.state_dir / "supervisor.json"
     if not path.exists():

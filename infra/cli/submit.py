@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from infra.cli.output import add_json_flag, fail, print_json
 from runtime.clock import utcnow
-from runtime.config import load
+from runtime.config import Settings, load
 from runtime.kafka import end_offsets, follow
 from runtime.registry import REGISTRY
 from runtime.trust import PinnedServiceKeys
@@ -56,7 +56,7 @@ from sdk.client import (
 from svm import messages as solana_messages
 
 
-def _kind_fields(args) -> dict:
+def _kind_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The intent's fields for what `warden sign` (or `warden submit`) was asked to sign."""
     kind = getattr(args, "kind", "tx")
     if kind == "message":
@@ -109,7 +109,7 @@ def _kind_fields(args) -> dict:
     return fields
 
 
-def _solana_fields(args) -> dict:
+def _solana_fields(args: argparse.Namespace) -> dict[str, Any]:
     """``--solana-tx FILE``: a Solana transaction's wire bytes, in the file as they are or as
     base64 text (``-``: standard input)."""
     evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if getattr(args, n, None) is not None]
@@ -134,7 +134,7 @@ def _file_bytes(path: str) -> bytes:
         return raw  # not base64 text: the bytes themselves
 
 
-def _solana_message_fields(args) -> dict:
+def _solana_message_fields(args: argparse.Namespace) -> dict[str, Any]:
     """``warden sign solana-message``: ``--text`` written as an off-chain message naming each
     ``--signatory`` (the agent's Solana address among them) for ``--application-domain``, or
     ``--file``: a message's bytes built elsewhere, as they are or as base64 text."""
@@ -195,7 +195,7 @@ _INTENT_OPTIONS = (
 )
 
 
-def cmd_submit(args) -> int:
+def cmd_submit(args: argparse.Namespace) -> int:
     settings = load()
     if getattr(args, "raw", None) is not None:
         return _submit_raw(args, settings)
@@ -253,7 +253,7 @@ def cmd_submit(args) -> int:
     return _report(args, {"intent": intent.model_dump(mode="json")}, f"submitted {intent.intent_id}", outcome)
 
 
-def _submit_raw(args, settings) -> int:
+def _submit_raw(args: argparse.Namespace, settings: Settings) -> int:
     """``warden submit --raw FILE``: the file's bytes published exactly as they are, keyed by
     ``--agent``, with no validation here; then the worker's answer, as for any intent. A record
     the worker cannot read gets an INVALID_INTENT rejection bound to the SHA-256 of these bytes."""
@@ -299,7 +299,7 @@ def _submit_raw(args, settings) -> int:
     )
 
 
-def _report(args, submitted: dict, line: str, outcome: Outcome | None) -> int:
+def _report(args: argparse.Namespace, submitted: dict[str, Any], line: str, outcome: Outcome | None) -> int:
     """What was submitted and its outcome: a JSON document (``submitted`` and the outcome) or
     lines for people. Exit code 1 for a rejection."""
     if args.json:
@@ -332,7 +332,7 @@ def _read_cmek_text(path: str) -> str:
         key[:] = bytes(len(key))
 
 
-def _describe_outcome(outcome) -> str:
+def _describe_outcome(outcome: Outcome) -> str:
     if isinstance(outcome, IntentParked):
         return (
             f"PARKED {outcome.intent_id} until {outcome.expires_at.isoformat()}: {outcome.reason}; an admin "
@@ -392,7 +392,7 @@ def _unreadable(value: bytes) -> object:
         }
 
 
-def cmd_tail(args) -> int:
+def cmd_tail(args: argparse.Namespace) -> int:
     """Every outcome as it arrives. Each is checked like the SDK checks it (signed by a pinned key
     of the service allowed to say it); one that is not is shown as FORGED, never as an outcome.
     tail did not submit the intents, so it cannot check digests: a client does that."""
@@ -400,14 +400,14 @@ def cmd_tail(args) -> int:
     keys = PinnedServiceKeys(settings)
     wanted = OUTCOME_TOPICS + ((topics.DLQ,) if args.dlq else ())
 
-    async def run():
+    async def run() -> None:
         start = None if args.from_beginning else await end_offsets(settings, wanted)
         async for topic, value in follow(settings, wanted, start):
             if not topic:
                 continue
             record = _tailed_record(topic, value)
             if record is None:
-                forged = "not a dead letter" if topic == topics.DLQ else "not an outcome record"
+                forged: str | None = "not a dead letter" if topic == topics.DLQ else "not an outcome record"
             else:
                 problem = outcome_forgery(record, keys)  # dead letters are signed too
                 forged = None if problem is None else str(problem)
@@ -423,7 +423,7 @@ def cmd_tail(args) -> int:
                 # One line a record: a reason can hold a validator's multi-line report.
                 reason = "; ".join(line.strip() for line in record.reason.splitlines() if line.strip())
                 print(f"DLQ {record.source_topic}/{record.partition}/{record.offset}: {reason}")
-            else:
+            elif record is not None:  # else it is forged, said above
                 print(_describe_outcome(record))
             sys.stdout.flush()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.config import Settings, load
@@ -28,7 +29,7 @@ from sdk.outcomes import OUTCOME_TOPICS, RawSubmission, wait_outcomes
 from sdk.records import ReceiptUnavailable, outcome_receipt
 
 
-def _row(record: SignedTransaction | IntentRejected, include_signed_tx: bool = False) -> dict:
+def _row(record: SignedTransaction | IntentRejected, include_signed_tx: bool = False) -> dict[str, Any]:
     row = record.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
     if not include_signed_tx:
         row.pop("signed_tx", None)
@@ -58,7 +59,7 @@ def _rejected_line(record: IntentRejected) -> str:
     return f"{record.intent_id:40} rejected  at {record.stage}: {record.code}: {reason}"
 
 
-async def cancel(settings: Settings, agent_id: str, wanted: str, reason: str, wait_s: float) -> dict:
+async def cancel(settings: Settings, agent_id: str, wanted: str, reason: str, wait_s: float) -> dict[str, Any]:
     """An admin's signed denial of an intent signed sign-only whose bytes have not landed: the
     signer cancels its transaction. What the signer reported within ``wait_s`` (its record:
     ``cancelled`` once the cancellation is signed and sent), or None."""
@@ -91,7 +92,7 @@ async def cancel(settings: Settings, agent_id: str, wanted: str, reason: str, wa
     }
 
 
-def cmd_cancel(args) -> int:
+def cmd_cancel(args: argparse.Namespace) -> int:
     settings = load()
     if not args.id:
         return fail(
@@ -113,11 +114,11 @@ def cmd_cancel(args) -> int:
     return 0 if outcome is not None and outcome.get("status") == "cancelled" else 1
 
 
-def cmd_txs(args) -> int:
+def cmd_txs(args: argparse.Namespace) -> int:
     return cmd_cancel(args) if args.action == "cancel" else _list_or_show(args)
 
 
-def _list_or_show(args) -> int:
+def _list_or_show(args: argparse.Namespace) -> int:
     settings = load()
     history: dict[str, list[SignedTransaction]] = {}  # filled for show only: list needs none
     found = asyncio.run(agent_transactions(settings, args.agent, history=history if args.action == "show" else None))

@@ -11,6 +11,7 @@ import shutil
 import signal
 import sys
 import time
+from typing import Any
 
 from infra.cli.output import add_json_flag, fail, note, print_json
 from infra.stack.local import LocalStack, StackError, console_origin
@@ -22,11 +23,11 @@ from runtime.trust import LOCAL_ADMIN_ID
 UP_PARTS = ("broker", "anvil", "solana", "streams", "signer", "ledger", "api", "console")
 
 
-def _settings(**overrides) -> Settings:
+def _settings(**overrides: Any) -> Settings:
     return dataclasses.replace(load(), **overrides)
 
 
-def cmd_up(args) -> int:
+def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(
         topology=args.topology, allow_dev_root=True, broker_storage="memory" if args.memory else "durable"
     )
@@ -55,7 +56,7 @@ def cmd_up(args) -> int:
     supervisor = Supervisor(stack)
     stopping = {"now": False}
 
-    def _stop(*_):
+    def _stop(*_: object) -> None:
         stopping["now"] = True
 
     signal.signal(signal.SIGINT, _stop)
@@ -76,7 +77,7 @@ def cmd_up(args) -> int:
     return code
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     # The demo's script (an MCP client, HTTP, Solana and x402 clients, the contracts) and the blobs'
     # trusted setup: imported here, not at the top, so `warden up` does not load them (over a second).
     from evm import blobs

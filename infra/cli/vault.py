@@ -55,7 +55,7 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
     share_in, cmek_in, share_out = _key_material_options()
 
     def subcommand(
-        name: str, body: Callable[[VaultCommandContext], None], help_: str, *parents
+        name: str, body: Callable[[VaultCommandContext], None], help_: str, *parents: argparse.ArgumentParser
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_, parents=[common, *parents])
         p.set_defaults(handler=handler(body))

@@ -15,9 +15,12 @@ from infra.cli.output import note as _note
 from infra.cli.output import print_json as _print_json
 from infra.cli.vault_run import VaultCommandContext, not_agent_keys
 from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES, MODES, CustodyError, fingerprint
+from signer.custody.modes import mode_named
 
 
-def _hand_over_share(ctx: VaultCommandContext, share: str, mode: str | None, out_fd: int | None, doc: dict) -> None:
+def _hand_over_share(
+    ctx: VaultCommandContext, share: str, mode: str | None, out_fd: int | None, doc: dict[str, Any]
+) -> None:
     """The one time a client share exists outside the client: into the --client-share-out file
     (created before the vault, so it cannot be lost to a taken path), else on stderr. Never in
     the --json document on stdout, which tends to be logged. ``mode`` is only named: only a
@@ -45,7 +48,8 @@ def _hand_over_share(ctx: VaultCommandContext, share: str, mode: str | None, out
     )
 
 
-def _set_mode_or_create(ctx: VaultCommandContext, mode: str | None, create: bool) -> None:
+def _set_mode_or_create(ctx: VaultCommandContext, name: str | None, create: bool) -> None:
+    mode = None if name is None else mode_named(name)
     args = ctx.args
     not_agent_keys(args.vault, "creating or changing" if create else "setting the mode of")
     providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
@@ -72,6 +76,8 @@ def _set_mode_or_create(ctx: VaultCommandContext, mode: str | None, create: bool
                 )
             raise
     else:
+        if mode is None:
+            raise UsageError(f"give the mode to set: --mode, one of {', '.join(MODES)}")
         share = ctx.vaults.set_mode(ctx.org, args.vault, mode, actor=ctx.actor, providers=providers)
     ctx.commit()  # the share file now belongs to the vault
     doc: dict[str, Any] = {"org": ctx.org, "vault": args.vault, "mode": mode}

@@ -23,6 +23,7 @@ from signer.custody import (
     CustodyError,
     InvalidKey,
     PermissionDenied,
+    Vaults,
     parse_actor,
 )
 from signer.custody._crypto import wipe
@@ -49,12 +50,12 @@ class VaultCommandContext:
         self.actor: str = args.actor
         self.outbox = AuditOutbox()
         self.vault_events = VaultOutbox()
-        self._vaults = None
+        self._vaults: Vaults | None = None
         self._buffers: list[bytearray] = []
         self._cleanups: list[Callable[[], None]] = []
 
     @property
-    def vaults(self):
+    def vaults(self) -> Vaults:
         if self._vaults is None:
             self._vaults = keystore_from_settings(
                 self.settings, audit=self.outbox, vault_outbox=self.vault_events

@@ -34,7 +34,7 @@ def cmd_put(ctx: VaultCommandContext) -> None:
         print(f"stored {args.path} version {version} ({args.type}) in vault {args.vault!r}")
 
 
-def _versions_at(ctx: VaultCommandContext, path: str, actor: str) -> list:
+def _versions_at(ctx: VaultCommandContext, path: str, actor: str) -> list[Any]:
     return [info for info in ctx.vaults.list_secrets(ctx.org, ctx.args.vault, path, actor=actor) if info.path == path]
 
 
@@ -121,7 +121,7 @@ def cmd_list(ctx: VaultCommandContext) -> None:
         where = f" under {args.prefix!r}" if args.prefix else ""
         _note(f"vault {args.vault!r} holds no secrets{where}")
         return
-    width = max(len("PATH"), *(len(r["path"]) for r in rows))
+    width = max(len("PATH"), *(len(str(r["path"])) for r in rows))
     print(f"{'PATH':{width}}  VERSION  {'TYPE':11}  ACTIVE  {'CREATED_AT':32}  CREATED_BY")
     for r in rows:
         print(

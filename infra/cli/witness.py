@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.cli.output import fail, print_json
 from ledger.keys import SigningKeyError, load_or_create_witness_key
@@ -30,14 +31,14 @@ log = logging.getLogger("warden.witness")
 MAX_BODY = 64 << 10  # an add-checkpoint body: 63 proof lines and a note with its signatures
 
 
-def _dir(args) -> Path:
+def _dir(args: argparse.Namespace) -> Path:
     if args.dir:
         return Path(args.dir)
     slug = re.sub(r"[^A-Za-z0-9._-]", "_", args.name)
     return load().home / "witness" / slug
 
 
-def _key(args):
+def _key(args: argparse.Namespace) -> Ed25519PrivateKey:
     return load_or_create_witness_key(_dir(args))
 
 

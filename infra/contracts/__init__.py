@@ -29,7 +29,7 @@ from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from eth_utils.abi import collapse_if_tuple
 
 from rules.simulation import decode_revert
-from runtime.rpc import RpcError
+from runtime.rpc import JsonRpc, RpcError
 from schemas.errors import WardenError
 
 __all__ = ["Artifact", "Reverted", "artifact", "call", "calldata", "deploy", "selector", "send"]
@@ -43,7 +43,7 @@ class Artifact:
     """A compiled contract: what it takes to deploy it (``bytecode``) and to talk to it (``abi``)."""
 
     name: str
-    abi: tuple[dict, ...]
+    abi: tuple[dict[str, Any], ...]
     bytecode: str  # 0x hex creation code, without constructor arguments
     deployed_bytecode: str  # 0x hex runtime code, what eth_getCode returns once deployed
 
@@ -133,7 +133,7 @@ def _reverted(what: str, exc: RpcError) -> Reverted | RpcError:
     return Reverted(what, reason, exc.data if isinstance(exc.data, str) else None)
 
 
-async def send(node, sender: str, to: str | None, data: str, value: int = 0) -> dict:
+async def send(node: JsonRpc, sender: str, to: str | None, data: str, value: int = 0) -> dict[str, Any]:
     """Send a transaction from the unlocked account ``sender`` and return its receipt once mined.
 
     ``to=None`` creates a contract. The node estimates the gas, so a transaction that would revert
@@ -165,10 +165,11 @@ async def send(node, sender: str, to: str | None, data: str, value: int = 0) -> 
             if isinstance(replayed, Reverted):
                 raise Reverted(f"{what} (mined as {tx_hash})", replayed.reason, replayed.data) from exc
         raise Reverted(f"{what} (mined as {tx_hash})", None)
-    return receipt
+    mined: dict[str, Any] = receipt
+    return mined
 
 
-async def call(node, to: str, data: str) -> bytes:
+async def call(node: JsonRpc, to: str, data: str) -> bytes:
     """``eth_call`` at the latest block: the bytes ``to`` returns for ``data`` (raises ``Reverted``)."""
     try:
         result = await node.call("eth_call", {"to": to, "data": data}, "latest")
@@ -177,7 +178,7 @@ async def call(node, to: str, data: str) -> bytes:
     return bytes.fromhex(result.removeprefix("0x"))
 
 
-async def deploy(node, name: str, *constructor_args: Any, sender: str) -> str:
+async def deploy(node: JsonRpc, name: str, *constructor_args: Any, sender: str) -> str:
     """Deploy the contract ``name`` from the unlocked account ``sender``; return its EIP-55 address."""
     compiled = artifact(name)
     types = compiled.constructor_types()

@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from schemas.errors import WardenError
 
@@ -74,7 +75,7 @@ def sources() -> dict[str, str]:
     return {path.name: path.read_text(encoding="utf-8") for path in sorted(CONTRACTS.glob("*.sol"))}
 
 
-def compile_sources(texts: dict[str, str], solc_js: Path = DEFAULT_SOLC_JS) -> tuple[str, dict]:
+def compile_sources(texts: dict[str, str], solc_js: Path = DEFAULT_SOLC_JS) -> tuple[str, dict[str, Any]]:
     """Compile all sources in one standard-JSON run; return the compiler version and its output."""
     node = shutil.which("node")
     if node is None:
@@ -107,7 +108,7 @@ def compile_sources(texts: dict[str, str], solc_js: Path = DEFAULT_SOLC_JS) -> t
     return reply["version"], output
 
 
-def artifacts(texts: dict[str, str], version: str, output: dict) -> dict[str, str]:
+def artifacts(texts: dict[str, str], version: str, output: dict[str, Any]) -> dict[str, str]:
     """The artifact text of each source's contract, by artifact file name."""
     rendered = {}
     for file_name, text in texts.items():

@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aiokafka import TopicPartition
+
 from infra import contracts
 from infra.stack import demo_http, demo_mcp, demo_solana
 from infra.stack.demo_script import (
@@ -60,7 +62,7 @@ from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentParked, IntentRejected, Outcome, SignedMessage, SignedTransaction
-from schemas.policy import AssetLimit, ContractCallRule, Eip712DomainRule, PriceFeed
+from schemas.policy import AgentPolicy, AssetLimit, ContractCallRule, Eip712DomainRule, PriceFeed
 from schemas.stages import Stage
 from schemas.typed_data import TypedData
 from sdk.client import (
@@ -100,7 +102,7 @@ def _revert_runtime(reason: str) -> str:
     return "0x" + code.hex()
 
 
-def _fields(scripted: Scripted, setup: dict) -> dict:
+def _fields(scripted: Scripted, setup: dict[str, Any]) -> dict[str, Any]:
     fields = {
         "chain": "anvil",
         **{name: value(setup) if callable(value) else value for name, value in scripted.fields.items()},
@@ -114,7 +116,7 @@ def _fields(scripted: Scripted, setup: dict) -> dict:
     return fields
 
 
-async def provision(settings: Settings) -> dict:
+async def provision(settings: Settings) -> dict[str, Any]:
     """The demo's contracts (the tokens and router compiled from infra/contracts, the paused
     contract and the delegate) and the demo agent: funded, holding 1,000 of each token, with its
     policy."""
@@ -170,12 +172,12 @@ async def provision(settings: Settings) -> dict:
 
 async def run_script(
     settings: Settings,
-    progress=print,
+    progress: Callable[[str], object] = print,
     timeout_s: float = 60.0,
     over_http: bool = False,
     solana: bool = False,
     x402_solana: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """The scripted intents, the MCP session, ``over_http`` (the stack runs `warden api`) the
     HTTP session, ``solana`` (the stack runs the local Solana node) the Solana session, and
     ``x402_solana`` (that node is also solana-devnet's RPC) an x402 payment on Solana."""
@@ -342,7 +344,14 @@ def _outcome_row(scripted: Scripted, intent: TransactionIntent, outcome: Outcome
     return row
 
 
-async def _act_as_admin(settings: Settings, client: Client, batch, timeout_s: float, start, progress) -> None:
+async def _act_as_admin(
+    settings: Settings,
+    client: Client,
+    batch: list[Any],
+    timeout_s: float,
+    start: dict[TopicPartition, int] | None,
+    progress: Callable[[str], object],
+) -> None:
     """Wait for the intents the script has an admin decide, and decide them as the script says
     (what `warden approvals approve ID` does)."""
     waiting = [(s, i) for s, i in batch if s.admin]
@@ -372,7 +381,7 @@ async def _act_as_admin(settings: Settings, client: Client, batch, timeout_s: fl
         )
 
 
-async def _allowlist_token(settings: Settings, client: Client, setup: dict):
+async def _allowlist_token(settings: Settings, client: Client, setup: dict[str, Any]) -> AgentPolicy:
     """What an admin does to let the agent sign the token's Permit: the next policy version, with
     the token's verifying contract on the EIP-712 allowlist; and a cap in US dollars, every asset
     priced by its feed."""
@@ -393,7 +402,7 @@ async def _allowlist_token(settings: Settings, client: Client, setup: dict):
     return policy
 
 
-def render(report: dict) -> str:
+def render(report: dict[str, Any]) -> str:
     lines = [f"{'intent':44} {'outcome':9} {'stage':12} {'code / tx':28} detail"]
     for r in report["intents"]:
         mark = "ok " if r["as_expected"] else "!! "
@@ -436,11 +445,11 @@ def render(report: dict) -> str:
 
 def verify_ledger(
     settings: Settings,
-    progress=print,
+    progress: Callable[[str], object] = print,
     timeout_s: float = 30.0,
     since: dict[int, int] | None = None,
-    witnesses: tuple = (),
-) -> dict:
+    witnesses: tuple[Any, ...] = (),
+) -> dict[str, Any]:
     """Wait until the ledger holds every audit event on the topic, then verify its chains the way
     `warden audit verify` does: the auditor's view of the same story. ``since`` (partition →
     offset of warden.audit.events): where the run began, on a stack that ran other things before;
@@ -494,7 +503,13 @@ def verify_ledger(
     return report
 
 
-def check_receipt(settings: Settings, report: dict, witness, progress=print, timeout_s: float = 30.0) -> dict:
+def check_receipt(
+    settings: Settings,
+    report: dict[str, Any],
+    witness: Any,
+    progress: Callable[[str], object] = print,
+    timeout_s: float = 30.0,
+) -> dict[str, Any]:
     """The receipt of the first mined intent's newest outcome, fetched from the ledger's endpoint
     (what `warden txs show --proof` prints) once its checkpoint is cosigned, and checked the way an
     auditor does, offline, with the ledger's and the witness's keys alone (quorum 1)."""

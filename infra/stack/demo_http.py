@@ -9,6 +9,8 @@ changes nothing the scripted demo agent is judged on.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -23,7 +25,7 @@ HTTP_AGENT = "demo-http-agent"
 HTTP_PAYEE = "0x00000000000000000000000000000000000047e1"
 
 
-def _requests(settings: Settings) -> list[tuple[str, str, dict, int]]:
+def _requests(settings: Settings) -> list[tuple[str, str, dict[str, Any], int]]:
     """(what, path, body, the status expected). In the client-custody modes every signature needs
     the client share, which the API does not hold: the signer refuses, 403."""
     signs = 403 if settings.key_mode in CLIENT_MODES else 201
@@ -34,7 +36,9 @@ def _requests(settings: Settings) -> list[tuple[str, str, dict, int]]:
     ]
 
 
-async def run_session(settings: Settings, client_share: str | None, progress, timeout_s: float = 60.0) -> dict:
+async def run_session(
+    settings: Settings, client_share: str | None, progress: Callable[[str], object], timeout_s: float = 60.0
+) -> dict[str, Any]:
     agent = await provision_agent(
         settings,
         HTTP_AGENT,
@@ -77,7 +81,7 @@ async def run_session(settings: Settings, client_share: str | None, progress, ti
     }
 
 
-def render(session: dict) -> str:
+def render(session: dict[str, Any]) -> str:
     lines = [
         f"\nagent over HTTP: {session['agent_id']} ({session['address']}) sends the Intents API's requests to `warden api` "
         f"({session['seconds']} s)"

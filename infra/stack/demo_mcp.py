@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -66,9 +67,9 @@ async def run_session(
     settings: Settings,
     client_share: str | None,
     go: asyncio.Event | None = None,
-    progress=print,
+    progress: Callable[[str], object] = print,
     timeout_s: float = 90.0,
-) -> dict:
+) -> dict[str, Any]:
     """Provision the session's agent, start its MCP server, wait for ``go``, then make the four
     calls and judge them. The demo sets ``go`` once every scripted outcome is in, so that the
     provisioning and the server's start (seconds of Python imports) overlap the script. Returns the report's ``mcp_session``: each call (tool, arguments,
@@ -78,7 +79,7 @@ async def run_session(
     address = await provision(settings, client_share)
     provisioned = time.monotonic()
     transfer = {"chain": "anvil", "to": MCP_PAYEE, "value": MCP_VALUE}
-    calls: list[dict] = []
+    calls: list[dict[str, Any]] = []
     session: dict[str, Any] = {
         "agent_id": MCP_AGENT,
         "address": address,
@@ -131,12 +132,12 @@ async def run_session(
     return session
 
 
-def _result(session: dict, tool: str) -> dict:
+def _result(session: dict[str, Any], tool: str) -> dict[str, Any]:
     found = [c for c in session["calls"] if c["tool"] == tool and not c["is_error"]]
     return (found[0]["result"] or {}) if found else {}
 
 
-def checks(session: dict) -> dict[str, bool]:
+def checks(session: dict[str, Any]) -> dict[str, bool]:
     """What an agent must have been told: the transfer simulates, succeeds and moves exactly its
     value to the payee; the policy allows it; the submit is mined (or refused for want of a client
     share, in the client-custody modes); the listing holds the submitted intent."""
@@ -162,7 +163,7 @@ def checks(session: dict) -> dict[str, bool]:
     }
 
 
-def render(session: dict) -> str:
+def render(session: dict[str, Any]) -> str:
     """A few lines for a person: what the agent asked, what Warden answered."""
     transfer = session["transfer"]
     lines = [

@@ -10,7 +10,9 @@ too, and the tests build theirs with the same functions.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from infra import contracts
 from runtime.config import Settings
@@ -47,7 +49,9 @@ _TOKEN_DOMAIN_FIELDS = [
 ]
 
 
-def _token_document(token: str, chain_id: int, name: str, primary: str, fields: list[dict], message: dict) -> dict:
+def _token_document(
+    token: str, chain_id: int, name: str, primary: str, fields: list[dict[str, Any]], message: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "types": {"EIP712Domain": _TOKEN_DOMAIN_FIELDS, primary: fields},
         "primaryType": primary,
@@ -66,7 +70,7 @@ def permit_typed_data(
     nonce: int,
     deadline: int,
     name: str = "Warden Demo Token",
-) -> dict:
+) -> dict[str, Any]:
     """An ERC-2612 Permit as a wallet is asked to sign it: ``spender`` may take ``value`` of
     ``owner``'s tokens until ``deadline``. Amounts travel as decimal strings (exact in any JSON reader)."""
     fields = [
@@ -89,7 +93,7 @@ def transfer_authorization(
     value: int,
     name: str = "Warden Demo USD",
     primary: str = "TransferWithAuthorization",
-) -> dict:
+) -> dict[str, Any]:
     """An EIP-3009 authorization as USDC's FiatTokenV2 verifies it: whoever submits the signature
     (for ``ReceiveWithAuthorization``, only ``to``) moves ``value`` of ``holder``'s tokens to ``to``."""
     fields = [
@@ -120,7 +124,7 @@ def demo_blob() -> bytes:
 class Scripted:
     name: str
     expect: str  # "mined", "signed" (a message) or the rejection code
-    fields: dict  # a value may be a function of the set-up (`provision`'s dict): deployed addresses
+    fields: dict[str, Any]  # a value may be a function of the set-up (`provision`'s dict[str, Any]): deployed addresses
     client_share: str = "right"  # client-custody modes: seal the "right" share, a "wrong" one, or "none"
     admin: str | None = None  # parked for approval: what the demo, as the admin, decides
 
@@ -132,7 +136,7 @@ WUSD_LIMITS = dict(max_per_tx="100", daily_limit="150", approval_threshold="60")
 WUSD = 10**6
 
 
-def _transfer(to: str, units: int):
+def _transfer(to: str, units: int) -> Callable[[dict[str, Any]], str]:
     return lambda setup: contracts.calldata("transfer(address,uint256)", setup.get(to, to), units)
 
 
@@ -184,7 +188,7 @@ CLIENT_SHARE_SCRIPT = (
 )
 
 
-def _permit(setup: dict, units: int = 50 * WUSD) -> dict:
+def _permit(setup: dict[str, Any], units: int = 50 * WUSD) -> dict[str, Any]:
     """A Permit for the demo's router to take ``units`` of the agent's WUSD."""
     return permit_typed_data(
         setup["token"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import time
+from collections.abc import Callable
 from typing import Any
 
 from solders.hash import Hash
@@ -30,7 +31,7 @@ from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedSolanaMessage, SignedSolanaTransaction
 from schemas.policy import SolanaTokenLimit
 from sdk import solana as build
-from sdk.client import Client, new_solana_intent, new_solana_message_intent
+from sdk.client import Client, ClientKey, new_solana_intent, new_solana_message_intent
 from sdk.outcomes import OUTCOME_TOPICS, wait_outcomes
 from sdk.x402_pay import pay
 from signer.custody import CLIENT_MODES
@@ -46,7 +47,9 @@ async def _airdrop(node: JsonRpc, to: Pubkey, lamports: int, timeout_s: float) -
     await solana.landed(node, await node.call("requestAirdrop", str(to), lamports), "processed", timeout_s)
 
 
-async def _land(node: JsonRpc, bank: Keypair, instructions: list[Instruction], *others: Keypair, timeout_s: float):
+async def _land(
+    node: JsonRpc, bank: Keypair, instructions: list[Instruction], *others: Keypair, timeout_s: float
+) -> None:
     """Instructions signed by keypairs held here, sent and confirmed on the local node."""
     recent = Hash.from_string(await solana.latest_blockhash(node))
     signature = await solana.send(node, bytes(build.signed(bank, instructions, recent, *others)))
@@ -71,7 +74,9 @@ def _script(me: Pubkey, alice: Pubkey, mallory: Pubkey, mint: Pubkey) -> list[tu
     ]
 
 
-async def run_session(settings: Settings, client_share: str | None, progress, timeout_s: float = 60.0) -> dict:
+async def run_session(
+    settings: Settings, client_share: str | None, progress: Callable[[str], object], timeout_s: float = 60.0
+) -> dict[str, Any]:
     """The Solana agent's session: a demo token, the agent funded with SOL and the token, the
     script's intents and an off-chain message submitted, and each outcome against the expected."""
     alice, mallory = Keypair().pubkey(), Keypair().pubkey()
@@ -141,7 +146,9 @@ async def _demo_token(node: JsonRpc, alice: Pubkey, mallory: Pubkey, timeout_s: 
     return bank, mint
 
 
-def _intents(agent: Agent, script: list[tuple[str, list[Instruction], str]], recent: Hash, share) -> list:
+def _intents(
+    agent: Agent, script: list[tuple[str, list[Instruction], str]], recent: Hash, share: ClientKey | None
+) -> list[Any]:
     """The agent's intents: one transaction a line of the script, then an off-chain message."""
     me = Pubkey.from_string(agent.address)
     intents = [
@@ -192,7 +199,7 @@ def _outcome_row(outcome: object, address: str) -> tuple[dict[str, Any], str]:
     return row, got
 
 
-def render(session: dict) -> str:
+def render(session: dict[str, Any]) -> str:
     lines = [
         f"\nSolana agent: {session['agent_id']} ({session['address']}) on {session['chain']}, token {session['mint']} "
         f"({session['seconds']} s)"
@@ -228,17 +235,17 @@ def expected_x402(settings: Settings) -> dict[str, str]:
     return {"/report": first, "/dear": Code.VALUE_OVER_CAP}
 
 
-async def run_x402_session(settings: Settings, client_share: str | None, progress, timeout_s: float = 60.0) -> dict:
-    """An agent with a Solana key pays an x402 resource that asks for a demo token on Solana: the
-    official SDK's server and SVM facilitator (which pays the fee and sends the transaction) on
-    the local node. A second resource asks more than the agent's cap and is refused; the server
-    gets no payment for it."""
+async def run_x402_session(
+    settings: Settings, client_share: str | None, progress: Callable[[str], object], timeout_s: float = 60.0
+) -> dict[str, Any]:
+    """An agent with a Solana key pays an x402 resource asking for a demo token on Solana: the official
+    SDK's server and SVM facilitator (which pays the fee and sends the transaction) on the local node.
+    A second resource asks more than the agent's cap and is refused; the server gets no payment."""
     # The server imports the SDK only when it starts, so ask for the SDK itself here.
     if importlib.util.find_spec("x402") is None:
         return {"skipped": "the x402 SDK is not installed: pip install 'warden[demo]'", "as_expected": True}
-    url = settings.rpc_url_for(X402_CHAIN)
+    url, alice = settings.rpc_url_for(X402_CHAIN), Keypair().pubkey()
     node = JsonRpc(url, timeout_s=timeout_s)
-    alice = Keypair().pubkey()
     try:
         bank, mint_key = Keypair(), Keypair()
         mint = mint_key.pubkey()
@@ -309,7 +316,7 @@ async def run_x402_session(settings: Settings, client_share: str | None, progres
     }
 
 
-def render_x402(session: dict) -> str:
+def render_x402(session: dict[str, Any]) -> str:
     if "skipped" in session:
         return f"\nx402 on Solana: skipped ({session['skipped']})"
     lines = [

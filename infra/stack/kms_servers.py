@@ -22,7 +22,7 @@ import urllib.request
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -59,7 +59,7 @@ class MotoServer:
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
 
-    def kms_client(self):
+    def kms_client(self) -> Any:
         # The AWS SDK loads only when a caller talks to this server itself.
         import boto3  # type: ignore[import-untyped]  # boto3 ships no types (no py.typed; boto3-stubs not installed)
 
@@ -72,7 +72,7 @@ class MotoServer:
         )
 
     def create_key(self) -> str:
-        return self.kms_client().create_key(Description="warden root")["KeyMetadata"]["Arn"]
+        return str(self.kms_client().create_key(Description="warden root")["KeyMetadata"]["Arn"])
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -106,13 +106,13 @@ class LocalCloudKms:
         self._keys = {name: AESGCM(AESGCM.generate_key(256)) for name in key_names}
         self.calls = 0
 
-        def key_for(name: str, context):
+        def key_for(name: str, context: Any) -> tuple[str, Any]:
             base = name.split("/cryptoKeyVersions/")[0]
             if base not in self._keys:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"{name} not found")
             return base, self._keys[base]
 
-        def encrypt(request, context):
+        def encrypt(request: Any, context: Any) -> Any:
             self.calls += 1
             base, key = key_for(request.name, context)
             if request.plaintext_crc32c is not None and request.plaintext_crc32c != crc32c(request.plaintext):
@@ -127,7 +127,7 @@ class LocalCloudKms:
                 verified_additional_authenticated_data_crc32c=request.additional_authenticated_data_crc32c is not None,
             )
 
-        def decrypt(request, context):
+        def decrypt(request: Any, context: Any) -> Any:
             self.calls += 1
             _, key = key_for(request.name, context)
             data = request.ciphertext
@@ -170,7 +170,7 @@ class StaticTokenCredential:
     def __init__(self, token: str) -> None:
         self.token = token
 
-    def get_token(self, *_scopes, **_kwargs):
+    def get_token(self, *_scopes: str, **_kwargs: Any) -> Any:
         from azure.core.credentials import AccessToken  # the Azure SDK, only when a token is asked for
 
         return AccessToken(self.token, int(time.time()) + 3600)
@@ -225,10 +225,10 @@ class _KeyVaultHandler(BaseHTTPRequestHandler):
     # client's delayed ACK adds 40 ms to every call.
     disable_nagle_algorithm = True
 
-    def log_message(self, *args) -> None:  # keep test output quiet
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
         pass
 
-    def _reply(self, status: int, body: dict | None = None, headers: dict | None = None) -> None:
+    def _reply(self, status: int, body: dict[str, Any] | None = None, headers: dict[str, Any] | None = None) -> None:
         raw = json.dumps(body).encode() if body is not None else b""
         self.send_response(status)
         for k, v in (headers or {}).items():
@@ -330,7 +330,7 @@ class LocalKeyVault:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
-    def root(self, name: str = "azure-kv", **kwargs):
+    def root(self, name: str = "azure-kv", **kwargs: Any) -> AzureKeyVaultRoot:
         return AzureKeyVaultRoot(
             self.key_id,
             StaticTokenCredential(self.token),

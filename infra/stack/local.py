@@ -36,6 +36,9 @@ import urllib.request
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
 
 from evm.blobs import versioned_hash
 from gateway.console.security import page_party
@@ -142,7 +145,7 @@ def free_port(avoid: Collection[int] = (), within: range | None = None) -> int:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue  # bound by something else now
-            port = sock.getsockname()[1]
+            port = int(sock.getsockname()[1])
         if port not in avoid:
             return port
 
@@ -160,7 +163,9 @@ def _host_port(address: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def wait_for_port(address: str, timeout_s: float, what: str, proc: subprocess.Popen, log: Path | None = None) -> None:
+def wait_for_port(
+    address: str, timeout_s: float, what: str, proc: subprocess.Popen[bytes], log: Path | None = None
+) -> None:
     """Until ``proc``, or a process it started, listens on ``address``'s port: not until anything
     answers there, which may be another stack's process while ``proc`` failed to bind (`listeners`).
     ``log``: ``proc``'s, named in the error."""
@@ -230,7 +235,7 @@ async def create_topics(broker: str, replication: int = 1) -> None:
         await admin.close()
 
 
-async def _until_led(admin, names: list[str], timeout_s: float = 60.0) -> None:
+async def _until_led(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 60.0) -> None:
     """Until every partition of ``names`` has a leader: Kafka's controller answers CreateTopics
     before the brokers have loaded the new partitions, and a service that asked for them at once
     saw none."""
@@ -695,7 +700,7 @@ class LocalStack:
             self.kill(name, signal.SIGTERM, STOP_GRACE_S.get(name, 15))
         self.processes.clear()
 
-    def describe(self) -> list[dict]:
+    def describe(self) -> list[dict[str, Any]]:
         where = {
             "broker": self.settings.broker,
             "anvil": self.settings.rpc_url,
@@ -723,7 +728,7 @@ def console_origin(settings: Settings) -> str:
     return page_party(settings).origins[0]
 
 
-def local_settings(home: Path, **overrides) -> Settings:
+def local_settings(home: Path, **overrides: Any) -> Settings:
     """Settings for a private embedded stack: free loopback ports, the dev root allowed, and its
     tee=none signer accepted for sealing client shares."""
     broker, rpc, ledger, api, console = free_ports(5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -14,6 +15,7 @@ from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from schemas.actions import AuditAction
 from schemas.auth import cosign, public_key_hex
+from schemas.emit import Emit
 from schemas.policy import AgentPolicy, SolanaPolicy
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, load_or_create_agent_key, signed_policy
@@ -39,7 +41,7 @@ async def provision_agent(
     fund_wei: int = 100 * 10**18,
     client_share: str | None = None,
     cosigners: tuple[str, ...] = (),
-    **policy_fields,
+    **policy_fields: Any,
 ) -> Agent:
     """``client_share``: needed when the signing-key vault is in a client-custody mode and already
     exists; when this call creates it, the new share comes back in ``Agent.client_share``.
@@ -63,7 +65,7 @@ async def provision_solana_agent(
     fund_lamports: int = 10 * 10**9,
     client_share: str | None = None,
     chain: str = "solana-local",
-    **solana_policy,
+    **solana_policy: Any,
 ) -> Agent:
     """An agent with a Solana signing key from custody, funded on ``chain``'s node (a local
     node's airdrop; none when 0), and a policy allowing ``chain`` whose ``solana`` section is ``solana_policy``
@@ -84,7 +86,9 @@ async def provision_solana_agent(
     return Agent(agent_id, intent_key, key.address, policy, client_share)
 
 
-def _signing_key(settings: Settings, agent_id: str, chain: str, client_share: str | None):
+def _signing_key(
+    settings: Settings, agent_id: str, chain: str, client_share: str | None
+) -> tuple[Ed25519PrivateKey, Any, str | None, list[Emit]]:
     """The agent's intent key and its active signing key for ``chain`` (made if it has none),
     with the custody events that make it known to the signer."""
     intent_key = load_or_create_agent_key(settings.home, agent_id)
@@ -97,7 +101,12 @@ def _signing_key(settings: Settings, agent_id: str, chain: str, client_share: st
 
 
 async def _publish(
-    settings: Settings, agent_id: str, intent_key, fields: dict, cosigners, custody_events
+    settings: Settings,
+    agent_id: str,
+    intent_key: Ed25519PrivateKey,
+    fields: dict[str, Any],
+    cosigners: tuple[str, ...],
+    custody_events: list[Emit],
 ) -> AgentPolicy:
     """The key change in force at the signer, then the admin-signed policy at the worker."""
     fields = {

@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from infra.stack.local import SERVICES, LocalStack, is_broker
 from runtime import metrics
@@ -72,7 +73,7 @@ class Supervisor:
         self.write()
 
     @property
-    def status_file(self):
+    def status_file(self) -> Path:
         return self.stack.settings.state_dir / "supervisor.json"
 
     def tick(self) -> str | None:

@@ -68,7 +68,7 @@ def paid_solana_server(rpc_url: str, mint: str, routes: list[Paid]) -> Iterator[
 
 
 @contextlib.contextmanager
-def serving(server, routes: list[Paid], price: dict[str, Any], facilitator: str) -> Iterator[PaidServer]:
+def serving(server: Any, routes: list[Paid], price: dict[str, Any], facilitator: str) -> Iterator[PaidServer]:
     """``server`` (an SDK resource server with its facilitator) selling ``routes`` at ``price``
     (the asset and its extra), on a free localhost port, until the block ends."""
     from flask import Flask, jsonify
@@ -83,7 +83,7 @@ def serving(server, routes: list[Paid], price: dict[str, Any], facilitator: str)
 
     for route in routes:
 
-        def resource(path=route.path):
+        def resource(path: str = route.path) -> Any:
             running.served.append(path)
             return jsonify({"report": f"the paid content of {path}"})
 
@@ -107,7 +107,7 @@ def serving(server, routes: list[Paid], price: dict[str, Any], facilitator: str)
 
     # In front of the middleware: served as the WSGI application rather than assigned to
     # app.wsgi_app, a method to mypy.
-    def recording(environ, start_response):
+    def recording(environ: dict[str, Any], start_response: Any) -> Any:
         header = environ.get("HTTP_PAYMENT_SIGNATURE") or environ.get("HTTP_X_PAYMENT")
         if header:
             running.payments.append((environ["PATH_INFO"], header))
