@@ -123,7 +123,7 @@ case "${1:-}" in
   # Much of a stack test is waiting on its processes (docs/benchmarks.md has four against five).
   # `-n 0` runs in this process instead.
   test) shift; exec .venv/bin/python -m pytest -n 5 --dist loadfile --no-loadscope-reorder "$@" ;;
-  # ruff (lint and format), then mypy ([tool.mypy] in pyproject.toml: strict for evm, svm, schemas, rules, ledger, runtime, streams, signer and the console).
+  # ruff (lint and format), then mypy ([tool.mypy] in pyproject.toml: strict for every package but infra).
   lint) shift; .venv/bin/ruff check "$@" . && .venv/bin/ruff format --check "$@" . && exec .venv/bin/mypy ;;
   "") exec .venv/bin/warden --help ;;
   *) exec .venv/bin/warden "$@" ;;
