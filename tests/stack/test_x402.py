@@ -181,7 +181,7 @@ def test_an_amount_above_the_asset_cap_is_refused_and_the_cli_names_the_rule(pai
 def test_a_server_asking_on_an_unknown_network_gets_a_clear_error(paid):
     message = paid["elsewhere"]
     assert "accepts[0].network 'eip155:999999' is no chain of Warden's registry" in message
-    assert "anvil (31337)" in message and "admins add one with `warden chains add`, signed by their quorum" in message
+    assert "eip155:31337 (anvil)" in message and "admins add one with `warden chains add`, signed by their quorum" in message
     assert "/elsewhere" not in [path for path, _ in paid["payments"]]
 
 
