@@ -123,7 +123,8 @@ case "${1:-}" in
   # Much of a stack test is waiting on its processes (docs/benchmarks.md has four against five).
   # `-n 0` runs in this process instead.
   test) shift; exec .venv/bin/python -m pytest -n 5 --dist loadfile --no-loadscope-reorder "$@" ;;
-  # ruff (lint and format), vulture (dead code it is sure of), then mypy ([tool.mypy] in pyproject.toml).
+  # ruff (lint and format), vulture (dead code it is sure of), then mypy ([tool.mypy] in pyproject.toml:
+  # strict for every package).
   lint) shift; .venv/bin/ruff check "$@" . && .venv/bin/ruff format --check "$@" . \
     && .venv/bin/vulture evm svm schemas runtime rules streams signer ledger sdk gateway infra tests --min-confidence 80 \
     && exec .venv/bin/mypy ;;

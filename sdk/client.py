@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -152,7 +152,7 @@ class ClientKey:
     def __enter__(self) -> "ClientKey":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.wipe()
 
 
@@ -168,7 +168,7 @@ def new_intent(
     now: datetime | None = None,
     client_share: ClientKey | None = None,
     cmek: ClientKey | None = None,
-    **fields,
+    **fields: Any,
 ) -> TransactionIntent:
     """A signed intent (a transaction unless ``intent_type`` says otherwise; see
     `new_message_intent` and `new_typed_data_intent`). ``client_share`` (client-custody vaults)
@@ -205,7 +205,7 @@ def new_intent(
 
 
 def new_message_intent(
-    agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, message: bytes | str, **fields
+    agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, message: bytes | str, **fields: Any
 ) -> TransactionIntent:
     """An EIP-191 personal_sign intent; a ``str`` message is signed as its UTF-8 bytes."""
     raw = message.encode() if isinstance(message, str) else message
@@ -215,7 +215,7 @@ def new_message_intent(
 
 
 def new_solana_intent(
-    agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, transaction: bytes, **fields
+    agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, transaction: bytes, **fields: Any
 ) -> TransactionIntent:
     """A Solana transaction intent: ``transaction`` is its wire bytes with the agent's signature
     slot empty (solders' ``bytes(VersionedTransaction)``, web3.js' ``serialize({requireAllSignatures:
@@ -240,7 +240,7 @@ def new_solana_message_intent(
     application_domain: str | None = None,
     version: int = 0,
     message: bytes | None = None,
-    **fields,
+    **fields: Any,
 ) -> TransactionIntent:
     """A Solana off-chain message intent: ``message``, the message's bytes as built elsewhere
     (`@solana/offchain-messages`), or ``text`` written here as a version ``version`` message for
@@ -263,7 +263,7 @@ def new_solana_message_intent(
 
 
 def new_typed_data_intent(
-    agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, typed_data: dict, **fields
+    agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, typed_data: dict[str, Any], **fields: Any
 ) -> TransactionIntent:
     """An EIP-712 intent over ``typed_data`` (the eth_signTypedData_v4 JSON document)."""
     return new_intent(
@@ -276,7 +276,7 @@ def new_typed_data_intent(
     )
 
 
-def blob_fields(blobs: Sequence[bytes]) -> dict:
+def blob_fields(blobs: Sequence[bytes]) -> dict[str, Any]:
     """The fields of a blob transaction (type 3) that carries its blobs: the blobs and their
     KZG versioned hashes, computed here the way the signer checks them."""
     sidecar = make_sidecar(tuple(blobs))
@@ -287,7 +287,7 @@ def blob_fields(blobs: Sequence[bytes]) -> dict:
     }
 
 
-def signed_policy(settings: Settings, **fields) -> AgentPolicy:
+def signed_policy(settings: Settings, **fields: Any) -> AgentPolicy:
     admin = load_or_create_admin_key(settings.home, settings.admin_id)
     policy = AgentPolicy.model_validate(dict(issued_at=utcnow(), **fields), context=REGISTRY.context)
     return sign_policy(policy, admin, settings.admin_id)
@@ -333,7 +333,7 @@ class Client:
             raise
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: Any) -> None:
         await self._started().stop()
 
     def _started(self) -> AIOKafkaProducer:
@@ -342,10 +342,11 @@ class Client:
             raise RuntimeError("the client is not started: use it as `async with Client(settings) as client:`")
         return self._producer
 
-    async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future:
-        return await self._started().send(topic, value, key=key.encode())
+    async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future[Any]:
+        sent: asyncio.Future[Any] = await self._started().send(topic, value, key=key.encode())
+        return sent
 
-    async def send_as_admin(self, emits: list[Emit], change: VaultChange | None = None) -> list[asyncio.Future]:
+    async def send_as_admin(self, emits: list[Emit], change: VaultChange | None = None) -> list[asyncio.Future[Any]]:
         """What an admin's command left behind: custody's audit records, each signed with the
         local admin key (the ledger believes no unsigned audit record), and its vault events,
         each carrying ``change``, the `VaultChange` of them the admins signed (a signer applies
@@ -362,7 +363,7 @@ class Client:
         producer = self._started()
         return [await producer.send(e.topic, e.value, key=e.key.encode(), headers=headers(e)) for e in emits]
 
-    async def submit(self, intent: TransactionIntent) -> asyncio.Future:
+    async def submit(self, intent: TransactionIntent) -> asyncio.Future[Any]:
         return await self.send(topics.INTENTS_SUBMITTED, intent.agent_id, intent.to_bytes())
 
     async def submit_raw(self, agent_id: str, raw: bytes) -> RawSubmission:
@@ -384,7 +385,7 @@ class Client:
         to: str,
         value: str,
         timeout_s: float = 60.0,
-        **fields,
+        **fields: Any,
     ) -> SimulationResult:
         """Simulate one transaction (``data``, ``gas_limit`` and the other intent fields as keywords)
         and judge it against the agent's policy in force: `simulate_bundle` of one step."""
@@ -397,7 +398,7 @@ class Client:
         *,
         agent_id: str,
         chain: str,
-        steps: Sequence[dict],
+        steps: Sequence[dict[str, Any]],
         timeout_s: float = 60.0,
     ) -> SimulationResult:
         """Simulate ``steps`` (each a transaction intent's fields) in order in one block, each

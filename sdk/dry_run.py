@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -109,7 +109,7 @@ def spent_in_window(records: AgentRecords, approved: dict[str, IntentApproved], 
     of each token they move (their approved intents read again under the policy they passed)."""
     # One spend per nonce of a sender on a chain: a retry under a used idempotency key is answered
     # with the first intent's transaction, and a fee bump replaces one under the same nonce.
-    by_nonce: dict[tuple, SignedTransaction] = {}
+    by_nonce: dict[tuple[Any, ...], SignedTransaction] = {}
     for record in records.transactions:
         if in_window(to_us(record.signed_at), to_us(now)):
             slot = (record.chain_id, record.from_, record.nonce)

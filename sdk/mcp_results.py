@@ -11,7 +11,7 @@ the structured result, never part of a summary or of a tool's description.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -259,7 +259,7 @@ def transaction_of(
     record: SignedTransaction,
     include_signed_tx: bool,
     idempotency_key: str | None = None,
-    history: list[dict] | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> Transaction:
     return Transaction(
         intent_id=record.intent_id,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import datetime
+from typing import Any
 
 from runtime.config import Settings
 from runtime.proposals import Gathered
@@ -31,7 +33,7 @@ def solana_lines(transaction: str) -> list[str]:
         return [f"! its transaction cannot be read ({exc}): do not approve it"]
 
 
-def parked_row(parked: IntentParked) -> dict:
+def parked_row(parked: IntentParked) -> dict[str, Any]:
     intent = parked.intent
     # TransactionIntent holds a solana_transaction exactly when its intent_type is solana_transaction.
     transaction = intent.solana_transaction
@@ -50,7 +52,7 @@ def parked_row(parked: IntentParked) -> dict:
     }
 
 
-def proposal_row(gathered: Gathered, in_force: InForce) -> dict:
+def proposal_row(gathered: Gathered, in_force: InForce) -> dict[str, Any]:
     record = gathered.record
     return {
         "proposal_id": gathered.proposal_id,
@@ -95,7 +97,7 @@ def _vault_event(value: str) -> str:
     return f"{event.get('type', '?')} {where}{version}".strip()
 
 
-async def open_decisions(settings: Settings, now) -> tuple[list[IntentParked], list[Gathered], InForce]:
+async def open_decisions(settings: Settings, now: datetime) -> tuple[list[IntentParked], list[Gathered], InForce]:
     """The parked intents, the open proposals and what is in force that they change."""
     admins = await admins_in_force(settings)
     waiting = await pending_approvals(settings, now)
@@ -127,11 +129,11 @@ async def open_decisions(settings: Settings, now) -> tuple[list[IntentParked], l
 _MARKS = {"added": "+", "removed": "-", "changed": "!", "key_changed": "!", "unchanged": " "}
 
 
-def _value(value) -> str:
+def _value(value: object) -> str:
     return "(none)" if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def _field_lines(rows: list[dict], indent: str) -> list[str]:
+def _field_lines(rows: list[dict[str, Any]], indent: str) -> list[str]:
     lines = []
     for row in rows:
         if row.get("added") or row.get("removed"):
@@ -143,15 +145,15 @@ def _field_lines(rows: list[dict], indent: str) -> list[str]:
     return lines
 
 
-def _fingerprint(key: dict | None) -> str | None:
+def _fingerprint(key: dict[str, Any] | None) -> str | None:
     """A key of an admin set's change as people read it: its fingerprint, after "passkey " when it
     is one (the console's) rather than an Ed25519 key (the command line's)."""
     if key is None:
         return None
-    return ("passkey " if is_passkey(key["public_key"]) else "") + key["fingerprint"]
+    return ("passkey " if is_passkey(key["public_key"]) else "") + str(key["fingerprint"])
 
 
-def _admin_lines(change: dict) -> list[str]:
+def _admin_lines(change: dict[str, Any]) -> list[str]:
     version, count = change["version"], change["admin_count"]
     lines = [f"  admins, v{version['old']} -> v{version['new']} (key: SHA-256 of the public key, first 16 hex):"]
     for row in change["admins"]:
@@ -178,7 +180,7 @@ def _admin_lines(change: dict) -> list[str]:
     return lines
 
 
-def change_lines(change: dict) -> list[str]:
+def change_lines(change: dict[str, Any]) -> list[str]:
     """The change of one proposal (`sdk.changes`), for people: one line per admin, threshold,
     field, network or event; "+" added, "-" removed, "!" changed."""
     kind = change["kind"]

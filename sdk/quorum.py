@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from aiokafka import TopicPartition
+
 from runtime.admins import Admins
 from runtime.config import Settings
 from runtime.kafka import end_offsets, follow_records, read_to_quiet
@@ -173,7 +175,7 @@ async def publish_custody_change(
 
 
 async def wait_vault_applied(
-    settings: Settings, records: set[str], start, wait_s: float
+    settings: Settings, records: set[str], start: dict[TopicPartition, int] | None, wait_s: float
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Until a signer applied or refused each of ``records`` (``record:warden.vault/P/O``) or
     ``wait_s`` passed: the signers that applied each, and why one was refused. The signer takes

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from aiokafka import TopicPartition
@@ -66,7 +66,7 @@ async def agent_transactions(
     digest, and only a client that sent those bytes takes it as its answer."""
     keys = PinnedServiceKeys(settings)
     newest: dict[str, SignedTransaction] = {}
-    rejected: dict[tuple, IntentRejected] = {}
+    rejected: dict[tuple[Any, ...], IntentRejected] = {}
     forged = 0
     async for topic, value in read_to_quiet(settings, (topics.TXS_SIGNED, topics.INTENTS_REJECTED), idle_polls):
         record = read_outcome(topic, value)
@@ -103,11 +103,11 @@ async def agent_transactions(
     )
 
 
-def status_history(records: list[SignedTransaction]) -> list[dict]:
+def status_history(records: list[SignedTransaction]) -> list[dict[str, Any]]:
     """Each status change of one transaction once, in order, as {status, tx_hash, block_number,
     final, error}: moved by a reorg or made final is a change; a redelivery re-publishes the
     newest record, which is not."""
-    steps: list[dict] = []
+    steps: list[dict[str, Any]] = []
     for record in records:
         step = {
             "status": record.status,
@@ -128,7 +128,7 @@ class _AdminHistory(AdminSetBook):
         super().__init__(admins)
         self.superseded: list[Admins] = []
 
-    def _take(self, proposed) -> tuple[str, str, str]:
+    def _take(self, proposed: AdminSet) -> tuple[str, str, str]:
         before = Admins(self.admins.keys, self.admins.thresholds, self.admins.version, self.admins.party)
         settled = super()._take(proposed)
         if settled[0] == "adopted":
@@ -214,7 +214,7 @@ class SettledVerdicts:
             return refused
         return admin_record_action(self.subject, adopted=True) if len(heard) == 2 else None
 
-    def as_dict(self) -> dict[str, dict | None]:
+    def as_dict(self) -> dict[str, dict[str, Any] | None]:
         return {
             role: None if event is None else {"action": event.action, "reason": event.details.get("reason")}
             for role, event in (("signer", self.signer), ("worker", self.worker))
@@ -312,12 +312,12 @@ async def _in_force(
     return newest
 
 
-async def _taken_by_worker(settings: Settings, agent_id: str, idle_polls: int) -> dict[int, list[dict]]:
+async def _taken_by_worker(settings: Settings, agent_id: str, idle_polls: int) -> dict[int, list[dict[str, Any]]]:
     """The policies of ``agent_id`` a streams worker recorded taking (``policy.updated``, signed by
     a pinned worker key; a topic writer's record counts for nothing), by version: their fields as
     the record gives them (all but the signatures)."""
     keys = PinnedAuditKeys(settings)
-    taken: dict[int, list[dict]] = {}
+    taken: dict[int, list[dict[str, Any]]] = {}
     idle = 0
     async for found in follow_records(settings, (topics.AUDIT_EVENTS,), keys=(agent_id,)):
         if found is None:
@@ -418,7 +418,7 @@ def subject_problem(text: str, expected: tuple[str, str, str]) -> Problem | None
     return None
 
 
-def receipt_subject(text: str) -> tuple | None:
+def receipt_subject(text: str) -> tuple[Any, ...] | None:
     """(intent_id, agent_id, intent_digest) of the audit row a receipt's ``extra`` line carries
     (`ledger.receipt`), or None when it carries none readable. Whether the row is in the log is
     `warden audit check-receipt`'s to say; this only says what the row is about."""

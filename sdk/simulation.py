@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from aiokafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -42,7 +43,7 @@ def new_simulation_request(
     *,
     agent_id: str,
     chain: str,
-    steps: Sequence[Mapping],
+    steps: Sequence[Mapping[str, Any]],
     request_id: str | None = None,
     now: datetime | None = None,
 ) -> SimulationRequest:

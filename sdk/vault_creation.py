@@ -11,6 +11,7 @@ what waits for which signature.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiokafka.errors import KafkaError
 
@@ -45,7 +46,12 @@ async def unpublished_vault_events(settings: Settings, events: list[tuple[str, b
     return [key for key in wanted if key not in found]
 
 
-def vault_creation_pending(settings: Settings, vaults, org: str, vault: str) -> str | None:
+def vault_creation_pending(
+    settings: Settings,
+    vaults: Any,  # signer.custody.Vaults, this home's file log: the SDK imports no service
+    org: str,
+    vault: str,
+) -> str | None:
     """Why no key change may be built on ``vault`` of ``vaults`` (this home's file log) yet: the log
     holds its creation, but warden.vault does not, signed by the admins' quorum. None when its
     creation is in force, or when the log does not hold the vault (the change then creates it). A

@@ -22,8 +22,10 @@ service): `infra.cli.policy` does it before the replay, with ``LedgerRead.rows``
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import clickhouse_connect
 import orjson
@@ -88,7 +90,7 @@ class Recorded:
         return moved(self.intent, self.asset_spend) if self.outcome in ("approved", "parked") else {}
 
 
-def moved(intent: TransactionIntent, asset_spend) -> dict[str, int]:
+def moved(intent: TransactionIntent, asset_spend: Mapping[str, int]) -> dict[str, int]:
     """What an intent moves, per asset: its value in wei (native), the tokens counted (not the
     USD window, which prices the same movements)."""
     out = {NATIVE: intent.value_wei} if intent.value_wei else {}
@@ -155,7 +157,11 @@ def read_ledger(settings: Settings, agent_id: str, since: datetime) -> LedgerRea
     return from_rows(policy_rows, rows, since)
 
 
-def from_rows(policy_rows, rows, since: datetime) -> LedgerRead:
+# A ledger row as the query reads it: (chain, seq, intent_id, action, ts, details JSON).
+LedgerRow = Sequence[Any]
+
+
+def from_rows(policy_rows: Iterable[LedgerRow], rows: Sequence[LedgerRow], since: datetime) -> LedgerRead:
     """`read_ledger` of the rows it read: (chain, seq, intent_id, action, ts, details) each, the
     agent's ``policy.updated`` events (all of them) and its intents' events since ``since``."""
     policies = _policies(policy_rows, since)
@@ -215,7 +221,7 @@ class _Adopted:
     policy: AgentPolicy
 
 
-def _policies(rows, since: datetime) -> list[_Adopted]:
+def _policies(rows: Iterable[LedgerRow], since: datetime) -> list[_Adopted]:
     """The agent's policies as the worker adopted them (``policy.updated``, whole), oldest first:
     the one in force at ``since`` and every later one."""
     adopted = []
@@ -227,7 +233,7 @@ def _policies(rows, since: datetime) -> list[_Adopted]:
     return before[-1:] + [p for p in adopted if p.at >= since]
 
 
-def _believed(details: dict, where: tuple[datetime, int, int], policies: list[_Adopted]) -> Recorded | str:
+def _believed(details: dict[str, Any], where: tuple[datetime, int, int], policies: list[_Adopted]) -> Recorded | str:
     """The recorded intent of an ``intent.submitted`` event (its row's time, chain and seq), or why
     it is not to be believed (one of the reasons above)."""
     at, chain, seq = where
@@ -251,7 +257,7 @@ def _believed(details: dict, where: tuple[datetime, int, int], policies: list[_A
     return Recorded(intent, at, digest=digest)
 
 
-def _facts(recorded: Recorded, details: dict, passed: bool) -> None:
+def _facts(recorded: Recorded, details: dict[str, Any], passed: bool) -> None:
     """What a stage's verdict recorded of the chain, kept for the replay."""
     stage, facts = details.get("stage"), details.get("facts") or {}
     if stage == Stage.FEE and "gas_limit" in facts:
@@ -287,7 +293,7 @@ class ReplayWindows:
     def __init__(self) -> None:
         self._windows: dict[str, SpendWindow] = {}
 
-    def spent(self, at: datetime):
+    def spent(self, at: datetime) -> Callable[[str], int]:
         now_us = to_us(at)
         return lambda asset: self._windows.setdefault(asset, SpendWindow()).spent(now_us)
 
@@ -353,7 +359,7 @@ def _add(total: dict[str, int], amounts: dict[str, int]) -> None:
 
 def report(
     replayed: list[Replayed], agent_id: str, since: datetime, policy: AgentPolicy, skipped: dict[str, int]
-) -> dict:
+) -> dict[str, Any]:
     """The what-if document: every decision that would change, then the totals, and the recorded
     intents not replayed (``skipped``), per reason."""
     moved: dict[str, int] = {}
@@ -398,6 +404,8 @@ def report(
     }
 
 
-async def what_if(read: LedgerRead, agent_id: str, policy: AgentPolicy, since: datetime, max_age_us: int) -> dict:
+async def what_if(
+    read: LedgerRead, agent_id: str, policy: AgentPolicy, since: datetime, max_age_us: int
+) -> dict[str, Any]:
     """The report of ``read``'s intents replayed under ``policy``."""
     return report(await replay(read.recorded, policy, max_age_us), agent_id, since, policy, read.skipped)

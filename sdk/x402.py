@@ -239,7 +239,7 @@ def _solana_address(value: Any, where: str) -> str:
         raw = b""
     if len(raw) != 32:
         raise X402Error(f"{where} is {_shown(value)}; allowed: a Solana address (base58 of 32 bytes)")
-    return value
+    return str(value)
 
 
 def read_requirement(
@@ -383,7 +383,7 @@ def choose(
     raise X402Error("Warden can pay none of the server's payment requirements:\n  " + "\n  ".join(reasons))
 
 
-def authorization(requirement: Requirement, sender: str, now: datetime, nonce: bytes) -> dict:
+def authorization(requirement: Requirement, sender: str, now: datetime, nonce: bytes) -> dict[str, Any]:
     """The EIP-712 ``TransferWithAuthorization`` paying ``requirement`` from ``sender``: valid from
     a little before ``now`` until ``maxTimeoutSeconds`` after it, under a random 32-byte ``nonce``
     (EIP-3009 nonces are one-use and unordered). Numbers are decimal strings, exact in any reader."""
@@ -410,7 +410,9 @@ def authorization(requirement: Requirement, sender: str, now: datetime, nonce: b
     }
 
 
-def payment_header(challenge: Challenge, requirement: Requirement, document: dict, signature: str) -> tuple[str, str]:
+def payment_header(
+    challenge: Challenge, requirement: Requirement, document: dict[str, Any], signature: str
+) -> tuple[str, str]:
     """The request header that pays an EIP-3009 authorization (`paying`)."""
     message = document["message"]
     fields = ("from", "to", "value", "validAfter", "validBefore", "nonce")
@@ -436,7 +438,7 @@ def paying(
     return PAYMENT_SIGNATURE_HEADER, encode_header(doc)
 
 
-def settlement(headers: Mapping[str, str]) -> dict | None:
+def settlement(headers: Mapping[str, str]) -> dict[str, Any] | None:
     """The settlement the server reports (``PAYMENT-RESPONSE``, or v1's ``X-PAYMENT-RESPONSE``),
     decoded; None when it sent none."""
     for name in (PAYMENT_RESPONSE_HEADER, X_PAYMENT_RESPONSE_HEADER):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 import httpx2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -28,10 +28,14 @@ from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from schemas.fields import format_token_amount, parse_token_amount
 from schemas.outcomes import IntentParked, IntentRejected, SignedMessage, SignedSolanaTransaction
+from schemas.policy import AgentPolicy, SolanaPolicy, SolanaTokenLimit
 from sdk import solana as build
 from sdk.client import new_solana_intent, new_typed_data_intent, policy_in_force, submit_and_wait
 from sdk.mcp_results import AwaitingApproval, Refusal, stated_refusal, stated_wait
+from sdk.outcomes import Outcome
 from sdk.x402 import (
+    Challenge,
+    Requirement,
     SolanaRequirement,
     X402Error,
     asset_limit,
@@ -92,14 +96,16 @@ class Payment(BaseModel):
     from_: str | None = Field(default=None, alias="from", description="the agent's address that signed")
     signature: str | None = None
     valid_before: int | None = Field(default=None, description="unix seconds: the authorization expires then")
-    settlement: dict | None = Field(default=None, description="the server's PAYMENT-RESPONSE header, decoded")
+    settlement: dict[str, Any] | None = Field(default=None, description="the server's PAYMENT-RESPONSE header, decoded")
     server_error: str | None = Field(default=None, description="why the server did not accept it (data)")
     refusal: Refusal | None = None
     awaiting_approval: AwaitingApproval | None = None
     forged_outcomes_ignored: int = 0
 
 
-async def _fetch(http: httpx2.AsyncClient, url: str, headers: dict[str, str] | None = None):
+async def _fetch(
+    http: httpx2.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> tuple[httpx2.Response, bytes, bool]:
     """The response and up to MAX_BODY_BYTES of its body (and whether there was more)."""
     async with http.stream("GET", url, headers=headers) as response:
         body = bytearray()
@@ -110,7 +116,7 @@ async def _fetch(http: httpx2.AsyncClient, url: str, headers: dict[str, str] | N
         return response, bytes(body), False
 
 
-def _served(payment: Payment, response, body: bytes, truncated: bool) -> Payment:
+def _served(payment: Payment, response: httpx2.Response, body: bytes, truncated: bool) -> Payment:
     return payment.model_copy(
         update={
             "http_status": response.status_code,
@@ -146,7 +152,15 @@ async def pay(
             await http.aclose()
 
 
-async def _pay(settings, agent_id, agent_key, url, max_amount, timeout_s, http) -> Payment:
+async def _pay(
+    settings: Settings,
+    agent_id: str,
+    agent_key: Ed25519PrivateKey,
+    url: str,
+    max_amount: str | None,
+    timeout_s: float,
+    http: httpx2.AsyncClient,
+) -> Payment:
     response, body, truncated = await _fetch(http, url)
     if response.status_code != 402:
         return _served(Payment(url=url, status="no_payment_required", http_status=0), response, body, truncated)
@@ -212,7 +226,7 @@ async def _pay(settings, agent_id, agent_key, url, max_amount, timeout_s, http) 
     return await _send(http, url, payment, payment_header(challenge, chosen, document, outcome.signature))
 
 
-def _asked(chosen, symbol: str | None, amount_text: str) -> PaymentAsked:
+def _asked(chosen: Requirement | SolanaRequirement, symbol: str | None, amount_text: str) -> PaymentAsked:
     return PaymentAsked(
         x402_version=chosen.version,
         index=chosen.index,
@@ -227,7 +241,7 @@ def _asked(chosen, symbol: str | None, amount_text: str) -> PaymentAsked:
     )
 
 
-async def _send(http, url: str, payment: Payment, header: tuple[str, str]) -> Payment:
+async def _send(http: httpx2.AsyncClient, url: str, payment: Payment, header: tuple[str, str]) -> Payment:
     """The request again, with the payment ``header``: paid when the server serves the resource."""
     name, value = header
     response, body, truncated = await _fetch(http, url, {name: value})
@@ -241,7 +255,7 @@ async def _send(http, url: str, payment: Payment, header: tuple[str, str]) -> Pa
     return paid
 
 
-def _refused(payment: Payment, outcome) -> Payment | None:
+def _refused(payment: Payment, outcome: Outcome | None) -> Payment | None:
     """The payment as Warden's refusal (or an admin's wait) leaves it, else None."""
     if isinstance(outcome, IntentRejected):
         payment.status = "refused"
@@ -255,13 +269,22 @@ def _refused(payment: Payment, outcome) -> Payment | None:
 
 
 async def _pay_solana(
-    settings, agent_id, agent_key, url, max_amount, timeout_s, http, challenge, chosen: SolanaRequirement, policy
+    settings: Settings,
+    agent_id: str,
+    agent_key: Ed25519PrivateKey,
+    url: str,
+    max_amount: str | None,
+    timeout_s: float,
+    http: httpx2.AsyncClient,
+    challenge: Challenge,
+    chosen: SolanaRequirement,
+    policy: AgentPolicy,
 ) -> Payment:
     """The SDK's SVM ``exact`` payment: a transaction of the compute budget, an SPL
     TransferChecked from the agent's token account to the payee's, and a memo, whose fee the
     server's facilitator pays; signed in the agent's slot only, through the pipeline (judged as
     the token movement it is), and handed to the server to complete and send."""
-    token = policy.solana.token(chosen.asset)
+    solana_policy, token = _solana_token(policy, chosen, agent_id)
     if max_amount is not None:
         try:
             most = parse_token_amount(
@@ -287,7 +310,7 @@ async def _pay_solana(
         recent = chosen.recent_blockhash or await solana.latest_blockhash(node)
     finally:
         await node.close()
-    me, mint, token_program = (Pubkey.from_string(a) for a in (policy.solana.address, chosen.asset, program))
+    me, mint, token_program = (Pubkey.from_string(a) for a in (solana_policy.address, chosen.asset, program))
     raw = build.unsigned(
         Pubkey.from_string(chosen.fee_payer),
         [
@@ -325,7 +348,21 @@ async def _pay_solana(
     return await _send(http, url, payment, paying(challenge, chosen, {"transaction": outcome.signed_tx}))
 
 
-def _server_error(response, body: bytes) -> str:
+def _solana_token(
+    policy: AgentPolicy, chosen: SolanaRequirement, agent_id: str
+) -> tuple[SolanaPolicy, SolanaTokenLimit]:
+    """The policy's Solana section and its limit of the token asked for; `choose` returns only a
+    mint of the policy's ``solana.tokens``, so anything else is refused here, never guessed at."""
+    solana_policy = policy.solana
+    token = None if solana_policy is None else solana_policy.token(chosen.asset)
+    if solana_policy is None or token is None:
+        raise X402Error(
+            f"agent {agent_id!r}'s policy lists no Solana token {chosen.asset}: an admin adds it to solana.tokens"
+        )
+    return solana_policy, token
+
+
+def _server_error(response: httpx2.Response, body: bytes) -> str:
     """What a server that refused the payment said: its 402's error, or its status."""
     if response.status_code == 402:
         try:

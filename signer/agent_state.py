@@ -14,7 +14,7 @@ from a tracker while another intent's scope is open, and wait for it to close
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -47,7 +47,7 @@ class AgentState:
         self.file = file
         self.agent_id = agent_id
 
-    def _one(self, sql: str, args: tuple):
+    def _one(self, sql: str, args: tuple[object, ...]) -> Any:
         return self.file.db.execute(sql, args).fetchone()
 
     # --- reads by intent id ---------------------------------------------------------------------------
@@ -95,7 +95,8 @@ class AgentState:
 
     def tx_context(self, intent_id: str) -> tuple[bytes, str, int] | None:
         """(the intent as approved, key path, key version) that signed an intent's transaction."""
-        return self._one("SELECT intent, key_path, key_version FROM tx_context WHERE intent_id = ?", (intent_id,))
+        row = self._one("SELECT intent, key_path, key_version FROM tx_context WHERE intent_id = ?", (intent_id,))
+        return None if row is None else (row[0], row[1], row[2])
 
     def original_of(self, intent_id: str) -> str | None:
         """For an intent answered with another's result (same idempotency key): that intent."""
@@ -111,7 +112,7 @@ class AgentState:
         row = self._one("SELECT intent_id, at_us FROM idempotency WHERE slot = ?", (slot,))
         if row is None or not idempotency_slot_live(row[1], now_us):
             return None
-        return row[0]
+        return str(row[0])
 
     def idempotency_request(self, intent_id: str) -> dict[str, str] | None:
         """What the intent that claimed an idempotency slot asked for (its `request_fields`), or
@@ -375,9 +376,8 @@ class AgentState:
 
     def sign_only_row(self, intent_id: str) -> tuple[int, bytes | None, str | None] | None:
         """An open sign-only transaction's (signed at µs, cancellation record, who asked to cancel), or None."""
-        return self._one(
-            "SELECT at_us, cancel, cancel_by FROM sign_only WHERE intent_id = ? AND open = 1", (intent_id,)
-        )
+        row = self._one("SELECT at_us, cancel, cancel_by FROM sign_only WHERE intent_id = ? AND open = 1", (intent_id,))
+        return None if row is None else (row[0], row[1], row[2])
 
     def cancel_sign_only(self, intent_id: str, record: bytes) -> None:
         """A sign-only transaction's cancellation (its signed record), among the intent's attempts,

@@ -24,9 +24,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar, cast
 
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.chains import Chain
+
+T = TypeVar("T")
+# What a tracker asks the node, as the key its one answer per reading is kept under.
+Question = tuple[object, ...]
 
 log = logging.getLogger("warden.signer")
 
@@ -46,7 +51,7 @@ class Ticket:
         self._watch = watch
         self.hashes: set[str] = set()  # lower-case, as the watch matches them
         self._woken = False
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
 
     def follow(self, hashes: Iterable[str]) -> None:
         """Also wake for these (a fee bump's new hash)."""
@@ -105,10 +110,10 @@ class BlockWatch:
         # nonce (a block's hash, the finalized block) is kept for the reading it was asked in. Before the first read too, so trackers
         # that look at once share one answer, not one per wave of receipts coming back.
         self.reading = 0
-        self._answers: dict[tuple, tuple[int, object]] = {}  # question → (reading, answer)
-        self._asking: dict[tuple[tuple, int], asyncio.Future] = {}  # the questions under way
+        self._answers: dict[Question, tuple[int, object]] = {}  # question → (reading, answer)
+        self._asking: dict[tuple[Question, int], asyncio.Future[object]] = {}  # the questions under way
         self._head_checked = 0.0  # when the head block's hash was last compared (monotonic s)
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def ticket(self, hashes: Iterable[str]) -> Ticket:
         ticket = Ticket(self)
@@ -143,24 +148,24 @@ class BlockWatch:
         blocks under the head."""
         return await self._once(("finalized", chain.finalized_tag, chain.confirmations), self._ask_finalized, chain)
 
-    async def _once(self, key: tuple, ask, *args):
+    async def _once(self, key: Question, ask: Callable[..., Awaitable[T]], *args: Any) -> T:
         reading = self.reading
         cached = self._answers.get(key)
         if cached is not None and cached[0] == reading:
-            return cached[1]
+            return cast(T, cached[1])
         asking = self._asking.get((key, reading))
         if asking is None:
             asking = self._asking[(key, reading)] = asyncio.ensure_future(self._ask(key, reading, ask, *args))
             asking.add_done_callback(lambda done: self._asked((key, reading), done))
         # Shielded: one tracker cancelled (its partition revoked) does not cancel the others' answer.
-        return await asyncio.shield(asking)
+        return cast(T, await asyncio.shield(asking))
 
-    def _asked(self, key: tuple, asking: asyncio.Future) -> None:
+    def _asked(self, key: tuple[Question, int], asking: asyncio.Future[object]) -> None:
         self._asking.pop(key, None)
         if not asking.cancelled():
             asking.exception()  # retrieved: an answer every asker had left is not logged as never read
 
-    async def _ask(self, key: tuple, reading: int, ask, *args):
+    async def _ask(self, key: Question, reading: int, ask: Callable[..., Awaitable[object]], *args: Any) -> object:
         answer = await ask(*args)
         if reading == self.reading:  # else a block came (or the thread was lost) while it was asked
             self._answers[key] = (reading, answer)

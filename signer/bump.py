@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from evm import transactions as txs
 from rules.verdicts import verdict
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from schemas.policy import AgentPolicy
     from signer.tracking import Tracked
 
-Transition = Callable[[SignedTransaction, dict, datetime], tuple[list[Emit], SignedTransaction]]
+Transition = Callable[[SignedTransaction, dict[str, Any], datetime], tuple[list[Emit], SignedTransaction]]
 
 
 class FeeBump:

@@ -4,6 +4,8 @@ signer that made them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.changelog import SIGNATURE_BYTES, ChangelogError, ChangelogFormat, Entry, UnreadableRecord, Write
@@ -20,6 +22,6 @@ def seal(*, partition: int, prev: int, writer: str, writes: list[Write], key: Ed
     return SIGNER_LOG.seal(partition=partition, prev=prev, writer=writer, writes=writes, key=key)
 
 
-def open_record(value: bytes, partition: int, public_key_of) -> Entry:
+def open_record(value: bytes, partition: int, public_key_of: Callable[[str], str | None]) -> Entry:
     """A record of the signer's log read (`ChangelogFormat.open`)."""
     return SIGNER_LOG.open(value, partition, public_key_of)

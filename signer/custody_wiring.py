@@ -3,11 +3,16 @@ and how custody's audit records and vault events reach their topics."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from runtime.config import Settings
 from schemas import topics
 from schemas.emit import Emit
+
+if TYPE_CHECKING:  # imported where used: the command line imports this module without them
+    from signer.custody.events import VaultEvent
+    from signer.custody.keys import KeyStore
 
 
 class AuditOutbox:
@@ -33,9 +38,9 @@ class VaultOutbox:
     the event-sourced record other machines (and witnesses) replay. Events are ciphertext."""
 
     def __init__(self) -> None:
-        self._events: list = []
+        self._events: list[VaultEvent] = []
 
-    def extend(self, events) -> None:
+    def extend(self, events: Sequence[VaultEvent]) -> None:
         self._events.extend(events)
 
     def drain(self) -> list[Emit]:
@@ -49,7 +54,7 @@ def keystore_from_settings(
     vault_outbox: VaultOutbox | None = None,
     requester: tuple[str, bytes] = ("admin-cli", b""),
     from_topic: bool = False,
-):
+) -> KeyStore:
     """The signing-key store of this home. ``requester`` (an id and its service public key) is
     who asks the attested key release for a vault that requires attestation: the signer names
     itself; the admin CLI has no service key and, outside a confidential VM, is refused.
@@ -68,7 +73,7 @@ def keystore_from_settings(
     mode = mode_named(settings.key_mode)
 
     class _MirroredLog(FileEventLog):
-        def publish_many(self, events) -> None:
+        def publish_many(self, events: Sequence[VaultEvent]) -> None:
             super().publish_many(events)
             if vault_outbox is not None:
                 vault_outbox.extend(events)
@@ -87,7 +92,7 @@ def keystore_from_settings(
     return KeyStore(vaults, mode=mode)
 
 
-def _unwritten(event) -> None:
+def _unwritten(event: VaultEvent) -> None:
     # The signer writes no vault event (every change is an admin's); one written here would reach
     # no other signer and no ledger, so it is refused rather than kept in this process alone.
     raise RuntimeError(f"the signer writes no vault events ({event.type}); an admin's command makes this change")

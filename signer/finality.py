@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from runtime.registry import REGISTRY
 from runtime.rpc import Node
@@ -182,7 +183,7 @@ def hashes_of(state: AgentStates, signed: SignedTransaction) -> list[str]:
     return [h for h in attempts if h != signed.tx_hash] + [signed.tx_hash]
 
 
-async def receipt_of(node: Node, hashes: list[str]) -> tuple[str, dict] | None:
+async def receipt_of(node: Node, hashes: list[str]) -> tuple[str, dict[str, Any]] | None:
     """The receipt of any of ``hashes`` (the newest asked first, the likeliest): (its hash, the
     receipt), or None if none has one."""
     for tx_hash in reversed(hashes):
@@ -192,7 +193,7 @@ async def receipt_of(node: Node, hashes: list[str]) -> tuple[str, dict] | None:
     return None
 
 
-def included(state: AgentStates, signed: SignedTransaction, tx_hash: str, receipt: dict) -> dict:
+def included(state: AgentStates, signed: SignedTransaction, tx_hash: str, receipt: dict[str, Any]) -> dict[str, Any]:
     """The record's fields for a receipt of ``tx_hash``: mined (executed) or failed (reverted), at
     its block, with the fee the chain took."""
     agent = state.agent(signed.agent_id)

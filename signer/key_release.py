@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -142,7 +143,7 @@ class KeyRelease:
         return failures(self.policy.verify(request.report, request.vcek, binding, issued_at, now))
 
     def _audit_record(
-        self, actor: str, action: AuditAction, resource: str, now: datetime, request: ReleaseRequest, **details
+        self, actor: str, action: AuditAction, resource: str, now: datetime, request: ReleaseRequest, **details: Any
     ) -> Emit:
         record = audit_record(
             actor,

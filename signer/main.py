@@ -20,9 +20,9 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -49,6 +49,7 @@ from schemas.sealing_key import SealingKey
 from signer import lifecycle, sign_only, solana_tracking
 from signer.changelog import SIGNER_LOG
 from signer.custody.events import parse_event
+from signer.custody.keys import KeyStore
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
@@ -127,7 +128,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         await _stop(reannounce_task, vault_task, policy_task, trackers, setup_task, consumer, owner, producer, nodes)
 
 
-def _keystore(settings: Settings, custody_audit: AuditOutbox, service: tuple[str, Ed25519PrivateKey]):
+def _keystore(settings: Settings, custody_audit: AuditOutbox, service: tuple[str, Ed25519PrivateKey]) -> KeyStore:
     """The signer's key store: the keys warden.vault holds, released to this signer by its service key."""
     service_public = bytes.fromhex(public_key_hex(service[1])[2:])
     return keystore_from_settings(
@@ -149,7 +150,7 @@ def _refuse_legacy_state(settings: Settings) -> None:
 def _signer(
     settings: Settings,
     states: PartitionedState,
-    keystore,
+    keystore: KeyStore,
     admins: Admins,
     nodes: Nodes,
     service: tuple[str, Ed25519PrivateKey],
@@ -178,8 +179,8 @@ def _signer(
 
 
 async def _follow_control_topics(
-    settings: Settings, admins: Admins, keystore, policies: PolicyBook, custody_audit: AuditOutbox, tee: str
-) -> tuple[asyncio.Task, asyncio.Task, asyncio.Task, asyncio.Event, asyncio.Task, asyncio.Event]:
+    settings: Settings, admins: Admins, keystore: KeyStore, policies: PolicyBook, custody_audit: AuditOutbox, tee: str
+) -> tuple[asyncio.Task[Any], asyncio.Task[Any], asyncio.Task[Any], asyncio.Event, asyncio.Task[Any], asyncio.Event]:
     """Follow the admin sets, the vault, the chain sets and the policies, the admins' and the chains'
     read to their end: the four tasks, and the events set when the vault and the policies are."""
     # The admin set in force is known before any admin's signature is checked: a policy signed by
@@ -243,9 +244,9 @@ async def _announce_sealing(
 async def _ready_once_caught_up(
     settings: Settings,
     policies: PolicyBook,
-    policy_task: asyncio.Task,
+    policy_task: asyncio.Task[Any],
     policies_known: asyncio.Event,
-    vault_task: asyncio.Task,
+    vault_task: asyncio.Task[Any],
     vault_known: asyncio.Event,
 ) -> None:
     """Wait until the policies and the vault are read to their end, then serve metrics and mark the process ready."""
@@ -283,11 +284,11 @@ async def _sign_until_stopped(
 
 
 async def _stop(
-    reannounce_task: asyncio.Task | None,
-    vault_task: asyncio.Task,
-    policy_task: asyncio.Task,
+    reannounce_task: asyncio.Task[Any] | None,
+    vault_task: asyncio.Task[Any],
+    policy_task: asyncio.Task[Any],
     trackers: Trackers,
-    setup_task: asyncio.Task | None,
+    setup_task: asyncio.Task[Any] | None,
     consumer: AIOKafkaConsumer,
     owner: PartitionOwner,
     producer: AIOKafkaProducer,
@@ -340,7 +341,7 @@ def _consumer(settings: Settings) -> AIOKafkaConsumer:
     )
 
 
-async def _caught_up(known: asyncio.Event, task: asyncio.Task, topic: str) -> None:
+async def _caught_up(known: asyncio.Event, task: asyncio.Task[Any], topic: str) -> None:
     """Until ``task`` read ``topic`` to its end (``known``); raises why, if it stopped first."""
     done = asyncio.create_task(known.wait())
     await asyncio.wait({done, task}, return_when=asyncio.FIRST_COMPLETED)
@@ -350,7 +351,9 @@ async def _caught_up(known: asyncio.Event, task: asyncio.Task, topic: str) -> No
         raise RuntimeError(f"{topic} ended before the signer caught up")
 
 
-def _audit_settled(settings: Settings, custody_audit: AuditOutbox, subject: Literal["admins", "chains"] = "admins"):
+def _audit_settled(
+    settings: Settings, custody_audit: AuditOutbox, subject: Literal["admins", "chains"] = "admins"
+) -> Callable[[str, str, str], None]:
     """The ledger's record of each admin set (``subject`` "chains": chain set) this signer took or refused."""
 
     def record(what: str, text: str, record_id: str) -> None:
@@ -392,7 +395,7 @@ async def follow_policies(
 
 
 async def follow_vault(
-    settings: Settings, keystore, admins: Admins, caught_up: asyncio.Event, custody_audit: AuditOutbox
+    settings: Settings, keystore: KeyStore, admins: Admins, caught_up: asyncio.Event, custody_audit: AuditOutbox
 ) -> None:
     """Vaults are event-sourced: the signer's keys are what warden.vault holds, nothing else. An
     event is applied only when the admins' quorum for ``keys`` signed it; the ledger records each
@@ -426,7 +429,7 @@ async def follow_vault(
 
 
 async def reannounce(
-    settings: Settings, sealing: SealingKeyPair, service: tuple[str, Ed25519PrivateKey], producer
+    settings: Settings, sealing: SealingKeyPair, service: tuple[str, Ed25519PrivateKey], producer: AIOKafkaProducer
 ) -> None:
     """Clients believe an attested announcement for max_age_s: a fresh report well before that."""
     while True:
@@ -444,14 +447,21 @@ class Trackers:
     restored here tracks what was still open in it, a partition revoked stops its trackers (its
     new owner tracks them from the record)."""
 
-    def __init__(self, signer: Signer, states: PartitionedState, producer, max_record_bytes: int, audit_signer):
+    def __init__(
+        self,
+        signer: Signer,
+        states: PartitionedState,
+        producer: AIOKafkaProducer,
+        max_record_bytes: int,
+        audit_signer: AuditSigner,
+    ):
         self.signer = signer
         self.states = states
         self.producer = producer
         self.max_record_bytes = max_record_bytes
         self.audit_signer = audit_signer
-        self.pending: dict[asyncio.Task, int] = {}  # each transaction's tracker → its agent's partition
-        self.watches: dict[int, asyncio.Task] = {}  # each owned partition's sign-only watch
+        self.pending: dict[asyncio.Task[Any], int] = {}  # each transaction's tracker → its agent's partition
+        self.watches: dict[int, asyncio.Task[Any]] = {}  # each owned partition's sign-only watch
         self.owner: PartitionOwner | None = None  # set once it exists: the owner calls `restored`
 
     async def emit(self, emits: list[Emit], partition: int) -> None:
@@ -585,9 +595,9 @@ class Batches:
         signer: Signer,
         owner: PartitionOwner,
         consumer: AIOKafkaConsumer,
-        producer,
+        producer: AIOKafkaProducer,
         max_record_bytes: int,
-        audit_signer,
+        audit_signer: AuditSigner,
         custody_audit: AuditOutbox,
         trackers: Trackers,
     ):
@@ -600,15 +610,15 @@ class Batches:
         self.custody_audit = custody_audit
         self.trackers = trackers
 
-    async def _publish(self, emits: list[Emit]) -> list[asyncio.Future]:
+    async def _publish(self, emits: list[Emit]) -> list[asyncio.Future[Any]]:
         return await publish(self.producer, emits, self.max_record_bytes, self.audit_signer)
 
-    async def one(self, batch) -> None:
+    async def one(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         """Call it holding the owner's batch lock."""
         owner, signer = self.owner, self.signer
         if owner.failure is not None:  # a rebalance could not restore or append: never sign on it
             raise owner.failure
-        acks: list[asyncio.Future] = []
+        acks: list[asyncio.Future[Any]] = []
         unpublished: list[Emit] = []
         sent_changes: list[tuple[str, list[Emit]]] = []  # (agent, a send's status change): out of the outbox once acked
         watched: list[SignedSolanaTransaction] = []
@@ -669,7 +679,9 @@ class Batches:
             self.trackers.track(signed)
 
 
-def applied_vault_event(settings: Settings, record, signed_by: list[str], now: datetime) -> Emit:
+def applied_vault_event(
+    settings: Settings, record: ConsumerRecord[Any, Any], signed_by: list[str], now: datetime
+) -> Emit:
     """The signer's audit record of a vault event it applied: where it was on the topic, its
     digest (never its contents) and the admins whose signatures made the quorum. Its id names the
     signer and the record, so reading the topic again after a restart records nothing new."""
@@ -687,7 +699,7 @@ def applied_vault_event(settings: Settings, record, signed_by: list[str], now: d
     )
 
 
-def refused_vault_event(record, why: str, now: datetime) -> Emit:
+def refused_vault_event(record: ConsumerRecord[Any, Any], why: str, now: datetime) -> Emit:
     """The signer's audit record of a vault event it did not apply: where it was on the topic,
     what it was (its digest and size, never its contents) and why."""
     resource = f"record:{record.topic}/{record.partition}/{record.offset}"

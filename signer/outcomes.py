@@ -19,7 +19,7 @@ from runtime import metrics, solana
 from runtime.clock import to_us
 from schemas import topics
 from schemas.actions import AuditAction, solana_action, tx_action
-from schemas.auth import sign_outcome
+from schemas.auth import OutcomeT, sign_outcome
 from schemas.codes import Code
 from schemas.emit import Emit, IntentRef, Source, dead_letter, intent_audit, outcome_with_audit
 from schemas.errors import WardenError
@@ -75,7 +75,8 @@ class SigningResult:
 
 def digest_of(record: bytes) -> str | None:
     """The intent digest an outcome this signer recorded is bound to."""
-    return orjson.loads(record).get("intent_digest")
+    digest = orjson.loads(record).get("intent_digest")
+    return digest if isinstance(digest, str) else None
 
 
 class Outcomes:
@@ -87,7 +88,7 @@ class Outcomes:
         self.key_id, self._service_key = service_key
         self.tee = tee
 
-    def signed(self, record):
+    def signed(self, record: OutcomeT) -> OutcomeT:
         """The record, signed with the signer's service key."""
         return sign_outcome(record, self._service_key, self.key_id)
 
@@ -271,7 +272,16 @@ class Outcomes:
             idempotent_copy_of=copy_of,
         )
 
-    def _recorded(self, intent, result, policy: AgentPolicy, now: datetime, slot, assets, kind: str):
+    def _recorded(
+        self,
+        intent: TransactionIntent,
+        result: OutcomeT,
+        policy: AgentPolicy,
+        now: datetime,
+        slot: str | None,
+        assets: dict[str, int] | None,
+        kind: str,
+    ) -> tuple[OutcomeT, bytes]:
         """A signature that is not a transaction's (a message's, a Solana transaction's): the
         outcome signed, then recorded with its idempotency entry and what it counts."""
         signed = self.signed(result)
@@ -290,7 +300,7 @@ class Outcomes:
         return signed, record
 
     def solana_status(
-        self, signed: SignedSolanaTransaction, update: dict, at: datetime
+        self, signed: SignedSolanaTransaction, update: dict[str, Any], at: datetime
     ) -> tuple[list[Emit], SignedSolanaTransaction]:
         """A broadcast Solana transaction's new status: signed, recorded (a redelivery re-publishes
         the newest), reported on the topic and the ledger as ``solana.<status>``."""
@@ -320,7 +330,7 @@ class Outcomes:
         )
 
     def _solana_audit(
-        self, action: AuditAction, signed: SignedSolanaTransaction, at: datetime, *about: str, **more
+        self, action: AuditAction, signed: SignedSolanaTransaction, at: datetime, *about: str, **more: Any
     ) -> Emit:
         """A Solana transaction's audit event; ``about``: what else tells it apart from another of
         the same status (a copy's id)."""
@@ -358,7 +368,7 @@ class Outcomes:
     def transition(
         self,
         signed: SignedTransaction,
-        update: dict,
+        update: dict[str, Any],
         at: datetime,
         action: AuditAction | None = None,
         reopen: bool = False,

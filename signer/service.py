@@ -63,6 +63,7 @@ from schemas.outcomes import (
 )
 from schemas.policy import AgentPolicy
 from signer import lifecycle
+from signer.custody.keys import KeyStore
 from signer.judging import Judging
 from signer.outcomes import SERVICE, Outcomes, SigningRefused, SigningResult, digest_of
 from signer.policies import PolicyBook
@@ -86,6 +87,8 @@ Signed = tuple[list[Emit], SignedTransaction | SignedSolanaTransaction | None]
 class Tracker(Protocol):
     """Follows a family's sent transactions to final (`signer.tracking`, `signer.solana_tracking`)."""
 
+    async def send(self, signed: Any, now: datetime) -> tuple[list[Emit], Any]: ...
+
     async def keep(self, signed: Any, now: Clock, emit: Callable[[list[Emit]], Awaitable[object]]) -> object: ...
 
 
@@ -93,7 +96,7 @@ class Signer:
     def __init__(
         self,
         state: AgentStates,
-        keys,
+        keys: KeyStore,
         admins: Admins,
         node_for: Callable[[str], Node],
         service_key: tuple[str, Ed25519PrivateKey],
@@ -589,12 +592,12 @@ class Signer:
                 f"{policy.solana.address if policy.solana else 'not set'}: an admin sets it to the key's address",
             )
 
-    async def send(self, signed: SignedTransaction | SignedSolanaTransaction, now: datetime):
-        """`Tracking.send` (or `SolanaTracking.send`): the signed bytes to the chain once, before
-        the next intent is signed."""
-        if isinstance(signed, SignedSolanaTransaction):
-            return await self.solana_tracking.send(signed, now)
-        return await self.tracking.send(signed, now)
+    async def send(
+        self, signed: SignedTransaction | SignedSolanaTransaction, now: datetime
+    ) -> tuple[list[Emit], SignedTransaction | SignedSolanaTransaction | None]:
+        """The signed bytes to the chain once, before the next intent is signed, by the tracker of
+        their family (`Tracking.send`, `SolanaTracking.send`)."""
+        return await self._trackers[type(signed)].send(signed, now)
 
     async def track(
         self,

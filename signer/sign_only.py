@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -220,13 +221,13 @@ class SignOnly:
         agent: AgentState,
         signed: SignedTransaction,
         fate: sign_only.Fate,
-        receipt: dict | None,
+        receipt: dict[str, Any] | None,
         cancel: SignedTransaction | None,
         now: datetime,
     ) -> list[Emit]:
         """The nonce was taken at a final block: the record final, and the spend what the chain took."""
         if fate == sign_only.Fate.TAKEN or receipt is None:
-            update: dict = {
+            update: dict[str, Any] = {
                 "status": "dropped",
                 "error": f"nonce {signed.nonce} was taken by another transaction: these bytes can never land",
             }
@@ -334,7 +335,9 @@ class SignOnly:
         self._unable.add(signed.intent_id)
         return [self._audit(AuditAction.TX_CANCEL_REFUSED, signed, now, "unable", reason=f"{by}, but {why}")]
 
-    def _audit(self, action: AuditAction, signed: SignedTransaction, now: datetime, *id_parts: str, **details) -> Emit:
+    def _audit(
+        self, action: AuditAction, signed: SignedTransaction, now: datetime, *id_parts: str, **details: Any
+    ) -> Emit:
         return intent_audit(
             SERVICE,
             action,
@@ -369,7 +372,7 @@ class _Reads:
         return final, self._nonces[(chain, address)]
 
 
-def _block(receipt: dict | None) -> int | None:
+def _block(receipt: dict[str, Any] | None) -> int | None:
     return None if receipt is None else int(receipt["blockNumber"], 16)
 
 

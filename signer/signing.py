@@ -12,22 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from evm import authorizations, blobs, messages
 from evm import transactions as txs
+from evm.authorizations import SignedAuthorization
 from runtime.clock import US_PER_SECOND, to_us
 from runtime.registry import REGISTRY
+from runtime.rpc import Node
 from schemas.codes import Code
-from schemas.intent import TransactionIntent
+from schemas.intent import SealedSecret, TransactionIntent
 from schemas.outcomes import SignedTransaction
 from schemas.quote import FeeQuote
 from signer import chain_keys
 from signer.custody import fingerprint
 from signer.custody._crypto import wipe
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, ProviderUnavailable
+from signer.custody.keys import KeyStore
 from signer.outcomes import SigningRefused
 from signer.sealing import NotSealedHere, SealingKeyPair
 from signer.state import AgentStates
@@ -46,8 +49,13 @@ CMEK_INVALID_REASON = (
 
 
 def build_transaction(
-    intent: TransactionIntent, chain_id: int, nonce: int, gas: int, fees: dict[str, int], authorization_list: tuple = ()
-):
+    intent: TransactionIntent,
+    chain_id: int,
+    nonce: int,
+    gas: int,
+    fees: dict[str, int],
+    authorization_list: tuple[SignedAuthorization, ...] = (),
+) -> txs.Transaction:
     """The transaction for an intent, with exactly the gas and fees the signer priced and checked
     (and, for type 4, the authorizations the signer signed)."""
     if intent.to is None:  # the schema requires it of a transaction intent
@@ -172,7 +180,7 @@ class Signing:
     """The agent's keys (custody, ``keys``), the sealing key client-held secrets are sealed to,
     and the nonce: the state's last one per address and the node's pending count."""
 
-    def __init__(self, state: AgentStates, keys, sealing: SealingKeyPair):
+    def __init__(self, state: AgentStates, keys: KeyStore, sealing: SealingKeyPair):
         self.state = state
         self.keys = keys
         self.sealing = sealing
@@ -246,7 +254,7 @@ class Signing:
             return messages.sign_digest(digest, key)
 
     def replacement(
-        self, intent: TransactionIntent, tx, chain_id: int, path: str, version: int, sender: str
+        self, intent: TransactionIntent, tx: txs.Transaction, chain_id: int, path: str, version: int, sender: str
     ) -> txs.SignedTx:
         """A fee bump of a transaction this signer signed, with the key version that signed it."""
         try:
@@ -317,7 +325,7 @@ class Signing:
             raise SigningRefused(Code.CMEK_INVALID, CMEK_INVALID_REASON)
         return cmek
 
-    def _sealed_to_old_key(self, code: Code, copies, what: str) -> SigningRefused:
+    def _sealed_to_old_key(self, code: Code, copies: Iterable[SealedSecret], what: str) -> SigningRefused:
         return SigningRefused(
             code,
             f"the {what} is sealed to signer key(s) {[c.key_id for c in copies]}, not to this signer's current "
@@ -360,7 +368,7 @@ class Signing:
             f"`warden keys provision --agent {intent.agent_id} --chain {intent.chain}`",
         )
 
-    async def nonce(self, intent: TransactionIntent, address: str, node, now: datetime) -> int:
+    async def nonce(self, intent: TransactionIntent, address: str, node: Node, now: datetime) -> int:
         """The nonce to sign at: the one the intent names, only to replace a transaction this signer
         signed at it; else the next after the last this signer used, or the node's pending count
         if someone else used the address since."""
@@ -385,7 +393,7 @@ class Signing:
             raise SigningRefused(Code.NONCE_EXHAUSTED, f"{address} has used every nonce EIP-2681 allows") from None
         return nonce
 
-    async def _pending_nonce(self, chain: str, address: str, node, now: datetime) -> int:
+    async def _pending_nonce(self, chain: str, address: str, node: Node, now: datetime) -> int:
         # Asking the node on every intent costs a round trip; its answer only matters when it is
         # ahead of what this signer tracked (someone else used the address), so a 1 s old answer
         # is as good for that purpose.

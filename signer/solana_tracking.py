@@ -39,6 +39,7 @@ from runtime.clock import Clock, to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.emit import Emit
 from schemas.outcomes import SignedSolanaTransaction
+from signer.outcomes import Outcomes
 from signer.state import AgentStates
 from svm import transactions
 
@@ -65,7 +66,7 @@ def copies_possible(signed: SignedSolanaTransaction) -> bool:
 
 
 class SolanaTracking:
-    def __init__(self, state: AgentStates, node_for: Callable[[str], Node], outcomes):
+    def __init__(self, state: AgentStates, node_for: Callable[[str], Node], outcomes: Outcomes):
         self.state = state
         self.node_for = node_for
         self.outcomes = outcomes

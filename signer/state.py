@@ -34,7 +34,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rules.window import SpendWindow
 from runtime.kafka import partition_of
@@ -132,7 +132,7 @@ WRITES = {
     "spend_landed": "UPDATE spend SET at_us = ?, spend_wei = ? WHERE intent_id = ?",
     "assets_landed": "UPDATE asset_spend SET at_us = ? WHERE intent_id = ?",
 }
-Write = tuple[str, tuple]
+Write = tuple[str, tuple[Any, ...]]
 # The writes that change an agent's native spend: the copy of it kept in memory follows them.
 _SPEND_WRITES = frozenset({"spend", "spend_raised", "spend_settled", "spend_landed"})
 # The writes that change an agent's spend of an asset (or of USD): the copies follow them.
@@ -208,7 +208,7 @@ class SignerState:
         """The partition an agent's records must arrive on: any, for a record of them all."""
         return None
 
-    def write(self, name: str, args: tuple) -> None:
+    def write(self, name: str, args: tuple[Any, ...]) -> None:
         """One named statement (`WRITES`) in the open batch transaction, kept for the changelog."""
         self._begin()
         self.db.execute(WRITES[name], args)
@@ -334,7 +334,7 @@ class SignerState:
             where = where_of(None if record is None else record[0])
         copy.put(SignOnlyRow(*row), where)
 
-    def _follow_copies(self, name: str, args: tuple) -> None:
+    def _follow_copies(self, name: str, args: tuple[Any, ...]) -> None:
         """The copies in memory (`spend_windows`, `held_intents`, `open_sign_only`) after one write:
         each set to what the table now holds for the rows the write touched."""
         if name in _SIGN_ONLY_WRITES and self._open_sign_only is not None:
@@ -422,7 +422,7 @@ class SignerState:
         while self._in_scope:
             await self._scope_ended.wait()
 
-    def write_outside_scope(self, name: str, args: tuple) -> None:
+    def write_outside_scope(self, name: str, args: tuple[Any, ...]) -> None:
         """A write from another task than the intent's (a receipt, a refused send): now, or once the
         open scope and the append in flight are over, so neither a rollback nor a commit of what
         was appended takes it by mistake."""

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from evm import transactions as txs
 from runtime.clock import US_PER_SECOND, Clock, to_us
@@ -98,7 +99,7 @@ class Tracking:
     def transition(
         self,
         signed: SignedTransaction,
-        update: dict,
+        update: dict[str, Any],
         at: datetime,
         action: AuditAction | None = None,
         reopen: bool = False,
@@ -398,7 +399,12 @@ class Tracking:
         return copy
 
     async def _step(
-        self, tracked: Tracked, node: Node, watch: blocks.BlockWatch, at: datetime, emit
+        self,
+        tracked: Tracked,
+        node: Node,
+        watch: blocks.BlockWatch,
+        at: datetime,
+        emit: Callable[[list[Emit]], Awaitable[object]],
     ) -> tuple[list[Emit], SignedTransaction] | None:
         """One look at the chain for a transaction with no receipt; what to publish and the final
         record if it is final now. Updates ``tracked`` (a bump, a stuck report, a new send)."""

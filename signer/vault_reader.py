@@ -19,7 +19,7 @@ only a topic's history holds them) waits for the end of the topic alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,9 @@ class VaultReader:
         self._unread: dict[str, set[str]] = {}  # a change (its signed bytes' digest) → its events not read yet
         self.history_read = False
 
-    def read(self, item: Any, event: VaultEvent, raw: bytes, headers) -> list[Settled]:
+    def read(
+        self, item: Any, event: VaultEvent, raw: bytes, headers: Iterable[tuple[str, bytes]] | None
+    ) -> list[Settled]:
         """Read ``event`` (its bytes ``raw`` on the topic, with the record's ``headers``), named
         ``item`` by the caller: every event this settles, ``event`` among them unless it waits."""
         change = _change_of(headers)
@@ -102,7 +104,7 @@ class VaultReader:
         return settled
 
 
-def _change_of(headers) -> VaultChange | None:
+def _change_of(headers: Iterable[tuple[str, bytes]] | None) -> VaultChange | None:
     for name, data in headers or ():
         if name == VAULT_CHANGE_HEADER:
             return VaultChange.model_validate_json(data)

@@ -21,6 +21,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jwt
 import orjson
@@ -52,7 +53,7 @@ class ApiKeyRecord:
             return "expired"
         return "active"
 
-    def view(self, now: datetime) -> dict:
+    def view(self, now: datetime) -> dict[str, Any]:
         """What a listing shows: never the key, nor its hash."""
         return {
             "key_id": self.key_id,
@@ -104,14 +105,13 @@ def api_keys(home: Path, agent_id: str) -> list[ApiKeyRecord]:
     path = keys_file(home, agent_id)
     if not path.exists():
         return []
-    parse = lambda text: None if text is None else datetime.fromisoformat(text)  # noqa: E731
     return [
         ApiKeyRecord(
             key_id=row["key_id"],
             sha256=row["sha256"],
             created_at=datetime.fromisoformat(row["created_at"]),
-            expires_at=parse(row.get("expires_at")),
-            revoked_at=parse(row.get("revoked_at")),
+            expires_at=_when(row.get("expires_at")),
+            revoked_at=_when(row.get("revoked_at")),
         )
         for row in orjson.loads(path.read_bytes())
     ]
@@ -228,3 +228,7 @@ def check_token(home: Path, token: str, now: datetime) -> Caller:
     agent_id, key_id = str(claims["sub"]), str(claims["key"])
     _active_key(home, agent_id, key_id, now)
     return Caller(agent_id=agent_id, key_id=key_id, expires_at=expires_at)
+
+
+def _when(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)

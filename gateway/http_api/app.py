@@ -8,8 +8,10 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import http_exceptions, web
+from aiohttp.web_request import BaseRequest
 
 from gateway.http_api.bodies import MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_URL_BYTES
 from gateway.http_api.errors import Refused
@@ -19,10 +21,11 @@ from runtime import metrics
 from runtime.readiness import mark_ready
 
 _log = logging.getLogger("warden.api")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
-async def _measured(request: web.Request, handler):
+async def _measured(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Counted and timed by route (the path's pattern, never its ids) and status."""
     began = time.perf_counter()
     response = await handler(request)
@@ -34,7 +37,7 @@ async def _measured(request: web.Request, handler):
 
 
 @web.middleware
-async def _errors(request: web.Request, handler):
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except Refused as refused:
@@ -105,7 +108,13 @@ class _Connection(web.RequestHandler):
     or a header over the limit, a body framed two ways, bytes that are not HTTP) are the API's JSON
     errors with their code, like every other answer, instead of aiohttp's text."""
 
-    def handle_error(self, request, status: int = 500, exc: BaseException | None = None, message: str | None = None):
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         if request.writer.output_size > 0:  # as aiohttp's: an answer begun cannot become an error
             raise ConnectionError("the response has begun; no error can follow it")
         refused = _protocol_refusal(status, exc, message)

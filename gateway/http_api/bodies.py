@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import http_exceptions, web
@@ -18,6 +18,7 @@ from gateway.http_api.errors import Refused, invalid_body
 from runtime.registry import REGISTRY
 
 _log = logging.getLogger("warden.api")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 # A body larger than this is refused (413) before it is read: an intent's fields fit in far less.
@@ -70,7 +71,7 @@ async def read_body(request: web.Request, timeout_s: float) -> Any:
         raise Refused(400, "invalid_json", f"the body is not JSON ({exc}); send a JSON object") from None
 
 
-def read_model(model: type[BaseModel], doc: Any):
+def read_model(model: type[ModelT], doc: Any) -> ModelT:
     if not isinstance(doc, dict):
         raise Refused(400, "invalid_request", f"the body is a JSON {type(doc).__name__}, not an object")
     try:

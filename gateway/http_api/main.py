@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -18,7 +19,7 @@ from runtime.config import load
 _log = logging.getLogger("warden.api")
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`warden api`'s options, the same for `python -m gateway.http_api` (how `warden up` runs it)."""
     parser.add_argument("--listen", metavar="HOST:PORT", help="where to listen (default: WARDEN_API_HTTP)")
     parser.add_argument(
@@ -33,7 +34,7 @@ def add_arguments(parser) -> None:
     )
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.openapi:
         sys.stdout.write(openapi_text())
         return 0

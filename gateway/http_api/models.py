@@ -5,8 +5,9 @@ refused, with the field named, before anything is signed."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -67,16 +68,16 @@ BASE64_PATTERN = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 MAX_DATA_CHARS = 2 + 2 * 30_000
 
 
-def _network_names(family: Family):
+def _network_names(family: Family) -> Callable[[dict[str, Any]], None]:
     """The document's enum of a chain field: the networks in force of one family, when it is made."""
 
-    def add(schema: dict) -> None:
+    def add(schema: dict[str, Any]) -> None:
         schema["enum"] = sorted(name for name, chain in REGISTRY.all().items() if chain.family is family)
 
     return add
 
 
-def _network(family: Family):
+def _network(family: Family) -> Callable[[str, ValidationInfo], str]:
     """A chain field's check: a network in force (`schemas.fields.known_chain`) of the request's family."""
 
     def check(name: str, info: ValidationInfo) -> str:
@@ -138,17 +139,20 @@ def _base64(text: str) -> str:
 Base64 = Annotated[str, AfterValidator(_base64), Field(json_schema_extra={"pattern": BASE64_PATTERN})]
 
 
-def fee_rules(default_types: tuple[int, ...], signing: bool = False) -> list[dict]:
+def fee_rules(default_types: tuple[int, ...], signing: bool = False) -> list[dict[str, Any]]:
     """The rules between a transaction request's fields, as JSON Schema (`fees_of_type` checks them):
     gas_price only with tx_type 0 or 1, named; max_fee_per_gas and max_priority_fee_per_gas never
     with them; on the sign endpoint, an access list not with type 0 and an authorization list with
     type 4 only, which needs one."""
 
-    def given(name: str, kind: str = "string") -> dict:
+    def given(name: str, kind: str = "string") -> dict[str, Any]:
         return {"required": [name], "properties": {name: {"type": kind}}}
 
-    def tx_type(*allowed) -> dict:
+    def tx_type(*allowed: int | None) -> dict[str, Any]:
         return {"properties": {"tx_type": {"enum": list(allowed)}}}
+
+    def non_empty(name: str) -> dict[str, Any]:
+        return {"required": [name], "properties": {name: {"type": "array", "minItems": 1}}}
 
     rules = [
         {"if": given("gas_price"), "then": {**tx_type(0, 1), "required": ["tx_type"]}},
@@ -158,7 +162,6 @@ def fee_rules(default_types: tuple[int, ...], signing: bool = False) -> list[dic
         },
     ]
     if signing:
-        non_empty = lambda name: {"required": [name], "properties": {name: {"type": "array", "minItems": 1}}}  # noqa: E731
         rules += [
             {"if": non_empty("access_list"), "then": tx_type(1, 2, 4, None)},
             {"if": non_empty("authorization_list"), "then": {**tx_type(4), "required": ["tx_type"]}},
@@ -167,7 +170,23 @@ def fee_rules(default_types: tuple[int, ...], signing: bool = False) -> list[dic
     return rules
 
 
-def fees_of_type(asked, lists: tuple) -> Any:
+class _FeeFields(Protocol):
+    """What `fees_of_type` reads of a transaction request."""
+
+    @property
+    def tx_type(self) -> int | None: ...
+    @property
+    def gas_price(self) -> int | None: ...
+    @property
+    def max_fee_per_gas(self) -> int | None: ...
+    @property
+    def max_priority_fee_per_gas(self) -> int | None: ...
+
+
+_AskedT = TypeVar("_AskedT", bound=_FeeFields)
+
+
+def fees_of_type(asked: _AskedT, lists: tuple[object, ...]) -> _AskedT:
     """``asked``, a transaction request, if its fields agree with its type (`fee_rules`); else
     ValueError naming the fields."""
     tx_type = 2 if asked.tx_type is None else asked.tx_type
@@ -239,7 +258,7 @@ class TransactionRequest(_TransactionFields):
     model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(allOf=fee_rules((2,))))
 
     @model_validator(mode="after")
-    def _fees_of_its_type(self):
+    def _fees_of_its_type(self) -> Self:
         return fees_of_type(self, ())
 
 
@@ -258,7 +277,7 @@ class TransactionSignRequest(_TransactionFields):
     model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(allOf=fee_rules((2, 4), signing=True)))
 
     @model_validator(mode="after")
-    def _fees_of_its_type(self):
+    def _fees_of_its_type(self) -> Self:
         return fees_of_type(self, (self.access_list, self.authorization_list))
 
 
@@ -306,7 +325,7 @@ class SolanaMessageSignRequest(Strict):
     )
 
 
-class SignRequest(RootModel):
+class SignRequest(RootModel[Any]):
     """What `POST /v1/agents/{id}/sign` takes: one of five, by ``intent_type``."""
 
     root: Annotated[
@@ -398,7 +417,7 @@ class SolanaTransactionResponse(SolanaTransactionResult):
     stage: Stage | None = None
 
 
-class SignResponse(RootModel):
+class SignResponse(RootModel[Any]):
     """What `POST /v1/agents/{id}/sign` answers: a transaction for ``intent_type: transaction``, a
     Solana transaction for ``solana_transaction``, a signature for the others."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gateway.http_api.bodies import BODY_TIMEOUT_S, MAX_HEADER_BYTES, MAX_URL_BYTES
@@ -119,7 +120,7 @@ ANSWERS = (
 )
 
 
-def openapi_document() -> dict:
+def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of `build_app`'s routes, its schemas generated from the models the
     handlers validate and answer with."""
     _, defs = models_json_schema(
@@ -148,22 +149,22 @@ def openapi_document() -> dict:
 _AGENT = "/v1/agents/{agent_id}"  # the prefix of every path that acts for one agent
 
 
-def _ref(model) -> dict:
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
     """A reference to ``model``'s schema in the document's components."""
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _path_param(name: str, **schema) -> dict:
+def _path_param(name: str, **schema: Any) -> dict[str, Any]:
     """A parameter taken from the path, as ``{name}`` in it; ``schema`` adds to its string's schema."""
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", **schema}}
 
 
-def _include_param() -> dict:
+def _include_param() -> dict[str, Any]:
     """The query parameter that asks for the signed transaction's bytes in the answer."""
     return {"name": "include_signed_tx", "in": "query", "required": False, "schema": {"type": "boolean"}}
 
 
-def _idempotency_param() -> dict:
+def _idempotency_param() -> dict[str, Any]:
     """The header that makes a signing request safe to send again."""
     return {
         "name": "Idempotency-Key",
@@ -173,7 +174,14 @@ def _idempotency_param() -> dict:
     }
 
 
-def _operation(summary, answers: dict, request=None, params=(), agent=True, errors=ERRORS) -> dict:
+def _operation(
+    summary: str,
+    answers: dict[int, tuple[type[BaseModel], str]],
+    request: type[BaseModel] | None = None,
+    params: tuple[dict[str, Any], ...] = (),
+    agent: bool = True,
+    errors: tuple[str, ...] = ERRORS,
+) -> dict[str, Any]:
     """One operation: its answers (status: (model, why)) and ``errors`` (names of ERROR_RESPONSES),
     its request body's model, its parameters; an agent's operation takes the agent's bearer token
     and ``agent_id`` from the path."""
@@ -182,7 +190,7 @@ def _operation(summary, answers: dict, request=None, params=(), agent=True, erro
         for status, (model, why) in answers.items()
     }
     responses.update({str(ERROR_RESPONSES[name][0]): {"$ref": f"#/components/responses/{name}"} for name in errors})
-    doc: dict = {"summary": summary, "responses": responses}
+    doc: dict[str, Any] = {"summary": summary, "responses": responses}
     if agent:
         doc["security"] = [{"bearer": []}]
         doc["parameters"] = [_path_param("agent_id", pattern=IDENTIFIER_PATTERN, maxLength=128), *params]
@@ -193,19 +201,19 @@ def _operation(summary, answers: dict, request=None, params=(), agent=True, erro
     return doc
 
 
-def _signing(summary: str, request, answer) -> dict:
+def _signing(summary: str, request: type[BaseModel], answer: type[BaseModel]) -> dict[str, Any]:
     """An operation that asks for a signature: answered ``answer`` once signed, or as SIGNED says,
     and idempotent under an Idempotency-Key."""
     answers = {201: (answer, "signed"), **{s: (m or answer, why) for s, (m, why) in SIGNED.items()}}
     return _operation(summary, answers, request, (_idempotency_param(),))
 
 
-def _admins_only(summary: str, *params) -> dict:
+def _admins_only(summary: str, *params: dict[str, Any]) -> dict[str, Any]:
     """An agent's operation only an admin may do: an agent's token gets the errors alone."""
     return _operation(summary, {}, None, params)
 
 
-def _public_paths() -> dict:
+def _public_paths() -> dict[str, Any]:
     """The paths that act for no agent: this document, the chains, and the token exchange."""
     return {
         "/v1/openapi.json": {
@@ -236,7 +244,7 @@ def _public_paths() -> dict:
     }
 
 
-def _transaction_paths() -> dict:
+def _transaction_paths() -> dict[str, Any]:
     """An agent's transactions: submit, list, sign only, simulate one or a bundle, look one up."""
     return {
         f"{_AGENT}/transactions": {
@@ -280,7 +288,7 @@ def _transaction_paths() -> dict:
     }
 
 
-def _signing_paths() -> dict:
+def _signing_paths() -> dict[str, Any]:
     """The other signatures an agent asks for: a message, typed data or a transaction, and a
     Solana transaction."""
     return {
@@ -301,7 +309,7 @@ def _signing_paths() -> dict:
     }
 
 
-def _signing_key_paths() -> dict:
+def _signing_key_paths() -> dict[str, Any]:
     """The agent's signing keys: their addresses for the agent; provision, rotate and deactivate
     for admins only."""
     return {

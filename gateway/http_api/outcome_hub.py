@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import TopicPartition
 
 from runtime.config import Settings
 from runtime.kafka import end_offsets, follow_records
+from schemas.auth import ServiceKeys
 from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
 from sdk.client import Client
-from sdk.outcomes import OUTCOME_TOPICS, Awaited, Outcome, ServiceKeys, outcome_keys, outcome_problem, read_outcome
+from sdk.outcomes import OUTCOME_TOPICS, Awaited, Outcome, outcome_keys, outcome_problem, read_outcome
 
 _log = logging.getLogger("warden.outcome_hub")
 
@@ -35,7 +37,7 @@ RETRY_S = 1.0
 @dataclass
 class _Waiting:
     awaited: Awaited
-    answer: asyncio.Future
+    answer: asyncio.Future[Any]
     broadcast: bool
     forged: set[str] = field(default_factory=set)
     latest: Outcome | None = None  # the newest authentic word, if none has settled it yet
@@ -46,7 +48,7 @@ class OutcomeHub:
         self.settings = settings
         self._waiting: dict[str, _Waiting] = {}
         self._client: Client | None = None
-        self._reader: asyncio.Task | None = None
+        self._reader: asyncio.Task[Any] | None = None
         self._keys: ServiceKeys | None = None
         self._started = asyncio.Event()
 

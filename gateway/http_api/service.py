@@ -14,9 +14,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import (
-    ValidationError,
-)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from gateway.http_api import api_keys
 from gateway.http_api.bodies import BODY_TIMEOUT_S, flag, read_body, read_model
@@ -41,6 +40,7 @@ from gateway.http_api.models import (
     TokenResponse,
     TransactionRequest,
     TransactionSignRequest,
+    TypedDataSignRequest,
 )
 from gateway.http_api.openapi import openapi_text
 from runtime.config import Settings
@@ -77,6 +77,7 @@ from sdk.mcp_results import (
     submitted_transaction,
     transaction_of,
 )
+from sdk.outcomes import Outcome
 from sdk.signing_keys import agent_signing_keys
 
 SIMULATION_FAILED_CODES = frozenset({Code.SIMULATION_REVERTED})
@@ -91,7 +92,7 @@ class ApiService:
     rate: RateLimit = field(default_factory=lambda: RateLimit(per_s=20, burst=40))
     idempotency: Idempotency = field(default_factory=Idempotency)
     token_attempts: FailedAttempts = field(default_factory=FailedAttempts)
-    submit: Callable[..., Awaitable] = submit_and_wait
+    submit: Callable[..., Awaitable[tuple[Outcome | None, int]]] = submit_and_wait
 
     # -- credentials -------------------------------------------------------------------------
 
@@ -174,7 +175,9 @@ class ApiService:
         asked = read_model(SolanaRequest, doc)
         return await self._idempotent(request, agent_id, doc, lambda key: self._solana(agent_id, asked, key, True))
 
-    async def _solana(self, agent_id: str, asked: SolanaRequest, key: str | None, broadcast: bool) -> tuple[int, dict]:
+    async def _solana(
+        self, agent_id: str, asked: SolanaRequest, key: str | None, broadcast: bool
+    ) -> tuple[int, dict[str, Any]]:
         agent_key = self._agent_key(agent_id)
         try:
             raw = solana.decode(asked.transaction)
@@ -198,7 +201,13 @@ class ApiService:
             raise rejection(outcome)
         return (201 if isinstance(outcome, SignedSolanaTransaction) else 202), doc
 
-    async def _idempotent(self, request: web.Request, agent_id: str, doc: Any, work) -> web.Response:
+    async def _idempotent(
+        self,
+        request: web.Request,
+        agent_id: str,
+        doc: Any,
+        work: Callable[[str | None], Awaitable[tuple[int, dict[str, Any]]]],
+    ) -> web.Response:
         """``work(key)``'s answer, under the request's Idempotency-Key when it has one."""
         key = request.headers.get("Idempotency-Key")
         if key is not None and not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
@@ -232,7 +241,12 @@ class ApiService:
             self.idempotency.finish(agent_id, key, answer if answer is not None and answer[0] != 202 else None)
         return web.Response(status=status, body=answer[1], content_type="application/json")
 
-    async def _signature(self, agent_id: str, asked, key: str | None) -> tuple[int, dict]:
+    async def _signature(
+        self,
+        agent_id: str,
+        asked: PersonalSignRequest | TypedDataSignRequest | SolanaMessageSignRequest,
+        key: str | None,
+    ) -> tuple[int, dict[str, Any]]:
         agent_key = self._agent_key(agent_id)
         try:
             if isinstance(asked, PersonalSignRequest):
@@ -288,7 +302,7 @@ class ApiService:
             )
         return json_answer(200, await self._simulate(agent_id, chains.pop(), asked.transactions))
 
-    async def _simulate(self, agent_id: str, chain: str, steps: list[SimulateRequest]) -> dict:
+    async def _simulate(self, agent_id: str, chain: str, steps: list[SimulateRequest]) -> dict[str, Any]:
         agent_key = self._agent_key(agent_id)
         given = [step.model_dump(exclude_none=True, exclude={"chain", "signing_key_path"}) for step in steps]
         try:
@@ -302,7 +316,6 @@ class ApiService:
         except SimulationUnanswered as exc:
             raise Refused(503, "unavailable", f"{exc}; retry later", headers={"Retry-After": "5"}) from None
         currency = REGISTRY.get(chain).currency
-        token = lambda t: currency if t == "native" else t  # noqa: E731
         done = [
             SimulatedTransaction(
                 to=step.to,
@@ -312,7 +325,11 @@ class ApiService:
                 gas_used=step.gas_used,
                 balance_changes=[
                     BalanceChangeView(
-                        address=r.address, token=token(r.token), before=r.before, after=r.after, change=r.change
+                        address=r.address,
+                        token=currency if r.token == "native" else r.token,
+                        before=r.before,
+                        after=r.after,
+                        change=r.change,
                     )
                     for r in step.balance_changes
                 ],
@@ -360,7 +377,7 @@ class ApiService:
 
     async def _answer(
         self, agent_id: str, asked: TransactionRequest | TransactionSignRequest, key: str | None, broadcast: bool
-    ) -> tuple[int, dict]:
+    ) -> tuple[int, dict[str, Any]]:
         agent_key = self._agent_key(agent_id)
         fields = asked.model_dump(exclude_none=True, exclude={"chain", "to", "value"})
         try:
@@ -395,7 +412,7 @@ class ApiService:
         status = 201 if isinstance(outcome, SignedTransaction) else 202
         return status, _view(found)
 
-    def _agent_key(self, agent_id: str):
+    def _agent_key(self, agent_id: str) -> Ed25519PrivateKey:
         if not intent_key_file(self.settings.home, agent_id).exists():
             raise Refused(
                 403,
@@ -504,7 +521,7 @@ def with_domain_type(typed_data: dict[str, Any]) -> dict[str, Any]:
     return {**typed_data, "types": {"EIP712Domain": declared, **types}}
 
 
-def _view(found: Transaction) -> dict:
+def _view(found: Transaction) -> dict[str, Any]:
     """A transaction as the API answers it: ``signed_tx`` only where ``found`` holds it
     (`transaction_of` leaves it out unless asked)."""
     doc = found.model_dump(mode="json", by_alias=True, exclude_none=True)

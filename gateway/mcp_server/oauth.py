@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -145,7 +145,7 @@ class IntrospectionTokenVerifier:
         introspection_endpoint: str,
         resource: str,
         credentials: ClientCredentials | None = None,
-        clock=time.time,
+        clock: Callable[[], float] = time.time,
     ):
         self.endpoint = checked_url("--introspection-endpoint", introspection_endpoint)
         self.resource = resource

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import httpx2
@@ -35,6 +36,7 @@ from runtime.config import Settings
 from schemas.errors import WardenError, explain
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
+from schemas.policy import AgentPolicy
 from schemas.simulation import MAX_BUNDLE_STEPS
 from sdk import dry_run, solana
 from sdk.client import (
@@ -504,7 +506,16 @@ class AgentTools:
         return _answer(simulation_summary(found), found, is_error=False)
 
     async def _transaction(
-        self, chain, to, value, data, simulate_first, idempotency_key, signing_key_path, gas_limit, broadcast
+        self,
+        chain: str,
+        to: str,
+        value: str,
+        data: str,
+        simulate_first: bool,
+        idempotency_key: str | None,
+        signing_key_path: str | None,
+        gas_limit: int | None,
+        broadcast: bool,
     ) -> CallToolResult:
         key = idempotency_key or str(uuid.uuid4())
         intent = self._transaction_intent(
@@ -515,9 +526,18 @@ class AgentTools:
         return _answer(transaction_summary(result, self.timeout_s), result)
 
     def _transaction_intent(
-        self, chain, to, value, data, simulate_first, idempotency_key, signing_key_path, gas_limit, broadcast
+        self,
+        chain: str,
+        to: str,
+        value: str,
+        data: str,
+        simulate_first: bool,
+        idempotency_key: str | None,
+        signing_key_path: str | None,
+        gas_limit: int | None,
+        broadcast: bool,
     ) -> TransactionIntent:
-        fields = {"gas_limit": gas_limit, "signing_key_path": signing_key_path}
+        fields: dict[str, Any] = {"gas_limit": gas_limit, "signing_key_path": signing_key_path}
         return self._build(
             lambda: new_intent(
                 self._key,
@@ -538,7 +558,7 @@ class AgentTools:
         result = signature_of(intent.intent_id, self.agent_id, kind, intent.chain, outcome, forged)
         return _answer(signature_summary(result, self.timeout_s), result)
 
-    def _build(self, make) -> TransactionIntent:
+    def _build(self, make: Callable[[], TransactionIntent]) -> TransactionIntent:
         """The signed intent, or a ToolError naming each field that is wrong and why."""
         try:
             return make()
@@ -548,7 +568,7 @@ class AgentTools:
     async def _ask(self, intent: TransactionIntent, final: bool) -> tuple[Outcome | None, int]:
         return await submit_and_wait(self.settings, intent, self.timeout_s, final)
 
-    async def _policy(self):
+    async def _policy(self) -> AgentPolicy:
         policy = await policy_in_force(self.settings, self.agent_id)
         if policy is None:
             raise ToolError(

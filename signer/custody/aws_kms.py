@@ -70,7 +70,7 @@ class AwsKmsRoot:
             )
         except Exception as exc:
             raise self._unavailable(exc) from None
-        return reply["CiphertextBlob"]
+        return bytes(reply["CiphertextBlob"])
 
     def unwrap(self, ciphertext: bytes, aad: bytes) -> bytearray:
         from botocore.exceptions import ClientError
