@@ -4,6 +4,7 @@ arrays) and the check that a document hashes and signs as eth-account, the oracl
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
@@ -51,7 +52,7 @@ def agree_with_eth_account(doc: dict) -> TypedDataHashes:
 
 # --- The EIP-712 specification's example (assets/eip-712/Example.js) ---------------
 
-MAIL = {
+MAIL: dict[str, Any] = {
     "types": {
         "EIP712Domain": domain_type("name", "version", "chainId", "verifyingContract"),
         "Person": fields("string name", "address wallet"),

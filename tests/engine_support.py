@@ -183,7 +183,7 @@ def counting(patch: pytest.MonkeyPatch) -> collections.Counter:
     verify = schemas.auth._verify
 
     def counting_verify(public_key_hex_: str, signature_hex: str, message: bytes) -> bool:
-        calls[f"verify {message}"] += 1
+        calls[f"verify {message!r}"] += 1
         return verify(public_key_hex_, signature_hex, message)
 
     for entry in ("model_validate", "model_validate_json"):

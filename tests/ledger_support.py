@@ -31,6 +31,7 @@ from runtime.trust import audit_signer
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, audit_events_of, event_id
+from schemas.auth import AuditSigner, Role
 from tests.support import read_records
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
@@ -135,6 +136,7 @@ def pipeline_events(n: int, agents: int = 8, start: datetime = T0) -> list[Audit
 
 
 def chain_of(event: AuditEvent, chains: int) -> int:
+    assert event.agent_id is not None, event
     return int(event.agent_id.rsplit("-", 1)[1]) % chains
 
 
@@ -174,10 +176,10 @@ def writer_headers(settings: Settings, value: bytes) -> list[tuple[str, bytes]]:
     return _writer(settings, "signer" if "service:signer" in actors else "worker").headers(value)
 
 
-_writers: dict[tuple[Path, str], object] = {}
+_writers: dict[tuple[Path, str], AuditSigner] = {}
 
 
-def _writer(settings: Settings, role: str):
+def _writer(settings: Settings, role: Role) -> AuditSigner:
     # Once per service and home, as a service loads its key once when it starts.
     key = (settings.home, role)
     if key not in _writers:
@@ -278,7 +280,7 @@ def count_via_endpoint(settings: Settings) -> int:
             host="127.0.0.1", port=int(settings.ledger_http.rsplit(":", 1)[1]), compress=False
         )
         try:
-            return int(client.command(f"SELECT count() FROM {AUDIT_LOG}"))
+            return int(str(client.command(f"SELECT count() FROM {AUDIT_LOG}")))
         finally:
             client.close()
     except Exception:
@@ -304,10 +306,12 @@ class WitnessProcess:
             stderr=(self.directory / "witness.log").open("ab"),
             text=True,
         )
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # it prints its address once it serves
         assert self.key.vkey in line, (line, (self.directory / "witness.log").read_text())
 
     def kill(self) -> None:
+        assert self.proc is not None, "the witness never started"
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.rpc_support import _port
+
 # Introspection answers that are not an introspection response, by the token that asks for them.
 NOT_JSON = "token-the-server-answers-with-html"
 NOT_AN_OBJECT = "token-the-server-answers-with-a-list"
@@ -65,7 +67,7 @@ def authorization_server(
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        server.issuer = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        server.issuer = f"http://127.0.0.1:{_port(site)}"
         server.introspection_endpoint = server.issuer + "/introspect"
         return runner, server
 

@@ -3,6 +3,7 @@ process, answering as the test says."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -17,4 +18,11 @@ async def rpc_node(handle: Callable[[web.Request], Awaitable[web.StreamResponse]
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
+    return runner, f"http://127.0.0.1:{_port(site)}/"
+
+
+def _port(site: web.TCPSite) -> int:
+    """The port the operating system gave ``site`` (started on port 0)."""
+    server = site._server
+    assert isinstance(server, asyncio.base_events.Server), server
+    return int(server.sockets[0].getsockname()[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_utils import to_checksum_address
@@ -101,14 +102,14 @@ class LoneSigner:
             topics.TXS_SIGNED: SignedTransaction,
             topics.MESSAGES_SIGNED: SignedMessage,
         }[outcomes[0].topic]
-        outcome = model.from_bytes(outcomes[0].value)
+        outcome: Any = model.from_bytes(outcomes[0].value)  # type: ignore[attr-defined]  # each of the three is a Record
         assert outcome_forgery(outcome, self, intent.digest()) is None
         audits = [AuditEvent.from_bytes(e.value) for e in emits if e.topic == topics.AUDIT_EVENTS]
         return outcome, audits, to_send
 
     def key(self, role: str, key_id: str | None) -> str | None:
         pinned = {("signer", "signer-test"): self.service_key, ("worker", "worker-test"): self.worker_key}
-        return public_key_hex(pinned[(role, key_id)]) if (role, key_id) in pinned else None
+        return public_key_hex(pinned[(role, key_id)]) if key_id is not None and (role, key_id) in pinned else None
 
 
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

@@ -149,7 +149,8 @@ def one_agent_per_partition(prefix: str) -> list[str]:
         agent = f"{prefix}-{n}"
         found.setdefault(partition_of(agent), agent)
         if len(found) == topics.PARTITIONS:
-            return [found[p] for p in sorted(found)]
+            break
+    return [found[p] for p in sorted(found)]
 
 
 # What follows a static member's group instance id in its member id: "-" and a UUID.
@@ -200,6 +201,7 @@ def tail_json(env: dict, enough: Callable[[list[dict]], bool], *flags: str, time
     timer = threading.Timer(timeout_s, proc.terminate)
     timer.start()
     lines: list[dict] = []
+    assert proc.stdout is not None
     try:
         for raw in proc.stdout:
             if raw.strip():

@@ -9,6 +9,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -73,7 +74,7 @@ class Harness:
         )
         self.state_path = tmp / f"{self.agent}.db"
         self.store = store
-        self.signer_args = dict(
+        self.signer_args: dict[str, Any] = dict(
             node_for=lambda chain: self.node,
             service_key=("signer-test", self.service_key),
             replace_after_us=int(replace_after_s * S),
@@ -148,6 +149,7 @@ class Harness:
         assert to_broadcast is not None, [
             IntentRejected.from_bytes(e.value).reason for e in emits if e.topic == topics.INTENTS_REJECTED
         ]
+        assert isinstance(to_broadcast, SignedTransaction), to_broadcast
         return intent, to_broadcast
 
     async def sign_only(self, now: datetime, **fields) -> SignedTransaction | IntentRejected:
@@ -173,7 +175,7 @@ class Harness:
         _, to_broadcast = await self.approve(**fields)
         emits, sent = await self.signer.send(to_broadcast, utcnow())
         self.published += emits
-        assert sent is not None and sent.status == "broadcast", sent
+        assert isinstance(sent, SignedTransaction) and sent.status == "broadcast", sent
         return sent
 
     async def fund(self, address: str) -> None:

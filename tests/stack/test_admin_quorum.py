@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -75,7 +76,7 @@ def three_admins(home):
 
 
 @pytest.fixture(scope="module")
-def quorum(tmp_path_factory) -> Quorum:
+def quorum(tmp_path_factory) -> Iterator[Quorum]:
     """One stack for this file (`three_admins`)."""
     with three_admins(tmp_path_factory.mktemp("quorum-home")) as made:
         yield made
@@ -614,7 +615,7 @@ def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(quorum, r
 
 
 @pytest.fixture
-def own_quorum(tmp_path_factory) -> Quorum:
+def own_quorum(tmp_path_factory) -> Iterator[Quorum]:
     """A stack of the test's own, admins a, b and c pinned, two needed: no agent and no
     signing-key vault yet (`three_admins`)."""
     with three_admins(tmp_path_factory.mktemp("own-quorum-home")) as made:

@@ -157,6 +157,7 @@ def test_a_forged_policy_verdict_does_not_tell_the_admin_a_refused_policy_is_in_
     async def publish() -> str:
         start = await end_offsets(settings, (topics.AUDIT_EVENTS,))
         async with Client(settings) as client:
+            assert client._producer is not None
             await client._producer.send(topics.AUDIT_EVENTS, lie, key=agent.encode())
             await client._producer.send(topics.AUDIT_EVENTS, lie, key=agent.encode(), headers=stranger.headers(lie))
             await client.flush()

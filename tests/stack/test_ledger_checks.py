@@ -91,11 +91,12 @@ def _records(settings: Settings, n: int) -> list[tuple[int, int, bytes | None, l
             8: good,
             9: good,
         }[kind]
+        sent: bytes | None = value
         if kind == 8:
-            value = None  # a tombstone: decode refuses it whoever wrote it
+            sent = None  # a tombstone: decode refuses it whoever wrote it
         elif kind == 9 and i % 20 == 9:
-            value = value + b" " * MAX_BYTES  # too large, likewise
-        out.append((i % 4, i, value, headers))
+            sent = value + b" " * MAX_BYTES  # too large, likewise
+        out.append((i % 4, i, sent, headers))
     return out
 
 

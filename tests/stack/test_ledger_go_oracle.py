@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import orjson
 import pytest
@@ -30,7 +31,7 @@ def rows(count: int) -> list[dict]:
     """An audit chain: each row's integrity hash over its fields and the row before."""
     chain, prev = [], genesis_hash(3)
     for seq in range(count):
-        row = {
+        row: dict[str, Any] = {
             "chain": 3, "seq": seq, "prev_hash": prev, "event_id": f"e-{seq}", "actor": "service:signer",
             "action": AuditAction.TX_MINED, "resource": f"intent:i-{seq}", "ts": format_ts(T0 + timedelta(seconds=seq)),
             "details": orjson.dumps({"block_number": seq}).decode(), "intent_id": f"i-{seq}", "agent_id": "agent-1",

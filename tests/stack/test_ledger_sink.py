@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import orjson
@@ -549,7 +551,7 @@ class _Receiver:
         return web.Response(status=204)
 
 
-def _ledger_sql(settings: Settings, sql: str) -> list[tuple]:
+def _ledger_sql(settings: Settings, sql: str) -> Sequence[Sequence[Any]]:
     client = clickhouse_connect.get_client(host="127.0.0.1", port=int(settings.ledger_http.rsplit(":", 1)[1]))
     try:
         return client.query(sql).result_rows
@@ -601,7 +603,7 @@ def test_a_webhook_receiver_down_across_a_ledger_restart_gets_every_chosen_event
     def attempted_twice() -> bool:
         return _ledger_sql(settings, "SELECT max(attempts) FROM webhook_deliveries FINAL")[0][0] >= 2
 
-    async def scenario() -> dict:
+    async def scenario() -> tuple[dict[str, Any], list[Any]]:
         stop = asyncio.Event()
         sink = asyncio.create_task(run_sink(settings, stop, options=options))
         answer: dict = {}

@@ -163,6 +163,7 @@ def test_after_a_restart_a_mined_record_the_chain_lost_is_reported_and_sent_agai
         intent, to_broadcast = await h.approve()
         emits, sent = await h.signer.send(to_broadcast, utcnow())
         h.published += emits
+        assert isinstance(sent, SignedTransaction), sent
         mined = await decided(h, sent)
         h.state.commit()
         # The chain loses the block (and its mempool); the signer restarts on its file.
@@ -265,7 +266,7 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
 
             await until(h, on_chain_again, history, mine=True)
             newest = [h.records(s.intent_id)[-1] for s in everything]
-            chain_hashes = [await block_hash(h, r.block_number) for r in newest]
+            chain_hashes = [await block_hash(h, r.block_number) if r.block_number is not None else None for r in newest]
             return sent, before, copy_before, counted, violations(), newest, chain_hashes
         finally:
             for keeper in keepers:

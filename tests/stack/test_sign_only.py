@@ -67,6 +67,7 @@ def test_a_days_sign_only_spend_holds_until_it_lands_then_counts_from_its_landin
         assert (landed.status, landed.final) == ("mined", True)
         agent = h.state.agent(h.agent)
         assert agent.outstanding(to_us(landing)) == 0
+        assert landed.fee_wei is not None
         assert agent.spent(to_us(landing)) == first.value_wei + landed.fee_wei
         assert refused(await h.sign_only(landing + timedelta(hours=23), value="0.009")) == (
             Stage.SIGNING,
@@ -164,6 +165,7 @@ def test_while_the_chain_cannot_be_read_the_spend_stays_counted(chain, tmp_path)
     async def scenario(h: Harness):
         now = utcnow()
         signed = await h.sign_only(now, value="0.009")
+        assert isinstance(signed, SignedTransaction), signed
         await h.node.call("eth_sendRawTransaction", signed.signed_tx)
         await h.node.call("anvil_mine", "0x2")
         reachable, down = h.signer.sign_only.node_for, JsonRpc("http://127.0.0.1:9", timeout_s=2)  # nothing listens

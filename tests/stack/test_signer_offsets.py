@@ -10,7 +10,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from signer.main import Offsets
+from runtime.owner import Offsets
 
 
 @contextlib.asynccontextmanager

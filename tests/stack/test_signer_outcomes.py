@@ -98,7 +98,7 @@ class Rig:
             self.state,
             self.keys,
             Admins.with_threshold({"test-admin": public_key_hex(self.admin_key)}, 1),
-            node_for=lambda chain: self.rpc,
+            node_for=lambda chain: self._rpc(),
             service_key=("signer-test", Ed25519PrivateKey.generate()),
         )
         self.policy = sign_policy(
@@ -116,6 +116,10 @@ class Rig:
             "test-admin",
         )
         self.offset = 0
+
+    def _rpc(self) -> JsonRpc:
+        assert self.rpc is not None, "the node is asked for before the chain is up"
+        return self.rpc
 
     def handle(self, intent):
         async def go():

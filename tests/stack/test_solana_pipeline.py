@@ -26,7 +26,7 @@ from runtime import solana
 from runtime.clock import to_us, utcnow
 from runtime.kafka import end_offsets
 from runtime.metrics import metrics_file
-from runtime.rpc import JsonRpc
+from runtime.rpc import JsonRpc, Node
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import sign_outcome
@@ -401,7 +401,7 @@ class CopyLandedFirst:
         held = VersionedTransaction.from_bytes(signed_tx)
         self.copy = VersionedTransaction.populate(held.message, [resigned(payer, message), held.signatures[1]])
         self.tracking = SolanaTracking(
-            state, None, Outcomes(state, ("signer-test", Ed25519PrivateKey.generate()), "none")
+            state, _no_node, Outcomes(state, ("signer-test", Ed25519PrivateKey.generate()), "none")
         )
 
     def tracked(self, work):
@@ -782,3 +782,7 @@ def test_each_landing_of_one_signed_message_counts_against_the_agent_and_is_said
     (refused,) = outcomes_of(settings, run, [more]).values()
     assert isinstance(refused, IntentRejected), refused
     assert (refused.stage, refused.code) == (Stage.SIGNING, Code.DAILY_LIMIT_EXCEEDED), refused
+
+
+def _no_node(chain: str) -> Node:
+    raise AssertionError(f"this tracker asks no node ({chain})")

@@ -270,6 +270,7 @@ def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(cha
             service_key=("signer-test", h.service_key),
             replace_after_us=600 * S,
         )
+        assert isinstance(restarted.state, SignerState)
         (open_record,) = [SignedTransaction.from_bytes(r) for r in restarted.state.unconfirmed()]
         final = await asyncio.wait_for(restarted.track(open_record, utcnow, h.emit, resend=True), 120)
         return signed, open_record, final
@@ -319,14 +320,14 @@ def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction
         sent = [await h.sign() for _ in range(n)]
         counting = CountingNode(h.node)
         h.signer.tracking.node_for = lambda chain: counting
-        steps = collections.Counter()
+        steps: collections.Counter[str] = collections.Counter()
         step = h.signer.tracking._step
 
         async def counted_step(tracked, *args):
             steps[tracked.record.intent_id] += 1
             return await step(tracked, *args)
 
-        h.signer.tracking._step = counted_step
+        h.signer.tracking._step = counted_step  # type: ignore[method-assign]  # counting each look, then the real one
         started = time.monotonic()
         tasks = [asyncio.create_task(h.signer.track(s, utcnow, h.emit)) for s in sent]
         await asyncio.sleep(3)

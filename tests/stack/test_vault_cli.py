@@ -68,7 +68,7 @@ def vault(home, capsys, monkeypatch):
             # these changes; what is checked here is what reaches the topics.
             code = main(["vault", *argv, "--wait", "0"])
         except SystemExit as exc:  # argparse's usage errors
-            code = exc.code
+            code = int(exc.code or 0)
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -80,7 +81,7 @@ SOLANA_MESSAGE = base64.b64encode(
     messages.encode("signed in Node, read in Python: ünïcode", [str(SOLANA_PAYER)])
 ).decode()
 
-INTENTS: dict[str, tuple[str, dict]] = {
+INTENTS: dict[str, tuple[str, dict[str, Any] | None]] = {
     # The page's example, as the producer means to send it.
     "example": (EXAMPLE_SEED, None),
     # Every "always" field set off its default, values that need normalizing, integers past 2**53.

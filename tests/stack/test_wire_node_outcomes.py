@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -316,7 +317,7 @@ def _case(name: str, record_bytes: bytes | None = None, **overrides) -> dict:
     return {k: v for k, v in case.items() if v is not None}
 
 
-MODELS = {
+MODELS: dict[str, Any] = {
     "warden.intents.rejected": IntentRejected,
     "warden.txs.signed": SignedTransaction,
     "warden.messages.signed": SignedMessage,

@@ -100,7 +100,7 @@ def _owner() -> PartitionOwner:
     return PartitionOwner(
         Settings(),
         states=None,  # type: ignore[arg-type]  # the reads touch no partition's state
-        producer=None,  # type: ignore[arg-type]  # nor the producer
+        producer=None,  # nor the producer
         service_key=("signer-a", None),  # type: ignore[arg-type]
         public_key_of=lambda writer: None,
         on_restored=lambda partition: None,

@@ -296,7 +296,7 @@ def test_names_paths_and_sizes_are_checked(tmp_path):
         with pytest.raises(CustodyError, match="bad secret path"):
             vaults.write_secret("acme", "ops", bad, b"v", "token", actor=ADMIN, now=T0)
     with pytest.raises(CustodyError, match="unknown secret type"):
-        vaults.write_secret("acme", "ops", "k", b"v", "banana", actor=ADMIN, now=T0)  # type: ignore[arg-type]
+        vaults.write_secret("acme", "ops", "k", b"v", "banana", actor=ADMIN, now=T0)
     with pytest.raises(CustodyError, match="1..65536 bytes"):
         vaults.write_secret("acme", "ops", "k", b"", "token", actor=ADMIN, now=T0)
     with pytest.raises(CustodyError, match="bad vault name"):

@@ -19,7 +19,7 @@ from runtime.trust import PinnedServiceKeys, service_key
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import sign_outcome
-from schemas.emit import Source
+from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, StageEnvelope
 from schemas.policy import AgentPolicy
@@ -35,7 +35,9 @@ def _run_split(engine: Engine, raw: bytes, source: Source, now: datetime):
     """Feed an intent through on_intake and then on_stage hop by hop, as the split topology does.
     Returns the non-envelope emits, the stages visited and the envelopes written."""
     emits = asyncio.run(engine.on_intake(raw, source, now))
-    out, visited, written = [], [], []
+    out: list[Emit] = []
+    visited: list[str] = []
+    written: list[Emit] = []
     while True:
         envelopes = [e for e in emits if e.topic.startswith(topics.STAGE_PREFIX)]
         out += [e for e in emits if not e.topic.startswith(topics.STAGE_PREFIX)]
@@ -44,7 +46,7 @@ def _run_split(engine: Engine, raw: bytes, source: Source, now: datetime):
         (envelope,) = envelopes
         assert envelope.key == AGENT
         written.append(envelope)
-        stage = envelope.topic.removeprefix(topics.STAGE_PREFIX)
+        stage = Stage(envelope.topic.removeprefix(topics.STAGE_PREFIX))
         visited.append(stage)
         where = Source(envelope.topic, partition_of(AGENT), len(written), AGENT.encode())
         emits = asyncio.run(engine.on_stage(stage, envelope.value, where, now))

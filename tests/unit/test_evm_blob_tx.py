@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import ckzg
 import eth_account
@@ -38,7 +39,7 @@ THEIR_SETUP = Path(eth_account.__file__).parent / "typed_transactions" / "blob_t
 
 
 def _tx(hashes: tuple[bytes, ...], **overrides) -> txs.BlobTransaction:
-    fields = dict(
+    fields: dict[str, Any] = dict(
         chain_id=CHAIN,
         nonce=4,
         max_priority_fee_per_gas=10**9,

@@ -20,7 +20,7 @@ def long_functions(path: Path, longest: int, root: Path = REPO) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            length = node.end_lineno - node.lineno + 1
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
             if length > longest:
                 found.append(f"{path.relative_to(root)}:{node.lineno} {node.name} {length}")
     return found

@@ -42,4 +42,4 @@ def test_the_intent_s_names_come_from_its_reference_and_nowhere_else():
     assert (event["resource"], event["intent_id"], event["agent_id"]) == ("intent:intent-1", "intent-1", "treasury")
     assert event["details"]["intent_digest"] == REF.digest
     with pytest.raises(TypeError):
-        intent_audit("service:signer", AuditAction.TX_SIGNED, REF, T0, intent_id="intent-2")  # type: ignore[misc]
+        intent_audit("service:signer", AuditAction.TX_SIGNED, REF, T0, intent_id="intent-2")

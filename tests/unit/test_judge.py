@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -138,7 +139,11 @@ def _typed_intent(domain_chain_id: int) -> TransactionIntent:
 
 def _set_code_intent(world: World, authorization_chain_id: int) -> TransactionIntent:
     authorizations = ({"chain_id": authorization_chain_id, "address": DELEGATE},)
-    fees = {"gas_price": None, "max_fee_per_gas": 0, "max_priority_fee_per_gas": 0}  # a type 4 pays by EIP-1559
+    fees: dict[str, Any] = {
+        "gas_price": None,
+        "max_fee_per_gas": 0,
+        "max_priority_fee_per_gas": 0,
+    }  # a type 4 pays by EIP-1559
     return world.intent("0.1", tx_type=4, gas_limit=60_000, authorization_list=authorizations, **fees)
 
 

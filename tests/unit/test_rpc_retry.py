@@ -20,6 +20,7 @@ async def _flaky_node(drops: int):
         body = await request.json()
         seen.append(body["method"])
         if len(seen) <= drops:
+            assert request.transport is not None
             request.transport.close()  # the connection ends with no answer, as a dropped keep-alive does
             raise ConnectionResetError
         return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7"})

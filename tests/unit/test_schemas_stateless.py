@@ -49,7 +49,8 @@ def _immutable_kind(cls: type) -> bool:
     if issubclass(cls, BaseModel):
         return bool(cls.model_config.get("frozen"))
     if dataclasses.is_dataclass(cls):
-        return bool(getattr(cls, "__dataclass_params__", None) and cls.__dataclass_params__.frozen)
+        params = getattr(cls, "__dataclass_params__", None)
+        return bool(params is not None and params.frozen)
     return issubclass(cls, (enum.Enum, BaseException)) or bool(getattr(cls, "_is_protocol", False))
 
 

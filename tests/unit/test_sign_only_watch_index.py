@@ -217,11 +217,11 @@ def test_a_node_that_does_not_answer_leaves_the_rows_held_and_asks_again_next_pa
     async def down(method, *params):
         raise RpcUnavailable("down")
 
-    node.call = down  # type: ignore[method-assign]
+    node.call = down
     watch, looked = _watch(state, node, ttl_s=None)
     _pass(watch, state, NOW_US + US)
     assert looked == [] and len(state.open_sign_only()) == 6
-    node.call = calls  # type: ignore[method-assign]
+    node.call = calls
     _pass(watch, state, NOW_US + 2 * US)
     assert sorted(looked) == [f"agent-a/i-{n}" for n in range(3)]
 

@@ -22,6 +22,7 @@ from schemas.codes import Code
 from schemas.fields import MAX_UINT256
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, AssetLimit, Eip712DomainRule, Eip712NoValueType
+from schemas.typed_data import EIP712_VALUE_TYPES
 from tests.typed_data_support import (
     AGENT,
     ALICE,
@@ -194,7 +195,7 @@ def test_default_allow_never_covers_a_token_the_policy_holds():
     assert judge(mail(), policy(eip712_default_policy="allow"))[0] == Code.ASSETS_WITHIN_POLICY
 
 
-@pytest.mark.parametrize("name", sorted(typed_movements.EIP712_VALUE_TYPES))
+@pytest.mark.parametrize("name", sorted(EIP712_VALUE_TYPES))
 def test_a_value_type_cannot_be_named_as_moving_nothing(name):
     with pytest.raises(ValueError, match="judged by what it moves"):
         Eip712NoValueType(verifying_contract=TOKEN, primary_type=name)

@@ -11,6 +11,7 @@ import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -423,7 +424,7 @@ def test_over_http_a_request_not_an_admins_is_refused_with_why_and_a_malformed_o
         runner = await serve(registrar.routes, "127.0.0.1", port)
         try:
             now = datetime.now(UTC)
-            said = []
+            said: list[Any] = []
             for request in (_add(Ed25519PrivateKey.generate(), "mallory", now), _add(alice, issued_at=now)):
                 try:
                     said.append(await asyncio.to_thread(send, settings, request))
@@ -449,7 +450,7 @@ def test_over_http_a_request_not_an_admins_is_refused_with_why_and_a_malformed_o
 def test_a_passkey_admins_request_is_checked_for_the_consoles_relying_party_over_its_exact_bytes(ledger_store):
     passkey = SoftPasskey()
     admins = Admins.with_threshold({"alice": passkey.pinned()}, 1, party=PARTY)
-    registrar = Registrar(admins, _CaughtUp(), ledger_store, b"k" * 32, [])  # type: ignore[arg-type]  # an Event's is_set alone
+    registrar = Registrar(admins, _CaughtUp(), ledger_store, b"k" * 32, [])  # an Event's is_set alone
     request = WebhookRequest(
         op="add",
         url="https://hooks.example.com/",

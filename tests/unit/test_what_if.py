@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -112,7 +113,8 @@ def _rows(emits, first_seq: int = 0) -> list[tuple]:
 def _ledger(world: World, steps) -> tuple[list[tuple], list[tuple]]:
     """Each step (a policy, or an intent's bytes, with the minutes after T0 it came in) through the
     real streams engine; its audit events as the ledger's rows: (policy rows, intent rows)."""
-    policy_rows, rows = [], []
+    policy_rows: list[tuple[Any, ...]] = []
+    rows: list[tuple[Any, ...]] = []
     for step, minutes in steps:
         now = T0 + timedelta(minutes=minutes)
         if isinstance(step, AgentPolicy):

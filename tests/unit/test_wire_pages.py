@@ -32,7 +32,9 @@ def _rows(marker: str) -> list[list[str]]:
 
 def _code(cell: str) -> str:
     """The first `code` span of a table cell."""
-    return re.search(r"`([^`]*)`", cell).group(1)
+    found = re.search(r"`([^`]*)`", cell)
+    assert found is not None, cell
+    return found.group(1)
 
 
 @pytest.mark.parametrize("model", [TransactionIntent, AgentPolicy])
@@ -55,7 +57,7 @@ def test_the_page_lists_every_field_with_its_default_and_whether_it_is_signed(mo
 
 def _schemas_classes() -> dict[str, type]:
     """Every class of the schemas package, by name, taken from the module that defines it."""
-    classes = {}
+    classes: dict[str, type] = {}
     for info in pkgutil.iter_modules(schemas.__path__):
         module = importlib.import_module(f"schemas.{info.name}")
         classes.update(

@@ -94,7 +94,7 @@ class _Recorder:
     """Stand-ins for the worker's producer, consumer and partitions' owner, writing down in one list
     the order in which they were asked things."""
 
-    def __init__(self, states: WorkerStates, lose: set[int] = frozenset()):
+    def __init__(self, states: WorkerStates, lose: frozenset[int] = frozenset()):
         self.events: list[tuple] = []
         self.states = states
         self.owned = states.owned
@@ -154,9 +154,9 @@ class _Engine:
 def _worker(tmp_path, states: WorkerStates, recorder: _Recorder) -> Worker:
     worker = Worker.__new__(Worker)  # the loops without their broker connections
     worker.settings = Settings(home=tmp_path)
-    worker.engine = _Engine(states)
+    worker.engine = _Engine(states)  # type: ignore[assignment]  # a stand-in that records what it is asked
     worker.states = states
-    worker.owner = worker.producer = worker.consumer = recorder
+    worker.owner = worker.producer = worker.consumer = recorder  # type: ignore[assignment]  # the recorder stands in for all three
     worker.hops = {topics.INTENTS_SUBMITTED: Hop(worker.engine.on_intent)}
     worker.published = Published()
     worker.windows_stale = False
