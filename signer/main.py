@@ -31,14 +31,14 @@ from runtime import metrics
 from runtime.admins import Admins, follow_admin_sets, settled_event
 from runtime.attestation.announcement import attest
 from runtime.chains import follow_chain_sets
-from runtime.clock import to_us, utcnow
+from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import follow, follow_records, publish
 from runtime.kafka import service_producer as new_producer
 from runtime.owner import FLUSH_BYTES, Offsets, PartitionOwner
 from runtime.readiness import mark_ready
 from runtime.registry import REGISTRY
-from runtime.rpc import Nodes, RpcError, RpcUnavailable
+from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admins, service_key
 from schemas import topics
 from schemas.actions import AuditAction
@@ -46,7 +46,7 @@ from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_e
 from schemas.emit import Emit, Source, audit
 from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
 from schemas.sealing_key import SealingKey
-from signer import lifecycle, sign_only, solana_tracking
+from signer import sign_only
 from signer.changelog import SIGNER_LOG
 from signer.custody.events import parse_event
 from signer.custody.keys import KeyStore
@@ -439,7 +439,6 @@ async def reannounce(
 
 
 # How long a restored partition waits for a chain to answer before the signer gives up.
-RECONCILE_S = 60.0
 
 
 class Trackers:
@@ -502,54 +501,25 @@ class Trackers:
 
     async def restored(self, partition: int) -> None:
         """Transactions signed for this partition's agents (here or by the signer that had it) that
-        are not final yet, compared with the chain before the partition's next intent is signed
-        (the caller holds the batch): open ones sent again, the same bytes; decided ones whose
-        block is gone reported so and sent again. Then each is followed until final. A chain that
-        cannot be asked for RECONCILE_S stops the signer: nothing is signed on a stale record."""
+        are not final yet, compared with the chain by their family's tracker before the partition's
+        next intent is signed (the caller holds the batch; `Signer.resume`), then each followed
+        until final. A chain that cannot be asked stops the signer: nothing is signed on a stale
+        record."""
         state = self.states.partition(partition)
-        unconfirmed = [SignedTransaction.from_bytes(raw) for raw in state.unconfirmed()]
-        # And the final ones of the last hour: a node that lost its last blocks lost them too. They
-        # are watched for another hour (`Tracking.keep`), as the last owner watched them.
-        since_us = to_us(utcnow()) - lifecycle.FINAL_WATCH_US
-        recent = [SignedTransaction.from_bytes(raw) for raw in state.final_since(since_us)]
-        deadline = time.monotonic() + RECONCILE_S
-        for signed in recent + unconfirmed:  # oldest first: an address's nonces in the order they were signed
-            while True:
-                try:
-                    emits, signed = await self.signer.tracking.reconcile(signed, utcnow())
-                    break
-                except (RpcError, RpcUnavailable) as exc:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"partition {partition}: transaction {signed.tx_hash} of intent {signed.intent_id} is not "
-                            f"final and {signed.chain}'s node did not answer for {RECONCILE_S:.0f} s ({exc}). Not "
-                            "signing on a record the chain may have left behind: bring the node back and restart"
-                        ) from exc
-                    await asyncio.sleep(1)
-            if emits:  # the caller holds the batch
-                await self._durable_then_published(emits, partition)
-            self.track(signed)
-        # Broadcast Solana transactions not final yet: followed again (their bytes are sent again
-        # while their blockhash is valid; no nonce to reconcile).
-        for raw in state.solana_open():
-            self.track(SignedSolanaTransaction.from_bytes(raw))
-        # And the final ones of the last minutes another key pays for: copies of their message
-        # may still land, each counted (`SolanaTracking.count_landings`).
-        for raw in state.solana_final_since(to_us(utcnow()) - solana_tracking.COPIES_WATCH_US):
-            final = SignedSolanaTransaction.from_bytes(raw)
-            if solana_tracking.copies_possible(final):
-                self.track(final)
+
+        async def durable(emits: list[Emit]) -> None:  # the caller holds the batch
+            await self._durable_then_published(emits, partition)
+
+        try:
+            for signed in await self.signer.resume(state, utcnow, durable):
+                self.track(signed)
+        except RuntimeError as exc:
+            raise RuntimeError(f"partition {partition}: {exc}") from exc
         # What the last owner appended and may not have published (killed in between): its
         # intents' newest records and their audit events, the same bytes again.
         outbox = state.unpublished()
         await self._publish([emit for emit, current in outbox if current])
         state.published([emit for emit, _ in outbox])
-        if unconfirmed:
-            log.warning(
-                "partition %d: %d transaction(s) signed before and not final yet, compared with the chain and followed",
-                partition,
-                len(unconfirmed),
-            )
         watch = self.watches.pop(partition, None)
         if watch is not None:
             watch.cancel()
@@ -621,7 +591,7 @@ class Batches:
         acks: list[asyncio.Future[Any]] = []
         unpublished: list[Emit] = []
         sent_changes: list[tuple[str, list[Emit]]] = []  # (agent, a send's status change): out of the outbox once acked
-        watched: list[SignedSolanaTransaction] = []
+        watched: list[SignedTransaction | SignedSolanaTransaction] = []
         assigned = self.consumer.assignment()
         for tp, messages in batch.items():
             if tp not in assigned:  # revoked since the fetch: its new owner reads these
@@ -648,8 +618,8 @@ class Batches:
                         None,
                     )
                 unpublished += emits
-                if isinstance(to_broadcast, SignedSolanaTransaction) and to_broadcast.final:
-                    watched.append(to_broadcast)  # sign-only: watched for copies once it is published
+                if to_broadcast is not None and signer.followed_unsent(to_broadcast):
+                    watched.append(to_broadcast)  # followed once it is published, never sent
                 elif to_broadcast is not None:
                     # Durable before the chain sees it: a crash after sending must find the
                     # record and re-publish these bytes, never sign the intent again.

@@ -33,7 +33,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -71,7 +71,7 @@ from signer.sealing import SealingKeyPair
 from signer.sign_only import SignOnly
 from signer.signing import Sidecars, Signing, authorization_nonces, sidecar_of
 from signer.solana_tracking import SolanaTracking, copies_possible
-from signer.state import AgentStates
+from signer.state import AgentStates, SignerState
 from signer.tracking import Tracking
 from svm import messages as solana_messages
 from svm import transactions as solana_transactions
@@ -88,6 +88,12 @@ class Tracker(Protocol):
     """Follows a family's sent transactions to final (`signer.tracking`, `signer.solana_tracking`)."""
 
     async def send(self, signed: Any, now: datetime) -> tuple[list[Emit], Any]: ...
+
+    async def resume(
+        self, state: SignerState, clock: Clock, publish: Callable[[list[Emit]], Awaitable[None]]
+    ) -> Sequence[SignedTransaction | SignedSolanaTransaction]: ...
+
+    def followed_unsent(self, signed: Any) -> bool: ...
 
     async def keep(self, signed: Any, now: Clock, emit: Callable[[list[Emit]], Awaitable[object]]) -> object: ...
 
@@ -175,6 +181,21 @@ class Signer:
     def families_tracked(self) -> frozenset[type]:
         """The kinds of sent transaction this signer follows to final."""
         return frozenset(self._trackers)
+
+    async def resume(
+        self, state: SignerState, clock: Clock, publish: Callable[[list[Emit]], Awaitable[None]]
+    ) -> list[SignedTransaction | SignedSolanaTransaction]:
+        """A partition taken over, by each family's tracker: what each compares with the chain
+        first (publishing what that changes), then every record to follow again."""
+        followed: list[SignedTransaction | SignedSolanaTransaction] = []
+        for tracker in self._trackers.values():
+            followed += await tracker.resume(state, clock, publish)
+        return followed
+
+    def followed_unsent(self, signed: SignedTransaction | SignedSolanaTransaction) -> bool:
+        """Whether ``signed``, handed back by `handle`, is followed without being sent (a sign-only
+        Solana transaction, watched for copies of its message)."""
+        return self._trackers[type(signed)].followed_unsent(signed)
 
     async def follow(
         self,

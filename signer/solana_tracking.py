@@ -40,7 +40,7 @@ from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.emit import Emit
 from schemas.outcomes import SignedSolanaTransaction
 from signer.outcomes import Outcomes
-from signer.state import AgentStates
+from signer.state import AgentStates, SignerState
 from svm import transactions
 
 log = logging.getLogger("warden.signer")
@@ -82,6 +82,25 @@ class SolanaTracking:
         reached is not the end: the tracker sends them again until the blockhash expires."""
         error = await self._send(signed, to_us(now))
         return self.outcomes.solana_status(signed, {"status": "broadcast", "error": error}, now)
+
+    async def resume(
+        self, state: SignerState, clock: Clock, _publish: Callable[[list[Emit]], Awaitable[None]]
+    ) -> list[SignedSolanaTransaction]:
+        """A partition taken over: its broadcast transactions not final yet (their bytes are sent
+        again while their blockhash is valid; no nonce to reconcile, nothing to publish first), and
+        the final ones of the last minutes another key pays for, whose message's copies may still
+        land (`count_landings`): the records to follow."""
+        followed = [SignedSolanaTransaction.from_bytes(raw) for raw in state.solana_open()]
+        for raw in state.solana_final_since(to_us(clock()) - COPIES_WATCH_US):
+            final = SignedSolanaTransaction.from_bytes(raw)
+            if copies_possible(final):
+                followed.append(final)
+        return followed
+
+    def followed_unsent(self, signed: SignedSolanaTransaction) -> bool:
+        """A sign-only transaction (final once signed) whose message's copies may land: followed
+        once published, never sent."""
+        return signed.final
 
     async def keep(
         self, signed: SignedSolanaTransaction, now: Clock, emit: Callable[[list[Emit]], Awaitable[object]]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,9 +30,11 @@ from signer.bump import FeeBump
 from signer.judging import Judging
 from signer.outcomes import Outcomes
 from signer.signing import Sidecars, Signing
-from signer.state import AgentStates
+from signer.state import AgentStates, SignerState
 
 log = logging.getLogger("warden.signer")
+# How long a partition taken over waits for a chain that does not answer before the signer stops.
+RECONCILE_S = 60.0
 # A tracker asks for its receipt when its chain's block watch (signer.blocks) sees one of its
 # transactions in a block. The nonce, the mempool and the replacement rules are looked at after
 # a block is read (the nonce may have moved) or when the replacement delay or the nonce's settle
@@ -205,6 +208,44 @@ class Tracking:
         if raw is None:
             raise ValueError(f"intent {copy.intent_id} follows intent {original_id}, which has no signed record here")
         return SignedTransaction.from_bytes(raw)
+
+    async def resume(
+        self, state: SignerState, clock: Clock, publish: Callable[[list[Emit]], Awaitable[None]]
+    ) -> list[SignedTransaction]:
+        """A partition taken over (the caller holds its batch): its transactions that are not final
+        yet, and the final ones of the last hour (a node that lost its last blocks lost them too),
+        each compared with the chain (`reconcile`) before its next intent is signed, what that
+        changes published durably; then the records to follow. A chain that cannot be asked for
+        RECONCILE_S stops the signer: nothing is signed on a stale record."""
+        unconfirmed = [SignedTransaction.from_bytes(raw) for raw in state.unconfirmed()]
+        recent = [
+            SignedTransaction.from_bytes(raw) for raw in state.final_since(to_us(clock()) - lifecycle.FINAL_WATCH_US)
+        ]
+        deadline = time.monotonic() + RECONCILE_S
+        followed: list[SignedTransaction] = []
+        for signed in recent + unconfirmed:  # oldest first: an address's nonces in the order they were signed
+            while True:
+                try:
+                    emits, signed = await self.reconcile(signed, clock())
+                    break
+                except (RpcError, RpcUnavailable) as exc:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"transaction {signed.tx_hash} of intent {signed.intent_id} is not final and "
+                            f"{signed.chain}'s node did not answer for {RECONCILE_S:.0f} s ({exc}). Not signing on "
+                            "a record the chain may have left behind: bring the node back and restart"
+                        ) from exc
+                    await asyncio.sleep(1)
+            if emits:
+                await publish(emits)
+            followed.append(signed)
+        if unconfirmed:
+            log.warning("%d transaction(s) signed before and not final yet, compared with the chain", len(unconfirmed))
+        return followed
+
+    def followed_unsent(self, _signed: SignedTransaction) -> bool:
+        """A sign-only transaction is watched by `signer.sign_only`, not here."""
+        return False
 
     async def reconcile(self, signed: SignedTransaction, now: datetime) -> tuple[list[Emit], SignedTransaction]:
         """The first look after a restart at a record that is not final (or final but recent),
