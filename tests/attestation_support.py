@@ -4,8 +4,10 @@ that signs reports a test shapes."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -24,7 +26,9 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _cert(subject: str, issuer: str, key, signer, extensions=()) -> x509.Certificate:
+def _cert(
+    subject: str, issuer: str, key: Any, signer: Any, extensions: Sequence[x509.ExtensionType] = ()
+) -> x509.Certificate:
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
@@ -66,7 +70,7 @@ class Chip:
         return _cert("SEV-VCEK", "SEV-Test", self.vcek_key, self.ask_key, _amd_extensions(tcb, chip_id))
 
     @property
-    def chain(self):
+    def chain(self) -> tuple[x509.Certificate, x509.Certificate]:
         return self.ask, self.ark
 
     def vcek_der(self, vcek: x509.Certificate | None = None) -> bytes:
@@ -77,12 +81,12 @@ class Chip:
     def report(
         self,
         *,
-        version=5,
-        policy=POLICY_RESERVED_ONE,
-        tcb=TCB,
-        measurement=b"\x11" * 48,
-        report_data=b"\0" * 64,
-        chip_id=CHIP_ID,
+        version: int = 5,
+        policy: int = POLICY_RESERVED_ONE,
+        tcb: Tcb = TCB,
+        measurement: bytes = b"\x11" * 48,
+        report_data: bytes = b"\0" * 64,
+        chip_id: bytes = CHIP_ID,
     ) -> bytes:
         raw = bytearray(REPORT_SIZE)
         struct.pack_into("<IIQ", raw, 0, version, 1, policy)

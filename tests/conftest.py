@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -36,7 +38,7 @@ if "PYTEST_XDIST_WORKER" in os.environ and "WARDEN_LISTEN_PORTS" not in os.envir
     )
 
 
-def pytest_report_header(config):
+def pytest_report_header(config: pytest.Config) -> list[str]:
     docker = shutil.which("docker")
     engine = os.path.exists("/var/run/docker.sock")
     where = (
@@ -49,8 +51,11 @@ def pytest_report_header(config):
     ]
 
 
+T = TypeVar("T")
+
+
 @pytest.fixture
-def run():
+def run() -> Callable[[Coroutine[Any, Any, T]], T]:
     """Run a coroutine to completion from a synchronous test."""
     return asyncio.run
 

@@ -3,10 +3,14 @@ calls that read a uint or a balance, and a scenario run against the session's An
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from eth_account import Account
 from eth_utils import keccak
 
 from infra.contracts import call, calldata
+from infra.stack.local import LocalStack
 from runtime.rpc import JsonRpc
 
 SECP256K1N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -19,10 +23,10 @@ def role_key(role: str) -> bytes:
 
 
 def role_address(role: str) -> str:
-    return Account.from_key(role_key(role)).address
+    return str(Account.from_key(role_key(role)).address)
 
 
-async def unlocked_role(node, role: str) -> str:
+async def unlocked_role(node: JsonRpc, role: str) -> str:
     """The role's address, funded and unlocked on Anvil so it can send transactions."""
     address = role_address(role)
     await node.call("anvil_setBalance", address, hex(10**20))
@@ -30,18 +34,20 @@ async def unlocked_role(node, role: str) -> str:
     return address
 
 
-async def call_uint(node, to: str, signature: str, *args) -> int:
+async def call_uint(node: JsonRpc, to: str, signature: str, *args: Any) -> int:
     return int.from_bytes(await call(node, to, calldata(signature, *args)), "big")
 
 
-async def token_balance(node, token: str, holder: str) -> int:
+async def token_balance(node: JsonRpc, token: str, holder: str) -> int:
     return await call_uint(node, token, "balanceOf(address)", holder)
 
 
-def run_on_chain(stack, run, scenario) -> None:
+def run_on_chain(
+    stack: LocalStack, run: Callable[[Awaitable[None]], None], scenario: Callable[[JsonRpc], Awaitable[None]]
+) -> None:
     """Run ``scenario(node)`` against the session's Anvil, closing the client afterwards."""
 
-    async def go():
+    async def go() -> None:
         node = JsonRpc(stack.settings.rpc_url, timeout_s=120)
         try:
             await scenario(node)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from signer.custody import FileEventLog, Vaults
 from signer.custody.errors import ProviderUnavailable
@@ -43,7 +44,7 @@ def dev_root(tmp: Path, name: str = "local-dev") -> LocalDevRoot:
     return LocalDevRoot(tmp / "keys" / f"{name}.key", True, name=name)
 
 
-def make_vaults(tmp: Path, roots=None, **kwargs) -> Vaults:
+def make_vaults(tmp: Path, roots: Any = None, **kwargs: Any) -> Vaults:
     roots = roots if roots is not None else dev_root(tmp)
     return Vaults(roots, FileEventLog(tmp / "vault" / "events.jsonl"), **kwargs)
 

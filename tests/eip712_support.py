@@ -24,11 +24,11 @@ DOMAIN_TYPES = {
 }
 
 
-def domain_type(*names: str) -> list[dict]:
+def domain_type(*names: str) -> list[dict[str, Any]]:
     return [{"name": name, "type": DOMAIN_TYPES[name]} for name in names]
 
 
-def fields(*pairs: str) -> list[dict]:
+def fields(*pairs: str) -> list[dict[str, Any]]:
     """fields("address owner", "uint256 value") -> EIP-712 field list."""
     out = []
     for pair in pairs:
@@ -37,7 +37,7 @@ def fields(*pairs: str) -> list[dict]:
     return out
 
 
-def agree_with_eth_account(doc: dict) -> TypedDataHashes:
+def agree_with_eth_account(doc: dict[str, Any]) -> TypedDataHashes:
     """Hash ``doc`` here and in eth-account, sign here, recover there."""
     ours = hash_typed_data(doc)
     signable = encode_typed_data(full_message=copy.deepcopy(doc))
@@ -195,7 +195,7 @@ PERMITS = {
 SIMPLE_TYPES = {"Note": fields("string text")}
 
 
-def doc_with_domain(names: tuple[str, ...], domain: dict) -> dict:
+def doc_with_domain(names: tuple[str, ...], domain: dict[str, Any]) -> dict[str, Any]:
     return {
         "types": {"EIP712Domain": domain_type(*names), **SIMPLE_TYPES},
         "primaryType": "Note",
@@ -269,14 +269,14 @@ BYTES_AND_STRINGS = {
 }
 
 
-def nested_nodes(levels: int) -> dict:
-    node: dict = {"value": levels, "children": []}
+def nested_nodes(levels: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"value": levels, "children": []}
     for level in range(levels - 1, 0, -1):
         node = {"value": level, "children": [node, {"value": 0, "children": []}]}
     return node
 
 
-def node_doc(levels: int) -> dict:
+def node_doc(levels: int) -> dict[str, Any]:
     return {
         "types": {"EIP712Domain": domain_type("name"), "Node": fields("uint256 value", "Node[] children")},
         "primaryType": "Node",

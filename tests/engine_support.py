@@ -7,6 +7,7 @@ import asyncio
 import collections
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -56,10 +57,10 @@ class World:
     engine: Engine = None  # type: ignore[assignment]
     max_record_bytes: int = 65_536
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.engine = self.new_engine({}, {})
 
-    def new_engine(self, policies: dict, decisions: dict, **wiring) -> Engine:
+    def new_engine(self, policies: dict[str, Any], decisions: dict[str, Any], **wiring: Any) -> Engine:
         """An engine over these tables; ``wiring`` sets what the topology sets (home_partition, service_keys)."""
         arguments = dict(
             admins=Admins.with_threshold({ADMIN_ID: public_key_hex(self.admin_key)}, 1),
@@ -98,7 +99,7 @@ class World:
         )
         return sign_outcome(rejected, key or self.signer_key, SIGNER_ID).to_bytes()
 
-    def policy(self, version: int = 1, agent_id: str = AGENT, **fields) -> AgentPolicy:
+    def policy(self, version: int = 1, agent_id: str = AGENT, **fields: Any) -> AgentPolicy:
         base = {
             "agent_id": agent_id,
             "version": version,
@@ -126,7 +127,7 @@ class World:
     def publish(self, policy: AgentPolicy, now: datetime = T0) -> list[Emit]:
         return self.engine.on_policy(policy.to_bytes(), self.source(topics.POLICIES), now)
 
-    def intent(self, value: str = "0.5", now: datetime = T0, **fields) -> TransactionIntent:
+    def intent(self, value: str = "0.5", now: datetime = T0, **fields: Any) -> TransactionIntent:
         fields.setdefault("agent_id", AGENT)
         fields.setdefault("to", DEST)
         fields.setdefault("chain", "anvil")
@@ -138,7 +139,9 @@ class World:
         fields.setdefault("gas_limit", 21_000)
         return new_intent(fields.pop("key", self.agent_key), value=value, now=now, **fields)
 
-    def submit(self, raw: bytes | TransactionIntent | None, now: datetime = T0, source: Source | None = None):
+    def submit(
+        self, raw: bytes | TransactionIntent | None, now: datetime = T0, source: Source | None = None
+    ) -> list[Emit]:
         if isinstance(raw, TransactionIntent):
             raw = raw.to_bytes()
         return asyncio.run(self.engine.on_intent(raw, source or self.source(), now))
@@ -167,14 +170,14 @@ def rejected_of(emits: list[Emit]) -> IntentRejected:
 INTENTS = 5
 
 
-def counting(patch: pytest.MonkeyPatch) -> collections.Counter:
+def counting(patch: pytest.MonkeyPatch) -> collections.Counter[str]:
     """Counts, while ``patch`` holds: parses per model class, and Ed25519 verifications by message."""
-    calls: collections.Counter = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
 
-    def counted_parse(entry: str) -> classmethod:
+    def counted_parse(entry: str) -> Any:
         parse = getattr(BaseModel, entry).__func__
 
-        def counting_parse(cls, *args, **kwargs):
+        def counting_parse(cls: type[BaseModel], *args: Any, **kwargs: Any) -> Any:
             calls[f"parse {cls.__name__}"] += 1
             return parse(cls, *args, **kwargs)
 

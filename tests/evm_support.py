@@ -39,7 +39,12 @@ USDC = bytes.fromhex("a0b86991c6218b36c1d19d4a2e9eb0ce3606eb48")
 RECIPIENT = bytes.fromhex("35" * 20)
 ERC20_TRANSFER = bytes.fromhex("a9059cbb" + "00" * 12 + "35" * 20 + (10**6).to_bytes(32, "big").hex())
 INITCODE = bytes.fromhex("6080604052348015600f57600080fd5b50603f80601d6000396000f3fe") + bytes(40)
-SLOT = lambda i: i.to_bytes(32, "big")  # noqa: E731
+
+
+def SLOT(i: int) -> bytes:  # noqa: N802 - read as a constant's name in the tables below
+    return i.to_bytes(32, "big")
+
+
 ACCESS_LIST = (
     (USDC, (SLOT(0), SLOT(3), bytes.fromhex("ff" * 32))),
     (RECIPIENT, ()),

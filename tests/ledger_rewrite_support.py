@@ -8,7 +8,10 @@ signature agree; only what witnesses cosigned, or a receipt a client kept, diffe
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import checkpoint as checkpoints
 from ledger.batch import checkpoint_table
@@ -22,7 +25,9 @@ def _mutate(store: Store, sql: str) -> None:
     store.execute(f"{sql} SETTINGS mutations_sync = 2")
 
 
-def rewrite_and_resign(store: Store, chain: int, seq: int, details: dict, key, log_name: str) -> int:
+def rewrite_and_resign(
+    store: Store, chain: int, seq: int, details: dict[str, Any], key: Ed25519PrivateKey, log_name: str
+) -> int:
     """Row ``seq`` of ``chain`` given ``details``, and the chain and its checkpoints made consistent
     again with ``key`` (the ledger's own). Returns how many checkpoints were signed again."""
     table = store.arrow(f"SELECT * FROM {AUDIT_LOG} WHERE chain = {chain} AND seq >= {seq} ORDER BY seq")

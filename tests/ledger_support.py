@@ -11,13 +11,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.stack.local import LocalStack, free_port, local_settings
 from ledger import checkpoint
@@ -26,6 +29,7 @@ from ledger.batch import checkpoint_table
 from ledger.keys import load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, Note, NoteCheckpoint, NoteKey, verified_by
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
+from ledger.store import Store
 from runtime.config import Settings
 from runtime.trust import audit_signer
 from schemas import topics
@@ -48,7 +52,7 @@ def mth(leaves: list[bytes]) -> bytes:
 
 
 @contextlib.contextmanager
-def broker_alone(storage: str = "memory"):
+def broker_alone(storage: str = "memory") -> Iterator[str]:
     """A broker with Warden's topics, on free ports (the stack's own broker start-up): Tansu, or
     with ``storage="durable"`` one Apache Kafka node. Yields its address."""
     with tempfile.TemporaryDirectory() as home:
@@ -77,7 +81,7 @@ def pipeline_events(n: int, agents: int = 8, start: datetime = T0) -> list[Audit
         rejected = i % 5 == 4
         digest = intent_digest_of(intent)
 
-        def add(actor: str, action: AuditAction, details: dict, step: str) -> None:
+        def add(actor: str, action: AuditAction, details: dict[str, Any], step: str) -> None:
             events.append(
                 AuditEvent(
                     event_id=event_id(intent, step),
@@ -143,7 +147,9 @@ def chain_of(event: AuditEvent, chains: int) -> int:
 LOG_NAME = "warden.local/audit"  # the default log name: what `warden audit` assumes
 
 
-def build_ledger(store, events: list[AuditEvent], key, chains: int = 2, checkpoint_every: int = 50) -> Ledger:
+def build_ledger(
+    store: Store, events: list[AuditEvent], key: Ed25519PrivateKey, chains: int = 2, checkpoint_every: int = 50
+) -> Ledger:
     """Append ``events`` as the sink would (chain = agent's partition), with a
     checkpoint every ``checkpoint_every`` rows of a chain."""
     ledger = Ledger({}, SeenIds(np.array([], dtype=np.uint64)))
@@ -187,12 +193,12 @@ def _writer(settings: Settings, role: Role) -> AuditSigner:
     return _writers[key]
 
 
-async def audit_records(settings: Settings) -> list:
+async def audit_records(settings: Settings) -> list[Any]:
     """Every record on warden.audit.events, headers too, until the topic is quiet."""
     return await read_records(settings, topics.AUDIT_EVENTS)
 
 
-async def redeliver(settings: Settings, record) -> None:
+async def redeliver(settings: Settings, record: Any) -> None:
     """The same record again, bytes and signature headers: what a restarted service sends."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker)
     await producer.start()
@@ -211,7 +217,7 @@ def ledger_event_ids(settings: Settings) -> set[str]:
     return {row[0] for row in client.query("SELECT event_id FROM audit_log").result_rows}
 
 
-async def published_checkpoints(broker: str) -> list[dict]:
+async def published_checkpoints(broker: str) -> list[dict[str, Any]]:
     """Every record on warden.audit.checkpoints, as the JSON objects the sink published."""
     consumer = AIOKafkaConsumer(
         topics.AUDIT_CHECKPOINTS, bootstrap_servers=broker, auto_offset_reset="earliest", group_id=None
@@ -227,7 +233,7 @@ async def published_checkpoints(broker: str) -> list[dict]:
         await consumer.stop()
 
 
-def published_checkpoint(body: dict, log: NoteKey) -> NoteCheckpoint:
+def published_checkpoint(body: dict[str, Any], log: NoteKey) -> NoteCheckpoint:
     """What one record of warden.audit.checkpoints says, once its note holds under the log's key
     and lines up with the chain and seq beside it (NoteError or AssertionError if not)."""
     assert set(body) == {"chain", "seq", "head_hash", "ts", "note"}, body
@@ -247,7 +253,7 @@ PRODUCE_DEADLINE_MS = 300_000
 PRODUCE_SLICE = 1_000
 
 
-async def produce(settings: Settings, payloads: list[tuple]) -> None:
+async def produce(settings: Settings, payloads: list[tuple[Any, ...]]) -> None:
     """``(key, value)`` records signed as the service that writes them signs (`writer_headers`),
     or ``(key, value, headers)`` records sent as they are."""
     # A generous deadline per batch: aiokafka's default (40 s) expired a burst's batches on a busy
@@ -294,7 +300,7 @@ class WitnessProcess:
         key = load_or_create_witness_key(directory)
         self.key = NoteKey.of(name, COSIGNATURE_V1, key)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         args = ["witness", "run", "--name", self.name, "--dir", str(self.directory), "--log", self.log_vkey]

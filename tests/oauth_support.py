@@ -11,6 +11,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -27,9 +28,9 @@ class AuthorizationServer:
 
     issuer: str
     introspection_endpoint: str
-    tokens: dict[str, dict]
+    tokens: dict[str, dict[str, Any]]
     client: tuple[str, str] | None
-    asked: list[str] = field(default_factory=list)  # the tokens introspected, in order
+    asked: list[str] = field(default_factory=list[Any])  # the tokens introspected, in order
     refused_clients: int = 0
 
     async def introspect(self, request: web.Request) -> web.StreamResponse:
@@ -51,7 +52,7 @@ class AuthorizationServer:
 
 @contextlib.contextmanager
 def authorization_server(
-    tokens: dict[str, dict], client: tuple[str, str] | None = None
+    tokens: dict[str, dict[str, Any]], client: tuple[str, str] | None = None
 ) -> Iterator[AuthorizationServer]:
     """Serve an authorization server knowing ``tokens`` (token -> introspection answer), requiring
     HTTP Basic ``client`` credentials if given, on a thread of its own for the length of a block."""

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives import hashes
@@ -66,7 +67,7 @@ class SoftPasskey:
         return Assertion(data, client, signature).text()
 
 
-def passkey_signed(record: AdminSignedT, passkey: SoftPasskey, key_id: str, **made) -> AdminSignedT:
+def passkey_signed(record: AdminSignedT, passkey: SoftPasskey, key_id: str, **made: Any) -> AdminSignedT:
     """``record`` signed by the passkey admin ``key_id``, as `schemas.auth`'s signers sign with an
     Ed25519 key: its assertion over the record's signing bytes (``made``: what `SoftPasskey.sign`
     varies)."""
@@ -74,7 +75,7 @@ def passkey_signed(record: AdminSignedT, passkey: SoftPasskey, key_id: str, **ma
     return unsigned.model_copy(update={"signature": passkey.sign(unsigned.signing_bytes(), **made)})
 
 
-def passkey_cosigned(record: AdminSignedT, passkey: SoftPasskey, key_id: str, **made) -> AdminSignedT:
+def passkey_cosigned(record: AdminSignedT, passkey: SoftPasskey, key_id: str, **made: Any) -> AdminSignedT:
     """``record`` with one more admin's signature: the passkey admin ``key_id``'s assertion."""
     more = AdminSignature(admin_key_id=key_id, signature=passkey.sign(record.signing_bytes(), **made))
     return record.model_copy(update={"cosignatures": (*record.cosignatures, more)})

@@ -4,6 +4,7 @@ and one record of each kind."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from solders.hash import Hash
@@ -13,6 +14,7 @@ from schemas.actions import AuditAction
 from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex, sign_policy
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     DeadLetter,
     HumanApproval,
@@ -38,7 +40,7 @@ LOWER = CHECKSUMMED.lower()
 OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 
 
-def intent_doc(**overrides) -> dict:
+def intent_doc(**overrides: Any) -> dict[str, Any]:
     doc = {
         "intent_id": "i-1",
         "agent_id": "agent-1",
@@ -54,7 +56,7 @@ def intent_doc(**overrides) -> dict:
 DROP = object()
 
 
-def sample_records() -> list:
+def sample_records() -> list[Any]:
     """One record of each kind, its numbers past 2**53 and its text past ASCII where it has them:
     an EVM intent, its policy and a stage's verdict with their outcomes, a Solana transaction and
     off-chain message with theirs, and the records of what waits for or went wrong in the pipeline."""
@@ -82,7 +84,7 @@ def sample_records() -> list:
     ]
 
 
-def _evm_intent_and_policy(agent_key: Ed25519PrivateKey) -> tuple:
+def _evm_intent_and_policy(agent_key: Ed25519PrivateKey) -> tuple[TransactionIntent, AgentPolicy]:
     """An access-list (type 1) intent with a lower-case recipient, and an admin-signed policy."""
     intent = new_intent(
         agent_key,
@@ -118,7 +120,9 @@ def _evm_intent_and_policy(agent_key: Ed25519PrivateKey) -> tuple:
     return intent, policy
 
 
-def _solana_intents_and_policy(agent_key: Ed25519PrivateKey) -> tuple:
+def _solana_intents_and_policy(
+    agent_key: Ed25519PrivateKey,
+) -> tuple[TransactionIntent, TransactionIntent, AgentPolicy]:
     """A Solana transfer's intent, an off-chain message's intent, and a Solana policy."""
     raw = build.unsigned(_PAYER, [build.sol_transfer(_PAYER, _PAYEE, 1_000_000)], Hash(bytes([3]) * 32))
     solana_intent = new_solana_intent(agent_key, agent_id="agent-1", chain="solana-local", transaction=raw, now=T0)
@@ -151,7 +155,7 @@ def _solana_intents_and_policy(agent_key: Ed25519PrivateKey) -> tuple:
     return solana_intent, solana_message_intent, solana_policy
 
 
-def _evm_outcomes(intent, policy, verdict: StageVerdict) -> list:
+def _evm_outcomes(intent: TransactionIntent, policy: AgentPolicy, verdict: StageVerdict) -> list[Any]:
     """The EVM intent rejected, approved, and signed."""
     return [
         IntentRejected(
@@ -189,7 +193,7 @@ def _evm_outcomes(intent, policy, verdict: StageVerdict) -> list:
     ]
 
 
-def _solana_outcomes(solana_intent, solana_message_intent) -> list:
+def _solana_outcomes(solana_intent: TransactionIntent, solana_message_intent: TransactionIntent) -> list[Any]:
     """The Solana transaction signed and finalized, and the off-chain message signed."""
     return [
         SignedSolanaTransaction(
@@ -227,7 +231,7 @@ def _solana_outcomes(solana_intent, solana_message_intent) -> list:
     ]
 
 
-def _pipeline_records(intent, verdict: StageVerdict) -> list:
+def _pipeline_records(intent: TransactionIntent, verdict: StageVerdict) -> list[Any]:
     """What the pipeline records beside outcomes: an audit event, a dead letter, the intent parked
     and abandoned, and an admin's decision."""
     return [

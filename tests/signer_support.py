@@ -4,7 +4,9 @@ directly."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,6 +21,7 @@ from schemas.auth import outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import HumanApproval, IntentApproved, IntentRejected, SignedMessage, SignedTransaction
+from schemas.passkeys import RelyingParty
 from schemas.policy import AgentPolicy
 from sdk.client import new_intent
 from signer.custody.keys import KeyStore
@@ -33,7 +36,14 @@ class LoneSigner:
     """An in-process signer with one agent's key, handed approved records straight, as anyone who
     can write to warden.intents.approved could: its own checks are all that stands."""
 
-    def __init__(self, tmp, rpc_url: str, passkeys: dict[str, str] | None = None, party=None, **policy_fields):
+    def __init__(
+        self,
+        tmp: Path,
+        rpc_url: str,
+        passkeys: dict[str, str] | None = None,
+        party: RelyingParty | None = None,
+        **policy_fields: Any,
+    ):
         """``passkeys``: passkey admins (id → pinned key) beside test-admin, whose assertions are
         believed for the relying party ``party``."""
         self.rpc_url = rpc_url
@@ -57,7 +67,7 @@ class LoneSigner:
         self.set_policy(**policy_fields)
         self.offset = 0
 
-    def set_policy(self, **fields) -> None:
+    def set_policy(self, **fields: Any) -> None:
         self.version += 1
         fields.setdefault("tx_to_allowlist", (DEST, self.address))
         self.policy = sign_policy(
@@ -73,10 +83,10 @@ class LoneSigner:
             "test-admin",
         )
 
-    def intent(self, make=new_intent, **fields) -> TransactionIntent:
+    def intent(self, make: Callable[..., TransactionIntent] = new_intent, **fields: Any) -> TransactionIntent:
         return make(self.agent_key, agent_id=self.agent, chain="anvil", **fields)
 
-    async def handle(self, intent: TransactionIntent, human_approval: HumanApproval | None = None):
+    async def handle(self, intent: TransactionIntent, human_approval: HumanApproval | None = None) -> Any:
         """The signer's outcome, audit records and what it sends, for ``intent`` approved under
         the policy in force (carrying ``human_approval``, an admin's decision, when given)."""
         self.node = JsonRpc(self.rpc_url, timeout_s=120)
@@ -85,7 +95,7 @@ class LoneSigner:
         finally:
             await self.node.close()
 
-    async def _handle(self, intent: TransactionIntent, human_approval: HumanApproval | None = None):
+    async def _handle(self, intent: TransactionIntent, human_approval: HumanApproval | None = None) -> Any:
         now = datetime.now(timezone.utc)
         approved = IntentApproved(
             intent=intent, policy=self.policy, verdicts=(), approved_at=now, human_approval=human_approval
@@ -118,7 +128,9 @@ DELEGATE = to_checksum_address("0x00000000000000000000000000000000de1e9a7e")
 ANVIL_ID = 31337
 
 
-def mail_document(chain_id=ANVIL_ID, contract="0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC") -> dict:
+def mail_document(
+    chain_id: int = ANVIL_ID, contract: str = "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC"
+) -> dict[str, Any]:
     return {
         "types": {
             "EIP712Domain": [

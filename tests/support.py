@@ -11,10 +11,13 @@ import sys
 import threading
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import orjson
+from aiokafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,11 +25,13 @@ from infra.stack.provision import balance, provision_agent
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import follow, follow_records, partition_of, read_to_quiet
+from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_outcome
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected
+from schemas.policy import AgentPolicy
 from sdk.client import Client, new_intent
 
 __all__ = [
@@ -44,7 +49,7 @@ __all__ = [
 ]
 
 
-async def read_records(settings: Settings, topic: str, start=None) -> list:
+async def read_records(settings: Settings, topic: str, start: dict[TopicPartition, int] | None = None) -> list[Any]:
     """`read_topic`, as whole records (headers, timestamps): every record on ``topic`` from
     ``start`` (default the beginning) until it has been quiet for a few polls."""
     mine = None if start is None else {tp: offset for tp, offset in start.items() if tp.topic == topic}
@@ -58,7 +63,9 @@ async def read_records(settings: Settings, topic: str, start=None) -> list:
     return records
 
 
-async def read_topic(settings: Settings, topic: str, idle_polls: int = 5, start=None) -> list[bytes]:
+async def read_topic(
+    settings: Settings, topic: str, idle_polls: int = 5, start: dict[TopicPartition, int] | None = None
+) -> list[bytes]:
     """Every record on ``topic`` (from ``start`` offsets, default the beginning) until it has been
     quiet for a few polls."""
     mine = None if start is None else {tp: offset for tp, offset in start.items() if tp.topic == topic}
@@ -101,7 +108,9 @@ async def batch_sizes(settings: Settings, topic: str, partition: int, start: int
         await client.close()
 
 
-async def make_agent(settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18, **policy_fields):
+async def make_agent(
+    settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18, **policy_fields: Any
+) -> tuple[Ed25519PrivateKey, str, AgentPolicy]:
     agent = await provision_agent(settings, agent_id, fund_wei, **policy_fields)
     return agent.intent_key, agent.address, agent.policy
 
@@ -178,17 +187,19 @@ async def group_state(settings: Settings, group: str) -> tuple[str, list[str]]:
     return state, sorted(member[0] for member in members)
 
 
-async def receipt_of(node, tx_hash: str) -> dict:
+async def receipt_of(node: JsonRpc, tx_hash: str) -> dict[str, Any]:
     """The receipt of a transaction just sent (Anvil mines at once, blob transactions a moment later)."""
     for _ in range(100):
         receipt = await node.call("eth_getTransactionReceipt", tx_hash)
-        if receipt is not None:
+        if isinstance(receipt, dict):
             return receipt
         await asyncio.sleep(0.1)
     raise AssertionError(f"{tx_hash} was not mined")
 
 
-def tail_json(env: dict, enough: Callable[[list[dict]], bool], *flags: str, timeout_s: float = 90) -> list[dict]:
+def tail_json(
+    env: dict[str, Any], enough: Callable[[list[dict[str, Any]]], bool], *flags: str, timeout_s: float = 90
+) -> list[dict[str, Any]]:
     """`warden tail --from-beginning --json`'s lines (with ``flags``), read until ``enough`` says
     so, the tail ends or the time is up: on a shared stack the topics' history grows with every
     test before this one, so no fixed time is enough."""
@@ -200,7 +211,7 @@ def tail_json(env: dict, enough: Callable[[list[dict]], bool], *flags: str, time
     )
     timer = threading.Timer(timeout_s, proc.terminate)
     timer.start()
-    lines: list[dict] = []
+    lines: list[dict[str, Any]] = []
     assert proc.stdout is not None
     try:
         for raw in proc.stdout:
@@ -215,7 +226,7 @@ def tail_json(env: dict, enough: Callable[[list[dict]], bool], *flags: str, time
     return lines
 
 
-def warden_mcp(settings: Settings, agent: str):
+def warden_mcp(settings: Settings, agent: str) -> Any:
     """How an MCP client starts `warden mcp --agent AGENT` over stdio against the stack of ``settings``."""
     from infra.stack.demo_mcp import server_parameters
 
@@ -223,7 +234,9 @@ def warden_mcp(settings: Settings, agent: str):
 
 
 @contextlib.contextmanager
-def serving(settings: Settings, argv: list[str], port: int, log, what: str, env: dict[str, str] | None = None):
+def serving(
+    settings: Settings, argv: list[str], port: int, log: Path, what: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """`warden ARGV` as a server in a child process against the stack of ``settings`` (``env``
     added), logging to ``log``, once it listens on ``port``; stopped on exit."""
     from infra.stack.local import REPO, wait_for_port
@@ -246,7 +259,7 @@ def serving(settings: Settings, argv: list[str], port: int, log, what: str, env:
             proc.wait()
 
 
-def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """`warden ARGS` in a child process against the stack of ``settings``, as an operator runs it."""
     from infra.stack.local import REPO
     from runtime.config import child_environment
@@ -257,7 +270,7 @@ def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-async def submitted(settings, *intents: TransactionIntent) -> None:
+async def submitted(settings: Settings, *intents: TransactionIntent) -> None:
     async with Client(settings) as client:
         for intent in intents:
             await client.submit(intent)
@@ -284,7 +297,11 @@ def sample(url: str, name: str, **labels: str) -> float:
 
 
 async def forge_rejections(
-    settings, agent: str, start, forged: list[str], reading: asyncio.Event | None = None
+    settings: Settings,
+    agent: str,
+    start: dict[TopicPartition, int] | None,
+    forged: list[str],
+    reading: asyncio.Event | None = None,
 ) -> None:
     """A topic writer's lie: each intent of ``agent`` it sees submitted is answered at once with a
     rejection bound to its digest and named as the worker, signed with a key no one pinned."""
@@ -316,7 +333,7 @@ def fresh_agent(prefix: str) -> str:
     return f"{prefix}-{os.urandom(3).hex()}"
 
 
-async def direct_approvals(settings, *pairs: tuple[TransactionIntent, object]) -> None:
+async def direct_approvals(settings: Settings, *pairs: tuple[TransactionIntent, object]) -> None:
     """Write approvals straight to warden.intents.approved, as a hostile topic writer (or a
     compromised worker) would: no guardrail has looked at them."""
     async with Client(settings) as client:
@@ -328,10 +345,10 @@ async def direct_approvals(settings, *pairs: tuple[TransactionIntent, object]) -
         await client.flush()
 
 
-def assert_one_outcome_each(ids: set[str], signed: list, rejected: list) -> None:
+def assert_one_outcome_each(ids: set[str], signed: list[Any], rejected: list[Any]) -> None:
     """One outcome each of ``ids``, among the signed and rejected records read from their topics:
     the same bytes may be published again (a redelivery), nothing else."""
-    said: dict[str, set] = defaultdict(set)
+    said: dict[str, set[Any]] = defaultdict(set)
     for record in signed:
         if record.intent_id in ids:
             said[record.intent_id].add(("signed", record.signed_tx))
@@ -342,7 +359,7 @@ def assert_one_outcome_each(ids: set[str], signed: list, rejected: list) -> None
     assert not several, f"{len(several)} intents were told more than one thing, e.g. {next(iter(several.items()))}"
 
 
-def transfers(key, agent_id: str, value: str, count: int, **fields) -> list:
+def transfers(key: Ed25519PrivateKey, agent_id: str, value: str, count: int, **fields: Any) -> list[Any]:
     """``count`` transfers of ``value`` ETH to DEST on Anvil, with explicit fees and gas: each can
     spend exactly ``value`` + 21,000 gas x 2 gwei. ``fields``: more of the intent's (``broadcast``)."""
     return [

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -35,8 +36,11 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "agent-lifecycle"
 
 
+T = TypeVar("T")
+
+
 @contextlib.contextmanager
-def private_chain(home) -> Iterator[str]:
+def private_chain(home: Path) -> Iterator[str]:
     """A private Anvil that mines only when a transaction comes (or a test mines): its RPC URL.
     Its `finalized` block is 2 under its head (`LocalStack.start_anvil`)."""
     settings = local_settings(home)
@@ -52,7 +56,7 @@ class Harness:
     """An in-process signer for one agent (a key of its own on the private chain), whose
     published records are collected as `signer.main` would publish them."""
 
-    def __init__(self, tmp, rpc_url: str, replace_after_s: float = 1.0, max_bumps: int = 2, **policy_fields):
+    def __init__(self, tmp: Path, rpc_url: str, replace_after_s: float = 1.0, max_bumps: int = 2, **policy_fields: Any):
         self.node = JsonRpc(rpc_url, timeout_s=120)
         store = KeyStore(make_vaults(tmp), mode="standard")
         self.agent = f"{AGENT}-{os.urandom(3).hex()}"
@@ -132,7 +136,7 @@ class Harness:
         self.published += emits
         return emits, to_broadcast
 
-    async def approve(self, **fields) -> tuple[TransactionIntent, SignedTransaction]:
+    async def approve(self, **fields: Any) -> tuple[TransactionIntent, SignedTransaction]:
         """One broadcast intent approved and handled by the signer, its state committed (as the
         signer's loop does before sending); the intent and the record to send."""
         now = datetime.now(timezone.utc)
@@ -152,7 +156,7 @@ class Harness:
         assert isinstance(to_broadcast, SignedTransaction), to_broadcast
         return intent, to_broadcast
 
-    async def sign_only(self, now: datetime, **fields) -> SignedTransaction | IntentRejected:
+    async def sign_only(self, now: datetime, **fields: Any) -> SignedTransaction | IntentRejected:
         """One sign-only intent (``broadcast`` false) created, approved and handled at ``now`` (a
         clock moved ahead, for the rolling windows), its state committed: its record, or its refusal."""
         intent = new_intent(
@@ -170,7 +174,7 @@ class Harness:
         self.published += await self.signer.sign_only.look_all(self.state.open_sign_only(), now)
         self.state.commit()
 
-    async def sign(self, **fields) -> SignedTransaction:
+    async def sign(self, **fields: Any) -> SignedTransaction:
         """Sign and send one intent, as the signer's loop does; the record it tracks."""
         _, to_broadcast = await self.approve(**fields)
         emits, sent = await self.signer.send(to_broadcast, utcnow())
@@ -218,11 +222,13 @@ async def finalize(harness: Harness, decided: SignedTransaction, timeout_s: floa
     return await asyncio.wait_for(harness.signer.tracking.follow(decided, utcnow, harness.emit), timeout_s)
 
 
-def on_chain(tmp, rpc_url: str, scenario, automining: bool = False, **harness_args):
+def on_chain(
+    tmp: Path, rpc_url: str, scenario: Callable[[Harness], Awaitable[T]], automining: bool = False, **harness_args: Any
+) -> tuple[Harness, T]:
     """Run ``scenario(harness)`` with a funded agent, automining as asked; automining is back on
     afterwards, whatever happened."""
 
-    async def run():
+    async def run() -> tuple[Harness, T]:
         h = Harness(tmp, rpc_url, **harness_args)
         try:
             await automine(h.node, automining)

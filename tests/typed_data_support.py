@@ -5,6 +5,7 @@ encoded by eth-account, the independent EIP-712 oracle, so a malformed one fails
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from eth_account.messages import encode_typed_data
 
@@ -30,12 +31,14 @@ DOMAIN = [
 ]
 
 
-def fields(text: str) -> list[dict]:
+def fields(text: str) -> list[dict[str, Any]]:
     """ "address from,uint256 value" -> EIP-712 field objects."""
     return [{"name": part.split()[1], "type": part.split()[0]} for part in text.split(",")]
 
 
-def document(primary: str, types: dict[str, str], message: dict, contract: str, name: str = "X") -> dict:
+def document(
+    primary: str, types: dict[str, str], message: dict[str, Any], contract: str, name: str = "X"
+) -> dict[str, Any]:
     doc = {
         "types": {"EIP712Domain": DOMAIN, **{n: fields(t) for n, t in types.items()}},
         "primaryType": primary,
@@ -49,7 +52,9 @@ def document(primary: str, types: dict[str, str], message: dict, contract: str, 
 AUTHORIZATION = "address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce"
 
 
-def authorization(to: str, value: int, primary: str = "TransferWithAuthorization", contract: str = TOKEN) -> dict:
+def authorization(
+    to: str, value: int, primary: str = "TransferWithAuthorization", contract: str = TOKEN
+) -> dict[str, Any]:
     return document(
         primary,
         {primary: AUTHORIZATION},
@@ -59,7 +64,7 @@ def authorization(to: str, value: int, primary: str = "TransferWithAuthorization
     )
 
 
-def mail() -> dict:
+def mail() -> dict[str, Any]:
     return document(
         "Mail",
         {"Mail": "Person from,Person to,string contents", "Person": "string name,address wallet"},
@@ -86,7 +91,7 @@ DUTCH = {
 }
 
 
-def uniswapx(amount: int, recipient: str) -> dict:
+def uniswapx(amount: int, recipient: str) -> dict[str, Any]:
     order = {
         "info": {
             "reactor": REACTOR,
@@ -130,7 +135,7 @@ SEAPORT_TYPES = {
 }
 
 
-def seaport(offer: list[dict], recipient: str = AGENT) -> dict:
+def seaport(offer: list[dict[str, Any]], recipient: str = AGENT) -> dict[str, Any]:
     consideration = [
         {
             "itemType": 0,
@@ -162,7 +167,7 @@ def seaport(offer: list[dict], recipient: str = AGENT) -> dict:
     )
 
 
-def item(kind: int, token: str, amount: int, identifier: int = 0) -> dict:
+def item(kind: int, token: str, amount: int, identifier: int = 0) -> dict[str, Any]:
     return {
         "itemType": kind,
         "token": token,
@@ -179,7 +184,7 @@ COW_ORDER = (
 )
 
 
-def cow(sell: int, fee: int, receiver: str = ZERO) -> dict:
+def cow(sell: int, fee: int, receiver: str = ZERO) -> dict[str, Any]:
     return document(
         "Order",
         {"Order": COW_ORDER},
@@ -208,7 +213,7 @@ ONE_INCH_ORDER = (
 )
 
 
-def one_inch(making: int, receiver: str = ZERO, asset_word: int | None = None) -> dict:
+def one_inch(making: int, receiver: str = ZERO, asset_word: int | None = None) -> dict[str, Any]:
     def word(address: str) -> str:
         return str(int(address, 16))
 

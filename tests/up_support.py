@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import orjson
@@ -22,12 +24,13 @@ from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, audit_events_of
+from schemas.intent import TransactionIntent
 from sdk.client import Client
 from tests.support import read_topic
 
 
 @pytest.fixture
-def home_settings(tmp_path) -> Settings:
+def home_settings(tmp_path: Path) -> Settings:
     console = free_port()
     return dataclasses.replace(
         Settings(),
@@ -83,7 +86,7 @@ class WardenUp:
         running = doc.get("running", False) and process_runs(doc.get("supervisor_pid"))
         return running and all(process_runs(c["pid"]) for c in doc["components"].values())
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         result = subprocess.run(
             [sys.executable, "-m", "infra.cli", "status", "--json"],
             env=self.env,
@@ -93,7 +96,7 @@ class WardenUp:
         )
         return orjson.loads(result.stdout) if result.stdout.strip() else {}
 
-    def components(self) -> dict[str, dict]:
+    def components(self) -> dict[str, dict[str, Any]]:
         """Each component's pid, whether it runs and its restarts, as `warden status` reads them from
         the supervisor's file: for the loops that look often, without a process per look (the
         tests of `warden status` itself call `status`)."""
@@ -114,7 +117,7 @@ class WardenUp:
             self.log.close()
 
 
-async def submit_all(settings: Settings, intents) -> None:
+async def submit_all(settings: Settings, intents: list[TransactionIntent]) -> None:
     async with Client(settings) as client:
         for intent in intents:
             await client.submit(intent)
@@ -163,7 +166,9 @@ def audit_verifies(up: WardenUp) -> None:
     assert report["ok"] and report["source_changes"] == [], report
 
 
-def _missing_report(on_topic: dict, missing: set[str], settings: Settings, client) -> str:
+def _missing_report(
+    on_topic: dict[str, Any], missing: set[str], settings: Settings, client: clickhouse_connect.driver.client.Client
+) -> str:
     """What a failure needs to tell a slow sink from a lost event or a record the sink did not
     believe (kept whole as one dlq.recorded row, its events' ids absent): how many are missing, of
     which services and actions, the rows the sink could not read, and what it logged."""

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -35,7 +36,7 @@ def block_after(marker: str) -> str:
     return text[body : text.index("```", body)].strip()
 
 
-def json_default(value) -> object:
+def json_default(value: object) -> object:
     return json.loads(orjson.dumps(value))
 
 
@@ -63,7 +64,7 @@ def _node() -> str:
     return found
 
 
-def run_node(script: str, cases: list[dict]) -> list[dict]:
+def run_node(script: str, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One process for a list of cases; one answer per case."""
     proc = subprocess.run(
         [_node(), str(SCRIPTS / script)], input=json.dumps(cases).encode(), capture_output=True, timeout=120

@@ -27,7 +27,7 @@ def paid_server(rpc_url: str, token: str, token_name: str, routes: list[Paid]) -
     register_exact_evm_facilitator(facilitator, signer, sorted({r.network for r in routes}))
     server = x402ResourceServerSync(facilitator)
     for network in sorted({r.network for r in routes}):
-        server.register(network, ExactEvmServerScheme())  # type: ignore[arg-type]  # the SDK's scheme is one, undeclared
+        server.register(network, ExactEvmServerScheme())  # type: ignore[arg-type,no-untyped-call]  # the SDK's scheme is one, undeclared and untyped
     price = {"asset": token, "extra": {"name": token_name, "version": "1"}}
     with serving(server, routes, price, account.address) as running:
         yield running

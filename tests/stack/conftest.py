@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +65,7 @@ LONGEST_FIRST = (
 )
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # This hook sees every collected item, not only this directory's: mark by path.
     for item in items:
         if HERE in item.path.parents:
@@ -79,7 +81,7 @@ def stack_passkey() -> SoftPasskey:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, stack_passkey):
+def stack(tmp_path_factory: pytest.TempPathFactory, stack_passkey: SoftPasskey) -> Iterator[LocalStack]:
     """One running pipeline for the whole session (fused topology), with a Solana node. Its admins:
     the local admin (the CLI's key under its home) and a passkey admin (`stack_passkey`), whose
     assertions are believed from the console origin `tests.passkey_support.ORIGIN`; one signs."""
@@ -95,7 +97,7 @@ def stack(tmp_path_factory, stack_passkey):
 
 
 @pytest.fixture
-def fresh_stack(tmp_path, request):
+def fresh_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., LocalStack]]:
     """A stack of the test's own (for tests that kill processes or change the topology). In a
     module marked ``kafka`` (``pytestmark = pytest.mark.kafka``) its broker is Apache Kafka, what
     `warden up` runs on, not the embedded Tansu: the tests about the bus (a crash, a kill, a
@@ -107,7 +109,7 @@ def fresh_stack(tmp_path, request):
     storage = kafka if request.node.get_closest_marker("kafka") else {}
     with contextlib.ExitStack() as started:
 
-        def start(signers: int = 1, workers: int = 1, **overrides) -> LocalStack:
+        def start(signers: int = 1, workers: int = 1, **overrides: Any) -> LocalStack:
             home = tmp_path / f"home{next(numbers)}"
             settings = local_settings(home, **{**storage, **overrides})
             return started.enter_context(running_stack(settings, signers, workers))
@@ -116,10 +118,10 @@ def fresh_stack(tmp_path, request):
 
 
 @pytest.fixture(scope="module")
-def deployed(stack):
+def deployed(stack: LocalStack) -> dict[str, str]:
     return asyncio.run(deploy_tokens(stack.settings))
 
 
 @pytest.fixture
-def lone(tmp_path, stack, deployed):
+def lone(tmp_path: Path, stack: LocalStack, deployed: dict[str, str]) -> LoneSigner:
     return LoneSigner(tmp_path, stack.settings.rpc_url_for("anvil"))
