@@ -257,12 +257,3 @@ def chain_named(name: str, context: object) -> Chain | None:
             f"chain name {str(name)[:80]!r}: 1-32 lowercase letters, digits and '-', starting with a letter or digit"
         )
     return BUILTIN_BY_NAME.get(name)
-
-
-def of_family(name: str, family: Family, context: object, what: str) -> Chain | None:
-    """`chain_named`, and a network of ``family``: a ValueError says which family ``name`` is of
-    and that ``what`` (the record's words) takes a network of ``family``."""
-    chain = chain_named(name, context)
-    if chain is not None and chain.family is not family:
-        raise ValueError(f"{name!r} is {chain.family.a_network}; {what} takes {family.a_network}")
-    return chain

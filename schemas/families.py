@@ -1,5 +1,5 @@
-"""What Warden reads of each chain family: the kinds of intent its networks take, its addresses
-and its native unit.
+"""What Warden reads of each chain family: the kinds of intent its networks take and its
+addresses.
 
 This is the reading part of a family's seam; each family has one entry in `FORMS`. The judging
 part is the stages of those intent kinds (`rules.stage_table`), the signing, tracking and key
@@ -25,8 +25,6 @@ class FamilyForm:
     kinds: tuple[str, ...]
     # An address of the family in its one written form (EIP-55, base58): ValueError if it is none.
     address: Callable[[object], str]
-    # Base units per native unit, as a power of ten (wei: 18, lamports: 9).
-    decimals: int
     # Where a person reads how to write one of its intents.
     guide: str
 
@@ -37,14 +35,12 @@ FORMS: Mapping[Family, FamilyForm] = MappingProxyType(
             Family.EVM,
             kinds=("transaction", "personal_sign", "typed_data"),
             address=parse_address,
-            decimals=18,
             guide="docs/producing-intents.md",
         ),
         Family.SOLANA: FamilyForm(
             Family.SOLANA,
             kinds=("solana_transaction", "solana_message"),
             address=parse_solana_address,
-            decimals=9,
             guide="docs/solana.md",
         ),
     }

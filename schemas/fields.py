@@ -17,7 +17,7 @@ import base58
 from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
-from schemas.chains import Chain, Family, UnknownChain, chain_named, of_family
+from schemas.chains import Chain, Family, UnknownChain, chain_named
 
 WEI_PER_UNIT = 10**18
 MAX_UINT256 = 2**256 - 1
@@ -123,10 +123,12 @@ def known_chain(name: str, context: object = None) -> str:
 def evm_chain(name: str, context: object = None) -> str:
     """`known_chain`, and an EVM network (another family's transactions are not EVM ones): as far
     as the networks in force say, or without them the built-in table."""
-    try:
-        of_family(name, Family.EVM, context, "this record, which describes an EVM transaction or asset,")
-    except UnknownChain as exc:
-        raise ValueError(str(exc)) from None
+    chain = _chain(name, context)
+    if chain is not None and chain.family is not Family.EVM:
+        raise ValueError(
+            f"{name!r} is {chain.family.a_network}; this record, which describes an EVM transaction or asset, "
+            f"takes {Family.EVM.a_network}"
+        )
     return name
 
 
@@ -171,7 +173,8 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def _solana_address(value: object) -> str:
+def parse_solana_address(value: object) -> str:
+    """A Solana address (base58 of 32 bytes), unchanged; any other text is a ValueError."""
     """A Solana account address: the base58 of 32 bytes, in its one canonical spelling."""
     try:
         raw = base58.b58decode(value) if isinstance(value, str) and 32 <= len(value) <= 44 else b""
@@ -180,11 +183,6 @@ def _solana_address(value: object) -> str:
     if len(raw) != 32 or base58.b58encode(raw).decode() != value:
         raise ValueError(f"must be a Solana address (base58 of 32 bytes, 32-44 characters), got {str(value)[:80]!r}")
     return value
-
-
-def parse_solana_address(value: object) -> str:
-    """A Solana address (base58 of 32 bytes), unchanged; any other text is a ValueError."""
-    return _solana_address(value)
 
 
 def _whole(value: object) -> int:
@@ -199,7 +197,7 @@ def _whole(value: object) -> int:
 
 
 NativeAmount = Annotated[str, BeforeValidator(_native_amount)]
-SolanaAddress = Annotated[str, BeforeValidator(_solana_address)]
+SolanaAddress = Annotated[str, BeforeValidator(parse_solana_address)]
 # Lamports and SPL token base units: u64 on chain; a decimal string on the wire, like wei.
 BaseUnits = Annotated[
     int,

@@ -251,8 +251,11 @@ def read_requirement(
     where = f"accepts[{index}]"
     if raw.get("scheme") != "exact":
         raise X402Error(f"{where}.scheme is {_shown(raw.get('scheme'))}; allowed: 'exact'")
-    if _network_chain(raw.get("network"), where, registry).family is Family.SOLANA:
-        return _read_solana(challenge, index, registry)
+    chain = _network_chain(raw.get("network"), where, registry)
+    if chain.family is Family.SOLANA:
+        return _read_solana(challenge, index, chain)
+    if chain.family is not Family.EVM:
+        raise X402Error(f"{where}.network {_shown(raw['network'])} is not an EVM chain; Warden pays on EVM chains only")
     extra = raw.get("extra") or {}
     if not isinstance(extra, dict):
         raise X402Error(
@@ -268,9 +271,6 @@ def read_requirement(
             raise X402Error(
                 f"{where}.extra.{name} is {_shown(extra.get(name))}; allowed: the token's EIP-712 domain {name}, a string"
             )
-    chain = _network_chain(raw.get("network"), where, registry)
-    if chain.family is not Family.EVM:
-        raise X402Error(f"{where}.network {_shown(raw['network'])} is not an EVM chain; Warden pays on EVM chains only")
     amount_field = "amount" if challenge.version == 2 else "maxAmountRequired"
     timeout = raw.get("maxTimeoutSeconds")
     if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= MAX_TIMEOUT_S:
@@ -293,10 +293,9 @@ def read_requirement(
     )
 
 
-def _read_solana(challenge: Challenge, index: int, registry: ChainRegistry) -> SolanaRequirement:
+def _read_solana(challenge: Challenge, index: int, chain: Chain) -> SolanaRequirement:
     raw = challenge.accepts[index]
     where = f"accepts[{index}]"
-    chain = _network_chain(raw.get("network"), where, registry)
     extra = raw.get("extra") or {}
     if not isinstance(extra, dict):
         raise X402Error(f"{where}.extra is {_shown(extra)}; allowed: an object with the facilitator's feePayer")

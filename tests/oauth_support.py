@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.rpc_support import _port
+from tests.rpc_support import bound_port
 
 # Introspection answers that are not an introspection response, by the token that asks for them.
 NOT_JSON = "token-the-server-answers-with-html"
@@ -68,7 +68,7 @@ def authorization_server(
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        server.issuer = f"http://127.0.0.1:{_port(site)}"
+        server.issuer = f"http://127.0.0.1:{bound_port(site)}"
         server.introspection_endpoint = server.issuer + "/introspect"
         return runner, server
 

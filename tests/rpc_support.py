@@ -18,10 +18,10 @@ async def rpc_node(handle: Callable[[web.Request], Awaitable[web.StreamResponse]
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    return runner, f"http://127.0.0.1:{_port(site)}/"
+    return runner, f"http://127.0.0.1:{bound_port(site)}/"
 
 
-def _port(site: web.TCPSite) -> int:
+def bound_port(site: web.TCPSite) -> int:
     """The port the operating system gave ``site`` (started on port 0)."""
     server = site._server
     assert isinstance(server, asyncio.base_events.Server), server
