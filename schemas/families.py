@@ -1,5 +1,5 @@
-"""What Warden reads of each chain family: the kinds of intent its networks take and its
-addresses.
+"""What Warden reads of each chain family: the kinds of intent its networks take, its addresses
+and its native unit.
 
 This is the reading part of a family's seam; each family has one entry in `FORMS`. The judging
 part is the stages of those intent kinds (`rules.stage_table`), the signing, tracking and key
@@ -25,8 +25,14 @@ class FamilyForm:
     kinds: tuple[str, ...]
     # An address of the family in its one written form (EIP-55, base58): ValueError if it is none.
     address: Callable[[object], str]
+    # That form in words, for a message that names what is allowed.
+    address_form: str
     # Where a person reads how to write one of its intents.
     guide: str
+    # A person writes an amount in the network's currency ("0.25", `Chain.currency`); its records
+    # count in the base unit, that many decimals below (wei, lamports).
+    native_decimals: int
+    base_unit: str
 
 
 FORMS: Mapping[Family, FamilyForm] = MappingProxyType(
@@ -35,13 +41,19 @@ FORMS: Mapping[Family, FamilyForm] = MappingProxyType(
             Family.EVM,
             kinds=("transaction", "personal_sign", "typed_data"),
             address=parse_address,
+            address_form="0x-prefixed 20-byte hex",
             guide="docs/producing-intents.md",
+            native_decimals=18,
+            base_unit="wei",
         ),
         Family.SOLANA: FamilyForm(
             Family.SOLANA,
             kinds=("solana_transaction", "solana_message"),
             address=parse_solana_address,
+            address_form="base58 of 32 bytes",
             guide="docs/solana.md",
+            native_decimals=9,
+            base_unit="lamports",
         ),
     }
 )

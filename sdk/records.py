@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -34,7 +34,7 @@ from schemas.audit import AuditEvent, readable_audit_events
 from schemas.auth import audit_writer, outcome_forgery, policy_signature_valid, record_id_of
 from schemas.chain_set import ChainSet
 from schemas.errors import Problem, WardenError
-from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
+from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedSolanaTransaction, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.outcomes import Outcome, read_outcome
 
@@ -44,19 +44,20 @@ _log = logging.getLogger("warden.chains")
 @dataclass
 class AgentRecords:
     """What the services said about an agent's intents: the newest authentic signed-transaction
-    record per intent (oldest first), every authentic rejection (oldest first, each once), and
-    how many records about the agent were left out as forged."""
+    record per intent (oldest first), EVM's and Solana's, every authentic rejection (oldest first,
+    each once), and how many records about the agent were left out as forged."""
 
     transactions: list[SignedTransaction]
     rejected: list[IntentRejected]
     forged: int
+    solana_transactions: list[SignedSolanaTransaction] = field(default_factory=list)
 
 
 async def agent_transactions(
     settings: Settings, agent_id: str, idle_polls: int = 5, history: dict[str, list[SignedTransaction]] | None = None
 ) -> AgentRecords:
     """The signed transactions and rejections of ``agent_id`` (`AgentRecords`), read from
-    ``warden.txs.signed`` and ``warden.intents.rejected`` from the start. Per intent, the newest
+    ``warden.txs.signed``, ``warden.solana.signed`` and ``warden.intents.rejected`` from the start. Per intent, the newest
     status the signer reported (a final one wins over signed, broadcast and stuck). With
     ``history``, every authentic transaction record per intent id is added to it, in topic order.
 
@@ -66,14 +67,24 @@ async def agent_transactions(
     digest, and only a client that sent those bytes takes it as its answer."""
     keys = PinnedServiceKeys(settings)
     newest: dict[str, SignedTransaction] = {}
+    solana: dict[str, SignedSolanaTransaction] = {}
     rejected: dict[tuple[Any, ...], IntentRejected] = {}
     forged = 0
-    async for topic, value in read_to_quiet(settings, (topics.TXS_SIGNED, topics.INTENTS_REJECTED), idle_polls):
+    read = (topics.TXS_SIGNED, topics.SOLANA_SIGNED, topics.INTENTS_REJECTED)
+    async for topic, value in read_to_quiet(settings, read, idle_polls):
         record = read_outcome(topic, value)
-        if not isinstance(record, (SignedTransaction, IntentRejected)) or record.agent_id != agent_id:
+        kinds = (SignedTransaction, SignedSolanaTransaction, IntentRejected)
+        if not isinstance(record, kinds) or record.agent_id != agent_id:
             continue
         if outcome_forgery(record, keys) is not None:
             forged += 1
+            continue
+        if isinstance(record, SignedSolanaTransaction):
+            # In order per intent (one partition): the newest, but never a redelivered earlier
+            # record over a final one.
+            held = solana.get(record.intent_id)
+            if held is None or not held.final or record.final:
+                solana[record.intent_id] = record
             continue
         if isinstance(record, IntentRejected):
             # A redelivered record is rejected again, at another time: the same rejection.
@@ -100,6 +111,7 @@ async def agent_transactions(
         sorted(newest.values(), key=lambda r: (r.signed_at, r.nonce)),
         sorted(rejected.values(), key=lambda r: r.decided_at),
         forged,
+        sorted(solana.values(), key=lambda r: r.signed_at),
     )
 
 

@@ -34,7 +34,7 @@ BAD_BODIES = {
         "simulate_first",
     ),
     "missing to": ({"chain": "anvil", "value": "1"}, "to"),
-    "a Solana network": ({"chain": "solana-local", "to": RECIPIENT, "value": "1"}, "chain"),
+    "an EVM address on a Solana network": ({"chain": "solana-local", "to": RECIPIENT, "value": "1"}, "to"),
     "gas_price for type 2": (
         {"chain": "anvil", "to": RECIPIENT, "value": "1", "gas_price": "1", "tx_type": 2},
         "gas_price",

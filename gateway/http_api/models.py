@@ -17,13 +17,23 @@ from pydantic import (
     Field,
     RootModel,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from runtime.registry import REGISTRY
 from schemas.chains import Family
 from schemas.codes import Code
-from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei, known_chain
+from schemas.families import FORMS
+from schemas.fields import (
+    Address,
+    HexData,
+    Identifier,
+    NativeAmount,
+    Wei,
+    known_chain,
+    parse_token_amount,
+)
 from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
 from schemas.simulation import MAX_BUNDLE_STEPS
 from schemas.stages import Stage
@@ -47,6 +57,8 @@ ADDRESS_DESCRIPTION = "all one case, or mixed case with a valid EIP-55 checksum"
 
 # At most 2**256-1 wei: 59 digits before the point (18 after) and 77 digits of wei stay under it.
 AMOUNT_PATTERN = "^(0|[1-9][0-9]{0,58})(\\.[0-9]{1,18})?$"
+SOL_AMOUNT_PATTERN = "^(0|[1-9][0-9]{0,9})(\\.[0-9]{1,9})?$"  # below 2**64 lamports
+SOLANA_ADDRESS_PATTERN = "^[1-9A-HJ-NP-Za-km-z]{32,44}$"
 
 
 WEI_PATTERN = "^(0|[1-9][0-9]{0,76})$"
@@ -305,6 +317,44 @@ class SolanaRequest(Strict):
     )
 
 
+class SolanaTransferRequest(Strict):
+    """A transfer of SOL, asked as a transfer on any network is (``chain``, ``to``, ``value``):
+    Warden writes the System transfer from the agent's Solana address (its policy's
+    ``solana.address``) over the node's latest blockhash and judges it like any Solana
+    transaction ([docs/solana.md])."""
+
+    chain: SolanaChainName
+    # The form here (400 when it is not); whether it decodes to 32 bytes is the transfer's to
+    # say (422), as no pattern says it.
+    to: str = Field(json_schema_extra={"pattern": SOLANA_ADDRESS_PATTERN}, description="the recipient's wallet, base58")
+    value: str = Field(
+        description='SOL as a decimal string, e.g. "0.25" (at most 9 decimals)',
+        json_schema_extra={"pattern": SOL_AMOUNT_PATTERN},
+    )
+
+    @field_validator("to")
+    @classmethod
+    def _base58(cls, value: str) -> str:
+        if not re.fullmatch(SOLANA_ADDRESS_PATTERN, value):
+            raise ValueError(f"must be a Solana address: 32-44 base58 characters (no 0, O, I or l), got {value[:60]!r}")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _in_lamports(cls, value: str) -> str:
+        form = FORMS[Family.SOLANA]
+        if parse_token_amount(value, form.native_decimals, "SOL", form.base_unit) >= 2**64:
+            raise ValueError("is more SOL than an account holds (2**64 lamports)")
+        return value
+
+
+class TransferRequest(RootModel[Any]):
+    """What `POST /v1/agents/{id}/transactions` and `.../transactions/sign` take: a transaction on
+    an EVM network, or a transfer of SOL on a Solana one, by the family of ``chain``."""
+
+    root: TransactionRequest | SolanaTransferRequest
+
+
 class SolanaSignRequest(SolanaRequest):
     """The unified sign endpoint's Solana transaction: signed in the agent's slot, not sent."""
 
@@ -415,6 +465,13 @@ class SolanaTransactionResponse(SolanaTransactionResult):
     detail: str | None = None
     code: Code | None = None
     stage: Stage | None = None
+
+
+class TransferResponse(RootModel[Any]):
+    """What the transactions endpoints answer: a transaction on an EVM network, a Solana
+    transaction on a Solana one."""
+
+    root: TransactionResponse | SolanaTransactionResponse
 
 
 class SignResponse(RootModel[Any]):

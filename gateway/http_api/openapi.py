@@ -28,8 +28,9 @@ from gateway.http_api.models import (
     TokenRequest,
     TokenResponse,
     TransactionListResponse,
-    TransactionRequest,
     TransactionResponse,
+    TransferRequest,
+    TransferResponse,
 )
 from sdk.mcp_results import (
     SigningKeys,
@@ -93,7 +94,7 @@ SIGNED = {
 }
 
 
-REQUESTS = (TokenRequest, TransactionRequest, SignRequest, SolanaRequest, SimulateRequest, BundleRequest)
+REQUESTS = (TokenRequest, TransferRequest, SignRequest, SolanaRequest, SimulateRequest, BundleRequest)
 
 
 # The intent's own records a request carries (`schemas.intent`), whose fields validate more than
@@ -110,6 +111,7 @@ RECORD_PATTERNS: dict[str, dict[str, dict[str, Any]]] = {
 ANSWERS = (
     TokenResponse,
     TransactionResponse,
+    TransferResponse,
     TransactionListResponse,
     SignResponse,
     SolanaTransactionResponse,
@@ -249,9 +251,10 @@ def _transaction_paths() -> dict[str, Any]:
     return {
         f"{_AGENT}/transactions": {
             "post": _signing(
-                "submit a transaction: signed and broadcast once the policy allows it",
-                TransactionRequest,
-                TransactionResponse,
+                "submit a transaction (on a Solana network: a transfer of SOL): signed and broadcast once the policy "
+                "allows it",
+                TransferRequest,
+                TransferResponse,
             ),
             "get": _operation(
                 "the agent's transactions, newest first",
@@ -260,7 +263,11 @@ def _transaction_paths() -> dict[str, Any]:
             ),
         },
         f"{_AGENT}/transactions/sign": {
-            "post": _signing("sign a transaction, not broadcast (sign-only)", TransactionRequest, TransactionResponse)
+            "post": _signing(
+                "sign a transaction (on a Solana network: a transfer of SOL), not broadcast (sign-only)",
+                TransferRequest,
+                TransferResponse,
+            )
         },
         f"{_AGENT}/transactions/simulate": {
             "post": _operation(

@@ -36,6 +36,7 @@ from gateway.http_api.models import (
     SolanaMessageSignRequest,
     SolanaRequest,
     SolanaSignRequest,
+    SolanaTransferRequest,
     TokenRequest,
     TokenResponse,
     TransactionRequest,
@@ -45,6 +46,8 @@ from gateway.http_api.models import (
 from gateway.http_api.openapi import openapi_text
 from runtime.config import Settings
 from runtime.registry import REGISTRY
+from runtime.rpc import RpcError
+from schemas.chains import Family, UnknownChain
 from schemas.codes import Code
 from schemas.outcomes import (
     IntentRejected,
@@ -66,6 +69,7 @@ from sdk.client import (
     new_solana_intent,
     new_solana_message_intent,
     new_typed_data_intent,
+    policy_in_force,
     status_history,
     submit_and_wait,
 )
@@ -79,6 +83,7 @@ from sdk.mcp_results import (
 )
 from sdk.outcomes import Outcome
 from sdk.signing_keys import agent_signing_keys
+from sdk.transfers import TransferInvalid, sender_of, transfer_fields
 
 SIMULATION_FAILED_CODES = frozenset({Code.SIMULATION_REVERTED})
 
@@ -150,10 +155,32 @@ class ApiService:
         return await self._transaction(request, broadcast=False)
 
     async def _transaction(self, request: web.Request, broadcast: bool) -> web.Response:
+        """A transaction on an EVM network; on a Solana one, a transfer of SOL (`chain`, `to`,
+        `value`) written here and signed like any Solana transaction."""
         agent_id = self.caller(request)
         doc = await read_body(request, self.body_timeout_s)
+        if _family_named(doc) is Family.SOLANA:
+            transfer = read_model(SolanaTransferRequest, doc)
+            work = lambda key: self._solana_transfer(agent_id, transfer, key, broadcast)  # noqa: E731
+            return await self._idempotent(request, agent_id, doc, work)
         asked = read_model(TransactionRequest, doc)
         return await self._idempotent(request, agent_id, doc, lambda key: self._answer(agent_id, asked, key, broadcast))
+
+    async def _solana_transfer(
+        self, agent_id: str, asked: SolanaTransferRequest, key: str | None, broadcast: bool
+    ) -> tuple[int, dict[str, Any]]:
+        policy = await policy_in_force(self.settings, agent_id)
+        try:
+            fields = await transfer_fields(
+                self.settings, asked.chain, sender_of(policy, asked.chain), asked.to, asked.value
+            )
+        except TransferInvalid as exc:
+            raise Refused(422, "invalid_request", str(exc)) from None
+        except (RpcError, OSError, TimeoutError) as exc:
+            why = f"the node of {asked.chain} gave no recent blockhash ({exc}); retry later"
+            raise Refused(503, "unavailable", why, headers={"Retry-After": "5"}) from None
+        transaction = SolanaRequest(chain=asked.chain, transaction=fields["solana_transaction"])
+        return await self._solana(agent_id, transaction, key, broadcast)
 
     async def sign(self, request: web.Request) -> web.Response:
         """The unified sign endpoint: personal_sign, typed_data, or a transaction of any type."""
@@ -471,6 +498,17 @@ class ApiService:
 
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.Response(status=200, text=openapi_text(), content_type="application/json")
+
+
+def _family_named(doc: Any) -> Family | None:
+    """The family of the network a request body's ``chain`` names (None: it names none known)."""
+    chain = doc.get("chain") if isinstance(doc, dict) else None
+    if not isinstance(chain, str):
+        return None
+    try:
+        return REGISTRY.get(chain).family
+    except UnknownChain:
+        return None
 
 
 def _limited(error: str, why: str, wait_s: float) -> Refused:

@@ -13,6 +13,7 @@ import orjson
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
 from runtime.config import Settings, load
+from schemas.chains import KEY_CHAIN, Family
 from schemas.policy import AgentPolicy
 
 
@@ -32,12 +33,13 @@ def _policy_fields(args: argparse.Namespace) -> dict[str, Any]:
     return policy_fields({option: getattr(args, option) for option in OPTIONS}, extra)
 
 
-def _agent_address(settings: Settings, agent_id: str) -> str | None:
-    """The agent's active ethereum address from the key store (public), for simulation."""
-    from signer.custody_wiring import keystore_from_settings  # the key store: only when no --sender is known
+def _agent_address(settings: Settings, agent_id: str, key_chain: str = "ethereum") -> str | None:
+    """The agent's active address of ``key_chain`` from the key store (public): an EVM one for
+    simulation, another family's for its policy section."""
+    from signer.custody_wiring import keystore_from_settings  # the key store: only when an address is needed
 
     try:
-        keys = keystore_from_settings(settings).list_keys("admin:local-admin", agent_id=agent_id, chain="ethereum")
+        keys = keystore_from_settings(settings).list_keys("admin:local-admin", agent_id=agent_id, chain=key_chain)
     except Exception:  # no key store configured here: simulation then runs without a sender
         return None
     active = [k.address for k in keys if k.active]
@@ -56,6 +58,19 @@ def _intent_key(settings: Settings, args: argparse.Namespace, current: AgentPoli
     if current is not None:
         return current.agent_public_key
     return public_key_hex(load_or_create_agent_key(settings.home, args.agent))
+
+
+def _own_addresses(settings: Settings, agent_id: str) -> dict[Family, str]:
+    """The agent's address per family other than EVM, from the key store: a policy section a
+    plain option (`--allowlist`, `--max-value`, ...) makes for that family names it."""
+    own: dict[Family, str] = {}
+    for family in Family:
+        if family is Family.EVM:
+            continue
+        address = _agent_address(settings, agent_id, KEY_CHAIN[family])
+        if address is not None:
+            own[family] = address
+    return own
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
@@ -87,6 +102,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
             _intent_key(settings, args, current),
             _policy_fields(args),
             utcnow(),
+            own=_own_addresses(settings, args.agent),
         )
     except PolicyInvalid as exc:
         note(f"agent {args.agent}: {exc}")
@@ -226,9 +242,13 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--revoke", metavar="KEY_ID", help="api-key: revoke this key (its tokens stop at once)")
     p.add_argument("--list", action="store_true", help="api-key: list the agent's keys (ids and states, never keys)")
     p.add_argument("--chains", help="comma-separated allowed chains (empty: any)")
-    p.add_argument("--allowlist", help="comma-separated recipient addresses (empty: any)")
-    p.add_argument("--max-value", help='per-transaction cap in the native unit, or "none"')
-    p.add_argument("--daily-limit", help='rolling 24 h limit in the native unit, or "none"')
+    p.add_argument(
+        "--allowlist",
+        help="comma-separated recipient addresses, each in its network's form (0x hex, Solana base58); "
+        "empty: an EVM network pays anyone, a Solana network only the agent itself",
+    )
+    p.add_argument("--max-value", help='per-transaction cap in each network\'s currency (ETH, SOL, ...), or "none"')
+    p.add_argument("--daily-limit", help='rolling 24 h limit in each network\'s currency, or "none"')
     p.add_argument(
         "--max-fee-per-gas", help='fee ceiling per unit of gas in wei (max_fee_per_gas or gas_price), or "none"'
     )

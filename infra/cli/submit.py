@@ -30,6 +30,7 @@ from runtime.registry import REGISTRY
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
+from schemas.chains import Family, UnknownChain
 from schemas.errors import explain
 from schemas.intent import AuthorizationRequest, TransactionIntent
 from schemas.outcomes import (
@@ -50,9 +51,11 @@ from sdk.client import (
     blob_fields,
     load_or_create_agent_key,
     new_intent,
+    policy_in_force,
     read_outcome,
     wait_outcomes,
 )
+from sdk.transfers import sender_of, transfer_fields
 from svm import messages as solana_messages
 
 
@@ -106,6 +109,34 @@ def _kind_fields(args: argparse.Namespace) -> dict[str, Any]:
         if chain_id is None:
             chain_id = REGISTRY.get(args.chain).chain_id
         fields["authorization_list"] = (AuthorizationRequest(chain_id=chain_id, address=args.delegate),)
+    return fields
+
+
+def _is_plain_transfer(args: argparse.Namespace) -> bool:
+    """``--to`` on a network whose family is not EVM's: its plain transfer (an EVM network's
+    intent carries ``to`` and ``value`` as they are)."""
+    if getattr(args, "kind", "tx") != "tx" or args.to is None or getattr(args, "solana_tx", None) is not None:
+        return False
+    try:
+        return REGISTRY.get(args.chain).family is not Family.EVM
+    except UnknownChain:
+        return False  # the intent's own check names it
+
+
+async def _plain_transfer(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """``--to ADDRESS --value V`` on a Solana network: a transfer of V in its currency from the
+    agent's address its policy in force names, with ``--broadcast`` and ``--simulate``."""
+    evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if n not in ("to", "value") and getattr(args, n, None)]
+    if evm:
+        raise ValueError(f"{', '.join(evm)} describe an EVM transaction; on {args.chain} --to and --value are all")
+    if args.value is None:
+        raise ValueError("a transfer needs --to and --value (a decimal in the network's currency, e.g. 0.25)")
+    policy = await policy_in_force(settings, args.agent)
+    fields = await transfer_fields(settings, args.chain, sender_of(policy, args.chain), args.to, args.value)
+    if args.broadcast:
+        fields["broadcast"] = True
+    if args.simulate:
+        fields["simulate_first"] = True
     return fields
 
 
@@ -202,7 +233,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.chain is None:
         return fail(f"warden {args.command}", "--chain is required (or send a JSON file as it is: --raw FILE)", 2)
     try:
-        fields = _kind_fields(args)
+        fields = asyncio.run(_plain_transfer(settings, args)) if _is_plain_transfer(args) else _kind_fields(args)
     except ValidationError as exc:
         return fail(f"warden {args.command}", "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
     except (ValueError, OSError) as exc:

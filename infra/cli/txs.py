@@ -2,7 +2,8 @@
 cancellation of a sign-only one whose bytes have not landed (a denial signed with the local admin
 key, WARDEN_ADMIN_ID, on warden.approvals; the signer takes its nonce with a 0-value transfer).
 
-Reads ``warden.txs.signed`` and ``warden.intents.rejected`` from the start. Per intent, it keeps
+Reads ``warden.txs.signed``, ``warden.solana.signed`` and ``warden.intents.rejected`` from the
+start; ``list`` shows every family's transactions, ``show`` and ``cancel`` take an EVM one. Per intent, it keeps
 the newest status the signer reported, and whether it is final (mined, failed, replaced or
 dropped at a block the chain finalized; until then a reorg can still move it), and the history of
 every status in order (``show`` prints it: the fee bumps, why it was stuck, a block that left the
@@ -10,7 +11,7 @@ chain); and every rejection, with its stage, code and reason (refused at
 intake, INVALID_INTENT for a record the worker could not read, by a guardrail or by the signer).
 Only records signed by a pinned key of the service allowed to say them count; any other is left
 out and counted as forged. ``signed_tx`` (the raw signed bytes) is shown only with
-``--include-signed-tx``, as the seed API gates it.
+``--include-signed-tx``, as the transactions API gates it.
 """
 
 from __future__ import annotations
@@ -23,21 +24,25 @@ from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets
 from schemas.fields import format_native_amount
-from schemas.outcomes import IntentRejected, SignedTransaction
+from schemas.outcomes import IntentRejected, SignedSolanaTransaction, SignedTransaction
 from sdk.client import Client, agent_transactions, status_history
 from sdk.outcomes import OUTCOME_TOPICS, RawSubmission, wait_outcomes
-from sdk.records import ReceiptUnavailable, outcome_receipt
+from sdk.records import AgentRecords, ReceiptUnavailable, outcome_receipt
 
 
-def _row(record: SignedTransaction | IntentRejected, include_signed_tx: bool = False) -> dict[str, Any]:
+def _row(
+    record: SignedTransaction | SignedSolanaTransaction | IntentRejected, include_signed_tx: bool = False
+) -> dict[str, Any]:
     row = record.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
     if not include_signed_tx:
         row.pop("signed_tx", None)
     return row
 
 
-def _status(record: SignedTransaction) -> str:
+def _status(record: SignedTransaction | SignedSolanaTransaction) -> str:
     """The status, and for what the chain decided whether its block is final yet."""
+    if isinstance(record, SignedSolanaTransaction):
+        return record.status
     if record.status in ("mined", "failed", "replaced", "dropped"):
         return f"{record.status} ({'final' if record.final else 'not final'})"
     return record.status
@@ -50,6 +55,15 @@ def _line(record: SignedTransaction) -> str:
     return (
         f"{record.intent_id:40} {_status(record):20} nonce {record.nonce:<5} {record.chain}:{record.tx_hash}"
         f"{block}{fee}{error}"
+    )
+
+
+def _solana_line(record: SignedSolanaTransaction) -> str:
+    slot = "" if record.slot is None else f" slot {record.slot}"
+    error = f" ({record.error})" if record.error else ""
+    return (
+        f"{record.intent_id:40} {_status(record):20} {record.chain}:{record.tx_signature or record.signature}"
+        f"{slot}{error}"
     )
 
 
@@ -122,7 +136,7 @@ def _list_or_show(args: argparse.Namespace) -> int:
     settings = load()
     history: dict[str, list[SignedTransaction]] = {}  # filled for show only: list needs none
     found = asyncio.run(agent_transactions(settings, args.agent, history=history if args.action == "show" else None))
-    records, forged = found.transactions, found.forged
+    records = found.transactions
     if args.action == "show":
         if not args.id:
             return fail(
@@ -175,24 +189,34 @@ def _list_or_show(args: argparse.Namespace) -> int:
             print("receipt (c2sp.org/tlog-proof; check it with `warden audit check-receipt`)")
             print(row["receipt"], end="")
         return 0
+    return _list(args, found)
+
+
+def _list(args: argparse.Namespace, found: AgentRecords) -> int:
+    """``warden txs list``: every family's transactions, oldest first (a row names its chain, a
+    line its network and its id there), then the rejections."""
+    records, forged = found.transactions, found.forged
+    listed: list[SignedTransaction | SignedSolanaTransaction] = sorted(
+        [*records, *found.solana_transactions], key=lambda r: r.signed_at
+    )
     if args.json:
         print_json(
             {
                 "agent_id": args.agent,
-                "transactions": [_row(r, args.include_signed_tx) for r in records],
+                "transactions": [_row(r, args.include_signed_tx) for r in listed],
                 "rejected": [_row(r) for r in found.rejected],
                 "forged_records_ignored": forged,
             }
         )
         return 0
-    for record in records:
-        print(_line(record))
+    for record in listed:
+        print(_solana_line(record) if isinstance(record, SignedSolanaTransaction) else _line(record))
     for rejection in found.rejected:
         print(_rejected_line(rejection))
-    counts = {s: sum(1 for r in records if _status(r) == s) for s in sorted({_status(r) for r in records})}
+    counts = {s: sum(1 for r in listed if _status(r) == s) for s in sorted({_status(r) for r in listed})}
     summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
     print(
-        f"{len(records)} transaction(s) of {args.agent}: {summary}"
+        f"{len(listed)} transaction(s) of {args.agent}: {summary}"
         + (f"; {len(found.rejected)} intent(s) rejected" if found.rejected else "")
         + (f"; {forged} forged record(s) ignored" if forged else "")
     )

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from infra.cli.output import add_json_flag, fail, note, print_json
-from infra.stack.local import LocalStack, StackError, console_origin
+from infra.stack.local import LocalStack, StackError, console_origin, local_nodes
 from infra.stack.supervisor import Supervisor
 from runtime.config import Settings, load
 from runtime.trust import LOCAL_ADMIN_ID
@@ -41,8 +41,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack.stop()
         return fail("warden up", exc)
     rows = stack.describe()
+    nodes = local_nodes(stack.settings, stack.processes)
     if args.json:
-        print_json({"home": str(settings.home), "processes": rows})
+        print_json({"home": str(settings.home), "processes": rows, "nodes": nodes})
     else:
         print(
             f"Warden is up (WARDEN_HOME={settings.home}, topology={settings.topology}, WARDEN_TEE={settings.tee}, "
@@ -50,6 +51,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         for row in rows:
             print(f"  {row['name']:8} pid {row['pid']:<7} {row['address']:45} log {row['log']}")
+        for node in nodes:
+            print(
+                f"  {node['family']} node: {node['chain']} at {node['rpc_url']} (`warden fund --chain {node['chain']}`)"
+            )
         print("A crashed Warden service is restarted; `warden status` shows them. Ctrl-C stops everything.")
     sys.stdout.flush()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s warden up %(levelname)s %(message)s")

@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from rules.stage_table import ALL_GUARDRAIL_STAGES
 from runtime.config import Settings, child_environment, environment, listen_ports_setting
 from runtime.readiness import clear_ready, ready_file
 from schemas import topics
+from schemas.chains import Family
 from schemas.errors import WardenError
 from sdk.admin import load_or_create_admin_key
 
@@ -721,6 +722,21 @@ class LocalStack:
             return self.settings.solana_rpc_url("solana-local")
         except RuntimeError:
             return ""
+
+
+# The network of each family whose node the local stack runs, and the process that is that node.
+LOCAL_NODES: dict[Family, tuple[str, str]] = {Family.EVM: ("anvil", "anvil"), Family.SOLANA: ("solana-local", "solana")}
+
+
+def local_nodes(settings: Settings, running: Iterable[str]) -> list[dict[str, str]]:
+    """Each family's local node among the processes ``running``: its family, network, process and
+    JSON-RPC address (where `warden fund --chain` adds to a balance)."""
+    names = set(running)
+    return [
+        {"family": family.value, "chain": chain, "process": process, "rpc_url": settings.rpc_url_for(chain)}
+        for family, (chain, process) in LOCAL_NODES.items()
+        if process in names
+    ]
 
 
 def console_origin(settings: Settings) -> str:

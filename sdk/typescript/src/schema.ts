@@ -166,7 +166,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** submit a transaction: signed and broadcast once the policy allows it */
+        /** submit a transaction (on a Solana network: a transfer of SOL): signed and broadcast once the policy allows it */
         post: {
             parameters: {
                 query?: never;
@@ -180,7 +180,7 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": components["schemas"]["TransactionRequest"];
+                    "application/json": components["schemas"]["TransferRequest"];
                 };
             };
             responses: {
@@ -190,7 +190,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["TransactionResponse"];
+                        "application/json": components["schemas"]["TransferResponse"];
                     };
                 };
                 /** @description signed */
@@ -199,7 +199,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["TransactionResponse"];
+                        "application/json": components["schemas"]["TransferResponse"];
                     };
                 };
                 /** @description waiting for an admin's approval, or no outcome yet: look it up by id */
@@ -208,7 +208,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["TransactionResponse"];
+                        "application/json": components["schemas"]["TransferResponse"];
                     };
                 };
                 400: components["responses"]["BadRequest"];
@@ -256,7 +256,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** sign a transaction, not broadcast (sign-only) */
+        /** sign a transaction (on a Solana network: a transfer of SOL), not broadcast (sign-only) */
         post: {
             parameters: {
                 query?: never;
@@ -270,7 +270,7 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": components["schemas"]["TransactionRequest"];
+                    "application/json": components["schemas"]["TransferRequest"];
                 };
             };
             responses: {
@@ -280,7 +280,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["TransactionResponse"];
+                        "application/json": components["schemas"]["TransferResponse"];
                     };
                 };
                 /** @description signed */
@@ -289,7 +289,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["TransactionResponse"];
+                        "application/json": components["schemas"]["TransferResponse"];
                     };
                 };
                 /** @description waiting for an admin's approval, or no outcome yet: look it up by id */
@@ -298,7 +298,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["TransactionResponse"];
+                        "application/json": components["schemas"]["TransferResponse"];
                     };
                 };
                 400: components["responses"]["BadRequest"];
@@ -1449,6 +1449,31 @@ export interface components {
             stage: components["schemas"]["Stage"] | null;
         };
         /**
+         * SolanaTransferRequest
+         * @description A transfer of SOL, asked as a transfer on any network is (``chain``, ``to``, ``value``):
+         *     Warden writes the System transfer from the agent's Solana address (its policy's
+         *     ``solana.address``) over the node's latest blockhash and judges it like any Solana
+         *     transaction ([docs/solana.md]).
+         */
+        SolanaTransferRequest: {
+            /**
+             * Chain
+             * @description a Solana network of `GET /v1/chains`
+             * @enum {string}
+             */
+            chain: "solana" | "solana-devnet" | "solana-local";
+            /**
+             * To
+             * @description the recipient's wallet, base58
+             */
+            to: string;
+            /**
+             * Value
+             * @description SOL as a decimal string, e.g. "0.25" (at most 9 decimals)
+             */
+            value: string;
+        };
+        /**
          * Stage
          * @description A guardrail stage's name, as verdicts, refusals and the ledger carry it.
          * @enum {string}
@@ -1857,6 +1882,18 @@ export interface components {
              */
             intent_type: "transaction";
         });
+        /**
+         * TransferRequest
+         * @description What `POST /v1/agents/{id}/transactions` and `.../transactions/sign` take: a transaction on
+         *     an EVM network, or a transfer of SOL on a Solana one, by the family of ``chain``.
+         */
+        TransferRequest: components["schemas"]["TransactionRequest"] | components["schemas"]["SolanaTransferRequest"];
+        /**
+         * TransferResponse
+         * @description What the transactions endpoints answer: a transaction on an EVM network, a Solana
+         *     transaction on a Solana one.
+         */
+        TransferResponse: components["schemas"]["TransactionResponse"] | components["schemas"]["SolanaTransactionResponse"];
         /** TypedDataSignRequest */
         TypedDataSignRequest: {
             /**
