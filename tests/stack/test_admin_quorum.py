@@ -10,10 +10,14 @@ import contextlib
 import dataclasses
 import json
 import time
+import typing
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from aiokafka.structs import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.stack.local import local_settings, running_stack
@@ -35,7 +39,9 @@ from schemas.auth import (
     vault_change_headers,
 )
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import HumanApproval, IntentRejected, SignedTransaction
+from schemas.policy import AgentPolicy
 from schemas.stages import Stage
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, pending_approvals, wait_outcomes
@@ -49,11 +55,11 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "treasury-quorum"
 
 
-def _as(settings, admin_id: str):
+def _as(settings: Settings, admin_id: str) -> Settings:
     return dataclasses.replace(settings, admin_id=admin_id)
 
 
-def _cli(settings, admin_id: str, *args: str) -> dict:
+def _cli(settings: Settings, admin_id: str, *args: str) -> dict[str, Any]:
     done = warden(_as(settings, admin_id), *args, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -66,7 +72,7 @@ class Quorum:
 
 
 @contextlib.contextmanager
-def three_admins(home):
+def three_admins(home: Path) -> typing.Iterator[Quorum]:
     """A stack whose home is ``home``: admins a, b and c pinned, two of them needed for every action."""
     keys = {name: load_or_create_admin_key(home, name) for name in ("a", "b", "c")}  # made there first
     pinned = ",".join(f"{name}={public_key_hex(key)}" for name, key in keys.items())
@@ -76,13 +82,13 @@ def three_admins(home):
 
 
 @pytest.fixture(scope="module")
-def quorum(tmp_path_factory) -> Iterator[Quorum]:
+def quorum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quorum]:
     """One stack for this file (`three_admins`)."""
     with three_admins(tmp_path_factory.mktemp("quorum-home")) as made:
         yield made
 
 
-def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
+def test_one_admin_key_changes_nothing_and_two_admins_do(quorum: Quorum, run: typing.Callable[..., Any]) -> None:
     settings, keys = quorum.settings, quorum.keys
     start = run(end_offsets(settings, (topics.AUDIT_EVENTS,)))
 
@@ -120,7 +126,9 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
     _the_ledger_records_each_signature_of_a_proposal(settings, start, change, run)
 
 
-def _publish_policy(settings, run, v1, step: int, sign) -> str:
+def _publish_policy(
+    settings: Settings, run: typing.Callable[..., Any], v1: AgentPolicy, step: int, sign: typing.Callable[..., Any]
+) -> str:
     """Policy v1 + ``step``, lifting the value cap, signed by ``sign``: the worker's verdict."""
     policy = sign(v1.model_copy(update={"version": v1.version + step, "tx_max_value_eth": "1000", "cosignatures": ()}))
 
@@ -185,7 +193,7 @@ def _one_approval_parks_and_two_release(settings, keys, agent, run):
     return intent
 
 
-def _a_policy_change_proposed_and_signed(settings, run) -> str:
+def _a_policy_change_proposed_and_signed(settings: Settings, run: typing.Callable[..., Any]) -> str:
     """A policy change through the CLI: admin a proposes, c sees it with a's signature and signs.
     Meanwhile a keyless topic writer puts a's signature under b's name on warden.admin.proposals:
     it counts for nothing. The proposal's id."""
@@ -218,7 +226,9 @@ def _a_policy_change_proposed_and_signed(settings, run) -> str:
     return change["proposal_id"]
 
 
-def _the_ledger_records_each_signature_of_a_proposal(settings, start, proposal_id: str, run) -> None:
+def _the_ledger_records_each_signature_of_a_proposal(
+    settings: Settings, start: dict[TopicPartition, int], proposal_id: str, run: typing.Callable[..., Any]
+) -> None:
     """The worker's record of each signature of the policy change (an audit webhook's "a proposal
     awaits your signature"): a's, awaiting one more; the forged one under b's name, refused; c's,
     awaiting none. Every worker reads the topic; the ledger's topic holds one id of each."""
@@ -276,7 +286,13 @@ def _one_admin_cannot_change_the_admin_set(settings, keys, run, attempt) -> None
     assert _cli(settings, "a", "admins", "show")["version"] == 0
 
 
-def _the_ledger_records_each_verdict(settings, start, v1, intent, run) -> None:
+def _the_ledger_records_each_verdict(
+    settings: Settings,
+    start: dict[TopicPartition, int],
+    v1: AgentPolicy,
+    intent: TransactionIntent,
+    run: typing.Callable[..., Any],
+) -> None:
     """What each service recorded, on the ledger's topic: each refusal with its reason, and who
     approved what was let through."""
     events = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
@@ -309,7 +325,9 @@ def _the_ledger_records_each_verdict(settings, start, v1, intent, run) -> None:
     )
 
 
-def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(quorum, run):
+def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """Key changes need two admins too. The signer takes its keys from warden.vault alone (not from
     the home's file log, which any admin's command writes): a deactivation one admin signed,
     written straight to the topic, is refused with its reason on the ledger; `warden keys
@@ -370,7 +388,9 @@ def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(quorum, ru
     assert applied.details["signed_by"] == ["a", "b"]
 
 
-def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quorum, run):
+def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """The chain registry is a signed record on warden.chains, taken with the quorum for "chains":
     a chain set a alone signs, written straight to the topic, is refused by both services (an
     intent naming its chain is still refused as naming an unknown one); `warden chains add` by a
@@ -470,7 +490,7 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
     ]
 
 
-def _at_a_terminal(settings, *args: str) -> tuple[int, str]:
+def _at_a_terminal(settings: Settings, *args: str) -> tuple[int, str]:
     """`warden ARGS` with its stdin and stdout on a pseudo-terminal, as a person runs it: its exit
     code, and what it wrote on either."""
     import os
@@ -507,7 +527,9 @@ def _at_a_terminal(settings, *args: str) -> tuple[int, str]:
     return code, out.decode(errors="replace")
 
 
-def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_shown(quorum, run):
+def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_shown(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """A key swap shown for what it is: the rogue admin a proposes an admin set in which b's id holds a's own
     second key (and a policy threshold of 1). The honest admin b lists and shows it: the change
     names b's key fingerprint, old and new, as a changed key, and every threshold. b, who reviewed
@@ -576,7 +598,9 @@ def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_
     assert _cli(settings, "c", "admins", "show")["version"] == 0
 
 
-def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(quorum, run):
+def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """An admin's key changes only with that admin's own signature: the rogue admin a and the
     co-signer b pin a key a holds under c's id, straight
     onto warden.admins: the signer and the streams worker each refuse it (c did not sign with
@@ -615,14 +639,16 @@ def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(quorum, r
 
 
 @pytest.fixture
-def own_quorum(tmp_path_factory) -> Iterator[Quorum]:
+def own_quorum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quorum]:
     """A stack of the test's own, admins a, b and c pinned, two needed: no agent and no
     signing-key vault yet (`three_admins`)."""
     with three_admins(tmp_path_factory.mktemp("own-quorum-home")) as made:
         yield made
 
 
-def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_the_signer(own_quorum, run):
+def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_the_signer(
+    own_quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """A change built on a proposal not yet in force: a proposes the shared signer key (its change
     creates the signing-key vault), then an agent's key is built over a's file log, which holds
     that vault already, and approved. Applied without the vault, the key would fail the agent's
@@ -697,7 +723,9 @@ def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_
     assert again.returncode == 0 and "key change proposed" in again.stderr, again.stderr
 
 
-def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(quorum, run):
+def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """The policy in force is the one the worker holds: policy v2 is signed by a and c; then the
     quorum removes c. The worker holds v2 (it took it under the set in force then); a client that
     judged every policy under today's set would show v1, and `agents update` build a "v2" the
@@ -716,7 +744,7 @@ def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(quor
         tx_to_allowlist=(DEST,),
     )
 
-    def published(version: int, *signers: str, **more) -> str:
+    def published(version: int, *signers: str, **more: Any) -> str:
         first, *others = signers
         policy = sign_policy(AgentPolicy(version=version, issued_at=utcnow(), **fields, **more), keys[first], first)
         for name in others:

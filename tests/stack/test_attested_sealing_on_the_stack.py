@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from infra.stack.local import LocalStack
 from runtime.attestation.announcement import announcement_nonce
 from runtime.trust import service_key_file
 from schemas.auth import load_or_create_ed25519, sign_announcement
@@ -20,7 +23,7 @@ from schemas.stages import Stage
 from signer.sealing import SealingKeyPair
 
 
-def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
+def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack: LocalStack, run: Callable[..., Any]) -> None:
     """A hostile writer of warden.signer.sealing announces its own key for the signer, carrying
     AMD's real report (genuine chip, genuine chain), after the signer's own announcement. A client
     that verifies attestation and accepts that report's measurement never seals to it, for
@@ -142,7 +145,9 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     assert restored.key_id == honest.key_id
 
 
-def test_junk_on_the_sealing_topic_announces_nothing_and_stops_no_client(stack, run):
+def test_junk_on_the_sealing_topic_announces_nothing_and_stops_no_client(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """What is no announcement (any bytes, under any key) is skipped: raised out of every client's
     read of the sealing keys, one record would stop client custody for good (the topic is
     compacted: it is never deleted), reported by `warden submit` as an invalid intent."""
@@ -170,7 +175,9 @@ def test_junk_on_the_sealing_topic_announces_nothing_and_stops_no_client(stack, 
     sealed.wipe()
 
 
-def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh_stack, run):
+def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(
+    fresh_stack: Callable[..., Any], run: Callable[..., Any]
+) -> None:
     """The signing-key vault is made to require attestation while the stack runs. The signer
     (tee=none here: no SEV-SNP) signed a moment before with the KEK cached; from then on every
     intent is refused ATTESTATION_REQUIRED at the signing stage, each refusal is on the audit
@@ -206,7 +213,7 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
 
     env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
 
-    def warden(*args: str) -> subprocess.CompletedProcess:
+    def warden(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "infra.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
         )

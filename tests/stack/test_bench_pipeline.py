@@ -13,7 +13,7 @@ from infra.bench.pipeline import STAGES
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_pipeline_reports_every_figure_and_removes_its_stack(tmp_path):
+def test_bench_pipeline_reports_every_figure_and_removes_its_stack(tmp_path: Path) -> None:
     # A process of its own, as an operator runs it, with its temporary homes under tmp_path.
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     out = subprocess.run(

@@ -16,13 +16,18 @@ import json
 import re
 import shlex
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
+import playwright.sync_api._generated
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from infra.stack.local import DEFAULT_PARTS, REPO, console_origin, local_settings, running_stack
+from infra.stack.local import DEFAULT_PARTS, REPO, LocalStack, console_origin, local_settings, running_stack
 from infra.stack.provision import provision_agent
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from runtime.trust import LOCAL_ADMIN_ID
@@ -56,14 +61,14 @@ def aside(coroutine):
 
 
 @pytest.fixture(scope="module")
-def console_stack(tmp_path_factory):
+def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     settings = local_settings(tmp_path_factory.mktemp("console-home"))
     with running_stack(settings, parts=(*DEFAULT_PARTS, "console")) as stack:
         yield stack
 
 
 @contextlib.contextmanager
-def chromium_with_passkey():
+def chromium_with_passkey() -> Iterator[playwright.sync_api._generated.Page]:
     """A Chromium page with a virtual platform authenticator that verifies its user (a passkey)."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -85,13 +90,13 @@ def chromium_with_passkey():
             browser.close()
 
 
-def _shoot(page: Page, folder, name: str) -> None:
+def _shoot(page: Page, folder: Path, name: str) -> None:
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
 
 
-def _enrol(page: Page, settings, shots) -> tuple[str, str]:
+def _enrol(page: Page, settings: Settings, shots: Path) -> tuple[str, str]:
     """A passkey registered from the link `warden console enrol` printed: its key and the command shown."""
     done = warden(settings, "console", "enrol", "--admin", "alice", "--json")
     assert done.returncode == 0, done.stderr
@@ -108,7 +113,7 @@ def _enrol(page: Page, settings, shots) -> tuple[str, str]:
     return key, command
 
 
-def _pin(settings, command: str) -> None:
+def _pin(settings: Settings, command: str) -> None:
     """The command the page showed, run by the admin in force: alice pinned with her passkey, and
     (its one change) the admin set's own changes needing both admins from then on."""
     argv = shlex.split(command)
@@ -123,7 +128,7 @@ def _pin(settings, command: str) -> None:
         time.sleep(0.5)
 
 
-def _park(settings) -> tuple[str, str]:
+def _park(settings: Settings) -> tuple[str, str]:
     """Two intents above the agent's approval threshold, parked: their ids."""
     agent = aside(provision_agent(settings, AGENT, tx_allowed_chains=("anvil",), approval_threshold_eth="1"))
     intents = [
@@ -143,7 +148,7 @@ def _park(settings) -> tuple[str, str]:
     return intents[0].intent_id, intents[1].intent_id
 
 
-def _mined(settings, tx_hash: str) -> dict:
+def _mined(settings: Settings, tx_hash: str) -> dict[str, Any]:
     async def receipt():
         node = JsonRpc(settings.rpc_url_for("anvil"))
         try:
@@ -158,7 +163,9 @@ def _mined(settings, tx_hash: str) -> dict:
     return aside(receipt())
 
 
-def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intents_in_chromium(console_stack):
+def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intents_in_chromium(
+    console_stack: LocalStack,
+) -> None:
     settings = console_stack.settings
     # In the checkout's .warden (ignored by git), not the test's temporary directory: pytest deletes
     # old temporary directories, and the screenshots are for people to look at after the run.
@@ -201,7 +208,7 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
         _plain_forms_post_with_the_consoles_origin(page, settings, shots)
 
 
-def _plain_forms_post_with_the_consoles_origin(page: Page, settings, shots) -> None:
+def _plain_forms_post_with_the_consoles_origin(page: Page, settings: Settings, shots: Path) -> None:
     """A page's plain form (the receipt checker, Log out) posts with the console's Origin, which the
     CSRF rule asks for: under `Referrer-Policy: no-referrer` Chromium sends `Origin: null` and every
     such form was refused with 403."""
@@ -218,7 +225,7 @@ def _plain_forms_post_with_the_consoles_origin(page: Page, settings, shots) -> N
     page.wait_for_url("**/login*", timeout=30_000)  # the session ended: back to the login page
 
 
-def _a_policy_changed_with_the_passkey(page: Page, settings, shots) -> int:
+def _a_policy_changed_with_the_passkey(page: Page, settings: Settings, shots: Path) -> int:
     """alice raises the agent's per-transaction cap on the agents page; her passkey signs the
     policy's bytes shown; the policy in force is then that one, signed by her passkey."""
     page.goto(console_origin(settings) + f"/agents/edit?agent={AGENT}")
@@ -237,7 +244,7 @@ def _a_policy_changed_with_the_passkey(page: Page, settings, shots) -> int:
     return before
 
 
-def _a_webhook_added_with_the_passkey(page: Page, settings, shots) -> None:
+def _a_webhook_added_with_the_passkey(page: Page, settings: Settings, shots: Path) -> None:
     """alice adds an audit webhook with her passkey: its secret is shown once, and it is listed.
     Then she removes it with her passkey, and it is listed no more."""
     page.goto(console_origin(settings) + "/webhooks")
@@ -258,7 +265,7 @@ def _a_webhook_added_with_the_passkey(page: Page, settings, shots) -> None:
     assert webhook_id not in page.inner_text("body")
 
 
-def _the_versions_compared(page: Page, settings, shots, before: int) -> None:
+def _the_versions_compared(page: Page, settings: Settings, shots: Path, before: int) -> None:
     """The agents page lists both versions from the ledger and shows what changed between them."""
     deadline = time.monotonic() + 30
     while True:  # the ledger's sink appends the worker's record of v2 within moments
@@ -273,7 +280,7 @@ def _the_versions_compared(page: Page, settings, shots, before: int) -> None:
     _shoot(page, shots, "8-versions")
 
 
-def _a_key_swap_is_flagged(page: Page, settings, shots) -> None:
+def _a_key_swap_is_flagged(page: Page, settings: Settings, shots: Path) -> None:
     """local-admin proposes alice's key replaced by one of theirs: the page flags it."""
     rogue = public_key_hex(load_or_create_admin_key(settings.home, "rogue"))
     local = public_key_hex(load_or_create_admin_key(settings.home, LOCAL_ADMIN_ID))
@@ -311,14 +318,14 @@ _SWAP = """async ([shown, signed]) => {
 }"""
 
 
-def _other_bytes_are_not_relayed(page: Page, section, shown: str) -> None:
+def _other_bytes_are_not_relayed(page: Page, section: playwright.sync_api._generated.Locator, shown: str) -> None:
     """An assertion over other bytes (the denial's) sent with the approval's: the console relays nothing."""
     denial = section.locator("div.sign.deny pre.bytes").inner_text()
     status, text = page.evaluate(_SWAP, [shown, denial])
     assert status == 403 and "does not verify" in text, (status, text)
 
 
-def _a_proposal_cosigned(page: Page, settings, shots) -> None:
+def _a_proposal_cosigned(page: Page, settings: Settings, shots: Path) -> None:
     """local-admin proposes carol as a third admin; alice cosigns it in the console: in force."""
     carol = public_key_hex(load_or_create_admin_key(settings.home, "carol"))
     keys = aside(admins_in_force(settings)).keys
@@ -338,7 +345,7 @@ def _a_proposal_cosigned(page: Page, settings, shots) -> None:
         time.sleep(0.5)
 
 
-def _the_ledger_believes_the_consoles_events(settings) -> None:
+def _the_ledger_believes_the_consoles_events(settings: Settings) -> None:
     """Each console action is a row of the ledger, believed (signed with the console's pinned key)."""
     wanted = {
         AuditAction.CONSOLE_PASSKEY_REGISTERED,

@@ -11,14 +11,17 @@ import base64
 import os
 import re
 import time
+from asyncio import Future, Task
+from collections.abc import Callable, Generator
+from typing import Any
 
 import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.console import analyst, auditor
-from gateway.console.data import LedgerSource
-from infra.stack.local import free_port
+from gateway.console.data import LedgerSource, Transaction
+from infra.stack.local import LocalStack, free_port
 from ledger.receipt import Receipt
 from schemas.actions import AuditAction
 from schemas.outcomes import IntentRejected
@@ -45,7 +48,9 @@ def _row(html: str, intent_id: str) -> str:
     return rows[0]
 
 
-async def _until(what, ready, timeout_s: float = 90):
+async def _until(
+    what: Callable[..., Any], ready: Callable[..., Any], timeout_s: float = 90
+) -> Generator[Future[Any] | Task[Any], None, str | list[Transaction]]:
     """``await what()`` again until ``ready(answer)``, for up to ``timeout_s``: the ledger appends
     and checkpoints a moment after the services speak."""
     deadline = time.monotonic() + timeout_s
@@ -69,7 +74,7 @@ def _tampered(receipt: str) -> str:
     return f"{head}\nextra {base64.b64encode(orjson.dumps(row)).decode()}\n{rest}"
 
 
-async def _scenario(settings, agent: str, key) -> tuple[dict, str]:
+async def _scenario(settings, agent: str, key) -> tuple[dict[str, Any], str]:
     """Three intents: one mined and final, one refused at the allowlist, one parked above the
     approval threshold; once the ledger holds them, the mined one's receipt (of its tx.final)."""
     mined = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.01", broadcast=True)
@@ -118,7 +123,7 @@ async def _pages(source: LedgerSource, agent: str, receipt: str, expected: dict[
     return pages
 
 
-def test_the_pages_show_what_the_ledger_holds(stack, run):
+def test_the_pages_show_what_the_ledger_holds(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
     agent = f"agent-console-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, **POLICY))

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from infra.stack.local import LocalStack
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.codes import Code
@@ -27,7 +30,7 @@ DAVE = "0x000000000000000000000000000000000000da7e"
 
 
 @pytest.mark.kafka  # on the broker `warden up` runs (tests/stack/conftest.py)
-def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fresh_stack):
+def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fresh_stack: Callable[..., Any]) -> None:
     stack = fresh_stack()
     settings = stack.settings
 
@@ -105,7 +108,7 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
         assert sorted(used) == list(range(PER_AGENT)), f"{agent}: nonces with gaps or repeats"
 
 
-def test_a_redelivered_rejection_is_the_same_bytes(stack):
+def test_a_redelivered_rejection_is_the_same_bytes(stack: LocalStack) -> None:
     # A rejection is published again when its intent is read again (a producer sent the intent
     # twice, or the worker was killed before it committed it): always the first one's bytes, so a
     # consumer de-duplicates it by its bytes (docs/topics.md). The kill's half, that the decision

@@ -17,6 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -44,7 +47,7 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def roots_env(tmp_path_factory):
+def roots_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment naming a SoftHSM2 token and a moto AWS KMS key, for subprocesses only (this
     process never loads the PKCS#11 module, which reads its configuration once per process)."""
     previous = os.environ.get("SOFTHSM2_CONF")
@@ -94,11 +97,11 @@ class DemoRuns:
     """`warden demo --json --quiet` for each selected mode, each a subprocess with its own home and
     ports, started ``AT_ONCE`` ahead of the test that reads it, in the tests' order."""
 
-    def __init__(self, modes: list[str], roots_env: dict[str, str], base) -> None:
+    def __init__(self, modes: list[str], roots_env: dict[str, str], base: Path) -> None:
         self.modes, self.roots_env, self.base = modes, roots_env, base
-        self.running: dict[str, tuple[subprocess.Popen, float]] = {}
+        self.running: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
 
-    def home(self, mode: str):
+    def home(self, mode: str) -> Path:
         return self.base / mode / "home"
 
     def _start(self, mode: str) -> None:
@@ -151,7 +154,7 @@ class DemoRuns:
         return proc.returncode, (self.base / mode / "stdout").read_bytes(), (self.base / mode / "stderr").read_bytes()
 
     @staticmethod
-    def _stop(proc: subprocess.Popen) -> None:
+    def _stop(proc: subprocess.Popen[bytes]) -> None:
         # SIGINT: the demo stops its stack on the way out (its services run in sessions of their own).
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -167,7 +170,9 @@ class DemoRuns:
 
 
 @pytest.fixture(scope="module")
-def demos(request, roots_env, tmp_path_factory):
+def demos(
+    request: pytest.FixtureRequest, roots_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoRuns]:
     selected = [
         item.callspec.params["mode"]
         for item in request.session.items
@@ -181,7 +186,7 @@ def demos(request, roots_env, tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode", list(CASES))
-def test_demo_on_each_custody_mode(mode, demos):
+def test_demo_on_each_custody_mode(mode: str, demos: DemoRuns) -> None:
     primary, others = CASES[mode]
     home = demos.home(mode)
     returncode, stdout, stderr = demos.result(mode)
@@ -231,7 +236,9 @@ def test_demo_on_each_custody_mode(mode, demos):
     assert written and all(e["kek_id"] == mode_set["kek_id"] for e in written)
 
 
-def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, run):
+def test_client_share_across_a_signer_restart_and_never_recorded(
+    fresh_stack: Callable[..., Any], run: Callable[..., Any]
+) -> None:
     """2of2_client_custody on the dev root: a share sealed to a signer that has since restarted
     is refused with its own code (it says what to do), a fresh seal signs, and afterwards neither
     the client share nor the private key is in any topic, log, vault event or ledger row."""
@@ -300,7 +307,9 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
         assert find_leaks(haystack, bytes(private_key)) == []
 
 
-def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_intent(fresh_stack, run):
+def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_intent(
+    fresh_stack: Callable[..., Any], run: Callable[..., Any]
+) -> None:
     """2of2_client_custody plus a CMEK on __agent-keys: each signature needs both client-held keys.
     A missing, wrong or retired CMEK is CMEK_INVALID (checked against the vault's public
     fingerprint); a wrong share with the right CMEK is still CLIENT_SHARE_INVALID; after a

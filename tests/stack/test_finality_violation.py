@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from asyncio import Future
+from collections.abc import Callable, Generator
+from typing import Any
 
 import clickhouse_connect
+from aiokafka.structs import TopicPartition
 
 from infra.cli.status import ledger_lag
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.metrics import metrics_file
 from runtime.rpc import JsonRpc
@@ -30,7 +35,7 @@ AGENT = "agent-finality"
 LOST = 3  # transactions in the final block the reorg replaces
 
 
-async def _newest(settings, start, ids: list[str]) -> dict[str, SignedTransaction]:
+async def _newest(settings: Settings, start: dict[TopicPartition, int], ids: list[str]) -> dict[str, SignedTransaction]:
     """Each intent's newest record on warden.txs.signed (a partition keeps an agent's order)."""
     newest = {}
     for raw in await read_topic(settings, topics.TXS_SIGNED, idle_polls=2, start=start):
@@ -40,7 +45,13 @@ async def _newest(settings, start, ids: list[str]) -> dict[str, SignedTransactio
     return newest
 
 
-async def _until(check, what, deadline_s: float = 120):
+async def _until(
+    check: Callable[..., Any], what: Callable[..., Any], deadline_s: float = 120
+) -> Generator[
+    Future[Any],
+    None,
+    bool | tuple[dict[str, SignedTransaction], list[dict[str, str | int | None]]] | dict[str, SignedTransaction],
+]:
     until = time.monotonic() + deadline_s
     while time.monotonic() < until:
         found = await check()
@@ -51,8 +62,8 @@ async def _until(check, what, deadline_s: float = 120):
 
 
 def test_final_transactions_a_reorg_deeper_than_finality_took_are_sent_again_and_the_next_intent_is_mined(
-    fresh_stack,
-):
+    fresh_stack: Callable[..., Any],
+) -> None:
     stack = fresh_stack()
     settings = stack.settings
 

@@ -17,11 +17,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.client import ClientSession
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from solders.hash import Hash
@@ -31,9 +33,10 @@ from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 from infra import contracts
-from infra.stack.local import REPO, free_port
+from infra.stack.local import REPO, LocalStack, free_port
 from infra.stack.provision import provision_solana_agent
 from runtime import solana
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -69,14 +72,14 @@ PERMIT = {
 TIMEOUT = aiohttp.ClientTimeout(total=180)
 
 
-def _cli(settings, *argv: str) -> dict:
+def _cli(settings: Settings, *argv: str) -> dict[str, Any]:
     done = warden(settings, *argv, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
-def paused(stack) -> str:
+def paused(stack: LocalStack) -> str:
     """A contract every call to which reverts (infra/contracts/Paused.sol)."""
 
     async def deploy():
@@ -90,7 +93,7 @@ def paused(stack) -> str:
 
 
 @pytest.fixture(scope="module")
-def agent(stack, paused):
+def agent(stack: LocalStack, paused: str) -> tuple[str, str]:
     name = f"agent-http-{os.urandom(3).hex()}"
     _, address, _ = asyncio.run(
         make_agent(
@@ -107,7 +110,9 @@ def agent(stack, paused):
 
 
 @pytest.fixture(scope="module")
-def served(stack, agent, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+def served(
+    stack: LocalStack, agent: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
     """`warden api` on the stack: its URL, and the file its log goes to."""
     port = free_port()
     argv = ["api", "--listen", f"127.0.0.1:{port}", "--timeout", "120"]
@@ -117,11 +122,11 @@ def served(stack, agent, tmp_path_factory) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture(scope="module")
-def api(served) -> str:
+def api(served: tuple[str, Path]) -> str:
     return served[0]
 
 
-def _receipt(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> dict:
+def _receipt(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> dict[str, Any]:
     """Anvil's receipt of ``tx_hash``, once it has one."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -135,7 +140,7 @@ def _receipt(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> dict:
         time.sleep(0.5)
 
 
-def _run(scenario):
+def _run(scenario: Callable[..., Any]) -> Any:
     async def go():
         async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
             return await scenario(http)
@@ -143,7 +148,7 @@ def _run(scenario):
     return asyncio.run(go())
 
 
-async def _token(http, api: str, agent: str, key: str) -> str:
+async def _token(http: ClientSession, api: str, agent: str, key: str) -> str:
     """A token for ``agent``'s API key, as a client that honours Retry-After gets it: schemathesis's
     failed attempts come from this address too, and may have used up its failures for a moment."""
     for _ in range(3):
@@ -155,7 +160,9 @@ async def _token(http, api: str, agent: str, key: str) -> str:
     raise AssertionError(f"no token for {agent} after three waits of Retry-After")
 
 
-def test_the_seeds_requests_submit_sign_and_look_up_within_the_policy(stack, agent, api):
+def test_the_seeds_requests_submit_sign_and_look_up_within_the_policy(
+    stack: LocalStack, agent: tuple[str, str], api: str
+) -> None:
     name, address = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
     assert issued["api_key"].startswith("wak_") and issued["state"] == "active"
@@ -220,7 +227,9 @@ def test_the_seeds_requests_submit_sign_and_look_up_within_the_policy(stack, age
     assert "anvil" in {c["name"] for c in seen["chains"][1]["chains"]}
 
 
-def test_twenty_concurrent_requests_under_one_idempotency_key_make_one_transaction(stack, agent, api):
+def test_twenty_concurrent_requests_under_one_idempotency_key_make_one_transaction(
+    stack: LocalStack, agent: tuple[str, str], api: str
+) -> None:
     name, _ = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
     body = {"chain": "anvil", "to": DEST, "value": "0.003"}
@@ -252,7 +261,7 @@ def test_twenty_concurrent_requests_under_one_idempotency_key_make_one_transacti
     assert [t["id"] for t in listed if t.get("value_wei") == str(3 * 10**15)] == [created["id"]]
 
 
-def test_a_revoked_key_stops_its_token_at_once(stack, agent, api):
+def test_a_revoked_key_stops_its_token_at_once(stack: LocalStack, agent: tuple[str, str], api: str) -> None:
     name, _ = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
 
@@ -270,7 +279,9 @@ def test_a_revoked_key_stops_its_token_at_once(stack, agent, api):
     assert after[0] == 401 and "revoked" in after[1]["detail"]
 
 
-def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_document(stack, agent, api, tmp_path):
+def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_document(
+    stack: LocalStack, agent: tuple[str, str], api: str, tmp_path: Path
+) -> None:
     """schemathesis (an independent test generator) reads /v1/openapi.json and sends what it
     generates from it, valid and not, with a valid token: no answer is a 5xx, and every status,
     content type and body is one the document declares."""
@@ -319,7 +330,9 @@ def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_documen
     assert generated and int(generated[1]) > 100 and generated[1] == generated[2], done.stdout[-3000:]
 
 
-def test_a_forged_refusal_is_not_reported_a_revert_is_422_and_a_parked_intent_is_202(stack, agent, api, paused):
+def test_a_forged_refusal_is_not_reported_a_revert_is_422_and_a_parked_intent_is_202(
+    stack: LocalStack, agent: tuple[str, str], api: str, paused: str
+) -> None:
     name, address = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
 
@@ -371,7 +384,9 @@ def test_a_forged_refusal_is_not_reported_a_revert_is_422_and_a_parked_intent_is
     assert status == 202 and parked["status"] == "awaiting_approval" and parked["awaiting_approval"]["reason"], parked
 
 
-def test_simulate_sign_and_signing_keys_answer_as_the_seeds_print_them(stack, agent, api, paused):
+def test_simulate_sign_and_signing_keys_answer_as_the_seeds_print_them(
+    stack: LocalStack, agent: tuple[str, str], api: str, paused: str
+) -> None:
     name, address = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
 
@@ -451,7 +466,7 @@ def test_simulate_sign_and_signing_keys_answer_as_the_seeds_print_them(stack, ag
         assert status == 403 and refused["error"] == "admins_only" and "warden keys" in refused["detail"], refused
 
 
-def test_signing_keys_are_the_key_stores_and_a_broadcast_the_node_refused_is_422(stack, api):
+def test_signing_keys_are_the_key_stores_and_a_broadcast_the_node_refused_is_422(stack: LocalStack, api: str) -> None:
     """In the order the README gives (the agent's policy, then its key): the key store's address
     from its provision, and after a rotation the new one in use, the old still listed; the agent
     has no funds on Anvil, so the node refuses its transfer, which is an error, not a 201."""
@@ -510,7 +525,9 @@ def _raw(url: str, data: bytes, close_write: bool = False) -> bytes:
     return answer
 
 
-def test_the_live_servers_parser_errors_are_json_and_a_cut_body_is_no_pipeline_failure(served):
+def test_the_live_servers_parser_errors_are_json_and_a_cut_body_is_no_pipeline_failure(
+    served: tuple[str, Path],
+) -> None:
     """`warden api` itself (not only the app the unit tests serve) answers what aiohttp's parser
     refuses as the API's JSON errors, and a client that drops its body is not logged as a
     pipeline that did not answer."""
@@ -533,7 +550,7 @@ def test_the_live_servers_parser_errors_are_json_and_a_cut_body_is_no_pipeline_f
 TYPESCRIPT = REPO / "sdk" / "typescript"
 
 
-def test_the_typescript_client_submits_signs_and_looks_up_on_the_stack(stack, api, tmp_path):
+def test_the_typescript_client_submits_signs_and_looks_up_on_the_stack(stack: LocalStack, api: str, tmp_path: Path):
     """The TypeScript client's own tests (Node's test runner, viem as the oracle) against this
     stack, after checking that its types were generated from the document the server serves.
     An agent of its own: the sign-only transactions of the tests above hold nonces nobody
@@ -581,7 +598,9 @@ def test_the_typescript_client_submits_signs_and_looks_up_on_the_stack(stack, ap
     assert re.search(r"# pass 5\b", done.stdout) and re.search(r"# fail 0\b", done.stdout), done.stdout[-3000:]
 
 
-def test_bad_input_and_bad_tokens_on_the_live_api_are_4xx_naming_what_was_wrong(stack, agent, api):
+def test_bad_input_and_bad_tokens_on_the_live_api_are_4xx_naming_what_was_wrong(
+    stack: LocalStack, agent: tuple[str, str], api: str
+) -> None:
     """The input classes tests/unit checks in process, against the running server: each a 4xx
     that names the field, and no intent published for any of them."""
     name, _ = agent
@@ -618,7 +637,7 @@ def test_bad_input_and_bad_tokens_on_the_live_api_are_4xx_naming_what_was_wrong(
     assert not [v for v in published if name.encode() in v]
 
 
-def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(stack, api):
+def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(stack: LocalStack, api: str) -> None:
     """POST /solana/transactions (signed and sent), /sign with intent_type solana_transaction
     (signed only) and solana_message (an off-chain message), for an agent with a Solana key on the
     stack's local Solana node."""

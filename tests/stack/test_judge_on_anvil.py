@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from infra.stack.local import LocalStack
 from rules import judge
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected
@@ -35,7 +38,7 @@ LATER = {
 }
 
 
-def _later_fields(case: dict, now: datetime) -> dict:
+def _later_fields(case: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {
         "chain": "anvil",
         "to": DEST,
@@ -48,7 +51,9 @@ def _later_fields(case: dict, now: datetime) -> dict:
 
 
 @pytest.mark.parametrize("name", list(LATER))
-def test_the_worker_and_the_signer_refuse_later_stages_with_the_judges_code(stack, tmp_path, name):
+def test_the_worker_and_the_signer_refuse_later_stages_with_the_judges_code(
+    stack: LocalStack, tmp_path: Path, name: str
+) -> None:
     intent_case, policy_fields, (stage, code) = LATER[name]
     world = World()
     world.publish(world.policy(tx_to_allowlist=(DEST,), **policy_fields))
@@ -63,13 +68,15 @@ def test_the_worker_and_the_signer_refuse_later_stages_with_the_judges_code(stac
     assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
 
 
-def test_the_worker_and_the_signer_judge_the_same_stages_in_the_same_order(stack, tmp_path, monkeypatch):
+def test_the_worker_and_the_signer_judge_the_same_stages_in_the_same_order(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every stage either service judges goes through `judge.run_stage`; watched there, both
     judge exactly the intent's stages, in the judge's order."""
     seen: list[str] = []
     run_stage = judge.run_stage
 
-    async def watched(stage, *args):
+    async def watched(stage, *args: Any):
         seen.append(stage)
         return await run_stage(stage, *args)
 

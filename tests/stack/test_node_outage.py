@@ -23,7 +23,12 @@ import os
 import signal
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any
 
+from aiokafka.structs import TopicPartition
+
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.actions import AuditAction
@@ -46,7 +51,9 @@ def _intent(key):
     return new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.0001", gas_limit=21000, broadcast=True)
 
 
-async def _no_outcome_published(settings, start, ids: set[str], deadline_s: float = 150) -> None:
+async def _no_outcome_published(
+    settings: Settings, start: dict[TopicPartition, int], ids: set[str], deadline_s: float = 150
+) -> None:
     """Until the signer has refused one of ``ids`` NO_OUTCOME: the give-up."""
     until = time.monotonic() + deadline_s
     while time.monotonic() < until:
@@ -58,7 +65,7 @@ async def _no_outcome_published(settings, start, ids: set[str], deadline_s: floa
     raise AssertionError(f"no intent was given up NO_OUTCOME within {deadline_s} s")
 
 
-async def _until(done, within_s: float) -> None:
+async def _until(done: Callable[..., Any], within_s: float) -> None:
     """Until ``done()`` is true, or ``within_s`` have passed: a wait for what may not come (the
     assertions after it say whether it did)."""
     until = time.monotonic() + within_s
@@ -66,7 +73,7 @@ async def _until(done, within_s: float) -> None:
         await asyncio.sleep(0.5)
 
 
-async def _discarded(settings, start, ids: set[str]) -> bool:
+async def _discarded(settings: Settings, start: dict[TopicPartition, int], ids: set[str]) -> bool:
     """Whether a judgement of one of ``ids`` has been discarded (`intent.judgement_discarded`)."""
     return any(
         event.action == AuditAction.INTENT_JUDGEMENT_DISCARDED and event.intent_id in ids
@@ -75,9 +82,9 @@ async def _discarded(settings, start, ids: set[str]) -> bool:
     )
 
 
-async def _answers(settings, start, ids: set[str]) -> Counter:
+async def _answers(settings: Settings, start: dict[TopicPartition, int], ids: set[str]) -> Counter[str]:
     """Records about each of ``ids`` on warden.intents.rejected and warden.txs.signed."""
-    found: Counter = Counter()
+    found: Counter[str] = Counter[str]()
     for topic, parse in ((topics.INTENTS_REJECTED, IntentRejected), (topics.TXS_SIGNED, SignedTransaction)):
         for raw in await read_topic(settings, topic, idle_polls=2, start=start):
             if (intent_id := parse.from_bytes(raw).intent_id) in ids:
@@ -85,12 +92,14 @@ async def _answers(settings, start, ids: set[str]) -> Counter:
     return found
 
 
-async def _answered_each(settings, start, ids: set[str], before: Counter) -> bool:
+async def _answered_each(
+    settings: Settings, start: dict[TopicPartition, int], ids: set[str], before: Counter[str]
+) -> bool:
     now = await _answers(settings, start, ids)
     return all(now[i] > before[i] for i in ids)
 
 
-def _outage(fresh_stack, stopped_s: float | None) -> None:
+def _outage(fresh_stack: Callable[..., Any], stopped_s: float | None) -> None:
     """A burst with the node stopped in its middle: continued at the give-up (``stopped_s`` None)
     or after ``stopped_s`` seconds. Then every intent is checked for one outcome."""
     stack = fresh_stack()
@@ -175,9 +184,11 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
     assert all(event.details["decided"] == "abandoned" for event in discarded), discarded
 
 
-def test_a_node_stopped_mid_burst_and_back_at_the_give_up_leaves_one_outcome_and_signs_no_refusal(fresh_stack):
+def test_a_node_stopped_mid_burst_and_back_at_the_give_up_leaves_one_outcome_and_signs_no_refusal(
+    fresh_stack: Callable[..., Any],
+) -> None:
     _outage(fresh_stack, None)
 
 
-def test_a_node_stopped_for_90_s_leaves_one_refusal_per_intent(fresh_stack):
+def test_a_node_stopped_for_90_s_leaves_one_refusal_per_intent(fresh_stack: Callable[..., Any]) -> None:
     _outage(fresh_stack, 90)

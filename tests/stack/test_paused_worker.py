@@ -19,9 +19,12 @@ import asyncio
 import os
 import signal
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from runtime.config import Settings
 from runtime.kafka import end_offsets, partition_of
 from schemas import topics
 from schemas.codes import Code
@@ -45,7 +48,7 @@ WORKERS = ("streams-0", "streams-1")  # their group instance ids (`WARDEN_WORKER
 pytestmark = pytest.mark.kafka  # a rebalance: on the broker `warden up` runs (tests/stack/conftest.py)
 
 
-async def _group_settled(settings, deadline_s: float = 60.0) -> None:
+async def _group_settled(settings: Settings, deadline_s: float = 60.0) -> None:
     """Until the workers' group is stable with both workers in it: each stop is made in a settled
     group, as the issue's runs did (a stop while the group rebalances is not this test's case)."""
     group = topics.CONSUMER_GROUPS["streams"][0]
@@ -67,7 +70,9 @@ def _agents() -> list[str]:
     return [by_partition[p] for p in range(topics.PARTITIONS)]
 
 
-def test_a_worker_paused_past_its_session_publishes_nothing_another_owner_decides(fresh_stack):
+def test_a_worker_paused_past_its_session_publishes_nothing_another_owner_decides(
+    fresh_stack: Callable[..., Any],
+) -> None:
     stack = fresh_stack(signers=2, workers=2, worker_session_timeout_s=SESSION_S, intent_max_age_s=MAX_AGE_S)
     settings = stack.settings
     agents = _agents()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
+from typing import Any
 
 import clickhouse_connect
 import orjson
@@ -12,6 +14,8 @@ from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
 from infra.stack import demo, demo_script
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -25,7 +29,7 @@ from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import balance, everything_recorded, make_agent, read_topic
 
 
-async def code_at(settings, address: str) -> str:
+async def code_at(settings: Settings, address: str) -> str:
     node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
         return await node.call("eth_getCode", address, "latest")
@@ -36,7 +40,7 @@ async def code_at(settings, address: str) -> str:
 CAROL = "0x000000000000000000000000000000000000ca01"
 
 
-def test_demo_yields_exactly_its_expected_outcomes(stack, run):
+def test_demo_yields_exactly_its_expected_outcomes(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
     before = {a: run(balance(settings, a)) for a in (demo_script.ALICE, demo_script.BOB)}
     mcp_payee_before = run(balance(settings, demo_script.MCP_PAYEE))
@@ -173,7 +177,7 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     ]
 
 
-def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack, run):
+def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
 
     async def scenario():
@@ -215,7 +219,7 @@ def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack, run):
         assert Account.recover_transaction(raw) == address == signed.from_
 
 
-def test_redelivered_and_idempotent_intents_sign_once(stack, run):
+def test_redelivered_and_idempotent_intents_sign_once(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
 
     async def scenario():
@@ -261,7 +265,9 @@ def test_redelivered_and_idempotent_intents_sign_once(stack, run):
     assert {s.nonce for s in mine} == {a.nonce}
 
 
-def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, run):
+def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
 
     async def scenario():
@@ -269,7 +275,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
         good = new_intent(agent_key, agent_id="bad-input-agent", chain="anvil", to=CAROL, value="0.001")
         doc = orjson.loads(good.to_bytes())
 
-        def variant(**changes):
+        def variant(**changes: Any):
             return orjson.dumps({**doc, **changes, "intent_id": f"bad-{len(changes)}-{sorted(changes)[0]}"})
 
         forged = new_intent(agent_key, agent_id="bad-input-agent", chain="anvil", to=CAROL, value="0.002")
@@ -335,7 +341,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
     assert refused and "unsigned" in refused[0]["details"]["reason"]
 
 
-def test_no_private_key_bytes_anywhere_after_the_runs(stack, run):
+def test_no_private_key_bytes_anywhere_after_the_runs(stack: LocalStack, run: Callable[..., Any]) -> None:
     """Runs last in this module: after the demo and every test above, no form of any
     provisioned private key is in any topic (changelogs included) or any log file."""
     from signer.custody.hygiene import find_leaks

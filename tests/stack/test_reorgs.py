@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -26,7 +29,7 @@ from tests.tracker_support import Harness, automine, finish, on_chain, private_c
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with private_chain(tmp_path_factory.mktemp("reorg-chain")) as rpc_url:
         yield rpc_url
 
@@ -36,7 +39,7 @@ async def decided(h: Harness, signed: SignedTransaction) -> SignedTransaction:
     return await asyncio.wait_for(h.signer.track(signed, utcnow, h.emit), 60)
 
 
-async def follow_until(h: Harness, record: SignedTransaction, done) -> SignedTransaction:
+async def follow_until(h: Harness, record: SignedTransaction, done: Callable[..., Any]) -> SignedTransaction:
     """`Signer.follow` running until the published records of the intent satisfy ``done``."""
     task = asyncio.create_task(h.signer.tracking.follow(record, utcnow, h.emit))
     try:
@@ -55,7 +58,9 @@ async def block_hash(h: Harness, number: int) -> str:
     return (await h.node.call("eth_getBlockByNumber", hex(number), False))["hash"]
 
 
-def test_a_mined_transaction_reorged_out_is_sent_again_mined_again_and_only_then_final(chain, tmp_path):
+def test_a_mined_transaction_reorged_out_is_sent_again_mined_again_and_only_then_final(
+    chain: str, tmp_path: Path
+) -> None:
     async def scenario(h: Harness):
         first = await h.sign()
         mined = await decided(h, first)
@@ -100,7 +105,7 @@ def test_a_mined_transaction_reorged_out_is_sent_again_mined_again_and_only_then
     assert h.state.agent(h.agent).spend_of(first.intent_id) == final.value_wei + final.fee_wei < reserved
 
 
-def test_a_transaction_a_reorg_moves_to_another_block_is_re_reported_there(chain, tmp_path):
+def test_a_transaction_a_reorg_moves_to_another_block_is_re_reported_there(chain: str, tmp_path: Path) -> None:
     async def scenario(h: Harness):
         first = await h.sign()
         mined = await decided(h, first)
@@ -122,7 +127,9 @@ def test_a_transaction_a_reorg_moves_to_another_block_is_re_reported_there(chain
 
 
 @pytest.mark.parametrize("finalized_tag", [True, False])
-def test_final_follows_the_finalized_block_or_the_chains_confirmations(chain, tmp_path, finalized_tag):
+def test_final_follows_the_finalized_block_or_the_chains_confirmations(
+    chain: str, tmp_path: Path, finalized_tag: bool
+) -> None:
     """Anvil's `finalized` block is 2 under its head. With the tag, 2 blocks on top are final even
     though the chain asks for 5 confirmations; without it, 5 are needed."""
     previous = REGISTRY.admin_table()  # the harness's signer reads this process's registry
@@ -152,8 +159,8 @@ def test_final_follows_the_finalized_block_or_the_chains_confirmations(chain, tm
 
 
 def test_after_a_restart_a_mined_record_the_chain_lost_is_reported_and_sent_again_before_anything_is_signed(
-    chain, tmp_path
-):
+    chain: str, tmp_path: Path
+) -> None:
     """A power loss: the node comes back without its last blocks. The restarted signer's record
     says mined; reconciling it with the chain reports the block gone and sends the same bytes;
     a redelivery of the intent then publishes that, never `mined`."""
@@ -188,7 +195,9 @@ def test_after_a_restart_a_mined_record_the_chain_lost_is_reported_and_sent_agai
     assert again.tx_hash == mined.tx_hash and again.block_hash != mined.block_hash
 
 
-def test_a_final_record_whose_block_a_restarted_node_lost_is_put_right_and_reserved_again(chain, tmp_path):
+def test_a_final_record_whose_block_a_restarted_node_lost_is_put_right_and_reserved_again(
+    chain: str, tmp_path: Path
+) -> None:
     """A chain never gives up a final block, but a local node restarted from older state does:
     the restarted signer does not go on saying `mined`, final, for what the chain does not hold."""
 
@@ -215,7 +224,9 @@ def test_a_final_record_whose_block_a_restarted_node_lost_is_put_right_and_reser
     assert again.final and again.tx_hash == final.tx_hash and again.block_hash != final.block_hash
 
 
-def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leaves_no_nonce_gap(chain, tmp_path):
+def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leaves_no_nonce_gap(
+    chain: str, tmp_path: Path
+) -> None:
     """Anvil's finality (a block is final 2 under the head) broken by a 3-block reorg: the final
     transactions it takes out of the chain are reported (`tx.finality_violated`, the metric),
     sent again with the same bytes, and final again at blocks the chain holds; the agent's next
@@ -295,6 +306,6 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
     assert not h.audit_events(newest[-1].intent_id, AuditAction.TX_FINALITY_VIOLATED)  # the next intent lost nothing
 
 
-async def _all(h: Harness, signed: list[SignedTransaction], check) -> bool:
+async def _all(h: Harness, signed: list[SignedTransaction], check: Callable[..., Any]) -> bool:
     """Whether the newest published record of each intent satisfies ``check``."""
     return all(h.records(s.intent_id) and check(h.records(s.intent_id)[-1]) for s in signed)

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+from asyncio import Future, Task
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_abi import decode as abi_decode
@@ -22,8 +26,11 @@ from eth_account.messages import encode_typed_data
 
 from infra import contracts
 from infra.stack.demo_script import transfer_authorization
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
 from schemas.stages import Stage
@@ -54,7 +61,9 @@ UNIT = 10**6
 ALICE = "0x00000000000000000000000000000000000A11cE"
 
 
-def authorization(token: str, holder: str, to: str, value: int, primary: str = "TransferWithAuthorization") -> dict:
+def authorization(
+    token: str, holder: str, to: str, value: int, primary: str = "TransferWithAuthorization"
+) -> dict[str, Any]:
     return transfer_authorization(
         token, ANVIL_ID, holder=holder, to=to, value=value, name="Warden Auth", primary=primary
     )
@@ -67,7 +76,7 @@ def aggregate(*calls: tuple[str, int, str]) -> str:
     )
 
 
-async def _balances(settings, token: str, *holders: str) -> dict[str, tuple[int, int]]:
+async def _balances(settings: Settings, token: str, *holders: str) -> dict[str, tuple[int, int]]:
     async def read(node):
         out = {}
         for who in holders:
@@ -81,7 +90,7 @@ async def _balances(settings, token: str, *holders: str) -> dict[str, tuple[int,
 
 
 @pytest.fixture(scope="module")
-def deployed(stack):
+def deployed(stack: LocalStack) -> dict[str, str]:
     mallory = "0x" + os.urandom(20).hex()  # a fresh address: any token or wei it holds came from here
 
     async def deploy(node):
@@ -97,7 +106,7 @@ def deployed(stack):
     return {**out, "mallory": to_checksum_address(mallory)}
 
 
-def _policy_fields(deployed) -> dict:
+def _policy_fields(deployed: dict[str, str]) -> dict[str, Any]:
     token, forwarder, multicall = deployed["token"], deployed["forwarder"], deployed["multicall"]
     return dict(
         tx_to_allowlist=(token, forwarder, multicall, ALICE),
@@ -128,14 +137,20 @@ def _policy_fields(deployed) -> dict:
     )
 
 
-async def _submit(settings, intents, timeout_s=90.0):
+async def _submit(
+    settings: Settings, intents: list[TransactionIntent], timeout_s: float = 90.0
+) -> Generator[
+    Future[Any] | Task[Any] | Future[Any], None, dict[str, IntentRejected | SignedTransaction | SignedMessage]
+]:
     start = await end_offsets(settings, OUTCOME_TOPICS)
     async with Client(settings) as client:
         await asyncio.gather(*(client.submit(i) for i in intents))
     return await wait_outcomes(settings, intents, timeout_s, start)
 
 
-def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deployed):
+def test_typed_data_and_routes_move_nothing_outside_the_policy(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str]
+) -> None:
     settings = stack.settings
     token, forwarder, multicall, mallory = (
         deployed["token"],
@@ -154,7 +169,7 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
             ),
         )
 
-        def tx(to, data="0x", value="0", **fields):
+        def tx(to, data="0x", value="0", **fields: Any):
             return new_intent(
                 key, agent_id=agent, chain="anvil", to=to, value=value, data=data, broadcast=True, **fields
             )
@@ -252,13 +267,15 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
 
 
 @pytest.fixture
-def lone(tmp_path, stack, deployed):
+def lone(tmp_path: Path, stack: LocalStack, deployed: dict[str, str]) -> LoneSigner:
     signer = LoneSigner(tmp_path, stack.settings.rpc_url_for("anvil"))
     signer.set_policy(**_policy_fields(deployed))
     return signer
 
 
-def test_the_signer_refuses_each_route_itself(lone, run, stack, deployed):
+def test_the_signer_refuses_each_route_itself(
+    lone: LoneSigner, run: Callable[..., Any], stack: LocalStack, deployed: dict[str, str]
+) -> None:
     """Approved records written straight to the signer's topic: its own typed-data reading and its
     own simulation refuse what the worker would have; the one within policy it signs."""
     token, forwarder, mallory = deployed["token"], deployed["forwarder"], deployed["mallory"]
@@ -277,7 +294,7 @@ def test_the_signer_refuses_each_route_itself(lone, run, stack, deployed):
 
     takes = ({"token": token, "amount": str(20 * UNIT)},)
 
-    def handle(make=new_intent, **fields):
+    def handle(make=new_intent, **fields: Any):
         outcome, _, _ = run(lone.handle(lone.intent(make, **fields)))
         return outcome
 
@@ -312,7 +329,9 @@ def test_the_signer_refuses_each_route_itself(lone, run, stack, deployed):
 # --- every typed-data family, through the pipeline -------------------------------------------------
 
 
-def test_each_typed_data_family_is_read_and_judged_on_the_stack(stack, run, deployed):
+def test_each_typed_data_family_is_read_and_judged_on_the_stack(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str]
+) -> None:
     """One hostile document per family Warden reads, under domains the admin allowlisted, and the
     spec's Mail before and after the admin names it as moving nothing: each refused for what it
     moves (or signed once named), by the worker and then the signer."""

@@ -8,18 +8,20 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 from eth_utils import keccak
 
+from infra.stack.local import LocalStack
 from runtime.admins import Admins
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.codes import Code
-from schemas.emit import Source
+from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
@@ -43,7 +45,7 @@ class Rig:
     agent_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     offset: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # 2of3_client_custody keeps two server shares, each under its own root: two development roots.
         roots = [dev_root(self.tmp, "local-dev"), dev_root(self.tmp, "local-dev-2")]
         self.keys = KeyStore(make_vaults(self.tmp, roots), mode=self.mode)
@@ -93,7 +95,7 @@ class Rig:
             broadcast=False,
         )
 
-    def handle_all(self, intents: list[TransactionIntent]) -> list[tuple[list, object]]:
+    def handle_all(self, intents: list[TransactionIntent]) -> list[tuple[list[Any], object]]:
         async def go():
             self.rpc = JsonRpc(self.rpc_url, timeout_s=120)
             try:
@@ -116,17 +118,17 @@ class Rig:
 
 
 @pytest.fixture
-def rig(stack, tmp_path) -> Rig:
+def rig(stack: LocalStack, tmp_path: Path) -> Rig:
     return Rig(tmp_path, stack.settings.rpc_url)
 
 
-def signed_of(emits) -> SignedTransaction:
+def signed_of(emits: list[Emit]) -> SignedTransaction:
     assert not [e for e in emits if e.topic == topics.INTENTS_REJECTED]
     (emit,) = [e for e in emits if e.topic == topics.TXS_SIGNED]
     return SignedTransaction.from_bytes(emit.value)
 
 
-def rejected_of(emits) -> IntentRejected:
+def rejected_of(emits: list[Emit]) -> IntentRejected:
     assert not [e for e in emits if e.topic == topics.TXS_SIGNED]
     (emit,) = [e for e in emits if e.topic == topics.INTENTS_REJECTED]
     return IntentRejected.from_bytes(emit.value)
@@ -140,7 +142,7 @@ def assert_signed_by(signed: SignedTransaction, rig: Rig, intent_id: str) -> Non
 
 
 @pytest.mark.parametrize("mode", ["2of2_client_custody", "2of3_client_custody"])
-def test_the_signer_signs_with_the_right_sealed_share_only(stack, tmp_path, mode):
+def test_the_signer_signs_with_the_right_sealed_share_only(stack: LocalStack, tmp_path: Path, mode: str) -> None:
     rig = Rig(tmp_path, stack.settings.rpc_url, mode=mode)
     old = SealingKeyPair()
     ids = {
@@ -181,7 +183,7 @@ def test_the_signer_signs_with_the_right_sealed_share_only(stack, tmp_path, mode
     assert rig.signer.state.agent(AGENT).signed_record(ids["right"]) is not None
 
 
-def test_a_redelivered_signed_intent_needs_no_share_and_a_new_signer_key_refuses_old_envelopes(rig):
+def test_a_redelivered_signed_intent_needs_no_share_and_a_new_signer_key_refuses_old_envelopes(rig: Rig) -> None:
     intent = rig.intent(f"i-seal-redeliver-{os.urandom(6).hex()}", rig.share, rig.sealing)
     ((first, _), (again, _)) = rig.handle_all([intent, intent])
     assert signed_of(again) == signed_of(first)

@@ -13,6 +13,9 @@ import contextlib
 import dataclasses
 import signal
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -21,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import REGISTRY
 
 from infra.stack.local import LocalStack, local_settings
+from runtime.config import Settings
 from runtime.kafka import end_offsets, follow_records, partition_of
 from runtime.metrics import metrics_file
 from runtime.owner import ChangelogGone, Fenced, PartitionOwner
@@ -33,13 +37,13 @@ from sdk.client import Client, new_intent, wait_outcomes
 from signer.changelog import SIGNER_LOG, UnreadableRecord, seal
 from signer.main import Trackers
 from signer.outcomes import Outcomes
-from signer.state import PartitionedState
+from signer.state import PartitionedState, SignerState
 from tests.schemas_support import T0, sample_records
 from tests.support import AGENT, KEYS, NOW_US, PINNED, make_agent, one_agent_per_partition, read_topic, sample
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     stack = LocalStack(local_settings(tmp_path_factory.mktemp("changelog-home")))
     stack.start(parts=("broker",))
     yield stack.settings
@@ -100,7 +104,7 @@ def spent(states: PartitionedState) -> int:
 class Signer:
     """A signer's state and its changelog side, without the rest of the signer."""
 
-    def __init__(self, settings, tmp, name: str, producer: AIOKafkaProducer):
+    def __init__(self, settings: Settings, tmp: Path, name: str, producer: AIOKafkaProducer) -> None:
         self.states = PartitionedState(tmp / name)
         self.owner = PartitionOwner(
             settings,
@@ -116,7 +120,7 @@ class Signer:
         self.partition = self.states.partition_of(AGENT)
 
 
-def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker, tmp_path):
+def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker: Settings, tmp_path: Path) -> None:
     async def scenario():
         async with three_signers(broker, tmp_path) as (producer, (a, b, c)):
             p = a.partition
@@ -171,7 +175,7 @@ def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker, tmp_path):
     asyncio.run(scenario())
 
 
-def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker, tmp_path):
+def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker: Settings, tmp_path: Path) -> None:
     """Skipping it as void would start the new owner without its writes (a spend, a nonce) though
     their signatures may be on the chain: the limit could then be exceeded."""
 
@@ -206,7 +210,7 @@ def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker, tmp_path):
     asyncio.run(scenario())
 
 
-def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_log(tmp_path):
+def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_log(tmp_path: Path) -> None:
     """A signer given every partition restores them in one call, which reads them together
     (`PartitionOwner.restore`; that it is faster is a figure, not asserted here): each file gets
     exactly its own partition's records, in order, and every agent's spend is there. A broker of
@@ -265,7 +269,9 @@ def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_l
         stack.stop()
 
 
-def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_decided(stack, run):
+def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_decided(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """Decided there, it would be judged with another partition's state (another signer's, maybe
     one without the agent's spend). Dead-lettered by the signer; the same approval on its
     agent's partition is then signed as usual."""
@@ -313,7 +319,9 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
     assert run(in_place())[intent.intent_id].status == "sign_only"
 
 
-def test_a_status_change_appended_but_not_published_is_published_by_the_next_owner(broker, tmp_path):
+def test_a_status_change_appended_but_not_published_is_published_by_the_next_owner(
+    broker: Settings, tmp_path: Path
+) -> None:
     """A signer killed between an append and the publish of what it made durable (`Trackers.emit`)
     left the state ahead of the topic: an intent told `mined` whose final record only the
     changelog held, and no tracker to follow it (it is final). Found on the stack: one tracker's
@@ -435,7 +443,7 @@ async def abort_a_transaction(broker: str, topic: str, partition: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def kafka(tmp_path_factory):
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     stack = LocalStack(local_settings(tmp_path_factory.mktemp("changelog-kafka"), broker_storage="durable"))
     stack.start(parts=("broker",))
     yield stack.settings
@@ -447,7 +455,9 @@ def holes_counted(topic: str) -> float:
 
 
 @pytest.mark.parametrize("on", ["tansu", "kafka"])
-def test_an_offset_never_stored_right_before_a_signers_record_is_a_hole_not_an_outage(on, request, tmp_path):
+def test_an_offset_never_stored_right_before_a_signers_record_is_a_hole_not_an_outage(
+    on: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """A hole before the signer's own record: offsets 158 and 160 on the partition, 159 never
     stored, 160 the restarted signer's own record. A check that waited for a record at 159 would
     wait for ever (and raise, and the process exit); the append holds at once, the hole is counted
@@ -484,7 +494,9 @@ def test_an_offset_never_stored_right_before_a_signers_record_is_a_hole_not_an_o
     assert rows == ["h-1", "h-2"] and spent_wei == 30
 
 
-def test_a_worker_and_a_signer_restarted_on_changelogs_with_holes_decide_at_once(stack, run):
+def test_a_worker_and_a_signer_restarted_on_changelogs_with_holes_decide_at_once(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """Both killed (as a power loss kills them), an offset numbered and never stored put on each
     changelog right after the record each last wrote for the agent's partition, both restarted:
     the agent's next intent is signed within a normal intent's time of the restart, and each
@@ -528,7 +540,7 @@ def test_a_worker_and_a_signer_restarted_on_changelogs_with_holes_decide_at_once
         assert sample(url, "warden_offset_holes_total", topic=topic) == 1, process
 
 
-def test_a_copy_ahead_of_the_brokers_log_is_not_restored_past_it(broker, tmp_path):
+def test_a_copy_ahead_of_the_brokers_log_is_not_restored_past_it(broker: Settings, tmp_path: Path) -> None:
     """A copy that applied offsets the broker no longer holds (a new broker, records deleted): the
     restore stops, naming the partition and what to do, rather than read on from wherever the
     broker's log is now, which would start the process without some agent's spend."""
@@ -545,7 +557,7 @@ def test_a_copy_ahead_of_the_brokers_log_is_not_restored_past_it(broker, tmp_pat
         asyncio.run(scenario())
 
 
-def test_a_follower_on_kafka_is_caught_up_at_the_listed_end_past_an_abort_marker_at_once(kafka):
+def test_a_follower_on_kafka_is_caught_up_at_the_listed_end_past_an_abort_marker_at_once(kafka: Settings) -> None:
     """On Apache Kafka a follower is caught up when its positions reach the ends listed when it
     began, with no quiet period after (which grows with the fetch wait, 5 s by default there: 10 s
     of waiting), even where the partition's last offset is an aborted transaction's marker, which
@@ -580,5 +592,7 @@ class _NothingToResume:
     """The signer's part a restore reaches here: its trackers, which find nothing to follow again
     (the one transaction here was final long before the window a restore looks back over)."""
 
-    async def resume(self, state, clock, publish) -> list[SignedTransaction]:
+    async def resume(
+        self, state: SignerState, clock: Callable[..., Any], publish: Callable[..., Any]
+    ) -> list[SignedTransaction]:
         return []

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from infra.stack.local import LocalStack
 from runtime.owner import Offsets
 
 
@@ -52,7 +55,9 @@ async def _batch(consumer: AIOKafkaConsumer, count: int) -> int:
     return got
 
 
-def test_offsets_are_committed_after_the_interval_or_at_a_quiet_poll(stack, run):
+def test_offsets_are_committed_after_the_interval_or_at_a_quiet_poll(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     async def scenario():
         async with _group_on_a_topic_of_its_own(stack.settings, 6) as (consumer, tp):
             offsets = Offsets(consumer, every_s=1.0, now=100.0)
@@ -69,7 +74,7 @@ def test_offsets_are_committed_after_the_interval_or_at_a_quiet_poll(stack, run)
     assert run(scenario()) == (None, 4, 4, 6)
 
 
-def test_nothing_is_committed_once_a_batch_failed(stack, run):
+def test_nothing_is_committed_once_a_batch_failed(stack: LocalStack, run: Callable[..., Any]) -> None:
     async def scenario():
         async with _group_on_a_topic_of_its_own(stack.settings, 4) as (consumer, tp):
             offsets = Offsets(consumer, every_s=1.0, now=100.0)

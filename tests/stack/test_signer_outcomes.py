@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from rules import fees
 from runtime.admins import Admins
 from runtime.clock import to_us
@@ -23,7 +27,8 @@ from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.codes import Code
-from schemas.emit import Source
+from schemas.emit import Emit, Source
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from schemas.stages import Stage
@@ -43,7 +48,9 @@ def outcomes_of(records: dict[str, list[bytes]], intent_id: str) -> list[IntentR
     return found
 
 
-def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservation(stack, run):
+def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservation(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """An intent naming nonce 1000, were it signed, would leave every later intent of the agent
     (1001, 1002, ...) stuck behind the gap for ever. A nonce may be named only to replace a
     transaction this signer signed at it: anything else is refused, and the refusal (a signer's,
@@ -86,7 +93,7 @@ def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservat
 class Rig:
     """An in-process signer on a standard vault, the session stack's Anvil as its chain."""
 
-    def __init__(self, tmp, rpc_url: str):
+    def __init__(self, tmp: Path, rpc_url: str) -> None:
         self.rpc_url = rpc_url
         self.keys = KeyStore(make_vaults(tmp), mode="standard")
         self.agent = "agent-inject"
@@ -121,7 +128,7 @@ class Rig:
         assert self.rpc is not None, "the node is asked for before the chain is up"
         return self.rpc
 
-    def handle(self, intent):
+    def handle(self, intent: TransactionIntent) -> tuple[list[Emit], None]:
         async def go():
             self.rpc = JsonRpc(self.rpc_url, timeout_s=120)
             try:
@@ -140,11 +147,13 @@ class Rig:
 
 
 @pytest.mark.parametrize("where", ["before signing: the node call", "after signing: the state write"])
-def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(stack, tmp_path, monkeypatch, where):
+def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     rig = Rig(tmp_path, stack.settings.rpc_url)
     intent = new_intent(rig.agent_key, agent_id=rig.agent, chain="anvil", to=DEST, value="0.5")
 
-    def fail(*args, **kwargs):
+    def fail(*args: Any, **kwargs: Any):
         raise RuntimeError("injected")
 
     with monkeypatch.context() as patch:
@@ -153,7 +162,7 @@ def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(st
         else:
             real = AgentState.record_signed
 
-            def write_then_fail(self, **fields):
+            def write_then_fail(self, **fields: Any):
                 real(self, **fields)  # the signed row and the nonce are written, then it fails
                 fail()
 

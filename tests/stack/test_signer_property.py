@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 import rlp
@@ -82,7 +84,7 @@ def scenarios(draw):
     return policy, {k: v for k, v in intent.items() if v is not None}, spent
 
 
-def decode_signed(raw_hex: str) -> dict:
+def decode_signed(raw_hex: str) -> dict[str, Any]:
     """Recipient, value, gas and fee per gas of a signed transaction, read with rlp alone."""
     raw = bytes.fromhex(raw_hex[2:])
     if raw[0] >= 0xC0:  # legacy: [nonce, gas_price, gas, to, value, data, v, r, s]
@@ -100,7 +102,7 @@ def decode_signed(raw_hex: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory):
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, KeyStore]:
     tmp = tmp_path_factory.mktemp("property-signer")
     store = KeyStore(make_vaults(tmp), mode="standard")
     store.provision(AGENT, "ethereum", ADMIN)

@@ -5,20 +5,28 @@ Signatures are recovered with eth-account; Anvil mines the transactions."""
 from __future__ import annotations
 
 import asyncio
+from asyncio import Future, Task
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
 
 import orjson
+from aiokafka.structs import TopicPartition
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
 from evm.constants import GAS_PER_BLOB
 from infra.stack.demo_script import permit_typed_data
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
 from schemas.stages import Stage
@@ -43,7 +51,15 @@ ANSWER_42 = "0x602a60005260206000f3"
 DELEGATE = to_checksum_address("0x00000000000000000000000000000000de1e9a7e")
 
 
-async def _submit(settings, intents, timeout_s=30.0):
+async def _submit(
+    settings: Settings, intents: list[TransactionIntent], timeout_s: float | int = 30.0
+) -> Generator[
+    Future[Any] | Task[Any] | Future[Any],
+    None,
+    tuple[dict[str, SignedTransaction], dict[TopicPartition, int]]
+    | tuple[dict[str, IntentRejected | SignedMessage], dict[TopicPartition, int]]
+    | tuple[dict[str, IntentRejected | SignedTransaction], dict[TopicPartition, int]],
+]:
     start = await end_offsets(settings, OUTCOME_TOPICS + (topics.AUDIT_EVENTS,))
     async with Client(settings) as client:
         for intent in intents:
@@ -52,7 +68,9 @@ async def _submit(settings, intents, timeout_s=30.0):
     return outcomes, start
 
 
-def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, run):
+def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
 
     async def scenario():
@@ -129,7 +147,9 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, r
     assert not any(e.action == AuditAction.MESSAGE_SIGNED for name in rejected for e in trail(name))
 
 
-def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(stack, run):
+def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
 
     async def scenario():
@@ -183,7 +203,9 @@ def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(stac
     assert transfer.status == "mined" and transfer.nonce == mined.nonce + 2
 
 
-def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_spend(stack, run):
+def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_spend(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     blob = bytes(range(256)) * 512  # 131072 bytes; every 32-byte field element below the BLS modulus
     blob = b"".join(b"\x00" + blob[i + 1 : i + 32] for i in range(0, len(blob), 32))
@@ -233,7 +255,9 @@ def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_s
     assert "blob gas" in too_dear.reason
 
 
-def test_warden_sign_asks_for_each_kind_and_prints_the_outcome(stack, run, tmp_path):
+def test_warden_sign_asks_for_each_kind_and_prints_the_outcome(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     from tests.support import warden
 
     settings = stack.settings

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import os
 import sys
+from typing import Any
 
 import orjson
 import pytest
@@ -21,7 +22,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from infra import contracts
 from infra.stack.local import REPO
 from runtime.clock import utcnow
-from runtime.config import child_environment
+from runtime.config import Settings, child_environment
 from runtime.kafka import end_offsets, read_to_quiet
 from runtime.rpc import JsonRpc
 from runtime.trust import PinnedServiceKeys
@@ -30,7 +31,7 @@ from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.outcomes import DeadLetter, IntentRejected
-from schemas.simulation import SimulationResult
+from schemas.simulation import SimulatedStep, SimulationResult
 from schemas.stages import Stage
 from sdk.client import (
     OUTCOME_TOPICS,
@@ -44,11 +45,11 @@ from tests.support import make_agent
 from tests.token_support import ALICE, UNIT, mint_tokens, token_assets
 
 
-def _rows(step) -> dict:
+def _rows(step: SimulatedStep) -> dict[str, Any]:
     return {(r.address.lower(), r.token): r for r in step.balance_changes}
 
 
-async def _balance(settings, address: str) -> int:
+async def _balance(settings: Settings, address: str) -> int:
     node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=60)
     try:
         return int(await node.call("eth_getBalance", address, "latest"), 16)
@@ -116,7 +117,7 @@ def test_a_transfers_balance_changes_are_what_anvil_then_does(stack, agent):
     assert before - sender_after == 25 * 10**16 + mined.fee_wei
 
 
-def _pull(deployed, units: int) -> dict:
+def _pull(deployed: dict[str, str], units: int) -> dict[str, Any]:
     """The "swap": the router pulls ``units`` of the token from the agent, declared as an outflow."""
     token = deployed["token"]
     return {

@@ -10,7 +10,9 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,12 +22,15 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from infra.stack.provision import provision_solana_agent
+from infra.stack.local import LocalStack
+from infra.stack.provision import Agent, provision_solana_agent
 from runtime.clock import utcnow
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedSolanaMessage
 from schemas.stages import Stage
 from sdk.client import Client, new_solana_message_intent, wait_outcomes
@@ -38,7 +43,7 @@ CHAIN = "solana-local"
 NODE_SCRIPT = Path(__file__).resolve().parents[1] / "node" / "offchain_message.mjs"
 
 
-def oracle(cases: list[dict]) -> list[dict]:
+def oracle(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     done = subprocess.run(
         ["node", str(NODE_SCRIPT)], input=json.dumps(cases), capture_output=True, text=True, timeout=120, check=True
     )
@@ -58,7 +63,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"v{c['version']}-f{c.get('format')}")
-def test_warden_writes_and_reads_the_librarys_bytes(case):
+def test_warden_writes_and_reads_the_librarys_bytes(case: dict[str, str | int]):
     signatories = keys(case["signatories"])
     domain = str(Keypair().pubkey()) if case["version"] == 0 else None
     ours = messages.encode(
@@ -104,11 +109,13 @@ def test_what_the_library_refuses_warden_refuses_too():
             messages.read(raw)
 
 
-def _agent(settings, run, **policy):
+def _agent(settings: Settings, run: Callable[..., Any], **policy: Any) -> Agent:
     return run(provision_solana_agent(settings, f"solmsg-{uuid.uuid4().hex[:8]}", fund_lamports=0, **policy))
 
 
-def _outcomes(settings, run, intents, timeout_s: float = 120):
+def _outcomes(
+    settings: Settings, run: Callable[..., Any], intents: list[TransactionIntent], timeout_s: float = 120
+) -> dict[str, SignedSolanaMessage | IntentRejected]:
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_MESSAGES_SIGNED)))
 
     async def go():
@@ -120,7 +127,9 @@ def _outcomes(settings, run, intents, timeout_s: float = 120):
     return run(go())
 
 
-def test_an_off_chain_message_is_signed_bound_to_its_intent_and_the_library_verifies_it(stack, run, tmp_path):
+def test_an_off_chain_message_is_signed_bound_to_its_intent_and_the_library_verifies_it(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+):
     settings = stack.settings
     app = str(Keypair().pubkey())
     agent = _agent(settings, run, message_signing_enabled=True, message_application_domains=(app,))
@@ -179,7 +188,9 @@ def test_an_off_chain_message_is_signed_bound_to_its_intent_and_the_library_veri
     assert orjson.loads(base64.b64decode(extra))["action"] == AuditAction.SOLANA_MESSAGE_SIGNED
 
 
-def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_signer(stack, run):
+def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_signer(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """By the worker: message signing off, a message not naming the agent, one for another
     application, one too long. Written straight to the approved topic by a writer with no key:
     the signer judges again with its own key's address and refuses the same; nothing is signed."""
@@ -236,7 +247,9 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_sign
         assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
 
 
-def test_warden_sign_and_an_mcp_client_have_a_message_signed_and_one_refused(stack, run, tmp_path):
+def test_warden_sign_and_an_mcp_client_have_a_message_signed_and_one_refused(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     """`warden sign solana-message` (text and signatories, or a file of bytes), and a real MCP
     client session with `warden mcp` for the agent: sign_solana_message, whose signatories default
     to the agent's own address; a message for an application the policy does not list is refused."""
@@ -268,7 +281,7 @@ def test_warden_sign_and_an_mcp_client_have_a_message_signed_and_one_refused(sta
             async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
                 await session.initialize()
 
-                async def call(**arguments):
+                async def call(**arguments: Any):
                     return await session.call_tool("sign_solana_message", arguments, read_timeout_seconds=150)
 
                 return (

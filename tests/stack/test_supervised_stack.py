@@ -22,10 +22,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
 import clickhouse_connect
 import orjson
+import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
 from eth_account import Account
 
 from infra.stack.local import REPO
@@ -49,13 +52,16 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "agent-supervised"
 
 
-def _burst(settings: Settings, key, count: int) -> list:
+def _burst(settings: Settings, key, count: int) -> list[Any]:
     return [
         new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.001", broadcast=True) for _ in range(count)
     ]
 
 
-def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first(home_settings, monkeypatch):  # noqa: F811
+def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first(
+    home_settings: Settings,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     settings = home_settings
     monkeypatch.setenv("WARDEN_HOME", str(settings.home))  # in-process custody and chain registry
     up = WardenUp(settings)
@@ -256,7 +262,7 @@ def _brief(record: SignedTransaction) -> tuple:
     return (record.status, record.block_number, record.block_hash, record.final, record.reorgs, record.error)
 
 
-async def _first_mined(settings: Settings, start, count: int) -> list[SignedTransaction]:
+async def _first_mined(settings: Settings, start: dict[TopicPartition, int], count: int) -> list[SignedTransaction]:
     """The first ``count`` mined records since ``start``, as soon as they are on the topic."""
     mined: list[SignedTransaction] = []
     deadline = time.monotonic() + 120
@@ -271,7 +277,7 @@ async def _first_mined(settings: Settings, start, count: int) -> list[SignedTran
     raise AssertionError("the topic ended")  # follow() yields forever
 
 
-async def _published_before_durable(settings: Settings, start) -> list[tuple]:
+async def _published_before_durable(settings: Settings, start: dict[TopicPartition, int]) -> list[tuple[Any, ...]]:
     """Records on warden.txs.signed since ``start`` that a signer published before a changelog
     record holding their bytes was written (Kafka timestamps: the producer's clock, one process).
     A first `broadcast` is let be: it goes out before its batch is appended, and a signer killed

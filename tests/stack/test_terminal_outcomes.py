@@ -13,11 +13,14 @@ import asyncio
 import base64
 import hashlib
 import os
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from runtime.trust import service_key
@@ -33,7 +36,9 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 GRACE_S = 10  # streams.redelivery's grace period on the shared stack
 
 
-def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_keeps_going(stack, run):
+def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_keeps_going(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     agent = f"agent-poison-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
@@ -89,7 +94,9 @@ def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_kee
     assert isinstance(run(honest())[after.intent_id], SignedTransaction)
 
 
-def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer(stack, run):
+def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """A topic writer's records on warden.intents.abandoned decide nothing: a copy of an agent's
     intent written there before the intent (were it believed, the intent would be decided
     NO_OUTCOME, and the real one answered the same) and an intent of its own under an id the agent will use (computed from an

@@ -13,7 +13,10 @@ import asyncio
 import collections
 import os
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -41,7 +44,7 @@ GWEI = 10**9
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with private_chain(tmp_path_factory.mktemp("lifecycle-chain")) as rpc_url:
         yield rpc_url
 
@@ -64,7 +67,9 @@ async def until_stuck(h: Harness, signed: SignedTransaction) -> SignedTransactio
     return [r for r in h.records(signed.intent_id) if r.status == "stuck"][-1]
 
 
-def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_mined(chain, tmp_path):
+def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_mined(
+    chain: str, tmp_path: Path
+) -> None:
     async def scenario(h: Harness):
         first = await h.sign()
         await price_out(h.node, first)
@@ -89,7 +94,9 @@ def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_
 
 
 @pytest.mark.parametrize("bound", ["ceiling", "daily_limit"])
-def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_reported_stuck(chain, tmp_path, bound):
+def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_reported_stuck(
+    chain: str, tmp_path: Path, bound: str
+) -> None:
     """The fee ceiling and the rolling limit count a bump like any spend: an attacker who can
     move fees (fill blocks) cannot make the signer pay more than the policy allows."""
 
@@ -125,7 +132,7 @@ def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_r
     assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
 
 
-def test_a_bump_that_would_cross_the_usd_cap_is_not_signed_and_the_ledger_says_why(chain, tmp_path):
+def test_a_bump_that_would_cross_the_usd_cap_is_not_signed_and_the_ledger_says_why(chain: str, tmp_path: Path) -> None:
     """A fee bump that would break a USD cap: priced just under a $100 USD cap ($99.63: 0.033 ETH and a worst-case fee
     of 0.00021 ETH at $3,000), then priced out by a base fee anyone who fills blocks can raise.
     Its bump would pay about $5 of fee, $104 in all: not signed, never seen by the chain, the
@@ -194,7 +201,7 @@ async def take_nonce_elsewhere(h: Harness, signed: SignedTransaction) -> None:
     await h.node.call("evm_mine")
 
 
-def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(chain, tmp_path):
+def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(chain: str, tmp_path: Path) -> None:
     async def scenario(h: Harness):
         first = await h.sign()
         await take_nonce_elsewhere(h, first)
@@ -206,7 +213,7 @@ def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(cha
     assert AuditAction.TX_DROPPED in h.audit_actions(first.intent_id)
 
 
-def test_a_transaction_replaced_by_another_intent_naming_its_nonce_ends_replaced(chain, tmp_path):
+def test_a_transaction_replaced_by_another_intent_naming_its_nonce_ends_replaced(chain: str, tmp_path: Path) -> None:
     async def scenario(h: Harness):
         first = await h.sign()
         fee = _fee_per_gas(first)
@@ -220,7 +227,7 @@ def test_a_transaction_replaced_by_another_intent_naming_its_nonce_ends_replaced
     assert second.intent_id in first_final.error
 
 
-def test_a_transaction_the_node_lost_is_sent_again_unchanged(chain, tmp_path):
+def test_a_transaction_the_node_lost_is_sent_again_unchanged(chain: str, tmp_path: Path) -> None:
     async def scenario(h: Harness):
         first = await h.sign()
         await h.node.call("anvil_dropTransaction", first.tx_hash)
@@ -231,7 +238,7 @@ def test_a_transaction_the_node_lost_is_sent_again_unchanged(chain, tmp_path):
     assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
 
 
-def test_a_nonce_gap_is_reported_not_silently_waited_on(chain, tmp_path):
+def test_a_nonce_gap_is_reported_not_silently_waited_on(chain: str, tmp_path: Path) -> None:
     """A foreign pending transaction at nonce N made the signer take N+1; the node then dropped
     the foreign one. Nothing the signer holds can fill N: it says so."""
 
@@ -255,7 +262,7 @@ def test_a_nonce_gap_is_reported_not_silently_waited_on(chain, tmp_path):
     assert f"nonce(s) {nonce} have no pending transaction" in stuck.error
 
 
-def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(chain, tmp_path):
+def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(chain: str, tmp_path: Path) -> None:
     """The signer recorded a signature and died before the node saw it: the next signer over
     the same record finds it open, sends the same bytes and follows it to its receipt (well
     before the replacement delay, when the tracker would have found it lost anyway)."""
@@ -280,7 +287,9 @@ def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(cha
     assert final.status == "mined" and final.tx_hash == signed.tx_hash
 
 
-def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_its_end(chain, tmp_path):
+def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_its_end(
+    chain: str, tmp_path: Path
+) -> None:
     """Two intents with one idempotency key (a raw producer's: the SDK would give them one id):
     the second gets the first's signed bytes, as they stood (still pending). Were it to stay
     there, a client waiting for a final status would wait for ever: it reports what the first's
@@ -308,7 +317,9 @@ def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_i
 # --- what the tracker costs the node ------------------------------------------------------------
 
 
-def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction_per_poll(chain, tmp_path):
+def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction_per_poll(
+    chain: str, tmp_path: Path
+) -> None:
     """Twenty transactions wait 3 s for a block: the node is asked for each one's receipt when a
     block holds it (and on the watch's first read), not every 50 ms to 1 s as each tracker used
     to ask (~180 receipts and ~60 nonces in these 3 s). Nor does each tracker look at its nonce
@@ -323,7 +334,7 @@ def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction
         steps: collections.Counter[str] = collections.Counter()
         step = h.signer.tracking._step
 
-        async def counted_step(tracked, *args):
+        async def counted_step(tracked, *args: Any):
             steps[tracked.record.intent_id] += 1
             return await step(tracked, *args)
 
@@ -351,7 +362,9 @@ def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction
     assert calls["eth_getBlockByNumber"] <= 2 + elapsed_s // blocks.HEAD_CHECK_S, calls
 
 
-def test_a_waiting_transaction_whose_nonce_a_block_takes_ends_at_once_not_at_its_replacement_delay(chain, tmp_path):
+def test_a_waiting_transaction_whose_nonce_a_block_takes_ends_at_once_not_at_its_replacement_delay(
+    chain: str, tmp_path: Path
+) -> None:
     """A tracker that looked and was told to wait (replacement delay 600 s) looks again when a
     block is read: a foreign transaction at its nonce ends it dropped after the nonce's settle
     time, not 600 s (or the 30 s receipt check) later."""
@@ -368,7 +381,7 @@ def test_a_waiting_transaction_whose_nonce_a_block_takes_ends_at_once_not_at_its
     assert final.status == "dropped" and "did not sign" in final.error
 
 
-def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chain, tmp_path):
+def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chain: str, tmp_path: Path) -> None:
     """Eight transactions of one address wait past the replacement delay: the lowest is reported
     stuck (no bumps allowed), the seven behind it wait on it. None sends again the lower
     transactions it waits on (each doing so once a second would be N² sends for N pending)."""
@@ -392,7 +405,9 @@ def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chai
     assert not any(r.status == "stuck" for s in sent[1:] for r in h.records(s.intent_id))
 
 
-def test_the_block_watch_wakes_the_trackers_of_a_block_and_all_of_them_when_the_chain_goes_back(chain, tmp_path):
+def test_the_block_watch_wakes_the_trackers_of_a_block_and_all_of_them_when_the_chain_goes_back(
+    chain: str, tmp_path: Path
+) -> None:
     """Driven read by read (its own task reads once, at the start, then sleeps an hour)."""
 
     async def scenario(h: Harness):
@@ -440,7 +455,7 @@ def test_the_block_watch_wakes_the_trackers_of_a_block_and_all_of_them_when_the_
     assert height is None  # nobody waits: it stopped reading
 
 
-def test_the_block_watch_asks_a_nonce_once_per_block_read_and_once_before_the_first(chain, tmp_path):
+def test_the_block_watch_asks_a_nonce_once_per_block_read_and_once_before_the_first(chain: str, tmp_path: Path) -> None:
     """Trackers that look before the watch's first read share one answer too: in CI, 60 trackers
     whose receipts came back in two waves asked twice before the first read."""
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from ledger.receipt import Receipt
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc, RpcError
@@ -28,7 +32,7 @@ from tests.support import read_topic, warden
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 
-def test_txs_list_and_show(stack, run, tmp_path):
+def test_txs_list_and_show(stack: LocalStack, run: Callable[..., Any], tmp_path: Path) -> None:
     from tests.support import make_agent
 
     settings = stack.settings
@@ -110,7 +114,9 @@ def test_txs_list_and_show(stack, run, tmp_path):
     assert warden(settings, "audit", "check-receipt", str(receipt), "--log-key", stranger).returncode != 0
 
 
-def test_txs_cancel_takes_a_sign_only_nonce_and_the_worker_bounds_what_is_outstanding(stack, run):
+def test_txs_cancel_takes_a_sign_only_nonce_and_the_worker_bounds_what_is_outstanding(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """The worker refuses a sign-only intent past max_sign_only_outstanding; `warden txs cancel`
     (an admin's signed denial) has the signer take the first one's nonce with a 0-value transfer,
     after which its bytes are refused by the node and both services count only the cancellation's fee."""

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import orjson
 
+from infra.stack.local import LocalStack
 from runtime.kafka import end_offsets
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected
@@ -22,7 +26,9 @@ BAD_CHECKSUM = "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # DEST with one let
 SAYS = f"to: bad EIP-55 checksum in {BAD_CHECKSUM!r}; expected {DEST!r}"
 
 
-def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run, tmp_path):
+def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     settings = stack.settings
     agent = f"agent-raw-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))

@@ -10,17 +10,23 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from asyncio import Future, Task
+from collections.abc import Callable, Generator
+from typing import Any
 
 import clickhouse_connect
 import orjson
 
 from infra import contracts
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
-from tests.signer_support import DEST
+from tests.signer_support import DEST, LoneSigner
 from tests.support import make_agent
 from tests.token_support import DEPLOYER, UNIT, balance_of, mint_tokens, on_anvil, token_assets
 
@@ -28,13 +34,13 @@ FEED_DECIMALS = 8
 DOLLAR = 10**FEED_DECIMALS
 
 
-async def _feed(settings, description: str, answer: int) -> str:
+async def _feed(settings: Settings, description: str, answer: int) -> str:
     return await on_anvil(
         settings, lambda node: contracts.deploy(node, "PriceFeed", FEED_DECIMALS, description, answer, sender=DEPLOYER)
     )
 
 
-async def _set(settings, feed: str, answer: int, updated_at: int | None = None) -> None:
+async def _set(settings: Settings, feed: str, answer: int, updated_at: int | None = None) -> None:
     data = (
         contracts.calldata("setAnswer(int256)", answer)
         if updated_at is None
@@ -43,14 +49,16 @@ async def _set(settings, feed: str, answer: int, updated_at: int | None = None) 
     await on_anvil(settings, lambda node: contracts.send(node, DEPLOYER, feed, data))
 
 
-async def _submit(settings, intents, timeout_s=90.0):
+async def _submit(
+    settings: Settings, intents: list[TransactionIntent], timeout_s: float = 90.0
+) -> Generator[Future[Any] | Future[Any] | Task[Any], None, dict[str, IntentRejected | SignedTransaction]]:
     start = await end_offsets(settings, OUTCOME_TOPICS)
     async with Client(settings) as client:
         await asyncio.gather(*(client.submit(i) for i in intents))
     return await wait_outcomes(settings, intents, timeout_s, start, final=True)
 
 
-def _agent(settings, deployed, eth_feed, wusd_feed, recipient, **fields):
+def _agent(settings, deployed, eth_feed, wusd_feed, recipient, **fields: Any):
     """An agent whose policy prices ETH and WUSD on Anvil by the two feeds."""
     agent = f"usd-{os.urandom(3).hex()}"
     feeds = (
@@ -70,7 +78,7 @@ def _agent(settings, deployed, eth_feed, wusd_feed, recipient, **fields):
     return agent, key, address
 
 
-def _ledger_facts(settings, intent_id: str) -> dict:
+def _ledger_facts(settings: Settings, intent_id: str) -> dict[str, Any]:
     host, _, port = settings.ledger_http.rpartition(":")
     client = clickhouse_connect.get_client(host=host, port=int(port))
     rows = client.query(
@@ -81,7 +89,9 @@ def _ledger_facts(settings, intent_id: str) -> dict:
     return orjson.loads(rows[0][0])
 
 
-def test_a_moved_feed_a_stale_one_and_a_missing_one(stack, run, deployed):
+def test_a_moved_feed_a_stale_one_and_a_missing_one(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str]
+) -> None:
     settings = stack.settings
     recipient = "0x" + os.urandom(20).hex()
     eth_feed = run(_feed(settings, "ETH / USD", 3000 * DOLLAR))
@@ -124,7 +134,9 @@ def test_a_moved_feed_a_stale_one_and_a_missing_one(stack, run, deployed):
     assert moved["round_id"] == "2" and moved["answer"] == str(4000 * DOLLAR)
 
 
-def test_a_hundred_intents_across_two_assets_never_pass_one_usd_daily_limit(stack, run, deployed):
+def test_a_hundred_intents_across_two_assets_never_pass_one_usd_daily_limit(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str]
+) -> None:
     """50 ETH transfers of $30 and 50 WUSD transfers of $20, all at once, against $500 a day:
     what reaches the recipient on Anvil, priced at the feeds, is never above $500."""
     settings = stack.settings
@@ -161,8 +173,8 @@ def test_a_hundred_intents_across_two_assets_never_pass_one_usd_daily_limit(stac
 
 
 def test_a_round_from_the_future_and_a_feed_of_255_decimals_are_refused_and_nothing_is_signed(
-    stack, run, deployed, lone
-):
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str], lone: LoneSigner
+) -> None:
     """A price feed that lies: a round dated ten years ahead would pass the age check for ten years, and
     a feed reporting 255 decimals prices $1,000 of ETH at about $0. Each is refused with its own
     code, naming the feed and what it found, by the worker and by the signer handed the approval

@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from schemas import topics
@@ -49,7 +53,9 @@ def _pay(settings, run, key, agent, to, value):
     return intent, run(go())
 
 
-def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowlist(stack, run, tmp_path):
+def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowlist(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     settings = stack.settings
     agent = f"what-if-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(A, B), tx_daily_limit_eth="1"))
@@ -71,7 +77,7 @@ def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowl
     while len(read_ledger(settings, agent, utcnow().replace(year=2000)).recorded) < 5 and time.monotonic() < deadline:
         time.sleep(1)
 
-    def what_if(fields: dict) -> dict:
+    def what_if(fields: dict[str, Any]) -> dict[str, Any]:
         path = tmp_path / f"policy-{len(fields)}-{os.urandom(2).hex()}.json"
         path.write_text(json.dumps(fields))
         done = warden(settings, "policy", "what-if", "--agent", agent, "--policy", str(path), "--since", "1d", "--json")
@@ -128,7 +134,9 @@ def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowl
     }
 
 
-def test_intents_a_keyless_writer_put_under_an_agents_name_are_skipped_not_replayed(stack, run, tmp_path):
+def test_intents_a_keyless_writer_put_under_an_agents_name_are_skipped_not_replayed(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     """Case 3: 0.1 mined; 0.9 more in two intents for the agent that a writer with no key made (a
     zeroed signature, and one by a key that is not the agent's), refused AGENT_SIGNATURE_INVALID.
     What-if under the agent's unchanged policy: nothing flips, 0.1 moved and would have moved,

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from runtime.config import Settings
 from runtime.kafka import end_offsets, partition_of
 from schemas import topics
 from schemas.outcomes import IntentRejected, SignedTransaction
@@ -47,7 +50,7 @@ def _intent(key, to: str):
     )
 
 
-async def _last_offset(settings, tp: TopicPartition) -> int:
+async def _last_offset(settings: Settings, tp: TopicPartition) -> int:
     """The offset of the partition's last record, read (not the end the broker lists)."""
     reader = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
     await reader.start()
@@ -64,7 +67,7 @@ async def _last_offset(settings, tp: TopicPartition) -> int:
         await reader.stop()
 
 
-def test_a_record_no_worker_signed_puts_nothing_in_the_workers_tables(fresh_stack):
+def test_a_record_no_worker_signed_puts_nothing_in_the_workers_tables(fresh_stack: Callable[..., Any]) -> None:
     stack = fresh_stack()
     settings = stack.settings
     partition = partition_of(AGENT)

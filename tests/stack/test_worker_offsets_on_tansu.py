@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from infra.stack.local import LocalStack
 from runtime.kafka import fetched_ends, seek_to_committed
 
 
@@ -62,7 +65,9 @@ async def _read(consumer: AIOKafkaConsumer, count: int) -> list[bytes]:
     return sorted(got)
 
 
-def test_a_partition_with_nothing_committed_is_read_again_from_its_beginning(stack, run):
+def test_a_partition_with_nothing_committed_is_read_again_from_its_beginning(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     stream, changelog = f"seek-stream-{uuid.uuid4().hex[:8]}", f"seek-changelog-{uuid.uuid4().hex[:8]}"
 
     async def scenario():
@@ -84,7 +89,7 @@ def test_a_partition_with_nothing_committed_is_read_again_from_its_beginning(sta
     assert after_commit == [f"{stream}/2".encode()]
 
 
-def test_a_partitions_end_counts_every_record_of_its_last_batch(stack, run):
+def test_a_partitions_end_counts_every_record_of_its_last_batch(stack: LocalStack, run: Callable[..., Any]) -> None:
     topic = f"ends-{uuid.uuid4().hex[:8]}"
 
     async def scenario():

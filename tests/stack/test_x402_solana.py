@@ -13,9 +13,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from asyncio import Future, Task
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 import pytest
 from solders.hash import Hash
+from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
@@ -23,7 +27,9 @@ from infra.stack.local import LocalStack, local_settings, running_stack
 from infra.stack.provision import provision_solana_agent
 from infra.stack.x402_server import Paid, paid_solana_server
 from runtime import solana
+from runtime.config import Settings
 from runtime.rpc import JsonRpc
+from runtime.solana import Status
 from schemas.codes import Code
 from schemas.policy import SolanaTokenLimit
 from sdk import solana as build
@@ -34,7 +40,11 @@ DEVNET = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
 PRICE = 10_000  # 0.01 of a 6-decimal token
 
 
-async def _on(url: str, work):
+async def _on(
+    url: str, work: Callable[..., Any]
+) -> Generator[
+    Future[Any] | Task[Any], None, list[Status] | dict[str, dict[str, str | int] | dict[str, str | int | float]] | None
+]:
     node = JsonRpc(url, timeout_s=60)
     try:
         return await work(node)
@@ -42,7 +52,7 @@ async def _on(url: str, work):
         await node.close()
 
 
-async def _land(url: str, payer: Keypair, instructions, *others: Keypair) -> None:
+async def _land(url: str, payer: Keypair, instructions: list[Instruction], *others: Keypair) -> None:
     async def go(node):
         recent = Hash.from_string(await solana.latest_blockhash(node))
         signature = await solana.send(node, bytes(build.signed(payer, instructions, recent, *others)))
@@ -64,7 +74,7 @@ def _token_balance(url: str, account: Pubkey) -> int:
 
 
 @pytest.fixture(scope="module")
-def paid(tmp_path_factory):
+def paid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     node = LocalStack(local_settings(tmp_path_factory.mktemp("node")))
     node.start(parts=("solana",))
     try:
@@ -76,7 +86,7 @@ def paid(tmp_path_factory):
         node.stop()
 
 
-def _payments(settings, url: str) -> dict:
+def _payments(settings: Settings, url: str) -> dict[str, Any]:
     bank, mint_key, alice, mallory = Keypair(), Keypair(), Keypair().pubkey(), Keypair().pubkey()
     mint = mint_key.pubkey()
     asyncio.run(_airdrop(url, bank.pubkey(), 10**9))
@@ -123,7 +133,7 @@ def _payments(settings, url: str) -> dict:
     return got
 
 
-def test_the_official_svm_facilitator_completes_warden_s_transaction_and_the_token_moves(paid):
+def test_the_official_svm_facilitator_completes_warden_s_transaction_and_the_token_moves(paid: dict[str, Any]) -> None:
     payment = paid["paid"]
     assert payment.status == "paid" and payment.http_status == 200, payment
     assert payment.requirement.chain == "solana-devnet" and payment.from_ == paid["agent"].address
@@ -143,7 +153,9 @@ def test_the_official_svm_facilitator_completes_warden_s_transaction_and_the_tok
     assert status is not None and status.error is None  # the node holds what the facilitator sent
 
 
-def test_a_payee_off_the_allowlist_and_an_amount_over_the_cap_are_refused_and_nothing_is_sent(paid):
+def test_a_payee_off_the_allowlist_and_an_amount_over_the_cap_are_refused_and_nothing_is_sent(
+    paid: dict[str, Any],
+) -> None:
     assert paid["mallory"].status == "refused" and paid["mallory"].refusal.code == Code.RECIPIENT_NOT_ALLOWLISTED
     assert paid["dear"].status == "refused" and paid["dear"].refusal.code == Code.VALUE_OVER_CAP
     assert {path for path, _ in paid["payments"]} == {"/paid"}  # the server got no other payment header

@@ -7,7 +7,8 @@ attacker's route (a forged or re-pointed decision, a late one, a second one) has
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -18,6 +19,7 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import sign_human_approval
 from schemas.codes import Code
+from schemas.emit import Emit
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, HumanApproval, IntentApproved, IntentParked
 from schemas.stages import Stage
@@ -48,8 +50,8 @@ def decide(
     decision: str = "approve",
     key: Ed25519PrivateKey | None = None,
     key_id: str = ADMIN_ID,
-    at=T0 + timedelta(minutes=1),
-    **fields,
+    at: datetime = T0 + timedelta(minutes=1),
+    **fields: Any,
 ) -> bytes:
     approval = HumanApproval(
         **{
@@ -64,21 +66,21 @@ def decide(
     return sign_human_approval(approval, key or world.admin_key, key_id).to_bytes()
 
 
-def send(world: World, raw: bytes, at=T0 + timedelta(minutes=1)):
+def send(world: World, raw: bytes, at: datetime = T0 + timedelta(minutes=1)) -> list[Any | Emit]:
     return world.engine.on_human_approval(raw, world.source(topics.APPROVALS), at)
 
 
-def parked_of(emits) -> IntentParked:
+def parked_of(emits: list[Emit]) -> IntentParked:
     (emit,) = on(emits, topics.INTENTS_AWAITING_APPROVAL)
     return IntentParked.from_bytes(emit.value)
 
 
-def test_below_the_threshold_nothing_waits(world):
+def test_below_the_threshold_nothing_waits(world: World) -> None:
     intent = world.intent("0.4")
     assert on(world.submit(intent), topics.INTENTS_APPROVED)
 
 
-def test_above_the_threshold_the_intent_is_parked_with_its_spend_reserved(world):
+def test_above_the_threshold_the_intent_is_parked_with_its_spend_reserved(world: World) -> None:
     intent = world.intent("0.5")
     emits = world.submit(intent)
     parked = parked_of(emits)
@@ -95,7 +97,7 @@ def test_above_the_threshold_the_intent_is_parked_with_its_spend_reserved(world)
     assert world.submit(intent) == on(emits, topics.INTENTS_AWAITING_APPROVAL)
 
 
-def test_an_admins_approval_releases_it_to_the_signer_with_the_decision(world):
+def test_an_admins_approval_releases_it_to_the_signer_with_the_decision(world: World) -> None:
     intent = world.intent("0.5", broadcast=True)  # a sign-only one's later denial is its cancellation: below
     world.submit(intent)
     emits = send(world, decide(world, intent, reason="invoice 42"))
@@ -110,7 +112,7 @@ def test_an_admins_approval_releases_it_to_the_signer_with_the_decision(world):
     assert actions(again) == [AuditAction.APPROVAL_REFUSED] and on(again, topics.INTENTS_REJECTED) == []
 
 
-def test_a_denial_of_an_approved_sign_only_intent_is_left_to_the_signer(world):
+def test_a_denial_of_an_approved_sign_only_intent_is_left_to_the_signer(world: World) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
     send(world, decide(world, intent))
@@ -119,7 +121,7 @@ def test_a_denial_of_an_approved_sign_only_intent_is_left_to_the_signer(world):
     assert world.spent() == 5 * ETH // 10
 
 
-def test_a_denial_rejects_it_and_releases_the_reservation(world):
+def test_a_denial_rejects_it_and_releases_the_reservation(world: World) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
     rejected = rejected_of(send(world, decide(world, intent, "deny", reason="not this vendor")))
@@ -129,7 +131,7 @@ def test_a_denial_rejects_it_and_releases_the_reservation(world):
 
 
 @pytest.mark.parametrize("forge", ["other-key", "unpinned-id", "other-digest", "tampered", "unsigned"])
-def test_a_decision_not_from_a_pinned_admin_about_this_intent_changes_nothing(world, forge):
+def test_a_decision_not_from_a_pinned_admin_about_this_intent_changes_nothing(world: World, forge: str) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
     if forge == "other-key":
@@ -153,7 +155,7 @@ def test_a_decision_not_from_a_pinned_admin_about_this_intent_changes_nothing(wo
     assert on(send(world, decide(world, intent)), topics.INTENTS_APPROVED)
 
 
-def test_an_unanswered_intent_expires_and_a_late_approval_is_refused(world):
+def test_an_unanswered_intent_expires_and_a_late_approval_is_refused(world: World) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
     assert world.engine.expire_parked(T0 + timedelta(minutes=9, seconds=59)) == []
@@ -166,20 +168,20 @@ def test_an_unanswered_intent_expires_and_a_late_approval_is_refused(world):
     assert actions(late) == [AuditAction.APPROVAL_REFUSED] and on(late, topics.INTENTS_APPROVED) == []
 
 
-def test_an_approval_arriving_after_the_wait_expires_it_instead(world):
+def test_an_approval_arriving_after_the_wait_expires_it_instead(world: World) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
     emits = send(world, decide(world, intent, at=T0 + timedelta(minutes=10)), at=T0 + timedelta(minutes=10))
     assert rejected_of(emits).code == Code.APPROVAL_EXPIRED and on(emits, topics.INTENTS_APPROVED) == []
 
 
-def test_a_token_amount_above_its_assets_threshold_waits_too(world):
+def test_a_token_amount_above_its_assets_threshold_waits_too(world: World) -> None:
     data = "0xa9059cbb" + DEST[2:].lower().rjust(64, "0") + f"{10 * 10**6 + 1:064x}"
     parked = parked_of(world.submit(world.intent("0", to=TOKEN, data=data, gas_limit=60_000)))
     assert "above" in parked.reason and "approval threshold of 10" in parked.reason
 
 
-def test_parked_intents_survive_a_restart(world):
+def test_parked_intents_survive_a_restart(world: World) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
     restarted = world.new_engine(world.engine.policies, world.engine.decisions.stored)
@@ -189,7 +191,7 @@ def test_parked_intents_survive_a_restart(world):
     assert rejected_of(world.engine.expire_parked(T0 + timedelta(minutes=10))).code == Code.APPROVAL_EXPIRED
 
 
-def test_an_idempotent_retry_of_a_parked_intent_points_at_it(world):
+def test_an_idempotent_retry_of_a_parked_intent_points_at_it(world: World) -> None:
     first = world.intent("0.5", idempotency_key="pay-7")
     world.submit(first)
     retry = world.intent("0.5", idempotency_key="pay-7", intent_id="retry-of-pay-7")
@@ -199,7 +201,7 @@ def test_an_idempotent_retry_of_a_parked_intent_points_at_it(world):
     assert IntentApproved.from_bytes(pending).intent == first
 
 
-def test_a_deadline_record_expires_only_what_is_due(world):
+def test_a_deadline_record_expires_only_what_is_due(world: World) -> None:
     import orjson
 
     intent = world.intent("0.5")
@@ -221,7 +223,7 @@ def test_a_deadline_record_expires_only_what_is_due(world):
     assert world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=10)) == []
 
 
-def test_a_worker_restarts_on_decisions_as_the_untyped_engine_stored_them(world):
+def test_a_worker_restarts_on_decisions_as_the_untyped_engine_stored_them(world: World) -> None:
     """The decisions table's changelog holds what earlier workers wrote: JSON objects with the keys,
     decimal strings and base64 below, a rejection without ``assets`` and ``counts``. A worker
     restarted on them reads each as a typed decision, rebuilds its windows and parked intents,
@@ -239,7 +241,7 @@ def test_a_worker_restarts_on_decisions_as_the_untyped_engine_stored_them(world)
     pending = base64.b64encode(world.engine.decisions[big.intent_id].pending).decode()
     at_us = to_us(T0)
 
-    def approved(intent, spend_wei: str, assets: dict, outcome: str = "approved") -> dict:
+    def approved(intent, spend_wei: str, assets: dict[str, Any], outcome: str = "approved") -> dict[str, Any]:
         return {
             "agent_id": AGENT,
             "outcome": outcome,
@@ -328,7 +330,7 @@ def _admins_in_force(keys: dict[str, Ed25519PrivateKey], m: int = 2):
     return Admins.with_threshold({name: public_key_hex(k) for name, k in keys.items()}, m)
 
 
-def _swap_proposal(keys, rogue_second: Ed25519PrivateKey, **thresholds):
+def _swap_proposal(keys, rogue_second: Ed25519PrivateKey, **thresholds: Any):
     """Case 4: the rogue ``a`` proposes a set in which ``b``'s key is its own second key."""
     from schemas.admins import ACTIONS, AdminSet
     from schemas.auth import public_key_hex, sign_admin_set
@@ -338,7 +340,7 @@ def _swap_proposal(keys, rogue_second: Ed25519PrivateKey, **thresholds):
     return sign_admin_set(proposed, keys["a"], "a")
 
 
-def test_an_admin_set_that_swaps_one_admins_key_shows_that_key_old_and_new():
+def test_an_admin_set_that_swaps_one_admins_key_shows_that_key_old_and_new() -> None:
     from schemas.admins import key_fingerprint
     from schemas.auth import public_key_hex
     from sdk.changes import InForce, change_of
@@ -384,7 +386,7 @@ def test_an_admin_set_that_swaps_one_admins_key_shows_that_key_old_and_new():
     assert rows["d"]["new_key_in_force_as"] == "a" and "new_key_in_force_as" not in rows["b"]
 
 
-def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys):
+def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys: pytest.CaptureFixture[str]) -> None:
     from infra.cli.approvals import _print_proposal
     from schemas.admins import digest_of, key_fingerprint
     from schemas.auth import public_key_hex
@@ -429,7 +431,9 @@ def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys):
     assert b_line.endswith("KEY CHANGED: whoever holds the new key signs as b; signed by b with the key in force")
 
 
-def test_an_admin_removed_and_another_added_is_shown_as_that_not_as_a_key_change(capsys):
+def test_an_admin_removed_and_another_added_is_shown_as_that_not_as_a_key_change(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from schemas.admins import ACTIONS, AdminSet, key_fingerprint
     from schemas.auth import public_key_hex
     from sdk.changes import InForce, change_of
@@ -448,7 +452,7 @@ def test_an_admin_removed_and_another_added_is_shown_as_that_not_as_a_key_change
     assert not any("KEY CHANGED" in line or "own signature" in line for line in lines)
 
 
-def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
+def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world: World) -> None:
     from sdk.changes import InForce, change_of
     from sdk.pending import change_lines as _change_lines
 
@@ -473,7 +477,7 @@ def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
     assert {"agent_public_key", "tx_to_allowlist", "tx_max_value_eth"} <= {row["field"] for row in first["fields"]}
 
 
-def test_a_chain_set_and_a_key_change_show_their_entries():
+def test_a_chain_set_and_a_key_change_show_their_entries() -> None:
     from schemas.admins import VaultChange
     from schemas.chain_set import ChainSet
     from schemas.chains import Chain
@@ -512,7 +516,7 @@ def test_a_chain_set_and_a_key_change_show_their_entries():
     assert "does not carry this event" in _change_lines(change_of(bare, InForce(None)))[1]
 
 
-def test_signing_with_a_digest_other_than_the_bytes_signed_is_refused():
+def test_signing_with_a_digest_other_than_the_bytes_signed_is_refused() -> None:
     from runtime.proposals import Gathered, NotWhatWasShown
     from schemas.admins import digest_of
 

@@ -14,11 +14,15 @@ from __future__ import annotations
 import base64
 import dataclasses
 import struct
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+import signer.custody.vault
 from runtime.attestation import evidence
 from runtime.attestation.announcement import AttestedServiceKeys, announcement_nonce, attest, problems
 from runtime.attestation.policy import AttestationPolicy, PolicyError
@@ -26,6 +30,7 @@ from runtime.attestation.verify import report_data_binding
 from schemas.actions import AuditAction
 from schemas.auth import outcome_forgery, public_key_hex, sign_announcement, sign_outcome
 from schemas.codes import Code
+from schemas.emit import Emit
 from schemas.outcomes import IntentRejected
 from schemas.sealing import SealingRefused, key_id, newest_per_signer, refusal, usable_keys
 from schemas.sealing_key import SealingKey
@@ -40,11 +45,11 @@ ADMIN = "admin:local-admin"
 
 
 @pytest.fixture(scope="module")
-def chip():
+def chip() -> Chip:
     return Chip()
 
 
-def table(*entries: tuple) -> bytes:
+def table(*entries: tuple[Any, ...]) -> bytes:
     """A GHCB certificate table holding ``entries`` (GUID, DER)."""
     header = bytearray()
     body = bytearray()
@@ -55,7 +60,7 @@ def table(*entries: tuple) -> bytes:
     return bytes(header + bytes(24) + body)
 
 
-def chip_evidence(chip: Chip, **report_fields):
+def chip_evidence(chip: Chip, **report_fields: Any) -> Callable[..., Any]:
     """An ``obtain`` as configfs-tsm gives it on this (test) chip: the report and the host's table."""
 
     def obtain(report_data: bytes) -> evidence.Evidence:
@@ -73,7 +78,7 @@ def no_tee(report_data: bytes) -> evidence.Evidence:
     return evidence.obtain(report_data, root=evidence.TSM_REPORT.parent / "warden-no-such-tsm")
 
 
-def policy_for(chip: Chip, **changes) -> AttestationPolicy:
+def policy_for(chip: Chip, **changes: Any) -> AttestationPolicy:
     return dataclasses.replace(
         AttestationPolicy(measurements=(MEASUREMENT,), minimum_tcb=TCB, chain=chip.chain), **changes
     )
@@ -83,7 +88,9 @@ SERVICE = Ed25519PrivateKey.generate()
 SERVICE_PUBLIC = bytes.fromhex(public_key_hex(SERVICE)[2:])
 
 
-def attested_announcement(chip: Chip, signer_id: str = "signer-0", at: datetime = NOW, **report_fields):
+def attested_announcement(
+    chip: Chip, signer_id: str = "signer-0", at: datetime = NOW, **report_fields: Any
+) -> SealingKey:
     pair = SealingKeyPair()
     found, how = attest(
         signer_id,
@@ -101,7 +108,7 @@ def attested_announcement(chip: Chip, signer_id: str = "signer-0", at: datetime 
 # --- the signer's announcement, and what a client makes of it --------------------------------------
 
 
-def test_an_attested_announcement_verifies_and_binds_the_sealing_and_service_keys(chip):
+def test_an_attested_announcement_verifies_and_binds_the_sealing_and_service_keys(chip: Chip) -> None:
     announced = attested_announcement(chip)
     assert announced.attestation.vcek == base64.b64encode(chip.vcek_der()).decode()  # from the host's table
     assert announced.attestation.nonce == "0x" + announcement_nonce("signer-0", NOW).hex()
@@ -134,7 +141,7 @@ def _substituted(announced: SealingKey) -> SealingKey:
         ("another chain", "chain.vcek"),
     ],
 )
-def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip, case, expected):
+def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip: Chip, case: str, expected: str) -> None:
     announced, policy, now, pinned = attested_announcement(chip), policy_for(chip), NOW, None
     if case == "substituted sealing key":
         announced = _substituted(announced)
@@ -173,7 +180,7 @@ def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip, cas
         assert "https://kdsintf.amd.com/vcek/v1/Milan/" in why[0]  # where to fetch it
 
 
-def test_usable_keys_seals_only_to_signers_that_prove_themselves(chip):
+def test_usable_keys_seals_only_to_signers_that_prove_themselves(chip: Chip) -> None:
     honest = attested_announcement(chip, "signer-a")
     dev_key = Ed25519PrivateKey.generate()
     dev = sign_announcement(SealingKeyPair().announcement("signer-dev", "none", NOW), dev_key, "signer-dev")
@@ -196,7 +203,7 @@ def test_usable_keys_seals_only_to_signers_that_prove_themselves(chip):
         usable_keys([broken], allow_unattested=True, attestation_problems=check)
 
 
-def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_report_binds(chip):
+def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_report_binds(chip: Chip) -> None:
     class Pinned:
         def __init__(self, keys):
             self.keys = keys
@@ -235,7 +242,7 @@ def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_rep
     assert believed(plain, other, "signer-dev")
 
 
-def test_a_forged_announcement_dated_later_does_not_hide_the_signers_real_one(chip):
+def test_a_forged_announcement_dated_later_does_not_hide_the_signers_real_one(chip: Chip) -> None:
     """Clients kept each signer's newest announcement and then judged it: a forgery dated a year
     ahead (anyone can write to warden.signer.sealing) hid the signer's real key until then.
     Sealing was refused, and an attested client believed none of that signer's outcomes, so
@@ -271,7 +278,7 @@ def test_a_forged_announcement_dated_later_does_not_hide_the_signers_real_one(ch
     ) == [honest]
 
 
-def test_the_attestation_policy_reads_its_settings_and_names_a_bad_one():
+def test_the_attestation_policy_reads_its_settings_and_names_a_bad_one() -> None:
     from runtime.config import AttestationSettings
 
     policy = AttestationPolicy.from_settings(
@@ -294,7 +301,7 @@ def test_the_attestation_policy_reads_its_settings_and_names_a_bad_one():
             AttestationPolicy.from_settings(AttestationSettings(**bad))
 
 
-def test_the_certificate_table_is_read_by_guid_and_a_broken_one_refused(chip):
+def test_the_certificate_table_is_read_by_guid_and_a_broken_one_refused(chip: Chip) -> None:
     der = chip.vcek_der()
     read = evidence.certificate_table(table((evidence.ASK_GUID, b"ask"), (evidence.VCEK_GUID, der)))
     assert read == {evidence.ASK_GUID: b"ask", evidence.VCEK_GUID: der}
@@ -310,11 +317,13 @@ def test_the_certificate_table_is_read_by_guid_and_a_broken_one_refused(chip):
 
 
 @pytest.fixture
-def attested_vault(tmp_path):
+def attested_vault(
+    tmp_path: Path,
+) -> tuple[signer.custody.vault.Vaults, Callable[..., Any], Callable[..., Any], list[Any]]:
     """A vault with one secret, written before it required attestation, and a way to open it
     as a requester with the given evidence."""
     root = LocalDevRoot(tmp_path / "root.key", allow=True)
-    audit: list = []
+    audit: list[Any] = []
     writer = Vaults(root, FileEventLog(tmp_path / "events.jsonl"), clock=lambda: NOW.timestamp())
     writer.create_vault("default", "keys", actor=ADMIN)
     writer.write_secret("default", "keys", "agents/a/private_key", bytearray(b"k" * 32), "private_key", actor=ADMIN)
@@ -335,13 +344,15 @@ def attested_vault(tmp_path):
     return writer, opener, read, audit
 
 
-def _actions(audit) -> list[tuple[str, dict]]:
+def _actions(audit: list[Emit]) -> list[tuple[str, dict[str, Any]]]:
     import orjson
 
     return [(e["action"], e["details"]) for e in (orjson.loads(r.value) for r in audit)]
 
 
-def test_an_attested_vault_releases_its_key_only_to_a_verified_report(chip, attested_vault):
+def test_an_attested_vault_releases_its_key_only_to_a_verified_report(
+    chip: Chip, attested_vault: tuple[signer.custody.vault.Vaults, Callable[..., Any], Callable[..., Any], list[Any]]
+) -> None:
     writer, opener, read, audit = attested_vault
     signer = opener(chip_evidence(chip), policy_for(chip))
     unattested = opener(no_tee, policy_for(chip))
@@ -377,7 +388,12 @@ def test_an_attested_vault_releases_its_key_only_to_a_verified_report(chip, atte
         ("no allowlist", "measurement.allowlist"),
     ],
 )
-def test_a_report_that_does_not_verify_gets_no_key(chip, attested_vault, case, expected):
+def test_a_report_that_does_not_verify_gets_no_key(
+    chip: Chip,
+    attested_vault: tuple[signer.custody.vault.Vaults, Callable[..., Any], Callable[..., Any], list[Any]],
+    case: str,
+    expected: str,
+) -> None:
     writer, opener, read, audit = attested_vault
     writer.require_attestation("default", "keys", actor=ADMIN)
     obtain, policy = chip_evidence(chip), policy_for(chip)
@@ -397,7 +413,7 @@ def test_a_report_that_does_not_verify_gets_no_key(chip, attested_vault, case, e
     assert [a for a, _ in _actions(audit) if a.startswith("key.")] == [AuditAction.KEY_RELEASE_REFUSED]
 
 
-def test_the_gate_refuses_a_replayed_nonce_and_a_report_for_another_key(chip):
+def test_the_gate_refuses_a_replayed_nonce_and_a_report_for_another_key(chip: Chip) -> None:
     gate = KeyRelease(policy_for(chip))
     piece = lambda: bytearray(b"p" * 32)  # noqa: E731
     attacker_key = SealingKeyPair().public_key  # where the attacker wants the piece sealed

@@ -17,7 +17,7 @@ from schemas.audit import AuditEvent, audit_events_of, event_id
 from schemas.emit import Emit, _plain_event_bytes, audit, join_audits
 
 
-def _audit_emit(agent: str, n: int, pad: int = 0):
+def _audit_emit(agent: str, n: int, pad: int = 0) -> Emit:
     return audit(
         "service:streams",
         AuditAction.STAGE_PASSED,
@@ -31,7 +31,7 @@ def _audit_emit(agent: str, n: int, pad: int = 0):
     )
 
 
-def test_join_audits_puts_outcomes_first_and_each_agents_events_in_one_record_in_order():
+def test_join_audits_puts_outcomes_first_and_each_agents_events_in_one_record_in_order() -> None:
     x, y = Emit(topics.INTENTS_APPROVED, "a", b"x"), Emit(topics.TXS_SIGNED, "b", b"y")
     a1, a2, a3, b1 = _audit_emit("a", 1), _audit_emit("a", 2), _audit_emit("a", 3), _audit_emit("b", 1)
     joined = join_audits([a1, x, a2, b1, y, a3], max_bytes=1 << 20)
@@ -109,7 +109,9 @@ def test_an_audit_event_built_without_the_model_is_the_models_bytes(
         ({"facts": {1: "x"}}, "a key that is not a string"),
     ],
 )
-def test_an_audit_event_that_is_not_plain_json_is_left_to_the_model(details, why):
+def test_an_audit_event_that_is_not_plain_json_is_left_to_the_model(
+    details: dict[str, datetime.datetime | bytes | dict[int, str] | float], why: str
+) -> None:
     fields = dict(
         event_id=event_id("a", "id"),
         actor="service:streams",
@@ -124,7 +126,7 @@ def test_an_audit_event_that_is_not_plain_json_is_left_to_the_model(details, why
     assert audit("service:streams", "a", "r", fields["ts"], "id", **details).value == AuditEvent(**fields).to_bytes()
 
 
-def test_an_audit_event_the_model_refuses_is_refused_on_either_path():
+def test_an_audit_event_the_model_refuses_is_refused_on_either_path() -> None:
     with pytest.raises(ValidationError):
         audit("service:streams", "a", "r", datetime(2026, 11, 21), "id")  # no time zone
     with pytest.raises(TypeError):

@@ -13,7 +13,10 @@ pauses the real Anvil of a real stack."""
 from __future__ import annotations
 
 import asyncio
+from asyncio import Future
+from collections.abc import Generator
 from datetime import timedelta
+from typing import Any
 
 from rules.stage_table import ALL_GUARDRAIL_STAGES
 from runtime.rpc import RpcUnavailable
@@ -21,6 +24,7 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.emit import Emit
+from schemas.intent import TransactionIntent
 from tests.engine_support import T0, World, actions, audits, rejected_of
 
 RESUMED = T0 + timedelta(seconds=50)
@@ -30,12 +34,12 @@ class StalledNode:
     """A fake node (this is a unit test): every call waits until the test resumes it, then answers
     a fee quote, or fails as an unreachable node does (``fail``)."""
 
-    def __init__(self, fail: bool = False):
+    def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.asked = asyncio.Event()
         self.resumed = asyncio.Event()
 
-    async def call(self, method: str, *params):
+    async def call(self, method: str, *params) -> Generator[Future[Any], None, str | dict[str, str]]:
         self.asked.set()
         await self.resumed.wait()
         if self.fail:
@@ -50,7 +54,7 @@ def _world(node: StalledNode) -> World:
     return world
 
 
-def _quoted_intent(world: World):
+def _quoted_intent(world: World) -> TransactionIntent:
     """An intent that names no fees: the worker's fee stage asks the node for them."""
     return world.intent("0.5", max_fee_per_gas=None, max_priority_fee_per_gas=None)
 
@@ -73,14 +77,14 @@ def _outcomes(emits: list[Emit]) -> list[Emit]:
     return [e for e in emits if e.topic in decisive or e.topic.startswith("warden.stage.")]
 
 
-def _handed_to_the_signer(given_up: list[Emit], intent) -> None:
+def _handed_to_the_signer(given_up: list[Emit], intent: TransactionIntent) -> None:
     """The give-up publishes no outcome here, only the ledger's record: the signer answers it."""
     assert _outcomes(given_up) == [], [e.topic for e in given_up]
     (abandoned,) = audits(given_up)
     assert (abandoned.action, abandoned.details["intent_digest"]) == (AuditAction.INTENT_ABANDONED, intent.digest())
 
 
-def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approved():
+def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approved() -> None:
     """Case 10 at 45-60 s: the node answers after the give-up, and the judgement would approve."""
     node = StalledNode()
     world = _world(node)
@@ -104,7 +108,7 @@ def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approv
     assert again == [Emit(topics.INTENTS_ABANDONED, intent.agent_id, world.abandoned(intent))]
 
 
-def test_another_intent_under_a_given_up_intents_idempotency_key_is_refused_not_judged():
+def test_another_intent_under_a_given_up_intents_idempotency_key_is_refused_not_judged() -> None:
     """The given-up intent's answer is the signer's, which the worker does not hold: another
     intent under its key is refused NO_OUTCOME, naming it, and reserves nothing."""
     node = StalledNode()
@@ -121,7 +125,7 @@ def test_another_intent_under_a_given_up_intents_idempotency_key_is_refused_not_
     assert world.spent(RESUMED) == 0
 
 
-def test_a_give_up_during_a_judgement_the_node_then_fails_is_one_refusal_not_two():
+def test_a_give_up_during_a_judgement_the_node_then_fails_is_one_refusal_not_two() -> None:
     """Case 10 at 90 s: the node fails the judgement after the give-up; one refusal, NO_OUTCOME."""
     node = StalledNode(fail=True)
     world = _world(node)
@@ -137,7 +141,7 @@ def test_a_give_up_during_a_judgement_the_node_then_fails_is_one_refusal_not_two
     assert discarded.details["judged"] == "rejected FEE_QUOTE_UNAVAILABLE"
 
 
-def test_a_judgement_that_decides_first_is_the_one_outcome_and_the_give_up_stands_down():
+def test_a_judgement_that_decides_first_is_the_one_outcome_and_the_give_up_stands_down() -> None:
     node = StalledNode(fail=True)
     world = _world(node)
     intent = _quoted_intent(world)
@@ -156,7 +160,7 @@ def test_a_judgement_that_decides_first_is_the_one_outcome_and_the_give_up_stand
     assert given_up == []
 
 
-def test_in_the_split_topology_a_stage_in_flight_at_the_give_up_hands_nothing_on():
+def test_in_the_split_topology_a_stage_in_flight_at_the_give_up_hands_nothing_on() -> None:
     node = StalledNode()
     world = _world(node)
     intent = _quoted_intent(world)

@@ -10,6 +10,7 @@ import pkgutil
 import types
 import typing
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ def _exception_classes(packages: tuple[str, ...]) -> dict[str, type[BaseExceptio
     }
 
 
-def _functions(module) -> Iterator[tuple[str, Callable]]:
+def _functions(module) -> Iterator[tuple[str, Callable[..., Any]]]:
     """Every function ``module`` defines, public or private, and every method of its classes
     (protocols included), by qualified name."""
     for name, obj in vars(module).items():
@@ -71,7 +72,7 @@ def _is_check(name: str) -> bool:
     return short.endswith(CHECK_SUFFIXES) or short in CHECK_NAMES
 
 
-def _returns(function: Callable) -> object:
+def _returns(function: Callable[..., Any]) -> object:
     try:
         return typing.get_type_hints(function).get("return")
     except NameError:  # an annotation names what is imported for type checking only: read the text

@@ -37,7 +37,7 @@ ACCESS_LISTS = st.lists(
 # --- keccak -------------------------------------------------------------------------------------
 
 
-def test_keccak_matches_eth_hash_around_the_sponge_rate():
+def test_keccak_matches_eth_hash_around_the_sponge_rate() -> None:
     # Lengths around the 136-byte rate exercise multi-block absorption.
     for length in list(range(0, 300)) + [1000, 70000]:
         data = bytes((i * 7 + length) & 0xFF for i in range(length))
@@ -49,7 +49,7 @@ def test_keccak_matches_eth_hash_on_random_input(data):
     assert keccak(data) == eth_hash_keccak(data) == keccak_public(data)
 
 
-def test_keccak_is_thread_safe():
+def test_keccak_is_thread_safe() -> None:
     inputs = [bytes([i]) * (i * 13 % 400) for i in range(64)]
     expected = [eth_hash_keccak(d) for d in inputs]
     failures = []
@@ -74,7 +74,7 @@ INTS = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 2**55, 2**64 - 1, 2**64, 2**255, 
 BYTES = [b"", b"\x00", b"\x7f", b"\x80", b"\xff", b"ab", bytes(55), bytes(56), bytes(255), bytes(256), bytes(65536)]
 
 
-def test_rlp_encoder_matches_pyrlp_at_the_length_boundaries():
+def test_rlp_encoder_matches_pyrlp_at_the_length_boundaries() -> None:
     for value in INTS:
         assert encode_uint(value) == rlp.encode(value), value
     for value in BYTES:
@@ -107,7 +107,7 @@ def test_signatures_and_addresses_match_coincurve_public_api(secret, msg_hash):
     assert address_of(secret) == eth_hash_keccak(public[1:])[12:]
 
 
-def test_both_signing_paths_refuse_the_same_keys_with_the_same_error():
+def test_both_signing_paths_refuse_the_same_keys_with_the_same_error() -> None:
     for bad in (bytes(32), SECP256K1N.to_bytes(32, "big"), b"\xff" * 32, bytes(31), b"\x01" * 33, "00" * 32):
         for sign in (sign_hash, sign_hash_public):
             with pytest.raises(InvalidPrivateKey):
@@ -119,7 +119,7 @@ def test_both_signing_paths_refuse_the_same_keys_with_the_same_error():
 # --- the public fallback ------------------------------------------------------------------------
 
 
-def test_the_paths_in_use_are_the_private_ones_here():
+def test_the_paths_in_use_are_the_private_ones_here() -> None:
     # The installed pycryptodome and coincurve are the ones the private paths were written for; if
     # this fails after an upgrade, Warden still works (on the public paths) but is slower.
     assert evm._crypto.PATHS == {"keccak": "private", "sign_hash": "private"}
@@ -137,7 +137,7 @@ def _crypto_without_private_symbols(monkeypatch):
     return module
 
 
-def test_a_missing_private_symbol_selects_the_public_path(monkeypatch):
+def test_a_missing_private_symbol_selects_the_public_path(monkeypatch: pytest.MonkeyPatch) -> None:
     public = _crypto_without_private_symbols(monkeypatch)
     assert public.keccak_private() is None and public.sign_hash_private() is None
     assert public.PATHS == {"keccak": "public", "sign_hash": "public"}

@@ -5,6 +5,8 @@ implementation (eth-account 0.14: ``Account.sign_authorization``, type-4 ``sign_
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import rlp
 from eth_account import Account
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from evm import authorizations as auth
 from evm import transactions as txs
+from evm.authorizations import Authorization, SignedAuthorization
 from evm.constants import SECP256K1N
 from tests.evm_support import CHAIN
 
@@ -27,7 +30,14 @@ D = bytes.fromhex("00" * 18 + "de1e")
 ACCESS = ((bytes.fromhex("11" * 20), (bytes(31) + b"\x07",)),)
 
 
-def _tx(authorization_list, **overrides) -> txs.SetCodeTransaction:
+def _tx(
+    authorization_list: list[SignedAuthorization]
+    | tuple[()]
+    | tuple[Authorization]
+    | tuple[SignedAuthorization, SignedAuthorization]
+    | tuple[SignedAuthorization],
+    **overrides: Any,
+) -> txs.SetCodeTransaction:
     fields = dict(
         chain_id=CHAIN,
         nonce=4,
@@ -43,7 +53,7 @@ def _tx(authorization_list, **overrides) -> txs.SetCodeTransaction:
     return txs.SetCodeTransaction(**(fields | overrides))
 
 
-def _theirs(tx: txs.SetCodeTransaction, authorization_list: list) -> dict:
+def _theirs(tx: txs.SetCodeTransaction, authorization_list: list[Any]) -> dict[str, Any]:
     return {
         "type": 4,
         "chainId": tx.chain_id,
@@ -62,7 +72,7 @@ def _theirs(tx: txs.SetCodeTransaction, authorization_list: list) -> dict:
     }
 
 
-def _as_rpc(signed: auth.SignedAuthorization) -> dict:
+def _as_rpc(signed: auth.SignedAuthorization) -> dict[str, Any]:
     """Our tuple as eth-account's JSON-RPC form, so its serializer (not its signer) encodes it."""
     return {
         "chainId": signed.chain_id,
@@ -78,7 +88,9 @@ def _as_rpc(signed: auth.SignedAuthorization) -> dict:
 
 
 @pytest.mark.parametrize("chain_id, nonce", [(CHAIN, 0), (0, 7), (1, 2**64 - 2), (2**256 - 1, 1)])
-def test_an_authorization_is_the_one_eth_account_signs_and_it_recovers_to_its_authority(chain_id, nonce):
+def test_an_authorization_is_the_one_eth_account_signs_and_it_recovers_to_its_authority(
+    chain_id: int, nonce: int
+) -> None:
     mine = auth.sign_authorization(auth.Authorization(chain_id, D, nonce), KEY)
     theirs = Account.sign_authorization({"chainId": chain_id, "address": to_checksum_address(D), "nonce": nonce}, KEY)
     assert (mine.chain_id, mine.address, mine.nonce) == (theirs.chain_id, theirs.address, theirs.nonce)
@@ -119,13 +131,16 @@ def test_an_authorization_is_the_one_eth_account_signs_and_it_recovers_to_its_au
         ((CHAIN, "0x" + D.hex(), 0), "address must be 20 bytes"),
     ],
 )
-def test_an_authorization_that_could_never_apply_is_refused(fields, error):
+def test_an_authorization_that_could_never_apply_is_refused(
+    fields: tuple[int, str, int] | tuple[int, bytes, bool] | tuple[int, bytearray, int] | tuple[int, bytes, int],
+    error: str,
+) -> None:
     with pytest.raises(auth.InvalidAuthorization) as caught:
         auth.Authorization(*fields)
     assert error in str(caught.value)
 
 
-def test_a_signed_authorization_that_does_not_recover_is_refused_with_the_reason():
+def test_a_signed_authorization_that_does_not_recover_is_refused_with_the_reason() -> None:
     mine = auth.sign_authorization(auth.Authorization(CHAIN, D, 3), KEY)
     # (r, n - s) with the other parity is the same signature mirrored: EIP-7702 skips it (EIP-2).
     high_s = auth.SignedAuthorization(
@@ -154,7 +169,7 @@ def test_a_signed_authorization_that_does_not_recover_is_refused_with_the_reason
 # --- the transaction --------------------------------------------------------------------------------
 
 
-def test_a_set_code_transaction_is_byte_for_byte_eth_accounts_and_recovers():
+def test_a_set_code_transaction_is_byte_for_byte_eth_accounts_and_recovers() -> None:
     own = auth.sign_authorization(auth.Authorization(CHAIN, D, 5), KEY)
     everywhere = auth.sign_authorization(auth.Authorization(0, bytes.fromhex("22" * 20), 0), OTHER_KEY)
     tx = _tx((own, everywhere))
@@ -183,7 +198,7 @@ def test_a_set_code_transaction_is_byte_for_byte_eth_accounts_and_recovers():
     assert txs.signing_hash_7702(tx) == keccak(b"\x04" + rlp.encode(items[:10]))
 
 
-def test_a_set_code_transaction_that_is_not_one_is_refused():
+def test_a_set_code_transaction_that_is_not_one_is_refused() -> None:
     signed = auth.sign_authorization(auth.Authorization(CHAIN, D, 5), KEY)
     with pytest.raises(txs.InvalidTransaction, match="non-empty tuple"):
         _tx(())
@@ -199,7 +214,7 @@ def test_a_set_code_transaction_that_is_not_one_is_refused():
         txs.sign_transaction(_tx((signed,)), KEY, 1)
 
 
-def test_decoding_refuses_tuples_that_could_never_apply():
+def test_decoding_refuses_tuples_that_could_never_apply() -> None:
     good = txs.sign_transaction(_tx((auth.sign_authorization(auth.Authorization(CHAIN, D, 5), KEY),)), KEY, CHAIN)
     items = rlp.decode(good.raw[1:])
     for index, value, error in (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ from tests.engine_support import DEST, OTHER, T0, World
 from tests.signer_support import LoneSigner
 
 
-def test_a_request_is_every_field_but_those_each_submission_makes_anew():
+def test_a_request_is_every_field_but_those_each_submission_makes_anew() -> None:
     world = World()
     first = world.intent("0.001", idempotency_key="K")
     rebuilt = world.intent(
@@ -45,12 +46,12 @@ def test_a_request_is_every_field_but_those_each_submission_makes_anew():
 
 
 @pytest.fixture
-def lone(tmp_path) -> LoneSigner:
+def lone(tmp_path: Path) -> LoneSigner:
     # Messages are judged and signed without a node: no process is started.
     return LoneSigner(tmp_path, "http://127.0.0.1:9", message_signing_enabled=True)
 
 
-def test_the_signer_alone_refuses_another_request_under_a_used_key(lone):
+def test_the_signer_alone_refuses_another_request_under_a_used_key(lone: LoneSigner) -> None:
     """Approvals written straight to warden.intents.approved skip the worker's check: the signer
     answered a different request under a used key with the first's signature, bound to the new
     intent's id and digest. It now refuses it, and remembers the refusal; the same request under
@@ -80,7 +81,7 @@ def test_the_signer_alone_refuses_another_request_under_a_used_key(lone):
     assert (copy.intent_id, copy.intent_digest) == (retry.intent_id, retry.digest())
 
 
-def test_a_slot_the_signer_kept_without_its_request_answers_no_other_intent(lone):
+def test_a_slot_the_signer_kept_without_its_request_answers_no_other_intent(lone: LoneSigner) -> None:
     """A slot claimed before the signer kept requests cannot tell a retry from another request:
     fail closed."""
     first = lone.intent(new_message_intent, message="hello", idempotency_key="K")

@@ -11,7 +11,7 @@ from sdk.client import new_intent
 from tests.support import DEST
 
 
-def test_the_schema_bounds_nonces_by_eip_2681():
+def test_the_schema_bounds_nonces_by_eip_2681() -> None:
     key = Ed25519PrivateKey.generate()
     fields = dict(agent_id="a", chain="anvil", to=DEST, value="0")
     assert new_intent(key, nonce=NONCE_LIMIT - 1, **fields).nonce == 2**64 - 2

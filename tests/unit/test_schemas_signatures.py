@@ -4,6 +4,7 @@ changed field, foreign key, unpinned admin or other key id breaks it."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -21,7 +22,7 @@ def admin_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def _policy(agent_key: Ed25519PrivateKey, **fields) -> AgentPolicy:
+def _policy(agent_key: Ed25519PrivateKey, **fields: Any) -> AgentPolicy:
     return AgentPolicy(
         **{
             "agent_id": "agent-1",

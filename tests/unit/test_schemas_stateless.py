@@ -54,7 +54,7 @@ def _immutable_kind(cls: type) -> bool:
     return issubclass(cls, (enum.Enum, BaseException)) or bool(getattr(cls, "_is_protocol", False))
 
 
-def test_no_module_of_schemas_exposes_what_moved_to_runtime():
+def test_no_module_of_schemas_exposes_what_moved_to_runtime() -> None:
     exposed = [
         f"schemas.{m.__name__.rpartition('.')[2]}.{name} (it lives in {MOVED[name]})"
         for m in _modules()
@@ -64,7 +64,7 @@ def test_no_module_of_schemas_exposes_what_moved_to_runtime():
     assert not exposed, f"state that changes at run time belongs in runtime, handed to what uses it: {exposed}"
 
 
-def test_every_class_of_schemas_is_immutable_once_made():
+def test_every_class_of_schemas_is_immutable_once_made() -> None:
     mutable = [
         f"{m.__name__}.{c.__name__}"
         for m in _modules()
@@ -77,7 +77,7 @@ def test_every_class_of_schemas_is_immutable_once_made():
     )
 
 
-def test_no_module_of_schemas_holds_an_instance_of_a_mutable_class_of_warden():
+def test_no_module_of_schemas_holds_an_instance_of_a_mutable_class_of_warden() -> None:
     held = [
         f"{m.__name__}.{name}: {type(value).__module__}.{type(value).__name__}"
         for m in _modules()
@@ -89,7 +89,7 @@ def test_no_module_of_schemas_holds_an_instance_of_a_mutable_class_of_warden():
     assert not held, f"module-level state in schemas: {held}"
 
 
-def test_no_function_of_schemas_rebinds_module_state():
+def test_no_function_of_schemas_rebinds_module_state() -> None:
     rebinding = [
         f"{path.relative_to(SCHEMAS.parent)}:{node.lineno}"
         for path in sorted(SCHEMAS.glob("*.py"))

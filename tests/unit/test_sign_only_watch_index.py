@@ -8,7 +8,9 @@ signed, when the address is due) or whose policy's TTL passed."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, example, given, settings
@@ -105,11 +107,11 @@ def test_the_kept_open_rows_are_always_what_the_table_says(tmp_path_factory, ope
 class _Node:
     """A chain whose final block is 100, each sender's count there as set; every call counted."""
 
-    def __init__(self, counts: dict[str, int]):
+    def __init__(self, counts: dict[str, int]) -> None:
         self.counts = counts
-        self.calls: list[tuple] = []
+        self.calls: list[tuple[Any, ...]] = []
 
-    async def call(self, method: str, *params):
+    async def call(self, method: str, *params) -> str | dict[str, str]:
         self.calls.append((method, *params))
         if method == "eth_getBlockByNumber":
             return {"number": hex(100)}
@@ -158,7 +160,7 @@ def _pass(watch: SignOnly, state: SignerState, now_us: int) -> None:
     asyncio.run(watch.look_all(state.open_sign_only(), from_us(now_us)))
 
 
-def test_a_pass_asks_each_address_once_and_looks_only_at_what_can_have_changed(tmp_path):
+def test_a_pass_asks_each_address_once_and_looks_only_at_what_can_have_changed(tmp_path: Path) -> None:
     state = SignerState(tmp_path / "a.db", fsync=False)
     _open_rows(state, 200, NOW_US)
     node = _Node({SENDERS[0]: 0, SENDERS[1]: 0})
@@ -187,7 +189,7 @@ def test_a_pass_asks_each_address_once_and_looks_only_at_what_can_have_changed(t
     assert (node.counted(), looked) == (4, ["agent-b/i-7"])
 
 
-def test_rows_past_the_ttl_are_looked_at_and_old_addresses_are_asked_every_30_s(tmp_path):
+def test_rows_past_the_ttl_are_looked_at_and_old_addresses_are_asked_every_30_s(tmp_path: Path) -> None:
     state = SignerState(tmp_path / "a.db", fsync=False)
     _open_rows(state, 50, NOW_US)
     node = _Node({SENDERS[0]: 0, SENDERS[1]: 0})
@@ -208,7 +210,7 @@ def test_rows_past_the_ttl_are_looked_at_and_old_addresses_are_asked_every_30_s(
     assert node.counted() == 4
 
 
-def test_a_node_that_does_not_answer_leaves_the_rows_held_and_asks_again_next_pass(tmp_path):
+def test_a_node_that_does_not_answer_leaves_the_rows_held_and_asks_again_next_pass(tmp_path: Path) -> None:
     state = SignerState(tmp_path / "a.db", fsync=False)
     _open_rows(state, 3, NOW_US)
     node = _Node({SENDERS[0]: 3, SENDERS[1]: 0})
@@ -226,7 +228,7 @@ def test_a_node_that_does_not_answer_leaves_the_rows_held_and_asks_again_next_pa
     assert sorted(looked) == [f"agent-a/i-{n}" for n in range(3)]
 
 
-def test_a_row_opened_at_an_address_on_the_slow_schedule_is_asked_at_the_next_pass(tmp_path):
+def test_a_row_opened_at_an_address_on_the_slow_schedule_is_asked_at_the_next_pass(tmp_path: Path) -> None:
     state = SignerState(tmp_path / "a.db", fsync=False)
     _open_rows(state, 2, NOW_US)
     node = _Node({SENDERS[0]: 0, SENDERS[1]: 0})

@@ -13,7 +13,7 @@ from signer.changelog import DOMAIN, ChangelogError, UnreadableRecord, open_reco
 from tests.support import AGENT, KEYS, NOW_US, PINNED
 
 
-def test_a_record_is_read_only_as_what_it_says_and_only_its_named_writes():
+def test_a_record_is_read_only_as_what_it_says_and_only_its_named_writes() -> None:
     key = KEYS["signer-a"]
     value = seal(partition=2, prev=7, writer="signer-a", writes=[("refused", ("i", AGENT, b"\x00\xff", 3))], key=key)
     entry = open_record(value, 2, PINNED.get)
@@ -57,7 +57,7 @@ def test_a_blob_reads_back_as_the_same_bytes_whichever_form_it_travels_in(blob):
     assert open_record(value, 1, PINNED.get).writes == [("refused", ("i", AGENT, blob, 3))]
 
 
-def test_a_record_written_with_hex_blobs_still_reads_and_a_utf8_record_is_smaller():
+def test_a_record_written_with_hex_blobs_still_reads_and_a_utf8_record_is_smaller() -> None:
     """Signers before the {"utf8"} form wrote every blob as hex: their records on the log still
     restore. A record is JSON, so it now travels at about its own size, not twice it."""
     record = orjson.dumps({"intent_id": "i", "status": "sign_only", "signed_tx": "0x02" + "ab" * 110})

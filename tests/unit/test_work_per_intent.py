@@ -26,7 +26,7 @@ from schemas import topics
 from tests.engine_support import INTENTS, T0, World, counting, on
 
 
-def test_the_worker_parses_and_verifies_each_intent_once():
+def test_the_worker_parses_and_verifies_each_intent_once() -> None:
     world = World()
     world.publish(world.policy())
     # The first intent under a policy reads the policy out of the worker's table (then held by

@@ -13,7 +13,12 @@ test_worker_changelog.py, test_crash_recovery.py)."""
 from __future__ import annotations
 
 import asyncio
+from asyncio import Future
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+import aiokafka.structs
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,7 +27,7 @@ from runtime.changelog import ChangelogError, UnreadableRecord
 from runtime.config import Settings
 from schemas import topics
 from schemas.auth import AuditSigner
-from schemas.emit import Emit
+from schemas.emit import Emit, Source
 from signer.changelog import SIGNER_LOG
 from streams.redelivery import Published
 from streams.state import WORKER_LOG, PartitionTables, Table, WorkerStates
@@ -35,7 +40,7 @@ def _states(*owned: int) -> WorkerStates:
     return WorkerStates(set(owned))
 
 
-def test_a_decision_writes_into_the_partition_it_was_read_from_and_is_read_over_those_owned():
+def test_a_decision_writes_into_the_partition_it_was_read_from_and_is_read_over_those_owned() -> None:
     states = _states(0, 1)
     decisions = Table("decisions", states)
     with states.deciding(1):
@@ -52,7 +57,7 @@ def test_a_decision_writes_into_the_partition_it_was_read_from_and_is_read_over_
         Table("spend", states)
 
 
-def test_a_record_that_did_not_hold_rolls_back_and_a_replay_holds_the_same_rows():
+def test_a_record_that_did_not_hold_rolls_back_and_a_replay_holds_the_same_rows() -> None:
     states = _states(0)
     policies = Table("policies", states)
     with states.deciding(0):
@@ -75,7 +80,7 @@ def test_a_record_that_did_not_hold_rolls_back_and_a_replay_holds_the_same_rows(
         copy.replay([("put", ("spend", "agent", "1"))])
 
 
-def test_a_changelog_record_is_the_workers_and_holds_only_puts():
+def test_a_changelog_record_is_the_workers_and_holds_only_puts() -> None:
     value = WORKER_LOG.seal(partition=2, prev=4, writer="w", writes=[("put", ("decisions", "i", None))], key=KEY)
     pinned = {"w": "0x" + KEY.public_key().public_bytes_raw().hex()}.get
     entry = WORKER_LOG.open(value, 2, pinned)
@@ -94,8 +99,8 @@ class _Recorder:
     """Stand-ins for the worker's producer, consumer and partitions' owner, writing down in one list
     the order in which they were asked things."""
 
-    def __init__(self, states: WorkerStates, lose: frozenset[int] = frozenset()):
-        self.events: list[tuple] = []
+    def __init__(self, states: WorkerStates, lose: frozenset[int] = frozenset()) -> None:
+        self.events: list[tuple[Any, ...]] = []
         self.states = states
         self.owned = states.owned
         self.lose = set(lose)
@@ -105,7 +110,7 @@ class _Recorder:
     def pending_bytes(self) -> int:
         return 0
 
-    async def flush(self, touched=()) -> set[int]:
+    async def flush(self, touched: list[int | Any] = ()) -> set[int]:
         written = sorted(p for p, state in self.states.opened() if state.writes)
         self.events.append(("append", written, sorted(touched)))
         lost = self.lose & (set(written) | set(touched))
@@ -122,17 +127,17 @@ class _Recorder:
         self.owned.update(partitions)
 
     # the producer
-    async def send(self, topic, value, key=None, headers=None):
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers: None = None) -> Future[Any]:
         self.events.append(("send", topic, value))
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
     # the consumer
-    def assignment(self):
+    def assignment(self) -> set[aiokafka.structs.TopicPartition]:
         return {TopicPartition(t, p) for t in input_topics("fused") for p in (0, 1)}
 
-    async def seek_to_committed(self, *tps):
+    async def seek_to_committed(self, *tps) -> dict[aiokafka.structs.TopicPartition, int]:
         self.events.append(("seek", sorted({tp.partition for tp in tps})))
         return dict.fromkeys(tps, 5)
 
@@ -140,10 +145,10 @@ class _Recorder:
 class _Engine:
     """Decides every intent by writing a decision and emitting an approval named after it."""
 
-    def __init__(self, states: WorkerStates):
+    def __init__(self, states: WorkerStates) -> None:
         self.decisions = Table("decisions", states)
 
-    def on_intent(self, value: bytes, source, now):
+    def on_intent(self, value: bytes, source: Source, now: datetime) -> list[Emit]:
         self.decisions[value.decode()] = {"outcome": "approved"}
         return [Emit(topics.INTENTS_APPROVED, "agent", value)]
 
@@ -151,7 +156,7 @@ class _Engine:
         pass
 
 
-def _worker(tmp_path, states: WorkerStates, recorder: _Recorder) -> Worker:
+def _worker(tmp_path: Path, states: WorkerStates, recorder: _Recorder) -> Worker:
     worker = Worker.__new__(Worker)  # the loops without their broker connections
     worker.settings = Settings(home=tmp_path)
     worker.engine = _Engine(states)  # type: ignore[assignment]  # a stand-in that records what it is asked
@@ -174,7 +179,7 @@ def _batch(*items: tuple[int, bytes]) -> dict[TopicPartition, list[ConsumerRecor
     return out
 
 
-def test_nothing_a_batch_emitted_is_sent_before_its_writes_were_appended(tmp_path):
+def test_nothing_a_batch_emitted_is_sent_before_its_writes_were_appended(tmp_path: Path) -> None:
     states = _states(0, 1)
     recorder = _Recorder(states)
     worker = _worker(tmp_path, states, recorder)
@@ -184,7 +189,7 @@ def test_nothing_a_batch_emitted_is_sent_before_its_writes_were_appended(tmp_pat
     assert all(e[0] == "send" for e in recorder.events[1:])
 
 
-def test_a_partition_whose_record_did_not_hold_publishes_nothing_and_is_read_and_decided_again(tmp_path):
+def test_a_partition_whose_record_did_not_hold_publishes_nothing_and_is_read_and_decided_again(tmp_path: Path) -> None:
     states = _states(0, 1)
     recorder = _Recorder(states, lose={1})
     worker = _worker(tmp_path, states, recorder)
@@ -196,7 +201,7 @@ def test_a_partition_whose_record_did_not_hold_publishes_nothing_and_is_read_and
     assert states.partition(0).tables["decisions"] == {"i-1": {"outcome": "approved"}}
 
 
-def test_a_record_of_a_partition_not_owned_is_not_decided(tmp_path):
+def test_a_record_of_a_partition_not_owned_is_not_decided(tmp_path: Path) -> None:
     states = _states(0)
     recorder = _Recorder(states)
     worker = _worker(tmp_path, states, recorder)
@@ -205,7 +210,7 @@ def test_a_record_of_a_partition_not_owned_is_not_decided(tmp_path):
     assert not [e for e in recorder.events if e[0] == "send"]
 
 
-def test_a_partition_lost_mid_batch_decides_nothing_more_of_that_batch(tmp_path):
+def test_a_partition_lost_mid_batch_decides_nothing_more_of_that_batch(tmp_path: Path) -> None:
     """Its records come again from the committed offset, in order: deciding the batch's later
     ones now would decide them before the earlier ones are decided again."""
     states = _states(1)
