@@ -11,7 +11,7 @@ import dataclasses
 import json
 import time
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from aiokafka.structs import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.stack.local import local_settings, running_stack
-from infra.stack.provision import balance, provision_agent
+from infra.stack.provision import Agent, balance, provision_agent
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets
@@ -44,7 +44,7 @@ from schemas.outcomes import HumanApproval, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from schemas.stages import Stage
 from sdk.admin import load_or_create_admin_key
-from sdk.client import Client, new_intent, pending_approvals, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, pending_approvals, wait_outcomes
 from sdk.quorum import wait_vault_applied
 from signer.custody import AGENT_KEYS_VAULT
 from signer.custody.events import SecretDeactivated
@@ -62,7 +62,12 @@ def _as(settings: Settings, admin_id: str) -> Settings:
 def _cli(settings: Settings, admin_id: str, *args: str) -> dict[str, Any]:
     done = warden(_as(settings, admin_id), *args, "--json")
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    said: dict[str, Any] = json.loads(done.stdout)
+    return said
+
+
+# How a test signs the policy it publishes.
+Sign = Callable[[AgentPolicy], AgentPolicy]
 
 
 @dataclasses.dataclass
@@ -98,7 +103,7 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum: Quorum, run: ty
     )
     v1 = agent.policy
 
-    def attempt(step: int, sign) -> str:
+    def attempt(step: int, sign: Sign) -> str | None:
         return _publish_policy(settings, run, v1, step, sign)
 
     # One admin alone; one admin twice; a second admin's signature over other bytes.
@@ -127,25 +132,28 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum: Quorum, run: ty
 
 
 def _publish_policy(
-    settings: Settings, run: typing.Callable[..., Any], v1: AgentPolicy, step: int, sign: typing.Callable[..., Any]
-) -> str:
+    settings: Settings, run: typing.Callable[..., Any], v1: AgentPolicy, step: int, sign: Sign
+) -> str | None:
     """Policy v1 + ``step``, lifting the value cap, signed by ``sign``: the worker's verdict."""
     policy = sign(v1.model_copy(update={"version": v1.version + step, "tx_max_value_eth": "1000", "cosignatures": ()}))
 
-    async def publish():
+    async def publish() -> str | None:
         async with Client(settings) as client:
             return await client.publish_policy(policy)
 
-    return run(publish())
+    verdict: str | None = run(publish())
+    return verdict
 
 
-def _one_approval_parks_and_two_release(settings, keys, agent, run):
+def _one_approval_parks_and_two_release(
+    settings: Settings, keys: dict[str, Ed25519PrivateKey], agent: Agent, run: typing.Callable[..., Any]
+) -> TransactionIntent:
     """A parked intent: one admin's approval, written straight to the topic, is refused; the CLI
     proposes the approval, a second admin signs it, and the transaction is mined. The intent."""
     intent = new_intent(agent.intent_key, agent_id=AGENT, chain="anvil", to=DEST, value="2", broadcast=True)
     outcome_start = run(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
 
-    async def submit():
+    async def submit() -> None:
         async with Client(settings) as client:
             await (await client.submit(intent))
 
@@ -167,7 +175,7 @@ def _one_approval_parks_and_two_release(settings, keys, agent, run):
         "a",
     )
 
-    async def lone_approval():
+    async def lone_approval() -> None:
         async with Client(settings) as client:
             await (await client.send(topics.APPROVALS, AGENT, lone.to_bytes()))
 
@@ -205,7 +213,7 @@ def _a_policy_change_proposed_and_signed(settings: Settings, run: typing.Callabl
         if orjson.loads(value).get("proposal_id") == change["proposal_id"]
     ]
 
-    async def forge():
+    async def forge() -> None:
         async with Client(settings) as client:
             forged = mine.model_copy(update={"admin_key_id": "b"})
             await (await client.send(topics.ADMIN_PROPOSALS, mine.proposal_id, forged.to_bytes()))
@@ -223,7 +231,8 @@ def _a_policy_change_proposed_and_signed(settings: Settings, run: typing.Callabl
     assert change["proposal_id"] not in {
         p["proposal_id"] for p in _cli(settings, "b", "approvals", "list")["proposals"]
     }
-    return change["proposal_id"]
+    proposal_id: str = change["proposal_id"]
+    return proposal_id
 
 
 def _the_ledger_records_each_signature_of_a_proposal(
@@ -257,7 +266,12 @@ def _the_ledger_records_each_signature_of_a_proposal(
     assert "b's signature does not verify" in forged.details["reason"], forged.details
 
 
-def _one_admin_cannot_change_the_admin_set(settings, keys, run, attempt) -> None:
+def _one_admin_cannot_change_the_admin_set(
+    settings: Settings,
+    keys: dict[str, Ed25519PrivateKey],
+    run: typing.Callable[..., Any],
+    attempt: Callable[[int, Sign], str | None],
+) -> None:
     """One admin alone cannot change the admin set: a proposal through the CLI waits for a second
     admin; a set written straight onto warden.admins changes nothing (policy v1 + 7, signed by
     that admin alone, is still refused)."""
@@ -277,7 +291,7 @@ def _one_admin_cannot_change_the_admin_set(settings, keys, run, attempt) -> None
         "a",
     )
 
-    async def forge_admins():
+    async def forge_admins() -> None:
         async with Client(settings) as client:
             await (await client.send(topics.ADMINS, "admins", forged.to_bytes()))
 
@@ -337,7 +351,7 @@ def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(
     agent = run(provision_agent(settings, agent_id, cosigners=("b",), tx_allowed_chains=("anvil",)))
     start = run(end_offsets(settings, (topics.AUDIT_EVENTS,)))
 
-    async def sign_one():
+    async def sign_one() -> Outcome:
         intent = new_intent(agent.intent_key, agent_id=agent_id, chain="anvil", to=DEST, value="0.001")
         begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         async with Client(settings) as client:
@@ -351,8 +365,9 @@ def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(
     )
     lone = sign_vault_change(VaultChange.of([(deactivation.key, deactivation.to_bytes())], utcnow()), keys["a"], "a")
 
-    async def forge():
+    async def forge() -> str:
         async with Client(settings) as client:
+            assert client._producer is not None
             meta = await (
                 await client._producer.send(
                     topics.VAULT,
@@ -400,7 +415,6 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(
     from schemas.auth import sign_chain_set
     from schemas.chain_set import ChainSet
     from schemas.chains import Chain
-    from schemas.outcomes import Outcome
     from sdk.client import OUTCOME_TOPICS
     from sdk.records import chains_in_force, settled_verdicts
 
@@ -416,19 +430,20 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(
         """The worker's (or, past it, the signer's) word on an intent naming anvil-two."""
         intent = new_intent(agent.intent_key, agent_id=agent_id, chain="anvil-two", to=DEST, value="0.01")
 
-        async def submit():
+        async def submit() -> None:
             async with Client(settings) as client:
                 await (await client.submit(intent))
 
         run(submit())
-        return run(wait_outcomes(settings, [intent], 60, outcome_start, final=False))[intent.intent_id]
+        said: Outcome = run(wait_outcomes(settings, [intent], 60, outcome_start, final=False))[intent.intent_id]
+        return said
 
     try:
         REGISTRY.adopt((two,))  # this process writes the intents; what matters is what the services know
         # a alone, straight onto warden.chains: refused, and the worker still knows no anvil-two.
         forged = sign_chain_set(ChainSet(version=1, chains=(two,), issued_at=utcnow()), keys["a"], "a")
 
-        async def forge():
+        async def forge() -> None:
             async with Client(settings) as client:
                 await (await client.send(topics.CHAINS, "chains", forged.to_bytes()))
 
@@ -509,7 +524,7 @@ def _at_a_terminal(settings: Settings, *args: str) -> tuple[int, str]:
     os.close(slave)
     out = bytearray()
 
-    def drain():  # a full terminal buffer would stop the child
+    def drain() -> None:  # a full terminal buffer would stop the child
         while True:
             try:
                 chunk = os.read(master, 4096)
@@ -606,7 +621,7 @@ def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(
     onto warden.admins: the signer and the streams worker each refuse it (c did not sign with
     the key in force), on the ledger, and the set in force stays. The same change with c's own
     signature is taken by both. c's new key is the fixture's from here on."""
-    from sdk.records import admins_in_force, settled_verdicts
+    from sdk.records import SettledVerdicts, admins_in_force, settled_verdicts
 
     settings, keys = quorum.settings, quorum.keys
     before = run(admins_in_force(settings))
@@ -615,14 +630,15 @@ def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(
     swap = AdminSet(version=before.version + 1, admins=pinned, thresholds=before.thresholds, issued_at=utcnow())
     rogue = cosign(sign_admin_set(swap, keys["a"], "a"), keys["b"], "b")
 
-    def published(record: AdminSet):
-        async def publish():
+    def published(record: AdminSet) -> SettledVerdicts:
+        async def publish() -> SettledVerdicts:
             start = await end_offsets(settings, (topics.AUDIT_EVENTS,))
             async with Client(settings) as client:
                 await (await client.send(topics.ADMINS, "admins", record.to_bytes()))
             return await settled_verdicts(settings, record, 60, start)
 
-        return run(publish())
+        verdicts: SettledVerdicts = run(publish())
+        return verdicts
 
     refused = published(rogue)
     assert refused.outcome == AuditAction.ADMINS_REFUSED, refused.as_dict()
@@ -699,7 +715,7 @@ def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_
         "b",
     )
 
-    async def fund_and_submit():
+    async def fund_and_submit() -> Outcome:
         node = JsonRpc(settings.rpc_url_for("anvil"))
         try:
             await node.call("anvil_setBalance", key.address, hex(10**18))
@@ -744,17 +760,18 @@ def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(
         tx_to_allowlist=(DEST,),
     )
 
-    def published(version: int, *signers: str, **more: Any) -> str:
+    def published(version: int, *signers: str, **more: Any) -> str | None:
         first, *others = signers
         policy = sign_policy(AgentPolicy(version=version, issued_at=utcnow(), **fields, **more), keys[first], first)
         for name in others:
             policy = cosign(policy, keys[name], name)
 
-        async def publish():
+        async def publish() -> str | None:
             async with Client(settings) as client:
                 return await client.publish_policy(policy)
 
-        return run(publish())
+        verdict: str | None = run(publish())
+        return verdict
 
     assert published(1, "a", "b", tx_max_value_eth="1") == AuditAction.POLICY_UPDATED
     assert published(2, "a", "c", tx_max_value_eth="2") == AuditAction.POLICY_UPDATED

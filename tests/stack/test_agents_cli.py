@@ -29,6 +29,7 @@ from schemas.policy import AgentPolicy
 from schemas.stages import Stage
 from sdk.client import (
     Client,
+    Outcome,
     load_or_create_agent_key,
     new_intent,
     signed_policy,
@@ -101,7 +102,7 @@ def test_show_and_update_ignore_a_policy_no_pinned_admin_signed(stack: LocalStac
     # And the worker holds the admin's version 2: the writer's recipient is still refused.
     intent = new_intent(agent_key, agent_id=agent, chain="anvil", to=ATTACKER, value="0.05")
 
-    async def submit():
+    async def submit() -> dict[str, Outcome]:
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         async with Client(settings) as client:
             await (await client.submit(intent))

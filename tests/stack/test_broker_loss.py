@@ -19,8 +19,6 @@ import os
 import signal
 import threading
 import time
-from asyncio import Future, Task
-from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -60,7 +58,9 @@ def test_three_brokers_lose_the_busy_leader_mid_burst(home_settings: Settings, m
     print(f"\nwarden up --brokers 3 ready in {time.monotonic() - began:.1f} s")
     try:
         # Every client is given every broker, as `warden up` gives its services.
-        bootstrap = kafka.load_cluster(home_settings.home).bootstrap
+        cluster = kafka.load_cluster(home_settings.home)
+        assert cluster is not None
+        bootstrap = cluster.bootstrap
         settings = dataclasses.replace(home_settings, broker=bootstrap)
         up.env["WARDEN_BROKER"] = bootstrap
         killed = _lose_the_leader(up, settings, "agent-broker-killed", stop_s=None)
@@ -136,7 +136,7 @@ def _lose_the_leader(up: WardenUp, settings: Settings, agent: str, stop_s: float
     return name
 
 
-async def _rpc(settings: Settings, method: str, *params) -> Generator[Future[Any] | Task[Any], None, str]:
+async def _rpc(settings: Settings, method: str, *params: Any) -> Any:
     node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=60)
     try:
         return await node.call(method, *params)
@@ -167,7 +167,8 @@ async def _describe(settings: Settings) -> list[dict[str, Any]]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker, request_timeout_ms=5000)
     await admin.start()
     try:
-        return await admin.describe_topics()
+        described: list[dict[str, Any]] = await admin.describe_topics()
+        return described
     finally:
         await admin.close()
 
@@ -176,7 +177,8 @@ async def _leader(settings: Settings, topic: str, partition: int) -> int:
     """The node id of the broker leading ``topic``'s ``partition``."""
     for described in await _describe(settings):
         if described["topic"] == topic:
-            return next(p["leader"] for p in described["partitions"] if p["partition"] == partition)
+            leader: int = next(p["leader"] for p in described["partitions"] if p["partition"] == partition)
+            return leader
     raise AssertionError(f"{topic} is not on the cluster")
 
 

@@ -66,7 +66,8 @@ def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     result = compose_config({"HOME": str(tmp_path_factory.mktemp("home")), "WARDEN_ADMIN_KEYS": ADMIN_KEYS})
     assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)
+    loaded: dict[str, Any] = yaml.safe_load(result.stdout)
+    return loaded
 
 
 def command(service: dict[str, Any]) -> list[str]:
@@ -91,7 +92,7 @@ def role_of(service: dict[str, Any]) -> str:
 def home_volume(config: dict[str, Any], service: dict[str, Any]) -> str:
     home = service["environment"]["WARDEN_HOME"]
     mounts = [v.split(":") for v in service.get("volumes", [])]
-    named = [source for source, target, *_ in mounts if target == home]
+    named: list[str] = [source for source, target, *_ in mounts if target == home]
     assert len(named) == 1 and named[0] in config["volumes"], f"WARDEN_HOME {home} must be one named volume: {mounts}"
     return named[0]
 
@@ -102,29 +103,7 @@ def test_the_file_needs_the_admin_keys(tmp_path: Path) -> None:
 
 
 def test_every_warden_service_runs_the_one_image_built_from_the_dockerfile(
-    config: dict[
-        str,
-        dict[
-            str,
-            dict[str, str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str | dict[str, dict[str, list[str]]]]
-            | dict[str, dict[str, str] | str | list[str]]
-            | dict[str, dict[str, str | int] | dict[str, str | int | list[str]] | str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str]
-            | dict[str, dict[str, dict[str, str]] | str | list[str]]
-            | dict[
-                str,
-                dict[str, str]
-                | list[str]
-                | dict[str, dict[str, str]]
-                | dict[str, str | None]
-                | str
-                | dict[str, dict[str, list[str]]],
-            ],
-        ]
-        | str
-        | dict[str, dict[Any, Any]],
-    ],
+    config: dict[str, Any],
 ) -> None:
     built = {name: s for name, s in config["services"].items() if "build" in s}
     warden = long_running(config)
@@ -141,29 +120,7 @@ def test_every_warden_service_runs_the_one_image_built_from_the_dockerfile(
 
 
 def test_the_dockerfile_installs_the_project_at_build_time_and_nothing_installs_at_start(
-    config: dict[
-        str,
-        dict[
-            str,
-            dict[str, str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str | dict[str, dict[str, list[str]]]]
-            | dict[str, dict[str, str] | str | list[str]]
-            | dict[str, dict[str, str | int] | dict[str, str | int | list[str]] | str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str]
-            | dict[str, dict[str, dict[str, str]] | str | list[str]]
-            | dict[
-                str,
-                dict[str, str]
-                | list[str]
-                | dict[str, dict[str, str]]
-                | dict[str, str | None]
-                | str
-                | dict[str, dict[str, list[str]]],
-            ],
-        ]
-        | str
-        | dict[str, dict[Any, Any]],
-    ],
+    config: dict[str, Any],
 ) -> None:
     instructions = dockerfile()
     assert instructions[0] == ("FROM", "python:3.11-slim")
@@ -179,29 +136,7 @@ def test_the_dockerfile_installs_the_project_at_build_time_and_nothing_installs_
 
 
 def test_no_two_workers_or_signers_share_an_id_or_a_home(
-    config: dict[
-        str,
-        dict[
-            str,
-            dict[str, str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str | dict[str, dict[str, list[str]]]]
-            | dict[str, dict[str, str] | str | list[str]]
-            | dict[str, dict[str, str | int] | dict[str, str | int | list[str]] | str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str]
-            | dict[str, dict[str, dict[str, str]] | str | list[str]]
-            | dict[
-                str,
-                dict[str, str]
-                | list[str]
-                | dict[str, dict[str, str]]
-                | dict[str, str | None]
-                | str
-                | dict[str, dict[str, list[str]]],
-            ],
-        ]
-        | str
-        | dict[str, dict[Any, Any]],
-    ],
+    config: dict[str, Any],
 ) -> None:
     warden = long_running(config)
     homes = [home_volume(config, s) for s in warden.values()]
@@ -221,29 +156,7 @@ def test_no_two_workers_or_signers_share_an_id_or_a_home(
 
 
 def test_the_keys_service_makes_a_key_in_each_instances_own_home(
-    config: dict[
-        str,
-        dict[
-            str,
-            dict[str, str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str | dict[str, dict[str, list[str]]]]
-            | dict[str, dict[str, str] | str | list[str]]
-            | dict[str, dict[str, str | int] | dict[str, str | int | list[str]] | str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str]
-            | dict[str, dict[str, dict[str, str]] | str | list[str]]
-            | dict[
-                str,
-                dict[str, str]
-                | list[str]
-                | dict[str, dict[str, str]]
-                | dict[str, str | None]
-                | str
-                | dict[str, dict[str, list[str]]],
-            ],
-        ]
-        | str
-        | dict[str, dict[Any, Any]],
-    ],
+    config: dict[str, Any],
 ) -> None:
     keys = config["services"]["keys"]
     mounted = {target: source for source, target, *_ in (v.split(":") for v in keys["volumes"])}
@@ -269,29 +182,7 @@ def kafka_nodes(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_warden_services_keep_the_documented_settings_and_name_real_ones(
-    config: dict[
-        str,
-        dict[
-            str,
-            dict[str, str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str | dict[str, dict[str, list[str]]]]
-            | dict[str, dict[str, str] | str | list[str]]
-            | dict[str, dict[str, str | int] | dict[str, str | int | list[str]] | str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str]
-            | dict[str, dict[str, dict[str, str]] | str | list[str]]
-            | dict[
-                str,
-                dict[str, str]
-                | list[str]
-                | dict[str, dict[str, str]]
-                | dict[str, str | None]
-                | str
-                | dict[str, dict[str, list[str]]],
-            ],
-        ]
-        | str
-        | dict[str, dict[Any, Any]],
-    ],
+    config: dict[str, Any],
 ) -> None:
     settings_source = (REPO / "runtime" / "config.py").read_text()
     kafka = kafka_nodes(config)
@@ -308,29 +199,7 @@ def test_the_warden_services_keep_the_documented_settings_and_name_real_ones(
 
 
 def test_warden_services_start_after_the_topics_and_keys_exist(
-    config: dict[
-        str,
-        dict[
-            str,
-            dict[str, str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str | dict[str, dict[str, list[str]]]]
-            | dict[str, dict[str, str] | str | list[str]]
-            | dict[str, dict[str, str | int] | dict[str, str | int | list[str]] | str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str]
-            | dict[str, dict[str, dict[str, str]] | str | list[str]]
-            | dict[
-                str,
-                dict[str, str]
-                | list[str]
-                | dict[str, dict[str, str]]
-                | dict[str, str | None]
-                | str
-                | dict[str, dict[str, list[str]]],
-            ],
-        ]
-        | str
-        | dict[str, dict[Any, Any]],
-    ],
+    config: dict[str, Any],
 ) -> None:
     for name, service in long_running(config).items():
         for one_shot in ("topics", "keys"):
@@ -349,29 +218,7 @@ def expected_topics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
 
 
 def test_the_topics_service_creates_every_topic_as_warden_expects_it(
-    config: dict[
-        str,
-        dict[
-            str,
-            dict[str, str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str | dict[str, dict[str, list[str]]]]
-            | dict[str, dict[str, str] | str | list[str]]
-            | dict[str, dict[str, str | int] | dict[str, str | int | list[str]] | str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str]
-            | dict[str, dict[str, dict[str, str]] | str | list[str]]
-            | dict[
-                str,
-                dict[str, str]
-                | list[str]
-                | dict[str, dict[str, str]]
-                | dict[str, str | None]
-                | str
-                | dict[str, dict[str, list[str]]],
-            ],
-        ]
-        | str
-        | dict[str, dict[Any, Any]],
-    ],
+    config: dict[str, Any],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -399,29 +246,7 @@ def test_the_topics_service_creates_every_topic_as_warden_expects_it(
 
 
 def test_prometheus_finds_every_warden_service(
-    config: dict[
-        str,
-        dict[
-            str,
-            dict[str, str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str | dict[str, dict[str, list[str]]]]
-            | dict[str, dict[str, str] | str | list[str]]
-            | dict[str, dict[str, str | int] | dict[str, str | int | list[str]] | str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str]
-            | dict[str, dict[str, dict[str, str]] | str | list[str]]
-            | dict[
-                str,
-                dict[str, str]
-                | list[str]
-                | dict[str, dict[str, str]]
-                | dict[str, str | None]
-                | str
-                | dict[str, dict[str, list[str]]],
-            ],
-        ]
-        | str
-        | dict[str, dict[Any, Any]],
-    ],
+    config: dict[str, Any],
 ) -> None:
     scrape = yaml.safe_load((REPO / "prometheus.yml").read_text())
     names = {n for job in scrape["scrape_configs"] for sd in job.get("dns_sd_configs", []) for n in sd["names"]}
@@ -455,29 +280,7 @@ def kafka_variable(prop: str) -> str:
 
 
 def test_the_kafka_nodes_run_the_pinned_version_with_the_settings_of_warden_up(
-    config: dict[
-        str,
-        dict[
-            str,
-            dict[str, str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str | dict[str, dict[str, list[str]]]]
-            | dict[str, dict[str, str] | str | list[str]]
-            | dict[str, dict[str, str | int] | dict[str, str | int | list[str]] | str | list[str]]
-            | dict[str, dict[str, str] | list[str] | dict[str, dict[str, str]] | str]
-            | dict[str, dict[str, dict[str, str]] | str | list[str]]
-            | dict[
-                str,
-                dict[str, str]
-                | list[str]
-                | dict[str, dict[str, str]]
-                | dict[str, str | None]
-                | str
-                | dict[str, dict[str, list[str]]],
-            ],
-        ]
-        | str
-        | dict[str, dict[Any, Any]],
-    ],
+    config: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pom = ElementTree.parse(REPO / "infra" / "kafka" / "pom.xml")

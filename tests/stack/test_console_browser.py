@@ -16,14 +16,13 @@ import json
 import re
 import shlex
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import playwright.sync_api._generated
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Locator, Page, sync_playwright
 
 from infra.stack.local import DEFAULT_PARTS, REPO, LocalStack, console_origin, local_settings, running_stack
 from infra.stack.provision import provision_agent
@@ -41,6 +40,8 @@ from sdk.client import Client, new_intent, wait_outcomes
 from sdk.records import admins_in_force, policy_in_force
 from tests.support import warden
 
+T = TypeVar("T")
+
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "console-treasury"
 CHROMIUM_ARGS = [
@@ -53,7 +54,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-def aside(coroutine):
+def aside(coroutine: Coroutine[Any, Any, T]) -> T:
     """``coroutine`` run to its end in a thread of its own: Playwright's synchronous API keeps an
     event loop running in the test's thread, where `asyncio.run` may not start another."""
     with ThreadPoolExecutor(1) as pool:
@@ -68,7 +69,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSta
 
 
 @contextlib.contextmanager
-def chromium_with_passkey() -> Iterator[playwright.sync_api._generated.Page]:
+def chromium_with_passkey() -> Iterator[Page]:
     """A Chromium page with a virtual platform authenticator that verifies its user (a passkey)."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -137,7 +138,7 @@ def _park(settings: Settings) -> tuple[str, str]:
     ]
     start = aside(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
 
-    async def submit():
+    async def submit() -> None:
         async with Client(settings) as client:
             for intent in intents:
                 await (await client.submit(intent))
@@ -149,13 +150,14 @@ def _park(settings: Settings) -> tuple[str, str]:
 
 
 def _mined(settings: Settings, tx_hash: str) -> dict[str, Any]:
-    async def receipt():
+    async def receipt() -> dict[str, Any]:
         node = JsonRpc(settings.rpc_url_for("anvil"))
         try:
             deadline = time.monotonic() + 30
             while (found := await node.call("eth_getTransactionReceipt", tx_hash)) is None:
                 assert time.monotonic() < deadline, f"{tx_hash} was not mined"
                 await asyncio.sleep(0.5)
+            assert isinstance(found, dict), found
             return found
         finally:
             await node.close()
@@ -234,11 +236,12 @@ def _a_policy_changed_with_the_passkey(page: Page, settings: Settings, shots: Pa
     sign = page.locator("div.sign.policy")
     shown = json.loads(sign.locator("pre.bytes").inner_text())
     assert (shown["tx_max_value_eth"], shown["admin_key_id"]) == ("5", "alice")
-    before = shown["version"] - 1
+    before: int = shown["version"] - 1
     sign.locator("button").click()
     sign.locator(".result").filter(has_text="is in force").wait_for(timeout=60_000)
     _shoot(page, shots, "4-policy-signed")
     policy = aside(policy_in_force(settings, AGENT))
+    assert policy is not None
     assert (policy.version, policy.tx_max_value_eth, policy.admin_key_id) == (before + 1, "5", "alice")
     assert policy.signature.startswith("webauthn:")  # the passkey's assertion, relayed as it was made
     return before
@@ -318,7 +321,7 @@ _SWAP = """async ([shown, signed]) => {
 }"""
 
 
-def _other_bytes_are_not_relayed(page: Page, section: playwright.sync_api._generated.Locator, shown: str) -> None:
+def _other_bytes_are_not_relayed(page: Page, section: Locator, shown: str) -> None:
     """An assertion over other bytes (the denial's) sent with the approval's: the console relays nothing."""
     denial = section.locator("div.sign.deny pre.bytes").inner_text()
     status, text = page.evaluate(_SWAP, [shown, denial])

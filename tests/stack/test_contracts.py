@@ -30,6 +30,7 @@ from evm.messages import sign_digest
 from evm.typed_data import hash_typed_data
 from infra.contracts import Reverted, artifact, call, calldata, deploy, send
 from infra.stack.local import LocalStack
+from runtime.rpc import JsonRpc
 from tests.contracts_support import (
     SECP256K1N,
     TRANSFER_TOPIC,
@@ -75,7 +76,7 @@ def test_the_committed_artifacts_are_what_the_sources_compile_to() -> None:
 def test_a_token_mints_transfers_and_a_router_pulls_what_it_says_or_twice_that(
     stack: LocalStack, run: Callable[..., Any]
 ) -> None:
-    async def scenario(node):
+    async def scenario(node: JsonRpc) -> None:
         deployer, alice, bob = [await unlocked_role(node, r) for r in ("deployer", "alice", "bob")]
         token = await deploy(node, "WardenToken", "Warden Test Token", "WTT", 6, sender=deployer)
         assert await call_uint(node, token, "decimals()") == 6
@@ -119,7 +120,7 @@ def test_a_token_mints_transfers_and_a_router_pulls_what_it_says_or_twice_that(
 def test_a_permit_signed_by_wardens_eip712_code_sets_the_allowance_and_a_tampered_one_is_refused(
     stack: LocalStack, run: Callable[..., Any]
 ) -> None:
-    async def scenario(node):
+    async def scenario(node: JsonRpc) -> None:
         deployer, relayer = await unlocked_role(node, "deployer"), await unlocked_role(node, "relayer")
         owner, spender = role_address("permit owner"), await unlocked_role(node, "permit spender")
         token = await deploy(node, "WardenToken", "Warden Permit Token", "WPT", 18, sender=deployer)
@@ -190,7 +191,7 @@ def test_a_permit_signed_by_wardens_eip712_code_sets_the_allowance_and_a_tampere
 
 
 def test_an_nft_mints_transfers_and_honours_operator_approval(stack: LocalStack, run: Callable[..., Any]) -> None:
-    async def scenario(node):
+    async def scenario(node: JsonRpc) -> None:
         deployer, alice, bob = [await unlocked_role(node, r) for r in ("deployer", "alice", "bob")]
         nft = await deploy(node, "WardenNFT", sender=deployer)
         answer = await deploy(node, "Answer42", sender=deployer)
@@ -238,7 +239,7 @@ def test_an_nft_mints_transfers_and_honours_operator_approval(stack: LocalStack,
 def test_a_greedy_token_takes_twice_the_declared_amount_from_the_sender(
     stack: LocalStack, run: Callable[..., Any]
 ) -> None:
-    async def scenario(node):
+    async def scenario(node: JsonRpc) -> None:
         deployer, alice, bob = [await unlocked_role(node, r) for r in ("deployer", "alice", "bob")]
         collector = role_address("collector")
         token = await deploy(node, "GreedyToken", "Greedy", "GRD", 18, collector, sender=deployer)
@@ -256,7 +257,7 @@ def test_a_greedy_token_takes_twice_the_declared_amount_from_the_sender(
 def test_paused_reverts_every_call_with_its_reason_and_answer42_answers_42(
     stack: LocalStack, run: Callable[..., Any]
 ) -> None:
-    async def scenario(node):
+    async def scenario(node: JsonRpc) -> None:
         deployer = await unlocked_role(node, "deployer")
         paused = await deploy(node, "Paused", sender=deployer)
         answer = await deploy(node, "Answer42", sender=deployer)

@@ -61,7 +61,7 @@ def _transfers(receipt: dict[str, Any], token: str) -> list[tuple[str, str, int]
 def test_an_eip3009_authorization_signed_by_eth_account_moves_tokens_once_and_only_for_its_payee(
     stack: LocalStack, run: Callable[..., Any]
 ) -> None:
-    async def scenario(node):
+    async def scenario(node: JsonRpc) -> None:
         deployer, relayer = await unlocked_role(node, "deployer"), await unlocked_role(node, "relayer")
         holder, payee = role_address("authorizer"), await unlocked_role(node, "payee")
         token = await deploy(node, "AuthToken", "Warden Auth Token", "WAT", 6, sender=deployer)
@@ -183,7 +183,7 @@ def test_an_eip3009_authorization_signed_by_eth_account_moves_tokens_once_and_on
 
 
 def test_a_forwarder_delivers_tokens_and_value_to_whoever_is_named(stack: LocalStack, run: Callable[..., Any]) -> None:
-    async def scenario(node):
+    async def scenario(node: JsonRpc) -> None:
         deployer, alice = await unlocked_role(node, "deployer"), await unlocked_role(node, "alice")
         beneficiary, anyone = role_address("forwarder beneficiary"), role_address("forwarder recipient")
         token = await deploy(node, "WardenToken", "Forwarded", "FWD", 18, sender=deployer)
@@ -226,7 +226,7 @@ def test_a_forwarder_delivers_tokens_and_value_to_whoever_is_named(stack: LocalS
 def test_a_multicall_spends_an_allowance_given_to_it_and_routes_value_to_a_third_address(
     stack: LocalStack, run: Callable[..., Any]
 ) -> None:
-    async def scenario(node):
+    async def scenario(node: JsonRpc) -> None:
         deployer, agent = await unlocked_role(node, "deployer"), await unlocked_role(node, "agent")
         taker, payee = role_address("multicall taker"), role_address("multicall payee")
         token = await deploy(node, "WardenToken", "Batched", "BAT", 18, sender=deployer)

@@ -27,12 +27,12 @@ from eth_account import Account
 
 from infra.stack import demo_script
 from infra.stack.kms_servers import MotoServer
-from infra.stack.local import REPO, free_ports, listen_ports, ports_between
+from infra.stack.local import REPO, LocalStack, free_ports, listen_ports, ports_between
 from runtime.config import Settings
 from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.stages import Stage
-from sdk.client import wait_outcomes
+from sdk.client import Outcome, wait_outcomes
 from signer.custody.events import ModeSet, SecretVersionWritten, parse_event
 from tests.custody_support import SoftHsmToken
 from tests.support import worker_ports
@@ -174,9 +174,11 @@ def demos(
     request: pytest.FixtureRequest, roots_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DemoRuns]:
     selected = [
-        item.callspec.params["mode"]
+        str(item.callspec.params["mode"])  # a key of CASES
         for item in request.session.items
-        if item.module is request.module and item.originalname == "test_demo_on_each_custody_mode"
+        if isinstance(item, pytest.Function)
+        and item.module is request.module
+        and item.originalname == "test_demo_on_each_custody_mode"
     ]
     runs = DemoRuns(selected, roots_env, tmp_path_factory.mktemp("demos"))
     try:
@@ -237,7 +239,7 @@ def test_demo_on_each_custody_mode(mode: str, demos: DemoRuns) -> None:
 
 
 def test_client_share_across_a_signer_restart_and_never_recorded(
-    fresh_stack: Callable[..., Any], run: Callable[..., Any]
+    fresh_stack: Callable[..., LocalStack], run: Callable[..., Any]
 ) -> None:
     """2of2_client_custody on the dev root: a share sealed to a signer that has since restarted
     is refused with its own code (it says what to do), a fresh seal signs, and afterwards neither
@@ -248,7 +250,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(
     from runtime.kafka import end_offsets
     from schemas import topics
     from schemas.outcomes import IntentRejected
-    from sdk.client import Client, new_intent, sealing_keys
+    from sdk.client import Client, ClientKey, new_intent, sealing_keys
     from signer.custody.hygiene import find_leaks
     from signer.custody_wiring import keystore_from_settings
     from tests.support import everything_recorded
@@ -258,7 +260,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(
     agent = run(provision_agent(settings, "cc-agent", tx_to_allowlist=(demo_script.ALICE,)))
     assert agent.client_share is not None
 
-    async def submit(share, value: str):
+    async def submit(share: ClientKey, value: str) -> Outcome:
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         intent = new_intent(
             agent.intent_key,
@@ -273,7 +275,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(
             await (await client.submit(intent))
         return (await wait_outcomes(settings, [intent], 120, start))[intent.intent_id]
 
-    async def share_for_current_signer():
+    async def share_for_current_signer() -> ClientKey:
         async with Client(settings) as client:
             return await client.client_share(agent.client_share)
 
@@ -308,7 +310,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(
 
 
 def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_intent(
-    fresh_stack: Callable[..., Any], run: Callable[..., Any]
+    fresh_stack: Callable[..., LocalStack], run: Callable[..., Any]
 ) -> None:
     """2of2_client_custody plus a CMEK on __agent-keys: each signature needs both client-held keys.
     A missing, wrong or retired CMEK is CMEK_INVALID (checked against the vault's public
@@ -318,7 +320,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
     from runtime.clock import utcnow
     from runtime.kafka import end_offsets
     from schemas import topics
-    from schemas.outcomes import IntentRejected
+    from schemas.outcomes import IntentRejected, SignedTransaction
     from sdk.client import Client, new_intent
     from sdk.quorum import publish_custody_change
     from signer.custody import AGENT_KEYS_VAULT
@@ -340,7 +342,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
         done = await publish_custody_change(settings, events.drain() + audit.drain(), utcnow())
         assert done.applied and not done.refused, done
 
-    async def submit(share: str, cmek: bytes | None):
+    async def submit(share: str, cmek: bytes | None) -> Outcome:
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         async with Client(settings) as client:
             share_key = await client.client_share(share)
@@ -358,7 +360,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
             await (await client.submit(intent))
         return (await wait_outcomes(settings, [intent], 120, start))[intent.intent_id]
 
-    def code(outcome) -> str:
+    def code(outcome: IntentRejected | SignedTransaction) -> str:
         return outcome.code if isinstance(outcome, IntentRejected) else outcome.status
 
     wrong_share = base64.b64encode(os.urandom(32)).decode()

@@ -17,9 +17,17 @@ import pytest
 from infra.stack.kms_servers import AWS_TEST_CREDENTIALS, LocalCloudKms, LocalKeyVault, MotoServer
 from infra.stack.local import free_port
 from runtime.config import Settings
-from signer.custody import InvalidKey, ProviderUnavailable, Vaults, parse_event, root_from_settings, roots_from_settings
+from signer.custody import (
+    InvalidKey,
+    ProviderUnavailable,
+    RootOfTrust,
+    Vaults,
+    parse_event,
+    root_from_settings,
+    roots_from_settings,
+)
 from signer.custody.aws_kms import AwsKmsRoot
-from signer.custody.azure_kv import AzureKeyVaultRoot
+from signer.custody.events import ModeSet
 from signer.custody.gcp_kms import GcpKmsRoot
 from signer.custody.pkcs11_hsm import Pkcs11Root
 from tests.custody_support import ADMIN, SIGNER, T0, SoftHsmToken, make_vaults
@@ -63,7 +71,7 @@ def make_root(
     cloud_kms: LocalCloudKms,
     key_vault: LocalKeyVault,
     name: str | None = None,
-) -> AwsKmsRoot | Pkcs11Root | AzureKeyVaultRoot | GcpKmsRoot:
+) -> RootOfTrust:
     if provider == "aws-kms":
         return AwsKmsRoot(moto.create_key(), endpoint_url=moto.url, name=name or provider, **AWS_TEST_CREDENTIALS)
     if provider == "pkcs11":
@@ -117,7 +125,7 @@ def test_vault_on_each_provider_cold_and_warm(
         for line in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()
         if b"vault.mode_set" in line
     )
-    assert mode.development is False and mode.slots[0].provider == provider
+    assert isinstance(mode, ModeSet) and mode.development is False and mode.slots[0].provider == provider
     # A new process: cold cache, unwraps through the provider.
     fresh = make_vaults(tmp_path, roots=root)
     with fresh.open_secret("acme", "prod", "api/key", actor=SIGNER, now=T0) as value:
@@ -141,7 +149,7 @@ def test_unreachable_providers_are_outages_not_forgeries(
     moto: MotoServer, softhsm: SoftHsmToken, cloud_kms: LocalCloudKms, key_vault: LocalKeyVault
 ) -> None:
     dead = f"127.0.0.1:{free_port()}"
-    roots = [
+    roots: list[RootOfTrust] = [
         AwsKmsRoot(moto.create_key(), endpoint_url=f"http://{dead}", max_attempts=1, **AWS_TEST_CREDENTIALS),
         GcpKmsRoot(GCP_KEY, api_endpoint=dead, insecure=True, timeout=1.0),
     ]
@@ -160,6 +168,7 @@ def test_2of3_multi_hsm_across_aws_gcp_and_pkcs11_with_one_down(
     tmp_path: Path, moto: MotoServer, softhsm: SoftHsmToken, cloud_kms: LocalCloudKms, key_vault: LocalKeyVault
 ) -> None:
     aws = make_root("aws-kms", moto, softhsm, cloud_kms, key_vault)
+    assert isinstance(aws, AwsKmsRoot)
     roots = {
         r.name: r
         for r in (
@@ -259,6 +268,7 @@ def test_debug_logging_of_client_libraries_never_carries_key_material(
             with store.open_private_key(key.path, now=T0) as private_key:
                 secrets.append(bytes(private_key))
             mode = store.vaults.book.state("default", "__agent-keys").mode
+            assert mode is not None
             slot = mode.slots[0]
             kek = root.unwrap(
                 base64.b64decode(slot.wrapped),

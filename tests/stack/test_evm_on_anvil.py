@@ -44,7 +44,7 @@ async def _blob_tx(node: JsonRpc, address: str, sidecar: blobs.Sidecar) -> txs.B
 def test_anvil_mines_a_blob_transaction_sent_in_its_network_form(
     chain: str, run: Callable[..., Any], count: int
 ) -> None:
-    async def scenario():
+    async def scenario() -> tuple[txs.SignedTx, blobs.Sidecar, str, dict[str, Any], dict[str, Any]]:
         node = JsonRpc(chain, timeout_s=120)
         try:
             assert (await node.call("anvil_nodeInfo"))["hardFork"] == "Bpo1"  # Osaka's rules; see blobs.py
@@ -72,7 +72,7 @@ def test_anvil_checks_the_proofs_it_is_sent_and_takes_the_pre_osaka_form_too(
     that ours are right) and still takes the EIP-4844 wrapper on Bpo1; a post-Osaka mainnet node
     expects the EIP-7594 one, which is why that is the default."""
 
-    async def scenario():
+    async def scenario() -> tuple[list[str], txs.SignedTx, str, dict[str, Any]]:
         node = JsonRpc(chain, timeout_s=120)
         try:
             key, address = await _funded_hex(node)
@@ -85,7 +85,7 @@ def test_anvil_checks_the_proofs_it_is_sent_and_takes_the_pre_osaka_form_too(
                 sidecar.versioned_hashes,
                 sidecar.cell_proofs[::-1],
             )
-            errors = []
+            errors: list[str] = []
             for osaka in (True, False):
                 with pytest.raises(RpcError) as refused:
                     await node.call(
@@ -141,7 +141,9 @@ async def _send_set_code(
 
 
 def test_anvil_applies_a_self_sponsored_delegation(chain: str, run: Callable[..., Any]) -> None:
-    async def scenario():
+    async def scenario() -> tuple[
+        bytes, bytes, int, auth.SignedAuthorization, dict[str, Any], dict[str, Any], str, str, int
+    ]:
         node = JsonRpc(chain, timeout_s=120)
         try:
             assert (await node.call("anvil_nodeInfo"))["hardFork"] == "Bpo1"  # Prague's EIP-7702 and later
@@ -176,7 +178,7 @@ def test_anvil_applies_a_self_sponsored_delegation(chain: str, run: Callable[...
 def test_anvil_mines_an_authorization_with_the_wrong_nonce_but_sets_no_code(
     chain: str, run: Callable[..., Any]
 ) -> None:
-    async def scenario():
+    async def scenario() -> tuple[int, dict[str, Any], str, int]:
         node = JsonRpc(chain, timeout_s=120)
         try:
             key, a = await _funded_bytes(node)
@@ -198,7 +200,7 @@ def test_anvil_applies_a_sponsored_delegation_for_chain_id_0(chain: str, run: Ca
     """A sponsor S pays for an authority A's delegation; A's tuple names chain id 0 (every chain)
     and A's own current nonce, since A sends nothing."""
 
-    async def scenario():
+    async def scenario() -> tuple[txs.SignedTx, dict[str, Any], bytes, str, bytes]:
         node = JsonRpc(chain, timeout_s=120)
         try:
             sponsor_key, s = await _funded_bytes(node)

@@ -80,7 +80,7 @@ async def _api_status(api: str, api_key: str, tx_id: str, timeout_s: float = 60.
             async with http.get(
                 f"{api}/v1/agents/agent-7/transactions/{tx_id}", headers={"Authorization": f"Bearer {token}"}
             ) as r:
-                doc = await r.json()
+                doc: dict[str, Any] = await r.json()
             if doc.get("status") == "mined" or time.monotonic() > deadline:
                 return doc
             await asyncio.sleep(0.5)
@@ -113,7 +113,10 @@ def _typescript_usage(tmp_path: Path, api_http: str, api_key: str) -> str:
     return tx_hash
 
 
-def test_the_getting_started_commands_take_a_fresh_stack_to_a_mined_transfer(home_settings: Settings, tmp_path: Path):  # noqa: F811
+def test_the_getting_started_commands_take_a_fresh_stack_to_a_mined_transfer(
+    home_settings: Settings,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     start, block = _blocks()
     assert [line.split("#")[0].split() for line in start.splitlines()] == [["warden", "up", "--memory"]], start
     assert DEFAULT_API in block, f"the block no longer uses the default API address {DEFAULT_API}"

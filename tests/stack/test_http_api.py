@@ -17,9 +17,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -70,19 +70,23 @@ PERMIT = {
     "message": {"owner": DEST, "spender": DEST, "value": "1000000", "nonce": "0", "deadline": "1735689600"},
 }
 TIMEOUT = aiohttp.ClientTimeout(total=180)
+# An answer of the API: its status, and its JSON body.
+Answer = tuple[int, Any]
+T = TypeVar("T")
 
 
 def _cli(settings: Settings, *argv: str) -> dict[str, Any]:
     done = warden(settings, *argv, "--json")
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    said: dict[str, Any] = json.loads(done.stdout)
+    return said
 
 
 @pytest.fixture(scope="module")
 def paused(stack: LocalStack) -> str:
     """A contract every call to which reverts (infra/contracts/Paused.sol)."""
 
-    async def deploy():
+    async def deploy() -> str:
         node = JsonRpc(stack.settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             return await contracts.deploy(node, "Paused", sender=DEPLOYER)
@@ -133,15 +137,15 @@ def _receipt(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> dict[str, 
         call = {"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [tx_hash]}
         request = urllib.request.Request(rpc_url, json.dumps(call).encode(), {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
-            receipt = json.loads(response.read())["result"]
+            receipt: dict[str, Any] | None = json.loads(response.read())["result"]
         if receipt is not None or time.monotonic() > deadline:
             assert receipt is not None, f"Anvil has no receipt of {tx_hash} after {timeout_s} s"
             return receipt
         time.sleep(0.5)
 
 
-def _run(scenario: Callable[..., Any]) -> Any:
-    async def go():
+def _run(scenario: Callable[[ClientSession], Awaitable[T]]) -> T:
+    async def go() -> T:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
             return await scenario(http)
 
@@ -155,7 +159,8 @@ async def _token(http: ClientSession, api: str, agent: str, key: str) -> str:
         async with http.post(f"{api}/v1/auth/agent-token", json={"agent_id": agent, "api_key": key}) as answer:
             if answer.status != 429:
                 assert answer.status == 200, await answer.text()
-                return (await answer.json())["access_token"]
+                token: str = (await answer.json())["access_token"]
+                return token
             await asyncio.sleep(int(answer.headers["Retry-After"]))
     raise AssertionError(f"no token for {agent} after three waits of Retry-After")
 
@@ -167,10 +172,10 @@ def test_the_seeds_requests_submit_sign_and_look_up_within_the_policy(
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
     assert issued["api_key"].startswith("wak_") and issued["state"] == "active"
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> dict[str, Answer]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         base = f"{api}/v1/agents/{name}/transactions"
-        seen = {}
+        seen: dict[str, Answer] = {}
         # The seeds' submit body, as printed, with the host, the ids and the chain changed: the
         # signing key's path is the one `warden keys provision` made for this agent.
         seeds = {
@@ -234,12 +239,12 @@ def test_twenty_concurrent_requests_under_one_idempotency_key_make_one_transacti
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
     body = {"chain": "anvil", "to": DEST, "value": "0.003"}
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> tuple[list[Answer], Answer, Answer, list[Any]]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         base = f"{api}/v1/agents/{name}/transactions"
         headers = {**auth, "Idempotency-Key": os.urandom(8).hex()}
 
-        async def one():
+        async def one() -> Answer:
             async with http.post(f"{base}/sign", json=body, headers=headers) as r:
                 return r.status, await r.json()
 
@@ -248,7 +253,7 @@ def test_twenty_concurrent_requests_under_one_idempotency_key_make_one_transacti
         async with http.post(f"{base}/sign", json={**body, "value": "0.004"}, headers=headers) as r:
             other_body = (r.status, await r.json())
         async with http.get(base, headers=auth) as r:
-            listed = (await r.json())["transactions"]
+            listed: list[Any] = (await r.json())["transactions"]
         return first, again, other_body, listed
 
     first, again, other_body, listed = _run(scenario)
@@ -265,7 +270,7 @@ def test_a_revoked_key_stops_its_token_at_once(stack: LocalStack, agent: tuple[s
     name, _ = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> tuple[int, dict[str, Any], Answer]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         async with http.get(f"{api}/v1/agents/{name}/transactions", headers=auth) as r:
             before = r.status
@@ -336,10 +341,10 @@ def test_a_forged_refusal_is_not_reported_a_revert_is_422_and_a_parked_intent_is
     name, address = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         base = f"{api}/v1/agents/{name}/transactions"
-        seen = {}
+        seen: dict[str, Any] = {}
         # A topic writer answers the submit at once with a refusal signed by a key no one pinned:
         # the API must report the real outcome, which comes later through the worker and the signer.
         # The signer is held (SIGSTOP) until the forgery is on the topic, so the lie always comes first.
@@ -390,10 +395,10 @@ def test_simulate_sign_and_signing_keys_answer_as_the_seeds_print_them(
     name, address = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> dict[str, Answer]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         base = f"{api}/v1/agents/{name}"
-        seen = {}
+        seen: dict[str, Answer] = {}
         calls = {
             "simulate": (
                 "POST",
@@ -487,14 +492,14 @@ def test_signing_keys_are_the_key_stores_and_a_broadcast_the_node_refused_is_422
     first = _cli(stack.settings, "keys", "provision", "--agent", name, "--chain", "ethereum")["address"]
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
 
-    async def keys(http, auth) -> list[tuple[str, bool]]:
+    async def keys(http: ClientSession, auth: dict[str, str]) -> list[tuple[str, bool]]:
         async with http.get(f"{api}/v1/agents/{name}/signing-keys", headers=auth) as r:
             assert r.status == 200, await r.text()
             return [(k["address"], k["in_use"]) for k in (await r.json())["keys"] if k["key_chain"] == "ethereum"]
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
-        seen = {"provisioned": await keys(http, auth)}
+        seen: dict[str, Any] = {"provisioned": await keys(http, auth)}
         # Gas and fees given: the transfer is judged and signed as asked, and only the node can refuse it.
         transfer = {"chain": "anvil", "to": DEST, "value": "0.01", "gas_limit": 21000}
         transfer |= {"max_fee_per_gas": str(10 * 10**9), "max_priority_fee_per_gas": str(10**9)}
@@ -550,7 +555,9 @@ def test_the_live_servers_parser_errors_are_json_and_a_cut_body_is_no_pipeline_f
 TYPESCRIPT = REPO / "sdk" / "typescript"
 
 
-def test_the_typescript_client_submits_signs_and_looks_up_on_the_stack(stack: LocalStack, api: str, tmp_path: Path):
+def test_the_typescript_client_submits_signs_and_looks_up_on_the_stack(
+    stack: LocalStack, api: str, tmp_path: Path
+) -> None:
     """The TypeScript client's own tests (Node's test runner, viem as the oracle) against this
     stack, after checking that its types were generated from the document the server serves.
     An agent of its own: the sign-only transactions of the tests above hold nonces nobody
@@ -607,10 +614,10 @@ def test_bad_input_and_bad_tokens_on_the_live_api_are_4xx_naming_what_was_wrong(
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
     other = _cli(stack.settings, "agents", "api-key", "--agent", f"{name}-other")
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> tuple[dict[str, Answer], list[bytes]]:
         token = await _token(http, api, name, issued["api_key"])
         start = await end_offsets(stack.settings, (topics.INTENTS_SUBMITTED,))
-        answers = {}
+        answers: dict[str, Answer] = {}
         for case, (doc, _) in BAD_BODIES.items():
             async with http.post(
                 f"{api}/v1/agents/{name}/transactions", json=doc, headers={"Authorization": f"Bearer {token}"}
@@ -650,7 +657,7 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
     not_mine = messages.encode("hello", [str(mallory)])
     me = Pubkey.from_string(agent.address)
 
-    async def recent():
+    async def recent() -> Hash:
         node = JsonRpc(settings.rpc_url_for("solana-local"), timeout_s=60)
         try:
             return Hash.from_string(await solana.latest_blockhash(node))
@@ -662,13 +669,13 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
     def b64(raw: bytes) -> str:
         return base64.b64encode(raw).decode()
 
-    def tx(to, lamports):
+    def tx(to: Pubkey, lamports: int) -> str:
         return base64.b64encode(build.unsigned(me, [build.sol_transfer(me, to, lamports)], blockhash)).decode()
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> dict[str, Answer]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         base = f"{api}/v1/agents/{name}"
-        seen = {}
+        seen: dict[str, Answer] = {}
         for what, path, body in (
             ("sent", "/solana/transactions", {"chain": "solana-local", "transaction": tx(alice, 1_000_000)}),
             (

@@ -60,7 +60,7 @@ def test_a_key_reused_for_another_payment_is_refused_by_the_worker_and_by_the_si
         make_agent(settings, agent, tx_to_allowlist=(alice, bob), tx_max_value_eth="1", tx_daily_limit_eth="2")
     )
 
-    def pay(to: str, value: str):
+    def pay(to: str, value: str) -> TransactionIntent:
         return new_intent(key, agent_id=agent, chain="anvil", to=to, value=value, idempotency_key="K", broadcast=True)
 
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED)))

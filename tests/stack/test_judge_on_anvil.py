@@ -13,6 +13,7 @@ import pytest
 
 from infra.stack.local import LocalStack
 from rules import judge
+from rules.stage_table import Judgement
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected
 from schemas.stages import Stage
@@ -23,7 +24,7 @@ from tests.signer_support import LoneSigner
 # The stages after the policy's own need a spend record, a node and a sender. The worker decides
 # these with no node (each intent names its gas and fees, and a 21,000-gas transfer runs no code);
 # the signer with its own node: Anvil on the shared stack.
-LATER = {
+LATER: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, Code]]] = {
     "over the fee ceiling": (
         {"max_fee_per_gas": 10**12},
         {"tx_max_fee_per_gas": 10**9},
@@ -73,10 +74,10 @@ def test_the_worker_and_the_signer_judge_the_same_stages_in_the_same_order(
 ) -> None:
     """Every stage either service judges goes through `judge.run_stage`; watched there, both
     judge exactly the intent's stages, in the judge's order."""
-    seen: list[str] = []
+    seen: list[Stage] = []
     run_stage = judge.run_stage
 
-    async def watched(stage, *args: Any):
+    async def watched(stage: Stage, *args: Any) -> Judgement:
         seen.append(stage)
         return await run_stage(stage, *args)
 

@@ -149,6 +149,7 @@ def test_checkers_exit_with_a_sigkilled_sink() -> None:
         text=True,
     )
     try:
+        assert sink.stdout is not None
         pids = [int(pid) for pid in sink.stdout.readline().split()]
         assert len(pids) == 2 and all(_alive(pid) for pid in pids)
     finally:

@@ -21,6 +21,7 @@ from typing import Any
 
 import clickhouse_connect
 import orjson
+import pyarrow as pa
 import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
@@ -41,7 +42,7 @@ from runtime.kafka import partitions
 from runtime.trust import audit_signer
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.audit import audit_record
+from schemas.audit import AuditEvent, audit_record
 from schemas.auth import AuditSigner
 from sdk.admin import load_or_create_admin_key
 from tests.ledger_support import (
@@ -79,7 +80,8 @@ def _settings(tmp_path: Path, broker: str) -> Settings:
 def _rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
     store = ChdbStore(store_path(settings), read_only=True)
     try:
-        return store.arrow(sql).to_pylist()
+        rows: list[dict[str, Any]] = store.arrow(sql).to_pylist()
+        return rows
     finally:
         store.close()
 
@@ -94,11 +96,11 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     # services write them.
     payloads = [(e.agent_id, e.to_bytes()) for e in events[:150]]
     payloads += [
-        (agent, audit_record([e.to_bytes() for e in group]))
+        (agent, audit_record([e.to_bytes() for e in members]))
         for (agent, _, _), group in itertools.groupby(
             events[150:], lambda e: (e.agent_id, e.intent_id, e.actor == "service:signer")
         )
-        for group in [list(group)]
+        for members in [list(group)]
     ]
     assert len(payloads) < 260
     # A worker that crashed and re-emitted 40 events, one record of several, and the same events
@@ -107,7 +109,7 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     # not chained alone).
     stranger = events[0].model_copy(update={"event_id": "stranger"})
     halves = [e for e in events if e.intent_id == events[200].intent_id and e.actor != "service:signer"]
-    again = (
+    again: list[tuple[Any, ...]] = (
         payloads[100:140]
         + [payloads[-1]]
         + [(halves[0].agent_id, audit_record([e.to_bytes() for e in part])) for part in (halves[:2], halves[2:])]
@@ -260,7 +262,9 @@ def test_a_gather_holds_at_most_its_bytes_and_what_it_left_is_read_next(broker: 
     # as well as by records, and a partition cut at the bound is read again from its first record
     # left out. Forty records of ~100 KB on the real broker, gathered 1 MB at a time.
     settings = dataclasses.replace(Settings(), broker=broker)
-    sent = [(f"agent-{n % 8}", bytes([65 + n % 26]) * 100_000 + b"%d" % n, []) for n in range(40)]
+    sent: list[tuple[str, bytes, list[tuple[str, bytes]]]] = [
+        (f"agent-{n % 8}", bytes([65 + n % 26]) * 100_000 + b"%d" % n, []) for n in range(40)
+    ]
     asyncio.run(produce(settings, sent))
 
     async def gather_all() -> list[list[Any]]:
@@ -335,7 +339,7 @@ def test_a_failed_insert_is_resumed_from_the_store_and_no_record_fetched_meanwhi
     inserts = {"audit_log": 0}
     real_insert = ChdbStore.insert
 
-    def failing_third(store, table, data):
+    def failing_third(store: ChdbStore, table: str, data: pa.Table) -> None:
         if table == AUDIT_LOG:
             inserts["audit_log"] += 1
             if inserts["audit_log"] == 3:
@@ -397,7 +401,7 @@ def _start_sink(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_for(predicate: Callable[..., Any], seconds: float) -> bool:
+def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
@@ -463,7 +467,7 @@ def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp
     home = tmp_path / "one-home"
     options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1), batch_max=64)
 
-    def run_against(events, expected: int) -> None:
+    def run_against(events: list[AuditEvent], expected: int) -> None:
         with broker_alone() as address:
             settings = dataclasses.replace(_settings(tmp_path, address), home=home)
 
@@ -559,7 +563,7 @@ def _ledger_sql(settings: Settings, sql: str) -> Sequence[Sequence[Any]]:
         client.close()
 
 
-async def _until(predicate: Callable[..., Any], seconds: float, what: str) -> None:
+async def _until(predicate: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not await asyncio.to_thread(predicate):
         assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
@@ -574,7 +578,7 @@ def test_a_webhook_receiver_down_across_a_ledger_restart_gets_every_chosen_event
     then 204: it ends with every chosen event, each verified by the standardwebhooks package, once
     by id, each agent's in ledger order, and nothing else (no unchosen action, no forged record)."""
     settings = _settings(tmp_path, broker)
-    fast = {"webhook_retry_first_s": 0.1, "webhook_retry_max_s": 0.5, "webhook_poll_s": 0.1}
+    fast: dict[str, Any] = {"webhook_retry_first_s": 0.1, "webhook_retry_max_s": 0.5, "webhook_poll_s": 0.1}
     settings = dataclasses.replace(settings, ledger=dataclasses.replace(settings.ledger, **fast))
     load_or_create_admin_key(settings.home)  # the local admin, pinned by the ledger as `warden up` pins it
     monkeypatch.setenv("WARDEN_HOME", str(settings.home))
@@ -598,10 +602,12 @@ def test_a_webhook_receiver_down_across_a_ledger_restart_gets_every_chosen_event
         capsys.readouterr()
         if main(["webhooks", "add", url, "--events", ",".join(chosen), "--json"]) != 0:
             return {}
-        return orjson.loads(capsys.readouterr().out)
+        webhook: dict[str, Any] = orjson.loads(capsys.readouterr().out)
+        return webhook
 
     def attempted_twice() -> bool:
-        return _ledger_sql(settings, "SELECT max(attempts) FROM webhook_deliveries FINAL")[0][0] >= 2
+        attempts: int = _ledger_sql(settings, "SELECT max(attempts) FROM webhook_deliveries FINAL")[0][0]
+        return attempts >= 2
 
     async def scenario() -> tuple[dict[str, Any], list[Any]]:
         stop = asyncio.Event()
@@ -641,7 +647,8 @@ def test_a_webhook_receiver_down_across_a_ledger_restart_gets_every_chosen_event
     def listed() -> list[Any]:
         capsys.readouterr()
         assert main(["webhooks", "list", "--json"]) == 0
-        return orjson.loads(capsys.readouterr().out)
+        webhooks: list[Any] = orjson.loads(capsys.readouterr().out)
+        return webhooks
 
     answer, listing = asyncio.run(scenario())
     assert answer["id"].startswith("wh_") and answer["secret"].startswith("whsec_")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.cli import main
 from infra.stack.local import free_port
@@ -185,7 +186,13 @@ def _auditor_checks_the_receipt(
     assert main(["audit", "check-receipt", str(printed), "--log-key", vkey.vkey, *witness_args, "--quorum", "2"]) == 1
 
 
-def _witnesses_refuse_a_fork_and_a_replay(broker: str, receipt, leaves: list[bytes], ledger_key, witnesses) -> None:
+def _witnesses_refuse_a_fork_and_a_replay(
+    broker: str,
+    receipt: Receipt,
+    leaves: list[bytes],
+    ledger_key: Ed25519PrivateKey,
+    witnesses: list[WitnessProcess],
+) -> None:
     """The operator makes the ledger's key sign a history that does not extend the one the
     witnesses saw (the chain's last leaf swapped, then grown from there), and replays the first
     checkpoint cosigned: no witness cosigns any of them."""

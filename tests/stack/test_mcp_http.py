@@ -98,7 +98,8 @@ def _post_initialize(url: str, authorization: str | None) -> urllib.error.HTTPEr
     request = urllib.request.Request(url, json.dumps(INITIALIZE).encode(), headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status
+            status: int = response.status
+            return status
     except urllib.error.HTTPError as refused:
         return refused
 
@@ -133,7 +134,8 @@ def test_a_request_without_the_right_token_gets_401(
 
 def test_a_prefix_of_the_token_gets_401_and_the_token_itself_gets_through(server: tuple[str, str, Path, Path]) -> None:
     url, token, _, _ = server
-    assert _post_initialize(url, f"Bearer {token[:-1]}").code == 401
+    refused = _post_initialize(url, f"Bearer {token[:-1]}")
+    assert isinstance(refused, urllib.error.HTTPError) and refused.code == 401
     assert _post_initialize(url, f"Bearer {token}") == 200
 
 

@@ -19,6 +19,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from mcp.client.session import ClientSession
 from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult
 
 from infra.stack.demo_script import permit_typed_data
 from infra.stack.local import LocalStack
@@ -65,7 +66,7 @@ async def _calls(settings: Settings, agent: str, address: str, errlog: TextIOWra
         await session.initialize()
         got["tools"] = (await session.list_tools()).tools
 
-        async def call(name: str, **arguments: Any):
+        async def call(name: str, **arguments: Any) -> CallToolResult:
             return await session.call_tool(name, arguments, read_timeout_seconds=150)
 
         # Each dry run first, then the same request through the pipeline: they must agree.
@@ -150,7 +151,8 @@ def _data(session: dict[str, Any], name: str) -> dict[str, Any]:
     """What the call ``name`` returned as structured content (the server's log when it returned none)."""
     result = session[name]
     assert result.structured_content is not None, (result.content, session["log"][-4000:])
-    return result.structured_content
+    content: dict[str, Any] = result.structured_content
+    return content
 
 
 def test_every_tool_is_listed_with_its_input_and_output_schema(session: dict[str, Any]) -> None:

@@ -26,13 +26,15 @@ from schemas.fields import parse_native_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
+from sdk.outcomes import Outcome
 from tests.support import balance, everything_recorded, make_agent, read_topic
 
 
 async def code_at(settings: Settings, address: str) -> str:
     node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
-        return await node.call("eth_getCode", address, "latest")
+        code: str = await node.call("eth_getCode", address, "latest")
+        return code
     finally:
         await node.close()
 
@@ -180,7 +182,7 @@ def test_demo_yields_exactly_its_expected_outcomes(stack: LocalStack, run: Calla
 def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
 
-    async def scenario():
+    async def scenario() -> tuple[str, list[TransactionIntent], dict[str, Outcome], int]:
         agent_key, address, _ = await make_agent(settings, "types-agent")
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         before = await balance(settings, CAROL)
@@ -222,7 +224,9 @@ def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack: LocalS
 def test_redelivered_and_idempotent_intents_sign_once(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
 
-    async def scenario():
+    async def scenario() -> tuple[
+        TransactionIntent, TransactionIntent, TransactionIntent, dict[str, Outcome], list[SignedTransaction]
+    ]:
         agent_key, address, _ = await make_agent(settings, "idem-agent")
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         first = new_intent(
@@ -270,12 +274,20 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(
 ) -> None:
     settings = stack.settings
 
-    async def scenario():
+    async def scenario() -> tuple[
+        dict[str, bytes],
+        TransactionIntent,
+        TransactionIntent,
+        dict[str, Outcome],
+        list[dict[str, Any]],
+        list[dict[str, Any]],
+        list[dict[str, Any]],
+    ]:
         agent_key, _, policy = await make_agent(settings, "bad-input-agent")
         good = new_intent(agent_key, agent_id="bad-input-agent", chain="anvil", to=CAROL, value="0.001")
         doc = orjson.loads(good.to_bytes())
 
-        def variant(**changes: Any):
+        def variant(**changes: Any) -> bytes:
             return orjson.dumps({**doc, **changes, "intent_id": f"bad-{len(changes)}-{sorted(changes)[0]}"})
 
         forged = new_intent(agent_key, agent_id="bad-input-agent", chain="anvil", to=CAROL, value="0.002")

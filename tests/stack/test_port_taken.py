@@ -40,7 +40,8 @@ def held(count: int) -> Iterator[list[socket.socket]]:
 
 
 def _port(sock: socket.socket) -> int:
-    return sock.getsockname()[1]
+    port: int = sock.getsockname()[1]
+    return port
 
 
 def _connections(socks: list[socket.socket]) -> list[tuple[Any, ...]]:
@@ -54,7 +55,7 @@ def _connections(socks: list[socket.socket]) -> list[tuple[Any, ...]]:
 
 @pytest.mark.parametrize("flags", [("--memory",), ()], ids=["memory", "kafka"])
 def test_warden_up_on_ports_another_stack_holds_starts_nothing_and_names_them(
-    tmp_path: Path, flags: tuple[str] | tuple[()]
+    tmp_path: Path, flags: tuple[str, ...]
 ) -> None:
     home = tmp_path / "home"
     with held(2) as (broker, anvil):

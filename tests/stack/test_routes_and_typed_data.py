@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from asyncio import Future, Task
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,13 @@ from infra.stack.demo_script import transfer_authorization
 from infra.stack.local import LocalStack
 from runtime.config import Settings
 from runtime.kafka import end_offsets
+from runtime.rpc import JsonRpc
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
 from schemas.stages import Stage
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, Outcome, new_intent, new_typed_data_intent, wait_outcomes
 from tests.signer_support import LoneSigner
 from tests.support import make_agent
 from tests.token_support import on_anvil
@@ -77,8 +77,8 @@ def aggregate(*calls: tuple[str, int, str]) -> str:
 
 
 async def _balances(settings: Settings, token: str, *holders: str) -> dict[str, tuple[int, int]]:
-    async def read(node):
-        out = {}
+    async def read(node: JsonRpc) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
         for who in holders:
             units = abi_decode(
                 ["uint256"], await contracts.call(node, token, contracts.calldata("balanceOf(address)", who))
@@ -93,7 +93,7 @@ async def _balances(settings: Settings, token: str, *holders: str) -> dict[str, 
 def deployed(stack: LocalStack) -> dict[str, str]:
     mallory = "0x" + os.urandom(20).hex()  # a fresh address: any token or wei it holds came from here
 
-    async def deploy(node):
+    async def deploy(node: JsonRpc) -> dict[str, str]:
         return {
             "token": await contracts.deploy(node, "AuthToken", "Warden Auth", "WAUTH", 6, sender=DEPLOYER),
             "forwarder": await contracts.deploy(node, "Forwarder", mallory, sender=DEPLOYER),
@@ -137,11 +137,7 @@ def _policy_fields(deployed: dict[str, str]) -> dict[str, Any]:
     )
 
 
-async def _submit(
-    settings: Settings, intents: list[TransactionIntent], timeout_s: float = 90.0
-) -> Generator[
-    Future[Any] | Task[Any] | Future[Any], None, dict[str, IntentRejected | SignedTransaction | SignedMessage]
-]:
+async def _submit(settings: Settings, intents: list[TransactionIntent], timeout_s: float = 90.0) -> dict[str, Outcome]:
     start = await end_offsets(settings, OUTCOME_TOPICS)
     async with Client(settings) as client:
         await asyncio.gather(*(client.submit(i) for i in intents))
@@ -160,7 +156,14 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(
     )
     agent = f"routes-{os.urandom(3).hex()}"
 
-    async def scenario():
+    async def scenario() -> tuple[
+        str,
+        dict[str, TransactionIntent],
+        dict[str, Outcome],
+        dict[str, TransactionIntent],
+        dict[str, Outcome],
+        dict[str, tuple[int, int]],
+    ]:
         key, address, _ = await make_agent(settings, agent, **_policy_fields(deployed))
         await on_anvil(
             settings,
@@ -169,15 +172,15 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(
             ),
         )
 
-        def tx(to, data="0x", value="0", **fields: Any):
+        def tx(to: str, data: str = "0x", value: str = "0", **fields: Any) -> TransactionIntent:
             return new_intent(
                 key, agent_id=agent, chain="anvil", to=to, value=value, data=data, broadcast=True, **fields
             )
 
         # What the call takes, declared as the attacker would, so that only where it lands is left to judge.
-        takes = dict(declared_outflows=({"token": token, "amount": str(20 * UNIT)},))
+        takes: dict[str, Any] = dict(declared_outflows=({"token": token, "amount": str(20 * UNIT)},))
 
-        def typed(document):
+        def typed(document: dict[str, Any]) -> TransactionIntent:
             return new_typed_data_intent(key, agent_id=agent, chain="anvil", typed_data=document)
 
         signatures = {
@@ -209,7 +212,10 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(
         second = await _submit(settings, list(routes.values()))
         # A relayer, not the agent, executes the one authorization Warden signed.
         signed = first[signatures["authorization-ok"].intent_id]
-        message = signatures["authorization-ok"].typed_data.message
+        assert isinstance(signed, SignedMessage), signed
+        typed_data = signatures["authorization-ok"].typed_data
+        assert typed_data is not None
+        message = typed_data.message
         signature = bytes.fromhex(signed.signature[2:])
         relay = (
             contracts.calldata(
@@ -280,7 +286,7 @@ def test_the_signer_refuses_each_route_itself(
     own simulation refuse what the worker would have; the one within policy it signs."""
     token, forwarder, mallory = deployed["token"], deployed["forwarder"], deployed["mallory"]
 
-    async def prepare(node):
+    async def prepare(node: JsonRpc) -> None:
         await node.call("anvil_setBalance", lone.address, hex(10**20))
         await contracts.send(
             node, DEPLOYER, token, contracts.calldata("mint(address,uint256)", lone.address, 100 * UNIT)
@@ -294,7 +300,10 @@ def test_the_signer_refuses_each_route_itself(
 
     takes = ({"token": token, "amount": str(20 * UNIT)},)
 
-    def handle(make=new_intent, **fields: Any):
+    def handle(
+        make: Callable[..., TransactionIntent] = new_intent, **fields: Any
+    ) -> IntentRejected | SignedTransaction | SignedMessage:
+        outcome: IntentRejected | SignedTransaction | SignedMessage
         outcome, _, _ = run(lone.handle(lone.intent(make, **fields)))
         return outcome
 
@@ -322,7 +331,7 @@ def test_the_signer_refuses_each_route_itself(
         "forward-tokens": Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
         "plain-value-to-forwarder": Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
     }, outcomes
-    assert all(o.stage == Stage.SIGNING for name, o in outcomes.items() if name in refused)
+    assert all(o.stage == Stage.SIGNING for o in outcomes.values() if isinstance(o, IntentRejected))
     assert isinstance(outcomes["forward-to-alice"], SignedTransaction)
 
 
@@ -338,7 +347,7 @@ def test_each_typed_data_family_is_read_and_judged_on_the_stack(
     settings = stack.settings
     agent = f"families-{os.urandom(3).hex()}"
     domains = tuple(Eip712DomainRule(verifying_contract=c) for c in (UNIT_TOKEN, PERMIT2, SEAPORT, COW, ONE_INCH))
-    fields = dict(
+    fields: dict[str, Any] = dict(
         tx_to_allowlist=(ALICE, PERMIT2, REACTOR, SEAPORT, COW, ONE_INCH),
         eip712_domain_allowlist=domains,
         asset_limits=({"chain": "anvil", "token": UNIT_TOKEN, "decimals": 6, "max_per_tx": "100"},),
@@ -359,7 +368,9 @@ def test_each_typed_data_family_is_read_and_judged_on_the_stack(
         "mail-unnamed": mail(),
     }
 
-    async def scenario():
+    async def scenario() -> tuple[
+        str, dict[str, TransactionIntent], dict[str, Outcome], TransactionIntent, dict[str, Outcome]
+    ]:
         key, address, _ = await make_agent(settings, agent, **fields)
         intents = {
             name: new_typed_data_intent(key, agent_id=agent, chain="anvil", typed_data=doc)

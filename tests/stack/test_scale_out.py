@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import signal
-from asyncio import Future, Task
-from collections.abc import Callable, Generator
-from typing import Any
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -28,7 +26,7 @@ from schemas import topics
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentApproved, IntentRejected, SignedTransaction
-from sdk.client import Client, wait_outcomes
+from sdk.client import Client, Outcome, wait_outcomes
 from tests.support import DEST, assert_one_outcome_each, make_agent, read_topic, transfers
 
 AGENT = "agent-scale-out"
@@ -44,7 +42,9 @@ SUBMITTED_BEFORE_THE_KILL = 30
 pytestmark = pytest.mark.kafka  # a partition moved by a kill: on the broker `warden up` runs (tests/stack/conftest.py)
 
 
-def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fresh_stack: Callable[..., Any]) -> None:
+def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(
+    fresh_stack: Callable[..., LocalStack],
+) -> None:
     stack = fresh_stack(signers=2, workers=2)
     settings = stack.settings
     intents, outcomes, signed, rejected, killed = asyncio.run(_race_the_limit_through_a_kill(stack))
@@ -75,17 +75,7 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
 
 async def _race_the_limit_through_a_kill(
     stack: LocalStack,
-) -> Generator[
-    Future[Any] | Task[Any] | Future[Any],
-    None,
-    tuple[
-        list[TransactionIntent],
-        dict[str, IntentRejected | SignedTransaction],
-        list[SignedTransaction],
-        list[IntentRejected],
-        str,
-    ],
-]:
+) -> tuple[list[TransactionIntent], dict[str, Outcome], list[SignedTransaction], list[IntentRejected], str]:
     """INTENTS intents of one agent, half through the workers and half straight onto the approved
     topic, with the signer that owns the agent's partition killed mid-stream: the intents, their
     outcomes, the signed and rejected records, and the killed signer's name."""
@@ -145,7 +135,7 @@ def _copies_off_the_agents_partition_decide_nothing(settings: Settings) -> None:
     home = partition_of(other)
     elsewhere = {partition_of(k): k for k in (f"not-{other}-{n}" for n in range(200)) if partition_of(k) != home}
 
-    async def rekeyed():
+    async def rekeyed() -> tuple[list[TransactionIntent], dict[str, Outcome], list[DeadLetter], list[IntentRejected]]:
         key, _, _ = await make_agent(settings, other, tx_to_allowlist=(DEST,))
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
         real = transfers(key, other, "0.001", 3)

@@ -8,7 +8,6 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -17,7 +16,7 @@ from eth_utils import keccak
 
 from infra.stack.local import LocalStack
 from runtime.admins import Admins
-from runtime.rpc import JsonRpc
+from runtime.rpc import JsonRpc, Node
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.codes import Code
@@ -29,8 +28,9 @@ from schemas.sealing import decode_client_share
 from schemas.stages import Stage
 from sdk.client import ClientKey, new_intent
 from signer.custody.keys import KeyStore
+from signer.custody.modes import Mode
 from signer.sealing import SealingKeyPair
-from signer.service import Signer
+from signer.service import Signed, Signer
 from signer.state import SignerState
 from tests.custody_support import ADMIN, dev_root, make_vaults
 from tests.sealing_support import AGENT, DEST, NOW, share32
@@ -40,7 +40,7 @@ from tests.sealing_support import AGENT, DEST, NOW, share32
 class Rig:
     tmp: Path
     rpc_url: str
-    mode: str = "2of2_client_custody"
+    mode: Mode = "2of2_client_custody"
     admin_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     agent_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     offset: int = 0
@@ -60,7 +60,7 @@ class Rig:
             SignerState(self.tmp / "signer" / "state.db"),
             self.keys,
             Admins.with_threshold({"test-admin": public_key_hex(self.admin_key)}, 1),
-            node_for=lambda chain: self.rpc,
+            node_for=self.node,
             service_key=("signer-test", Ed25519PrivateKey.generate()),
             sealing=self.sealing,
         )
@@ -79,6 +79,10 @@ class Rig:
             "test-admin",
         )
 
+    def node(self, chain: str) -> Node:
+        assert self.rpc is not None, "the node is asked only while handle_all runs"
+        return self.rpc
+
     def intent(self, intent_id: str, share: bytearray | None, *to: SealingKeyPair) -> TransactionIntent:
         client = None
         if share is not None:
@@ -95,12 +99,12 @@ class Rig:
             broadcast=False,
         )
 
-    def handle_all(self, intents: list[TransactionIntent]) -> list[tuple[list[Any], object]]:
-        async def go():
+    def handle_all(self, intents: list[TransactionIntent]) -> list[Signed]:
+        async def go() -> list[Signed]:
             self.rpc = JsonRpc(self.rpc_url, timeout_s=120)
             try:
                 await self.rpc.call("anvil_setBalance", self.address, hex(10 * 10**18))
-                results = []
+                results: list[Signed] = []
                 for intent in intents:
                     self.offset += 1
                     now = datetime.now(timezone.utc)
@@ -142,7 +146,7 @@ def assert_signed_by(signed: SignedTransaction, rig: Rig, intent_id: str) -> Non
 
 
 @pytest.mark.parametrize("mode", ["2of2_client_custody", "2of3_client_custody"])
-def test_the_signer_signs_with_the_right_sealed_share_only(stack: LocalStack, tmp_path: Path, mode: str) -> None:
+def test_the_signer_signs_with_the_right_sealed_share_only(stack: LocalStack, tmp_path: Path, mode: Mode) -> None:
     rig = Rig(tmp_path, stack.settings.rpc_url, mode=mode)
     old = SealingKeyPair()
     ids = {
@@ -196,7 +200,7 @@ def test_a_redelivered_signed_intent_needs_no_share_and_a_new_signer_key_refuses
         rig.signer.state,
         rig.keys,
         rig.signer.admins,
-        node_for=lambda chain: rig.rpc,
+        node_for=rig.node,
         service_key=("signer-test", Ed25519PrivateKey.generate()),
         sealing=rig.sealing,
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,7 +24,7 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import sign_human_approval
 from schemas.codes import Code
-from schemas.emit import Source
+from schemas.emit import Emit, Source
 from schemas.outcomes import HumanApproval, IntentRejected, SignedTransaction
 from schemas.stages import Stage
 from tests.tracker_support import Harness, on_chain, private_chain
@@ -53,7 +52,7 @@ def refused(outcome: SignedTransaction | IntentRejected) -> tuple[str, str]:
 
 
 def test_a_days_sign_only_spend_holds_until_it_lands_then_counts_from_its_landing(chain: str, tmp_path: Path) -> None:
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> SignedTransaction:
         day0 = utcnow()
         first = await h.sign_only(day0, value="0.009")
         assert isinstance(first, SignedTransaction) and first.status == "sign_only"
@@ -85,7 +84,7 @@ def test_a_days_sign_only_spend_holds_until_it_lands_then_counts_from_its_landin
 
 
 def test_sign_only_spend_outstanding_is_bounded_by_the_policy(chain: str, tmp_path: Path) -> None:
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> tuple[SignedTransaction, SignedTransaction | IntentRejected]:
         now = utcnow()
         first = await h.sign_only(now, value="0.001")
         assert isinstance(first, SignedTransaction)
@@ -95,7 +94,7 @@ def test_sign_only_spend_outstanding_is_bounded_by_the_policy(chain: str, tmp_pa
     assert refused(second) == (Stage.SIGNING, Code.SIGN_ONLY_OUTSTANDING_EXCEEDED)
 
 
-def deny(h: Harness, signed: SignedTransaction, now: datetime, key: Ed25519PrivateKey | None = None) -> list[Any]:
+def deny(h: Harness, signed: SignedTransaction, now: datetime, key: Ed25519PrivateKey | None = None) -> list[Emit]:
     """An admin's signed denial of ``signed``'s intent (``key``: another than the pinned admin's),
     handed to the signer as it reads warden.approvals: what it publishes."""
     denial = sign_human_approval(
@@ -119,7 +118,7 @@ def deny(h: Harness, signed: SignedTransaction, now: datetime, key: Ed25519Priva
 
 
 def test_an_admins_cancellation_takes_the_nonce_and_the_original_bytes_never_land(chain: str, tmp_path: Path) -> None:
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> tuple[SignedTransaction, int, int]:
         now = utcnow()
         original = await h.sign_only(now, value="0.009")
         assert isinstance(original, SignedTransaction)
@@ -149,7 +148,7 @@ def test_an_admins_cancellation_takes_the_nonce_and_the_original_bytes_never_lan
 
 
 def test_the_policys_ttl_cancels_a_sign_only_transaction_not_landed_in_time(chain: str, tmp_path: Path) -> None:
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> tuple[SignedTransaction | IntentRejected, str]:
         now = utcnow()
         original = await h.sign_only(now)
         await h.watch_sign_only(now + timedelta(seconds=59))
@@ -165,7 +164,7 @@ def test_the_policys_ttl_cancels_a_sign_only_transaction_not_landed_in_time(chai
 
 
 def test_while_the_chain_cannot_be_read_the_spend_stays_counted(chain: str, tmp_path: Path) -> None:
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> tuple[SignedTransaction, int, int]:
         now = utcnow()
         signed = await h.sign_only(now, value="0.009")
         assert isinstance(signed, SignedTransaction), signed

@@ -37,7 +37,7 @@ from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentParked, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from schemas.stages import Stage
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, Outcome, new_intent, signed_policy, wait_outcomes
 from streams.redelivery import abandoned_record
 from tests.support import balance, direct_approvals, fresh_agent, make_agent, read_topic, submitted, tail_json
 
@@ -47,10 +47,13 @@ OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 
 
 def outcomes_start(settings: Settings, run: Callable[..., Any]) -> dict[TopicPartition, int]:
-    return run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.AUDIT_EVENTS)))
+    start: dict[TopicPartition, int] = run(
+        end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.AUDIT_EVENTS))
+    )
+    return start
 
 
-def codes(outcomes: dict[str, Any], intents) -> list[str]:
+def codes(outcomes: dict[str, Any], intents: list[TransactionIntent]) -> list[str]:
     return [o.code if isinstance(o, IntentRejected) else o.status for o in (outcomes[i.intent_id] for i in intents)]
 
 
@@ -128,7 +131,8 @@ def test_fees_count_against_the_rolling_limit_and_the_drain_is_bounded_by_it(
     assert len(outcomes) == 6 and {r.code for r in refused} == {Code.DAILY_LIMIT_EXCEEDED}, codes(outcomes, intents)
     assert 1 <= len(mined) <= 4
     spent = before - run(balance(settings, address))
-    assert spent == sum(o.fee_wei for o in mined) and 0 < spent <= limit
+    fees = [o.fee_wei for o in mined if o.fee_wei is not None]
+    assert len(fees) == len(mined) and spent == sum(fees) and 0 < spent <= limit
     assert all(o.max_spend_wei == 21_000 * fee for o in mined)
 
 
@@ -196,7 +200,7 @@ def test_an_inflated_node_fee_suggestion_is_refused_at_the_ceiling_never_paid(
     run(submitted(settings, again))
     mined = run(wait_outcomes(settings, [again], 60, start))[again.intent_id]
     assert isinstance(mined, SignedTransaction) and mined.status == "mined", mined
-    assert mined.fee_wei < 21_000 * 100 * GWEI
+    assert mined.fee_wei is not None and mined.fee_wei < 21_000 * 100 * GWEI
 
 
 # --- 2. the signer knows the current policy ----------------------------------------------------
@@ -331,7 +335,9 @@ def test_require_simulation_holds_at_the_signer_for_an_approval_written_to_the_t
 # --- 4. nonces are the signer's ----------------------------------------------------------------
 
 
-def one_signed(settings, run, prefix: str, value: str):
+def one_signed(
+    settings: Settings, run: Callable[..., Any], prefix: str, value: str
+) -> tuple[str, Ed25519PrivateKey, AgentPolicy, dict[TopicPartition, int], TransactionIntent]:
     """A fresh agent (1 ETH cap and 24 h limit) whose first intent, for ``value``, is signed."""
     agent = fresh_agent(prefix)
     key, _, policy = run(
@@ -410,7 +416,7 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(
     assert len(keys) == topics.PARTITIONS
     start = run(end_offsets(settings, OUTCOME_TOPICS))
 
-    async def attack():
+    async def attack() -> None:
         async with Client(settings) as client:
             for key in keys.values():
                 await client.send(topics.INTENTS_REJECTED, key, fake.to_bytes())
@@ -429,7 +435,7 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(
     # Read again now that the real outcome is on the topic before the first fetch: the
     # forgeries on partitions the consumer happens to read after it are listed too, and so is
     # a copy of the outcome with a bad signature written behind it in its own partition.
-    async def copy_after():
+    async def copy_after() -> None:
         async with Client(settings) as client:
             copy = outcome.model_copy(update={"service_signature": "00" * 64})
             await client.send(topics.TXS_SIGNED, agent, copy.to_bytes())
@@ -487,7 +493,7 @@ def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(
         "signer-0",
     )
 
-    async def forge():
+    async def forge() -> None:
         async with Client(settings) as client:
             await (await client.send(topics.INTENTS_REJECTED, agent, release.to_bytes()))
         await asyncio.sleep(2.0)
@@ -573,7 +579,7 @@ def test_an_intent_given_up_is_never_signed_whoever_copies_it_into_an_approval(
     before = run(balance(settings, address))
     start = outcomes_start(settings, run)
 
-    async def give_up():
+    async def give_up() -> dict[str, Outcome]:
         async with Client(settings) as client:
             await (await client.send(topics.INTENTS_ABANDONED, agent, _given_up(settings, lost)))
         return await wait_outcomes(settings, [lost], 120, start)
@@ -610,7 +616,7 @@ def test_an_intent_the_signer_signed_before_its_give_up_keeps_its_one_signature(
     run(asyncio.sleep(3))  # its status changes (mined) published before the give-up
     given_up = run(end_offsets(settings, (topics.TXS_SIGNED,)))
 
-    async def give_up():
+    async def give_up() -> None:
         async with Client(settings) as client:
             await (await client.send(topics.INTENTS_ABANDONED, agent, _given_up(settings, intent)))
         await asyncio.sleep(8)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -27,15 +27,15 @@ from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.codes import Code
-from schemas.emit import Emit, Source
+from schemas.emit import Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from schemas.stages import Stage
-from sdk.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, wait_outcomes
 from signer.agent_state import AgentState
 from signer.custody.keys import KeyStore
-from signer.service import Signer
+from signer.service import Signed, Signer
 from signer.state import SignerState
 from tests.custody_support import ADMIN, make_vaults
 from tests.support import DEST, make_agent, read_topic
@@ -62,7 +62,7 @@ def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservat
     poison = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.6", nonce=1000)
     huge = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0", nonce=2**63)
 
-    async def submit(*intents):
+    async def submit(*intents: TransactionIntent) -> dict[str, Outcome]:
         async with Client(settings) as client:
             for intent in intents:
                 await client.submit(intent)
@@ -128,8 +128,8 @@ class Rig:
         assert self.rpc is not None, "the node is asked for before the chain is up"
         return self.rpc
 
-    def handle(self, intent: TransactionIntent) -> tuple[list[Emit], None]:
-        async def go():
+    def handle(self, intent: TransactionIntent) -> Signed:
+        async def go() -> Signed:
             self.rpc = JsonRpc(self.rpc_url, timeout_s=120)
             try:
                 await self.rpc.call("anvil_setBalance", self.address, hex(10 * 10**18))
@@ -153,7 +153,7 @@ def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(
     rig = Rig(tmp_path, stack.settings.rpc_url)
     intent = new_intent(rig.agent_key, agent_id=rig.agent, chain="anvil", to=DEST, value="0.5")
 
-    def fail(*args: Any, **kwargs: Any):
+    def fail(*args: Any, **kwargs: Any) -> NoReturn:
         raise RuntimeError("injected")
 
     with monkeypatch.context() as patch:
@@ -162,7 +162,7 @@ def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(
         else:
             real = AgentState.record_signed
 
-            def write_then_fail(self, **fields: Any):
+            def write_then_fail(self: AgentState, **fields: Any) -> None:
                 real(self, **fields)  # the signed row and the nonce are written, then it fails
                 fail()
 

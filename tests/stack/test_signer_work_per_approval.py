@@ -98,5 +98,5 @@ def test_the_signer_parses_and_verifies_each_approval_once(stack: LocalStack, tm
     assert len(signed) == INTENTS + 1, "every approval was signed"
     assert {SignedTransaction.from_bytes(value).intent_id for value in signed[1:]} == {i.intent_id for i in intents}
     assert calls == collections.Counter(
-        {"parse IntentApproved": INTENTS, **{f"verify {intent.signing_bytes()}": 1 for intent in intents}}
+        {"parse IntentApproved": INTENTS, **{f"verify {intent.signing_bytes()!r}": 1 for intent in intents}}
     ), calls

@@ -5,8 +5,7 @@ Signatures are recovered with eth-account; Anvil mines the transactions."""
 from __future__ import annotations
 
 import asyncio
-from asyncio import Future, Task
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.audit import audit_events_of
+from schemas.audit import AuditEvent, audit_events_of
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
@@ -33,6 +32,7 @@ from schemas.stages import Stage
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
+    Outcome,
     blob_fields,
     new_intent,
     new_message_intent,
@@ -52,14 +52,8 @@ DELEGATE = to_checksum_address("0x00000000000000000000000000000000de1e9a7e")
 
 
 async def _submit(
-    settings: Settings, intents: list[TransactionIntent], timeout_s: float | int = 30.0
-) -> Generator[
-    Future[Any] | Task[Any] | Future[Any],
-    None,
-    tuple[dict[str, SignedTransaction], dict[TopicPartition, int]]
-    | tuple[dict[str, IntentRejected | SignedMessage], dict[TopicPartition, int]]
-    | tuple[dict[str, IntentRejected | SignedTransaction], dict[TopicPartition, int]],
-]:
+    settings: Settings, intents: list[TransactionIntent], timeout_s: float = 30.0
+) -> tuple[dict[str, Outcome], dict[TopicPartition, int]]:
     start = await end_offsets(settings, OUTCOME_TOPICS + (topics.AUDIT_EVENTS,))
     async with Client(settings) as client:
         for intent in intents:
@@ -73,7 +67,9 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(
 ) -> None:
     settings = stack.settings
 
-    async def scenario():
+    async def scenario() -> tuple[
+        str, dict[str, TransactionIntent], dict[str, Outcome], list[AuditEvent], dict[str, Any]
+    ]:
         key, address, _ = await make_agent(
             settings,
             "surface-msg",
@@ -83,7 +79,7 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(
             asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "1"},),
         )
         closed_key, _, _ = await make_agent(settings, "surface-closed")
-        ask = dict(agent_id="surface-msg", chain="anvil")
+        ask: dict[str, Any] = dict(agent_id="surface-msg", chain="anvil")
         permit = permit_typed_data(
             TOKEN, ANVIL_ID, owner=address, spender=SPENDER, value=10**18, nonce=0, deadline=2**40
         )
@@ -131,7 +127,7 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(
     assert (signed_permit.primary_type, signed_permit.verifying_contract) == ("Permit", TOKEN)
 
     # The trail: what was asked, then what was signed, with its hash and, for typed data, what for.
-    def trail(name):
+    def trail(name: str) -> list[AuditEvent]:
         return [e for e in audits if e.intent_id == intents[name].intent_id]
 
     submitted = next(e for e in trail("permit") if e.action == AuditAction.INTENT_SUBMITTED).details
@@ -152,12 +148,12 @@ def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(
 ) -> None:
     settings = stack.settings
 
-    async def scenario():
+    async def scenario() -> tuple[str, list[Outcome], str, str, Outcome]:
         node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             await node.call("anvil_setCode", DELEGATE, ANSWER_42)
             key, address, _ = await make_agent(settings, "surface-7702", eip7702_delegate_allowlist=(DELEGATE,))
-            ask = dict(agent_id="surface-7702", chain="anvil", broadcast=True)
+            ask: dict[str, Any] = dict(agent_id="surface-7702", chain="anvil", broadcast=True)
             delegation = new_intent(
                 key,
                 to=address,
@@ -211,9 +207,9 @@ def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_s
     blob = b"".join(b"\x00" + blob[i + 1 : i + 32] for i in range(0, len(blob), 32))
     cap_wei = 10**16
 
-    async def scenario():
+    async def scenario() -> tuple[str, TransactionIntent, list[Outcome], dict[str, Any], dict[str, Any]]:
         key, address, _ = await make_agent(settings, "surface-4844", tx_max_value_eth="0.01")
-        ask = dict(agent_id="surface-4844", chain="anvil", to=CAROL, value="0")
+        ask: dict[str, Any] = dict(agent_id="surface-4844", chain="anvil", to=CAROL, value="0")
         carried = new_intent(key, max_fee_per_blob_gas=10**9, broadcast=True, **blob_fields([blob]), **ask)
         hashes_only = new_intent(
             key, tx_type=3, max_fee_per_blob_gas=10**9, blob_versioned_hashes=carried.blob_versioned_hashes, **ask
@@ -230,6 +226,7 @@ def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_s
         node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             mined = outcomes[carried.intent_id]
+            assert isinstance(mined, SignedTransaction), mined
             receipt = await node.call("eth_getTransactionReceipt", mined.tx_hash)
             on_chain = await node.call("eth_getTransactionByHash", mined.tx_hash)
         finally:

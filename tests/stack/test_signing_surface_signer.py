@@ -29,7 +29,7 @@ from tests.signer_support import ANVIL_ID, DELEGATE, DEST, SPENDER, TOKEN, LoneS
 def lone(tmp_path: Path, stack: LocalStack, run: Callable[..., Any]) -> LoneSigner:
     signer = LoneSigner(tmp_path, stack.settings.rpc_url_for("anvil"))
 
-    async def fund():
+    async def fund() -> None:
         try:
             await signer.node.call("anvil_setBalance", signer.address, hex(10**20))
         finally:
@@ -126,7 +126,7 @@ def test_an_unsigned_or_re_signed_intent_of_a_new_kind_is_refused_by_the_signer(
 
 
 def test_signer_refuses_a_delegation_its_policy_does_not_allow(lone: LoneSigner, run: Callable[..., Any]) -> None:
-    delegation = dict(
+    delegation: dict[str, Any] = dict(
         to=lone.address,
         value="0",
         tx_type=4,

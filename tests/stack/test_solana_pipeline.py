@@ -9,16 +9,16 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from asyncio import Future, Task
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import clickhouse_connect
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp import ClientSession
 from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult
 from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
@@ -44,7 +44,7 @@ from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, Signe
 from schemas.policy import AgentPolicy, SolanaTokenLimit
 from schemas.stages import Stage
 from sdk import solana as sol
-from sdk.client import Client, new_solana_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_solana_intent, wait_outcomes
 from signer.outcomes import Outcomes
 from signer.solana_tracking import SolanaTracking
 from signer.state import SignerState
@@ -56,8 +56,10 @@ from tests.support import sample, warden, warden_mcp
 CHAIN = "solana-local"
 FEE = 5_000  # one signature, no priority fee
 
+T = TypeVar("T")
 
-async def _rpc(settings: Settings, work: Callable[..., Any]) -> Generator[Future[Any] | Task[Any], None, Any]:
+
+async def _rpc(settings: Settings, work: Callable[[JsonRpc], Awaitable[T]]) -> T:
     node = JsonRpc(settings.rpc_url_for(CHAIN), timeout_s=60)
     try:
         return await work(node)
@@ -70,7 +72,8 @@ def blockhash(settings: Settings, run: Callable[..., Any]) -> Hash:
 
 
 def lamports(settings: Settings, run: Callable[..., Any], address: str, commitment: str = "confirmed") -> int:
-    return run(_rpc(settings, lambda node: solana.balance(node, address, commitment)))
+    balance: int = run(_rpc(settings, lambda node: solana.balance(node, address, commitment)))
+    return balance
 
 
 def funded(settings: Settings, run: Callable[..., Any]) -> Keypair:
@@ -85,7 +88,10 @@ def funded(settings: Settings, run: Callable[..., Any]) -> Keypair:
 
 
 def audit_rows(
-    settings: Settings, intent_id: str, done: Callable[..., Any], timeout_s: float = 120
+    settings: Settings,
+    intent_id: str,
+    done: Callable[[list[tuple[str, dict[str, Any]]]], bool],
+    timeout_s: float = 120,
 ) -> list[tuple[str, dict[str, Any]]]:
     """The intent's audit events in the ledger, (action, details) in order, once ``done`` holds of them."""
     host, _, port = settings.ledger_http.rpartition(":")
@@ -104,7 +110,7 @@ def audit_rows(
 
 
 def agent_with(settings: Settings, run: Callable[..., Any], **policy: Any) -> Agent:
-    agent = run(provision_solana_agent(settings, f"sol-{uuid.uuid4().hex[:8]}", **policy))
+    agent: Agent = run(provision_solana_agent(settings, f"sol-{uuid.uuid4().hex[:8]}", **policy))
     assert lamports(settings, run, agent.address, "processed") == 10 * 10**9  # the airdrop landed
     return agent
 
@@ -116,16 +122,16 @@ def intent_for(agent: Agent, raw: bytes, **fields: Any) -> TransactionIntent:
 def outcomes_of(
     settings: Settings,
     run: Callable[..., Any],
-    intents: list[Any | TransactionIntent],
+    intents: list[TransactionIntent],
     timeout_s: float = 120,
-    approved: tuple[TransactionIntent, TransactionIntent] | tuple[TransactionIntent] | tuple[()] = (),
+    approved: tuple[TransactionIntent, ...] = (),
     policy: AgentPolicy | None = None,
-) -> dict[str, IntentRejected | SignedSolanaTransaction]:
+) -> dict[str, Outcome]:
     """The outcomes of ``intents`` submitted, and of ``approved`` written straight to
     warden.intents.approved under ``policy`` (as a topic writer with no key can)."""
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
 
-    async def go():
+    async def go() -> dict[str, Outcome]:
         async with Client(settings) as client:
             for intent in intents:
                 await client.submit(intent)
@@ -137,7 +143,8 @@ def outcomes_of(
             await client.flush()
         return await wait_outcomes(settings, [*intents, *approved], timeout_s, start)
 
-    return run(go())
+    outcomes: dict[str, Outcome] = run(go())
+    return outcomes
 
 
 def land(
@@ -145,7 +152,7 @@ def land(
 ) -> None:
     """Set the chain up: ``instructions`` signed by keypairs held here, confirmed."""
 
-    async def go(node):
+    async def go(node: Node) -> None:
         recent = Hash.from_string(await solana.latest_blockhash(node))
         signature = await solana.send(node, bytes(sol.signed(payer, instructions, recent, *others)))
         assert (await solana.landed(node, signature, "confirmed", 60)).error is None
@@ -171,7 +178,7 @@ def token_balance(settings: Settings, run: Callable[..., Any], account: Pubkey) 
 
 def approved_straight(
     settings: Settings, run: Callable[..., Any], agent: Agent, intents: list[TransactionIntent]
-) -> dict[str, IntentRejected]:
+) -> dict[str, Outcome]:
     """The intents approved by a topic writer with no key, written straight to the signer's
     topic under the agent's policy: the signer's outcomes."""
     return outcomes_of(settings, run, [], approved=tuple(intents), policy=agent.policy)
@@ -180,10 +187,11 @@ def approved_straight(
 def send_and_wait_finalized(settings: Settings, run: Callable[..., Any], signed_tx: str) -> solana.Status:
     raw = base64.b64decode(signed_tx)
 
-    async def go(node):
+    async def go(node: Node) -> solana.Status:
         return await solana.landed(node, await solana.send(node, raw), "finalized", 120)
 
-    return run(_rpc(settings, go))
+    status: solana.Status = run(_rpc(settings, go))
+    return status
 
 
 def broadcast_record(
@@ -298,7 +306,7 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker(stack: LocalSta
     recent = blockhash(settings, run)
     cases = {
         Code.RECIPIENT_NOT_ALLOWLISTED: [sol.sol_transfer(me, mallory, 1_000)],
-        Code.SOLANA_PROGRAM_NOT_ALLOWED: [sol.Instruction(program, b"\x01" * 8, [sol.signer(me)])],
+        Code.SOLANA_PROGRAM_NOT_ALLOWED: [Instruction(program, b"\x01" * 8, [sol.signer(me)])],
         Code.VALUE_OVER_CAP: [sol.sol_transfer(me, alice, 1_000_000 - FEE + 1)],
         Code.SOLANA_PRIORITY_FEE_OVER_CEILING: [sol.compute_price(1), sol.sol_transfer(me, alice, 1_000)],
     }
@@ -362,7 +370,9 @@ def test_a_broadcast_transfer_is_sent_and_followed_to_finalized_with_every_step_
     assert (outcome.status, outcome.final, outcome.error) == ("finalized", True, None), outcome
     assert outcome.slot is not None and outcome.intent_digest == intent.digest()
     assert lamports(settings, run, str(alice), "finalized") == 2_000_000
-    (status,) = run(_rpc(settings, lambda node: solana.statuses(node, [outcome.tx_signature])))
+    tx_signature = outcome.tx_signature
+    assert tx_signature is not None
+    (status,) = run(_rpc(settings, lambda node: solana.statuses(node, [tx_signature])))
     assert (status.commitment, status.slot) == ("finalized", outcome.slot)  # what the node says too
     host, _, port = settings.ledger_http.rpartition(":")
     ledger = clickhouse_connect.get_client(host=host, port=int(port))
@@ -438,8 +448,8 @@ class CopyLandedFirst:
             state, _no_node, Outcomes(state, ("signer-test", Ed25519PrivateKey.generate()), "none")
         )
 
-    def tracked(self, work: Callable[..., Any]) -> tuple[list[Any], bool] | tuple[list[Emit], SignedSolanaTransaction]:
-        async def go():
+    def tracked(self, work: Callable[[SolanaTracking], Awaitable[T]]) -> T:
+        async def go() -> T:
             node = JsonRpc(self.settings.rpc_url_for(CHAIN), timeout_s=60)
             self.tracking.node_for = lambda chain: node
             try:
@@ -447,13 +457,16 @@ class CopyLandedFirst:
             finally:
                 await node.close()
 
-        return self.run(go())
+        result: T = self.run(go())
+        return result
 
     def land_then_look(self) -> SignedSolanaTransaction:
         """The copy landed (finalized), then the record as signed looked at: it follows the copy."""
         landed = send_and_wait_finalized(self.settings, self.run, base64.b64encode(bytes(self.copy)).decode())
         assert landed.error is None and str(self.copy.signatures[0]) != self.record.tx_signature
-        emits, followed = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        looked = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        assert looked is not None
+        emits, followed = looked
         assert (followed.status, followed.final, followed.slot) == ("finalized", True, landed.slot), followed
         assert followed.tx_signature == str(self.copy.signatures[0])
         assert base64.b64decode(followed.signed_tx) == bytes(self.copy)
@@ -463,7 +476,9 @@ class CopyLandedFirst:
     def look_once_expired(self, followed: SignedSolanaTransaction) -> None:
         """Its blockhash expired: looked at again from the record as signed, what landed, never
         dropped; one landing, counted once; the reservation kept."""
-        _, again = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        looked = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        assert looked is not None
+        _, again = looked
         assert (again.status, again.tx_signature) == ("finalized", followed.tx_signature), again
         assert self.tracked(lambda tracking: tracking.count_landings(followed, utcnow())) == ([], False)
         entries = self.kept.asset_entries(f"{CHAIN}:SOL", self.now_us)
@@ -487,8 +502,11 @@ def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_ne
     copied = CopyLandedFirst(settings, run, tmp_path, old)
     followed = copied.land_then_look()
 
-    def valid():
-        return run(_rpc(settings, lambda n: n.call("isBlockhashValid", str(old), {"commitment": "processed"})))
+    def valid() -> dict[str, Any]:
+        reply: dict[str, Any] = run(
+            _rpc(settings, lambda n: n.call("isBlockhashValid", str(old), {"commitment": "processed"}))
+        )
+        return reply
 
     deadline = time.monotonic() + 180
     while valid()["value"] or run(_rpc(settings, lambda node: solana.blockhash_valid(node, str(old), "finalized"))):
@@ -508,7 +526,7 @@ def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_ne
     kept = state.agent(record.agent_id)
     assert kept.asset_entries(f"{CHAIN}:SOL", now_us) == {record.intent_id: (now_us, 1 + FEE)}
 
-    async def look():
+    async def look() -> tuple[list[Emit], SignedSolanaTransaction] | None:
         node = JsonRpc(settings.rpc_url_for(CHAIN), timeout_s=60)
         try:
             return await SolanaTracking(state, lambda chain: node, outcomes).look(record, utcnow())
@@ -521,7 +539,9 @@ def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_ne
     assert [e.topic for e in emits] == [topics.SOLANA_SIGNED, topics.AUDIT_EVENTS]
     assert kept.asset_entries(f"{CHAIN}:SOL", now_us) == {record.intent_id: (now_us, 0)}  # released
     assert kept.solana_record(record.intent_id) == emits[0].value
-    assert run(_rpc(settings, lambda node: solana.statuses(node, [record.tx_signature]))) == [None]
+    never_landed = record.tx_signature
+    assert never_landed is not None
+    assert run(_rpc(settings, lambda node: solana.statuses(node, [never_landed]))) == [None]
 
 
 def test_a_forged_solana_outcome_on_the_topic_is_not_believed(stack: LocalStack, run: Callable[..., Any]) -> None:
@@ -549,7 +569,7 @@ def test_a_forged_solana_outcome_on_the_topic_is_not_believed(stack: LocalStack,
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
     forged: list[tuple[str, str]] = []
 
-    async def go():
+    async def go() -> dict[str, Outcome]:
         async with Client(settings) as client:
             forgery = sign_outcome(lie, Ed25519PrivateKey.generate(), "signer-0").to_bytes()
             await (await client.send(topics.SOLANA_SIGNED, intent.agent_id, forgery))
@@ -573,14 +593,14 @@ def test_an_mcp_client_has_a_solana_transaction_signed_and_finalized_and_one_ref
     good = base64.b64encode(sol.unsigned(me, [sol.sol_transfer(me, alice, 1_000_000)], recent)).decode()
     bad = base64.b64encode(sol.unsigned(me, [sol.sol_transfer(me, mallory, 1_000_000)], recent)).decode()
 
-    async def calls():
+    async def calls() -> tuple[set[str], CallToolResult, CallToolResult, CallToolResult]:
         with open(tmp_path / "mcp.log", "w") as errlog:
             server = warden_mcp(settings, agent.agent_id)
             async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
                 await session.initialize()
                 tools = {tool.name for tool in (await session.list_tools()).tools}
 
-                async def call(**arguments: Any):
+                async def call(**arguments: Any) -> CallToolResult:
                     return await session.call_tool("submit_solana_transaction", arguments, read_timeout_seconds=150)
 
                 return (
@@ -620,7 +640,7 @@ def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_
         end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED, topics.INTENTS_AWAITING_APPROVAL))
     )
 
-    async def submit():
+    async def submit() -> dict[str, Outcome]:
         async with Client(settings) as client:
             for intent in (small, big, denied):
                 await client.submit(intent)
@@ -661,7 +681,7 @@ def test_a_multisig_the_agent_signs_for_alone_moves_only_within_the_agents_limit
     land(settings, run, payer, setup, mint, multisig)
     recent = blockhash(settings, run)
 
-    def move(amount: int, to: Keypair):
+    def move(amount: int, to: Keypair) -> TransactionIntent:
         destination = sol.ata_address(to.pubkey(), mint.pubkey())
         ix = sol.token_transfer_checked(held, mint.pubkey(), destination, owner, amount, 6, multisig_signers=[me])
         return intent_for(agent, sol.unsigned(me, [ix], recent))
@@ -703,7 +723,7 @@ def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_th
     settings, payer = stack.settings, bank(stack.settings, run)
     alice, mallory, treasury = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
     mints = {name: Keypair() for name in ("fee_to_mallory", "fee_to_treasury", "delegated", "delegated_accepted")}
-    extensions = {
+    extensions: dict[str, dict[str, Any]] = {
         "fee_to_mallory": {"fee": support.Fee(5_000, 10**12, mallory)},
         "fee_to_treasury": {"fee": support.Fee(5_000, 10**12, treasury)},
         "delegated": {"permanent_delegate": mallory},
@@ -726,7 +746,7 @@ def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_th
         land(settings, run, payer, setup, key)
     recent = blockhash(settings, run)
 
-    def hundred_to_alice(name: str):
+    def hundred_to_alice(name: str) -> TransactionIntent:
         mint = mints[name].pubkey()
         source, destination = sol.ata_address(me, mint, program), sol.ata_address(alice, mint, program)
         ix = sol.token_transfer_checked(source, mint, destination, me, 100 * 10**6, 6, token_program=program)
@@ -744,7 +764,8 @@ def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_th
         ):
             assert isinstance(refused, IntentRejected), (name, refused)
             assert (refused.stage, refused.code) == (stage, code), (name, refused)
-    assert str(mallory) in outcomes[intents["fee_to_mallory"].intent_id].reason  # the fee's withdraw authority
+    to_mallory = outcomes[intents["fee_to_mallory"].intent_id]
+    assert isinstance(to_mallory, IntentRejected) and str(mallory) in to_mallory.reason  # the fee's withdraw authority
     for name in ("fee_to_treasury", "delegated_accepted"):
         signed = outcomes[intents[name].intent_id]
         assert isinstance(signed, SignedSolanaTransaction), (name, signed)
@@ -805,7 +826,7 @@ def test_each_landing_of_one_signed_message_counts_against_the_agent_and_is_said
         for payer_signature in [payer.sign_message(message), *(resigned(payer, message) for _ in range(3))]
     ]
 
-    async def land(node):
+    async def land(node: Node) -> tuple[list[str], list[solana.Status]]:
         ids = [await solana.send(node, bytes(copy)) for copy in copies]
         return ids, [await solana.landed(node, i, "confirmed", 120) for i in ids]
 

@@ -13,8 +13,9 @@ from infra.stack import demo, demo_script
 from infra.stack.local import LocalStack, local_settings, running_stack
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
-from sdk.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, wait_outcomes
 from tests.support import make_agent, read_topic
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -42,7 +43,7 @@ def test_a_forged_stage_envelope_decides_nothing(split: LocalStack) -> None:
     settings = split.settings
     agent = "agent-split-forged"
 
-    async def scenario():
+    async def scenario() -> tuple[TransactionIntent, dict[str, Outcome], list[DeadLetter], list[IntentRejected]]:
         key, _, policy = await make_agent(settings, agent, tx_to_allowlist=(DEST,))
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
         real = new_intent(

@@ -123,6 +123,7 @@ def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(
     )
     text: list[str] = []
     try:
+        assert proc.stdout is not None
         for row in proc.stdout:
             text.append(row.rstrip("\n"))
             if any(r.startswith(signed) for r in text) and fake in text:
@@ -188,6 +189,7 @@ def test_a_parked_intent_is_shown_as_parked_by_submit_and_by_tail(stack: LocalSt
         text=True,
     )
     try:
+        assert proc.stdout is not None
         for row in proc.stdout:
             if row.startswith(f"PARKED {intent_id} "):
                 break

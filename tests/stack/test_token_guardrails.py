@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from asyncio import Future, Task
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -29,7 +28,7 @@ from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
 from schemas.stages import Stage
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, Outcome, new_intent, new_typed_data_intent, wait_outcomes
 from tests.signer_support import LoneSigner
 from tests.support import make_agent
 from tests.token_support import ALICE, DEPLOYER, UNIT, balance_of, mint_tokens, token_assets
@@ -38,9 +37,7 @@ ANVIL_ID = 31337
 MALLORY = "0x000000000000000000000000000000000000bad1"
 
 
-async def _submit(
-    settings: Settings, intents: list[TransactionIntent], timeout_s: float = 60.0
-) -> Generator[Future[Any] | Future[Any] | Task[Any], None, dict[str, IntentRejected | SignedTransaction]]:
+async def _submit(settings: Settings, intents: list[TransactionIntent], timeout_s: float = 60.0) -> dict[str, Outcome]:
     start = await end_offsets(settings, OUTCOME_TOPICS)
     async with Client(settings) as client:
         await asyncio.gather(*(client.submit(i) for i in intents))
@@ -55,7 +52,15 @@ def test_token_routes_through_the_pipeline(
     token, greedy, router = deployed["token"], deployed["greedy"], deployed["router"]
     agent = f"tok-{os.urandom(3).hex()}"
 
-    async def scenario():
+    async def scenario() -> tuple[
+        dict[str, TransactionIntent],
+        dict[str, Outcome],
+        tuple[TransactionIntent, dict[str, Outcome]],
+        tuple[TransactionIntent, TransactionIntent, dict[str, Outcome]],
+        dict[str, int],
+        int,
+        str,
+    ]:
         key, address, _ = await make_agent(
             settings,
             agent,
@@ -67,7 +72,7 @@ def test_token_routes_through_the_pipeline(
         await mint_tokens(settings, token, address, 1_000 * UNIT)
         await mint_tokens(settings, greedy, address, 1_000 * UNIT)
 
-        def tx(to, data, **fields: Any):
+        def tx(to: str, data: str, **fields: Any) -> TransactionIntent:
             return new_intent(key, agent_id=agent, chain="anvil", to=to, value="0", data=data, broadcast=True, **fields)
 
         transfer = contracts.calldata("transfer(address,uint256)", ALICE, 10 * UNIT)
@@ -151,7 +156,7 @@ def test_a_hundred_concurrent_token_transfers_never_pass_the_daily_limit(
     agent = f"tok-burst-{os.urandom(3).hex()}"
     recipient = "0x" + os.urandom(20).hex()
 
-    async def scenario():
+    async def scenario() -> tuple[list[TransactionIntent], dict[str, Outcome], int]:
         key, address, _ = await make_agent(
             settings, agent, tx_to_allowlist=(token, recipient), asset_limits=token_assets(deployed, daily_limit="25")
         )
@@ -187,7 +192,7 @@ def test_the_signer_applies_the_asset_rules_itself(
     run(mint_tokens(stack.settings, token, lone.address, 100 * UNIT))
     run(_fund(stack.settings, lone.address))
 
-    def handle(to, data, **fields: Any):
+    def handle(to: str, data: str, **fields: Any) -> Any:  # LoneSigner.handle's outcome
         outcome, audits, _ = run(lone.handle(lone.intent(to=to, value="0", data=data, **fields)))
         return outcome
 
@@ -247,7 +252,7 @@ def test_nft_routes_through_the_pipeline(stack: LocalStack, run: Callable[..., A
     settings = stack.settings
     agent = f"nft-{os.urandom(3).hex()}"
 
-    async def scenario():
+    async def scenario() -> tuple[dict[str, Outcome], list[str], str]:
         node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             nft = await contracts.deploy(node, "WardenNFT", sender=DEPLOYER)
@@ -268,7 +273,7 @@ def test_nft_routes_through_the_pipeline(stack: LocalStack, run: Callable[..., A
         finally:
             await node.close()
 
-        def tx(data):
+        def tx(data: str) -> TransactionIntent:
             return new_intent(key, agent_id=agent, chain="anvil", to=nft, value="0", data=data, broadcast=True)
 
         intents = {

@@ -19,6 +19,7 @@ from schemas.codes import Code
 from schemas.outcomes import IntentRejected
 from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from sdk.outcomes import Outcome, RawSubmission
 from tests.support import make_agent, warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -48,7 +49,7 @@ def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(
         update={"to": BAD_CHECKSUM}
     )
 
-    async def scenario():
+    async def scenario() -> tuple[list[RawSubmission], dict[str, Outcome], list[tuple[str, str]]]:
         start = await end_offsets(settings, OUTCOME_TOPICS)
         async with Client(settings) as client:
             sent = [await client.submit_raw(agent, raw) for raw in (checksum, not_json)]

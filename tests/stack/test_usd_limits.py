@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from asyncio import Future, Task
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import clickhouse_connect
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra import contracts
 from infra.stack.local import LocalStack
@@ -25,7 +25,7 @@ from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.stages import Stage
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, Outcome, new_intent, wait_outcomes
 from tests.signer_support import DEST, LoneSigner
 from tests.support import make_agent
 from tests.token_support import DEPLOYER, UNIT, balance_of, mint_tokens, on_anvil, token_assets
@@ -49,16 +49,16 @@ async def _set(settings: Settings, feed: str, answer: int, updated_at: int | Non
     await on_anvil(settings, lambda node: contracts.send(node, DEPLOYER, feed, data))
 
 
-async def _submit(
-    settings: Settings, intents: list[TransactionIntent], timeout_s: float = 90.0
-) -> Generator[Future[Any] | Future[Any] | Task[Any], None, dict[str, IntentRejected | SignedTransaction]]:
+async def _submit(settings: Settings, intents: list[TransactionIntent], timeout_s: float = 90.0) -> dict[str, Outcome]:
     start = await end_offsets(settings, OUTCOME_TOPICS)
     async with Client(settings) as client:
         await asyncio.gather(*(client.submit(i) for i in intents))
     return await wait_outcomes(settings, intents, timeout_s, start, final=True)
 
 
-def _agent(settings, deployed, eth_feed, wusd_feed, recipient, **fields: Any):
+def _agent(
+    settings: Settings, deployed: dict[str, str], eth_feed: str, wusd_feed: str, recipient: str, **fields: Any
+) -> tuple[str, Ed25519PrivateKey, str]:
     """An agent whose policy prices ETH and WUSD on Anvil by the two feeds."""
     agent = f"usd-{os.urandom(3).hex()}"
     feeds = (
@@ -86,7 +86,8 @@ def _ledger_facts(settings: Settings, intent_id: str) -> dict[str, Any]:
         "AND JSONExtractString(details, 'stage') = 'usd_limit'",
         parameters={"i": intent_id},
     ).result_rows
-    return orjson.loads(rows[0][0])
+    facts: dict[str, Any] = orjson.loads(rows[0][0])
+    return facts
 
 
 def test_a_moved_feed_a_stale_one_and_a_missing_one(
@@ -98,9 +99,10 @@ def test_a_moved_feed_a_stale_one_and_a_missing_one(
     wusd_feed = run(_feed(settings, "WUSD / USD", 1 * DOLLAR))
     agent, key, _ = _agent(settings, deployed, eth_feed, wusd_feed, recipient, usd_max_per_tx="100")
 
-    def pay(value: str) -> object:
+    def pay(value: str) -> tuple[TransactionIntent, Outcome]:
         intent = new_intent(key, agent_id=agent, chain="anvil", to=recipient, value=value, broadcast=True)
-        return intent, run(_submit(settings, [intent]))[intent.intent_id]
+        outcome: Outcome = run(_submit(settings, [intent]))[intent.intent_id]
+        return intent, outcome
 
     # $90 of ETH (and a fee of cents) under a $100 cap: mined.
     first, mined = pay("0.03")
@@ -108,15 +110,18 @@ def test_a_moved_feed_a_stale_one_and_a_missing_one(
     # ETH moves to $4,000: the same 0.03 ETH is $120 now.
     run(_set(settings, eth_feed, 4000 * DOLLAR))
     second, refused = pay("0.03")
+    assert isinstance(refused, IntentRejected), refused
     assert (refused.stage, refused.code) == (Stage.USD_LIMIT, Code.USD_OVER_CAP), refused
     assert "$120." in refused.reason
     # Stale: updated two hours ago, the policy allows an hour.
     # (Wall-clock time: the decision's `now`; other tests may have moved Anvil's clock.)
     run(_set(settings, eth_feed, 3000 * DOLLAR, int(time.time()) - 7200))
     _, stale = pay("0.01")
+    assert isinstance(stale, IntentRejected), stale
     assert (stale.stage, stale.code) == (Stage.USD_LIMIT, Code.PRICE_STALE), stale
     run(_set(settings, eth_feed, 0))
     _, zero = pay("0.01")
+    assert isinstance(zero, IntentRejected), zero
     assert (zero.stage, zero.code) == (Stage.USD_LIMIT, Code.PRICE_NOT_POSITIVE), zero
     # A feed address with no contract behind it.
     nowhere, nkey, _ = _agent(settings, deployed, "0x" + "00" * 19 + "77", wusd_feed, recipient, usd_daily_limit="1000")
@@ -193,7 +198,7 @@ def test_a_round_from_the_future_and_a_feed_of_255_decimals_are_refused_and_noth
         (future, "0.01", Code.PRICE_FROM_THE_FUTURE, f"updated at {ten_years_ahead}"),  # $30, under the cap
         (wide, "0.333", Code.PRICE_DECIMALS_OUT_OF_RANGE, "reports 255 decimals"),  # $999, priced at ~$0
     )
-    fees = dict(gas_limit=21_000, max_fee_per_gas=10**10, max_priority_fee_per_gas=10**9)
+    fees: dict[str, Any] = dict(gas_limit=21_000, max_fee_per_gas=10**10, max_priority_fee_per_gas=10**9)
     for feed, value, code, found in cases:
         agent, key, _ = _agent(settings, deployed, feed, feed, recipient, usd_max_per_tx="100")
         intent = new_intent(key, agent_id=agent, chain="anvil", to=recipient, value=value, broadcast=True, **fees)

@@ -11,10 +11,9 @@ import os
 import stat
 import sys
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -42,12 +41,15 @@ class Result:
         """stderr without the development root's standing warning."""
         return "\n".join(line for line in self.err.splitlines() if not line.startswith("WARNING: Warden is using"))
 
-    def json(
-        self,
-    ) -> dict[
-        str, str | list[int] | list[dict[str, str | int | bool | None]] | list[dict[str, str | int | bool]] | int
-    ]:
-        return json.loads(self.out)
+    def json(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.out)
+        return parsed
+
+
+class Vault(Protocol):
+    """`warden vault ARGV...` run in process, ``stdin`` its standard input."""
+
+    def __call__(self, *argv: str, stdin: bytes | None = None) -> Result: ...
 
 
 @pytest.fixture
@@ -66,7 +68,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack: LocalStack) -> 
 
 
 @pytest.fixture
-def vault(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+def vault(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Vault:
     """Run `warden vault ...` in process; returns the exit code and what it printed."""
 
     def run(*argv: str, stdin: bytes | None = None) -> Result:
@@ -104,7 +106,7 @@ def read_topic_sync(settings: Settings, topic: str) -> list[bytes]:
     return asyncio.run(read_topic(settings, topic))
 
 
-def test_standard_round_trip_list_grants_and_refusals(vault: Callable[..., Any], home: Path, stack: LocalStack) -> None:
+def test_standard_round_trip_list_grants_and_refusals(vault: Vault, home: Path, stack: LocalStack) -> None:
     name, agent = _name("svc"), _name("bot")
     secret = b"sk_live_" + uuid.uuid4().hex.encode()
     value_file = _write(home / "value", secret)
@@ -212,7 +214,7 @@ def test_standard_round_trip_list_grants_and_refusals(vault: Callable[..., Any],
     assert not any(secret in v for v in read_topic_sync(stack.settings, topics.VAULT))
 
 
-def test_client_custody_share_handling(vault: Callable[..., Any], home: Path) -> None:
+def test_client_custody_share_handling(vault: Vault, home: Path) -> None:
     name = _name("cc")
     share_path = home / "share.txt"
     created = vault(
@@ -296,7 +298,7 @@ def test_client_custody_share_handling(vault: Callable[..., Any], home: Path) ->
     assert crossed.code == 1 and crossed.said == f"warden vault get: {OPAQUE}"
 
 
-def test_custody_mode_is_set_once(vault: Callable[..., Any], home: Path) -> None:
+def test_custody_mode_is_set_once(vault: Vault, home: Path) -> None:
     name = _name("late")
     created = vault("create", "--vault", name, "--mode", "none")
     assert created.code == 0 and "no custody mode yet" in created.out
@@ -314,7 +316,7 @@ def test_custody_mode_is_set_once(vault: Callable[..., Any], home: Path) -> None
     assert vault("put", "--vault", name, "--path", "t", "--type", "token", "--value-file", value_file).code == 0
 
 
-def test_cmek_set_rotate_and_read(vault: Callable[..., Any], home: Path) -> None:
+def test_cmek_set_rotate_and_read(vault: Vault, home: Path) -> None:
     from signer.custody import fingerprint
 
     name = _name("cmek")
@@ -360,7 +362,7 @@ def test_cmek_set_rotate_and_read(vault: Callable[..., Any], home: Path) -> None
     assert clobber.code == 2 and "already exists" in clobber.said
 
 
-def test_bad_inputs_name_the_problem(vault: Callable[..., Any], home: Path) -> None:
+def test_bad_inputs_name_the_problem(vault: Vault, home: Path) -> None:
     name = _name("bad")
     assert vault("create", "--vault", name).code == 0
     value_file = _write(home / "v", b"value")

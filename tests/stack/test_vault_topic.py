@@ -34,7 +34,7 @@ from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.stages import Stage
 from sdk.admin import load_or_create_admin_key
-from sdk.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, wait_outcomes
 from signer.custody import AGENT_KEYS_VAULT
 from signer.custody.events import SecretDeactivated
 from signer.custody_wiring import keystore_from_settings
@@ -84,7 +84,7 @@ async def _refusals(
     return found
 
 
-async def _sign(settings: Settings, key, agent_id: str):
+async def _sign(settings: Settings, key: Ed25519PrivateKey, agent_id: str) -> Outcome:
     intent = new_intent(key, agent_id=agent_id, chain="anvil", to=DEST, value="0.001")
     start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
     async with Client(settings) as client:

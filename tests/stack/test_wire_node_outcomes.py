@@ -23,6 +23,7 @@ from schemas.outcomes import (
     IntentApproved,
     IntentParked,
     IntentRejected,
+    Outcome,
     SignedMessage,
     SignedSolanaMessage,
     SignedSolanaTransaction,
@@ -45,7 +46,7 @@ class Pinned:
         return KEYS.get(role, {}).get(key_id)
 
 
-def _outcome_world() -> tuple[TransactionIntent, bytes, dict[str, Any]]:
+def _outcome_world() -> tuple[TransactionIntent, bytes, dict[str, tuple[str, Outcome]]]:
     """One signed intent and its policy, the bytes of an unreadable one, and every kind of outcome
     about them signed by the role that publishes it (name: (topic, signed record))."""
     intent, policy = _intent_and_policy()
@@ -93,7 +94,7 @@ def _intent_and_policy() -> tuple[TransactionIntent, AgentPolicy]:
     return intent, policy
 
 
-def _rejections(intent: TransactionIntent) -> dict[str, Any]:
+def _rejections(intent: TransactionIntent) -> dict[str, tuple[str, str, Outcome]]:
     """The intent rejected by a worker's stage (non-ASCII reason, nested facts, a number past
     2**53) and by the signer."""
     digest = intent.digest()
@@ -137,7 +138,7 @@ def _rejections(intent: TransactionIntent) -> dict[str, Any]:
     }
 
 
-def _signatures(intent: TransactionIntent) -> dict[str, Any]:
+def _signatures(intent: TransactionIntent) -> dict[str, tuple[str, str, Outcome]]:
     """The signer's signatures: a transaction, a typed-data message, a Solana transaction and a
     Solana off-chain message, their numbers past 2**53."""
     digest = intent.digest()
@@ -228,7 +229,7 @@ def _signatures(intent: TransactionIntent) -> dict[str, Any]:
     }
 
 
-def _held_by_the_worker(intent: TransactionIntent, policy: AgentPolicy) -> dict[str, Any]:
+def _held_by_the_worker(intent: TransactionIntent, policy: AgentPolicy) -> dict[str, tuple[str, str, Outcome]]:
     """What the worker publishes for the signer or the admins: the intent approved, or parked."""
     digest = intent.digest()
     common = dict(intent_id=intent.intent_id, agent_id=intent.agent_id)
@@ -253,7 +254,7 @@ def _held_by_the_worker(intent: TransactionIntent, policy: AgentPolicy) -> dict[
     }
 
 
-def _refused_at_intake(intent: TransactionIntent, raw: bytes) -> dict[str, Any]:
+def _refused_at_intake(intent: TransactionIntent, raw: bytes) -> dict[str, tuple[str, str, Outcome]]:
     """Records about bytes that were not a valid intent: the dead letter of unreadable bytes, an
     intent that does not validate, and one whose agent signature fails."""
     return {
@@ -378,13 +379,13 @@ def test_outcomes_signed_in_python_verify_in_node() -> None:
     ]
 
 
-def _edited(name: str, edit: Callable[..., Any]) -> bytes:
+def _edited(name: str, edit: Callable[[dict[str, Any]], object]) -> bytes:
     body = json.loads(OUTCOMES[name][1].to_bytes())
     edit(body)
     return json.dumps(body, ensure_ascii=False).encode()
 
 
-def _resigned(name: str, key, key_id: str, **update: Any) -> bytes:
+def _resigned(name: str, key: Ed25519PrivateKey, key_id: str, **update: Any) -> bytes:
     return sign_outcome(OUTCOMES[name][1].model_copy(update=update), key, key_id).to_bytes()
 
 

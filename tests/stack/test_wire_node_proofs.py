@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,7 +50,7 @@ def _ledger_events() -> tuple[list[AuditEvent], list[AuditEvent]]:
 @pytest.fixture(scope="module")
 def proofs(
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[dict[str, dict[str, str | dict[str, str | int] | int | list[str]]], list[str]]:
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     from ledger import proof
     from ledger.store import ChdbStore
     from tests.ledger_support import build_ledger
@@ -59,7 +60,7 @@ def proofs(
     store.ensure_schema()
     try:
         build_ledger(store, events, LEDGER_KEY, chains=2, checkpoint_every=7)
-        built = {}
+        built: dict[str, dict[str, Any]] = {}
         for event in events:
             with contextlib.suppress(proof.ProofError):  # the newest rows of a chain wait for their checkpoint
                 built[event.event_id] = proof.build(store, event.event_id, LOG_NAME)
@@ -69,14 +70,12 @@ def proofs(
     return built, [t.event_id for t in tricky]
 
 
-def _check_cases(
-    items: list[dict[str, str | dict[str, str | int] | int | list[str]]], log: NoteKey = LOG
-) -> list[dict[str, Any]]:
+def _check_cases(items: Iterable[dict[str, Any]], log: NoteKey = LOG) -> list[dict[str, Any]]:
     return [{"proof": p, "log_key": log.vkey} for p in items]
 
 
 def test_ledger_proofs_built_by_python_verify_in_node(
-    proofs: tuple[dict[str, dict[str, str | dict[str, str | int] | int | list[str]]], list[str]],
+    proofs: tuple[dict[str, dict[str, Any]], list[str]],
 ) -> None:
     from ledger import proof
 
@@ -119,7 +118,7 @@ def _note_edited(p: dict[str, Any], size: int = 0, root: bytes | None = None) ->
     return p
 
 
-def _resigned_checkpoint(p: dict[str, Any], key) -> dict[str, Any]:
+def _resigned_checkpoint(p: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
     """The checkpoint note signed again, under the log's name, by ``key``."""
     text = Note.parse(p["checkpoint"]).text
     p["checkpoint"] = Note(text, (sign_note(text, LOG_NAME, key),)).to_bytes().decode()
@@ -130,7 +129,7 @@ def _flip(hex_text: str) -> str:
     return ("0" if hex_text[0] != "0" else "1") + hex_text[1:]
 
 
-PROOF_TAMPERS = {
+PROOF_TAMPERS: dict[str, Callable[[dict[str, Any]], object]] = {
     "actor edited": lambda p: p["event"].update(actor="agent:mallory"),
     "details edited": lambda p: p["event"].update(details=p["event"]["details"].replace("}", ',"x":1}', 1)),
     "ts edited": lambda p: p["event"].update(ts="2020-01-01T00:00:00.000000Z"),
@@ -168,7 +167,7 @@ def _victims(built: dict[str, Any]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("what", list(PROOF_TAMPERS))
 def test_a_tampered_proof_fails_in_node_and_in_python(
-    proofs: tuple[dict[str, dict[str, str | dict[str, str | int] | int | list[str]]], list[str]], what: str
+    proofs: tuple[dict[str, dict[str, Any]], list[str]], what: str
 ) -> None:
     from ledger import proof
 
@@ -186,7 +185,7 @@ def test_a_tampered_proof_fails_in_node_and_in_python(
 
 
 def test_a_proof_under_another_log_key_fails(
-    proofs: tuple[dict[str, dict[str, str | dict[str, str | int] | int | list[str]]], list[str]],
+    proofs: tuple[dict[str, dict[str, Any]], list[str]],
 ) -> None:
     built, _ = proofs
     other = log_key(LOG_NAME, Ed25519PrivateKey.generate())
@@ -198,7 +197,7 @@ def test_a_proof_under_another_log_key_fails(
     "rule", ["no_escape", "hex_leaf", "no_leaf_prefix", "left_to_right", "text_without_newline", "whole_note"]
 )
 def test_a_proof_checked_against_a_rule_of_the_page_fails(
-    proofs: tuple[dict[str, dict[str, str | dict[str, str | int] | int | list[str]]], list[str]], rule: str
+    proofs: tuple[dict[str, dict[str, Any]], list[str]], rule: str
 ) -> None:
     built, tricky = proofs
     victim = built[tricky[0]] if rule == "no_escape" else _victims(built)[1]

@@ -82,7 +82,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]
             "WARDEN_SCHEMA_OUT": str(work / "built.json"),
         },
     )
-    return json.loads((work / "built.json").read_text())
+    answers: dict[str, dict[str, Any]] = json.loads((work / "built.json").read_text())
+    return answers
 
 
 def _intake(answer: dict[str, Any]) -> tuple[TransactionIntent, StageVerdict]:

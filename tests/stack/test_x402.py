@@ -21,6 +21,7 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 from mcp.client.session import ClientSession
 from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult, Tool
 from x402.mechanisms.evm.eip712 import hash_eip3009_authorization
 from x402.mechanisms.evm.types import ExactEIP3009Payload
 
@@ -33,7 +34,7 @@ from schemas.policy import Eip712DomainRule
 from schemas.stages import Stage
 from sdk.client import agent_transactions
 from sdk.x402 import X402Error, decode_header
-from sdk.x402_pay import pay
+from sdk.x402_pay import Payment, pay
 from tests.support import make_agent, warden, warden_mcp
 from tests.token_support import DEPLOYER, balance_of, mint_tokens, on_anvil
 from tests.x402_support import paid_server
@@ -44,7 +45,7 @@ PRICE = 10_000  # 0.01 of the token
 PAYEE = "0x00000000000000000000000000000000000A11cE"
 
 
-async def _mcp_pay(settings: Settings, agent: str, url: str, errlog: TextIOWrapper) -> object:
+async def _mcp_pay(settings: Settings, agent: str, url: str, errlog: TextIOWrapper) -> tuple[Tool, CallToolResult]:
     server = warden_mcp(settings, agent)
     async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
@@ -94,15 +95,15 @@ def paid(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[st
             got["mcp_tool"], got["mcp"] = asyncio.run(_mcp_pay(settings, agent, f"{server.url}/mcp", errlog))
         got["mcp_log"] = log.read_text()
 
-        async def sdk_payments():
-            out = {}
+        async def sdk_payments() -> dict[str, Payment | str]:
+            out: dict[str, Payment | str] = {}
             for name in ("mallory", "dear"):
                 out[name] = await pay(settings, agent, key, f"{server.url}/{name}", timeout_s=90)
             out["poor"] = await pay(settings, poor, poor_key, f"{server.url}/poor", timeout_s=90)
-            for name, arguments in (("elsewhere", {}), ("over_max", {"max_amount": "0.005"})):
+            for name, max_amount in (("elsewhere", None), ("over_max", "0.005")):
                 path = "cli" if name == "over_max" else name
                 try:
-                    await pay(settings, agent, key, f"{server.url}/{path}", timeout_s=90, **arguments)
+                    await pay(settings, agent, key, f"{server.url}/{path}", timeout_s=90, max_amount=max_amount)
                 except X402Error as exc:
                     out[name] = str(exc)
             return out
@@ -155,6 +156,7 @@ def test_the_payment_is_warden_s_signature_from_the_agent_s_address(paid: dict[s
     # The digest as the official SDK's facilitator computes it, and the address that signed it.
     inner = ExactEIP3009Payload.from_dict(sent["payload"])
     digest = hash_eip3009_authorization(inner.authorization, 31337, paid["token"], NAME, "1")
+    assert inner.signature is not None
     recovered = Account._recover_hash(digest, signature=bytes.fromhex(inner.signature[2:]))
     assert recovered == paid["address"]
 

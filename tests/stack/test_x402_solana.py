@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from asyncio import Future, Task
-from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from solders.hash import Hash
@@ -29,22 +28,19 @@ from infra.stack.x402_server import Paid, paid_solana_server
 from runtime import solana
 from runtime.config import Settings
 from runtime.rpc import JsonRpc
-from runtime.solana import Status
 from schemas.codes import Code
 from schemas.policy import SolanaTokenLimit
 from sdk import solana as build
 from sdk.x402 import decode_header
-from sdk.x402_pay import pay
+from sdk.x402_pay import Payment, pay
 
 DEVNET = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
 PRICE = 10_000  # 0.01 of a 6-decimal token
 
+T = TypeVar("T")
 
-async def _on(
-    url: str, work: Callable[..., Any]
-) -> Generator[
-    Future[Any] | Task[Any], None, list[Status] | dict[str, dict[str, str | int] | dict[str, str | int | float]] | None
-]:
+
+async def _on(url: str, work: Callable[[JsonRpc], Awaitable[T]]) -> T:
     node = JsonRpc(url, timeout_s=60)
     try:
         return await work(node)
@@ -53,7 +49,7 @@ async def _on(
 
 
 async def _land(url: str, payer: Keypair, instructions: list[Instruction], *others: Keypair) -> None:
-    async def go(node):
+    async def go(node: JsonRpc) -> None:
         recent = Hash.from_string(await solana.latest_blockhash(node))
         signature = await solana.send(node, bytes(build.signed(payer, instructions, recent, *others)))
         assert (await solana.landed(node, signature, "confirmed", 60)).error is None
@@ -62,7 +58,7 @@ async def _land(url: str, payer: Keypair, instructions: list[Instruction], *othe
 
 
 async def _airdrop(url: str, to: Pubkey, lamports: int) -> None:
-    async def go(node):
+    async def go(node: JsonRpc) -> None:
         await solana.landed(node, await node.call("requestAirdrop", str(to), lamports), "processed", 60)
 
     await _on(url, go)
@@ -117,7 +113,7 @@ def _payments(settings: Settings, url: str) -> dict[str, Any]:
     with paid_solana_server(url, str(mint), routes) as server:
         asyncio.run(_airdrop(url, Pubkey.from_string(server.facilitator), 10**9))
 
-        async def payments():
+        async def payments() -> dict[str, Payment]:
             return {
                 name: await pay(settings, agent_id, agent.intent_key, f"{server.url}/{name}", timeout_s=120)
                 for name in ("paid", "mallory", "dear")

@@ -121,7 +121,7 @@ def test_thresholds_that_make_no_sense_are_refused_with_the_reason(text: str, wh
         parse_thresholds(text, PINNED)
 
 
-def admin_set(version: int, keys: dict[str, Any], quorum: str, *names: str) -> AdminSet:
+def admin_set(version: int, keys: dict[str, str], quorum: str, *names: str) -> AdminSet:
     record = sign_admin_set(
         AdminSet(version=version, admins=keys, thresholds=parse_thresholds(quorum, keys), issued_at=T0),
         KEYS[names[0]],
@@ -174,7 +174,9 @@ def test_gathered_signatures_count_each_pinned_admin_once_and_expire() -> None:
     by_b = gathered.with_signature(KEYS["b"], "b", T0)
     gathered = gather([first.to_bytes(), by_b.to_bytes()], admins, T0)[first.proposal_id]
     assert gathered.complete
-    assert admins.quorum_problem(gathered.assembled(), "policy") is None
+    assembled = gathered.assembled()
+    assert isinstance(assembled, AgentPolicy), assembled
+    assert admins.quorum_problem(assembled, "policy") is None
     assert gather([first.to_bytes(), by_b.to_bytes()], admins, T0 + timedelta(hours=1)) == {}
 
 
@@ -188,8 +190,12 @@ def test_a_proposal_whose_id_does_not_name_its_record_is_left_out() -> None:
 
 
 def swapped(
-    version: int, key_id: str, new_key: Ed25519PrivateKey, *names: str, signed_as: dict[str, Any] | None = None
-):
+    version: int,
+    key_id: str,
+    new_key: Ed25519PrivateKey,
+    *names: str,
+    signed_as: dict[str, Ed25519PrivateKey] | None = None,
+) -> AdminSet:
     """Admin set ``version``: the set in force with ``key_id``'s key replaced by ``new_key``,
     signed by ``names`` (each with its key in force, or with ``signed_as[name]``)."""
     keys = {**PINNED, key_id: public_key_hex(new_key)}
@@ -266,7 +272,9 @@ def test_gathered_signatures_of_a_key_change_wait_for_that_admins_own() -> None:
     by_c = gathered.with_signature(KEYS["c"], "c", T0)
     gathered = gather([first.to_bytes(), by_b.to_bytes(), by_c.to_bytes()], admins, T0)[first.proposal_id]
     assert gathered.complete and gathered.own_signatures_missing == []
-    assert two_of_three().adopt(gathered.assembled()) is None
+    assembled = gathered.assembled()
+    assert isinstance(assembled, AdminSet), assembled
+    assert two_of_three().adopt(assembled) is None
 
 
 def test_an_admin_whose_key_here_is_not_the_one_in_force_signs_nothing(tmp_path: Path) -> None:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from evm.rpc_results import Log
 from rules import movements
 from rules.assets import check_assets
 from rules.simulation import simulation_needed
 from rules.verdicts import simulation_required
+from runtime.rpc import Node
 from schemas.codes import Code
 from schemas.fields import MAX_UINT256
 from schemas.intent import TransactionIntent
@@ -59,7 +61,7 @@ def word(value: int | str) -> str:
     return f"{value:064x}"
 
 
-def calldata(selector: str, *words) -> str:
+def calldata(selector: str, *words: int | str) -> str:
     return selector + "".join(word(w) for w in words)
 
 
@@ -325,10 +327,11 @@ def test_a_call_a_contract_rule_allows_is_simulated_unless_the_rule_says_unsimul
     # Value to an address that may have code is asked about (on Anvil: tests/stack/test_routes_and_typed_data.py);
     # where it cannot matter the node is not asked at all (None here: asking would raise).
     plain = intent(to=ROUTER, value="1", gas_limit=21_000)
-    assert not asyncio.run(simulation_needed(plain, policy(), None))
-    assert not asyncio.run(simulation_needed(intent(to=ROUTER, value="1"), policy(tx_to_allowlist=()), None))
+    no_node = cast(Node, None)
+    assert not asyncio.run(simulation_needed(plain, policy(), no_node))
+    assert not asyncio.run(simulation_needed(intent(to=ROUTER, value="1"), policy(tx_to_allowlist=()), no_node))
     with pytest.raises(AttributeError):
-        asyncio.run(simulation_needed(intent(to=ROUTER, value="1", gas_limit=30_000), policy(), None))
+        asyncio.run(simulation_needed(intent(to=ROUTER, value="1", gas_limit=30_000), policy(), no_node))
     # The rule's new field leaves a rule without it the same bytes, so signed policies still verify.
     assert b"unsimulated" not in listed.contract_calls[0].to_bytes()
     assert b'"unsimulated":true' in waived.contract_calls[0].to_bytes()
@@ -461,10 +464,10 @@ def test_declared_outflows_count_against_the_asset() -> None:
 def test_balance_changes_read_transfer_logs_of_every_standard() -> None:
     me, other = AGENT_ADDRESS, ALICE
 
-    def topic(address):
+    def topic(address: str) -> str:
         return "0x" + word(address)
 
-    logs = [
+    logs: list[Log] = [
         {"address": TOKEN, "topics": [movements.TRANSFER_TOPIC, topic(me), topic(other)], "data": "0x" + word(5)},
         {"address": TOKEN, "topics": [movements.TRANSFER_TOPIC, topic(other), topic(me)], "data": "0x" + word(2)},
         {"address": NFT, "topics": [movements.TRANSFER_TOPIC, topic(me), topic(other), "0x" + word(9)], "data": "0x"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -58,6 +59,7 @@ def test_the_real_milan_report_verifies_with_its_vcek_and_amds_chain(real: tuple
         "measurement",
     ]
     report = result.report
+    assert report is not None
     assert (report.version, report.vmpl, report.signing_key) == (2, 0, "vcek")
     assert Tcb.decode(report.reported_tcb, "milan") == Tcb(bootloader=2, tee=0, snp=5, microcode=68)
     # That VM was launched with debug allowed: by default that alone is refused, by name.
@@ -152,6 +154,8 @@ def test_a_test_chip_report_verifies_and_parses_as_version_5(chip: Chip) -> None
 )
 def test_each_mismatch_fails_with_its_own_check(chip: Chip, case: str, expect_failed: str) -> None:
     binding = report_data_binding("signer-0", b"\x01" * 32, b"\x02" * 32, b"nonce")
+    fields: dict[str, Any]
+    expect: dict[str, Any]
     fields, expect = (
         {"report_data": binding},
         dict(

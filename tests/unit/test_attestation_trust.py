@@ -22,13 +22,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import signer.custody.vault
 from runtime.attestation import evidence
 from runtime.attestation.announcement import AttestedServiceKeys, announcement_nonce, attest, problems
 from runtime.attestation.policy import AttestationPolicy, PolicyError
 from runtime.attestation.verify import report_data_binding
 from schemas.actions import AuditAction
-from schemas.auth import outcome_forgery, public_key_hex, sign_announcement, sign_outcome
+from schemas.auth import Role, ServiceKeys, outcome_forgery, public_key_hex, sign_announcement, sign_outcome
 from schemas.codes import Code
 from schemas.emit import Emit
 from schemas.outcomes import IntentRejected
@@ -42,6 +41,9 @@ from tests.attestation_support import TCB, Chip
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 MEASUREMENT = b"\x11" * 48  # what Chip.report puts in by default
 ADMIN = "admin:local-admin"
+# How a signer obtains its report (`evidence.obtain`), and a vault to open with one (`attested_vault`).
+Obtain = Callable[[bytes], evidence.Evidence]
+AttestedVault = tuple[Vaults, Callable[[Obtain, AttestationPolicy], Vaults], Callable[[Vaults], bytes], list[Emit]]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,7 @@ def table(*entries: tuple[Any, ...]) -> bytes:
     return bytes(header + bytes(24) + body)
 
 
-def chip_evidence(chip: Chip, **report_fields: Any) -> Callable[..., Any]:
+def chip_evidence(chip: Chip, **report_fields: Any) -> Obtain:
     """An ``obtain`` as configfs-tsm gives it on this (test) chip: the report and the host's table."""
 
     def obtain(report_data: bytes) -> evidence.Evidence:
@@ -110,6 +112,7 @@ def attested_announcement(
 
 def test_an_attested_announcement_verifies_and_binds_the_sealing_and_service_keys(chip: Chip) -> None:
     announced = attested_announcement(chip)
+    assert announced.attestation is not None
     assert announced.attestation.vcek == base64.b64encode(chip.vcek_der()).decode()  # from the host's table
     assert announced.attestation.nonce == "0x" + announcement_nonce("signer-0", NOW).hex()
     assert problems(announced, policy_for(chip), NOW + timedelta(minutes=5), public_key_hex(SERVICE)) == []
@@ -150,6 +153,7 @@ def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip: Chi
     elif case == "re-dated announcement":  # replaying an old report under a fresh date
         announced = announced.model_copy(update={"announced_at": NOW + timedelta(minutes=50)})
     elif case == "another signer's report":
+        assert announced.attestation is not None
         announced = announced.model_copy(
             update={
                 "signer_id": "signer-1",
@@ -165,6 +169,7 @@ def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip: Chi
     elif case == "pinned service key differs":
         pinned = public_key_hex(Ed25519PrivateKey.generate())
     elif case == "no VCEK":
+        assert announced.attestation is not None
         announced = announced.model_copy(
             update={"attestation": announced.attestation.model_copy(update={"vcek": None})}
         )
@@ -205,10 +210,10 @@ def test_usable_keys_seals_only_to_signers_that_prove_themselves(chip: Chip) -> 
 
 def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_report_binds(chip: Chip) -> None:
     class Pinned:
-        def __init__(self, keys):
+        def __init__(self, keys: dict[tuple[str, str], str]) -> None:
             self.keys = keys
 
-        def key(self, role, key_id):
+        def key(self, role: Role, key_id: str) -> str | None:
             return self.keys.get((role, key_id))
 
     honest = attested_announcement(chip, "signer-a")
@@ -224,7 +229,7 @@ def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_rep
         intent_digest="ab" * 32,
     )
 
-    def believed(keys, signed_with, signer_id) -> bool:
+    def believed(keys: ServiceKeys, signed_with: Ed25519PrivateKey, signer_id: str) -> bool:
         return outcome_forgery(sign_outcome(rejected, signed_with, signer_id), keys, "ab" * 32) is None
 
     unpinned = AttestedServiceKeys(Pinned({}), [honest, liar], policy_for(chip), NOW)
@@ -319,16 +324,16 @@ def test_the_certificate_table_is_read_by_guid_and_a_broken_one_refused(chip: Ch
 @pytest.fixture
 def attested_vault(
     tmp_path: Path,
-) -> tuple[signer.custody.vault.Vaults, Callable[..., Any], Callable[..., Any], list[Any]]:
+) -> AttestedVault:
     """A vault with one secret, written before it required attestation, and a way to open it
     as a requester with the given evidence."""
     root = LocalDevRoot(tmp_path / "root.key", allow=True)
-    audit: list[Any] = []
+    audit: list[Emit] = []
     writer = Vaults(root, FileEventLog(tmp_path / "events.jsonl"), clock=lambda: NOW.timestamp())
     writer.create_vault("default", "keys", actor=ADMIN)
     writer.write_secret("default", "keys", "agents/a/private_key", bytearray(b"k" * 32), "private_key", actor=ADMIN)
 
-    def opener(obtain, policy: AttestationPolicy) -> Vaults:
+    def opener(obtain: Obtain, policy: AttestationPolicy) -> Vaults:
         gate = KeyRelease(policy, audit.append)
         return Vaults(
             root,
@@ -351,7 +356,7 @@ def _actions(audit: list[Emit]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_an_attested_vault_releases_its_key_only_to_a_verified_report(
-    chip: Chip, attested_vault: tuple[signer.custody.vault.Vaults, Callable[..., Any], Callable[..., Any], list[Any]]
+    chip: Chip, attested_vault: AttestedVault
 ) -> None:
     writer, opener, read, audit = attested_vault
     signer = opener(chip_evidence(chip), policy_for(chip))
@@ -390,7 +395,7 @@ def test_an_attested_vault_releases_its_key_only_to_a_verified_report(
 )
 def test_a_report_that_does_not_verify_gets_no_key(
     chip: Chip,
-    attested_vault: tuple[signer.custody.vault.Vaults, Callable[..., Any], Callable[..., Any], list[Any]],
+    attested_vault: AttestedVault,
     case: str,
     expected: str,
 ) -> None:

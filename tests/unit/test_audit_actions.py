@@ -9,6 +9,7 @@ import json
 import pathlib
 import re
 import tokenize
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import get_args
 
@@ -28,7 +29,7 @@ ACTIONS = {action.value for action in AuditAction}
 OTHER_VOCABULARIES = {"signer/custody/events.py", "sdk/signing_keys.py"}
 
 
-def _literals(path: pathlib.Path) -> None:
+def _literals(path: pathlib.Path) -> Iterator[tuple[int, str]]:
     for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
         if token.type == tokenize.STRING and token.string[:1] in "\"'" and token.string[1:-1] in ACTIONS:
             yield token.start[0], token.string

@@ -46,7 +46,7 @@ def ledger_key() -> Ed25519PrivateKey:
 
 
 @pytest.fixture
-def keys(settings, ledger_key) -> PinnedAuditKeys:
+def keys(settings: Settings, ledger_key: Ed25519PrivateKey) -> PinnedAuditKeys:
     public = public_key_hex(ledger_key)
     return PinnedAuditKeys(settings, ledger_key_id(public), public)
 
@@ -55,7 +55,9 @@ def _event(actor: str, action: AuditAction = AuditAction.TX_SIGNED) -> bytes:
     return audit(actor, action, "intent:i-1", NOW, "i-1", actor, intent_id="i-1", agent_id="a-1").value
 
 
-def test_each_writer_is_believed_under_its_own_pinned_key(settings, keys, ledger_key):
+def test_each_writer_is_believed_under_its_own_pinned_key(
+    settings: Settings, keys: PinnedAuditKeys, ledger_key: Ed25519PrivateKey
+) -> None:
     worker, signer = audit_signer(settings, "worker"), audit_signer(settings, "signer")
     supervisor, admin = audit_signer(settings, "supervisor"), admin_audit_signer(settings)
     ledger = AuditSigner("ledger", ledger_key_id(public_key_hex(ledger_key)), ledger_key)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_utils import to_checksum_address
 from pydantic import ValidationError
 
+from evm.rpc_results import CallResult, Log
 from rules import judge
 from rules.bundle import (
     TraceUnreadable,
@@ -41,7 +42,7 @@ TOKEN = to_checksum_address("0x0000000000000000000000000000000000700c3a")
 ZERO = "0x" + "00" * 20
 
 
-def _log(asset: str, source: str, dest: str, amount: int) -> dict[str, Any]:
+def _log(asset: str, source: str, dest: str, amount: int) -> Log:
     def topic(address: str) -> str:
         return "0x" + address[2:].lower().rjust(64, "0")
 
@@ -54,8 +55,8 @@ def _step(intent_id: str, value: str = "0", **fields: Any) -> TransactionIntent:
 
 
 def test_each_step_shows_every_address_it_touches_before_after_and_change_in_the_assets_unit() -> None:
-    step1 = {"status": "0x1", "logs": [_log(NATIVE_TRANSFER_ADDRESS, AGENT, SHOP, 25 * 10**16)]}
-    step2 = {
+    step1: CallResult = {"status": "0x1", "logs": [_log(NATIVE_TRANSFER_ADDRESS, AGENT, SHOP, 25 * 10**16)]}
+    step2: CallResult = {
         "status": "0x1",
         "logs": [
             _log(TOKEN, AGENT, ROUTER, 3_500_000),  # through the router...
@@ -90,7 +91,7 @@ def test_each_step_shows_every_address_it_touches_before_after_and_change_in_the
 
 
 def test_a_later_steps_before_is_the_earlier_steps_after() -> None:
-    pay = {"status": "0x1", "logs": [_log(NATIVE_TRANSFER_ADDRESS, AGENT, SHOP, 10**17)]}
+    pay: CallResult = {"status": "0x1", "logs": [_log(NATIVE_TRANSFER_ADDRESS, AGENT, SHOP, 10**17)]}
     table = balance_table([pay, pay], {(AGENT.lower(), NATIVE): 10**18, (SHOP.lower(), NATIVE): 0}, {NATIVE: 18})
     agent = [next(r for r in rows if r.address.lower() == AGENT.lower()) for rows in table]
     assert [(r.before, r.after) for r in agent] == [("1", "0.9"), ("0.9", "0.8")]
@@ -124,9 +125,7 @@ class _Answering:
     def __init__(self, calls: list[dict[str, Any]]) -> None:
         self.calls = calls
 
-    async def call(
-        self, method: str, *params
-    ) -> list[dict[str, list[dict[str, str] | dict[str, str | int]] | list[dict[str, str]]]]:
+    async def call(self, method: str, *params: Any) -> list[dict[str, Any]]:
         assert method == "eth_simulateV1"
         return [{"calls": self.calls}]
 
@@ -134,8 +133,10 @@ class _Answering:
 @pytest.mark.parametrize("gas", [None, "", "0xzz", 21000], ids=repr)
 def test_a_trace_without_a_readable_gas_used_is_unreadable_not_free(gas: str | int | None) -> None:
     # A later step is priced at the gas it used; a missing figure must not price it at nothing.
-    good = {"status": "0x1", "gasUsed": hex(21_000), "logs": []}
-    bad = {"status": "0x1", "logs": []} if gas is None else {"status": "0x1", "gasUsed": gas, "logs": []}
+    good: dict[str, Any] = {"status": "0x1", "gasUsed": hex(21_000), "logs": []}
+    bad: dict[str, Any] = (
+        {"status": "0x1", "logs": []} if gas is None else {"status": "0x1", "gasUsed": gas, "logs": []}
+    )
     steps = [_step("s-1"), _step("s-2")]
     assert asyncio.run(trace(steps, AGENT, _Answering([good, good]), 7)) == [good, good]
     with pytest.raises(TraceUnreadable, match="no gasUsed for step 2"):
@@ -166,20 +167,7 @@ def test_a_request_signature_is_no_intent_signature_and_steps_carry_none() -> No
     ],
 )
 def test_a_request_is_refused_with_what_is_wrong(
-    steps: tuple[TransactionIntent, TransactionIntent]
-    | tuple[
-        TransactionIntent,
-        TransactionIntent,
-        TransactionIntent,
-        TransactionIntent,
-        TransactionIntent,
-        TransactionIntent,
-        TransactionIntent,
-        TransactionIntent,
-        TransactionIntent,
-    ]
-    | tuple[()]
-    | tuple[TransactionIntent],
+    steps: tuple[TransactionIntent, ...],
     why: str,
 ) -> None:
     with pytest.raises(ValidationError, match=why):

@@ -51,7 +51,8 @@ def test_a_network_signs_with_a_key_chain_of_a_family_warden_judges() -> None:
 def test_a_solana_clusters_number_is_not_an_evm_chain_id() -> None:
     registry = ChainRegistry()
     assert registry.get("solana").chain_id == 101 and registry.by_chain_id(101) is None
-    assert registry.by_chain_id(1).name == "ethereum"
+    ethereum = registry.by_chain_id(1)
+    assert ethereum is not None and ethereum.name == "ethereum"
 
 
 def test_chain_ids_and_names_are_unique() -> None:
@@ -62,7 +63,8 @@ def test_chain_ids_and_names_are_unique() -> None:
 
 def test_lookup_by_chain_id_and_unknown_names() -> None:
     registry = ChainRegistry()
-    assert registry.by_chain_id(8453).name == "base"
+    base = registry.by_chain_id(8453)
+    assert base is not None and base.name == "base"
     assert registry.by_chain_id(999_999_999) is None
     with pytest.raises(UnknownChain, match="unknown chain 'nochain'; allowed: .*anvil"):
         registry.get("nochain")
@@ -136,10 +138,11 @@ def test_an_admin_sets_when_a_built_in_chains_transactions_are_final_and_nothing
 
 
 def test_a_client_learns_the_chains_in_force_when_it_meets_a_name_it_does_not_know() -> None:
-    registry, asked = ChainRegistry(), []
+    registry = ChainRegistry()
+    asked: list[int] = []
     mine = Chain("mychain", 424242, "MYC", "")
 
-    def learn():
+    def learn() -> None:
         asked.append(1)
         registry.adopt((mine,))
 

@@ -220,6 +220,7 @@ def test_a_chain_set_gathers_signatures_like_any_proposal() -> None:
     by_c = gathered.with_signature(KEYS["c"], "c", T0)
     gathered = gather([first.to_bytes(), by_c.to_bytes()], admins, T0)[first.proposal_id]
     assembled = gathered.assembled()
+    assert isinstance(assembled, ChainSet), assembled
     assert gathered.complete and admins.quorum_problem(assembled, "chains") is None
     assert topic_key(assembled) == "chains"
     chains, registry = book()

@@ -9,12 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from asyncio import Future
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import aiokafka.structs
 import pytest
 from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
@@ -28,6 +25,7 @@ from signer.changelog import SIGNER_LOG
 
 TOPIC = topics.SIGNER_CHANGELOG
 PARTITION = 3
+Batch = tuple[int, int, dict[int, bytes]]  # first offset, next offset, {offset: value}
 
 
 @dataclass
@@ -43,8 +41,8 @@ class FakeConsumer:
 
     def __init__(
         self,
-        batches: list[tuple[int, int, dict[int, bytes]]],
-        later: list[tuple[int, tuple[int, int, dict[int, bytes]]]] | tuple[()] = (),
+        batches: list[Batch],
+        later: Sequence[tuple[int, Batch]] = (),
         answering: bool = True,
     ) -> None:
         self.batches = list(batches)
@@ -54,27 +52,25 @@ class FakeConsumer:
         self.stamps: dict[TopicPartition, int] = {}
         self.fetches = 0
 
-    def seek(self, tp: aiokafka.structs.TopicPartition, offset: int) -> None:
+    def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset
 
-    def resume(self, *tps) -> None:
+    def resume(self, *tps: TopicPartition) -> None:
         pass
 
-    def pause(self, *tps) -> None:
+    def pause(self, *tps: TopicPartition) -> None:
         pass
 
-    async def position(self, tp: aiokafka.structs.TopicPartition) -> int:
+    async def position(self, tp: TopicPartition) -> int:
         return self.positions[tp]
 
-    def last_poll_timestamp(self, tp: aiokafka.structs.TopicPartition) -> int | None:
+    def last_poll_timestamp(self, tp: TopicPartition) -> int | None:
         return self.stamps.get(tp)
 
-    def highwater(self, tp: aiokafka.structs.TopicPartition) -> int:
+    def highwater(self, tp: TopicPartition) -> int | None:
         return max((end for _, end, _ in self.batches), default=0) if tp in self.stamps else None
 
-    async def getmany(
-        self, *tps, timeout_ms=0
-    ) -> Generator[Future[Any], None, dict[aiokafka.structs.TopicPartition, list[Record]]]:
+    async def getmany(self, *tps: TopicPartition, timeout_ms: int = 0) -> dict[TopicPartition, list[Record]]:
         await asyncio.sleep(0.01)
         if not self.answering:
             return {}
@@ -84,7 +80,7 @@ class FakeConsumer:
         out = {}
         for tp in tps:
             position = self.positions[tp]
-            records = []
+            records: list[Record] = []
             for _, end, values in self.batches:
                 if end > position:
                     records += [Record(o, v) for o, v in sorted(values.items()) if o >= position]
@@ -97,7 +93,7 @@ class FakeConsumer:
 
 
 @pytest.fixture
-def owner(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+def owner(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeConsumer], PartitionOwner]:
     """An owner of the signer's changelog reading through ``consumer``."""
 
     def make(consumer: FakeConsumer) -> PartitionOwner:
@@ -142,12 +138,12 @@ def test_the_arithmetic() -> None:
 
 
 def test_an_offset_never_stored_right_before_our_own_record_is_read_past_at_once(
-    caplog: pytest.LogCaptureFixture, owner: Callable[..., Any]
+    caplog: pytest.LogCaptureFixture, owner: Callable[[FakeConsumer], PartitionOwner]
 ) -> None:
     """The old read waited for a record at 159 for 30 s, then raised TimeoutError and the
     process exited."""
 
-    async def scenario():
+    async def scenario() -> tuple[list[tuple[int, bytes]], float, float]:
         reader = owner(FakeConsumer(POWER_LOSS))
         before = holes_counted()
         started = time.monotonic()
@@ -163,11 +159,13 @@ def test_an_offset_never_stored_right_before_our_own_record_is_read_past_at_once
     assert len(said) == 1 and f"{TOPIC} partition {PARTITION}: no record at offset(s) 159" in said[0]
 
 
-def test_a_restore_reads_past_a_compacted_offset_once_and_a_hole_is_counted_once(owner: Callable[..., Any]) -> None:
+def test_a_restore_reads_past_a_compacted_offset_once_and_a_hole_is_counted_once(
+    owner: Callable[[FakeConsumer], PartitionOwner],
+) -> None:
     """A batch 157..160 with 159 compacted away: the old restore re-read it for 10 s first."""
     compacted = [(157, 161, {157: b"a", 158: b"b", 160: b"c"})]
 
-    async def scenario():
+    async def scenario() -> tuple[dict[int, list[tuple[int, bytes]]], float, list[tuple[int, bytes]], float]:
         reader = owner(FakeConsumer(compacted))
         before = holes_counted()
         started = time.monotonic()
@@ -183,11 +181,13 @@ def test_a_restore_reads_past_a_compacted_offset_once_and_a_hole_is_counted_once
     assert counted == 1, "the hole at 159 is counted once, however often it is passed"
 
 
-def test_a_record_still_being_written_is_waited_for_not_taken_for_a_hole(owner: Callable[..., Any]) -> None:
+def test_a_record_still_being_written_is_waited_for_not_taken_for_a_hole(
+    owner: Callable[[FakeConsumer], PartitionOwner],
+) -> None:
     """The embedded broker numbers a batch before it stores it: 159 comes after 160 was served.
     It is read, and checked as any record (a zombie's record there would fence this one)."""
 
-    async def scenario():
+    async def scenario() -> tuple[list[tuple[int, bytes]], float]:
         reader = owner(FakeConsumer(POWER_LOSS, later=[(3, (159, 160, {159: b"zombie"}))]))
         before = holes_counted()
         between = await asyncio.wait_for(reader._read(PARTITION, 159, 159), timeout=5)
@@ -199,18 +199,18 @@ def test_a_record_still_being_written_is_waited_for_not_taken_for_a_hole(owner: 
 
 
 def test_a_broker_that_answers_nothing_is_asked_again_and_the_read_goes_on_when_it_answers(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, owner: Callable[..., Any]
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, owner: Callable[[FakeConsumer], PartitionOwner]
 ) -> None:
     """Not TimeoutError out of the process: a line naming the partition and offsets, and the read
     finishes once the broker answers."""
     monkeypatch.setattr(owner_module, "READ_TIMEOUT_S", 0.1)
     consumer = FakeConsumer(POWER_LOSS, answering=False)
 
-    async def broker_back():
+    async def broker_back() -> None:
         await asyncio.sleep(0.5)
         consumer.answering = True
 
-    async def scenario():
+    async def scenario() -> list[tuple[int, bytes]]:
         reader = owner(consumer)
         back = asyncio.create_task(broker_back())
         between = await asyncio.wait_for(reader._read(PARTITION, 159, 159), timeout=10)
@@ -225,8 +225,8 @@ def test_a_broker_that_answers_nothing_is_asked_again_and_the_read_goes_on_when_
     assert "Nothing is decided on these partitions until it does" in said[0]
 
 
-def test_a_broker_whose_log_ends_before_our_own_record_lost_it(owner: Callable[..., Any]) -> None:
-    async def scenario():
+def test_a_broker_whose_log_ends_before_our_own_record_lost_it(owner: Callable[[FakeConsumer], PartitionOwner]) -> None:
+    async def scenario() -> None:
         reader = owner(FakeConsumer([(158, 159, {158: b"r158"})]))
         await asyncio.wait_for(reader._read(PARTITION, 159, 159), timeout=5)
 

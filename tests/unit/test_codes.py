@@ -10,6 +10,7 @@ import json
 import pathlib
 import re
 import tokenize
+from collections.abc import Iterator
 
 from schemas.codes import Code
 from schemas.export import export
@@ -19,7 +20,7 @@ from tests.layers_support import PACKAGES, REPO, sources
 CODES = {code.value for code in Code}
 
 
-def _literals(path: pathlib.Path) -> None:
+def _literals(path: pathlib.Path) -> Iterator[tuple[int, str]]:
     for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
         if token.type == tokenize.STRING and token.string[:1] in "\"'" and token.string[1:-1] in CODES:
             yield token.start[0], token.string

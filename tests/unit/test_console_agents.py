@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.console.agents import agents_body, diff_html, form_values, history_table, read_form, version_diff
@@ -38,6 +39,7 @@ from tests.passkey_support import ORIGIN, PARTY
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 KEY = "0x" + "11" * 32
+ConsoleClient = TestClient[web.Request, web.Application]
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 BOB = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 
@@ -215,7 +217,7 @@ def test_the_relay_refuses_bytes_other_than_the_ones_built_before_any_signature_
     request = addition_request("https://hooks.example.com/", [AuditAction.INTENT_REJECTED], "alice", T0)
     removal = removal_request("wh_" + "a" * 24, "alice", T0)
 
-    async def scenario(client):
+    async def scenario(client: ConsoleClient) -> None:
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
         headers = {"Origin": ORIGIN, "X-CSRF-Token": admin.csrf}
         for path, kind, message in [
@@ -234,7 +236,7 @@ def test_the_relay_refuses_bytes_other_than_the_ones_built_before_any_signature_
     assert [AuditAction.CONSOLE_RELAY_REFUSED.value.encode() in e.value for e in events] == [True, True, True]
 
 
-async def _run(console: Console, scenario: Callable[..., Any]) -> None:
+async def _run(console: Console, scenario: Callable[[ConsoleClient], Awaitable[None]]) -> None:
     async with TestClient(TestServer(build_app(console))) as client:
         await scenario(client)
 
@@ -243,7 +245,7 @@ def test_a_form_is_answered_with_what_is_wrong_or_with_the_signing_page_of_the_b
     console = _console(tmp_path, [], [T0])
     admin = console.sessions.log_in(console.sessions.new(T0), "alice", T0)
 
-    async def scenario(client):
+    async def scenario(client: ConsoleClient) -> None:
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
         headers = {"Origin": ORIGIN, "X-CSRF-Token": admin.csrf}
         refused = await client.post("/agents/draft", headers=headers, json={"agent": "bot", "intents_api": "maybe"})
@@ -307,7 +309,7 @@ def test_a_removal_built_or_relayed_without_the_token_or_from_another_origin_is_
         {"X-CSRF-Token": admin.csrf},  # no Origin
     ]
 
-    async def scenario(client):
+    async def scenario(client: ConsoleClient) -> None:
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
         for headers in tries:
             built = await client.post("/webhooks/removal", headers=headers, json={"webhook_id": removal.webhook_id})

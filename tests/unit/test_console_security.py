@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+from aiohttp import web
 from aiohttp.client_reqrep import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.console.decisions import decisions_body
-from gateway.console.enrolment import Enrolled, enrol_token, pin_command, read_enrol_token
+from gateway.console.enrolment import Enrolled, EnrolTicket, enrol_token, pin_command, read_enrol_token
 from gateway.console.login import Counters, logged_in
 from gateway.console.security import CSP, change_problem, cookie_attributes, cookie_name
 from gateway.console.server import Console, build_app
@@ -33,6 +33,7 @@ from sdk.changes import InForce
 from tests.passkey_support import ORIGIN, PARTY, SoftPasskey
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+ConsoleClient = TestClient[web.Request, web.Application]
 
 
 def test_a_session_ends_when_idle_too_long_or_too_old_and_a_login_gets_a_new_id() -> None:
@@ -91,8 +92,8 @@ def _console(tmp_path: Path, events: list[Emit]) -> Console:
     return Console(Settings(home=tmp_path), PARTY, sink, now=lambda: T0)
 
 
-def _run_app(console: Console, scenario: Callable[..., Any]) -> None:
-    async def main():
+def _run_app(console: Console, scenario: Callable[[ConsoleClient], Awaitable[None]]) -> None:
+    async def main() -> None:
         async with TestClient(TestServer(build_app(console))) as client:
             await scenario(client)
 
@@ -107,7 +108,7 @@ def _assert_headers(response: ClientResponse) -> None:
 
 
 def test_every_answer_carries_the_headers_and_a_page_has_no_inline_script_or_style(tmp_path: Path) -> None:
-    async def scenario(client):
+    async def scenario(client: ConsoleClient) -> None:
         page = await client.get("/login")
         _assert_headers(page)
         html = await page.text()
@@ -132,7 +133,7 @@ def test_a_change_without_the_token_or_from_another_origin_is_refused_and_with_b
     console = _console(tmp_path, events)
     admin = console.sessions.log_in(console.sessions.new(T0), "alice", T0)
 
-    async def scenario(client):
+    async def scenario(client: ConsoleClient) -> None:
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
         tries = [
             ({"Origin": ORIGIN}, {}),  # no token
@@ -157,7 +158,7 @@ def test_a_change_without_the_token_or_from_another_origin_is_refused_and_with_b
 
 def test_every_value_a_page_shows_is_escaped() -> None:
     hostile = '<script>alert("x")</script>'
-    intent = TransactionIntent.model_construct(
+    intent = TransactionIntent.model_construct(  # type: ignore[call-arg]  # partial on purpose; pydantic's plugin types it as __init__
         intent_id=hostile, intent_type="transaction", chain="anvil", to=hostile, value="1"
     )
     parked = IntentParked.model_construct(
@@ -194,7 +195,8 @@ def test_a_login_is_the_pinned_passkeys_assertion_over_the_challenge_for_this_or
 def test_an_enrolment_link_is_the_consoles_own_and_short_lived(tmp_path: Path) -> None:
     key = b"k" * 32
     token = enrol_token(key, "alice", T0)
-    assert read_enrol_token(key, token, T0 + timedelta(minutes=9)).admin_id == "alice"
+    ticket = read_enrol_token(key, token, T0 + timedelta(minutes=9))
+    assert isinstance(ticket, EnrolTicket) and ticket.admin_id == "alice"
     assert isinstance(read_enrol_token(key, token, T0 + timedelta(minutes=11)), Problem)
     assert isinstance(read_enrol_token(b"x" * 32, token, T0), Problem)
     encoded, _, mac = token.partition(".")
@@ -215,7 +217,7 @@ def test_every_page_but_the_login_and_enrolment_needs_an_admin_logged_in(tmp_pat
     console = _console(tmp_path, [])
     anonymous = console.sessions.new(T0)
 
-    async def scenario(client):
+    async def scenario(client: ConsoleClient) -> None:
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): anonymous.id})
         for path in ("/decisions", "/transactions", "/ledger", "/anything"):
             answer = await client.get(path, allow_redirects=False)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.console.security import cookie_name
@@ -83,9 +84,11 @@ def test_a_locked_out_address_is_answered_429_at_once_and_recorded_once(tmp_path
 
     console = Console(Settings(home=tmp_path, broker="127.0.0.1:9"), PARTY, sink, now=lambda: clock[0])
 
-    async def scenario(client):
+    async def scenario(client: TestClient[web.Request, web.Application]) -> None:
         page = await client.get("/login")
-        csrf = re.search(r'<meta name="csrf" content="([^"]+)"', await page.text()).group(1)
+        meta = re.search(r'<meta name="csrf" content="([^"]+)"', await page.text())
+        assert meta is not None
+        csrf = meta.group(1)
         headers = {"Origin": ORIGIN, "X-CSRF-Token": csrf}
         # No login was asked for in this session: each try is refused, the fifth locks the address out.
         for _ in range(5):
@@ -96,6 +99,7 @@ def test_a_locked_out_address_is_answered_429_at_once_and_recorded_once(tmp_path
         session = console.sessions.get(
             client.session.cookie_jar.filter_cookies(client.make_url("/"))[cookie_name(ORIGIN)].value, T0
         )
+        assert session is not None
         session.login_challenge(T0)
         for n in range(20):
             clock[0] = T0 + timedelta(seconds=n)
@@ -109,7 +113,7 @@ def test_a_locked_out_address_is_answered_429_at_once_and_recorded_once(tmp_path
         again = await client.post("/login", headers=headers, json={"id": "x", "assertion": "y"})
         assert again.status == 403
 
-    async def main():
+    async def main() -> None:
         async with TestClient(TestServer(build_app(console))) as client:
             await scenario(client)
 

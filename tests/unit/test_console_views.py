@@ -11,10 +11,10 @@ import base64
 import contextlib
 import dataclasses
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 import pytest
@@ -175,14 +175,14 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChdbStore
     store.close()
 
 
-async def _policies(agents: list[str]) -> dict[str, AgentPolicy | None]:
+async def _policies(agents: Sequence[str]) -> dict[str, AgentPolicy | None]:
     """The policies in force: agent-1's, and none found for any other."""
     return {agent: _policy(agent) if agent == "agent-1" else None for agent in agents}
 
 
 def _source(
     store: ChdbStore,
-    witnesses: tuple[NoteKey] | tuple[()] | tuple[NoteKey, NoteKey] = (WITNESS,),
+    witnesses: tuple[NoteKey, ...] = (WITNESS,),
     quorum: int = 1,
     log: NoteKey = LOG,
 ) -> LedgerSource:
@@ -310,6 +310,7 @@ def test_a_receipt_holds_and_a_tampered_one_fails_its_inclusion_check(ledger: tu
     text = _receipt_text(store, final)
     # As a browser's form sends it, CRLF-terminated, and pasted without its last newline.
     checked = _source(store).check_receipt(text.replace("\n", "\r\n").rstrip())
+    assert checked.event is not None and checked.about is not None, checked
     assert checked.ok and checked.event["event_id"] == final.event_id and checked.about[0] == "i-mined"
     assert [f.problem for f in checked.findings] == [None] * 5
     html = auditor.receipt_body(checked)
@@ -352,7 +353,9 @@ def test_a_bar_per_day_to_scale_with_the_limit_across_and_no_style() -> None:
     bars = re.findall(r'<rect class="bar ([^"]*)" x="\d+" y="(\d+)" width="\d+" height="(\d+)">', svg)
     assert [int(h) for _, _, h in bars] == [PLOT_HEIGHT // 4, PLOT_HEIGHT // 2, PLOT_HEIGHT]
     assert [cls.endswith("over") for cls, _, _ in bars] == [False, False, True]
-    limit_y = int(re.search(r'<line class="limit" x1="0" y1="(\d+)"', svg).group(1))
+    limit = re.search(r'<line class="limit" x1="0" y1="(\d+)"', svg)
+    assert limit is not None, svg
+    limit_y = int(limit.group(1))
     assert limit_y == int(bars[1][1])  # the limit's line at the top of the bar that reaches it
     assert "style=" not in svg and "<x>" not in svg and "&lt;y&gt;" in svg
     assert bar_height(1, 10**30) == 0 and bar_height(5, 0) == 0
@@ -365,7 +368,7 @@ def test_a_bar_per_day_to_scale_with_the_limit_across_and_no_style() -> None:
 def test_a_ledger_that_cannot_be_read_is_said_so_and_the_ledger_key_is_read_when_needed(
     run: Callable[..., Any], tmp_path: Path
 ) -> None:
-    def no_store():
+    def no_store() -> NoReturn:
         raise StoreError("no ledger at /nowhere and no ledger endpoint; start the pipeline (warden up)")
 
     def app_of(source: LedgerSource) -> web.Application:

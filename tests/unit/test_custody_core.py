@@ -28,7 +28,7 @@ from signer.custody import (
     parse_event,
     root_from_settings,
 )
-from signer.custody.events import ModeSet, SecretVersionWritten, VaultCreated
+from signer.custody.events import ModeSet, SecretVersionWritten, VaultCreated, VaultEvent
 from signer.custody.names import prefix_covers
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
 
@@ -67,9 +67,11 @@ def test_processes_starting_at_once_share_one_whole_dev_root_key(tmp_path: Path)
 
     for attempt in range(20):
         path = tmp_path / f"home-{attempt}" / "root.key"
-        ready, roots, errors = threading.Barrier(8), [], []
+        ready = threading.Barrier(8)
+        roots: list[LocalDevRoot] = []
+        errors: list[Exception] = []
 
-        def start():
+        def start() -> None:
             ready.wait()
             try:
                 roots.append(LocalDevRoot(path, True))
@@ -163,7 +165,7 @@ def test_events_hold_ciphertext_only_and_are_marked_development(tmp_path: Path) 
     mode = events[1]
     assert isinstance(mode, ModeSet) and mode.development
     assert base64.b64decode(mode.slots[0].wrapped).startswith(b"dev:")
-    assert events[2].development
+    assert isinstance(events[2], SecretVersionWritten) and events[2].development
     assert [e.key for e in events] == ["vault:acme/ops", "mode:acme/ops", "secret:acme/ops/k@1"]
     assert parse_event(events[2].to_bytes()) == events[2]
 
@@ -222,7 +224,7 @@ def test_apply_is_idempotent_and_replay_rebuilds_state(tmp_path: Path) -> None:
     events = [parse_event(line) for line in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()]
     assert vaults.replay(events) == 0  # everything already applied
     # A Kafka consumer replays the (compacted, reordered) topic into a fresh state.
-    published: list[Any] = []
+    published: list[VaultEvent] = []
     fresh = Vaults(vaults.primary, published.append)
     assert fresh.replay(reversed([e.to_bytes() for e in events])) > 0
     assert fresh.replay(events) == 0
@@ -237,7 +239,7 @@ def test_apply_is_idempotent_and_replay_rebuilds_state(tmp_path: Path) -> None:
 
 
 def test_callback_publish_for_kafka(tmp_path: Path) -> None:
-    published: list[Any] = []
+    published: list[VaultEvent] = []
     vaults = Vaults(dev_root(tmp_path), published.append)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     vaults.write_secret("acme", "ops", "k", b"v", "token", actor=ADMIN, now=T0)
@@ -294,11 +296,12 @@ def test_mode_and_vault_are_set_once(tmp_path: Path) -> None:
 def test_names_paths_and_sizes_are_checked(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
+    banana: Any = "banana"  # not a secret type, on purpose
     for bad in ("", "/abs", "a//b", "a/../b", "a/./b", "trailing/", "sp ace"):
         with pytest.raises(CustodyError, match="bad secret path"):
             vaults.write_secret("acme", "ops", bad, b"v", "token", actor=ADMIN, now=T0)
     with pytest.raises(CustodyError, match="unknown secret type"):
-        vaults.write_secret("acme", "ops", "k", b"v", "banana", actor=ADMIN, now=T0)
+        vaults.write_secret("acme", "ops", "k", b"v", banana, actor=ADMIN, now=T0)
     with pytest.raises(CustodyError, match="1..65536 bytes"):
         vaults.write_secret("acme", "ops", "k", b"", "token", actor=ADMIN, now=T0)
     with pytest.raises(CustodyError, match="bad vault name"):
@@ -355,6 +358,7 @@ def test_intents_agent_reading_key_material_is_refused_and_audited(tmp_path: Pat
         assert exc.value.status == 403
         assert "Intents API enabled" in str(exc.value) and "may not read" in str(exc.value)
         assert audit == [exc.value.audit]
+        assert exc.value.audit is not None
         assert exc.value.audit.topic == topics.AUDIT_EVENTS
         record = AuditEvent.from_bytes(exc.value.audit.value)
         assert record.actor == "agent:bot" and record.action == AuditAction.SECRET_READ_REFUSED
@@ -381,6 +385,7 @@ def test_agent_reads_need_a_grant_covering_the_path(tmp_path: Path) -> None:
     assert vaults.read_secret("acme", "ops", "team-a/token", actor="agent:bot", now=T0) == bytearray(b"a")
     with pytest.raises(PermissionDenied, match="no grant") as exc:
         vaults.read_secret("acme", "ops", "team-b/token", actor="agent:bot", now=T0)
+    assert exc.value.audit is not None
     assert AuditEvent.from_bytes(exc.value.audit.value).details["reason"] == "no_grant"
     vaults.revoke("acme", "ops", "bot", "team-a/", actor=ADMIN, now=T0)
     with pytest.raises(PermissionDenied):
@@ -427,6 +432,7 @@ def test_signing_keys_are_never_revealed_not_even_to_admins(tmp_path: Path) -> N
             vaults.reveal("acme", "ops", "wallet/hot", actor=actor, now=T0),
         ):
             pass
+        assert exc.value.audit is not None
         assert AuditEvent.from_bytes(exc.value.audit.value).details == {
             "reason": "cli_never_shows_key_material",
             "secret_type": "private_key",

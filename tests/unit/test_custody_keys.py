@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def test_provision_twice_rotate_deactivate(store: KeyStore) -> None:
 
 def test_agents_are_refused_every_key_operation(store: KeyStore) -> None:
     store.provision("a1", "ethereum", ADMIN, now=T0)
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "provision": lambda: store.provision("a1", "solana", "agent:a1", now=T0),
         "rotate": lambda: store.rotate("a1", "ethereum", "agent:a1", now=T0),
         "deactivate": lambda: store.deactivate("a1", "ethereum", "agent:a1", now=T0),
@@ -73,6 +74,7 @@ def test_agents_are_refused_every_key_operation(store: KeyStore) -> None:
         store.open_private_key(agent_key_path("a1", "ethereum"), actor="agent:a1", now=T0),
     ):
         pass
+    assert exc.value.audit is not None
     assert AuditEvent.from_bytes(exc.value.audit.value).action == AuditAction.SECRET_READ_REFUSED
     # ...and even for an agent without the Intents API.
     store.vaults.secrets.intents_api_enabled = lambda agent: False
@@ -197,7 +199,7 @@ def test_keys_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytes
     monkeypatch.setenv("WARDEN_ALLOW_DEV_ROOT", "1")
     monkeypatch.setenv("WARDEN_BROKER", f"127.0.0.1:{free_port()}")
 
-    def run(*argv):
+    def run(*argv: str) -> tuple[int, str, str]:
         code = main(list(argv))
         captured = capsys.readouterr()
         return code, captured.out, captured.err

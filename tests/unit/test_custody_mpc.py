@@ -7,6 +7,7 @@ import itertools
 import os
 import random
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,9 @@ from signer.custody import (
     parse_event,
     shamir,
 )
-from signer.custody.events import CmekSet, ModeSet, SecretVersionWritten, VaultCreated
-from signer.custody.modes import REGISTRY, custody_mode
-from signer.custody.roots import LocalDevRoot
+from signer.custody.events import CmekSet, ModeSet, SecretVersionWritten, VaultEvent
+from signer.custody.modes import REGISTRY, Mode, custody_mode
+from signer.custody.roots import RootOfTrust
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
 
 # ---- the sharing schemes ---------------------------------------------------
@@ -101,7 +102,10 @@ def test_each_mode_rebuilds_its_kek_from_any_threshold_of_its_pieces(name: str) 
     kek = os.urandom(32)
     server, client = mode.split(kek)
     assert len(server) == mode.roots
-    pieces = server + ([(mode.client_x, client)] if client is not None else [])
+    pieces = list(server)
+    if client is not None:
+        assert mode.client_x is not None  # a mode with a client share places it
+        pieces.append((mode.client_x, client))
     for chosen in itertools.combinations(pieces, mode.threshold):
         assert mode.rebuild(chosen) == kek
 
@@ -117,11 +121,11 @@ def three_roots(tmp_path: Path) -> dict[str, CountingRoot]:
     return {name: CountingRoot(dev_root(tmp_path, name)) for name in ("hsm-a", "hsm-b", "hsm-c")}
 
 
-def _events(tmp_path: Path) -> list[VaultCreated | ModeSet | SecretVersionWritten | CmekSet]:
+def _events(tmp_path: Path) -> list[VaultEvent]:
     return [parse_event(line) for line in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()]
 
 
-def _reader(tmp_path: Path, roots: dict[str, CountingRoot] | LocalDevRoot) -> Vaults:
+def _reader(tmp_path: Path, roots: RootOfTrust | Mapping[str, RootOfTrust]) -> Vaults:
     """A fresh process's view: only the given roots, state rebuilt from the log."""
     vaults = Vaults(roots, lambda e: None)
     vaults.replay(_events(tmp_path))
@@ -218,7 +222,7 @@ def test_2of3_client_custody(tmp_path: Path, three_roots: dict[str, CountingRoot
 
 
 @pytest.mark.parametrize("mode", ["standard", "2of2_client_custody", "2of3_multi_hsm", "2of3_client_custody"])
-def test_setting_a_mode_twice_is_refused(tmp_path: Path, three_roots: dict[str, CountingRoot], mode: str) -> None:
+def test_setting_a_mode_twice_is_refused(tmp_path: Path, three_roots: dict[str, CountingRoot], mode: Mode) -> None:
     vaults = make_vaults(tmp_path, roots=three_roots)
     vaults.create_vault("acme", "v", actor=ADMIN, mode=None, now=T0)
     vaults.set_mode("acme", "v", mode, actor=ADMIN, now=T0)
@@ -299,7 +303,7 @@ def test_cmek_rotation_in_batches_with_concurrent_reads_and_writes(tmp_path: Pat
     batches: list[int] = []
     rng = random.Random(7)
 
-    def reader():
+    def reader() -> None:
         while not stop.is_set():
             path = rng.choice(list(values))
             try:
@@ -310,7 +314,7 @@ def test_cmek_rotation_in_batches_with_concurrent_reads_and_writes(tmp_path: Pat
             except Exception as exc:  # any failure at all is what this test is about
                 failures.append((type(exc).__name__, path))
 
-    def writer():
+    def writer() -> None:
         i = 0
         while not stop.is_set():
             path, value = f"w/{i}", os.urandom(8)
@@ -346,6 +350,7 @@ def test_cmek_rotation_in_batches_with_concurrent_reads_and_writes(tmp_path: Pat
     assert all(0 < b - a <= 100 for a, b in zip([0, *batches], batches, strict=False))
     assert len(written) > 0
     state = vaults.book.state("acme", "big")
+    assert state.cmek is not None
     assert state.cmek.fingerprint == new_fp and state.cmek.retiring is None
     assert {s.cmek_fingerprint for vs in state.secrets.values() for s in vs.values()} == {new_fp}
     # After the rotation only the new key opens the vault, in another process too.

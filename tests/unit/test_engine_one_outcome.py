@@ -13,8 +13,7 @@ pauses the real Anvil of a real stack."""
 from __future__ import annotations
 
 import asyncio
-from asyncio import Future
-from collections.abc import Generator
+from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.emit import Emit
 from schemas.intent import TransactionIntent
+from schemas.stages import Stage
 from tests.engine_support import T0, World, actions, audits, rejected_of
 
 RESUMED = T0 + timedelta(seconds=50)
@@ -39,7 +39,7 @@ class StalledNode:
         self.asked = asyncio.Event()
         self.resumed = asyncio.Event()
 
-    async def call(self, method: str, *params) -> Generator[Future[Any], None, str | dict[str, str]]:
+    async def call(self, method: str, *params: Any) -> Any:
         self.asked.set()
         await self.resumed.wait()
         if self.fail:
@@ -59,7 +59,9 @@ def _quoted_intent(world: World) -> TransactionIntent:
     return world.intent("0.5", max_fee_per_gas=None, max_priority_fee_per_gas=None)
 
 
-async def _race(world: World, node: StalledNode, judging, intent) -> tuple[list[Emit], list[Emit]]:
+async def _race(
+    world: World, node: StalledNode, judging: Coroutine[Any, Any, list[Emit]], intent: TransactionIntent
+) -> tuple[list[Emit], list[Emit]]:
     """(what the give-up emitted, delivered while ``judging`` waits for the node, what the
     judgement emitted once the node answered)."""
     judgement = asyncio.create_task(judging)
@@ -90,7 +92,7 @@ def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approv
     world = _world(node)
     intent = _quoted_intent(world)
 
-    async def scenario():
+    async def scenario() -> tuple[list[Emit], list[Emit]]:
         return await _race(world, node, world.engine.on_intent(intent.to_bytes(), world.source(), T0), intent)
 
     given_up, judged = asyncio.run(scenario())
@@ -115,7 +117,7 @@ def test_another_intent_under_a_given_up_intents_idempotency_key_is_refused_not_
     world = _world(node)
     intent = world.intent("0.5", max_fee_per_gas=None, max_priority_fee_per_gas=None, idempotency_key="k-1")
 
-    async def scenario():
+    async def scenario() -> tuple[list[Emit], list[Emit]]:
         return await _race(world, node, world.engine.on_intent(intent.to_bytes(), world.source(), T0), intent)
 
     asyncio.run(scenario())
@@ -131,7 +133,7 @@ def test_a_give_up_during_a_judgement_the_node_then_fails_is_one_refusal_not_two
     world = _world(node)
     intent = _quoted_intent(world)
 
-    async def scenario():
+    async def scenario() -> tuple[list[Emit], list[Emit]]:
         return await _race(world, node, world.engine.on_intent(intent.to_bytes(), world.source(), T0), intent)
 
     given_up, judged = asyncio.run(scenario())
@@ -146,7 +148,7 @@ def test_a_judgement_that_decides_first_is_the_one_outcome_and_the_give_up_stand
     world = _world(node)
     intent = _quoted_intent(world)
 
-    async def scenario():
+    async def scenario() -> tuple[list[Emit], list[Emit]]:
         judgement = asyncio.create_task(world.engine.on_intent(intent.to_bytes(), world.source(), T0))
         await asyncio.wait_for(node.asked.wait(), 5)
         node.resumed.set()
@@ -167,14 +169,14 @@ def test_in_the_split_topology_a_stage_in_flight_at_the_give_up_hands_nothing_on
     (envelope,) = asyncio.run(world.engine.on_intake(intent.to_bytes(), world.source(), T0))[-1:]
     stages = list(ALL_GUARDRAIL_STAGES)
 
-    async def scenario():
+    async def scenario() -> tuple[list[Emit], list[Emit]]:
         hop = envelope
         # Every stage before the fee stage asks no node: hand the envelope on to the fee stage.
         while hop.topic != topics.stage_topic("fee"):
             stage = stages[[topics.stage_topic(s) for s in stages].index(hop.topic)]
             emits = await world.engine.on_stage(stage, hop.value, world.source(hop.topic), T0)
             (hop,) = [e for e in emits if e.topic.startswith("warden.stage.")]
-        fee = world.engine.on_stage("fee", hop.value, world.source(hop.topic), T0)
+        fee = world.engine.on_stage(Stage.FEE, hop.value, world.source(hop.topic), T0)
         return await _race(world, node, fee, intent)
 
     given_up, judged = asyncio.run(scenario())

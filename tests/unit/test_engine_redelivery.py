@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from datetime import timedelta
+from typing import cast
 
 import orjson
 import pytest
@@ -21,7 +22,7 @@ from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentAbandoned
 from schemas.stages import Stage
-from sdk.client import Awaited, outcome_problem
+from sdk.client import Awaited, Outcome, outcome_problem
 from tests.engine_support import (
     AGENT,
     DAY,
@@ -134,6 +135,7 @@ def test_a_different_request_is_refused_even_while_the_first_is_undecided(world:
     assert on(world.submit(first), topics.INTENTS_AWAITING_APPROVAL)
     small = world.intent("0.1", idempotency_key="K")
     assert rejected_of(world.submit(small)).code == Code.IDEMPOTENCY_KEY_REUSED
+    assert first.idempotency_slot is not None
     world.engine.replays.idempotency[first.idempotency_slot].pop("request")  # a slot kept before requests were
     again = rejected_of(world.submit(world.intent("0.5", idempotency_key="K")))
     assert again.code == Code.IDEMPOTENCY_KEY_REUSED and "whose request was not kept" in again.reason
@@ -258,7 +260,9 @@ def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world: Worl
     )  # edited: re-signed by nobody
     pending = Pending(grace_us=10)
     for intent in (copy, real):
-        about, key = watched_intent(intent.to_bytes(), 65_536, partition_of(AGENT))
+        watched = watched_intent(intent.to_bytes(), 65_536, partition_of(AGENT))
+        assert watched is not None
+        about, key = watched
         pending.submitted(about, key, intent.to_bytes(), now_us=0)
     refused = rejected_of(world.submit(copy))
     assert (refused.intent_id, refused.code, refused.signed_by) == (
@@ -266,10 +270,14 @@ def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world: Worl
         Code.AGENT_SIGNATURE_INVALID,
         WORKER_ID,
     )
-    pending.decided(outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), world.pinned()))
+    refused_about = outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), world.pinned())
+    assert refused_about is not None
+    pending.decided(refused_about)
     assert pending.due(now_us=10) == ([(AGENT, real.to_bytes())], [])
     # The real intent's own outcome ends its watch.
-    pending.decided(outcome_about(topics.INTENTS_APPROVED, approved_of(world.submit(real)).to_bytes(), world.pinned()))
+    approved_about = outcome_about(topics.INTENTS_APPROVED, approved_of(world.submit(real)).to_bytes(), world.pinned())
+    assert approved_about is not None
+    pending.decided(approved_about)
     assert len(pending) == 0
 
 
@@ -322,7 +330,9 @@ def test_an_intent_dead_lettered_off_its_partition_is_never_published_again(worl
     assert watched_intent(intent.to_bytes(), 65_536, elsewhere.partition) is None
     assert pending.due(now_us=1_000) == ([], []) and len(pending) == 0
     # The client publishes it again keyed by its agent: that record is watched, and decided.
-    about, key = watched_intent(intent.to_bytes(), 65_536, home)
+    watched = watched_intent(intent.to_bytes(), 65_536, home)
+    assert watched is not None
+    about, key = watched
     pending.submitted(about, key, intent.to_bytes(), now_us=1_000)
     assert approved_of(world.submit(intent)).intent == intent and len(pending) == 1
 
@@ -452,7 +462,9 @@ def test_a_copy_under_a_bad_signature_is_refused_under_its_own_bytes_and_watched
     assert copy.digest() == real.digest() and copy.to_bytes() != real.to_bytes()
     pending = Pending(grace_us=10)
     for intent in (copy, real):
-        about, key = watched_intent(intent.to_bytes(), 65_536, partition_of(AGENT))
+        watched = watched_intent(intent.to_bytes(), 65_536, partition_of(AGENT))
+        assert watched is not None
+        about, key = watched
         pending.submitted(about, key, intent.to_bytes(), now_us=0)
     assert len(pending) == 2
     refused = rejected_of(world.submit(copy))
@@ -464,9 +476,14 @@ def test_a_copy_under_a_bad_signature_is_refused_under_its_own_bytes_and_watched
     )
     assert outcome_problem(refused, Awaited.of(copy), keys) is None
     # The copy's refusal ends the copy's watch only.
-    pending.decided(outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), keys))
+    refused_about = outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), keys)
+    assert refused_about is not None
+    pending.decided(refused_about)
     assert pending.due(now_us=10) == ([(AGENT, real.to_bytes())], [])
     approved = approved_of(world.submit(real))
-    assert outcome_problem(approved, Awaited.of(real), keys) is None
-    pending.decided(outcome_about(topics.INTENTS_APPROVED, approved.to_bytes(), keys))
+    # outcome_problem is typed for the outcomes a client is answered with; it reads an approval alike.
+    assert outcome_problem(cast(Outcome, approved), Awaited.of(real), keys) is None
+    approved_about = outcome_about(topics.INTENTS_APPROVED, approved.to_bytes(), keys)
+    assert approved_about is not None
+    pending.decided(approved_about)
     assert len(pending) == 0

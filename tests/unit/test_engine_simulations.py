@@ -49,6 +49,7 @@ def test_a_request_under_another_key_is_refused_bound_to_its_bytes() -> None:
     raw = _request(world, key=Ed25519PrivateKey.generate()).to_bytes()
     emits = _send(world, raw)
     result = _result(world, emits)
+    assert result.deciding is not None
     assert (result.decision, result.deciding.code) == ("refused", Code.AGENT_SIGNATURE_INVALID)
     # A copy of a real request's fields under a bad signature must not answer for the real one.
     assert result.intent_digest == hashlib.sha256(raw).hexdigest() != _request(world).digest()
@@ -60,18 +61,21 @@ def test_a_stale_request_and_one_with_the_api_off_are_refused_as_intents_are() -
     world = World()
     world.publish(world.policy(sender_address=DEST))
     stale = _result(world, _send(world, _request(world).to_bytes(), now=T0 + timedelta(hours=1)))
+    assert stale.deciding is not None
     assert (stale.deciding.code, stale.intent_digest) == (Code.INTENT_EXPIRED, _request(world).digest())
     world.publish(world.policy(version=2, sender_address=DEST, intents_api_enabled=False))
     off = _result(world, _send(world, _request(world).to_bytes()))
-    assert off.deciding.code == Code.INTENTS_API_DISABLED
+    assert off.deciding is not None and off.deciding.code == Code.INTENTS_API_DISABLED
 
 
 def test_a_request_without_a_policy_or_a_sender_address_is_refused_with_what_to_do() -> None:
     world = World()
     missing = _result(world, _send(world, _request(world).to_bytes()))
+    assert missing.deciding is not None
     assert missing.deciding.code == Code.POLICY_MISSING and "warden agents create" in missing.deciding.reason
     world.publish(world.policy())
     unknown = _result(world, _send(world, _request(world).to_bytes()))
+    assert unknown.deciding is not None
     assert unknown.deciding.code == Code.SIMULATION_SENDER_UNKNOWN and "sender_address" in unknown.deciding.reason
 
 
@@ -82,6 +86,7 @@ def test_an_unreadable_request_is_dead_lettered_and_its_agent_told_which_field()
     emits = _send(world, raw)
     assert on(emits, topics.DLQ)
     result = _result(world, emits)
+    assert result.deciding is not None
     assert (result.request_id, result.deciding.code) == ("r-9", Code.INVALID_REQUEST)
     assert "steps" in result.deciding.reason and result.intent_digest == hashlib.sha256(raw).hexdigest()
     _nothing_to_sign(emits)
@@ -95,4 +100,5 @@ def test_a_signed_intent_sent_as_a_step_is_refused_before_anything_runs() -> Non
     body["steps"] = [signed.model_dump(mode="json")]
     emits = _send(world, orjson.dumps(body))
     result = _result(world, emits)
+    assert result.deciding is not None
     assert result.deciding.code == Code.INVALID_REQUEST and "carries a signature" in result.deciding.reason

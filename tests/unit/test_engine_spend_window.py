@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime.clock import to_us
 from schemas import topics
 from schemas.codes import Code
+from schemas.emit import Emit
 from schemas.intent import TransactionIntent
 from schemas.stages import Stage
 from streams.decision import Decisions
@@ -140,17 +141,17 @@ def test_split_topology_token_limit_holds_when_two_intents_interleave() -> None:
     w.publish(w.policy(tx_to_allowlist=(DEST, TOKEN), asset_limits=(asset,)))
     first, second = _token_transfer(w, 60 * 10**6), _token_transfer(w, 60 * 10**6)
 
-    def hop(emits):
+    def hop(emits: list[Emit]) -> tuple[Stage, bytes]:
         (envelope,) = [e for e in emits if e.topic.startswith(topics.STAGE_PREFIX)]
-        return envelope.topic.removeprefix(topics.STAGE_PREFIX), envelope.value
+        return Stage(envelope.topic.removeprefix(topics.STAGE_PREFIX)), envelope.value
 
-    at = {}
+    at: dict[str, tuple[Stage, bytes]] = {}
     for intent in (first, second):  # each up to (and through) its assets stage
         stage, raw = hop(asyncio.run(w.engine.on_intake(intent.to_bytes(), w.source(), T0)))
         while stage != Stage.ASSETS:
             stage, raw = hop(asyncio.run(w.engine.on_stage(stage, raw, w.source(topics.stage_topic(stage)), T0)))
         at[intent.intent_id] = hop(asyncio.run(w.engine.on_stage(stage, raw, w.source(topics.stage_topic(stage)), T0)))
-    results = {}
+    results: dict[str, list[Emit]] = {}
     for intent in (first, second):  # then the rest of the stages, one after the other
         stage, raw = at[intent.intent_id]
         while True:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -35,10 +35,11 @@ from tests.engine_support import (
 
 
 def _good_doc(world: World) -> dict[str, Any]:
-    return orjson.loads(world.intent("0.5", intent_id="i-bad").to_bytes())
+    doc: dict[str, Any] = orjson.loads(world.intent("0.5", intent_id="i-bad").to_bytes())
+    return doc
 
 
-def _mutated(**changes: Any) -> Callable[..., Any]:
+def _mutated(**changes: Any) -> Callable[[World], bytes]:
     def build(world: World) -> bytes:
         doc = _good_doc(world)
         for key, value in changes.items():
@@ -82,7 +83,7 @@ BAD_RECORDS = [
 
 @pytest.mark.parametrize("build, says, readable_ids", [b[1:] for b in BAD_RECORDS], ids=[b[0] for b in BAD_RECORDS])
 def test_an_unreadable_record_goes_to_the_dlq_and_the_engine_keeps_going(
-    world: World, build: Callable[..., Any], says: str, readable_ids: bool
+    world: World, build: Callable[[World], bytes | None], says: str, readable_ids: bool
 ) -> None:
     raw = build(world)
     source = Source(topics.INTENTS_SUBMITTED, 2, 77, AGENT.encode())
@@ -198,6 +199,7 @@ def test_a_record_naming_no_agent_is_answered_to_its_key_if_it_is_one_else_only_
     broken = rejected_of(
         world.submit(orjson.dumps({**doc, "agent_id": "no agent!", "intent_id": 7}), source=world.source(key=AGENT))
     )
+    assert broken.intent_digest is not None
     assert (broken.agent_id, broken.intent_id) == (AGENT, "unreadable-" + broken.intent_digest[:32])
 
     # No key, or one that is no identifier: nobody to answer; the dead letter and its audit event remain.
@@ -211,7 +213,7 @@ def test_the_sdk_names_and_believes_the_answer_to_the_bytes_it_sent(world: World
     """`sdk.client` predicts how the worker names an unreadable record's rejection (agent,
     intent id, digest of the bytes sent) and believes it only under the digest of those bytes;
     every other outcome only under the intent's digest."""
-    from sdk.client import Awaited, outcome_problem, raw_submission
+    from sdk.client import Awaited, Outcome, outcome_problem, raw_submission
 
     pinned = world.pinned()
     good = world.intent("0.5", intent_id="i-sdk")
@@ -246,7 +248,8 @@ def test_the_sdk_names_and_believes_the_answer_to_the_bytes_it_sent(world: World
 
     # A readable record sent as it is: its outcome is bound to the intent's digest, as any.
     sent = raw_submission(AGENT, good.to_bytes(), world.max_record_bytes)
-    approved = approved_of(world.submit(good))
+    # outcome_problem is typed for the outcomes a client is answered with; it reads an approval alike.
+    approved = cast(Outcome, approved_of(world.submit(good)))
     assert (sent.intent_id, sent.intent_digest) == (good.intent_id, good.digest())
     assert outcome_problem(approved, Awaited.of(sent), pinned) is None
 

@@ -170,6 +170,7 @@ def test_the_pre_osaka_network_form_is_the_one_eth_account_decodes() -> None:
     # eth-account reads [tx_payload_body, blobs, commitments, proofs] (EIP-4844) with its legacy
     # serializer, checks the hashes against the blobs and computes the blob proofs itself.
     decoded = TypedTransaction.from_bytes(HexBytes(legacy)).transaction
+    assert decoded.blob_data is not None
     assert [p.as_bytes() for p in decoded.blob_data.proofs] == list(sidecar.proofs)
     for form in (legacy, blobs.network_encoding(mine.raw, sidecar)):
         assert Account.recover_transaction(form) == ADDRESS
@@ -291,7 +292,19 @@ _access = st.lists(
     blob_fee=st.integers(0, 2**256 - 1),
     hashes=st.lists(st.binary(min_size=31, max_size=31), min_size=1, max_size=6),
 )
-def test_type_3_round_trips_and_recovers(key, chain_id, nonce, fees, gas, to, value, data, access, blob_fee, hashes):
+def test_type_3_round_trips_and_recovers(
+    key: int,
+    chain_id: int,
+    nonce: int,
+    fees: list[int],
+    gas: int,
+    to: bytes,
+    value: int,
+    data: bytes,
+    access: txs.AccessList,
+    blob_fee: int,
+    hashes: list[bytes],
+) -> None:
     private_key = key.to_bytes(32, "big")
     tx = txs.BlobTransaction(
         chain_id, nonce, fees[0], fees[1], gas, to, value, data, access, blob_fee, tuple(b"\x01" + h for h in hashes)

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from evm import authorizations as auth
 from evm import transactions as txs
-from evm.authorizations import Authorization, SignedAuthorization
+from evm.authorizations import SignedAuthorization
 from evm.constants import SECP256K1N
+from evm.transactions.types import AccessList
 from tests.evm_support import CHAIN
 
 KEY = bytes.fromhex("4c0883a69102937d6231471b5decb2243e0e3ad3b0ad39fea4d99bb1b1b3c2c7")
@@ -30,15 +31,10 @@ D = bytes.fromhex("00" * 18 + "de1e")
 ACCESS = ((bytes.fromhex("11" * 20), (bytes(31) + b"\x07",)),)
 
 
-def _tx(
-    authorization_list: list[SignedAuthorization]
-    | tuple[()]
-    | tuple[Authorization]
-    | tuple[SignedAuthorization, SignedAuthorization]
-    | tuple[SignedAuthorization],
-    **overrides: Any,
-) -> txs.SetCodeTransaction:
-    fields = dict(
+def _tx(authorization_list: Any, **overrides: Any) -> txs.SetCodeTransaction:
+    """A type-4 transaction of ``authorization_list``: any value, since the refusals pass ones
+    that are not a tuple of signed authorizations."""
+    fields: dict[str, Any] = dict(
         chain_id=CHAIN,
         nonce=4,
         max_priority_fee_per_gas=10**9,
@@ -132,7 +128,7 @@ def test_an_authorization_is_the_one_eth_account_signs_and_it_recovers_to_its_au
     ],
 )
 def test_an_authorization_that_could_never_apply_is_refused(
-    fields: tuple[int, str, int] | tuple[int, bytes, bool] | tuple[int, bytearray, int] | tuple[int, bytes, int],
+    fields: tuple[Any, ...],
     error: str,
 ) -> None:
     with pytest.raises(auth.InvalidAuthorization) as caught:
@@ -157,10 +153,12 @@ def test_a_signed_authorization_that_does_not_recover_is_refused_with_the_reason
             auth.SignedAuthorization(CHAIN, D, 3, y_parity, mine.r, mine.s)
     with pytest.raises(auth.InvalidAuthorization, match=r"r must be < 2\*\*256"):
         auth.SignedAuthorization(CHAIN, D, 3, 0, 2**256, mine.s)
+    already_signed: Any = mine
     with pytest.raises(auth.InvalidAuthorization, match="expected an Authorization"):
-        auth.sign_authorization(mine, KEY)
+        auth.sign_authorization(already_signed, KEY)
+    unsigned: Any = auth.Authorization(CHAIN, D, 3)
     with pytest.raises(auth.InvalidAuthorization, match="expected a SignedAuthorization"):
-        auth.recover_authority(auth.Authorization(CHAIN, D, 3))
+        auth.recover_authority(unsigned)
     # Another address's tuple recovers to someone else, not to an error: the chain decides by nonce.
     tampered = auth.SignedAuthorization(CHAIN, bytes(20), 3, mine.y_parity, mine.r, mine.s)
     assert to_checksum_address(auth.recover_authority(tampered)) != ADDRESS
@@ -260,11 +258,24 @@ _authorizations = st.builds(
     ).map(tuple),
     authorization_list=st.lists(_authorizations, min_size=1, max_size=4).map(tuple),
 )
-def test_type_4_round_trips_and_recovers(key, chain_id, nonce, fees, gas, to, value, data, access, authorization_list):
+def test_type_4_round_trips_and_recovers(
+    key: bytes,
+    chain_id: int,
+    nonce: int,
+    fees: list[int],
+    gas: int,
+    to: bytes,
+    value: int,
+    data: bytes,
+    access: AccessList,
+    authorization_list: tuple[SignedAuthorization, ...],
+) -> None:
     tx = txs.SetCodeTransaction(chain_id, nonce, fees[0], fees[1], gas, to, value, data, access, authorization_list)
     signed = txs.sign_transaction(tx, key, chain_id)
     assert txs.decode_signed(signed.raw) == (tx, signed.v, signed.r, signed.s)
     assert txs.recover_sender(signed.raw) == signed.sender == txs.address_of(key)
     assert Account.recover_transaction(signed.raw) == to_checksum_address(signed.sender)
-    for entry in txs.decode_signed(signed.raw)[0].authorization_list:
+    decoded = txs.decode_signed(signed.raw)[0]
+    assert isinstance(decoded, txs.SetCodeTransaction)
+    for entry in decoded.authorization_list:
         auth.recover_authority(entry)  # low s and a valid point: every tuple we sign recovers

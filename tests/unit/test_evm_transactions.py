@@ -13,7 +13,6 @@ import pytest
 from eth_account import Account
 from eth_hash.auto import keccak as eth_hash_keccak
 
-import evm.transactions.types
 from evm._rlp import encode_list
 from evm.constants import SECP256K1N
 from evm.transactions import (
@@ -33,6 +32,7 @@ from evm.transactions import (
     signing_hash_2930,
     signing_hash_pre155,
 )
+from evm.transactions.types import AccessList
 from tests.evm_support import (
     ACCESS_LIST_CASES,
     ALL_CASES,
@@ -84,54 +84,7 @@ KEYS = [
 ]
 
 
-def _access_list_dict(
-    access_list: tuple[
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-        tuple[bytes, tuple[bytes]],
-    ]
-    | tuple[()]
-    | tuple[tuple[bytes, tuple[()]]]
-    | tuple[tuple[bytes, tuple[bytes]]]
-    | tuple[tuple[bytes, tuple[bytes, bytes, bytes]], tuple[bytes, tuple[()]], tuple[bytes, tuple[bytes]]],
-) -> list[dict[str, str | list[str]] | dict[str, str] | Any]:
+def _access_list_dict(access_list: AccessList) -> list[dict[str, Any]]:
     return [
         {"address": checksum(address), "storageKeys": ["0x" + key.hex() for key in keys]}
         for address, keys in access_list
@@ -139,11 +92,10 @@ def _access_list_dict(
 
 
 def _to_eth_account_dict(
-    tx: evm.transactions.types.AccessListTransaction
-    | evm.transactions.types.FeeMarketTransaction
-    | evm.transactions.types.LegacyTransaction,
+    tx: AccessListTransaction | FeeMarketTransaction | LegacyTransaction,
     chain_id: int,
 ) -> dict[str, Any]:
+    d: dict[str, Any]
     if isinstance(tx, LegacyTransaction):
         d = {
             "nonce": tx.nonce,
@@ -184,9 +136,7 @@ def _to_eth_account_dict(
 @pytest.mark.parametrize("key", KEYS, ids=["k46", "k1", "kn-1", "kdoc"])
 @pytest.mark.parametrize("tx, chain_id", ALL_CASES)
 def test_matches_eth_account(
-    tx: evm.transactions.types.AccessListTransaction
-    | evm.transactions.types.FeeMarketTransaction
-    | evm.transactions.types.LegacyTransaction,
+    tx: AccessListTransaction | FeeMarketTransaction | LegacyTransaction,
     chain_id: int,
     key: bytes,
 ) -> None:
@@ -219,6 +169,7 @@ def test_recover_unprotected_legacy(key: bytes) -> None:
     assert v == theirs.v
     assert checksum(recover_sender(raw)) == Account.recover_transaction(raw)
     assert recover_sender(raw) == address_of(key)
+    assert isinstance(tx, LegacyTransaction)
     assert signing_hash_pre155(tx) == eth_hash_keccak(encode_list(payload_legacy(tx)))
 
 
@@ -226,9 +177,7 @@ def test_recover_unprotected_legacy(key: bytes) -> None:
 
 
 @pytest.mark.parametrize("tx, chain_id", ALL_CASES[:1] + ALL_CASES[-3:])
-def test_signing_is_deterministic(
-    tx: evm.transactions.types.FeeMarketTransaction | evm.transactions.types.LegacyTransaction, chain_id: int
-) -> None:
+def test_signing_is_deterministic(tx: FeeMarketTransaction | LegacyTransaction, chain_id: int) -> None:
     first = sign_transaction(tx, bytearray(EIP155_KEY), chain_id)
     second = sign_transaction(tx, bytearray(EIP155_KEY), chain_id)
     from_bytes = sign_transaction(tx, EIP155_KEY, chain_id)
@@ -254,7 +203,7 @@ def test_signing_does_not_modify_the_key_buffer() -> None:
         lambda key: address_of(key),
     ],
 )
-def test_key_buffer_is_released_even_on_error(call: Callable[..., Any]) -> None:
+def test_key_buffer_is_released_even_on_error(call: Callable[[bytearray], object]) -> None:
     # The signer points into the caller's bytearray instead of copying it;
     # that export must end with the call, or a caller wiping the key from an
     # exception handler would get BufferError instead.

@@ -12,7 +12,6 @@ import pytest
 import rlp
 from eth_account import Account
 
-import evm.transactions.types
 from evm.constants import SECP256K1N
 from evm.transactions import (
     AccessListTransaction,
@@ -40,14 +39,14 @@ from tests.evm_support import (
 )
 
 
-def _legacy(**overrides: Any):
-    fields = dict(nonce=0, gas_price=1, gas=21000, to=RECIPIENT, value=0, data=b"")
+def _legacy(**overrides: Any) -> LegacyTransaction:
+    fields: dict[str, Any] = dict(nonce=0, gas_price=1, gas=21000, to=RECIPIENT, value=0, data=b"")
     fields.update(overrides)
     return LegacyTransaction(**fields)
 
 
-def _fee_market(**overrides: Any) -> evm.transactions.types.FeeMarketTransaction:
-    fields = dict(
+def _fee_market(**overrides: Any) -> FeeMarketTransaction:
+    fields: dict[str, Any] = dict(
         chain_id=1,
         nonce=0,
         max_priority_fee_per_gas=1,
@@ -62,8 +61,10 @@ def _fee_market(**overrides: Any) -> evm.transactions.types.FeeMarketTransaction
     return FeeMarketTransaction(**fields)
 
 
-def _access_list_tx(**overrides: Any) -> evm.transactions.types.AccessListTransaction:
-    fields = dict(chain_id=1, nonce=0, gas_price=1, gas=21000, to=RECIPIENT, value=0, data=b"", access_list=())
+def _access_list_tx(**overrides: Any) -> AccessListTransaction:
+    fields: dict[str, Any] = dict(
+        chain_id=1, nonce=0, gas_price=1, gas=21000, to=RECIPIENT, value=0, data=b"", access_list=()
+    )
     fields.update(overrides)
     return AccessListTransaction(**fields)
 
@@ -99,7 +100,7 @@ def _access_list_tx(**overrides: Any) -> evm.transactions.types.AccessListTransa
         (lambda: _access_list_tx(gas_price=-1), "gas_price must be >= 0"),
     ],
 )
-def test_invalid_fields(build: Callable[..., Any], message: str) -> None:
+def test_invalid_fields(build: Callable[[], object], message: str) -> None:
     with pytest.raises(InvalidTransaction) as excinfo:
         build()
     assert str(excinfo.value).startswith(message)
@@ -121,7 +122,7 @@ def test_chain_id_mismatch() -> None:
         (1.0, "chain_id must be an int"),
     ],
 )
-def test_bad_chain_id_argument(chain_id: float | int, message: str) -> None:
+def test_bad_chain_id_argument(chain_id: Any, message: str) -> None:  # a float among them, on purpose
     with pytest.raises(InvalidTransaction, match="^" + re.escape(message)):
         sign_transaction(EIP155_TX, EIP155_KEY, chain_id)
 
@@ -130,8 +131,9 @@ def test_unsupported_transaction_object() -> None:
     class Sneaky(FeeMarketTransaction):
         __slots__ = ()
 
+    not_a_transaction: Any = {"nonce": 0}
     with pytest.raises(InvalidTransaction, match="unsupported transaction type"):
-        sign_transaction({"nonce": 0}, EIP155_KEY, 1)
+        sign_transaction(not_a_transaction, EIP155_KEY, 1)
     with pytest.raises(InvalidTransaction, match="unsupported transaction type Sneaky"):
         sign_transaction(
             Sneaky(*[getattr(FEE_MARKET_CASES[0], f) for f in FeeMarketTransaction.__slots__]), EIP155_KEY, 1
@@ -150,7 +152,7 @@ def test_unsupported_transaction_object() -> None:
         5,
     ],
 )
-def test_invalid_keys(key: str | bytes | int) -> None:
+def test_invalid_keys(key: Any) -> None:  # not only bytes, on purpose
     with pytest.raises(InvalidPrivateKey) as excinfo:
         sign_transaction(EIP155_TX, key, 1)
     if isinstance(key, bytes) and len(key) == 32:
@@ -162,12 +164,13 @@ def test_invalid_keys(key: str | bytes | int) -> None:
 # --- decoding ---------------------------------------------------------------
 
 
-def _reencode(raw: bytes, mutate: Callable[..., Any]) -> bytes:
+def _reencode(raw: bytes, mutate: Callable[[list[Any]], None]) -> bytes:
     """Decode ``raw``, let ``mutate`` edit the RLP item list, re-serialize."""
     prefix, payload = (b"", raw) if raw[0] >= 0xC0 else (raw[:1], raw[1:])
     items = rlp.decode(payload)
     mutate(items)
-    return prefix + rlp.encode(items)
+    encoded: bytes = rlp.encode(items)
+    return prefix + encoded
 
 
 def _int(value: int) -> bytes:
@@ -175,12 +178,7 @@ def _int(value: int) -> bytes:
 
 
 @pytest.mark.parametrize("tx, chain_id", [ALL_CASES[0], ALL_CASES[len(LEGACY_CASES)], ALL_CASES[-1]])
-def test_high_s_rejected(
-    tx: evm.transactions.types.FeeMarketTransaction
-    | evm.transactions.types.AccessListTransaction
-    | evm.transactions.types.LegacyTransaction,
-    chain_id: int,
-) -> None:
+def test_high_s_rejected(tx: LegacyTransaction | AccessListTransaction | FeeMarketTransaction, chain_id: int) -> None:
     signed = sign_transaction(tx, EIP155_KEY, chain_id)
     # (r, n - s) with the other parity is the malleated twin of a valid
     # signature: it recovers the same sender, so only EIP-2 rejects it.
@@ -190,7 +188,7 @@ def test_high_s_rejected(
     else:
         flipped_v = signed.v ^ 1
 
-    def mutate(items):
+    def mutate(items: list[Any]) -> None:
         items[-3] = _int(flipped_v)
         items[-1] = _int(high_s)
 
@@ -207,8 +205,8 @@ def test_decode_rejects_bad_signature_values() -> None:
     legacy = EIP155_SIGNED
     typed = sign_transaction(FEE_MARKET_CASES[0], EIP155_KEY, 1).raw
 
-    def set_item(index, value):
-        def mutate(items):
+    def set_item(index: int, value: bytes) -> Callable[[list[Any]], None]:
+        def mutate(items: list[Any]) -> None:
             items[index] = value
 
         return mutate
@@ -231,13 +229,13 @@ def test_decode_rejects_bad_signature_values() -> None:
 def test_decode_rejects_malformed_input() -> None:
     typed = sign_transaction(FEE_MARKET_CASES[0], EIP155_KEY, 1).raw
 
-    def leading_zero(items):
+    def leading_zero(items: list[Any]) -> None:
         items[1] = b"\x00\x05"
 
-    def drop_field(items):
+    def drop_field(items: list[Any]) -> None:
         del items[2]
 
-    def to_as_list(items):
+    def to_as_list(items: list[Any]) -> None:
         items[5] = [USDC]
 
     cases = [

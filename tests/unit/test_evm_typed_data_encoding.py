@@ -12,8 +12,6 @@ from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.strategies._internal.flatmapped import FlatMapStrategy
-from hypothesis.strategies._internal.lazy import LazyStrategy
 
 from evm._crypto import keccak
 from evm.typed_data import MAX_DEPTH, MAX_VALUES, InvalidTypedData, _encode_type, hash_typed_data
@@ -31,9 +29,7 @@ from tests.eip712_support import (
 
 
 @pytest.mark.parametrize(("names", "domain"), DOMAINS.values(), ids=DOMAINS.keys())
-def test_partial_domains_agree_with_eth_account(
-    names: tuple[str] | tuple[str, str] | tuple[str, str, str, str, str], domain: dict[str, int | str]
-) -> None:
+def test_partial_domains_agree_with_eth_account(names: tuple[str, ...], domain: dict[str, int | str]) -> None:
     agree_with_eth_account(doc_with_domain(names, domain))
 
 
@@ -58,7 +54,10 @@ def test_array_encoding_by_hand() -> None:
         "domain": {"chainId": 1},
         "message": {"m": [[1, 2], []], "s": ["x"]},
     }
-    word = lambda n: n.to_bytes(32, "big")  # noqa: E731
+
+    def word(n: int) -> bytes:
+        return n.to_bytes(32, "big")
+
     m = keccak(keccak(word(1) + word(2)) + keccak(b""))
     s = keccak(keccak(b"x"))
     expected = keccak(keccak(b"A(uint8[][] m,string[] s)") + m + s)
@@ -104,7 +103,7 @@ def test_depth_bound() -> None:
         hash_typed_data(node_doc(deepest + 1))
 
 
-def test_self_containing_python_value_is_bounded():
+def test_self_containing_python_value_is_bounded() -> None:
     message: dict[str, Any] = {"value": 1}
     message["children"] = [message]
     doc = node_doc(1)
@@ -114,7 +113,7 @@ def test_self_containing_python_value_is_bounded():
 
 
 def test_value_budget() -> None:
-    doc = {
+    doc: dict[str, Any] = {
         "types": {"EIP712Domain": domain_type("chainId"), "Many": fields("uint8[] xs")},
         "primaryType": "Many",
         "domain": {"chainId": 1},
@@ -138,7 +137,7 @@ STRUCT_NAMES = ["Mail", "Zeta", "alpha", "Beta", "_Under", "Asset", "asset2", "O
 FIELD_NAMES = st.from_regex(r"[a-z_][A-Za-z0-9_]{0,7}", fullmatch=True)
 
 
-def atomic_values(type_string: str) -> FlatMapStrategy | LazyStrategy:
+def atomic_values(type_string: str) -> st.SearchStrategy[Any]:
     if type_string.startswith(("uint", "int")):
         signed = type_string.startswith("int")
         bits = int(type_string[3 if signed else 4 :])
@@ -160,7 +159,7 @@ def atomic_values(type_string: str) -> FlatMapStrategy | LazyStrategy:
 
 
 @st.composite
-def typed_documents(draw):
+def typed_documents(draw: st.DrawFn) -> dict[str, Any]:
     count = draw(st.integers(1, 4))
     names = draw(st.permutations(STRUCT_NAMES))[:count]
     types: dict[str, Any] = {}
@@ -179,7 +178,7 @@ def typed_documents(draw):
         field_names = draw(st.lists(FIELD_NAMES, min_size=len(shaped), max_size=len(shaped), unique=True))
         types[name] = [{"name": n, "type": t} for n, t in zip(field_names, shaped, strict=False)]
 
-    def value_of(type_string: str, budget: list[int]):
+    def value_of(type_string: str, budget: list[int]) -> Any:
         if type_string.endswith("]"):
             bracket = type_string.rindex("[")
             inner, length = type_string[:bracket], type_string[bracket + 1 : -1]
@@ -208,7 +207,7 @@ def typed_documents(draw):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(typed_documents())
-def test_random_documents_agree_with_eth_account(doc):
+def test_random_documents_agree_with_eth_account(doc: dict[str, Any]) -> None:
     ours = hash_typed_data(doc)
     signable = encode_typed_data(full_message=copy.deepcopy(doc))
     assert ours.domain_separator == bytes(signable.header)

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from asyncio import Future
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -25,7 +23,7 @@ from tests.rpc_support import rpc_node
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 
-async def _node(anvil: bool) -> Generator[Future[Any] | None, None, tuple[AppRunner, str]]:
+async def _node(anvil: bool) -> tuple[AppRunner, str]:
     """A JSON-RPC server holding balances; ``anvil``: it serves anvil_setBalance, else refuses it
     as a node that does not know the method."""
     balances: dict[str, int] = {DEST.lower(): 7}
@@ -45,7 +43,7 @@ async def _node(anvil: bool) -> Generator[Future[Any] | None, None, tuple[AppRun
 
 
 def _fund(anvil: bool, wei: int) -> Funded | FundError:
-    async def go():
+    async def go() -> Funded | FundError:
         runner, url = await _node(anvil)
         try:
             return await fund(dataclasses.replace(Settings(), rpc_url=url), "anvil", DEST, wei)
@@ -70,7 +68,9 @@ def test_a_node_that_is_not_anvil_is_named_with_what_to_do_instead() -> None:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
+def cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str]]:
     monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
     monkeypatch.setenv("WARDEN_ALLOW_DEV_ROOT", "1")
     monkeypatch.setenv("WARDEN_BROKER", f"127.0.0.1:{free_port()}")
@@ -82,7 +82,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     return run
 
 
-def test_what_it_cannot_fund_is_refused_naming_the_fix(cli: Callable[..., Any]) -> None:
+def test_what_it_cannot_fund_is_refused_naming_the_fix(cli: Callable[..., tuple[int, str]]) -> None:
     code, err = cli("--address", DEST, "--value", "1e18")
     assert code == 1 and "--value '1e18'" in err and "give an amount of ETH" in err
     code, err = cli("--address", DEST, "--value", "1", "--chain", "solana-local")

@@ -72,7 +72,7 @@ def test_empty_allowed_chains_allows_any_chain() -> None:
 def test_listed_chain_is_allowed() -> None:
     assert_verdict(
         check_chain(intent(chain="base"), policy(tx_allowed_chains=("ethereum", "base"))),
-        "chain",
+        Stage.CHAIN,
         True,
         Code.CHAIN_ALLOWED,
     )

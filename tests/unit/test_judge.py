@@ -35,7 +35,7 @@ from tests.signer_support import ANVIL_ID, DELEGATE, LoneSigner, mail_document
 STRANGER = "0x000000000000000000000000000000000000bad1"
 
 # Each case: what is wrong with the intent or the policy, and the stage and code the judge gives.
-CASES = {
+CASES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, Code]]] = {
     "signed by another key": ({"key": "stranger"}, {}, ("intake", Code.AGENT_SIGNATURE_INVALID)),
     "intents API off": ({}, {"intents_api_enabled": False}, ("intake", Code.INTENTS_API_DISABLED)),
     "stale": ({"age_s": 601}, {}, ("intake", Code.INTENT_EXPIRED)),
@@ -190,6 +190,7 @@ def test_without_the_chains_the_judge_stops_before_typed_data_and_delegation() -
     assert judged_tx.next_stage(set_code) == Stage.DELEGATION
     for intent, so_far in ((typed, judged), (set_code, judged_tx)):
         stage = so_far.next_stage(intent)
+        assert stage is not None
         with pytest.raises(ValueError, match=f"the {stage} stage needs the context's chains"):
             asyncio.run(judge.run_stage(stage, intent, policy, judge.Context(), so_far))
 
@@ -221,5 +222,6 @@ def test_a_transaction_over_the_value_threshold_is_parked_by_its_value_cap_stage
 
     world = World()
     policy = world.policy(approval_threshold_eth="0.01")
-    assert "above the approval threshold of 0.01" in approval_needed(world.intent("0.5"), policy, {})
+    parked = approval_needed(world.intent("0.5"), policy, {})
+    assert parked is not None and "above the approval threshold of 0.01" in parked
     assert approval_needed(world.intent("0.001"), policy, {}) is None

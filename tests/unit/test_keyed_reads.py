@@ -34,7 +34,7 @@ def test_records_land_where_the_java_client_puts_them() -> None:
 
 
 @given(key=st.binary(max_size=64), partitions=st.lists(st.integers(0, 99), min_size=1, max_size=12, unique=True))
-def test_the_keyed_partitioner_puts_every_key_where_the_default_does(key, partitions):
+def test_the_keyed_partitioner_puts_every_key_where_the_default_does(key: bytes, partitions: list[int]) -> None:
     # Asked twice: the second answer comes from what the first remembered.
     for _ in range(2):
         assert KeyedPartitioner()(key, sorted(partitions), partitions) == DefaultPartitioner()(

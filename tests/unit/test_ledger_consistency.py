@@ -73,7 +73,7 @@ def _said(signed: str) -> NoteCheckpoint:
     return NoteCheckpoint.parse(Note.parse(signed).text)
 
 
-def _signed(key, chain: int, size: int, root: str) -> str:
+def _signed(key: Ed25519PrivateKey, chain: int, size: int, root: str) -> str:
     """A checkpoint of ``size`` rows with ``root``, its note signed with ``key`` under the log's name."""
     return checkpoint.sign(key, LOG_NAME, chain, size - 1, "", root, T0).note(LOG_NAME).to_bytes().decode()
 
@@ -89,7 +89,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
 
 def _sizes(store: ChdbStore, chain: int) -> list[int]:
     query = f"SELECT seq + 1 AS size FROM audit_checkpoints WHERE chain = {chain} ORDER BY seq"
-    return store.arrow(query).column("size").to_pylist()
+    sizes: list[int] = store.arrow(query).column("size").to_pylist()
+    return sizes
 
 
 def test_a_later_checkpoint_is_proven_to_extend_every_earlier_one(store: ChdbStore) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import clickhouse_connect
 import orjson
 import pytest
+from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
-from clickhouse_connect.driver.httpclient import HttpClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.cli import main
@@ -53,7 +53,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
 
 
 @pytest.fixture
-def client(served: tuple[Path, str]) -> Iterator[HttpClient]:
+def client(served: tuple[Path, str]) -> Iterator[Client]:
     _, address = served
     client = clickhouse_connect.get_client(host="127.0.0.1", port=int(address.rsplit(":", 1)[1]))
     yield client
@@ -69,7 +69,7 @@ def env(served: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def test_clickhouse_connect_reads_rows_arrow_and_dataframes(client: HttpClient) -> None:
+def test_clickhouse_connect_reads_rows_arrow_and_dataframes(client: Client) -> None:
     assert client.command("SELECT count() FROM audit_log") == 400
     result = client.query("SELECT chain, seq, event_id, ts FROM audit_log WHERE chain = 1 ORDER BY seq LIMIT 3")
     assert [r[1] for r in result.result_rows] == [0, 1, 2]
@@ -80,8 +80,9 @@ def test_clickhouse_connect_reads_rows_arrow_and_dataframes(client: HttpClient) 
     assert frame.to_dict("records")[0]["stage"] == Stage.VALUE_CAP
 
 
-def test_analyst_views_answer_the_documented_questions(client: HttpClient) -> None:
-    statuses = dict(client.query("SELECT final_status, count() FROM intent_status GROUP BY final_status").result_rows)
+def test_analyst_views_answer_the_documented_questions(client: Client) -> None:
+    rows = client.query("SELECT final_status, count() FROM intent_status GROUP BY final_status").result_rows
+    statuses = {row[0]: row[1] for row in rows}  # final status: how many
     last = {
         e.intent_id: e.action
         for e in EVENTS
@@ -110,7 +111,7 @@ def test_analyst_views_answer_the_documented_questions(client: HttpClient) -> No
     assert by_status == [("base", "sign_only", len(SIGNED))]
 
 
-def test_writes_file_reads_and_multi_statements_are_refused(client: HttpClient) -> None:
+def test_writes_file_reads_and_multi_statements_are_refused(client: Client) -> None:
     with pytest.raises(DatabaseError, match="read-only"):
         client.command("INSERT INTO audit_log (chain, seq) VALUES (0, 999)")
     with pytest.raises(DatabaseError, match="read-only"):
@@ -169,7 +170,7 @@ def test_cli_opens_chdb_directly_when_no_sink_serves(
     assert capsys.readouterr().out.startswith("OK: 2 chain(s), 400 rows")
 
 
-def test_server_side_query_parameters_are_bound(client: HttpClient) -> None:
+def test_server_side_query_parameters_are_bound(client: Client) -> None:
     total = client.query("SELECT count() FROM audit_log").result_rows[0][0]
     some = client.query("SELECT event_id FROM audit_log ORDER BY chain, seq LIMIT 1").result_rows[0][0]
     rows = client.query("SELECT count() FROM audit_log WHERE event_id = {e:String}", parameters={"e": some})
@@ -203,6 +204,7 @@ def test_the_endpoint_serves_receipts_and_each_chains_newest_note(served: tuple[
 
     key = NoteKey(LOG_NAME, ED25519, local_public_key(home))
     signed = SIGNED[3]
+    assert signed.intent_id is not None
     digest = intent_digest_of(signed.intent_id)
     status, text = get(f"/receipt?intent_id={signed.intent_id}&agent_id={signed.agent_id}&intent_digest={digest}")
     assert status == 200, text

@@ -64,7 +64,10 @@ def _signed_by(note: str, vkey: str) -> tuple[str, int, bytes] | None:
 def _independent_check(p: dict[str, Any], vkey: str) -> bool:
     """docs/ledger.md's procedure, written from the document alone."""
     e = p["event"]
-    esc = lambda s: s.replace("%", "%25").replace("|", "%7C")  # noqa: E731
+
+    def esc(s: str) -> str:
+        return s.replace("%", "%25").replace("|", "%7C")
+
     message = "|".join(
         [
             e["prev_hash"],

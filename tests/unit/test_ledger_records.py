@@ -37,9 +37,7 @@ BASE = {
 }
 
 
-def _outcome(
-    read: Callable[..., Any], raw: bytes
-) -> tuple[str, list[Row]] | tuple[type[ValidationError], str] | tuple[type[TypeError], str]:
+def _outcome(read: Callable[[bytes], list[Row]], raw: bytes) -> tuple[str, list[Row]] | tuple[type[Exception], str]:
     try:
         return ("row", read(raw))
     except Exception as exc:  # noqa: BLE001 - refusals (ValueError) and the rest must match alike
@@ -218,7 +216,7 @@ _ts = st.one_of(
         },
     )
 )
-def test_random_records_are_read_as_audit_event_reads_them(fields):
+def test_random_records_are_read_as_audit_event_reads_them(fields: dict[str, Any]) -> None:
     _same_as_audit_event(_json(fields))
 
 
@@ -237,7 +235,7 @@ _text = st.text(max_size=16)
         },
     )
 )
-def test_random_producer_shaped_records_are_read_as_audit_event_reads_them(fields):
+def test_random_producer_shaped_records_are_read_as_audit_event_reads_them(fields: dict[str, Any]) -> None:
     """Mostly valid records, so the fast path is what is compared."""
     _same_as_audit_event(_json(fields))
 
@@ -284,5 +282,5 @@ def test_details_are_hashed_byte_for_byte() -> None:
         max_size=4,
     )
 )
-def test_random_records_of_several_events_are_read_as_audit_events_of_reads_them(events):
+def test_random_records_of_several_events_are_read_as_audit_events_of_reads_them(events: list[dict[str, Any]]) -> None:
     _same_as_audit_event(_json(events))

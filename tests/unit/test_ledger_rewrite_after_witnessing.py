@@ -74,9 +74,9 @@ def ledger(pristine: tuple[ChdbStore, NoteKey, dict[str, Table]]) -> tuple[ChdbS
 
 
 def _event_at(store: ChdbStore, chain: int, seq: int) -> str:
-    return store.arrow(f"SELECT event_id FROM {AUDIT_LOG} WHERE chain = {chain} AND seq = {seq}").to_pylist()[0][
-        "event_id"
-    ]
+    row = store.arrow(f"SELECT event_id FROM {AUDIT_LOG} WHERE chain = {chain} AND seq = {seq}").to_pylist()[0]
+    event_id: str = row["event_id"]
+    return event_id
 
 
 def _rogue_rewrite(store: ChdbStore) -> int:

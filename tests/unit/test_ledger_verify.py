@@ -53,14 +53,15 @@ def store(pristine: tuple[ChdbStore, Table, Table]) -> ChdbStore:
 
 
 def _row(store: ChdbStore, chain: int, seq: int) -> dict[str, Any]:
-    return store.arrow(f"SELECT * FROM {AUDIT_LOG} WHERE chain = {chain} AND seq = {seq}").to_pylist()[0]
+    row: dict[str, Any] = store.arrow(f"SELECT * FROM {AUDIT_LOG} WHERE chain = {chain} AND seq = {seq}").to_pylist()[0]
+    return row
 
 
 def _mutate(store: ChdbStore, sql: str) -> None:
     store.execute(f"{sql} SETTINGS mutations_sync = 2")
 
 
-def _renumber(store: ChdbStore, chain: int, where: str, new_seq: Callable[..., Any]) -> None:
+def _renumber(store: ChdbStore, chain: int, where: str, new_seq: Callable[[int], int]) -> None:
     """Move rows to other seqs the way a writer must (seq is a key column):
     read them, delete them, insert them back renumbered."""
     rows = store.arrow(f"SELECT * FROM {AUDIT_LOG} WHERE chain = {chain} AND {where}")
@@ -243,7 +244,7 @@ def test_verify_since_starts_at_a_checkpoint_and_still_catches_tampering(store: 
     since = T0 + timedelta(seconds=150)
     clean = verify(store, PUBLIC, since=since)
     assert clean.ok and 0 < clean.rows < 1_000
-    assert all(c.first_seq % 50 == 0 and c.first_seq > 0 for c in clean.chains)
+    assert all(c.first_seq is not None and c.first_seq % 50 == 0 and c.first_seq > 0 for c in clean.chains)
     _mutate(store, "ALTER TABLE audit_log UPDATE resource = 'intent:other' WHERE chain = 0 AND seq = 450")
     problem = _only_problem(verify(store, PUBLIC, chains=[0], since=since))
     assert (problem.seq, problem.kind) == (450, "modified")

@@ -22,7 +22,7 @@ FORK = LEAVES[:9] + [leaf_hash(b"forged" * 6)] + LEAVES[10:]
 NOW = 1_764_000_000
 
 
-def checkpoint(size: int, leaves=LEAVES, key=LOG_KEY, origin=ORIGIN) -> Note:
+def checkpoint(size: int, leaves: list[bytes] = LEAVES, key: Ed25519PrivateKey = LOG_KEY, origin: str = ORIGIN) -> Note:
     text = NoteCheckpoint(origin, size, tree_hash(leaves[:size])).text
     return Note(text, (sign(text, origin, key),))
 
@@ -101,7 +101,7 @@ def test_a_witness_killed_between_the_check_and_the_store_answered_nothing_and_s
     class Killed(BaseException):
         pass
 
-    def kill():
+    def kill() -> None:
         raise Killed
 
     with pytest.raises(Killed):
@@ -129,9 +129,9 @@ def test_two_witnesses_on_one_state_cannot_both_advance_from_the_same_size(tmp_p
     a = Witness("witness.example/w1", key, logs, WitnessState(tmp_path / "w.db"))
     b = Witness("witness.example/w1", key, logs, WitnessState(tmp_path / "w.db"))
     b.state.db.execute("PRAGMA busy_timeout = 0")
-    seen = []
+    seen: list[Exception] = []
 
-    def b_meanwhile():
+    def b_meanwhile() -> None:
         try:
             b.add_checkpoint(body(0, 5), NOW)
         except Exception as exc:  # noqa: BLE001 - what B got is the assertion

@@ -97,17 +97,19 @@ def test_a_token_is_refused_with_the_reason(change: dict[str, Any], reason: str)
 def test_the_granted_scopes_are_kept_for_the_sdk_to_check() -> None:
     # The SDK's middleware refuses a token without a required scope with 403 insufficient_scope
     # (tests/stack/test_mcp_http.py); the verifier reports what the token grants.
-    assert _decide(GOOD | {"scope": "openid"}).scopes == ["openid"]
-    assert _decide({key: value for key, value in GOOD.items() if key != "scope"}).scopes == []
+    narrowed = _decide(GOOD | {"scope": "openid"})
+    assert not isinstance(narrowed, str) and narrowed.scopes == ["openid"], narrowed
+    unscoped = _decide({key: value for key, value in GOOD.items() if key != "scope"})
+    assert not isinstance(unscoped, str) and unscoped.scopes == [], unscoped
 
 
 @pytest.mark.parametrize("answer", [[GOOD], "active", None], ids=repr)
-def test_an_answer_that_is_not_an_object_is_refused(answer: str | list[dict[str, str | int | bool]] | None) -> None:
+def test_an_answer_that_is_not_an_object_is_refused(answer: object) -> None:
     assert _decide(answer) == "the introspection response is not a JSON object"
 
 
 def _verify(
-    endpoint: str, token: str, credentials: ClientCredentials | None = None, clock: Callable[..., Any] = lambda: NOW
+    endpoint: str, token: str, credentials: ClientCredentials | None = None, clock: Callable[[], float] = lambda: NOW
 ) -> AccessToken | None:
     verifier = IntrospectionTokenVerifier(endpoint, RESOURCE, credentials, clock=clock)
     return asyncio.run(verifier.verify_token(token))
@@ -116,7 +118,8 @@ def _verify(
 def test_the_verifier_asks_the_endpoint_and_logs_a_refusal_without_the_token(caplog: pytest.LogCaptureFixture) -> None:
     tokens = {"tok-good": GOOD, "tok-other": GOOD | {"aud": "https://other.example/mcp"}}
     with authorization_server(tokens) as server, caplog.at_level(logging.WARNING, "gateway.mcp_server.oauth"):
-        assert _verify(server.introspection_endpoint, "tok-good").resource == RESOURCE
+        good = _verify(server.introspection_endpoint, "tok-good")
+        assert good is not None and good.resource == RESOURCE
         assert _verify(server.introspection_endpoint, "tok-other") is None
         assert _verify(server.introspection_endpoint, "tok-unknown") is None
         # The server's clock decides: the same token, later, has expired.

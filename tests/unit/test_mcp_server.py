@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.server import MCPServer
+from mcp.types import CallToolResult
 
 from gateway.mcp_server.server import TOOLS, AgentNotProvisioned, agent_server
 from runtime.config import Settings
@@ -30,16 +32,21 @@ def test_every_tool_has_an_input_and_an_output_schema_and_a_fixed_description(se
     tools = {tool.name: tool for tool in asyncio.run(server.list_tools())}
     assert tuple(tools) == TOOLS
     for tool in tools.values():
-        assert tool.input_schema["type"] == "object" and tool.output_schema["type"] == "object", tool.name
+        output_schema = tool.output_schema
+        assert tool.input_schema["type"] == "object" and output_schema is not None, tool.name
+        assert output_schema["type"] == "object", tool.name
         assert tool.description and "{" not in tool.description, tool.name
     submit = tools["submit_transaction"].input_schema
     assert submit["required"] == ["chain", "to", "value"]
     assert (submit["properties"]["simulate_first"]["default"], submit["properties"]["data"]["default"]) == (True, "0x")
-    assert tools["get_policy"].annotations.read_only_hint and not tools["submit_transaction"].annotations.read_only_hint
+    reading, submitting = tools["get_policy"].annotations, tools["submit_transaction"].annotations
+    assert reading is not None and submitting is not None
+    assert reading.read_only_hint and not submitting.read_only_hint
 
 
 def test_provisioning_a_key_is_refused_with_the_admins_command(server: MCPServer) -> None:
     result = asyncio.run(server.call_tool("provision_signing_key", {"chain": "ethereum"}))
+    assert isinstance(result, CallToolResult)
     assert result.is_error and result.structured_content["refused"] is True
     assert "warden keys provision --agent agent-unit --chain ethereum" in result.structured_content["how"]
 
@@ -54,7 +61,7 @@ def test_provisioning_a_key_is_refused_with_the_admins_command(server: MCPServer
     ],
 )
 def test_a_request_the_schema_refuses_names_the_field_before_anything_is_sent(
-    server: MCPServer, tool: str, arguments: dict[str, str | dict[str, str]], field: str
+    server: MCPServer, tool: str, arguments: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(ToolError, match=rf"not a valid intent:\n  {field}: "):
         asyncio.run(server.call_tool(tool, arguments))

@@ -373,7 +373,7 @@ def test_admins_propose_takes_a_passkey_and_says_what_a_malformed_one_must_be(
     before anything is signed, saying which admin and what a passkey key is."""
     from infra.cli import admins as cli
 
-    async def in_force(settings):
+    async def in_force(settings: Settings) -> Admins:
         return Admins.with_threshold({"local-admin": "0x" + "11" * 32}, 1)
 
     monkeypatch.setattr(cli, "admins_in_force", in_force)

@@ -40,7 +40,9 @@ def test_known_amounts() -> None:
     st.integers(min_value=0, max_value=30),
     st.integers(min_value=0, max_value=18),
 )
-def test_a_sum_of_rounded_amounts_is_never_below_what_moved(amounts, answer, asset_decimals, feed_decimals):
+def test_a_sum_of_rounded_amounts_is_never_below_what_moved(
+    amounts: list[int], answer: int, asset_decimals: int, feed_decimals: int
+) -> None:
     p = price(answer, feed_decimals)
     rounded = sum(usd_of(a, asset_decimals, p) for a in amounts)
     exact_numerator = sum(amounts) * answer * 10**6

@@ -39,8 +39,9 @@ def first(admin: str = "a", record: AgentPolicy | None = None) -> AdminProposal:
     return propose(sign_policy(record or policy(), KEYS[admin], admin), "policy", T0)
 
 
-def event(read: ProposalRead, now: datetime.datetime = T0) -> dict[str, Any]:
-    return orjson.loads(proposal_event("streams", read, now).value)
+def event(read: ProposalRead, now: datetime = T0) -> dict[str, Any]:
+    said: dict[str, Any] = orjson.loads(proposal_event("streams", read, now).value)
+    return said
 
 
 def test_an_admin_s_signature_is_counted_and_the_event_says_how_many_more_are_awaited() -> None:

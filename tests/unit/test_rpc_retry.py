@@ -4,8 +4,6 @@ unknown). The node is a real HTTP server in this process that drops the first co
 from __future__ import annotations
 
 import asyncio
-from asyncio import Future
-from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ from runtime.rpc import JsonRpc, RpcUnavailable, is_read
 from tests.rpc_support import rpc_node
 
 
-async def _flaky_node(drops: int) -> Generator[Future[Any] | None, None, tuple[AppRunner, str, list[Any]]]:
+async def _flaky_node(drops: int) -> tuple[AppRunner, str, list[str]]:
     """A JSON-RPC server that drops the first ``drops`` requests without an answer; ``seen`` counts them all."""
     seen: list[str] = []
 
@@ -33,11 +31,11 @@ async def _flaky_node(drops: int) -> Generator[Future[Any] | None, None, tuple[A
     return runner, url, seen
 
 
-def _asked(drops: int, method: str, *params) -> tuple[object, list[str]]:
+def _asked(drops: int, method: str, *params: Any) -> tuple[object, list[str]]:
     """What ``JsonRpc.call`` returned or raised against a node that drops ``drops`` requests, and
     the requests the node saw."""
 
-    async def go():
+    async def go() -> tuple[object, list[str]]:
         runner, url, seen = await _flaky_node(drops)
         node = JsonRpc(url, timeout_s=10)
         try:

@@ -13,6 +13,7 @@ import importlib
 import inspect
 import pkgutil
 from pathlib import Path
+from types import ModuleType
 
 from pydantic import BaseModel
 
@@ -37,11 +38,11 @@ SET_ONCE = {
 }
 
 
-def _modules():
+def _modules() -> list[ModuleType]:
     return [importlib.import_module(f"schemas.{m.name}") for m in pkgutil.iter_modules([str(SCHEMAS)])]
 
 
-def _own_classes(module):
+def _own_classes(module: ModuleType) -> list[type]:
     return [c for c in vars(module).values() if inspect.isclass(c) and c.__module__ == module.__name__]
 
 

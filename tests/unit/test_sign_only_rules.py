@@ -15,6 +15,7 @@ from rules.sign_only import Fate, cancel_fees, check_outstanding, fate, ttl_expi
 from rules.window import SpendWindow, counts_at
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from schemas.stages import Stage
@@ -93,7 +94,7 @@ def test_the_judge_counts_the_outstanding_bound_after_the_rolling_limit() -> Non
     bounded = policy(tx_daily_limit_eth="10", max_sign_only_outstanding=ETH)
     spent = {movements.NATIVE: 0, sign_only.OUTSTANDING: ETH}
 
-    def judged(pol: AgentPolicy, spent: dict[str, int]):
+    def judged(pol: AgentPolicy, spent: dict[str, int]) -> StageVerdict:
         return stage_table.daily_limit(intent(value="0.5"), pol, lambda asset: spent.get(asset, 0), FREE)
 
     assert judged(bounded, spent).code == Code.SIGN_ONLY_OUTSTANDING_EXCEEDED
@@ -136,7 +137,9 @@ OPS = st.lists(
 
 @given(OPS, st.integers(-3 * DAY_US, 3 * DAY_US))
 @settings(max_examples=300, deadline=None)
-def test_the_kept_totals_always_equal_counting_every_reservation(ops, asked):
+def test_the_kept_totals_always_equal_counting_every_reservation(
+    ops: list[tuple[str, int, int, int]], asked: int
+) -> None:
     window = SpendWindow()
     for op, n, at, wei in ops:
         intent_id = f"i-{n}"

@@ -13,9 +13,10 @@ A `LoneSigner` is handed records as anyone who can write to the topics could; no
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -31,6 +32,7 @@ from streams.redelivery import abandoned_record
 from tests.signer_support import DEST, LoneSigner
 
 STRANGER = "0x000000000000000000000000000000000000dEaD"
+T = TypeVar("T")
 
 
 def _abandoned(
@@ -63,7 +65,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _run(coro):
+def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
@@ -102,7 +104,8 @@ def test_another_intent_under_a_given_up_id_gets_its_own_refusal_not_recorded(tm
     other = lone.intent(to=DEST, value="0.002", intent_id="i-given-up")
     (reused,) = _outcomes(_give_up(lone, _abandoned(lone, other)))
     assert IntentRejected.from_bytes(reused.value).code == Code.INTENT_ID_REUSED
-    assert lone.state.agent(lone.agent).outcome("i-given-up")[1] == refusal.value
+    recorded = lone.state.agent(lone.agent).outcome("i-given-up")
+    assert recorded is not None and recorded[1] == refusal.value
 
 
 def _forgeries(lone: LoneSigner, intent: TransactionIntent) -> dict[str, tuple[str, bytes]]:
@@ -142,6 +145,6 @@ def test_only_a_workers_abandonment_of_an_intent_its_agent_signed_decides(tmp_pa
         assert lone.state.agent(lone.agent).outcome(intent.intent_id) is None, name
 
 
-def _foreign(key, **fields: Any):
+def _foreign(key: Ed25519PrivateKey, **fields: Any) -> TransactionIntent:
     """The agent's intent, signed by another key (a copy a topic writer made of its fields)."""
     return new_intent(Ed25519PrivateKey.generate(), **fields)

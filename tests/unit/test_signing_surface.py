@@ -127,7 +127,7 @@ def test_each_kind_takes_exactly_its_own_fields(fields: dict[str, Any], error: s
     ],
 )
 def test_typed_data_that_would_sign_something_else_is_refused_at_the_schema(
-    change: Callable[..., Any], error: str
+    change: Callable[[dict[str, Any]], object], error: str
 ) -> None:
     document = mail_document()
     change(document)
@@ -150,7 +150,7 @@ def test_personal_sign_is_off_unless_the_policy_turns_it_on_and_is_bounded() -> 
 
 
 def test_typed_data_rules() -> None:
-    def code(document, **policy: Any):
+    def code(document: dict[str, Any], **policy: Any) -> Code:
         return guardrails.check_typed_data(
             _intent(intent_type="typed_data", typed_data=document), _policy(**policy), ANVIL_ID
         ).code
@@ -218,11 +218,13 @@ def test_typed_data_rules() -> None:
     )
     # A domain for another chain is refused even when everything else would pass.
     assert code(mail_document(chain_id=1), eip712_default_policy="allow") == Code.EIP712_CHAIN_MISMATCH
-    assert code(mail_document(chain_id="0x7a69"), eip712_default_policy="allow") == Code.EIP712_DEFAULT_ALLOW
+    hex_chain_id = mail_document()
+    hex_chain_id["domain"]["chainId"] = "0x7a69"  # ANVIL_ID as a hex string
+    assert code(hex_chain_id, eip712_default_policy="allow") == Code.EIP712_DEFAULT_ALLOW
 
 
 def test_delegation_rules() -> None:
-    def code(chain_id=ANVIL_ID, address=DELEGATE, **policy: Any):
+    def code(chain_id: int = ANVIL_ID, address: str = DELEGATE, **policy: Any) -> Code:
         intent = _intent(to=DEST, tx_type=4, authorization_list=({"chain_id": chain_id, "address": address},))
         return guardrails.check_delegation(intent, _policy(**policy), ANVIL_ID).code
 

@@ -95,18 +95,18 @@ def test_a_parked_solana_intent_is_reported_awaiting_approval_not_as_no_outcome(
     """What MCP and HTTP answer for a Solana intent an admin must approve first."""
     from datetime import timedelta
 
-    from schemas.outcomes import IntentApproved, IntentParked
+    from schemas.outcomes import IntentParked
     from sdk.mcp_results import solana_transaction_of
 
     intent = solana()
-    pending = IntentApproved.model_construct(intent=intent)
     parked = IntentParked.model_construct(
         intent_id=intent.intent_id,
         agent_id=intent.agent_id,
         reason="above the threshold",
         parked_at=NOW,
         expires_at=NOW + timedelta(hours=1),
-        approved=pending,
+        intent=intent,
     )
     found = solana_transaction_of(intent.intent_id, intent.agent_id, intent.chain, "k", parked, 0)
-    assert found.status == "awaiting_approval" and found.awaiting_approval.reason == "above the threshold"
+    assert found.status == "awaiting_approval" and found.awaiting_approval is not None
+    assert found.awaiting_approval.reason == "above the threshold"

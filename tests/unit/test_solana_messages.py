@@ -45,7 +45,7 @@ def seed(keypair: Keypair) -> bytes:
     version=st.sampled_from([0, 1]),
     others=st.integers(0, 3),
 )
-def test_what_encode_writes_read_gives_back(text, version, others):
+def test_what_encode_writes_read_gives_back(text: str, version: int, others: int) -> None:
     signatories = [ME, *(str(Keypair().pubkey()) for _ in range(others))]
     raw = messages.encode(text, signatories, version, APP if version == 0 else None)
     read = messages.read(raw)
@@ -191,6 +191,7 @@ def test_an_intent_carries_the_message_bytes_and_nothing_of_a_transaction() -> N
     key = Ed25519PrivateKey.generate()
     raw = messages.encode("hi", [ME])
     intent = new_solana_message_intent(key, agent_id="a-msg", chain=CHAIN, message=raw)
+    assert intent.solana_message is not None
     assert intent.solana_message_bytes == raw and base64.b64decode(intent.solana_message) == raw
     with pytest.raises(ValidationError, match="broadcast belong to an EVM intent"):
         new_solana_message_intent(key, agent_id="a-msg", chain=CHAIN, message=raw, broadcast=True)

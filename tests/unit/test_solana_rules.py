@@ -27,8 +27,9 @@ from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, SolanaPolicy, SolanaProgramRule, SolanaTokenLimit
 from sdk import solana as sol
 from svm import accounts as token_accounts
-from svm import transactions
-from svm.mints import Extension, TransferFee, TransferFeeConfig, TransferHook, extension_name
+from svm import programs, transactions
+from svm.accounts import TokenAccount
+from svm.mints import Extension, Mint, TransferFee, TransferFeeConfig, TransferHook, extension_name
 from svm.mints import read as read_mint
 from svm.transactions import TransactionError
 from tests import solana_support as support
@@ -66,7 +67,7 @@ class World:
     def unsigned(self, instructions: list[Instruction], legacy: bool = False) -> bytes:
         return sol.unsigned(self.agent.pubkey(), instructions, self.svm.latest_blockhash(), legacy)
 
-    def token_accounts(self, tx: transactions.SolanaTransaction) -> dict[str, Any]:
+    def token_accounts(self, tx: transactions.SolanaTransaction) -> dict[str, TokenAccount]:
         """What a reader of the chain gives the judge: each named token account as held."""
         out = {}
         for address in token_accounts_named(tx):
@@ -86,11 +87,12 @@ class World:
         }
         return SolanaPolicy(**{**fields, **changes})
 
-    def mints(self, tx: transactions.SolanaTransaction, held: dict[str, Any]) -> dict[str, Any]:
+    def mints(self, tx: transactions.SolanaTransaction, held: dict[str, TokenAccount]) -> dict[str, Mint]:
         """What a reader of the chain gives the judge: each Token-2022 mint it needs, read whole."""
         out = {}
         for address in mints_named(tx, held):
             account = self.svm.get_account(Pubkey.from_string(address))
+            assert account is not None, address
             out[address] = read_mint(address, str(account.owner), bytes(account.data))
         return out
 
@@ -99,7 +101,7 @@ class World:
         raw: bytes,
         policy: SolanaPolicy | None = None,
         spent: dict[str, int] | None = None,
-        chains: tuple[str] = (CHAIN,),
+        chains: tuple[str, ...] = (CHAIN,),
     ) -> SolanaVerdict:
         tx = transactions.read(raw)
         held = self.token_accounts(tx)
@@ -120,10 +122,16 @@ class World:
         assert tx.verify_with_results() == [True] * len(tx.signatures)  # solders checks every signature
         return self.run(tx)
 
+    def lamports(self, who: Keypair) -> int:
+        balance = self.svm.get_balance(who.pubkey())
+        assert balance is not None, who
+        return balance
+
     def token_balance(self, who: Keypair | Pubkey, mint: Pubkey | None = None, program: Pubkey = sol.TOKEN) -> int:
         owner = who if isinstance(who, Pubkey) else who.pubkey()
         ata = sol.ata_address(owner, mint or self.mint, program)
         account = self.svm.get_account(ata)
+        assert account is not None, ata
         return token_accounts.token_account(str(ata), str(account.owner), bytes(account.data)).amount
 
     def mint_2022(self, **extensions: Any) -> Pubkey:
@@ -169,9 +177,9 @@ def test_a_sol_transfer_to_alice_is_allowed_and_moves_exactly_what_was_judged_fe
     assert verdict.passed, verdict
     fee = 5_000 + 2  # one signature, plus 1,000 units at 2,000 micro-lamports
     assert verdict.spend() == {SOL: 12_345 + fee}
-    before = (world.svm.get_balance(world.agent.pubkey()), world.svm.get_balance(world.alice.pubkey()))
+    before = (world.lamports(world.agent), world.lamports(world.alice))
     world.sign_and_run(raw)
-    after = (world.svm.get_balance(world.agent.pubkey()), world.svm.get_balance(world.alice.pubkey()))
+    after = (world.lamports(world.agent), world.lamports(world.alice))
     # LiteSVM charges the signatures' fee and not the priority fee (surfpool likewise); Agave charges
     # both, the priority part as ceil(limit x price / 10^6) (fee_structure.rs), which Warden counts.
     assert before[0] - after[0] == 12_345 + 5_000
@@ -243,7 +251,7 @@ def test_an_unknown_program_is_refused_unless_listed_with_its_discriminator(worl
 
 def test_a_system_instruction_warden_does_not_read_is_refused_whatever_the_policy_lists(world: World) -> None:
     raw = world.unsigned([assign(AssignParams(pubkey=world.agent.pubkey(), owner=Keypair().pubkey()))])
-    anything = world.policy(programs=(SolanaProgramRule(program=sol.programs.SYSTEM, discriminators="any"),))
+    anything = world.policy(programs=(SolanaProgramRule(program=programs.SYSTEM, discriminators="any"),))
     verdict = world.judge(raw, anything)
     assert (verdict.passed, verdict.code) == (False, Code.SOLANA_INSTRUCTION_NOT_READ)
 
@@ -371,6 +379,13 @@ def test_bytes_warden_cannot_read_are_refused_with_what_to_do(world: World) -> N
             transactions.read(raw)
 
 
+class UnusedNode:
+    """A node the stage must not ask: it refuses before reading the chain."""
+
+    async def call(self, method: str, *params: Any) -> Any:
+        raise AssertionError(f"the node was asked {method}")
+
+
 def test_a_policy_with_usd_limits_refuses_solana_spend_it_cannot_price(world: World) -> None:
     """No price is read for Solana assets: a policy that limits USD fails closed on them."""
     raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 1)])
@@ -391,7 +406,7 @@ def test_a_policy_with_usd_limits_refuses_solana_spend_it_cannot_price(world: Wo
         agent_public_key="0x" + "00" * 32,
         issued_at=datetime.now(timezone.utc),
     )
-    verdict, counted = asyncio.run(check(intent, policy, node=None, spent=lambda key: 0))
+    verdict, counted = asyncio.run(check(intent, policy, node=UnusedNode(), spent=lambda key: 0))
     assert (verdict.passed, verdict.code, counted) == (False, Code.PRICE_FEED_UNKNOWN, {})
 
 
@@ -400,7 +415,7 @@ def test_every_program_warden_reads_is_that_program_on_the_runtime() -> None:
     and SPL programs): a mistyped id would read no instruction of the real program."""
     runtime = LiteSVM()
     for name in ("SYSTEM", "TOKEN", "TOKEN_2022", "ASSOCIATED_TOKEN", "COMPUTE_BUDGET", "MEMO"):
-        account = runtime.get_account(Pubkey.from_string(getattr(sol.programs, name)))
+        account = runtime.get_account(Pubkey.from_string(getattr(programs, name)))
         assert account is not None and account.executable, name
 
 
@@ -452,7 +467,7 @@ def test_a_multisig_the_agent_signs_for_alone_moves_under_the_agents_caps_window
 
     agent_alone = (world.agent.pubkey(),)
 
-    def move(amount: int, to: Keypair, signers=agent_alone) -> bytes:
+    def move(amount: int, to: Keypair, signers: tuple[Pubkey, ...] = agent_alone) -> bytes:
         source, destination = sol.ata_address(owner, world.mint), world.ata(to)
         ix = sol.token_transfer_checked(
             source, world.mint, destination, owner, amount, DECIMALS, multisig_signers=list(signers)
@@ -500,7 +515,7 @@ def test_a_transfer_fee_is_a_movement_to_its_withdraw_authority(world: World) ->
     assert world.token_balance(world.alice, mint, sol.TOKEN_2022) == 50 * 10**6
     # An approval of the mint lets the delegate's transfers withhold fees for mallory too.
     source = sol.ata_address(world.agent.pubkey(), mint, sol.TOKEN_2022)
-    approve = sol.Instruction(
+    approve = Instruction(
         sol.TOKEN_2022,
         bytes([4]) + (5).to_bytes(8, "little"),
         [sol.w(source), sol.ro(world.alice.pubkey()), sol.signer(world.agent.pubkey(), False)],
@@ -542,7 +557,9 @@ def test_a_permanent_delegate_or_a_transfer_hook_is_refused_unless_the_policy_ac
         assert judged_with(world, raw, world.listing(plain), lambda mint: replace(mint, **cleared)).passed
 
 
-def judged_with(world: World, raw: bytes, policy: SolanaPolicy, mint_as: Callable[..., Any]) -> SolanaVerdict:
+def judged_with(
+    world: World, raw: bytes, policy: SolanaPolicy, mint_as: Callable[[Mint], Mint | None]
+) -> SolanaVerdict:
     """The judge given each Token-2022 mint as ``mint_as`` makes it from the one on chain (None:
     not read)."""
     tx = transactions.read(raw)
@@ -579,7 +596,7 @@ def _entry(kind: int, value: bytes) -> bytes:
 
 
 def test_mint_extensions_are_read_as_token_2022_lays_them_out() -> None:
-    program = sol.programs.TOKEN_2022
+    program = programs.TOKEN_2022
     mint = read_mint("M", program, _extended_mint(_entry(3, bytes(32)), _entry(99, b"x"), bytes(4)))
     assert (mint.decimals, mint.extensions) == (DECIMALS, (3, 99))
     assert [extension_name(kind) for kind in mint.extensions] == ["mint_close_authority", "extension_99"]
@@ -624,10 +641,11 @@ def test_the_rent_of_a_token_2022_account_the_agent_creates_is_its_extended_size
         raw = world.unsigned([sol.create_ata(world.agent.pubkey(), bob.pubkey(), mint, sol.TOKEN_2022)])
         verdict = world.judge(raw, policy)
         assert verdict.passed and verdict.spend() == {SOL: support.rent(size) + 5_000}, verdict
-        before = world.svm.get_balance(world.agent.pubkey())
+        before = world.lamports(world.agent)
         world.sign_and_run(raw)
-        assert before - world.svm.get_balance(world.agent.pubkey()) == verdict.spend()[SOL]
+        assert before - world.lamports(world.agent) == verdict.spend()[SOL]
         created = world.svm.get_account(sol.ata_address(bob.pubkey(), mint, sol.TOKEN_2022))
+        assert created is not None
         assert len(bytes(created.data)) == size
     unread = judged_with(world, raw, policy, lambda mint: None)
     assert unread.code is Code.SOLANA_ACCOUNT_NOT_RESOLVED, unread

@@ -22,6 +22,7 @@ from schemas.chains import BUILTIN_BY_NAME
 from schemas.codes import Code
 from schemas.fields import MAX_UINT256
 from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy, AssetLimit, Eip712DomainRule, Eip712NoValueType
 from schemas.typed_data import EIP712_VALUE_TYPES
 from tests.typed_data_support import (
@@ -79,7 +80,7 @@ def typed_intent(doc: dict[str, Any]) -> TransactionIntent:
     )
 
 
-def judge(doc: dict[str, Any], p: AgentPolicy | None = None, spent: int = 0) -> tuple[str, object]:
+def judge(doc: dict[str, Any], p: AgentPolicy | None = None, spent: int = 0) -> tuple[Code, StageVerdict]:
     """The code of the first stage that refuses (typed_data, then assets), or the assets verdict."""
     intent = typed_intent(doc)
     p = p or policy()
@@ -118,9 +119,8 @@ def test_an_authorization_that_needs_human_approval_says_so() -> None:
     assets = (AssetLimit(chain="anvil", token=TOKEN, decimals=6, max_per_tx="100", approval_threshold="10"),)
     _, verdict = judge(authorization(ALICE, 40 * UNIT), policy(asset_limits=assets))
     spend = {k: int(v) for k, v in verdict.facts["asset_spend"].items()}
-    assert "approval threshold" in approval_needed(
-        typed_intent(authorization(ALICE, 40 * UNIT)), policy(asset_limits=assets), spend
-    )
+    why = approval_needed(typed_intent(authorization(ALICE, 40 * UNIT)), policy(asset_limits=assets), spend)
+    assert why is not None and "approval threshold" in why
 
 
 def test_a_permits_fields_under_another_name_are_still_a_permit() -> None:
@@ -275,7 +275,15 @@ def test_every_family_is_a_shape_eth_account_hashes() -> None:
     # The shapes above come from the protocols' own type strings; eth-account hashing each test
     # document (in `document`) shows they are well formed, and each one is read as its family.
     docs = [authorization(ALICE, 1), uniswapx(1, AGENT), seaport([item(1, TOKEN, 1)]), cow(1, 0), one_inch(1)]
-    labels = [typed_movements.value_shape_of(typed_intent(d).typed_data).label for d in docs]
+
+    def label(doc: dict[str, Any]) -> str:
+        typed = typed_intent(doc).typed_data
+        assert typed is not None
+        shape = typed_movements.value_shape_of(typed)
+        assert shape is not None, doc
+        return shape.label
+
+    labels = [label(d) for d in docs]
     assert labels == [
         "EIP-3009 TransferWithAuthorization",
         "Permit2 PermitWitnessTransferFrom",

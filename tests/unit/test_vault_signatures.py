@@ -26,7 +26,7 @@ def admins(keys: str = "2") -> Admins:
     return Admins(PINNED, parse_thresholds(f"policy={keys},approval={keys},keys={keys},chains={keys},admins=3", PINNED))
 
 
-def change(*names: str, events=EVENTS) -> VaultChange:
+def change(*names: str, events: list[tuple[str, bytes]] = EVENTS) -> VaultChange:
     first, *others = names
     signed = sign_vault_change(VaultChange.of(events, T0), KEYS[first], first)
     for name in others:
@@ -91,5 +91,6 @@ def test_a_change_names_its_events_exactly_and_travels_as_a_proposal() -> None:
     second = gathered.with_signature(KEYS["c"], "c", T0)
     gathered = gather([first.to_bytes(), second.to_bytes()], admins(), T0)[first.proposal_id]
     whole = gathered.assembled()
+    assert isinstance(whole, VaultChange)
     assert gathered.complete and [(e.key, e.value.encode()) for e in whole.events] == EVENTS
     assert vault_event_problem(EVENTS[1][1], vault_change_headers(whole), admins()) == (["a", "c"], None)

@@ -35,6 +35,7 @@ from ledger.webhooks import Deliverer, WebhookOptions
 from runtime.admins import Admins
 from runtime.config import Settings
 from schemas.actions import AuditAction
+from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex
 from schemas.webhooks import WebhookEventsError, WebhookRequest, WebhookUrlError, checked_events, checked_url
 from sdk.webhooks import WebhookError, removal_request, send, signed_request
@@ -215,14 +216,14 @@ def ledger_store(tmp_path: Path) -> Iterator[ChdbStore]:
     store.close()
 
 
-class _CaughtUp:
+class _CaughtUp(asyncio.Event):
     def is_set(self) -> bool:
         return True
 
 
 def _registrar(store: ChdbStore, admin: Ed25519PrivateKey) -> Registrar:
     admins = Admins.with_threshold({"alice": public_key_hex(admin)}, 1)
-    return Registrar(admins, _CaughtUp(), store, b"k" * 32, [])  # type: ignore[arg-type]  # an Event's is_set alone
+    return Registrar(admins, _CaughtUp(), store, b"k" * 32, [])  # an Event's is_set alone
 
 
 def _add(admin: Ed25519PrivateKey, key_id: str = "alice", issued_at: datetime = NOW) -> WebhookRequest:
@@ -343,13 +344,13 @@ def _given_up(store: ChdbStore, home: Path) -> None:
         taken.append(request.headers["webhook-id"])
         return web.Response(status=204)
 
-    async def scenario() -> tuple[list[Any], list[Any]]:
+    async def scenario() -> tuple[list[AuditEvent], list[AuditEvent]]:
         app = web.Application()
         app.router.add_post("/h", take)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        notices: list[Any] = []
+        notices: list[AuditEvent] = []
         deliverer = Deliverer(store, b"k" * 32, notices, options)
         try:
             async with aiohttp.ClientSession() as session:
@@ -357,7 +358,7 @@ def _given_up(store: ChdbStore, home: Path) -> None:
                 while len(taken) < len(rejected) - 1 and time.monotonic() < deadline:
                     await deliverer.turn(session)
                     await asyncio.sleep(0.01)
-                again: list[Any] = []
+                again: list[AuditEvent] = []
                 await Deliverer(store, b"k" * 32, again, options).turn(session)
         finally:
             await runner.cleanup()
@@ -384,8 +385,8 @@ def _given_up(store: ChdbStore, home: Path) -> None:
         f"{sql_string(said.resource)}, now64(6), {details})"
     )
 
-    async def restarted() -> list[Any]:
-        said_again: list[Any] = []
+    async def restarted() -> list[AuditEvent]:
+        said_again: list[AuditEvent] = []
         async with aiohttp.ClientSession() as session:
             await Deliverer(store, b"k" * 32, said_again, options).turn(session)
         return said_again
@@ -465,10 +466,11 @@ def test_a_passkey_admins_request_is_checked_for_the_consoles_relying_party_over
         issued_at=NOW,
         admin_key_id="alice",
     )
-    for made, why in [
+    forgeries: list[tuple[dict[str, Any], str]] = [
         ({"origin": "https://evil.example.com"}, "origin"),
         ({"challenge": hashlib.sha256(b"other bytes").digest()}, "challenge"),
-    ]:
+    ]
+    for made, why in forgeries:
         forged = request.model_copy(update={"signature": passkey.sign(request.signing_bytes(), **made)})
         with pytest.raises(WebhookRefused, match=why):
             registrar.register(forged, NOW)

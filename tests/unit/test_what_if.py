@@ -214,7 +214,7 @@ def test_what_cannot_be_checked_is_skipped_with_its_reason() -> None:
 # -- the rows read, checked against the ledger's chains and signed checkpoints first ---------------
 
 
-def _what_was_read(events: list[AuditEvent], chains: set[int], oldest: datetime.datetime) -> LedgerRead:
+def _what_was_read(events: list[AuditEvent], chains: set[int], oldest: datetime) -> LedgerRead:
     """A replay's read of ``events`` (as `build_ledger` chains them): every row of ``chains``."""
     seqs: dict[int, int] = {}
     rows = []

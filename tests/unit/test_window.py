@@ -118,10 +118,11 @@ def test_in_window_is_the_rule_spent_applies() -> None:
         max_size=60,
     )
 )
-def test_the_kept_total_always_equals_summing_every_reservation(operations):
+def test_the_kept_total_always_equals_summing_every_reservation(operations: list[tuple[str, int, int, int]]) -> None:
     """`spent` keeps a running total instead of summing the day's reservations: it must say
     exactly what the sum says, whatever the order of reservations, releases, prunes and moments."""
-    window, model = SpendWindow(), {}
+    window = SpendWindow()
+    model: dict[str, tuple[int, int]] = {}  # intent id: (at, wei), as `entries` holds them
     for op, n, offset, wei in operations:
         intent_id, at = f"i-{n}", NOW + offset
         if op == "reserve":

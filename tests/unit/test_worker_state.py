@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from asyncio import Future
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import aiokafka.structs
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -85,8 +85,9 @@ def test_a_changelog_record_is_the_workers_and_holds_only_puts() -> None:
     pinned = {"w": "0x" + KEY.public_key().public_bytes_raw().hex()}.get
     entry = WORKER_LOG.open(value, 2, pinned)
     assert (entry.prev, entry.writes) == (4, [("put", ("decisions", "i", None))])
+    nobody: dict[str, str] = {}
     with pytest.raises(ChangelogError, match="not a pinned worker"):
-        WORKER_LOG.open(value, 2, {}.get)
+        WORKER_LOG.open(value, 2, nobody.get)
     with pytest.raises(ChangelogError, match="not w's"):  # a signer's record is no worker's: another domain
         forged = SIGNER_LOG.seal(partition=2, prev=4, writer="w", writes=[], key=KEY)
         WORKER_LOG.open(forged, 2, pinned)
@@ -99,7 +100,7 @@ class _Recorder:
     """Stand-ins for the worker's producer, consumer and partitions' owner, writing down in one list
     the order in which they were asked things."""
 
-    def __init__(self, states: WorkerStates, lose: frozenset[int] = frozenset()) -> None:
+    def __init__(self, states: WorkerStates, lose: Iterable[int] = frozenset()) -> None:
         self.events: list[tuple[Any, ...]] = []
         self.states = states
         self.owned = states.owned
@@ -110,7 +111,7 @@ class _Recorder:
     def pending_bytes(self) -> int:
         return 0
 
-    async def flush(self, touched: list[int | Any] = ()) -> set[int]:
+    async def flush(self, touched: Collection[int] = ()) -> set[int]:
         written = sorted(p for p, state in self.states.opened() if state.writes)
         self.events.append(("append", written, sorted(touched)))
         lost = self.lose & (set(written) | set(touched))
@@ -127,17 +128,19 @@ class _Recorder:
         self.owned.update(partitions)
 
     # the producer
-    async def send(self, topic: str, value: bytes, key: bytes | None = None, headers: None = None) -> Future[Any]:
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> Future[Any]:
         self.events.append(("send", topic, value))
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
     # the consumer
-    def assignment(self) -> set[aiokafka.structs.TopicPartition]:
+    def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(t, p) for t in input_topics("fused") for p in (0, 1)}
 
-    async def seek_to_committed(self, *tps) -> dict[aiokafka.structs.TopicPartition, int]:
+    async def seek_to_committed(self, *tps: TopicPartition) -> dict[TopicPartition, int]:
         self.events.append(("seek", sorted({tp.partition for tp in tps})))
         return dict.fromkeys(tps, 5)
 
@@ -215,15 +218,15 @@ def test_a_partition_lost_mid_batch_decides_nothing_more_of_that_batch(tmp_path:
     ones now would decide them before the earlier ones are decided again."""
     states = _states(1)
     recorder = _Recorder(states, lose={1})
-    recorder.pending_bytes = lambda: 10**9  # every decision ends a lot, as a wait for the node does
+    cast(Any, recorder).pending_bytes = lambda: 10**9  # every decision ends a lot, as a wait for the node does
     flush = recorder.flush
 
-    async def lose_once(touched=()):
+    async def lose_once(touched: Collection[int] = ()) -> set[int]:
         lost = await flush(touched)
         recorder.lose.clear()
         return lost
 
-    recorder.flush = lose_once
+    cast(Any, recorder).flush = lose_once  # the recorder's own flush, then nothing more lost
     worker = _worker(tmp_path, states, recorder)
     asyncio.run(worker.one(_batch((1, b"i-1"), (1, b"i-2"))))
     assert ("seek", [1]) in recorder.events and ("restore", [1]) in recorder.events

@@ -42,7 +42,7 @@ def requirement(**fields: Any) -> dict[str, Any]:
     return {**base, **fields}
 
 
-def v2_headers(*accepts: dict[str, Any]) -> dict[str, Any]:
+def v2_headers(*accepts: dict[str, Any]) -> dict[str, str]:
     """A v2 402's headers, as the official SDK's server encodes them."""
     required = PaymentRequired(
         error="Payment required",
@@ -64,7 +64,7 @@ def policy(**fields: Any) -> AgentPolicy:
     return AgentPolicy(**{**base, **fields})
 
 
-def error(call: Callable[..., Any]) -> str:
+def error(call: Callable[[], object]) -> str:
     with pytest.raises(x402.X402Error) as raised:
         call()
     return str(raised.value)
@@ -78,6 +78,7 @@ def test_a_v2_challenge_is_read_from_the_official_servers_header() -> None:
     assert (challenge.version, challenge.error) == (2, "Payment required")
     assert challenge.resource["url"] == "http://127.0.0.1/report"
     found = x402.read_requirement(challenge, 0)
+    assert isinstance(found, x402.Requirement), found
     assert (found.chain, found.chain_id, found.asset, found.pay_to) == ("anvil", 31337, TOKEN, PAYEE)
     assert (found.amount, found.max_timeout_s, found.token_name, found.token_version) == (
         10_000,
@@ -105,6 +106,7 @@ def test_a_v1_challenge_is_read_from_the_body_with_its_network_name() -> None:
         ],
     }
     found = x402.read_requirement(x402.read_challenge({}, orjson.dumps(body)), 0)
+    assert isinstance(found, x402.Requirement), found
     assert (found.version, found.chain, found.chain_id, found.amount) == (1, "base", 8453, 25_000)
     assert (found.asset, found.pay_to) == (TOKEN, PAYEE)  # checksummed
 
@@ -148,7 +150,7 @@ def test_an_unreadable_challenge_says_what_is_wrong(headers: dict[str, str], bod
     ],
 )
 def test_a_requirement_warden_cannot_pay_names_the_field_and_what_is_allowed(
-    fields: dict[str, str | int | dict[str, str]], expected: str
+    fields: dict[str, Any], expected: str
 ) -> None:
     challenge = x402.Challenge(version=2, accepts=(requirement(**fields),))
     assert expected in error(lambda: x402.read_requirement(challenge, 0))
@@ -219,6 +221,7 @@ def test_a_policy_with_no_chain_list_allows_the_assets_chain() -> None:
 
 def test_the_authorization_is_the_digest_the_official_sdk_verifies() -> None:
     found = x402.read_requirement(x402.Challenge(version=2, accepts=(requirement(),)), 0)
+    assert isinstance(found, x402.Requirement), found
     nonce = bytes(range(32))
     document = x402.authorization(found, PAYER.address, NOW, nonce)
     seconds = int(NOW.timestamp())
@@ -238,9 +241,10 @@ def test_the_authorization_is_the_digest_the_official_sdk_verifies() -> None:
     payload = decode_payment_signature_header(value)
     assert isinstance(payload, PaymentPayload) and payload.x402_version == 2
     assert payload.accepted == PaymentRequirements.model_validate(requirement())
-    assert payload.resource.url == "http://127.0.0.1/report"
+    assert payload.resource is not None and payload.resource.url == "http://127.0.0.1/report"
     inner = ExactEIP3009Payload.from_dict(payload.payload)
     digest = hash_eip3009_authorization(inner.authorization, 31337, TOKEN, "Warden Auth", "1")
+    assert inner.signature is not None
     assert Account._recover_hash(digest, signature=bytes.fromhex(inner.signature[2:])) == PAYER.address
 
 
@@ -250,6 +254,7 @@ def test_a_v1_payment_goes_in_x_payment_as_the_sdk_reads_it() -> None:
         accepts=(requirement(network="base", maxAmountRequired="5", amount=None, resource="https://x/y"),),
     )
     found = x402.read_requirement(challenge, 0)
+    assert isinstance(found, x402.Requirement), found
     document = x402.authorization(found, PAYER.address, NOW, b"\x01" * 32)
     name, value = x402.payment_header(challenge, found, document, "0x" + "00" * 65)
     payload = decode_payment_signature_header(value)
@@ -269,6 +274,7 @@ def test_the_settlement_header_is_decoded_and_a_bad_one_refused() -> None:
 
 def test_a_nonce_is_32_bytes() -> None:
     found = x402.read_requirement(x402.Challenge(version=2, accepts=(requirement(),)), 0)
+    assert isinstance(found, x402.Requirement), found
     with pytest.raises(ValueError, match="32 bytes"):
         x402.authorization(found, PAYER.address, NOW, b"\x01" * 31)
 
