@@ -10,14 +10,18 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from aiokafka.structs import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.stack.local import local_settings, running_stack
-from infra.stack.provision import balance, provision_agent
+from infra.stack.provision import Agent, balance, provision_agent
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets
@@ -35,10 +39,12 @@ from schemas.auth import (
     vault_change_headers,
 )
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import HumanApproval, IntentRejected, SignedTransaction
+from schemas.policy import AgentPolicy
 from schemas.stages import Stage
 from sdk.admin import load_or_create_admin_key
-from sdk.client import Client, new_intent, pending_approvals, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, pending_approvals, wait_outcomes
 from sdk.quorum import wait_vault_applied
 from signer.custody import AGENT_KEYS_VAULT
 from signer.custody.events import SecretDeactivated
@@ -49,14 +55,19 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "treasury-quorum"
 
 
-def _as(settings, admin_id: str):
+def _as(settings: Settings, admin_id: str) -> Settings:
     return dataclasses.replace(settings, admin_id=admin_id)
 
 
-def _cli(settings, admin_id: str, *args: str) -> dict:
+def _cli(settings: Settings, admin_id: str, *args: str) -> dict[str, Any]:
     done = warden(_as(settings, admin_id), *args, "--json")
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    said: dict[str, Any] = json.loads(done.stdout)
+    return said
+
+
+# How a test signs the policy it publishes.
+Sign = Callable[[AgentPolicy], AgentPolicy]
 
 
 @dataclasses.dataclass
@@ -66,7 +77,7 @@ class Quorum:
 
 
 @contextlib.contextmanager
-def three_admins(home):
+def three_admins(home: Path) -> typing.Iterator[Quorum]:
     """A stack whose home is ``home``: admins a, b and c pinned, two of them needed for every action."""
     keys = {name: load_or_create_admin_key(home, name) for name in ("a", "b", "c")}  # made there first
     pinned = ",".join(f"{name}={public_key_hex(key)}" for name, key in keys.items())
@@ -76,13 +87,13 @@ def three_admins(home):
 
 
 @pytest.fixture(scope="module")
-def quorum(tmp_path_factory) -> Iterator[Quorum]:
+def quorum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quorum]:
     """One stack for this file (`three_admins`)."""
     with three_admins(tmp_path_factory.mktemp("quorum-home")) as made:
         yield made
 
 
-def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
+def test_one_admin_key_changes_nothing_and_two_admins_do(quorum: Quorum, run: typing.Callable[..., Any]) -> None:
     settings, keys = quorum.settings, quorum.keys
     start = run(end_offsets(settings, (topics.AUDIT_EVENTS,)))
 
@@ -92,7 +103,7 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
     )
     v1 = agent.policy
 
-    def attempt(step: int, sign) -> str:
+    def attempt(step: int, sign: Sign) -> str | None:
         return _publish_policy(settings, run, v1, step, sign)
 
     # One admin alone; one admin twice; a second admin's signature over other bytes.
@@ -120,24 +131,29 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
     _the_ledger_records_each_signature_of_a_proposal(settings, start, change, run)
 
 
-def _publish_policy(settings, run, v1, step: int, sign) -> str:
+def _publish_policy(
+    settings: Settings, run: typing.Callable[..., Any], v1: AgentPolicy, step: int, sign: Sign
+) -> str | None:
     """Policy v1 + ``step``, lifting the value cap, signed by ``sign``: the worker's verdict."""
     policy = sign(v1.model_copy(update={"version": v1.version + step, "tx_max_value_eth": "1000", "cosignatures": ()}))
 
-    async def publish():
+    async def publish() -> str | None:
         async with Client(settings) as client:
             return await client.publish_policy(policy)
 
-    return run(publish())
+    verdict: str | None = run(publish())
+    return verdict
 
 
-def _one_approval_parks_and_two_release(settings, keys, agent, run):
+def _one_approval_parks_and_two_release(
+    settings: Settings, keys: dict[str, Ed25519PrivateKey], agent: Agent, run: typing.Callable[..., Any]
+) -> TransactionIntent:
     """A parked intent: one admin's approval, written straight to the topic, is refused; the CLI
     proposes the approval, a second admin signs it, and the transaction is mined. The intent."""
     intent = new_intent(agent.intent_key, agent_id=AGENT, chain="anvil", to=DEST, value="2", broadcast=True)
     outcome_start = run(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
 
-    async def submit():
+    async def submit() -> None:
         async with Client(settings) as client:
             await (await client.submit(intent))
 
@@ -159,7 +175,7 @@ def _one_approval_parks_and_two_release(settings, keys, agent, run):
         "a",
     )
 
-    async def lone_approval():
+    async def lone_approval() -> None:
         async with Client(settings) as client:
             await (await client.send(topics.APPROVALS, AGENT, lone.to_bytes()))
 
@@ -185,7 +201,7 @@ def _one_approval_parks_and_two_release(settings, keys, agent, run):
     return intent
 
 
-def _a_policy_change_proposed_and_signed(settings, run) -> str:
+def _a_policy_change_proposed_and_signed(settings: Settings, run: typing.Callable[..., Any]) -> str:
     """A policy change through the CLI: admin a proposes, c sees it with a's signature and signs.
     Meanwhile a keyless topic writer puts a's signature under b's name on warden.admin.proposals:
     it counts for nothing. The proposal's id."""
@@ -197,7 +213,7 @@ def _a_policy_change_proposed_and_signed(settings, run) -> str:
         if orjson.loads(value).get("proposal_id") == change["proposal_id"]
     ]
 
-    async def forge():
+    async def forge() -> None:
         async with Client(settings) as client:
             forged = mine.model_copy(update={"admin_key_id": "b"})
             await (await client.send(topics.ADMIN_PROPOSALS, mine.proposal_id, forged.to_bytes()))
@@ -215,10 +231,13 @@ def _a_policy_change_proposed_and_signed(settings, run) -> str:
     assert change["proposal_id"] not in {
         p["proposal_id"] for p in _cli(settings, "b", "approvals", "list")["proposals"]
     }
-    return change["proposal_id"]
+    proposal_id: str = change["proposal_id"]
+    return proposal_id
 
 
-def _the_ledger_records_each_signature_of_a_proposal(settings, start, proposal_id: str, run) -> None:
+def _the_ledger_records_each_signature_of_a_proposal(
+    settings: Settings, start: dict[TopicPartition, int], proposal_id: str, run: typing.Callable[..., Any]
+) -> None:
     """The worker's record of each signature of the policy change (an audit webhook's "a proposal
     awaits your signature"): a's, awaiting one more; the forged one under b's name, refused; c's,
     awaiting none. Every worker reads the topic; the ledger's topic holds one id of each."""
@@ -247,7 +266,12 @@ def _the_ledger_records_each_signature_of_a_proposal(settings, start, proposal_i
     assert "b's signature does not verify" in forged.details["reason"], forged.details
 
 
-def _one_admin_cannot_change_the_admin_set(settings, keys, run, attempt) -> None:
+def _one_admin_cannot_change_the_admin_set(
+    settings: Settings,
+    keys: dict[str, Ed25519PrivateKey],
+    run: typing.Callable[..., Any],
+    attempt: Callable[[int, Sign], str | None],
+) -> None:
     """One admin alone cannot change the admin set: a proposal through the CLI waits for a second
     admin; a set written straight onto warden.admins changes nothing (policy v1 + 7, signed by
     that admin alone, is still refused)."""
@@ -267,7 +291,7 @@ def _one_admin_cannot_change_the_admin_set(settings, keys, run, attempt) -> None
         "a",
     )
 
-    async def forge_admins():
+    async def forge_admins() -> None:
         async with Client(settings) as client:
             await (await client.send(topics.ADMINS, "admins", forged.to_bytes()))
 
@@ -276,7 +300,13 @@ def _one_admin_cannot_change_the_admin_set(settings, keys, run, attempt) -> None
     assert _cli(settings, "a", "admins", "show")["version"] == 0
 
 
-def _the_ledger_records_each_verdict(settings, start, v1, intent, run) -> None:
+def _the_ledger_records_each_verdict(
+    settings: Settings,
+    start: dict[TopicPartition, int],
+    v1: AgentPolicy,
+    intent: TransactionIntent,
+    run: typing.Callable[..., Any],
+) -> None:
     """What each service recorded, on the ledger's topic: each refusal with its reason, and who
     approved what was let through."""
     events = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
@@ -309,7 +339,9 @@ def _the_ledger_records_each_verdict(settings, start, v1, intent, run) -> None:
     )
 
 
-def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(quorum, run):
+def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """Key changes need two admins too. The signer takes its keys from warden.vault alone (not from
     the home's file log, which any admin's command writes): a deactivation one admin signed,
     written straight to the topic, is refused with its reason on the ledger; `warden keys
@@ -319,7 +351,7 @@ def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(quorum, ru
     agent = run(provision_agent(settings, agent_id, cosigners=("b",), tx_allowed_chains=("anvil",)))
     start = run(end_offsets(settings, (topics.AUDIT_EVENTS,)))
 
-    async def sign_one():
+    async def sign_one() -> Outcome:
         intent = new_intent(agent.intent_key, agent_id=agent_id, chain="anvil", to=DEST, value="0.001")
         begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         async with Client(settings) as client:
@@ -333,8 +365,9 @@ def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(quorum, ru
     )
     lone = sign_vault_change(VaultChange.of([(deactivation.key, deactivation.to_bytes())], utcnow()), keys["a"], "a")
 
-    async def forge():
+    async def forge() -> str:
         async with Client(settings) as client:
+            assert client._producer is not None
             meta = await (
                 await client._producer.send(
                     topics.VAULT,
@@ -370,7 +403,9 @@ def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(quorum, ru
     assert applied.details["signed_by"] == ["a", "b"]
 
 
-def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quorum, run):
+def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """The chain registry is a signed record on warden.chains, taken with the quorum for "chains":
     a chain set a alone signs, written straight to the topic, is refused by both services (an
     intent naming its chain is still refused as naming an unknown one); `warden chains add` by a
@@ -380,7 +415,6 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
     from schemas.auth import sign_chain_set
     from schemas.chain_set import ChainSet
     from schemas.chains import Chain
-    from schemas.outcomes import Outcome
     from sdk.client import OUTCOME_TOPICS
     from sdk.records import chains_in_force, settled_verdicts
 
@@ -396,19 +430,20 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
         """The worker's (or, past it, the signer's) word on an intent naming anvil-two."""
         intent = new_intent(agent.intent_key, agent_id=agent_id, chain="anvil-two", to=DEST, value="0.01")
 
-        async def submit():
+        async def submit() -> None:
             async with Client(settings) as client:
                 await (await client.submit(intent))
 
         run(submit())
-        return run(wait_outcomes(settings, [intent], 60, outcome_start, final=False))[intent.intent_id]
+        said: Outcome = run(wait_outcomes(settings, [intent], 60, outcome_start, final=False))[intent.intent_id]
+        return said
 
     try:
         REGISTRY.adopt((two,))  # this process writes the intents; what matters is what the services know
         # a alone, straight onto warden.chains: refused, and the worker still knows no anvil-two.
         forged = sign_chain_set(ChainSet(version=1, chains=(two,), issued_at=utcnow()), keys["a"], "a")
 
-        async def forge():
+        async def forge() -> None:
             async with Client(settings) as client:
                 await (await client.send(topics.CHAINS, "chains", forged.to_bytes()))
 
@@ -470,7 +505,7 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
     ]
 
 
-def _at_a_terminal(settings, *args: str) -> tuple[int, str]:
+def _at_a_terminal(settings: Settings, *args: str) -> tuple[int, str]:
     """`warden ARGS` with its stdin and stdout on a pseudo-terminal, as a person runs it: its exit
     code, and what it wrote on either."""
     import os
@@ -489,7 +524,7 @@ def _at_a_terminal(settings, *args: str) -> tuple[int, str]:
     os.close(slave)
     out = bytearray()
 
-    def drain():  # a full terminal buffer would stop the child
+    def drain() -> None:  # a full terminal buffer would stop the child
         while True:
             try:
                 chunk = os.read(master, 4096)
@@ -507,7 +542,9 @@ def _at_a_terminal(settings, *args: str) -> tuple[int, str]:
     return code, out.decode(errors="replace")
 
 
-def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_shown(quorum, run):
+def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_shown(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """A key swap shown for what it is: the rogue admin a proposes an admin set in which b's id holds a's own
     second key (and a policy threshold of 1). The honest admin b lists and shows it: the change
     names b's key fingerprint, old and new, as a changed key, and every threshold. b, who reviewed
@@ -576,13 +613,15 @@ def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_
     assert _cli(settings, "c", "admins", "show")["version"] == 0
 
 
-def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(quorum, run):
+def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """An admin's key changes only with that admin's own signature: the rogue admin a and the
     co-signer b pin a key a holds under c's id, straight
     onto warden.admins: the signer and the streams worker each refuse it (c did not sign with
     the key in force), on the ledger, and the set in force stays. The same change with c's own
     signature is taken by both. c's new key is the fixture's from here on."""
-    from sdk.records import admins_in_force, settled_verdicts
+    from sdk.records import SettledVerdicts, admins_in_force, settled_verdicts
 
     settings, keys = quorum.settings, quorum.keys
     before = run(admins_in_force(settings))
@@ -591,14 +630,15 @@ def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(quorum, r
     swap = AdminSet(version=before.version + 1, admins=pinned, thresholds=before.thresholds, issued_at=utcnow())
     rogue = cosign(sign_admin_set(swap, keys["a"], "a"), keys["b"], "b")
 
-    def published(record: AdminSet):
-        async def publish():
+    def published(record: AdminSet) -> SettledVerdicts:
+        async def publish() -> SettledVerdicts:
             start = await end_offsets(settings, (topics.AUDIT_EVENTS,))
             async with Client(settings) as client:
                 await (await client.send(topics.ADMINS, "admins", record.to_bytes()))
             return await settled_verdicts(settings, record, 60, start)
 
-        return run(publish())
+        verdicts: SettledVerdicts = run(publish())
+        return verdicts
 
     refused = published(rogue)
     assert refused.outcome == AuditAction.ADMINS_REFUSED, refused.as_dict()
@@ -615,14 +655,16 @@ def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(quorum, r
 
 
 @pytest.fixture
-def own_quorum(tmp_path_factory) -> Iterator[Quorum]:
+def own_quorum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quorum]:
     """A stack of the test's own, admins a, b and c pinned, two needed: no agent and no
     signing-key vault yet (`three_admins`)."""
     with three_admins(tmp_path_factory.mktemp("own-quorum-home")) as made:
         yield made
 
 
-def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_the_signer(own_quorum, run):
+def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_the_signer(
+    own_quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """A change built on a proposal not yet in force: a proposes the shared signer key (its change
     creates the signing-key vault), then an agent's key is built over a's file log, which holds
     that vault already, and approved. Applied without the vault, the key would fail the agent's
@@ -673,7 +715,7 @@ def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_
         "b",
     )
 
-    async def fund_and_submit():
+    async def fund_and_submit() -> Outcome:
         node = JsonRpc(settings.rpc_url_for("anvil"))
         try:
             await node.call("anvil_setBalance", key.address, hex(10**18))
@@ -697,7 +739,9 @@ def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_
     assert again.returncode == 0 and "key change proposed" in again.stderr, again.stderr
 
 
-def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(quorum, run):
+def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
     """The policy in force is the one the worker holds: policy v2 is signed by a and c; then the
     quorum removes c. The worker holds v2 (it took it under the set in force then); a client that
     judged every policy under today's set would show v1, and `agents update` build a "v2" the
@@ -716,17 +760,18 @@ def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(quor
         tx_to_allowlist=(DEST,),
     )
 
-    def published(version: int, *signers: str, **more) -> str:
+    def published(version: int, *signers: str, **more: Any) -> str | None:
         first, *others = signers
         policy = sign_policy(AgentPolicy(version=version, issued_at=utcnow(), **fields, **more), keys[first], first)
         for name in others:
             policy = cosign(policy, keys[name], name)
 
-        async def publish():
+        async def publish() -> str | None:
             async with Client(settings) as client:
                 return await client.publish_policy(policy)
 
-        return run(publish())
+        verdict: str | None = run(publish())
+        return verdict
 
     assert published(1, "a", "b", tx_max_value_eth="1") == AuditAction.POLICY_UPDATED
     assert published(2, "a", "c", tx_max_value_eth="2") == AuditAction.POLICY_UPDATED

@@ -9,10 +9,13 @@ and caps in it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from runtime.trust import LOCAL_ADMIN_ID
@@ -26,6 +29,7 @@ from schemas.policy import AgentPolicy
 from schemas.stages import Stage
 from sdk.client import (
     Client,
+    Outcome,
     load_or_create_agent_key,
     new_intent,
     signed_policy,
@@ -40,7 +44,7 @@ ATTACKER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 PAYEE = "0x00000000000000000000000000000000000A11cE"
 
 
-def test_show_and_update_ignore_a_policy_no_pinned_admin_signed(stack, run):
+def test_show_and_update_ignore_a_policy_no_pinned_admin_signed(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
     agent = f"agent-cli-{os.urandom(3).hex()}"
     created = warden(
@@ -98,7 +102,7 @@ def test_show_and_update_ignore_a_policy_no_pinned_admin_signed(stack, run):
     # And the worker holds the admin's version 2: the writer's recipient is still refused.
     intent = new_intent(agent_key, agent_id=agent, chain="anvil", to=ATTACKER, value="0.05")
 
-    async def submit():
+    async def submit() -> dict[str, Outcome]:
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         async with Client(settings) as client:
             await (await client.submit(intent))
@@ -108,7 +112,9 @@ def test_show_and_update_ignore_a_policy_no_pinned_admin_signed(stack, run):
     assert isinstance(outcome, IntentRejected) and outcome.stage == Stage.ALLOWLIST, outcome
 
 
-def test_a_forged_policy_verdict_does_not_tell_the_admin_a_refused_policy_is_in_force(stack, run):
+def test_a_forged_policy_verdict_does_not_tell_the_admin_a_refused_policy_is_in_force(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """The admin's `publish_policy` waits for the worker's verdict on warden.audit.events. A topic
     writer's "policy.updated" for the same version, written first, unsigned or signed with a key
     no one pins, must not answer for the worker, which refuses the (stale) policy."""
@@ -167,7 +173,9 @@ def test_a_forged_policy_verdict_does_not_tell_the_admin_a_refused_policy_is_in_
     assert run(publish()) == AuditAction.POLICY_REFUSED
 
 
-def test_update_keeps_the_agents_intent_key_and_public_key_registers_another(stack, run):
+def test_update_keeps_the_agents_intent_key_and_public_key_registers_another(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """An agent that holds its own intent key (not this home's key file for it): an admin's
     `agents update --allowlist` once put this home's key file in the policy instead, and every
     intent the agent signed was then refused AGENT_SIGNATURE_INVALID. The key in force stays;

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infra.stack.local import LocalStack
 from runtime.attestation.verify import report_data_binding
+from runtime.config import Settings
 from tests.attestation_support import TESTDATA
 
 
-def test_warden_attest_verify_prints_each_check_and_fails_on_any():
+def test_warden_attest_verify_prints_each_check_and_fails_on_any() -> None:
     import subprocess
     import sys
 
@@ -43,7 +45,7 @@ def test_warden_attest_verify_prints_each_check_and_fails_on_any():
     assert wrong.returncode == 1 and "FAIL measurement" in wrong.stdout
 
 
-def test_warden_signer_attest_binds_the_running_signers_keys_and_says_tee_none(stack):
+def test_warden_signer_attest_binds_the_running_signers_keys_and_says_tee_none(stack: LocalStack) -> None:
     import orjson
 
     from tests.support import warden
@@ -63,7 +65,7 @@ def test_warden_signer_attest_binds_the_running_signers_keys_and_says_tee_none(s
     assert "tee=none" in human.stdout and "WARDEN_ALLOW_UNATTESTED_SIGNER" in human.stdout
 
 
-def _announced_key(settings, signer_id: str) -> str:
+def _announced_key(settings: Settings, signer_id: str) -> str:
     import asyncio
 
     from sdk.client import sealing_keys

@@ -32,7 +32,7 @@ ROOTS = REPO / "runtime" / "attestation" / "roots"
 MILAN_4 = ("--vcpus", "4", "--vcpu-type", "EPYC-Milan")
 
 
-def warden(capsys, *args: str) -> tuple[int, str, str]:
+def warden(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
@@ -64,7 +64,9 @@ def with_kernel_hashes_page(tmp_path: Path) -> Path:
     return firmware
 
 
-def test_the_measurement_is_the_packages_answer_and_moves_with_every_input(capsys, tmp_path):
+def test_the_measurement_is_the_packages_answer_and_moves_with_every_input(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     code, out, _ = warden(capsys, "attest", "measure", "--ovmf", str(OVMF), *MILAN_4, "--json")
     assert code == 0
     doc = orjson.loads(out)
@@ -91,7 +93,7 @@ def test_the_measurement_is_the_packages_answer_and_moves_with_every_input(capsy
     assert code == 0 and out.strip() == doc["measurement"] and doc["inputs"]["ovmf"]["sha256"] in err
 
 
-def test_the_kernel_initrd_and_command_line_are_measured(capsys, tmp_path):
+def test_the_kernel_initrd_and_command_line_are_measured(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     firmware = with_kernel_hashes_page(tmp_path)
     kernel, initrd = tmp_path / "vmlinuz", tmp_path / "initrd.img"
     kernel.write_bytes(b"kernel " * 1000)
@@ -140,12 +142,20 @@ def test_the_kernel_initrd_and_command_line_are_measured(capsys, tmp_path):
         (("--ovmf", str(OVMF), "--vcpus", "0", "--vcpu-type", "EPYC-Milan"), "--vcpus must be at least 1"),
     ],
 )
-def test_inputs_that_cannot_be_measured_are_refused_by_name(capsys, args, expected):
+def test_inputs_that_cannot_be_measured_are_refused_by_name(
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, str, str, str, str, str]
+    | tuple[str, str, str, str, str, str, str, str]
+    | tuple[str, str, str, str],
+    expected: str,
+) -> None:
     code, out, err = warden(capsys, "attest", "measure", *args)
     assert code == 2 and out == "" and expected in err, err
 
 
-def test_verify_with_a_given_chain_checks_its_root_against_amds(capsys, tmp_path):
+def test_verify_with_a_given_chain_checks_its_root_against_amds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     base = (
         "attest",
         "verify",

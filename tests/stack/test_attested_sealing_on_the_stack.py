@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from infra.stack.local import LocalStack
 from runtime.attestation.announcement import announcement_nonce
 from runtime.trust import service_key_file
 from schemas.auth import load_or_create_ed25519, sign_announcement
@@ -20,7 +23,7 @@ from schemas.stages import Stage
 from signer.sealing import SealingKeyPair
 
 
-def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
+def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack: LocalStack, run: Callable[..., Any]) -> None:
     """A hostile writer of warden.signer.sealing announces its own key for the signer, carrying
     AMD's real report (genuine chip, genuine chain), after the signer's own announcement. A client
     that verifies attestation and accepts that report's measurement never seals to it, for
@@ -33,11 +36,11 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     from infra.stack.local import REPO
     from runtime.attestation.verify import parse_report
     from runtime.clock import utcnow
-    from runtime.config import AttestationSettings, child_environment
+    from runtime.config import AttestationSettings, Settings, child_environment
     from runtime.trust import PinnedServiceKeys
     from schemas import topics
     from schemas.sealing_key import AttestationEvidence
-    from sdk.client import Client, sealing_keys
+    from sdk.client import Client, ClientKey, sealing_keys
     from tests.attestation_support import TESTDATA
 
     settings = stack.settings
@@ -53,7 +56,7 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
         async with Client(settings) as client:
             await (await client.send(topics.SIGNER_SEALING, announced.signer_id, announced.to_bytes()))
 
-    async def seal(as_settings):
+    async def seal(as_settings: Settings) -> ClientKey:
         async with Client(as_settings) as client:
             return await client.client_share(share)
 
@@ -142,14 +145,16 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     assert restored.key_id == honest.key_id
 
 
-def test_junk_on_the_sealing_topic_announces_nothing_and_stops_no_client(stack, run):
+def test_junk_on_the_sealing_topic_announces_nothing_and_stops_no_client(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """What is no announcement (any bytes, under any key) is skipped: raised out of every client's
     read of the sealing keys, one record would stop client custody for good (the topic is
     compacted: it is never deleted), reported by `warden submit` as an invalid intent."""
     import os
 
     from schemas import topics
-    from sdk.client import Client, sealing_keys
+    from sdk.client import Client, ClientKey, sealing_keys
 
     settings = stack.settings
     (honest,) = run(sealing_keys(settings))
@@ -160,7 +165,7 @@ def test_junk_on_the_sealing_topic_announces_nothing_and_stops_no_client(stack, 
             await client.send(topics.SIGNER_SEALING, honest.signer_id, b'{"signer_id": "signer-0"}')
             await client.flush()
 
-    async def seal():
+    async def seal() -> ClientKey:
         async with Client(settings) as client:
             return await client.client_share(base64.b64encode(bytes(range(32))).decode())
 
@@ -170,7 +175,9 @@ def test_junk_on_the_sealing_topic_announces_nothing_and_stops_no_client(stack, 
     sealed.wipe()
 
 
-def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh_stack, run):
+def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(
+    fresh_stack: Callable[..., LocalStack], run: Callable[..., Any]
+) -> None:
     """The signing-key vault is made to require attestation while the stack runs. The signer
     (tee=none here: no SEV-SNP) signed a moment before with the KEK cached; from then on every
     intent is refused ATTESTATION_REQUIRED at the signing stage, each refusal is on the audit
@@ -187,14 +194,15 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
     from runtime.config import child_environment
     from runtime.kafka import end_offsets
     from schemas import topics
+    from schemas.intent import TransactionIntent
     from schemas.outcomes import SignedTransaction
-    from sdk.client import Client, new_intent, wait_outcomes
+    from sdk.client import Client, Outcome, new_intent, wait_outcomes
 
     stack = fresh_stack()
     settings = stack.settings
     agent = run(provision_agent(settings, "att-agent", tx_to_allowlist=(demo_script.ALICE,)))
 
-    async def submit():
+    async def submit() -> tuple[TransactionIntent, Outcome]:
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         intent = new_intent(agent.intent_key, agent_id="att-agent", chain="anvil", to=demo_script.ALICE, value="0.01")
         async with Client(settings) as client:
@@ -206,7 +214,7 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
 
     env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
 
-    def warden(*args: str) -> subprocess.CompletedProcess:
+    def warden(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "infra.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
         )

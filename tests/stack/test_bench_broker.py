@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from infra.bench import broker
 
 
@@ -32,7 +34,7 @@ def relay_pids() -> set[int]:
     return pids_with("cmdline", b"infra.bench.broker_pipeline\0--relay")
 
 
-def test_bench_broker_shows_the_fetch_wait_in_every_hop(capsys):
+def test_bench_broker_shows_the_fetch_wait_in_every_hop(capsys: pytest.CaptureFixture[str]) -> None:
     before = tansu_pids()  # the session's own stack, if it started one
     assert (
         broker.main(

@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from infra.bench import custody
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_custody_json_in_a_clean_process():
+def test_bench_custody_json_in_a_clean_process() -> None:
     # A separate process: the PKCS#11 module reads SOFTHSM2_CONF once per process.
     out = subprocess.run(
         [sys.executable, "-m", "infra.bench.custody", "--json", "--seconds", "0.4", "--iterations", "5"],
@@ -36,7 +38,7 @@ def test_bench_custody_json_in_a_clean_process():
     assert "WARNING" not in out.stderr
 
 
-def test_bench_custody_text_report(capsys):
+def test_bench_custody_text_report(capsys: pytest.CaptureFixture[str]) -> None:
     assert custody.main(["--seconds", "0.2", "--iterations", "3", "--providers", "local-dev"]) == 0
     text = capsys.readouterr().out
     assert "decrypt-and-sign/s" in text and "local-dev" in text

@@ -13,7 +13,7 @@ from infra.bench.pipeline import STAGES
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_pipeline_reports_every_figure_and_removes_its_stack(tmp_path):
+def test_bench_pipeline_reports_every_figure_and_removes_its_stack(tmp_path: Path) -> None:
     # A process of its own, as an operator runs it, with its temporary homes under tmp_path.
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     out = subprocess.run(
@@ -53,6 +53,8 @@ def test_bench_pipeline_reports_every_figure_and_removes_its_stack(tmp_path):
         assert abs(per_intent[name] - 1000 * seconds / result["completed"]) < 0.001
     assert per_intent["streams"] > 0 and per_intent["signer"] > 0
     assert abs(result["cpu_ms_per_intent_total"] - sum(per_intent.values())) < 0.01
-    assert result["cpu_bound_intents_per_s"] == round(os.cpu_count() * 1000 / result["cpu_ms_per_intent_total"], 1)
+    cpus = os.cpu_count()
+    assert cpus is not None
+    assert result["cpu_bound_intents_per_s"] == round(cpus * 1000 / result["cpu_ms_per_intent_total"], 1)
     # The stack's home (ledger store, keys, logs: ~30 MB) went with the run.
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("warden-bench-")] == []

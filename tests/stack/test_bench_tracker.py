@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from infra.bench import tracker
 
 
-def test_bench_tracker_counts_the_node_calls_of_waiting_transactions(capsys):
+def test_bench_tracker_counts_the_node_calls_of_waiting_transactions(capsys: pytest.CaptureFixture[str]) -> None:
     assert tracker.main(["--pending", "10,60", "--agents", "2", "--seconds", "2", "--json"]) == 0
     few, many = json.loads(capsys.readouterr().out)["results"]
     assert (few["pending"], many["pending"]) == (10, 60)

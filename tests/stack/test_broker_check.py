@@ -9,6 +9,8 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from infra.bench import broker_check
 
 # What Warden relies on today, on the memory broker of its tests and `warden up --memory`.
@@ -37,7 +39,7 @@ def leftovers() -> set[str]:
     return found
 
 
-def test_checks_name_what_they_saw_and_leave_nothing_behind(capsys):
+def test_checks_name_what_they_saw_and_leave_nothing_behind(capsys: pytest.CaptureFixture[str]) -> None:
     before = leftovers()
     code = broker_check.main(
         ["--storage", "memory", "--growth", "postgres,memory", "--marks", "200,400", "--samples", "3", "--json"]

@@ -19,10 +19,13 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.stack import kafka
+from runtime.config import Settings
 from runtime.kafka import end_offsets, partition_of
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -48,14 +51,16 @@ STOPPED_S = 15
 REJOIN_S = 120
 
 
-def test_three_brokers_lose_the_busy_leader_mid_burst(home_settings, monkeypatch):  # noqa: F811 - the fixture
+def test_three_brokers_lose_the_busy_leader_mid_burst(home_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811 - the fixture
     monkeypatch.setenv("WARDEN_HOME", str(home_settings.home))
     began = time.monotonic()
     up = WardenUp(home_settings, "--brokers", "3")
     print(f"\nwarden up --brokers 3 ready in {time.monotonic() - began:.1f} s")
     try:
         # Every client is given every broker, as `warden up` gives its services.
-        bootstrap = kafka.load_cluster(home_settings.home).bootstrap
+        cluster = kafka.load_cluster(home_settings.home)
+        assert cluster is not None
+        bootstrap = cluster.bootstrap
         settings = dataclasses.replace(home_settings, broker=bootstrap)
         up.env["WARDEN_BROKER"] = bootstrap
         killed = _lose_the_leader(up, settings, "agent-broker-killed", stop_s=None)
@@ -75,7 +80,7 @@ def test_three_brokers_lose_the_busy_leader_mid_burst(home_settings, monkeypatch
         assert up.stop() == 0
 
 
-def _lose_the_leader(up: WardenUp, settings, agent: str, stop_s: float | None) -> str:
+def _lose_the_leader(up: WardenUp, settings: Settings, agent: str, stop_s: float | None) -> str:
     """One agent's burst with the leader of its partition SIGKILLed after the first half
     (``stop_s`` None), or SIGSTOPped there and continued ``stop_s`` seconds later. Checks the
     outcomes, the chain and the ISR; returns the lost broker's process name."""
@@ -131,7 +136,7 @@ def _lose_the_leader(up: WardenUp, settings, agent: str, stop_s: float | None) -
     return name
 
 
-async def _rpc(settings, method: str, *params):
+async def _rpc(settings: Settings, method: str, *params: Any) -> Any:
     node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=60)
     try:
         return await node.call(method, *params)
@@ -139,7 +144,7 @@ async def _rpc(settings, method: str, *params):
         await node.close()
 
 
-async def _mined_from(settings, address: str, first: int) -> tuple[int, int, int]:
+async def _mined_from(settings: Settings, address: str, first: int) -> tuple[int, int, int]:
     """(transactions, their value, their value + gas x max fee per gas) from ``address`` in
     Anvil's blocks from ``first`` on, in wei."""
     node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=60)
@@ -158,24 +163,26 @@ async def _mined_from(settings, address: str, first: int) -> tuple[int, int, int
     return count, value, spend
 
 
-async def _describe(settings) -> list[dict]:
+async def _describe(settings: Settings) -> list[dict[str, Any]]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker, request_timeout_ms=5000)
     await admin.start()
     try:
-        return await admin.describe_topics()
+        described: list[dict[str, Any]] = await admin.describe_topics()
+        return described
     finally:
         await admin.close()
 
 
-async def _leader(settings, topic: str, partition: int) -> int:
+async def _leader(settings: Settings, topic: str, partition: int) -> int:
     """The node id of the broker leading ``topic``'s ``partition``."""
     for described in await _describe(settings):
         if described["topic"] == topic:
-            return next(p["leader"] for p in described["partitions"] if p["partition"] == partition)
+            leader: int = next(p["leader"] for p in described["partitions"] if p["partition"] == partition)
+            return leader
     raise AssertionError(f"{topic} is not on the cluster")
 
 
-async def _out_of_isr(settings, node_id: int) -> list[str]:
+async def _out_of_isr(settings: Settings, node_id: int) -> list[str]:
     """The partitions (of every topic) whose in-sync replicas leave ``node_id`` out."""
     return [
         f"{described['topic']}/{p['partition']}"

@@ -13,7 +13,11 @@ import asyncio
 import os
 import signal
 import time
+from typing import Any
 
+import pytest
+
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.outcomes import SignedTransaction
@@ -37,7 +41,7 @@ BURST = 60
 ROUNDS = (("streams", "signer"), ("ledger",))
 
 
-def burst(settings, up: WardenUp, kill: tuple[str, ...], address: str, mined_before: int) -> dict:
+def burst(settings: Settings, up: WardenUp, kill: tuple[str, ...], address: str, mined_before: int) -> dict[str, Any]:
     key = load_or_create_agent_key(settings.home, AGENT)
     intents = [
         new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.0001", broadcast=True) for _ in range(BURST)
@@ -74,7 +78,7 @@ def burst(settings, up: WardenUp, kill: tuple[str, ...], address: str, mined_bef
     return figures
 
 
-def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch):  # noqa: F811 - the fixture
+def test_every_intent_ends_once_whatever_is_killed(home_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811 - the fixture
     settings = home_settings
     monkeypatch.setenv("WARDEN_HOME", str(settings.home))
     up = WardenUp(settings)

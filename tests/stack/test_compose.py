@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -44,7 +45,7 @@ DOCUMENTED = (
 )
 
 
-def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     if shutil.which("docker-compose") is None:
         pytest.fail(
             "docker-compose is not installed: run ./infra/dev.sh, which installs Debian's docker-compose "
@@ -62,18 +63,19 @@ def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory) -> dict:
+def config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     result = compose_config({"HOME": str(tmp_path_factory.mktemp("home")), "WARDEN_ADMIN_KEYS": ADMIN_KEYS})
     assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)
+    loaded: dict[str, Any] = yaml.safe_load(result.stdout)
+    return loaded
 
 
-def command(service: dict) -> list[str]:
+def command(service: dict[str, Any]) -> list[str]:
     value = service.get("command", [])
     return value.split() if isinstance(value, str) else value
 
 
-def long_running(config: dict) -> dict[str, dict]:
+def long_running(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The Warden processes: each service whose command is `python -m` one of the modules in infra.stack.local.SERVICES."""
     modules = set(SERVICES.values())
     return {
@@ -83,24 +85,26 @@ def long_running(config: dict) -> dict[str, dict]:
     }
 
 
-def role_of(service: dict) -> str:
+def role_of(service: dict[str, Any]) -> str:
     return {module: role for role, module in SERVICES.items()}[command(service)[2]]
 
 
-def home_volume(config: dict, service: dict) -> str:
+def home_volume(config: dict[str, Any], service: dict[str, Any]) -> str:
     home = service["environment"]["WARDEN_HOME"]
     mounts = [v.split(":") for v in service.get("volumes", [])]
-    named = [source for source, target, *_ in mounts if target == home]
+    named: list[str] = [source for source, target, *_ in mounts if target == home]
     assert len(named) == 1 and named[0] in config["volumes"], f"WARDEN_HOME {home} must be one named volume: {mounts}"
     return named[0]
 
 
-def test_the_file_needs_the_admin_keys(tmp_path):
+def test_the_file_needs_the_admin_keys(tmp_path: Path) -> None:
     result = compose_config({"HOME": str(tmp_path)})
     assert result.returncode != 0 and "set WARDEN_ADMIN_KEYS" in result.stderr
 
 
-def test_every_warden_service_runs_the_one_image_built_from_the_dockerfile(config):
+def test_every_warden_service_runs_the_one_image_built_from_the_dockerfile(
+    config: dict[str, Any],
+) -> None:
     built = {name: s for name, s in config["services"].items() if "build" in s}
     warden = long_running(config)
     assert {role_of(s) for s in warden.values()} == set(SERVICES), "every Warden process has a service"
@@ -115,7 +119,9 @@ def test_every_warden_service_runs_the_one_image_built_from_the_dockerfile(confi
     assert not others, f"{others} would run the Warden image without building it"
 
 
-def test_the_dockerfile_installs_the_project_at_build_time_and_nothing_installs_at_start(config):
+def test_the_dockerfile_installs_the_project_at_build_time_and_nothing_installs_at_start(
+    config: dict[str, Any],
+) -> None:
     instructions = dockerfile()
     assert instructions[0] == ("FROM", "python:3.11-slim")
     runs = [args for op, args in instructions if op == "RUN"]
@@ -129,7 +135,9 @@ def test_the_dockerfile_installs_the_project_at_build_time_and_nothing_installs_
             assert not (source.startswith("/") and Path(source) == REPO), f"{name} mounts the source tree"
 
 
-def test_no_two_workers_or_signers_share_an_id_or_a_home(config):
+def test_no_two_workers_or_signers_share_an_id_or_a_home(
+    config: dict[str, Any],
+) -> None:
     warden = long_running(config)
     homes = [home_volume(config, s) for s in warden.values()]
     assert len(homes) == len(set(homes)), homes
@@ -147,7 +155,9 @@ def test_no_two_workers_or_signers_share_an_id_or_a_home(config):
     assert len(workers) >= 2, "the file shows N workers in one group"
 
 
-def test_the_keys_service_makes_a_key_in_each_instances_own_home(config):
+def test_the_keys_service_makes_a_key_in_each_instances_own_home(
+    config: dict[str, Any],
+) -> None:
     keys = config["services"]["keys"]
     mounted = {target: source for source, target, *_ in (v.split(":") for v in keys["volumes"])}
     wanted = {}
@@ -162,7 +172,7 @@ def test_the_keys_service_makes_a_key_in_each_instances_own_home(config):
     assert mounted == wanted
 
 
-def kafka_nodes(config: dict) -> dict[str, dict]:
+def kafka_nodes(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The Kafka nodes: the services that run the broker (a KRaft node id), not the one-shot `topics`."""
     return {
         name: s
@@ -171,7 +181,9 @@ def kafka_nodes(config: dict) -> dict[str, dict]:
     }
 
 
-def test_the_warden_services_keep_the_documented_settings_and_name_real_ones(config):
+def test_the_warden_services_keep_the_documented_settings_and_name_real_ones(
+    config: dict[str, Any],
+) -> None:
     settings_source = (REPO / "runtime" / "config.py").read_text()
     kafka = kafka_nodes(config)
     for name, service in long_running(config).items():
@@ -186,7 +198,9 @@ def test_the_warden_services_keep_the_documented_settings_and_name_real_ones(con
         assert not unknown, f"{name} sets variables runtime/config.py never reads: {unknown}"
 
 
-def test_warden_services_start_after_the_topics_and_keys_exist(config):
+def test_warden_services_start_after_the_topics_and_keys_exist(
+    config: dict[str, Any],
+) -> None:
     for name, service in long_running(config).items():
         for one_shot in ("topics", "keys"):
             assert service["depends_on"][one_shot] == {"condition": "service_completed_successfully"}, name
@@ -195,7 +209,7 @@ def test_warden_services_start_after_the_topics_and_keys_exist(config):
     assert config["services"]["topics"]["restart"] == "no" and config["services"]["keys"]["restart"] == "no"
 
 
-def expected_topics(tmp_path, monkeypatch) -> dict[str, tuple[int, bool]]:
+def expected_topics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[int, bool]]:
     """Topic → (partitions, compacted), from Warden's own definitions: schemas.topics and the
     stage topics (as infra.stack.local.create_topics makes them)."""
     wanted = {name: (topics.PARTITIONS, name in topics.COMPACTED) for name in topics.ALL}
@@ -203,7 +217,11 @@ def expected_topics(tmp_path, monkeypatch) -> dict[str, tuple[int, bool]]:
     return wanted
 
 
-def test_the_topics_service_creates_every_topic_as_warden_expects_it(config, tmp_path, monkeypatch):
+def test_the_topics_service_creates_every_topic_as_warden_expects_it(
+    config: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     service = config["services"]["topics"]
     assert {service["image"]} == {node["image"] for node in kafka_nodes(config).values()}
     script = "\n".join(command(service)).replace("$$", "$")  # `config` prints $ escaped
@@ -227,7 +245,9 @@ def test_the_topics_service_creates_every_topic_as_warden_expects_it(config, tmp
     assert "--describe" in script and "PartitionCount:" in script and "exit 1" in script
 
 
-def test_prometheus_finds_every_warden_service(config):
+def test_prometheus_finds_every_warden_service(
+    config: dict[str, Any],
+) -> None:
     scrape = yaml.safe_load((REPO / "prometheus.yml").read_text())
     names = {n for job in scrape["scrape_configs"] for sd in job.get("dns_sd_configs", []) for n in sd["names"]}
     for name, service in long_running(config).items():
@@ -259,7 +279,10 @@ def kafka_variable(prop: str) -> str:
     return "KAFKA_" + prop.replace("_", "__").replace("-", "___").replace(".", "_").upper()
 
 
-def test_the_kafka_nodes_run_the_pinned_version_with_the_settings_of_warden_up(config, monkeypatch):
+def test_the_kafka_nodes_run_the_pinned_version_with_the_settings_of_warden_up(
+    config: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     pom = ElementTree.parse(REPO / "infra" / "kafka" / "pom.xml")
     version = pom.findtext(
         "{http://maven.apache.org/POM/4.0.0}properties/{http://maven.apache.org/POM/4.0.0}kafka.version"

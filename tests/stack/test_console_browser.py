@@ -16,13 +16,17 @@ import json
 import re
 import shlex
 import time
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Locator, Page, sync_playwright
 
-from infra.stack.local import DEFAULT_PARTS, REPO, console_origin, local_settings, running_stack
+from infra.stack.local import DEFAULT_PARTS, REPO, LocalStack, console_origin, local_settings, running_stack
 from infra.stack.provision import provision_agent
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from runtime.trust import LOCAL_ADMIN_ID
@@ -36,6 +40,8 @@ from sdk.client import Client, new_intent, wait_outcomes
 from sdk.records import admins_in_force, policy_in_force
 from tests.support import warden
 
+T = TypeVar("T")
+
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "console-treasury"
 CHROMIUM_ARGS = [
@@ -48,7 +54,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-def aside(coroutine):
+def aside(coroutine: Coroutine[Any, Any, T]) -> T:
     """``coroutine`` run to its end in a thread of its own: Playwright's synchronous API keeps an
     event loop running in the test's thread, where `asyncio.run` may not start another."""
     with ThreadPoolExecutor(1) as pool:
@@ -56,14 +62,14 @@ def aside(coroutine):
 
 
 @pytest.fixture(scope="module")
-def console_stack(tmp_path_factory):
+def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     settings = local_settings(tmp_path_factory.mktemp("console-home"))
     with running_stack(settings, parts=(*DEFAULT_PARTS, "console")) as stack:
         yield stack
 
 
 @contextlib.contextmanager
-def chromium_with_passkey():
+def chromium_with_passkey() -> Iterator[Page]:
     """A Chromium page with a virtual platform authenticator that verifies its user (a passkey)."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -85,13 +91,13 @@ def chromium_with_passkey():
             browser.close()
 
 
-def _shoot(page: Page, folder, name: str) -> None:
+def _shoot(page: Page, folder: Path, name: str) -> None:
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
 
 
-def _enrol(page: Page, settings, shots) -> tuple[str, str]:
+def _enrol(page: Page, settings: Settings, shots: Path) -> tuple[str, str]:
     """A passkey registered from the link `warden console enrol` printed: its key and the command shown."""
     done = warden(settings, "console", "enrol", "--admin", "alice", "--json")
     assert done.returncode == 0, done.stderr
@@ -108,7 +114,7 @@ def _enrol(page: Page, settings, shots) -> tuple[str, str]:
     return key, command
 
 
-def _pin(settings, command: str) -> None:
+def _pin(settings: Settings, command: str) -> None:
     """The command the page showed, run by the admin in force: alice pinned with her passkey, and
     (its one change) the admin set's own changes needing both admins from then on."""
     argv = shlex.split(command)
@@ -123,7 +129,7 @@ def _pin(settings, command: str) -> None:
         time.sleep(0.5)
 
 
-def _park(settings) -> tuple[str, str]:
+def _park(settings: Settings) -> tuple[str, str]:
     """Two intents above the agent's approval threshold, parked: their ids."""
     agent = aside(provision_agent(settings, AGENT, tx_allowed_chains=("anvil",), approval_threshold_eth="1"))
     intents = [
@@ -132,7 +138,7 @@ def _park(settings) -> tuple[str, str]:
     ]
     start = aside(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
 
-    async def submit():
+    async def submit() -> None:
         async with Client(settings) as client:
             for intent in intents:
                 await (await client.submit(intent))
@@ -143,14 +149,15 @@ def _park(settings) -> tuple[str, str]:
     return intents[0].intent_id, intents[1].intent_id
 
 
-def _mined(settings, tx_hash: str) -> dict:
-    async def receipt():
+def _mined(settings: Settings, tx_hash: str) -> dict[str, Any]:
+    async def receipt() -> dict[str, Any]:
         node = JsonRpc(settings.rpc_url_for("anvil"))
         try:
             deadline = time.monotonic() + 30
             while (found := await node.call("eth_getTransactionReceipt", tx_hash)) is None:
                 assert time.monotonic() < deadline, f"{tx_hash} was not mined"
                 await asyncio.sleep(0.5)
+            assert isinstance(found, dict), found
             return found
         finally:
             await node.close()
@@ -158,7 +165,9 @@ def _mined(settings, tx_hash: str) -> dict:
     return aside(receipt())
 
 
-def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intents_in_chromium(console_stack):
+def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intents_in_chromium(
+    console_stack: LocalStack,
+) -> None:
     settings = console_stack.settings
     # In the checkout's .warden (ignored by git), not the test's temporary directory: pytest deletes
     # old temporary directories, and the screenshots are for people to look at after the run.
@@ -201,7 +210,7 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
         _plain_forms_post_with_the_consoles_origin(page, settings, shots)
 
 
-def _plain_forms_post_with_the_consoles_origin(page: Page, settings, shots) -> None:
+def _plain_forms_post_with_the_consoles_origin(page: Page, settings: Settings, shots: Path) -> None:
     """A page's plain form (the receipt checker, Log out) posts with the console's Origin, which the
     CSRF rule asks for: under `Referrer-Policy: no-referrer` Chromium sends `Origin: null` and every
     such form was refused with 403."""
@@ -218,7 +227,7 @@ def _plain_forms_post_with_the_consoles_origin(page: Page, settings, shots) -> N
     page.wait_for_url("**/login*", timeout=30_000)  # the session ended: back to the login page
 
 
-def _a_policy_changed_with_the_passkey(page: Page, settings, shots) -> int:
+def _a_policy_changed_with_the_passkey(page: Page, settings: Settings, shots: Path) -> int:
     """alice raises the agent's per-transaction cap on the agents page; her passkey signs the
     policy's bytes shown; the policy in force is then that one, signed by her passkey."""
     page.goto(console_origin(settings) + f"/agents/edit?agent={AGENT}")
@@ -227,17 +236,18 @@ def _a_policy_changed_with_the_passkey(page: Page, settings, shots) -> int:
     sign = page.locator("div.sign.policy")
     shown = json.loads(sign.locator("pre.bytes").inner_text())
     assert (shown["tx_max_value_eth"], shown["admin_key_id"]) == ("5", "alice")
-    before = shown["version"] - 1
+    before: int = shown["version"] - 1
     sign.locator("button").click()
     sign.locator(".result").filter(has_text="is in force").wait_for(timeout=60_000)
     _shoot(page, shots, "4-policy-signed")
     policy = aside(policy_in_force(settings, AGENT))
+    assert policy is not None
     assert (policy.version, policy.tx_max_value_eth, policy.admin_key_id) == (before + 1, "5", "alice")
     assert policy.signature.startswith("webauthn:")  # the passkey's assertion, relayed as it was made
     return before
 
 
-def _a_webhook_added_with_the_passkey(page: Page, settings, shots) -> None:
+def _a_webhook_added_with_the_passkey(page: Page, settings: Settings, shots: Path) -> None:
     """alice adds an audit webhook with her passkey: its secret is shown once, and it is listed.
     Then she removes it with her passkey, and it is listed no more."""
     page.goto(console_origin(settings) + "/webhooks")
@@ -258,7 +268,7 @@ def _a_webhook_added_with_the_passkey(page: Page, settings, shots) -> None:
     assert webhook_id not in page.inner_text("body")
 
 
-def _the_versions_compared(page: Page, settings, shots, before: int) -> None:
+def _the_versions_compared(page: Page, settings: Settings, shots: Path, before: int) -> None:
     """The agents page lists both versions from the ledger and shows what changed between them."""
     deadline = time.monotonic() + 30
     while True:  # the ledger's sink appends the worker's record of v2 within moments
@@ -273,7 +283,7 @@ def _the_versions_compared(page: Page, settings, shots, before: int) -> None:
     _shoot(page, shots, "8-versions")
 
 
-def _a_key_swap_is_flagged(page: Page, settings, shots) -> None:
+def _a_key_swap_is_flagged(page: Page, settings: Settings, shots: Path) -> None:
     """local-admin proposes alice's key replaced by one of theirs: the page flags it."""
     rogue = public_key_hex(load_or_create_admin_key(settings.home, "rogue"))
     local = public_key_hex(load_or_create_admin_key(settings.home, LOCAL_ADMIN_ID))
@@ -311,14 +321,14 @@ _SWAP = """async ([shown, signed]) => {
 }"""
 
 
-def _other_bytes_are_not_relayed(page: Page, section, shown: str) -> None:
+def _other_bytes_are_not_relayed(page: Page, section: Locator, shown: str) -> None:
     """An assertion over other bytes (the denial's) sent with the approval's: the console relays nothing."""
     denial = section.locator("div.sign.deny pre.bytes").inner_text()
     status, text = page.evaluate(_SWAP, [shown, denial])
     assert status == 403 and "does not verify" in text, (status, text)
 
 
-def _a_proposal_cosigned(page: Page, settings, shots) -> None:
+def _a_proposal_cosigned(page: Page, settings: Settings, shots: Path) -> None:
     """local-admin proposes carol as a third admin; alice cosigns it in the console: in force."""
     carol = public_key_hex(load_or_create_admin_key(settings.home, "carol"))
     keys = aside(admins_in_force(settings)).keys
@@ -338,7 +348,7 @@ def _a_proposal_cosigned(page: Page, settings, shots) -> None:
         time.sleep(0.5)
 
 
-def _the_ledger_believes_the_consoles_events(settings) -> None:
+def _the_ledger_believes_the_consoles_events(settings: Settings) -> None:
     """Each console action is a row of the ledger, believed (signed with the console's pinned key)."""
     wanted = {
         AuditAction.CONSOLE_PASSKEY_REGISTERED,

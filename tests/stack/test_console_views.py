@@ -11,15 +11,19 @@ import base64
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.console import analyst, auditor
-from gateway.console.data import LedgerSource
-from infra.stack.local import free_port
+from gateway.console.data import LedgerSource, Transaction
+from infra.stack.local import LocalStack, free_port
 from ledger.receipt import Receipt
+from runtime.config import Settings
 from schemas.actions import AuditAction
 from schemas.outcomes import IntentRejected
 from schemas.stages import Stage
@@ -29,8 +33,9 @@ from tests.support import make_agent
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 STRANGER = "0x000000000000000000000000000000000000dEaD"
+T = TypeVar("T")
 # Above 0.5 an intent waits for an admin; at most 5 a day.
-POLICY = {
+POLICY: dict[str, Any] = {
     "tx_to_allowlist": (DEST,),
     "tx_max_value_eth": "1",
     "tx_daily_limit_eth": "5",
@@ -45,11 +50,12 @@ def _row(html: str, intent_id: str) -> str:
     return rows[0]
 
 
-async def _until(what, ready, timeout_s: float = 90):
+async def _until(what: Callable[[], Awaitable[T]], ready: Callable[[T], bool], timeout_s: float = 90) -> T:
     """``await what()`` again until ``ready(answer)``, for up to ``timeout_s``: the ledger appends
     and checkpoints a moment after the services speak."""
     deadline = time.monotonic() + timeout_s
     while True:
+        answer: T | None
         try:
             answer = await what()
         except ReceiptUnavailable:
@@ -69,7 +75,7 @@ def _tampered(receipt: str) -> str:
     return f"{head}\nextra {base64.b64encode(orjson.dumps(row)).decode()}\n{rest}"
 
 
-async def _scenario(settings, agent: str, key) -> tuple[dict, str]:
+async def _scenario(settings: Settings, agent: str, key: Ed25519PrivateKey) -> tuple[dict[str, str], str]:
     """Three intents: one mined and final, one refused at the allowlist, one parked above the
     approval threshold; once the ledger holds them, the mined one's receipt (of its tx.final)."""
     mined = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.01", broadcast=True)
@@ -118,14 +124,14 @@ async def _pages(source: LedgerSource, agent: str, receipt: str, expected: dict[
     return pages
 
 
-def test_the_pages_show_what_the_ledger_holds(stack, run):
+def test_the_pages_show_what_the_ledger_holds(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
     agent = f"agent-console-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, **POLICY))
     ids, receipt = run(_scenario(settings, agent, key))
     source = LedgerSource.from_settings(settings)
 
-    def ledger_has_all(found) -> bool:
+    def ledger_has_all(found: list[Transaction]) -> bool:
         return {t.intent_id: t.status for t in found} == {
             ids["mined"]: "mined",
             ids["refused"]: "refused",

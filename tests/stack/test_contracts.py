@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_utils import keccak, to_checksum_address
@@ -27,6 +29,8 @@ from eth_utils import keccak, to_checksum_address
 from evm.messages import sign_digest
 from evm.typed_data import hash_typed_data
 from infra.contracts import Reverted, artifact, call, calldata, deploy, send
+from infra.stack.local import LocalStack
+from runtime.rpc import JsonRpc
 from tests.contracts_support import (
     SECP256K1N,
     TRANSFER_TOPIC,
@@ -43,7 +47,7 @@ MAX_UINT256 = 2**256 - 1
 PULLED_TOPIC = "0x" + keccak(text="Pulled(address,address,uint256)").hex()
 
 
-def test_the_committed_artifacts_are_what_the_sources_compile_to():
+def test_the_committed_artifacts_are_what_the_sources_compile_to() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "infra.contracts.build", "--check"],
         cwd=REPO,
@@ -69,8 +73,10 @@ def test_the_committed_artifacts_are_what_the_sources_compile_to():
 # --- WardenToken and PullRouter -----------------------------------------------------------------
 
 
-def test_a_token_mints_transfers_and_a_router_pulls_what_it_says_or_twice_that(stack, run):
-    async def scenario(node):
+def test_a_token_mints_transfers_and_a_router_pulls_what_it_says_or_twice_that(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
+    async def scenario(node: JsonRpc) -> None:
         deployer, alice, bob = [await unlocked_role(node, r) for r in ("deployer", "alice", "bob")]
         token = await deploy(node, "WardenToken", "Warden Test Token", "WTT", 6, sender=deployer)
         assert await call_uint(node, token, "decimals()") == 6
@@ -111,8 +117,10 @@ def test_a_token_mints_transfers_and_a_router_pulls_what_it_says_or_twice_that(s
     run_on_chain(stack, run, scenario)
 
 
-def test_a_permit_signed_by_wardens_eip712_code_sets_the_allowance_and_a_tampered_one_is_refused(stack, run):
-    async def scenario(node):
+def test_a_permit_signed_by_wardens_eip712_code_sets_the_allowance_and_a_tampered_one_is_refused(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
+    async def scenario(node: JsonRpc) -> None:
         deployer, relayer = await unlocked_role(node, "deployer"), await unlocked_role(node, "relayer")
         owner, spender = role_address("permit owner"), await unlocked_role(node, "permit spender")
         token = await deploy(node, "WardenToken", "Warden Permit Token", "WPT", 18, sender=deployer)
@@ -182,8 +190,8 @@ def test_a_permit_signed_by_wardens_eip712_code_sets_the_allowance_and_a_tampere
 # --- WardenNFT ----------------------------------------------------------------------------------
 
 
-def test_an_nft_mints_transfers_and_honours_operator_approval(stack, run):
-    async def scenario(node):
+def test_an_nft_mints_transfers_and_honours_operator_approval(stack: LocalStack, run: Callable[..., Any]) -> None:
+    async def scenario(node: JsonRpc) -> None:
         deployer, alice, bob = [await unlocked_role(node, r) for r in ("deployer", "alice", "bob")]
         nft = await deploy(node, "WardenNFT", sender=deployer)
         answer = await deploy(node, "Answer42", sender=deployer)
@@ -228,8 +236,10 @@ def test_an_nft_mints_transfers_and_honours_operator_approval(stack, run):
 # --- the contracts that misbehave on purpose ----------------------------------------------------
 
 
-def test_a_greedy_token_takes_twice_the_declared_amount_from_the_sender(stack, run):
-    async def scenario(node):
+def test_a_greedy_token_takes_twice_the_declared_amount_from_the_sender(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
+    async def scenario(node: JsonRpc) -> None:
         deployer, alice, bob = [await unlocked_role(node, r) for r in ("deployer", "alice", "bob")]
         collector = role_address("collector")
         token = await deploy(node, "GreedyToken", "Greedy", "GRD", 18, collector, sender=deployer)
@@ -244,8 +254,10 @@ def test_a_greedy_token_takes_twice_the_declared_amount_from_the_sender(stack, r
     run_on_chain(stack, run, scenario)
 
 
-def test_paused_reverts_every_call_with_its_reason_and_answer42_answers_42(stack, run):
-    async def scenario(node):
+def test_paused_reverts_every_call_with_its_reason_and_answer42_answers_42(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
+    async def scenario(node: JsonRpc) -> None:
         deployer = await unlocked_role(node, "deployer")
         paused = await deploy(node, "Paused", sender=deployer)
         answer = await deploy(node, "Answer42", sender=deployer)

@@ -4,6 +4,9 @@ to whoever is named, and a multicall spends an allowance given to it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from eth_abi import decode as abi_decode
 from eth_account import Account
@@ -11,6 +14,8 @@ from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
 from infra.contracts import Reverted, call, calldata, deploy, send
+from infra.stack.local import LocalStack
+from runtime.rpc import JsonRpc
 from tests.contracts_support import (
     SECP256K1N,
     TRANSFER_TOPIC,
@@ -40,11 +45,11 @@ AUTHORIZATION_FIELDS = [
 AUTHORIZATION_ARGS = "(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
 
 
-async def _ether(node, holder: str) -> int:
+async def _ether(node: JsonRpc, holder: str) -> int:
     return int(await node.call("eth_getBalance", holder, "latest"), 16)
 
 
-def _transfers(receipt: dict, token: str) -> list[tuple[str, str, int]]:
+def _transfers(receipt: dict[str, Any], token: str) -> list[tuple[str, str, int]]:
     """The receipt's ERC-20 Transfer logs emitted by ``token``, as (from, to, amount)."""
     return [
         (to_checksum_address(log["topics"][1][-40:]), to_checksum_address(log["topics"][2][-40:]), int(log["data"], 16))
@@ -53,8 +58,10 @@ def _transfers(receipt: dict, token: str) -> list[tuple[str, str, int]]:
     ]
 
 
-def test_an_eip3009_authorization_signed_by_eth_account_moves_tokens_once_and_only_for_its_payee(stack, run):
-    async def scenario(node):
+def test_an_eip3009_authorization_signed_by_eth_account_moves_tokens_once_and_only_for_its_payee(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
+    async def scenario(node: JsonRpc) -> None:
         deployer, relayer = await unlocked_role(node, "deployer"), await unlocked_role(node, "relayer")
         holder, payee = role_address("authorizer"), await unlocked_role(node, "payee")
         token = await deploy(node, "AuthToken", "Warden Auth Token", "WAT", 6, sender=deployer)
@@ -62,7 +69,7 @@ def test_an_eip3009_authorization_signed_by_eth_account_moves_tokens_once_and_on
         chain_id = int(await node.call("eth_chainId"), 16)
         now = int((await node.call("eth_getBlockByNumber", "latest", False))["timestamp"], 16)
 
-        def document(primary: str, to: str, value: int, nonce: bytes, valid_after: int = 0) -> dict:
+        def document(primary: str, to: str, value: int, nonce: bytes, valid_after: int = 0) -> dict[str, Any]:
             return {
                 "types": {"EIP712Domain": EIP712_DOMAIN, primary: AUTHORIZATION_FIELDS},
                 "primaryType": primary,
@@ -82,7 +89,7 @@ def test_an_eip3009_authorization_signed_by_eth_account_moves_tokens_once_and_on
                 },
             }
 
-        def authorized(function: str, signed: dict, v: int, r: int, s: int, value: int | None = None) -> str:
+        def authorized(function: str, signed: dict[str, Any], v: int, r: int, s: int, value: int | None = None) -> str:
             m = signed["message"]
             return calldata(
                 function + AUTHORIZATION_ARGS,
@@ -175,8 +182,8 @@ def test_an_eip3009_authorization_signed_by_eth_account_moves_tokens_once_and_on
     run_on_chain(stack, run, scenario)
 
 
-def test_a_forwarder_delivers_tokens_and_value_to_whoever_is_named(stack, run):
-    async def scenario(node):
+def test_a_forwarder_delivers_tokens_and_value_to_whoever_is_named(stack: LocalStack, run: Callable[..., Any]) -> None:
+    async def scenario(node: JsonRpc) -> None:
         deployer, alice = await unlocked_role(node, "deployer"), await unlocked_role(node, "alice")
         beneficiary, anyone = role_address("forwarder beneficiary"), role_address("forwarder recipient")
         token = await deploy(node, "WardenToken", "Forwarded", "FWD", 18, sender=deployer)
@@ -216,8 +223,10 @@ def test_a_forwarder_delivers_tokens_and_value_to_whoever_is_named(stack, run):
     run_on_chain(stack, run, scenario)
 
 
-def test_a_multicall_spends_an_allowance_given_to_it_and_routes_value_to_a_third_address(stack, run):
-    async def scenario(node):
+def test_a_multicall_spends_an_allowance_given_to_it_and_routes_value_to_a_third_address(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
+    async def scenario(node: JsonRpc) -> None:
         deployer, agent = await unlocked_role(node, "deployer"), await unlocked_role(node, "agent")
         taker, payee = role_address("multicall taker"), role_address("multicall payee")
         token = await deploy(node, "WardenToken", "Batched", "BAT", 18, sender=deployer)

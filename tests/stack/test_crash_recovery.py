@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import defaultdict
+from collections.abc import Callable
 
 import pytest
 
+from infra.stack.local import LocalStack
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
+from sdk.outcomes import Outcome
 from tests.support import group_instances, make_agent, read_topic
 
 AGENTS = ("crash-a", "crash-b", "crash-c", "crash-d")
@@ -27,11 +31,15 @@ DAVE = "0x000000000000000000000000000000000000da7e"
 
 
 @pytest.mark.kafka  # on the broker `warden up` runs (tests/stack/conftest.py)
-def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fresh_stack):
+def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(
+    fresh_stack: Callable[..., LocalStack],
+) -> None:
     stack = fresh_stack()
     settings = stack.settings
 
-    async def scenario():
+    async def scenario() -> tuple[
+        list[TransactionIntent], dict[str, Outcome], list[SignedTransaction], list[IntentRejected], set[str]
+    ]:
         keys = {a: (await make_agent(settings, a))[0] for a in AGENTS}
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         intents = [
@@ -100,12 +108,14 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
     assert not twice, f"{len(twice)} intents were signed more than once with different bytes"
     nonces: dict[str, list[int]] = defaultdict(list)
     for intent in intents:
-        nonces[intent.agent_id].append(outcomes[intent.intent_id].nonce)
+        outcome = outcomes[intent.intent_id]
+        assert isinstance(outcome, SignedTransaction), outcome
+        nonces[intent.agent_id].append(outcome.nonce)
     for agent, used in nonces.items():
         assert sorted(used) == list(range(PER_AGENT)), f"{agent}: nonces with gaps or repeats"
 
 
-def test_a_redelivered_rejection_is_the_same_bytes(stack):
+def test_a_redelivered_rejection_is_the_same_bytes(stack: LocalStack) -> None:
     # A rejection is published again when its intent is read again (a producer sent the intent
     # twice, or the worker was killed before it committed it): always the first one's bytes, so a
     # consumer de-duplicates it by its bytes (docs/topics.md). The kill's half, that the decision
@@ -114,7 +124,7 @@ def test_a_redelivered_rejection_is_the_same_bytes(stack):
     agents = ("again-a", "again-b")
     allowed = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # DAVE is not on the allowlist: rejected
 
-    async def scenario():
+    async def scenario() -> tuple[list[TransactionIntent], dict[str, list[bytes]]]:
         keys = {a: (await make_agent(settings, a, tx_to_allowlist=(allowed,)))[0] for a in agents}
         start = await end_offsets(settings, (topics.INTENTS_REJECTED,))
         intents = [

@@ -11,7 +11,7 @@ from tests.custody_support import ADMIN, SIGNER, T0, make_vaults
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_two_processes_share_the_file_log(tmp_path):
+def test_two_processes_share_the_file_log(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     # Another process (the CLI) writes; this one (the signer) reads it on the next call.

@@ -17,6 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -24,12 +27,12 @@ from eth_account import Account
 
 from infra.stack import demo_script
 from infra.stack.kms_servers import MotoServer
-from infra.stack.local import REPO, free_ports, listen_ports, ports_between
+from infra.stack.local import REPO, LocalStack, free_ports, listen_ports, ports_between
 from runtime.config import Settings
 from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.stages import Stage
-from sdk.client import wait_outcomes
+from sdk.client import Outcome, wait_outcomes
 from signer.custody.events import ModeSet, SecretVersionWritten, parse_event
 from tests.custody_support import SoftHsmToken
 from tests.support import worker_ports
@@ -44,7 +47,7 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def roots_env(tmp_path_factory):
+def roots_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment naming a SoftHSM2 token and a moto AWS KMS key, for subprocesses only (this
     process never loads the PKCS#11 module, which reads its configuration once per process)."""
     previous = os.environ.get("SOFTHSM2_CONF")
@@ -94,11 +97,11 @@ class DemoRuns:
     """`warden demo --json --quiet` for each selected mode, each a subprocess with its own home and
     ports, started ``AT_ONCE`` ahead of the test that reads it, in the tests' order."""
 
-    def __init__(self, modes: list[str], roots_env: dict[str, str], base) -> None:
+    def __init__(self, modes: list[str], roots_env: dict[str, str], base: Path) -> None:
         self.modes, self.roots_env, self.base = modes, roots_env, base
-        self.running: dict[str, tuple[subprocess.Popen, float]] = {}
+        self.running: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
 
-    def home(self, mode: str):
+    def home(self, mode: str) -> Path:
         return self.base / mode / "home"
 
     def _start(self, mode: str) -> None:
@@ -151,7 +154,7 @@ class DemoRuns:
         return proc.returncode, (self.base / mode / "stdout").read_bytes(), (self.base / mode / "stderr").read_bytes()
 
     @staticmethod
-    def _stop(proc: subprocess.Popen) -> None:
+    def _stop(proc: subprocess.Popen[bytes]) -> None:
         # SIGINT: the demo stops its stack on the way out (its services run in sessions of their own).
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -167,11 +170,15 @@ class DemoRuns:
 
 
 @pytest.fixture(scope="module")
-def demos(request, roots_env, tmp_path_factory):
+def demos(
+    request: pytest.FixtureRequest, roots_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoRuns]:
     selected = [
-        item.callspec.params["mode"]
+        str(item.callspec.params["mode"])  # a key of CASES
         for item in request.session.items
-        if item.module is request.module and item.originalname == "test_demo_on_each_custody_mode"
+        if isinstance(item, pytest.Function)
+        and item.module is request.module
+        and item.originalname == "test_demo_on_each_custody_mode"
     ]
     runs = DemoRuns(selected, roots_env, tmp_path_factory.mktemp("demos"))
     try:
@@ -181,7 +188,7 @@ def demos(request, roots_env, tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode", list(CASES))
-def test_demo_on_each_custody_mode(mode, demos):
+def test_demo_on_each_custody_mode(mode: str, demos: DemoRuns) -> None:
     primary, others = CASES[mode]
     home = demos.home(mode)
     returncode, stdout, stderr = demos.result(mode)
@@ -231,7 +238,9 @@ def test_demo_on_each_custody_mode(mode, demos):
     assert written and all(e["kek_id"] == mode_set["kek_id"] for e in written)
 
 
-def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, run):
+def test_client_share_across_a_signer_restart_and_never_recorded(
+    fresh_stack: Callable[..., LocalStack], run: Callable[..., Any]
+) -> None:
     """2of2_client_custody on the dev root: a share sealed to a signer that has since restarted
     is refused with its own code (it says what to do), a fresh seal signs, and afterwards neither
     the client share nor the private key is in any topic, log, vault event or ledger row."""
@@ -241,7 +250,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
     from runtime.kafka import end_offsets
     from schemas import topics
     from schemas.outcomes import IntentRejected
-    from sdk.client import Client, new_intent, sealing_keys
+    from sdk.client import Client, ClientKey, new_intent, sealing_keys
     from signer.custody.hygiene import find_leaks
     from signer.custody_wiring import keystore_from_settings
     from tests.support import everything_recorded
@@ -251,7 +260,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
     agent = run(provision_agent(settings, "cc-agent", tx_to_allowlist=(demo_script.ALICE,)))
     assert agent.client_share is not None
 
-    async def submit(share, value: str):
+    async def submit(share: ClientKey, value: str) -> Outcome:
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         intent = new_intent(
             agent.intent_key,
@@ -266,7 +275,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
             await (await client.submit(intent))
         return (await wait_outcomes(settings, [intent], 120, start))[intent.intent_id]
 
-    async def share_for_current_signer():
+    async def share_for_current_signer() -> ClientKey:
         async with Client(settings) as client:
             return await client.client_share(agent.client_share)
 
@@ -300,7 +309,9 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
         assert find_leaks(haystack, bytes(private_key)) == []
 
 
-def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_intent(fresh_stack, run):
+def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_intent(
+    fresh_stack: Callable[..., LocalStack], run: Callable[..., Any]
+) -> None:
     """2of2_client_custody plus a CMEK on __agent-keys: each signature needs both client-held keys.
     A missing, wrong or retired CMEK is CMEK_INVALID (checked against the vault's public
     fingerprint); a wrong share with the right CMEK is still CLIENT_SHARE_INVALID; after a
@@ -309,7 +320,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
     from runtime.clock import utcnow
     from runtime.kafka import end_offsets
     from schemas import topics
-    from schemas.outcomes import IntentRejected
+    from schemas.outcomes import IntentRejected, SignedTransaction
     from sdk.client import Client, new_intent
     from sdk.quorum import publish_custody_change
     from signer.custody import AGENT_KEYS_VAULT
@@ -331,7 +342,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
         done = await publish_custody_change(settings, events.drain() + audit.drain(), utcnow())
         assert done.applied and not done.refused, done
 
-    async def submit(share: str, cmek: bytes | None):
+    async def submit(share: str, cmek: bytes | None) -> Outcome:
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         async with Client(settings) as client:
             share_key = await client.client_share(share)
@@ -349,7 +360,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
             await (await client.submit(intent))
         return (await wait_outcomes(settings, [intent], 120, start))[intent.intent_id]
 
-    def code(outcome) -> str:
+    def code(outcome: IntentRejected | SignedTransaction) -> str:
         return outcome.code if isinstance(outcome, IntentRejected) else outcome.status
 
     wrong_share = base64.b64encode(os.urandom(32)).decode()

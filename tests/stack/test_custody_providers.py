@@ -9,14 +9,25 @@ HTTPS) against local servers speaking those protocols (infra/stack/kms_servers.p
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from infra.stack.kms_servers import AWS_TEST_CREDENTIALS, LocalCloudKms, LocalKeyVault, MotoServer
 from infra.stack.local import free_port
 from runtime.config import Settings
-from signer.custody import InvalidKey, ProviderUnavailable, Vaults, parse_event, root_from_settings, roots_from_settings
+from signer.custody import (
+    InvalidKey,
+    ProviderUnavailable,
+    RootOfTrust,
+    Vaults,
+    parse_event,
+    root_from_settings,
+    roots_from_settings,
+)
 from signer.custody.aws_kms import AwsKmsRoot
+from signer.custody.events import ModeSet
 from signer.custody.gcp_kms import GcpKmsRoot
 from signer.custody.pkcs11_hsm import Pkcs11Root
 from tests.custody_support import ADMIN, SIGNER, T0, SoftHsmToken, make_vaults
@@ -26,34 +37,41 @@ GCP_KEY_2 = "projects/warden-test/locations/global/keyRings/warden/cryptoKeys/ro
 
 
 @pytest.fixture(scope="module")
-def moto():
+def moto() -> Iterator[MotoServer]:
     server = MotoServer()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def softhsm(tmp_path_factory):
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsmToken:
     token = SoftHsmToken(tmp_path_factory.mktemp("softhsm"))
     Pkcs11Root.create_key(token.module, token.label, token.pin, "warden-root")
     return token
 
 
 @pytest.fixture(scope="module")
-def cloud_kms():
+def cloud_kms() -> Iterator[LocalCloudKms]:
     server = LocalCloudKms((GCP_KEY, GCP_KEY_2))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def key_vault(tmp_path_factory):
+def key_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKeyVault]:
     server = LocalKeyVault(tmp_path_factory.mktemp("kv"))
     yield server
     server.stop()
 
 
-def make_root(provider: str, moto, softhsm, cloud_kms, key_vault, name: str | None = None):
+def make_root(
+    provider: str,
+    moto: MotoServer,
+    softhsm: SoftHsmToken,
+    cloud_kms: LocalCloudKms,
+    key_vault: LocalKeyVault,
+    name: str | None = None,
+) -> RootOfTrust:
     if provider == "aws-kms":
         return AwsKmsRoot(moto.create_key(), endpoint_url=moto.url, name=name or provider, **AWS_TEST_CREDENTIALS)
     if provider == "pkcs11":
@@ -67,7 +85,9 @@ PROVIDERS = ["aws-kms", "pkcs11", "gcp-kms", "azure-kv"]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_wrap_unwrap_binds_associated_data(provider, moto, softhsm, cloud_kms, key_vault):
+def test_wrap_unwrap_binds_associated_data(
+    provider: str, moto: MotoServer, softhsm: SoftHsmToken, cloud_kms: LocalCloudKms, key_vault: LocalKeyVault
+) -> None:
     root = make_root(provider, moto, softhsm, cloud_kms, key_vault)
     assert root.name == provider and root.development is False
     kek = os.urandom(32)
@@ -88,7 +108,14 @@ def test_wrap_unwrap_binds_associated_data(provider, moto, softhsm, cloud_kms, k
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_vault_on_each_provider_cold_and_warm(provider, tmp_path, moto, softhsm, cloud_kms, key_vault):
+def test_vault_on_each_provider_cold_and_warm(
+    provider: str,
+    tmp_path: Path,
+    moto: MotoServer,
+    softhsm: SoftHsmToken,
+    cloud_kms: LocalCloudKms,
+    key_vault: LocalKeyVault,
+) -> None:
     root = make_root(provider, moto, softhsm, cloud_kms, key_vault)
     vaults = make_vaults(tmp_path, roots=root)
     vaults.create_vault("acme", "prod", actor=ADMIN, now=T0)
@@ -98,14 +125,14 @@ def test_vault_on_each_provider_cold_and_warm(provider, tmp_path, moto, softhsm,
         for line in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()
         if b"vault.mode_set" in line
     )
-    assert mode.development is False and mode.slots[0].provider == provider
+    assert isinstance(mode, ModeSet) and mode.development is False and mode.slots[0].provider == provider
     # A new process: cold cache, unwraps through the provider.
     fresh = make_vaults(tmp_path, roots=root)
     with fresh.open_secret("acme", "prod", "api/key", actor=SIGNER, now=T0) as value:
         assert value == bytearray(b"sk-live-123")
 
 
-def test_a_different_key_of_the_same_provider_cannot_unwrap(moto, cloud_kms):
+def test_a_different_key_of_the_same_provider_cannot_unwrap(moto: MotoServer, cloud_kms: LocalCloudKms) -> None:
     a = AwsKmsRoot(moto.create_key(), endpoint_url=moto.url, **AWS_TEST_CREDENTIALS)
     b = AwsKmsRoot(moto.create_key(), endpoint_url=moto.url, **AWS_TEST_CREDENTIALS)
     # AWS answers IncorrectKeyException (-> InvalidKey); moto answers AccessDeniedException,
@@ -118,9 +145,11 @@ def test_a_different_key_of_the_same_provider_cannot_unwrap(moto, cloud_kms):
         g2.unwrap(g1.wrap(b"k" * 32, b"aad"), b"aad")
 
 
-def test_unreachable_providers_are_outages_not_forgeries(moto, softhsm, cloud_kms, key_vault):
+def test_unreachable_providers_are_outages_not_forgeries(
+    moto: MotoServer, softhsm: SoftHsmToken, cloud_kms: LocalCloudKms, key_vault: LocalKeyVault
+) -> None:
     dead = f"127.0.0.1:{free_port()}"
-    roots = [
+    roots: list[RootOfTrust] = [
         AwsKmsRoot(moto.create_key(), endpoint_url=f"http://{dead}", max_attempts=1, **AWS_TEST_CREDENTIALS),
         GcpKmsRoot(GCP_KEY, api_endpoint=dead, insecure=True, timeout=1.0),
     ]
@@ -135,8 +164,11 @@ def test_unreachable_providers_are_outages_not_forgeries(moto, softhsm, cloud_km
         Pkcs11Root(softhsm.module, "no-such-token", softhsm.pin)
 
 
-def test_2of3_multi_hsm_across_aws_gcp_and_pkcs11_with_one_down(tmp_path, moto, softhsm, cloud_kms, key_vault):
+def test_2of3_multi_hsm_across_aws_gcp_and_pkcs11_with_one_down(
+    tmp_path: Path, moto: MotoServer, softhsm: SoftHsmToken, cloud_kms: LocalCloudKms, key_vault: LocalKeyVault
+) -> None:
     aws = make_root("aws-kms", moto, softhsm, cloud_kms, key_vault)
+    assert isinstance(aws, AwsKmsRoot)
     roots = {
         r.name: r
         for r in (
@@ -159,7 +191,9 @@ def test_2of3_multi_hsm_across_aws_gcp_and_pkcs11_with_one_down(tmp_path, moto, 
         assert value == bytearray(b"cold-key")
 
 
-def test_2of3_client_custody_across_azure_and_gcp(tmp_path, moto, softhsm, cloud_kms, key_vault):
+def test_2of3_client_custody_across_azure_and_gcp(
+    tmp_path: Path, moto: MotoServer, softhsm: SoftHsmToken, cloud_kms: LocalCloudKms, key_vault: LocalKeyVault
+) -> None:
     roots = {
         r.name: r
         for r in (
@@ -177,7 +211,9 @@ def test_2of3_client_custody_across_azure_and_gcp(tmp_path, moto, softhsm, cloud
         only_azure.read_secret("acme", "joint", "k", actor=SIGNER, now=T0)
 
 
-def test_roots_from_settings_and_environment(tmp_path, monkeypatch, moto, softhsm, cloud_kms):
+def test_roots_from_settings_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto: MotoServer, softhsm: SoftHsmToken, cloud_kms: LocalCloudKms
+) -> None:
     monkeypatch.setenv("WARDEN_AWS_KMS_KEY_ID", moto.create_key())
     monkeypatch.setenv("WARDEN_AWS_KMS_ENDPOINT", moto.url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -201,7 +237,9 @@ def test_roots_from_settings_and_environment(tmp_path, monkeypatch, moto, sofths
         root_from_settings(settings, "azure-kv")
 
 
-def test_debug_logging_of_client_libraries_never_carries_key_material(tmp_path, moto, softhsm, cloud_kms, key_vault):
+def test_debug_logging_of_client_libraries_never_carries_key_material(
+    tmp_path: Path, moto: MotoServer, softhsm: SoftHsmToken, cloud_kms: LocalCloudKms, key_vault: LocalKeyVault
+) -> None:
     import base64
     import logging
 
@@ -230,6 +268,7 @@ def test_debug_logging_of_client_libraries_never_carries_key_material(tmp_path, 
             with store.open_private_key(key.path, now=T0) as private_key:
                 secrets.append(bytes(private_key))
             mode = store.vaults.book.state("default", "__agent-keys").mode
+            assert mode is not None
             slot = mode.slots[0]
             kek = root.unwrap(
                 base64.b64decode(slot.wrapped),

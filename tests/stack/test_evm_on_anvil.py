@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -11,13 +13,14 @@ from eth_account import Account
 from evm import authorizations as auth
 from evm import blobs
 from evm import transactions as txs
+from infra.stack.local import LocalStack
 from runtime.rpc import JsonRpc, RpcError
 from tests.evm_support import CHAIN, TO, blob_of
 from tests.support import receipt_of
 
 
 @pytest.fixture
-def chain(stack):
+def chain(stack: LocalStack) -> str:
     """The shared stack's Anvil: these tests use fresh keys and leave automining alone."""
     return stack.settings.rpc_url_for("anvil")
 
@@ -38,8 +41,10 @@ async def _blob_tx(node: JsonRpc, address: str, sidecar: blobs.Sidecar) -> txs.B
 
 
 @pytest.mark.parametrize("count", [1, 2])
-def test_anvil_mines_a_blob_transaction_sent_in_its_network_form(chain, run, count):
-    async def scenario():
+def test_anvil_mines_a_blob_transaction_sent_in_its_network_form(
+    chain: str, run: Callable[..., Any], count: int
+) -> None:
+    async def scenario() -> tuple[txs.SignedTx, blobs.Sidecar, str, dict[str, Any], dict[str, Any]]:
         node = JsonRpc(chain, timeout_s=120)
         try:
             assert (await node.call("anvil_nodeInfo"))["hardFork"] == "Bpo1"  # Osaka's rules; see blobs.py
@@ -60,12 +65,14 @@ def test_anvil_mines_a_blob_transaction_sent_in_its_network_form(chain, run, cou
     assert tx["from"].lower() == "0x" + signed.sender.hex() and int(tx["maxFeePerBlobGas"], 16) == 10**9
 
 
-def test_anvil_checks_the_proofs_it_is_sent_and_takes_the_pre_osaka_form_too(chain, run):
+def test_anvil_checks_the_proofs_it_is_sent_and_takes_the_pre_osaka_form_too(
+    chain: str, run: Callable[..., Any]
+) -> None:
     """Anvil 1.7.1 verifies the proofs in either wrapper (so the mined transactions above are evidence
     that ours are right) and still takes the EIP-4844 wrapper on Bpo1; a post-Osaka mainnet node
     expects the EIP-7594 one, which is why that is the default."""
 
-    async def scenario():
+    async def scenario() -> tuple[list[str], txs.SignedTx, str, dict[str, Any]]:
         node = JsonRpc(chain, timeout_s=120)
         try:
             key, address = await _funded_hex(node)
@@ -78,7 +85,7 @@ def test_anvil_checks_the_proofs_it_is_sent_and_takes_the_pre_osaka_form_too(cha
                 sidecar.versioned_hashes,
                 sidecar.cell_proofs[::-1],
             )
-            errors = []
+            errors: list[str] = []
             for osaka in (True, False):
                 with pytest.raises(RpcError) as refused:
                     await node.call(
@@ -122,7 +129,7 @@ async def _nonce(node: JsonRpc, address: bytes) -> int:
 
 async def _send_set_code(
     node: JsonRpc, key: bytes, sender: bytes, to: bytes, authorization_list: tuple[auth.SignedAuthorization, ...]
-) -> tuple[txs.SignedTx, dict]:
+) -> tuple[txs.SignedTx, dict[str, Any]]:
     base = int((await node.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
     tx = txs.SetCodeTransaction(
         CHAIN, await _nonce(node, sender), 10**9, 2 * base + 10**9, 200_000, to, 0, b"", (), authorization_list
@@ -133,8 +140,10 @@ async def _send_set_code(
     return signed, await receipt_of(node, sent)
 
 
-def test_anvil_applies_a_self_sponsored_delegation(chain, run):
-    async def scenario():
+def test_anvil_applies_a_self_sponsored_delegation(chain: str, run: Callable[..., Any]) -> None:
+    async def scenario() -> tuple[
+        bytes, bytes, int, auth.SignedAuthorization, dict[str, Any], dict[str, Any], str, str, int
+    ]:
         node = JsonRpc(chain, timeout_s=120)
         try:
             assert (await node.call("anvil_nodeInfo"))["hardFork"] == "Bpo1"  # Prague's EIP-7702 and later
@@ -166,8 +175,10 @@ def test_anvil_applies_a_self_sponsored_delegation(chain, run):
     ) == (CHAIN, "0x" + d.hex(), nonce + 1, good.y_parity, good.r, good.s)
 
 
-def test_anvil_mines_an_authorization_with_the_wrong_nonce_but_sets_no_code(chain, run):
-    async def scenario():
+def test_anvil_mines_an_authorization_with_the_wrong_nonce_but_sets_no_code(
+    chain: str, run: Callable[..., Any]
+) -> None:
+    async def scenario() -> tuple[int, dict[str, Any], str, int]:
         node = JsonRpc(chain, timeout_s=120)
         try:
             key, a = await _funded_bytes(node)
@@ -185,11 +196,11 @@ def test_anvil_mines_an_authorization_with_the_wrong_nonce_but_sets_no_code(chai
     assert code == "0x" and nonce_after == nonce + 1
 
 
-def test_anvil_applies_a_sponsored_delegation_for_chain_id_0(chain, run):
+def test_anvil_applies_a_sponsored_delegation_for_chain_id_0(chain: str, run: Callable[..., Any]) -> None:
     """A sponsor S pays for an authority A's delegation; A's tuple names chain id 0 (every chain)
     and A's own current nonce, since A sends nothing."""
 
-    async def scenario():
+    async def scenario() -> tuple[txs.SignedTx, dict[str, Any], bytes, str, bytes]:
         node = JsonRpc(chain, timeout_s=120)
         try:
             sponsor_key, s = await _funded_bytes(node)

@@ -16,10 +16,13 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from infra.stack.local import REPO, console_origin, wait_for_port
+from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from tests.support import warden
 from tests.up_support import WardenUp, home_settings  # noqa: F401 - a fixture
@@ -43,7 +46,7 @@ def _blocks() -> tuple[str, str]:
     return first.group(1), marked.group(1)
 
 
-def _path_with_warden(tmp_path) -> str:
+def _path_with_warden(tmp_path: Path) -> str:
     """PATH with a `warden` that is this checkout's command line, run by this interpreter."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -53,7 +56,7 @@ def _path_with_warden(tmp_path) -> str:
     return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
 
 
-async def _mined(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> tuple[dict, dict]:
+async def _mined(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> tuple[dict[str, Any], dict[str, Any]]:
     """The transaction and its receipt, once Anvil has mined it."""
     node = JsonRpc(rpc_url, timeout_s=30)
     try:
@@ -66,7 +69,7 @@ async def _mined(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> tuple[
         await node.close()
 
 
-async def _api_status(api: str, api_key: str, tx_id: str, timeout_s: float = 60.0) -> dict:
+async def _api_status(api: str, api_key: str, tx_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
     """What GET /v1/agents/agent-7/transactions/{id} answers once it says mined (or at the deadline)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         async with http.post(f"{api}/v1/auth/agent-token", json={"agent_id": "agent-7", "api_key": api_key}) as r:
@@ -77,13 +80,13 @@ async def _api_status(api: str, api_key: str, tx_id: str, timeout_s: float = 60.
             async with http.get(
                 f"{api}/v1/agents/agent-7/transactions/{tx_id}", headers={"Authorization": f"Bearer {token}"}
             ) as r:
-                doc = await r.json()
+                doc: dict[str, Any] = await r.json()
             if doc.get("status") == "mined" or time.monotonic() > deadline:
                 return doc
             await asyncio.sleep(0.5)
 
 
-def _typescript_usage(tmp_path, api_http: str, api_key: str) -> str:
+def _typescript_usage(tmp_path: Path, api_http: str, api_key: str) -> str:
     """The TypeScript usage the page shows (sdk/typescript/test/usage.ts), compiled by the package's
     tsc and run by Node against the stack, as a project that installed the package runs it (its
     node_modules links the package): the hash of the transaction it sent."""
@@ -110,7 +113,10 @@ def _typescript_usage(tmp_path, api_http: str, api_key: str) -> str:
     return tx_hash
 
 
-def test_the_getting_started_commands_take_a_fresh_stack_to_a_mined_transfer(home_settings, tmp_path):  # noqa: F811
+def test_the_getting_started_commands_take_a_fresh_stack_to_a_mined_transfer(
+    home_settings: Settings,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     start, block = _blocks()
     assert [line.split("#")[0].split() for line in start.splitlines()] == [["warden", "up", "--memory"]], start
     assert DEFAULT_API in block, f"the block no longer uses the default API address {DEFAULT_API}"

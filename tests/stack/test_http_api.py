@@ -17,11 +17,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from aiohttp.client import ClientSession
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from solders.hash import Hash
@@ -31,9 +33,10 @@ from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 from infra import contracts
-from infra.stack.local import REPO, free_port
+from infra.stack.local import REPO, LocalStack, free_port
 from infra.stack.provision import provision_solana_agent
 from runtime import solana
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -67,19 +70,23 @@ PERMIT = {
     "message": {"owner": DEST, "spender": DEST, "value": "1000000", "nonce": "0", "deadline": "1735689600"},
 }
 TIMEOUT = aiohttp.ClientTimeout(total=180)
+# An answer of the API: its status, and its JSON body.
+Answer = tuple[int, Any]
+T = TypeVar("T")
 
 
-def _cli(settings, *argv: str) -> dict:
+def _cli(settings: Settings, *argv: str) -> dict[str, Any]:
     done = warden(settings, *argv, "--json")
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    said: dict[str, Any] = json.loads(done.stdout)
+    return said
 
 
 @pytest.fixture(scope="module")
-def paused(stack) -> str:
+def paused(stack: LocalStack) -> str:
     """A contract every call to which reverts (infra/contracts/Paused.sol)."""
 
-    async def deploy():
+    async def deploy() -> str:
         node = JsonRpc(stack.settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             return await contracts.deploy(node, "Paused", sender=DEPLOYER)
@@ -90,7 +97,7 @@ def paused(stack) -> str:
 
 
 @pytest.fixture(scope="module")
-def agent(stack, paused):
+def agent(stack: LocalStack, paused: str) -> tuple[str, str]:
     name = f"agent-http-{os.urandom(3).hex()}"
     _, address, _ = asyncio.run(
         make_agent(
@@ -107,7 +114,9 @@ def agent(stack, paused):
 
 
 @pytest.fixture(scope="module")
-def served(stack, agent, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+def served(
+    stack: LocalStack, agent: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
     """`warden api` on the stack: its URL, and the file its log goes to."""
     port = free_port()
     argv = ["api", "--listen", f"127.0.0.1:{port}", "--timeout", "120"]
@@ -117,53 +126,56 @@ def served(stack, agent, tmp_path_factory) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture(scope="module")
-def api(served) -> str:
+def api(served: tuple[str, Path]) -> str:
     return served[0]
 
 
-def _receipt(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> dict:
+def _receipt(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> dict[str, Any]:
     """Anvil's receipt of ``tx_hash``, once it has one."""
     deadline = time.monotonic() + timeout_s
     while True:
         call = {"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [tx_hash]}
         request = urllib.request.Request(rpc_url, json.dumps(call).encode(), {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
-            receipt = json.loads(response.read())["result"]
+            receipt: dict[str, Any] | None = json.loads(response.read())["result"]
         if receipt is not None or time.monotonic() > deadline:
             assert receipt is not None, f"Anvil has no receipt of {tx_hash} after {timeout_s} s"
             return receipt
         time.sleep(0.5)
 
 
-def _run(scenario):
-    async def go():
+def _run(scenario: Callable[[ClientSession], Awaitable[T]]) -> T:
+    async def go() -> T:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
             return await scenario(http)
 
     return asyncio.run(go())
 
 
-async def _token(http, api: str, agent: str, key: str) -> str:
+async def _token(http: ClientSession, api: str, agent: str, key: str) -> str:
     """A token for ``agent``'s API key, as a client that honours Retry-After gets it: schemathesis's
     failed attempts come from this address too, and may have used up its failures for a moment."""
     for _ in range(3):
         async with http.post(f"{api}/v1/auth/agent-token", json={"agent_id": agent, "api_key": key}) as answer:
             if answer.status != 429:
                 assert answer.status == 200, await answer.text()
-                return (await answer.json())["access_token"]
+                token: str = (await answer.json())["access_token"]
+                return token
             await asyncio.sleep(int(answer.headers["Retry-After"]))
     raise AssertionError(f"no token for {agent} after three waits of Retry-After")
 
 
-def test_the_seeds_requests_submit_sign_and_look_up_within_the_policy(stack, agent, api):
+def test_the_seeds_requests_submit_sign_and_look_up_within_the_policy(
+    stack: LocalStack, agent: tuple[str, str], api: str
+) -> None:
     name, address = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
     assert issued["api_key"].startswith("wak_") and issued["state"] == "active"
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> dict[str, Answer]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         base = f"{api}/v1/agents/{name}/transactions"
-        seen = {}
+        seen: dict[str, Answer] = {}
         # The seeds' submit body, as printed, with the host, the ids and the chain changed: the
         # signing key's path is the one `warden keys provision` made for this agent.
         seeds = {
@@ -220,17 +232,19 @@ def test_the_seeds_requests_submit_sign_and_look_up_within_the_policy(stack, age
     assert "anvil" in {c["name"] for c in seen["chains"][1]["chains"]}
 
 
-def test_twenty_concurrent_requests_under_one_idempotency_key_make_one_transaction(stack, agent, api):
+def test_twenty_concurrent_requests_under_one_idempotency_key_make_one_transaction(
+    stack: LocalStack, agent: tuple[str, str], api: str
+) -> None:
     name, _ = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
     body = {"chain": "anvil", "to": DEST, "value": "0.003"}
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> tuple[list[Answer], Answer, Answer, list[Any]]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         base = f"{api}/v1/agents/{name}/transactions"
         headers = {**auth, "Idempotency-Key": os.urandom(8).hex()}
 
-        async def one():
+        async def one() -> Answer:
             async with http.post(f"{base}/sign", json=body, headers=headers) as r:
                 return r.status, await r.json()
 
@@ -239,7 +253,7 @@ def test_twenty_concurrent_requests_under_one_idempotency_key_make_one_transacti
         async with http.post(f"{base}/sign", json={**body, "value": "0.004"}, headers=headers) as r:
             other_body = (r.status, await r.json())
         async with http.get(base, headers=auth) as r:
-            listed = (await r.json())["transactions"]
+            listed: list[Any] = (await r.json())["transactions"]
         return first, again, other_body, listed
 
     first, again, other_body, listed = _run(scenario)
@@ -252,11 +266,11 @@ def test_twenty_concurrent_requests_under_one_idempotency_key_make_one_transacti
     assert [t["id"] for t in listed if t.get("value_wei") == str(3 * 10**15)] == [created["id"]]
 
 
-def test_a_revoked_key_stops_its_token_at_once(stack, agent, api):
+def test_a_revoked_key_stops_its_token_at_once(stack: LocalStack, agent: tuple[str, str], api: str) -> None:
     name, _ = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> tuple[int, dict[str, Any], Answer]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         async with http.get(f"{api}/v1/agents/{name}/transactions", headers=auth) as r:
             before = r.status
@@ -270,7 +284,9 @@ def test_a_revoked_key_stops_its_token_at_once(stack, agent, api):
     assert after[0] == 401 and "revoked" in after[1]["detail"]
 
 
-def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_document(stack, agent, api, tmp_path):
+def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_document(
+    stack: LocalStack, agent: tuple[str, str], api: str, tmp_path: Path
+) -> None:
     """schemathesis (an independent test generator) reads /v1/openapi.json and sends what it
     generates from it, valid and not, with a valid token: no answer is a 5xx, and every status,
     content type and body is one the document declares."""
@@ -319,14 +335,16 @@ def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_documen
     assert generated and int(generated[1]) > 100 and generated[1] == generated[2], done.stdout[-3000:]
 
 
-def test_a_forged_refusal_is_not_reported_a_revert_is_422_and_a_parked_intent_is_202(stack, agent, api, paused):
+def test_a_forged_refusal_is_not_reported_a_revert_is_422_and_a_parked_intent_is_202(
+    stack: LocalStack, agent: tuple[str, str], api: str, paused: str
+) -> None:
     name, address = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         base = f"{api}/v1/agents/{name}/transactions"
-        seen = {}
+        seen: dict[str, Any] = {}
         # A topic writer answers the submit at once with a refusal signed by a key no one pinned:
         # the API must report the real outcome, which comes later through the worker and the signer.
         # The signer is held (SIGSTOP) until the forgery is on the topic, so the lie always comes first.
@@ -371,14 +389,16 @@ def test_a_forged_refusal_is_not_reported_a_revert_is_422_and_a_parked_intent_is
     assert status == 202 and parked["status"] == "awaiting_approval" and parked["awaiting_approval"]["reason"], parked
 
 
-def test_simulate_sign_and_signing_keys_answer_as_the_seeds_print_them(stack, agent, api, paused):
+def test_simulate_sign_and_signing_keys_answer_as_the_seeds_print_them(
+    stack: LocalStack, agent: tuple[str, str], api: str, paused: str
+) -> None:
     name, address = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> dict[str, Answer]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         base = f"{api}/v1/agents/{name}"
-        seen = {}
+        seen: dict[str, Answer] = {}
         calls = {
             "simulate": (
                 "POST",
@@ -451,7 +471,7 @@ def test_simulate_sign_and_signing_keys_answer_as_the_seeds_print_them(stack, ag
         assert status == 403 and refused["error"] == "admins_only" and "warden keys" in refused["detail"], refused
 
 
-def test_signing_keys_are_the_key_stores_and_a_broadcast_the_node_refused_is_422(stack, api):
+def test_signing_keys_are_the_key_stores_and_a_broadcast_the_node_refused_is_422(stack: LocalStack, api: str) -> None:
     """In the order the README gives (the agent's policy, then its key): the key store's address
     from its provision, and after a rotation the new one in use, the old still listed; the agent
     has no funds on Anvil, so the node refuses its transfer, which is an error, not a 201."""
@@ -472,14 +492,14 @@ def test_signing_keys_are_the_key_stores_and_a_broadcast_the_node_refused_is_422
     first = _cli(stack.settings, "keys", "provision", "--agent", name, "--chain", "ethereum")["address"]
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
 
-    async def keys(http, auth) -> list[tuple[str, bool]]:
+    async def keys(http: ClientSession, auth: dict[str, str]) -> list[tuple[str, bool]]:
         async with http.get(f"{api}/v1/agents/{name}/signing-keys", headers=auth) as r:
             assert r.status == 200, await r.text()
             return [(k["address"], k["in_use"]) for k in (await r.json())["keys"] if k["key_chain"] == "ethereum"]
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
-        seen = {"provisioned": await keys(http, auth)}
+        seen: dict[str, Any] = {"provisioned": await keys(http, auth)}
         # Gas and fees given: the transfer is judged and signed as asked, and only the node can refuse it.
         transfer = {"chain": "anvil", "to": DEST, "value": "0.01", "gas_limit": 21000}
         transfer |= {"max_fee_per_gas": str(10 * 10**9), "max_priority_fee_per_gas": str(10**9)}
@@ -510,7 +530,9 @@ def _raw(url: str, data: bytes, close_write: bool = False) -> bytes:
     return answer
 
 
-def test_the_live_servers_parser_errors_are_json_and_a_cut_body_is_no_pipeline_failure(served):
+def test_the_live_servers_parser_errors_are_json_and_a_cut_body_is_no_pipeline_failure(
+    served: tuple[str, Path],
+) -> None:
     """`warden api` itself (not only the app the unit tests serve) answers what aiohttp's parser
     refuses as the API's JSON errors, and a client that drops its body is not logged as a
     pipeline that did not answer."""
@@ -533,7 +555,9 @@ def test_the_live_servers_parser_errors_are_json_and_a_cut_body_is_no_pipeline_f
 TYPESCRIPT = REPO / "sdk" / "typescript"
 
 
-def test_the_typescript_client_submits_signs_and_looks_up_on_the_stack(stack, api, tmp_path):
+def test_the_typescript_client_submits_signs_and_looks_up_on_the_stack(
+    stack: LocalStack, api: str, tmp_path: Path
+) -> None:
     """The TypeScript client's own tests (Node's test runner, viem as the oracle) against this
     stack, after checking that its types were generated from the document the server serves.
     An agent of its own: the sign-only transactions of the tests above hold nonces nobody
@@ -581,17 +605,19 @@ def test_the_typescript_client_submits_signs_and_looks_up_on_the_stack(stack, ap
     assert re.search(r"# pass 5\b", done.stdout) and re.search(r"# fail 0\b", done.stdout), done.stdout[-3000:]
 
 
-def test_bad_input_and_bad_tokens_on_the_live_api_are_4xx_naming_what_was_wrong(stack, agent, api):
+def test_bad_input_and_bad_tokens_on_the_live_api_are_4xx_naming_what_was_wrong(
+    stack: LocalStack, agent: tuple[str, str], api: str
+) -> None:
     """The input classes tests/unit checks in process, against the running server: each a 4xx
     that names the field, and no intent published for any of them."""
     name, _ = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
     other = _cli(stack.settings, "agents", "api-key", "--agent", f"{name}-other")
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> tuple[dict[str, Answer], list[bytes]]:
         token = await _token(http, api, name, issued["api_key"])
         start = await end_offsets(stack.settings, (topics.INTENTS_SUBMITTED,))
-        answers = {}
+        answers: dict[str, Answer] = {}
         for case, (doc, _) in BAD_BODIES.items():
             async with http.post(
                 f"{api}/v1/agents/{name}/transactions", json=doc, headers={"Authorization": f"Bearer {token}"}
@@ -618,7 +644,7 @@ def test_bad_input_and_bad_tokens_on_the_live_api_are_4xx_naming_what_was_wrong(
     assert not [v for v in published if name.encode() in v]
 
 
-def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(stack, api):
+def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(stack: LocalStack, api: str) -> None:
     """POST /solana/transactions (signed and sent), /sign with intent_type solana_transaction
     (signed only) and solana_message (an off-chain message), for an agent with a Solana key on the
     stack's local Solana node."""
@@ -631,7 +657,7 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
     not_mine = messages.encode("hello", [str(mallory)])
     me = Pubkey.from_string(agent.address)
 
-    async def recent():
+    async def recent() -> Hash:
         node = JsonRpc(settings.rpc_url_for("solana-local"), timeout_s=60)
         try:
             return Hash.from_string(await solana.latest_blockhash(node))
@@ -643,13 +669,13 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
     def b64(raw: bytes) -> str:
         return base64.b64encode(raw).decode()
 
-    def tx(to, lamports):
+    def tx(to: Pubkey, lamports: int) -> str:
         return base64.b64encode(build.unsigned(me, [build.sol_transfer(me, to, lamports)], blockhash)).decode()
 
-    async def scenario(http):
+    async def scenario(http: ClientSession) -> dict[str, Answer]:
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         base = f"{api}/v1/agents/{name}"
-        seen = {}
+        seen: dict[str, Answer] = {}
         for what, path, body in (
             ("sent", "/solana/transactions", {"chain": "solana-local", "transaction": tx(alice, 1_000_000)}),
             (

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
 from eth_utils import to_checksum_address
 
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets, partition_of
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.audit import audit_events_of
 from schemas.auth import outcome_forgery
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
 from schemas.stages import Stage
 from sdk.client import Client, new_intent, wait_outcomes
@@ -44,7 +50,9 @@ def new_address() -> str:
     return to_checksum_address("0x" + os.urandom(20).hex())
 
 
-def test_a_key_reused_for_another_payment_is_refused_by_the_worker_and_by_the_signer(stack, run):
+def test_a_key_reused_for_another_payment_is_refused_by_the_worker_and_by_the_signer(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     agent = fresh_agent("agent-idem")
     alice, bob = new_address(), new_address()
@@ -52,7 +60,7 @@ def test_a_key_reused_for_another_payment_is_refused_by_the_worker_and_by_the_si
         make_agent(settings, agent, tx_to_allowlist=(alice, bob), tx_max_value_eth="1", tx_daily_limit_eth="2")
     )
 
-    def pay(to: str, value: str):
+    def pay(to: str, value: str) -> TransactionIntent:
         return new_intent(key, agent_id=agent, chain="anvil", to=to, value=value, idempotency_key="K", broadcast=True)
 
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED)))
@@ -87,7 +95,9 @@ def test_a_key_reused_for_another_payment_is_refused_by_the_worker_and_by_the_si
     assert run(balance(settings, bob)) == 0 and run(balance(settings, alice)) == ETH // 1000
 
 
-def test_a_dead_letter_is_final_and_the_client_that_obeys_it_pays_once(stack, run):
+def test_a_dead_letter_is_final_and_the_client_that_obeys_it_pays_once(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     agent = fresh_agent("agent-dlq")
     alice = new_address()
@@ -135,13 +145,13 @@ def test_a_dead_letter_is_final_and_the_client_that_obeys_it_pays_once(stack, ru
     assert run(balance(settings, alice)) == ETH // 1000
 
 
-async def submit(settings, intent) -> None:
+async def submit(settings: Settings, intent: TransactionIntent) -> None:
     async with Client(settings) as client:
         await client.submit(intent)
         await client.flush()
 
 
-async def records_about(settings, intent_id: str, start) -> dict[str, int]:
+async def records_about(settings: Settings, intent_id: str, start: dict[TopicPartition, int]) -> dict[str, int]:
     """How many records on each topic name ``intent_id`` (an approval under ``intent``, an audit
     record in any of its events), read from ``start``."""
     counts: dict[str, int] = {}

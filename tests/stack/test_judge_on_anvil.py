@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from infra.stack.local import LocalStack
 from rules import judge
+from rules.stage_table import Judgement
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected
 from schemas.stages import Stage
@@ -20,7 +24,7 @@ from tests.signer_support import LoneSigner
 # The stages after the policy's own need a spend record, a node and a sender. The worker decides
 # these with no node (each intent names its gas and fees, and a 21,000-gas transfer runs no code);
 # the signer with its own node: Anvil on the shared stack.
-LATER = {
+LATER: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, Code]]] = {
     "over the fee ceiling": (
         {"max_fee_per_gas": 10**12},
         {"tx_max_fee_per_gas": 10**9},
@@ -35,7 +39,7 @@ LATER = {
 }
 
 
-def _later_fields(case: dict, now: datetime) -> dict:
+def _later_fields(case: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {
         "chain": "anvil",
         "to": DEST,
@@ -48,7 +52,9 @@ def _later_fields(case: dict, now: datetime) -> dict:
 
 
 @pytest.mark.parametrize("name", list(LATER))
-def test_the_worker_and_the_signer_refuse_later_stages_with_the_judges_code(stack, tmp_path, name):
+def test_the_worker_and_the_signer_refuse_later_stages_with_the_judges_code(
+    stack: LocalStack, tmp_path: Path, name: str
+) -> None:
     intent_case, policy_fields, (stage, code) = LATER[name]
     world = World()
     world.publish(world.policy(tx_to_allowlist=(DEST,), **policy_fields))
@@ -63,13 +69,15 @@ def test_the_worker_and_the_signer_refuse_later_stages_with_the_judges_code(stac
     assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
 
 
-def test_the_worker_and_the_signer_judge_the_same_stages_in_the_same_order(stack, tmp_path, monkeypatch):
+def test_the_worker_and_the_signer_judge_the_same_stages_in_the_same_order(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every stage either service judges goes through `judge.run_stage`; watched there, both
     judge exactly the intent's stages, in the judge's order."""
-    seen: list[str] = []
+    seen: list[Stage] = []
     run_stage = judge.run_stage
 
-    async def watched(stage, *args):
+    async def watched(stage: Stage, *args: Any) -> Judgement:
         seen.append(stage)
         return await run_stage(stage, *args)
 

@@ -24,13 +24,13 @@ def own_libs(root: Path) -> Path:
     return libs
 
 
-def run_java(options: list[str]) -> subprocess.CompletedProcess:
+def run_java(options: list[str]) -> subprocess.CompletedProcess[str]:
     argv = [kafka.java_binary(), *options, "-cp", kafka.classpath(), "kafka.tools.StorageTool", "version"]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory) -> tuple[Path, Path]:
+def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """An archive made for a class path of its own, by two makers at once: (libs, archive)."""
     libs = own_libs(tmp_path_factory.mktemp("classes"))
     with pytest.MonkeyPatch.context() as patch:
@@ -48,7 +48,9 @@ def made(tmp_path_factory) -> tuple[Path, Path]:
     return libs, results[0]
 
 
-def test_the_archive_is_made_once_and_mapped_by_the_nodes(made, monkeypatch):
+def test_the_archive_is_made_once_and_mapped_by_the_nodes(
+    made: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     libs, archive = made
     monkeypatch.setattr(kafka, "LIBS", libs)
     assert archive.is_file() and archive.parent == libs.parent
@@ -63,7 +65,9 @@ def test_the_archive_is_made_once_and_mapped_by_the_nodes(made, monkeypatch):
     assert "source: shared objects file (top)" in mapped.stdout  # Kafka's own classes, from the archive
 
 
-def test_nodes_start_without_an_archive_of_other_options(made, monkeypatch):
+def test_nodes_start_without_an_archive_of_other_options(
+    made: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     libs, archive = made
     monkeypatch.setattr(kafka, "LIBS", libs)
     monkeypatch.setattr(kafka, "HEAP", "256m")
@@ -71,7 +75,9 @@ def test_nodes_start_without_an_archive_of_other_options(made, monkeypatch):
     assert not any(option.startswith("-XX:SharedArchiveFile") for option in kafka.jvm_options())
 
 
-def test_an_archive_the_jvm_cannot_use_is_ignored_silently(made, tmp_path, monkeypatch):
+def test_an_archive_the_jvm_cannot_use_is_ignored_silently(
+    made: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, archive = made
     libs = own_libs(tmp_path)  # another class path, one jar longer: the archive's does not match it
     (libs / "extra.jar").write_bytes(next(kafka.LIBS.glob("slf4j-api-*.jar")).read_bytes())
@@ -85,7 +91,9 @@ def test_an_archive_the_jvm_cannot_use_is_ignored_silently(made, tmp_path, monke
     assert "cds" not in ran.stdout + ran.stderr and "shared archive" not in (ran.stdout + ran.stderr).lower()
 
 
-def test_an_archive_left_short_never_takes_the_name(made, tmp_path, monkeypatch):
+def test_an_archive_left_short_never_takes_the_name(
+    made: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     libs, archive = made
     monkeypatch.setattr(kafka, "LIBS", libs)
     short = tmp_path / "short.jsa"

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from typing import Any
 
+from infra.stack.local import LocalStack
 from runtime.kafka import end_offsets, follow, partition_of
 from schemas import topics
 from sdk.client import OUTCOME_TOPICS, Client
 from tests.support import one_agent_per_partition
 
 
-def test_following_an_agents_keys_reads_its_partitions_and_none_of_the_others(stack, run):
+def test_following_an_agents_keys_reads_its_partitions_and_none_of_the_others(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     agents = one_agent_per_partition(f"keyed-read-{os.urandom(3).hex()}")
     mine = agents[0]

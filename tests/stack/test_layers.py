@@ -19,7 +19,7 @@ from tests.layers_support import PACKAGES, REPO
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
-def lint_imports(root: Path) -> subprocess.CompletedProcess:
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache"],
         cwd=root,
@@ -31,7 +31,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_tree_keeps_every_import_contract():
+def test_the_tree_keeps_every_import_contract() -> None:
     result = lint_imports(REPO)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "BROKEN" not in result.stdout and result.stdout.count(" KEPT") >= 3
@@ -55,7 +55,7 @@ def test_the_tree_keeps_every_import_contract():
         ("infra/stack/demo.py", "import tests.support", "Nothing imports the tests"),
     ],
 )
-def test_a_wrong_import_breaks_a_contract(tmp_path, module, wrong_import, broken):
+def test_a_wrong_import_breaks_a_contract(tmp_path: Path, module: str, wrong_import: str, broken: str) -> None:
     for name in (*PACKAGES, "tests"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from infra.stack import demo
+from infra.stack.local import LocalStack
 from ledger.store import open_reader
 from ledger.tail import event_lag
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.metrics import metrics_file
 from schemas import topics
@@ -25,11 +28,11 @@ ALLOWED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 STRANGER = "0x000000000000000000000000000000000000dEaD"
 
 
-def _records(settings) -> list:
+def _records(settings: Settings) -> list[Any]:
     return asyncio.run(audit_records(settings))
 
 
-def _actions(records: list) -> set[tuple[str, str | None]]:
+def _actions(records: list[Any]) -> set[tuple[str, str | None]]:
     return {(e.action, e.agent_id) for r in records for e in audit_events_of(r.value)}
 
 
@@ -39,7 +42,7 @@ def _gauge_settles_at_zero(url: str, deadline: float) -> float:
     return value
 
 
-def test_a_redelivered_last_record_is_no_lag_for_the_demo_nor_the_sink(stack):
+def test_a_redelivered_last_record_is_no_lag_for_the_demo_nor_the_sink(stack: LocalStack) -> None:
     settings = stack.settings
     metrics = metrics_file(settings, "ledger").read_text().strip()
     # Audit records of this test's own: an agent's policy and an intent it rejects.

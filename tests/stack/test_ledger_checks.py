@@ -11,8 +11,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -38,24 +40,24 @@ MAX_BYTES = 4096
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def settings(tmp_path: Path) -> Settings:
     return dataclasses.replace(Settings(), home=tmp_path / "home")
 
 
 @pytest.fixture
-def keys(settings) -> PinnedAuditKeys:
+def keys(settings: Settings) -> PinnedAuditKeys:
     public = public_key_hex(Ed25519PrivateKey.generate())
     return PinnedAuditKeys(settings, ledger_key_id(public), public)
 
 
 @pytest.fixture
-def checks():
+def checks() -> Iterator[WriterChecks]:
     checks = WriterChecks(processes=2)
     yield checks
     checks.close()
 
 
-def _records(settings: Settings, n: int) -> list[tuple[int, int, bytes | None, list]]:
+def _records(settings: Settings, n: int) -> list[tuple[int, int, bytes | None, list[Any]]]:
     """``n`` records of every kind the sink meets: believed ones of two writers, and each way a
     record is refused before or by its signature."""
     worker, signer = audit_signer(settings, "worker"), audit_signer(settings, "signer")
@@ -100,7 +102,9 @@ def _records(settings: Settings, n: int) -> list[tuple[int, int, bytes | None, l
     return out
 
 
-def test_the_checkers_decide_what_audit_writer_decides(settings, keys, checks):
+def test_the_checkers_decide_what_audit_writer_decides(
+    settings: Settings, keys: PinnedAuditKeys, checks: WriterChecks
+) -> None:
     records = _records(settings, 3000)  # several requests per checker
     verdicts = checks.submit(records, keys, MAX_BYTES).writers()
     expected = [
@@ -115,7 +119,9 @@ def test_the_checkers_decide_what_audit_writer_decides(settings, keys, checks):
     assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in checks.pids] == [CHECKER_NICENESS] * 2
 
 
-def test_a_killed_checker_costs_no_verdict_and_is_replaced(settings, keys, checks):
+def test_a_killed_checker_costs_no_verdict_and_is_replaced(
+    settings: Settings, keys: PinnedAuditKeys, checks: WriterChecks
+) -> None:
     records = _records(settings, 400)
     expected = checks.submit(records, keys, MAX_BYTES).writers()
     first, second = checks.pids
@@ -127,7 +133,7 @@ def test_a_killed_checker_costs_no_verdict_and_is_replaced(settings, keys, check
     assert all(_alive(pid) for pid in checks.pids)
 
 
-def test_checkers_exit_with_a_sigkilled_sink():
+def test_checkers_exit_with_a_sigkilled_sink() -> None:
     sink = subprocess.Popen(
         [
             sys.executable,
@@ -143,6 +149,7 @@ def test_checkers_exit_with_a_sigkilled_sink():
         text=True,
     )
     try:
+        assert sink.stdout is not None
         pids = [int(pid) for pid in sink.stdout.readline().split()]
         assert len(pids) == 2 and all(_alive(pid) for pid in pids)
     finally:

@@ -6,7 +6,9 @@ and refuse what was altered."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,7 +29,7 @@ LOG_KEY = Ed25519PrivateKey.generate()
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
 
-def rows(count: int) -> list[dict]:
+def rows(count: int) -> list[dict[str, Any]]:
     """An audit chain: each row's integrity hash over its fields and the row before."""
     chain, prev = [], genesis_hash(3)
     for seq in range(count):
@@ -48,18 +50,18 @@ ROWS = rows(37)
 LEAVES = [leaf_hash(bytes.fromhex(r["integrity_hash"])) for r in ROWS]
 
 
-def log_note(size: int, leaves=LEAVES) -> Note:
+def log_note(size: int, leaves: list[bytes] = LEAVES) -> Note:
     text = NoteCheckpoint(ORIGIN, size, tree_hash(leaves[:size])).text
     return Note(text, (sign(text, LOG_NAME, LOG_KEY),))
 
 
 @pytest.fixture(scope="module")
-def tlogcheck(tmp_path_factory):
+def tlogcheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tlogcheck(tmp_path_factory.mktemp("go-oracle"))
 
 
 @pytest.fixture(scope="module")
-def witnesses(tmp_path_factory):
+def witnesses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Witness]]:
     home = tmp_path_factory.mktemp("witnesses")
     log = NoteKey.of(LOG_NAME, ED25519, LOG_KEY)
     made = [
@@ -71,12 +73,14 @@ def witnesses(tmp_path_factory):
         w.state.close()
 
 
-def go(tlogcheck, *args: str, stdin: str = "") -> tuple[int, str]:
+def go(tlogcheck: Path, *args: str, stdin: str = "") -> tuple[int, str]:
     done = subprocess.run([str(tlogcheck), *args], input=stdin, capture_output=True, text=True, timeout=60)
     return done.returncode, done.stdout.strip()
 
 
-def test_go_accepts_a_witnessed_receipt_and_refuses_an_altered_one_as_warden_does(tlogcheck, witnesses):
+def test_go_accepts_a_witnessed_receipt_and_refuses_an_altered_one_as_warden_does(
+    tlogcheck: Path, witnesses: list[Witness]
+) -> None:
     note = log_note(30)
     for w in witnesses:
         note = note.with_signatures(w.add_checkpoint(request_body(0, [], note), 1_764_158_400))
@@ -118,7 +122,9 @@ def test_go_accepts_a_witnessed_receipt_and_refuses_an_altered_one_as_warden_doe
     assert code == 1 and "the policy asks for 2" in said, said
 
 
-def test_go_accepts_warden_consistency_proofs_between_every_pair_and_refuses_a_fork(tlogcheck, tmp_path):
+def test_go_accepts_warden_consistency_proofs_between_every_pair_and_refuses_a_fork(
+    tlogcheck: Path, tmp_path: Path
+) -> None:
     log_key = NoteKey.of(LOG_NAME, ED25519, LOG_KEY)
     fork = LEAVES[:20] + [leaf_hash(b"forged" * 6)] + LEAVES[21:]
     for old, new in ((1, 2), (3, 7), (4, 8), (5, 37), (16, 17), (20, 21), (21, 22), (21, 37), (36, 37)):

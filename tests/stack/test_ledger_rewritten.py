@@ -13,7 +13,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -32,12 +34,12 @@ LOG_NAME = "warden.test/rewritten"
 
 
 @pytest.fixture(scope="module")
-def broker():
+def broker() -> Iterator[str]:
     with broker_alone() as address:
         yield address
 
 
-def _warden(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _warden(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """A `warden` command in a process of its own, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "infra.cli", *args],
@@ -49,7 +51,9 @@ def _warden(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def test_verify_says_rewritten_after_witnessing_for_a_rewrite_signed_again_with_the_ledgers_key(broker, tmp_path):
+def test_verify_says_rewritten_after_witnessing_for_a_rewrite_signed_again_with_the_ledgers_key(
+    broker: str, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
     ledger_key = load_or_create_signing_key(home)
     witness = WitnessProcess("witness.test/w1", tmp_path / "w1", log_key(LOG_NAME, ledger_key).vkey)

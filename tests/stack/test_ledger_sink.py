@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
 import orjson
+import pyarrow as pa
 import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
@@ -41,7 +42,7 @@ from runtime.kafka import partitions
 from runtime.trust import audit_signer
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.audit import audit_record
+from schemas.audit import AuditEvent, audit_record
 from schemas.auth import AuditSigner
 from sdk.admin import load_or_create_admin_key
 from tests.ledger_support import (
@@ -59,13 +60,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def broker():
+def broker() -> Iterator[str]:
     with broker_alone() as address:
         yield address
 
 
 @pytest.fixture
-def kafka():
+def kafka() -> Iterator[str]:
     with broker_alone("durable") as address:
         yield address
 
@@ -76,17 +77,18 @@ def _settings(tmp_path: Path, broker: str) -> Settings:
     )
 
 
-def _rows(settings: Settings, sql: str) -> list[dict]:
+def _rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
     store = ChdbStore(store_path(settings), read_only=True)
     try:
-        return store.arrow(sql).to_pylist()
+        rows: list[dict[str, Any]] = store.arrow(sql).to_pylist()
+        return rows
     finally:
         store.close()
 
 
 def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkpoints(
-    tmp_path, broker, monkeypatch, capsys
-):
+    tmp_path: Path, broker: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings = _settings(tmp_path, broker)
     worker = audit_signer(settings, "worker")
     events = pipeline_events(300)
@@ -94,11 +96,11 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     # services write them.
     payloads = [(e.agent_id, e.to_bytes()) for e in events[:150]]
     payloads += [
-        (agent, audit_record([e.to_bytes() for e in group]))
+        (agent, audit_record([e.to_bytes() for e in members]))
         for (agent, _, _), group in itertools.groupby(
             events[150:], lambda e: (e.agent_id, e.intent_id, e.actor == "service:signer")
         )
-        for group in [list(group)]
+        for members in [list(group)]
     ]
     assert len(payloads) < 260
     # A worker that crashed and re-emitted 40 events, one record of several, and the same events
@@ -107,7 +109,7 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     # not chained alone).
     stranger = events[0].model_copy(update={"event_id": "stranger"})
     halves = [e for e in events if e.intent_id == events[200].intent_id and e.actor != "service:signer"]
-    again = (
+    again: list[tuple[Any, ...]] = (
         payloads[100:140]
         + [payloads[-1]]
         + [(halves[0].agent_id, audit_record([e.to_bytes() for e in part])) for part in (halves[:2], halves[2:])]
@@ -214,7 +216,7 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     assert heads <= {(body["chain"], body["seq"]) for body in published}
 
 
-def test_a_sink_that_stops_leaves_every_row_under_a_signed_checkpoint(tmp_path, broker):
+def test_a_sink_that_stops_leaves_every_row_under_a_signed_checkpoint(tmp_path: Path, broker: str) -> None:
     """Stopped before its checkpoint cadence came round, the sink signs a closing checkpoint of
     every chain with rows no checkpoint covers: none is left protected by the chain alone, and
     each has a receipt."""
@@ -240,7 +242,7 @@ def test_a_sink_that_stops_leaves_every_row_under_a_signed_checkpoint(tmp_path, 
     assert [c.uncovered_rows for c in report.chains] == [0] * len(report.chains), report.to_dict()
 
 
-async def _consumer_at_beginning(settings: Settings) -> tuple[AIOKafkaConsumer, list]:
+async def _consumer_at_beginning(settings: Settings) -> tuple[AIOKafkaConsumer, list[Any]]:
     """A started consumer assigned every partition of the audit topic, each at its beginning."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.broker,
@@ -255,15 +257,17 @@ async def _consumer_at_beginning(settings: Settings) -> tuple[AIOKafkaConsumer, 
     return consumer, tps
 
 
-def test_a_gather_holds_at_most_its_bytes_and_what_it_left_is_read_next(broker):
+def test_a_gather_holds_at_most_its_bytes_and_what_it_left_is_read_next(broker: str) -> None:
     # A worker's audit record holds a lot of intents' events: the sink's INSERT is bounded by bytes
     # as well as by records, and a partition cut at the bound is read again from its first record
     # left out. Forty records of ~100 KB on the real broker, gathered 1 MB at a time.
     settings = dataclasses.replace(Settings(), broker=broker)
-    sent = [(f"agent-{n % 8}", bytes([65 + n % 26]) * 100_000 + b"%d" % n, []) for n in range(40)]
+    sent: list[tuple[str, bytes, list[tuple[str, bytes]]]] = [
+        (f"agent-{n % 8}", bytes([65 + n % 26]) * 100_000 + b"%d" % n, []) for n in range(40)
+    ]
     asyncio.run(produce(settings, sent))
 
-    async def gather_all() -> list[list]:
+    async def gather_all() -> list[list[Any]]:
         consumer, tps = await _consumer_at_beginning(settings)
         try:
             lots, got, deadline = [], 0, time.monotonic() + 30
@@ -293,7 +297,7 @@ def test_a_gather_holds_at_most_its_bytes_and_what_it_left_is_read_next(broker):
     assert sorted(value for lot in lots for _, _, value in lot) == sorted(value for _, value, _ in sent)
 
 
-def test_a_partition_fetched_past_a_missing_offset_is_read_again_from_it(broker):
+def test_a_partition_fetched_past_a_missing_offset_is_read_again_from_it(broker: str) -> None:
     """Tansu's object-store engine can return offset 3 while 0-2, numbered first, are still being
     stored (ledger/gaps.py). On the real broker and consumer, the consumer is put at 3 while the
     guard expects 0: the gather takes nothing of that partition and moves it back to 0, and the next
@@ -325,8 +329,8 @@ def test_a_partition_fetched_past_a_missing_offset_is_read_again_from_it(broker)
 
 
 def test_a_failed_insert_is_resumed_from_the_store_and_no_record_fetched_meanwhile_is_lost(
-    tmp_path, broker, monkeypatch, caplog
-):
+    tmp_path: Path, broker: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """The sink fetches the next batch (and has its signatures checked) while it appends one: when
     that append fails, the batch fetched meanwhile is dropped and read again from where the store
     ends, so every offset of the topic is in the ledger once, in order."""
@@ -335,7 +339,7 @@ def test_a_failed_insert_is_resumed_from_the_store_and_no_record_fetched_meanwhi
     inserts = {"audit_log": 0}
     real_insert = ChdbStore.insert
 
-    def failing_third(store, table, data):
+    def failing_third(store: ChdbStore, table: str, data: pa.Table) -> None:
         if table == AUDIT_LOG:
             inserts["audit_log"] += 1
             if inserts["audit_log"] == 3:
@@ -380,7 +384,7 @@ def _assert_verifies(settings: Settings) -> None:
     assert report.ok, [p.describe() for p in report.problems]
 
 
-def _start_sink(settings: Settings, log: Path) -> subprocess.Popen:
+def _start_sink(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "WARDEN_HOME": str(settings.home),
@@ -397,7 +401,7 @@ def _start_sink(settings: Settings, log: Path) -> subprocess.Popen:
     )
 
 
-def _wait_for(predicate, seconds: float) -> bool:
+def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
@@ -406,7 +410,7 @@ def _wait_for(predicate, seconds: float) -> bool:
     return False
 
 
-def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, kafka):
+def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path: Path, kafka: str) -> None:
     settings = _settings(tmp_path, kafka)
     log = tmp_path / "sink.log"
     # Enough that the kill (once 1,000 rows are in) lands well before the first 10,000 are.
@@ -449,7 +453,7 @@ def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, kafka):
     assert "resumed from" in log.read_text()
 
 
-def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp_path):
+def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp_path: Path) -> None:
     """`warden up` again on the same home, on a new broker: a sink that resumed at the old broker's
     offsets would skip new audit events, never to reach the ledger. The sink tells brokers apart by
     cluster id (and by offsets past a partition's end), reads the new one from the start and
@@ -463,7 +467,7 @@ def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp
     home = tmp_path / "one-home"
     options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1), batch_max=64)
 
-    def run_against(events, expected: int) -> None:
+    def run_against(events: list[AuditEvent], expected: int) -> None:
         with broker_alone() as address:
             settings = dataclasses.replace(_settings(tmp_path, address), home=home)
 
@@ -559,7 +563,7 @@ def _ledger_sql(settings: Settings, sql: str) -> Sequence[Sequence[Any]]:
         client.close()
 
 
-async def _until(predicate, seconds: float, what: str) -> None:
+async def _until(predicate: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not await asyncio.to_thread(predicate):
         assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
@@ -567,14 +571,14 @@ async def _until(predicate, seconds: float, what: str) -> None:
 
 
 def test_a_webhook_receiver_down_across_a_ledger_restart_gets_every_chosen_event_signed_once_in_order(
-    tmp_path, broker, monkeypatch, capsys
-):
+    tmp_path: Path, broker: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Chosen events (intent.rejected, tx.signed) of signed records are owed to an endpoint that
     refuses connections, then the ledger restarts, then the endpoint answers 503 a few times and
     then 204: it ends with every chosen event, each verified by the standardwebhooks package, once
     by id, each agent's in ledger order, and nothing else (no unchosen action, no forged record)."""
     settings = _settings(tmp_path, broker)
-    fast = {"webhook_retry_first_s": 0.1, "webhook_retry_max_s": 0.5, "webhook_poll_s": 0.1}
+    fast: dict[str, Any] = {"webhook_retry_first_s": 0.1, "webhook_retry_max_s": 0.5, "webhook_poll_s": 0.1}
     settings = dataclasses.replace(settings, ledger=dataclasses.replace(settings.ledger, **fast))
     load_or_create_admin_key(settings.home)  # the local admin, pinned by the ledger as `warden up` pins it
     monkeypatch.setenv("WARDEN_HOME", str(settings.home))
@@ -593,20 +597,22 @@ def test_a_webhook_receiver_down_across_a_ledger_restart_gets_every_chosen_event
     receiver = _Receiver()
     options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1))
 
-    def add() -> dict:
+    def add() -> dict[str, Any]:
         url = f"http://127.0.0.1:{receiver.port}/hook"
         capsys.readouterr()
         if main(["webhooks", "add", url, "--events", ",".join(chosen), "--json"]) != 0:
             return {}
-        return orjson.loads(capsys.readouterr().out)
+        webhook: dict[str, Any] = orjson.loads(capsys.readouterr().out)
+        return webhook
 
     def attempted_twice() -> bool:
-        return _ledger_sql(settings, "SELECT max(attempts) FROM webhook_deliveries FINAL")[0][0] >= 2
+        attempts: int = _ledger_sql(settings, "SELECT max(attempts) FROM webhook_deliveries FINAL")[0][0]
+        return attempts >= 2
 
     async def scenario() -> tuple[dict[str, Any], list[Any]]:
         stop = asyncio.Event()
         sink = asyncio.create_task(run_sink(settings, stop, options=options))
-        answer: dict = {}
+        answer: dict[str, Any] = {}
 
         def added() -> bool:
             answer.update(add())
@@ -638,16 +644,17 @@ def test_a_webhook_receiver_down_across_a_ledger_restart_gets_every_chosen_event
         await receiver.down()
         return answer, listing
 
-    def listed() -> list:
+    def listed() -> list[Any]:
         capsys.readouterr()
         assert main(["webhooks", "list", "--json"]) == 0
-        return orjson.loads(capsys.readouterr().out)
+        webhooks: list[Any] = orjson.loads(capsys.readouterr().out)
+        return webhooks
 
     answer, listing = asyncio.run(scenario())
     assert answer["id"].startswith("wh_") and answer["secret"].startswith("whsec_")
     assert receiver.refused == 5
     verifier = Webhook(answer["secret"])
-    firsts: dict[str, dict] = {}
+    firsts: dict[str, dict[str, Any]] = {}
     for headers, body in receiver.taken:
         payload = verifier.verify(body, headers)
         assert payload["data"]["event_id"] == headers["webhook-id"]

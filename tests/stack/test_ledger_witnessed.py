@@ -12,17 +12,20 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.cli import main
 from infra.stack.local import free_port
 from ledger.cosigning import log_key
 from ledger.keys import load_or_create_signing_key
 from ledger.merkle import consistency_path, leaf_hash, tree_hash
-from ledger.note import Note, NoteCheckpoint, Signature, sign
+from ledger.note import Note, NoteCheckpoint, NoteKey, Signature, sign
 from ledger.proof import build_receipt
 from ledger.receipt import Policy, Receipt, check
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES
@@ -31,6 +34,7 @@ from ledger.store import ChdbStore, chain_leaves, sql_string, store_path
 from ledger.witness import request_body
 from runtime.config import LedgerSettings, Settings
 from schemas.actions import AuditAction
+from schemas.audit import AuditEvent
 from tests.ledger_support import (
     REPO,
     WitnessProcess,
@@ -46,14 +50,14 @@ LOG_NAME = "warden.test/audit"
 
 
 @pytest.fixture(scope="module")
-def broker():
+def broker() -> Iterator[str]:
     with broker_alone() as address:
         yield address
 
 
 def test_receipts_carry_both_cosignatures_and_witnesses_refuse_a_fork_and_a_replay(
-    broker, tmp_path, monkeypatch, capsys
-):
+    broker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     home = tmp_path / "home"
     ledger_key = load_or_create_signing_key(home)
     vkey = log_key(LOG_NAME, ledger_key)
@@ -103,7 +107,7 @@ def test_receipts_carry_both_cosignatures_and_witnesses_refuse_a_fork_and_a_repl
             w.stop()
 
 
-async def _sink_takes(settings: Settings, batches) -> None:
+async def _sink_takes(settings: Settings, batches: list[list[AuditEvent]]) -> None:
     """Run the sink while each batch of events is produced, until the ledger holds them all and
     the tail is checkpointed and witnessed; then stop it."""
     stop = asyncio.Event()
@@ -122,7 +126,9 @@ async def _sink_takes(settings: Settings, batches) -> None:
     await task
 
 
-def _a_stored_receipt(settings: Settings, vkey, witnesses: list[WitnessProcess]):
+def _a_stored_receipt(
+    settings: Settings, vkey: NoteKey, witnesses: list[WitnessProcess]
+) -> tuple[str, Receipt, int, list[bytes]]:
     """Check that the store holds both witnesses' cosignatures and the log's own signature on each
     checkpoint; then one event's id, its receipt, its chain and the chain's leaves."""
     store = ChdbStore(store_path(settings), read_only=True)
@@ -142,7 +148,9 @@ def _a_stored_receipt(settings: Settings, vkey, witnesses: list[WitnessProcess])
     return event_id, receipt, chain, leaves
 
 
-def _auditor_checks_the_receipt(tmp_path, event_id: str, receipt, chain: int, vkey, witnesses) -> None:
+def _auditor_checks_the_receipt(
+    tmp_path: Path, event_id: str, receipt: Receipt, chain: int, vkey: NoteKey, witnesses: list[WitnessProcess]
+) -> None:
     """The auditor's commands: the receipt printed, checked offline with the keys alone, accepted
     by Go's reference code too, and refused once its event is altered."""
     printed = tmp_path / "event.tlog-proof"
@@ -178,7 +186,13 @@ def _auditor_checks_the_receipt(tmp_path, event_id: str, receipt, chain: int, vk
     assert main(["audit", "check-receipt", str(printed), "--log-key", vkey.vkey, *witness_args, "--quorum", "2"]) == 1
 
 
-def _witnesses_refuse_a_fork_and_a_replay(broker: str, receipt, leaves: list[bytes], ledger_key, witnesses) -> None:
+def _witnesses_refuse_a_fork_and_a_replay(
+    broker: str,
+    receipt: Receipt,
+    leaves: list[bytes],
+    ledger_key: Ed25519PrivateKey,
+    witnesses: list[WitnessProcess],
+) -> None:
     """The operator makes the ledger's key sign a history that does not extend the one the
     witnesses saw (the chain's last leaf swapped, then grown from there), and replays the first
     checkpoint cosigned: no witness cosigns any of them."""
@@ -205,7 +219,9 @@ def _witnesses_refuse_a_fork_and_a_replay(broker: str, receipt, leaves: list[byt
     assert status == 409 and int(said) >= first_cp.size, (status, said)
 
 
-def _verify_names_a_forged_note_signature(settings: Settings, chain: int, vkey, capsys) -> None:
+def _verify_names_a_forged_note_signature(
+    settings: Settings, chain: int, vkey: NoteKey, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The note signature of a stored checkpoint replaced by one the log's key did not sign (an
     operator editing what receipts carry): `warden audit verify` names the checkpoint."""
     assert main(["audit", "verify", "--json"]) == 0

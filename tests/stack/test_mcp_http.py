@@ -16,9 +16,12 @@ import json
 import os
 import stat
 import time
+import typing
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -27,8 +30,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from gateway.mcp_server.auth import token_file
-from infra.stack.local import free_port
-from tests.oauth_support import authorization_server
+from infra.stack.local import LocalStack, free_port
+from runtime.config import Settings
+from tests.oauth_support import AuthorizationServer, authorization_server
 from tests.support import make_agent, serving
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -41,7 +45,9 @@ INITIALIZE = {
 
 
 @contextlib.contextmanager
-def _serving(settings, agent: str, options: list[str], log, env: dict[str, str] | None = None) -> Iterator[str]:
+def _serving(
+    settings: Settings, agent: str, options: list[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """`warden mcp --agent AGENT --http` with ``options`` (and ``env`` added to its environment) on a
     free port, logging to ``log``: its MCP URL."""
     port = free_port()
@@ -53,7 +59,7 @@ def _serving(settings, agent: str, options: list[str], log, env: dict[str, str] 
 
 
 @pytest.fixture(scope="module")
-def agent(stack):
+def agent(stack: LocalStack) -> str:
     """An agent whose policy allows DEST."""
     name = f"agent-mcp-http-{os.urandom(3).hex()}"
     asyncio.run(make_agent(stack.settings, name, tx_to_allowlist=(DEST,), tx_max_value_eth="1", tx_daily_limit_eth="2"))
@@ -61,7 +67,9 @@ def agent(stack):
 
 
 @pytest.fixture(scope="module")
-def server(stack, agent, tmp_path_factory):
+def server(
+    stack: LocalStack, agent: str, tmp_path_factory: pytest.TempPathFactory
+) -> typing.Iterator[tuple[str, str, Path, Path]]:
     """The running HTTP server: (its MCP URL, its token, its stderr file, its token file)."""
     log = tmp_path_factory.mktemp("mcp-http") / "server.log"
     with _serving(stack.settings, agent, [], log) as url:
@@ -69,9 +77,9 @@ def server(stack, agent, tmp_path_factory):
         yield url, path.read_text().strip(), log, path
 
 
-async def _session_calls(url: str, token: str | None) -> dict:
+async def _session_calls(url: str, token: str | None) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    got: dict = {}
+    got: dict[str, Any] = {}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=150)) as http,
         streamable_http_client(url, http_client=http) as (read, write),
@@ -90,12 +98,13 @@ def _post_initialize(url: str, authorization: str | None) -> urllib.error.HTTPEr
     request = urllib.request.Request(url, json.dumps(INITIALIZE).encode(), headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status
+            status: int = response.status
+            return status
     except urllib.error.HTTPError as refused:
         return refused
 
 
-def test_with_the_token_a_client_lists_the_tools_and_reads_the_policy(server):
+def test_with_the_token_a_client_lists_the_tools_and_reads_the_policy(server: tuple[str, str, Path, Path]) -> None:
     url, token, log, _ = server
     got = asyncio.run(_session_calls(url, token))
     assert "get_policy" in {tool.name for tool in got["tools"]}
@@ -104,7 +113,7 @@ def test_with_the_token_a_client_lists_the_tools_and_reads_the_policy(server):
     assert policy.structured_content["tx_to_allowlist"] == [DEST]
 
 
-def test_the_token_file_is_private_and_its_path_not_the_token_is_logged(server):
+def test_the_token_file_is_private_and_its_path_not_the_token_is_logged(server: tuple[str, str, Path, Path]) -> None:
     url, token, log, path = server
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     text = log.read_text()
@@ -113,7 +122,9 @@ def test_the_token_file_is_private_and_its_path_not_the_token_is_logged(server):
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", "Bearer ", "Basic dXNlcjpwYXNz"], ids=repr)
-def test_a_request_without_the_right_token_gets_401(server, authorization):
+def test_a_request_without_the_right_token_gets_401(
+    server: tuple[str, str, Path, Path], authorization: str | None
+) -> None:
     url, _, _, _ = server
     refused = _post_initialize(url, authorization)
     assert isinstance(refused, urllib.error.HTTPError) and refused.code == 401
@@ -121,14 +132,17 @@ def test_a_request_without_the_right_token_gets_401(server, authorization):
     assert challenge.startswith("Bearer ") and "resource_metadata=" in challenge
 
 
-def test_a_prefix_of_the_token_gets_401_and_the_token_itself_gets_through(server):
+def test_a_prefix_of_the_token_gets_401_and_the_token_itself_gets_through(server: tuple[str, str, Path, Path]) -> None:
     url, token, _, _ = server
-    assert _post_initialize(url, f"Bearer {token[:-1]}").code == 401
+    refused = _post_initialize(url, f"Bearer {token[:-1]}")
+    assert isinstance(refused, urllib.error.HTTPError) and refused.code == 401
     assert _post_initialize(url, f"Bearer {token}") == 200
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token"], ids=repr)
-def test_the_sdk_client_cannot_initialize_without_the_right_token(server, token):
+def test_the_sdk_client_cannot_initialize_without_the_right_token(
+    server: tuple[str, str, Path, Path], token: str | None
+) -> None:
     url, _, _, _ = server
     # The SDK's client reports the 401 as an MCPError without its status (the status is checked by
     # the plain POSTs above), raised out of its task groups.
@@ -150,7 +164,9 @@ SCOPE = "warden:agent"
 
 
 @pytest.fixture(scope="module")
-def oauth_server(stack, agent, tmp_path_factory):
+def oauth_server(
+    stack: LocalStack, agent: str, tmp_path_factory: pytest.TempPathFactory
+) -> typing.Iterator[tuple[str, AuthorizationServer, Path]]:
     """The server taking the authorization server's tokens: (its MCP URL, the authorization server, its log)."""
     tmp = tmp_path_factory.mktemp("mcp-oauth")
     secret = tmp / "introspection-secret"
@@ -159,7 +175,7 @@ def oauth_server(stack, agent, tmp_path_factory):
         "WARDEN_MCP_INTROSPECTION_CLIENT_ID": "warden-mcp",
         "WARDEN_MCP_INTROSPECTION_SECRET_FILE": str(secret),
     }
-    tokens: dict[str, dict] = {}
+    tokens: dict[str, dict[str, Any]] = {}
     with authorization_server(tokens, client=("warden-mcp", "introspection-s3cret")) as issuer:
         options = [
             *("--auth-issuer", issuer.issuer),
@@ -181,7 +197,9 @@ def oauth_server(stack, agent, tmp_path_factory):
             yield url, issuer, tmp / "server.log"
 
 
-def test_an_access_token_for_this_server_lists_the_tools_and_reads_the_policy(oauth_server):
+def test_an_access_token_for_this_server_lists_the_tools_and_reads_the_policy(
+    oauth_server: tuple[str, AuthorizationServer, Path],
+) -> None:
     url, issuer, log = oauth_server
     got = asyncio.run(_session_calls(url, GOOD))
     assert "get_policy" in {tool.name for tool in got["tools"]}
@@ -201,7 +219,9 @@ def test_an_access_token_for_this_server_lists_the_tools_and_reads_the_policy(oa
     ],
     ids=["other-audience", "inactive", "expired", "unknown"],
 )
-def test_a_token_the_rules_refuse_gets_401_and_the_reason_is_logged(oauth_server, token, reason):
+def test_a_token_the_rules_refuse_gets_401_and_the_reason_is_logged(
+    oauth_server: tuple[str, AuthorizationServer, Path], token: str, reason: str
+) -> None:
     url, issuer, log = oauth_server
     refused = _post_initialize(url, f"Bearer {token}")
     assert isinstance(refused, urllib.error.HTTPError) and refused.code == 401
@@ -212,7 +232,9 @@ def test_a_token_the_rules_refuse_gets_401_and_the_reason_is_logged(oauth_server
     assert token not in text
 
 
-def test_a_token_without_the_required_scope_gets_403_insufficient_scope(oauth_server):
+def test_a_token_without_the_required_scope_gets_403_insufficient_scope(
+    oauth_server: tuple[str, AuthorizationServer, Path],
+) -> None:
     # The MCP authorization rules: 403 with the scope named, so a client can ask for it (step-up).
     url, issuer, _ = oauth_server
     refused = _post_initialize(url, f"Bearer {NO_SCOPE}")
@@ -222,7 +244,9 @@ def test_a_token_without_the_required_scope_gets_403_insufficient_scope(oauth_se
     assert NO_SCOPE in issuer.asked
 
 
-def test_a_request_without_a_token_gets_401_and_asks_no_one(oauth_server):
+def test_a_request_without_a_token_gets_401_and_asks_no_one(
+    oauth_server: tuple[str, AuthorizationServer, Path],
+) -> None:
     url, issuer, _ = oauth_server
     asked = len(issuer.asked)
     refused = _post_initialize(url, None)
@@ -230,7 +254,9 @@ def test_a_request_without_a_token_gets_401_and_asks_no_one(oauth_server):
     assert len(issuer.asked) == asked
 
 
-def test_the_protected_resource_metadata_names_the_issuer_and_the_scope(oauth_server):
+def test_the_protected_resource_metadata_names_the_issuer_and_the_scope(
+    oauth_server: tuple[str, AuthorizationServer, Path],
+) -> None:
     url, issuer, log = oauth_server
     origin = url.removesuffix("/mcp")
     with urllib.request.urlopen(f"{origin}/.well-known/oauth-protected-resource/mcp", timeout=30) as response:

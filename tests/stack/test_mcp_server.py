@@ -11,18 +11,23 @@ from __future__ import annotations
 import asyncio
 import os
 from decimal import Decimal
+from io import TextIOWrapper
+from typing import Any
 
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from mcp.client.session import ClientSession
 from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult
 
 from infra.stack.demo_script import permit_typed_data
+from infra.stack.local import LocalStack
 from ledger.keys import local_public_key
 from ledger.note import ED25519, NoteError, NoteKey
 from ledger.receipt import Policy, Receipt, check
 from runtime.clock import utcnow
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.actions import AuditAction
@@ -54,14 +59,14 @@ TOOLS = {
 }
 
 
-async def _calls(settings, agent: str, address: str, errlog) -> dict:
+async def _calls(settings: Settings, agent: str, address: str, errlog: TextIOWrapper) -> dict[str, Any]:
     server = warden_mcp(settings, agent)
-    got: dict = {}
+    got: dict[str, Any] = {}
     async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         got["tools"] = (await session.list_tools()).tools
 
-        async def call(name: str, **arguments):
+        async def call(name: str, **arguments: Any) -> CallToolResult:
             return await session.call_tool(name, arguments, read_timeout_seconds=150)
 
         # Each dry run first, then the same request through the pipeline: they must agree.
@@ -120,7 +125,7 @@ async def _calls(settings, agent: str, address: str, errlog) -> dict:
 
 
 @pytest.fixture(scope="module")
-def session(stack, tmp_path_factory):
+def session(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     settings = stack.settings
     agent = f"agent-mcp-{os.urandom(3).hex()}"
     _, address, policy = asyncio.run(
@@ -142,14 +147,15 @@ def session(stack, tmp_path_factory):
     return got
 
 
-def _data(session: dict, name: str) -> dict:
+def _data(session: dict[str, Any], name: str) -> dict[str, Any]:
     """What the call ``name`` returned as structured content (the server's log when it returned none)."""
     result = session[name]
     assert result.structured_content is not None, (result.content, session["log"][-4000:])
-    return result.structured_content
+    content: dict[str, Any] = result.structured_content
+    return content
 
 
-def test_every_tool_is_listed_with_its_input_and_output_schema(session):
+def test_every_tool_is_listed_with_its_input_and_output_schema(session: dict[str, Any]) -> None:
     tools = {tool.name: tool for tool in session["tools"]}
     assert set(tools) == TOOLS
     for tool in tools.values():
@@ -162,7 +168,7 @@ def test_every_tool_is_listed_with_its_input_and_output_schema(session):
     assert "signed_tx" in tools["get_transaction"].output_schema["properties"]
 
 
-def test_a_submitted_transaction_is_mined_from_the_agents_address(session):
+def test_a_submitted_transaction_is_mined_from_the_agents_address(session: dict[str, Any]) -> None:
     result = session["mined"]
     mined = _data(session, "mined")
     assert not result.is_error and mined["status"] == "mined", (mined, session["log"])
@@ -173,7 +179,7 @@ def test_a_submitted_transaction_is_mined_from_the_agents_address(session):
     assert mined["status"] in result.content[0].text and mined["intent_id"] in result.content[0].text
 
 
-def test_a_transaction_and_a_refusal_come_with_receipts_an_auditor_checks_offline(session):
+def test_a_transaction_and_a_refusal_come_with_receipts_an_auditor_checks_offline(session: dict[str, Any]) -> None:
     """The receipt of an outcome: its audit event in the ledger, proven under the log's signed
     checkpoint (the shared stack has no witnesses: a quorum of 0), checked with the key alone; the
     refused intent's receipt proves its refusal."""
@@ -194,7 +200,7 @@ def test_a_transaction_and_a_refusal_come_with_receipts_an_auditor_checks_offlin
             check(receipt, other)
 
 
-def test_a_forged_refusal_on_the_topic_is_not_reported(session):
+def test_a_forged_refusal_on_the_topic_is_not_reported(session: dict[str, Any]) -> None:
     mined = _data(session, "mined")
     # The forger answered this very intent, bound to its digest, before the pipeline did.
     assert mined["intent_id"] in session["forged_for"]
@@ -202,7 +208,7 @@ def test_a_forged_refusal_on_the_topic_is_not_reported(session):
     assert mined["forged_outcomes_ignored"] >= 1
 
 
-def test_a_recipient_off_the_allowlist_is_refused_with_its_rule(session):
+def test_a_recipient_off_the_allowlist_is_refused_with_its_rule(session: dict[str, Any]) -> None:
     refused = _data(session, "refused")
     assert refused["status"] == "refused" and refused["tx_hash"] is None
     assert (refused["refusal"]["stage"], refused["refusal"]["code"]) == (
@@ -215,14 +221,16 @@ def test_a_recipient_off_the_allowlist_is_refused_with_its_rule(session):
     assert (shown["status"], shown["refusal"]["code"]) == ("refused", Code.RECIPIENT_NOT_ALLOWLISTED)
 
 
-def test_sign_transaction_signs_without_broadcast_and_a_retried_key_gets_the_first_answer(session):
+def test_sign_transaction_signs_without_broadcast_and_a_retried_key_gets_the_first_answer(
+    session: dict[str, Any],
+) -> None:
     first, again = _data(session, "signed"), _data(session, "signed_again")
     assert first["status"] == "sign_only" and Account.recover_transaction(first["signed_tx"]) == session["address"]
     assert first["intent_id"] != again["intent_id"] and first["idempotency_key"] == again["idempotency_key"] == "k-7"
     assert (again["signed_tx"], again["nonce"]) == (first["signed_tx"], first["nonce"])
 
 
-def test_a_message_is_signed_and_a_typed_document_the_policy_denies_is_refused(session):
+def test_a_message_is_signed_and_a_typed_document_the_policy_denies_is_refused(session: dict[str, Any]) -> None:
     message = _data(session, "message")
     assert message["status"] == "signed", message
     signer = Account.recover_message(
@@ -237,7 +245,7 @@ def test_a_message_is_signed_and_a_typed_document_the_policy_denies_is_refused(s
     )
 
 
-def test_lookups_show_signed_bytes_only_when_asked_and_list_the_mined_one(session):
+def test_lookups_show_signed_bytes_only_when_asked_and_list_the_mined_one(session: dict[str, Any]) -> None:
     mined = _data(session, "mined")
     shown, with_bytes = _data(session, "shown"), _data(session, "shown_with_bytes")
     assert "signed_tx" not in shown and shown["status"] == "mined" and shown["tx_hash"] == mined["tx_hash"]
@@ -265,7 +273,7 @@ def test_lookups_show_signed_bytes_only_when_asked_and_list_the_mined_one(sessio
     assert session["listed_naive"].is_error, "a time without a zone is refused, not guessed"
 
 
-def test_admin_actions_are_refused_and_the_policy_and_keys_are_the_agents(session):
+def test_admin_actions_are_refused_and_the_policy_and_keys_are_the_agents(session: dict[str, Any]) -> None:
     provision = session["provision"]
     assert provision.is_error
     assert f"warden keys provision --agent {session['agent']} --chain ethereum" in provision.content[0].text
@@ -284,12 +292,12 @@ def test_admin_actions_are_refused_and_the_policy_and_keys_are_the_agents(sessio
     assert "anvil" in keys[0]["chains"]
 
 
-def test_an_invalid_request_names_the_field(session):
+def test_an_invalid_request_names_the_field(session: dict[str, Any]) -> None:
     bad = session["bad_value"]
     assert bad.is_error and "value" in bad.content[0].text
 
 
-def test_the_dry_run_agrees_with_what_the_pipeline_then_decides(session):
+def test_the_dry_run_agrees_with_what_the_pipeline_then_decides(session: dict[str, Any]) -> None:
     allowed, mined = _data(session, "check_allowed"), _data(session, "mined")
     assert allowed["decision"] == "allowed" and allowed["deciding"] is None, allowed
     assert all(stage["passed"] for stage in allowed["stages"]) and not allowed["not_judged"]
@@ -317,7 +325,7 @@ def test_the_dry_run_agrees_with_what_the_pipeline_then_decides(session):
     assert "approval threshold" in pending[0]["reason"]
 
 
-def test_the_policy_shows_what_is_left_of_each_rolling_limit(session):
+def test_the_policy_shows_what_is_left_of_each_rolling_limit(session: dict[str, Any]) -> None:
     windows = {w["asset"].lower(): w for w in _data(session, "policy")["windows_24h"]}
     # The native window holds what the signer reserved for the mined and the signed-only
     # transaction (value and worst-case fee), to the wei: the retry under the signed one's

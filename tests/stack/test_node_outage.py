@@ -23,15 +23,22 @@ import os
 import signal
 import time
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 
+from aiokafka.structs import TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.stages import Stage
-from sdk.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, wait_outcomes
 from tests.support import direct_approvals, make_agent, read_topic
 from tests.up_support import chain_nonce
 
@@ -41,12 +48,14 @@ BEFORE, DURING = 2, 6  # intents of the burst submitted before the node stops, a
 WATCHED = (topics.INTENTS_APPROVED, topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.AUDIT_EVENTS)
 
 
-def _intent(key):
+def _intent(key: Ed25519PrivateKey) -> TransactionIntent:
     # No fees named: the worker asks the node for them, so its judgement waits while the node is stopped.
     return new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.0001", gas_limit=21000, broadcast=True)
 
 
-async def _no_outcome_published(settings, start, ids: set[str], deadline_s: float = 150) -> None:
+async def _no_outcome_published(
+    settings: Settings, start: dict[TopicPartition, int], ids: set[str], deadline_s: float = 150
+) -> None:
     """Until the signer has refused one of ``ids`` NO_OUTCOME: the give-up."""
     until = time.monotonic() + deadline_s
     while time.monotonic() < until:
@@ -58,7 +67,7 @@ async def _no_outcome_published(settings, start, ids: set[str], deadline_s: floa
     raise AssertionError(f"no intent was given up NO_OUTCOME within {deadline_s} s")
 
 
-async def _until(done, within_s: float) -> None:
+async def _until(done: Callable[[], Awaitable[bool]], within_s: float) -> None:
     """Until ``done()`` is true, or ``within_s`` have passed: a wait for what may not come (the
     assertions after it say whether it did)."""
     until = time.monotonic() + within_s
@@ -66,7 +75,7 @@ async def _until(done, within_s: float) -> None:
         await asyncio.sleep(0.5)
 
 
-async def _discarded(settings, start, ids: set[str]) -> bool:
+async def _discarded(settings: Settings, start: dict[TopicPartition, int], ids: set[str]) -> bool:
     """Whether a judgement of one of ``ids`` has been discarded (`intent.judgement_discarded`)."""
     return any(
         event.action == AuditAction.INTENT_JUDGEMENT_DISCARDED and event.intent_id in ids
@@ -75,9 +84,9 @@ async def _discarded(settings, start, ids: set[str]) -> bool:
     )
 
 
-async def _answers(settings, start, ids: set[str]) -> Counter:
+async def _answers(settings: Settings, start: dict[TopicPartition, int], ids: set[str]) -> Counter[str]:
     """Records about each of ``ids`` on warden.intents.rejected and warden.txs.signed."""
-    found: Counter = Counter()
+    found: Counter[str] = Counter()
     for topic, parse in ((topics.INTENTS_REJECTED, IntentRejected), (topics.TXS_SIGNED, SignedTransaction)):
         for raw in await read_topic(settings, topic, idle_polls=2, start=start):
             if (intent_id := parse.from_bytes(raw).intent_id) in ids:
@@ -85,19 +94,21 @@ async def _answers(settings, start, ids: set[str]) -> Counter:
     return found
 
 
-async def _answered_each(settings, start, ids: set[str], before: Counter) -> bool:
+async def _answered_each(
+    settings: Settings, start: dict[TopicPartition, int], ids: set[str], before: Counter[str]
+) -> bool:
     now = await _answers(settings, start, ids)
     return all(now[i] > before[i] for i in ids)
 
 
-def _outage(fresh_stack, stopped_s: float | None) -> None:
+def _outage(fresh_stack: Callable[..., LocalStack], stopped_s: float | None) -> None:
     """A burst with the node stopped in its middle: continued at the give-up (``stopped_s`` None)
     or after ``stopped_s`` seconds. Then every intent is checked for one outcome."""
     stack = fresh_stack()
     settings = stack.settings
     anvil = stack.processes["anvil"].pid  # its own process group (started in a new session)
 
-    async def scenario():
+    async def scenario() -> tuple[list[TransactionIntent], dict[str, Outcome], dict[str, list[bytes]], int, int]:
         key, address, policy = await make_agent(settings, AGENT, tx_to_allowlist=(DEST,))
         nonce_before = await chain_nonce(settings, address)
         start = await end_offsets(settings, WATCHED)
@@ -139,8 +150,8 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
 
     # Each intent's refusals (a redelivery may publish the same bytes again: one outcome), what the
     # worker approved, and what the signer signed.
-    said: dict[str, set] = defaultdict(set)
-    refused: dict[str, str] = {}
+    said: dict[str, set[tuple[Stage, Code, bytes]]] = defaultdict(set)
+    refused: dict[str, Code] = {}
     for raw in read[topics.INTENTS_REJECTED]:
         rejected = IntentRejected.from_bytes(raw)
         if rejected.intent_id in ids:
@@ -175,9 +186,11 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
     assert all(event.details["decided"] == "abandoned" for event in discarded), discarded
 
 
-def test_a_node_stopped_mid_burst_and_back_at_the_give_up_leaves_one_outcome_and_signs_no_refusal(fresh_stack):
+def test_a_node_stopped_mid_burst_and_back_at_the_give_up_leaves_one_outcome_and_signs_no_refusal(
+    fresh_stack: Callable[..., LocalStack],
+) -> None:
     _outage(fresh_stack, None)
 
 
-def test_a_node_stopped_for_90_s_leaves_one_refusal_per_intent(fresh_stack):
+def test_a_node_stopped_for_90_s_leaves_one_refusal_per_intent(fresh_stack: Callable[..., LocalStack]) -> None:
     _outage(fresh_stack, 90)

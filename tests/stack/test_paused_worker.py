@@ -19,14 +19,18 @@ import asyncio
 import os
 import signal
 from collections import defaultdict
+from collections.abc import Callable
 
 import pytest
 
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets, partition_of
 from schemas import topics
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
-from sdk.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, wait_outcomes
 from tests.support import group_state, make_agent, read_topic
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -45,7 +49,7 @@ WORKERS = ("streams-0", "streams-1")  # their group instance ids (`WARDEN_WORKER
 pytestmark = pytest.mark.kafka  # a rebalance: on the broker `warden up` runs (tests/stack/conftest.py)
 
 
-async def _group_settled(settings, deadline_s: float = 60.0) -> None:
+async def _group_settled(settings: Settings, deadline_s: float = 60.0) -> None:
     """Until the workers' group is stable with both workers in it: each stop is made in a settled
     group, as the issue's runs did (a stop while the group rebalances is not this test's case)."""
     group = topics.CONSUMER_GROUPS["streams"][0]
@@ -67,15 +71,19 @@ def _agents() -> list[str]:
     return [by_partition[p] for p in range(topics.PARTITIONS)]
 
 
-def test_a_worker_paused_past_its_session_publishes_nothing_another_owner_decides(fresh_stack):
+def test_a_worker_paused_past_its_session_publishes_nothing_another_owner_decides(
+    fresh_stack: Callable[..., LocalStack],
+) -> None:
     stack = fresh_stack(signers=2, workers=2, worker_session_timeout_s=SESSION_S, intent_max_age_s=MAX_AGE_S)
     settings = stack.settings
     agents = _agents()
 
-    async def scenario():
+    async def scenario() -> tuple[
+        list[TransactionIntent], dict[str, Outcome], list[SignedTransaction], list[tuple[bytes, IntentRejected]]
+    ]:
         keys = {agent: (await make_agent(settings, agent, tx_to_allowlist=(DEST,)))[0] for agent in agents}
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-        sent = []
+        sent: list[TransactionIntent] = []
         async with Client(settings) as client:
             for after, name in STOPS:
                 await _group_settled(settings)
@@ -117,13 +125,13 @@ def test_a_worker_paused_past_its_session_publishes_nothing_another_owner_decide
     assert set(outcomes) == ids, f"{len(ids - set(outcomes))} of {len(ids)} intents without an outcome"
 
     # One outcome each: the same bytes may be published again (a redelivery), nothing else.
-    said: dict[str, set] = defaultdict(set)
+    said: dict[str, set[tuple[object, ...]]] = defaultdict(set)
     for record in signed:
         if record.intent_id in ids:
             said[record.intent_id].add(("signed", record.signed_tx))
-    for raw, record in rejected:
-        if record.intent_id in ids:
-            said[record.intent_id].add(("rejected", record.signed_by, record.stage, record.code, raw))
+    for raw, refusal in rejected:
+        if refusal.intent_id in ids:
+            said[refusal.intent_id].add(("rejected", refusal.signed_by, refusal.stage, refusal.code, raw))
     several = {i: sorted(str(x)[:120] for x in s) for i, s in said.items() if len(s) != 1}
     assert not several, (
         f"{len(several)} of {len(ids)} intents were told more than one thing, e.g. {next(iter(several.items()))}; see {settings.log_dir}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
+from typing import Any
 
 import clickhouse_connect
 import orjson
@@ -12,6 +14,8 @@ from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
 from infra.stack import demo, demo_script
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -22,13 +26,15 @@ from schemas.fields import parse_native_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
+from sdk.outcomes import Outcome
 from tests.support import balance, everything_recorded, make_agent, read_topic
 
 
-async def code_at(settings, address: str) -> str:
+async def code_at(settings: Settings, address: str) -> str:
     node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
-        return await node.call("eth_getCode", address, "latest")
+        code: str = await node.call("eth_getCode", address, "latest")
+        return code
     finally:
         await node.close()
 
@@ -36,7 +42,7 @@ async def code_at(settings, address: str) -> str:
 CAROL = "0x000000000000000000000000000000000000ca01"
 
 
-def test_demo_yields_exactly_its_expected_outcomes(stack, run):
+def test_demo_yields_exactly_its_expected_outcomes(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
     before = {a: run(balance(settings, a)) for a in (demo_script.ALICE, demo_script.BOB)}
     mcp_payee_before = run(balance(settings, demo_script.MCP_PAYEE))
@@ -173,10 +179,10 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     ]
 
 
-def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack, run):
+def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
 
-    async def scenario():
+    async def scenario() -> tuple[str, list[TransactionIntent], dict[str, Outcome], int]:
         agent_key, address, _ = await make_agent(settings, "types-agent")
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         before = await balance(settings, CAROL)
@@ -215,10 +221,12 @@ def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack, run):
         assert Account.recover_transaction(raw) == address == signed.from_
 
 
-def test_redelivered_and_idempotent_intents_sign_once(stack, run):
+def test_redelivered_and_idempotent_intents_sign_once(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
 
-    async def scenario():
+    async def scenario() -> tuple[
+        TransactionIntent, TransactionIntent, TransactionIntent, dict[str, Outcome], list[SignedTransaction]
+    ]:
         agent_key, address, _ = await make_agent(settings, "idem-agent")
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         first = new_intent(
@@ -261,15 +269,25 @@ def test_redelivered_and_idempotent_intents_sign_once(stack, run):
     assert {s.nonce for s in mine} == {a.nonce}
 
 
-def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, run):
+def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
 
-    async def scenario():
+    async def scenario() -> tuple[
+        dict[str, bytes],
+        TransactionIntent,
+        TransactionIntent,
+        dict[str, Outcome],
+        list[dict[str, Any]],
+        list[dict[str, Any]],
+        list[dict[str, Any]],
+    ]:
         agent_key, _, policy = await make_agent(settings, "bad-input-agent")
         good = new_intent(agent_key, agent_id="bad-input-agent", chain="anvil", to=CAROL, value="0.001")
         doc = orjson.loads(good.to_bytes())
 
-        def variant(**changes):
+        def variant(**changes: Any) -> bytes:
             return orjson.dumps({**doc, **changes, "intent_id": f"bad-{len(changes)}-{sorted(changes)[0]}"})
 
         forged = new_intent(agent_key, agent_id="bad-input-agent", chain="anvil", to=CAROL, value="0.002")
@@ -335,7 +353,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
     assert refused and "unsigned" in refused[0]["details"]["reason"]
 
 
-def test_no_private_key_bytes_anywhere_after_the_runs(stack, run):
+def test_no_private_key_bytes_anywhere_after_the_runs(stack: LocalStack, run: Callable[..., Any]) -> None:
     """Runs last in this module: after the demo and every test above, no form of any
     provisioned private key is in any topic (changelogs included) or any log file."""
     from signer.custody.hygiene import find_leaks

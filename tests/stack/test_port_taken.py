@@ -17,6 +17,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +28,7 @@ from runtime.config import child_environment
 
 
 @contextlib.contextmanager
-def held(count: int):
+def held(count: int) -> Iterator[list[socket.socket]]:
     """``count`` listening sockets on free loopback ports, as another stack's processes hold them."""
     with contextlib.ExitStack() as stack:
         socks = [stack.enter_context(socket.socket()) for _ in range(count)]
@@ -37,10 +40,11 @@ def held(count: int):
 
 
 def _port(sock: socket.socket) -> int:
-    return sock.getsockname()[1]
+    port: int = sock.getsockname()[1]
+    return port
 
 
-def _connections(socks: list[socket.socket]) -> list[tuple]:
+def _connections(socks: list[socket.socket]) -> list[tuple[Any, ...]]:
     """The connections made to the held sockets (none pending, none accepted: none made)."""
     made = []
     for sock in socks:
@@ -50,7 +54,9 @@ def _connections(socks: list[socket.socket]) -> list[tuple]:
 
 
 @pytest.mark.parametrize("flags", [("--memory",), ()], ids=["memory", "kafka"])
-def test_warden_up_on_ports_another_stack_holds_starts_nothing_and_names_them(tmp_path, flags):
+def test_warden_up_on_ports_another_stack_holds_starts_nothing_and_names_them(
+    tmp_path: Path, flags: tuple[str, ...]
+) -> None:
     home = tmp_path / "home"
     with held(2) as (broker, anvil):
         broker_port, anvil_port = _port(broker), _port(anvil)
@@ -80,7 +86,7 @@ def test_warden_up_on_ports_another_stack_holds_starts_nothing_and_names_them(tm
 
 
 @pytest.mark.parametrize("part", ["broker", "anvil"])
-def test_a_part_that_could_not_bind_is_not_ready_though_something_answers_there(tmp_path, part):
+def test_a_part_that_could_not_bind_is_not_ready_though_something_answers_there(tmp_path: Path, part: str) -> None:
     with held(1) as (holder,):
         port = _port(holder)
         address = f"127.0.0.1:{port}"

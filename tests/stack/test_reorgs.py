@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -26,7 +28,7 @@ from tests.tracker_support import Harness, automine, finish, on_chain, private_c
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with private_chain(tmp_path_factory.mktemp("reorg-chain")) as rpc_url:
         yield rpc_url
 
@@ -36,7 +38,9 @@ async def decided(h: Harness, signed: SignedTransaction) -> SignedTransaction:
     return await asyncio.wait_for(h.signer.track(signed, utcnow, h.emit), 60)
 
 
-async def follow_until(h: Harness, record: SignedTransaction, done) -> SignedTransaction:
+async def follow_until(
+    h: Harness, record: SignedTransaction, done: Callable[[list[SignedTransaction]], bool]
+) -> SignedTransaction:
     """`Signer.follow` running until the published records of the intent satisfy ``done``."""
     task = asyncio.create_task(h.signer.tracking.follow(record, utcnow, h.emit))
     try:
@@ -52,11 +56,15 @@ async def follow_until(h: Harness, record: SignedTransaction, done) -> SignedTra
 
 
 async def block_hash(h: Harness, number: int) -> str:
-    return (await h.node.call("eth_getBlockByNumber", hex(number), False))["hash"]
+    return str((await h.node.call("eth_getBlockByNumber", hex(number), False))["hash"])
 
 
-def test_a_mined_transaction_reorged_out_is_sent_again_mined_again_and_only_then_final(chain, tmp_path):
-    async def scenario(h: Harness):
+def test_a_mined_transaction_reorged_out_is_sent_again_mined_again_and_only_then_final(
+    chain: str, tmp_path: Path
+) -> None:
+    async def scenario(
+        h: Harness,
+    ) -> tuple[SignedTransaction, SignedTransaction, int | None, SignedTransaction, int | None, SignedTransaction]:
         first = await h.sign()
         mined = await decided(h, first)
         reserved = h.state.agent(h.agent).spend_of(first.intent_id)
@@ -82,6 +90,7 @@ def test_a_mined_transaction_reorged_out_is_sent_again_mined_again_and_only_then
         ("mined", True),
     ], history
     reorged = h.records(first.intent_id)[3]
+    assert reorged.error is not None
     assert "left the chain" in reorged.error and "sent again" in reorged.error and reorged.block_number is None
     assert [r.reorgs for r in h.records(first.intent_id)] == [0, 0, 0, 1, 1, 1]
     # The same signed bytes, mined again: same hash, same nonce, another block.
@@ -97,11 +106,12 @@ def test_a_mined_transaction_reorged_out_is_sent_again_mined_again_and_only_then
     ), actions
     # The worst case stays reserved until final, then settles to what the chain took.
     assert reserved == kept == first.max_spend_wei
+    assert final.fee_wei is not None
     assert h.state.agent(h.agent).spend_of(first.intent_id) == final.value_wei + final.fee_wei < reserved
 
 
-def test_a_transaction_a_reorg_moves_to_another_block_is_re_reported_there(chain, tmp_path):
-    async def scenario(h: Harness):
+def test_a_transaction_a_reorg_moves_to_another_block_is_re_reported_there(chain: str, tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> tuple[SignedTransaction, SignedTransaction, SignedTransaction, SignedTransaction]:
         first = await h.sign()
         mined = await decided(h, first)
         await h.node.call("evm_mine")
@@ -114,21 +124,28 @@ def test_a_transaction_a_reorg_moves_to_another_block_is_re_reported_there(chain
 
     h, (first, mined, moved, final) = on_chain(tmp_path, chain, scenario, automining=True)
     assert moved.status == "mined" and not moved.final
-    assert moved.block_number == mined.block_number + 1 and moved.block_hash != mined.block_hash
-    assert "left the chain" in moved.error and f"now in block {moved.block_number}" in moved.error
+    assert mined.block_number is not None and moved.block_number == mined.block_number + 1
+    assert moved.block_hash != mined.block_hash
+    assert (
+        moved.error is not None
+        and "left the chain" in moved.error
+        and f"now in block {moved.block_number}" in moved.error
+    )
     assert final.final and final.block_number == moved.block_number
     assert [r.status for r in h.records(first.intent_id)].count("broadcast") == 1  # never sent again: it was there
     assert AuditAction.TX_REORGED in h.audit_actions(first.intent_id)
 
 
 @pytest.mark.parametrize("finalized_tag", [True, False])
-def test_final_follows_the_finalized_block_or_the_chains_confirmations(chain, tmp_path, finalized_tag):
+def test_final_follows_the_finalized_block_or_the_chains_confirmations(
+    chain: str, tmp_path: Path, finalized_tag: bool
+) -> None:
     """Anvil's `finalized` block is 2 under its head. With the tag, 2 blocks on top are final even
     though the chain asks for 5 confirmations; without it, 5 are needed."""
     previous = REGISTRY.admin_table()  # the harness's signer reads this process's registry
     REGISTRY.adopt(REGISTRY.with_finality("anvil", finalized_tag=finalized_tag, confirmations=5))
 
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> list[bool]:
         mined = await decided(h, await h.sign())
         looks = []
         for _ in range(5):
@@ -152,13 +169,15 @@ def test_final_follows_the_finalized_block_or_the_chains_confirmations(chain, tm
 
 
 def test_after_a_restart_a_mined_record_the_chain_lost_is_reported_and_sent_again_before_anything_is_signed(
-    chain, tmp_path
-):
+    chain: str, tmp_path: Path
+) -> None:
     """A power loss: the node comes back without its last blocks. The restarted signer's record
     says mined; reconciling it with the chain reports the block gone and sends the same bytes;
     a redelivery of the intent then publishes that, never `mined`."""
 
-    async def scenario(h: Harness):
+    async def scenario(
+        h: Harness,
+    ) -> tuple[SignedTransaction, list[str], SignedTransaction, SignedTransaction, SignedTransaction]:
         snapshot = await h.node.call("evm_snapshot")
         intent, to_broadcast = await h.approve()
         emits, sent = await h.signer.send(to_broadcast, utcnow())
@@ -182,17 +201,21 @@ def test_after_a_restart_a_mined_record_the_chain_lost_is_reported_and_sent_agai
 
     h, (mined, unconfirmed, reconciled, redelivered, again) = on_chain(tmp_path, chain, scenario, automining=True)
     assert unconfirmed == [mined.intent_id]
-    assert reconciled.status == "broadcast" and "left the chain" in reconciled.error
+    assert reconciled.status == "broadcast" and reconciled.error is not None and "left the chain" in reconciled.error
     assert AuditAction.TX_REORGED in h.audit_actions(mined.intent_id)
     assert redelivered.status == "broadcast" and redelivered == reconciled  # the record as it is now, not `mined`
     assert again.tx_hash == mined.tx_hash and again.block_hash != mined.block_hash
 
 
-def test_a_final_record_whose_block_a_restarted_node_lost_is_put_right_and_reserved_again(chain, tmp_path):
+def test_a_final_record_whose_block_a_restarted_node_lost_is_put_right_and_reserved_again(
+    chain: str, tmp_path: Path
+) -> None:
     """A chain never gives up a final block, but a local node restarted from older state does:
     the restarted signer does not go on saying `mined`, final, for what the chain does not hold."""
 
-    async def scenario(h: Harness):
+    async def scenario(
+        h: Harness,
+    ) -> tuple[SignedTransaction, int | None, SignedTransaction, int | None, SignedTransaction]:
         snapshot = await h.node.call("evm_snapshot")
         final = await finish(h, await h.sign())
         settled = h.state.agent(h.agent).spend_of(final.intent_id)
@@ -207,15 +230,18 @@ def test_a_final_record_whose_block_a_restarted_node_lost_is_put_right_and_reser
         return final, settled, reconciled, reserved, again
 
     h, (final, settled, reconciled, reserved, again) = on_chain(tmp_path, chain, scenario, automining=True)
-    assert final.final and settled == final.value_wei + final.fee_wei
-    assert reconciled.status == "broadcast" and not reconciled.final and "which was final" in reconciled.error
+    assert final.final and final.fee_wei is not None and settled == final.value_wei + final.fee_wei
+    assert reconciled.status == "broadcast" and not reconciled.final
+    assert reconciled.error is not None and "which was final" in reconciled.error
     assert reserved == final.max_spend_wei  # it can be mined again: its worst case counts again
     # A client that saw it final takes the later record, which says a block left the chain since.
     assert reconciled.reorgs == again.reorgs == 1 and supersedes(reconciled, final) and not supersedes(final, again)
     assert again.final and again.tx_hash == final.tx_hash and again.block_hash != final.block_hash
 
 
-def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leaves_no_nonce_gap(chain, tmp_path):
+def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leaves_no_nonce_gap(
+    chain: str, tmp_path: Path
+) -> None:
     """Anvil's finality (a block is final 2 under the head) broken by a 3-block reorg: the final
     transactions it takes out of the chain are reported (`tx.finality_violated`, the metric),
     sent again with the same bytes, and final again at blocks the chain holds; the agent's next
@@ -225,7 +251,9 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
     def violations() -> float:
         return prometheus.get_sample_value("warden_finality_violations_total", {"chain": "anvil"}) or 0.0
 
-    async def until(h: Harness, done, what, mine: bool = False):
+    async def until(
+        h: Harness, done: Callable[[], Awaitable[bool]], what: Callable[[], object], mine: bool = False
+    ) -> None:
         for _ in range(600):
             if await done():
                 return
@@ -234,7 +262,17 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
             await asyncio.sleep(0.2)
         raise AssertionError(what())  # what the records say by then
 
-    async def scenario(h: Harness):
+    async def scenario(
+        h: Harness,
+    ) -> tuple[
+        list[SignedTransaction],
+        list[SignedTransaction],
+        SignedTransaction,
+        float,
+        float,
+        list[SignedTransaction],
+        list[str | None],
+    ]:
         sent = [await h.sign(idempotency_key="pay-7")] + [await h.sign() for _ in range(2)]  # held: no automining
         # An intent answered with the first one's result (same idempotency key): its record follows that one.
         _, copy = await h.approve(idempotency_key="pay-7", intent_id=f"i-copy-{os.urandom(6).hex()}")
@@ -254,14 +292,18 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
             keepers.append(asyncio.create_task(h.signer.tracking.keep(nxt, utcnow, h.emit)))
             everything = [*sent, copy, nxt]
 
-            async def on_chain_again():
+            async def on_chain_again() -> bool:
                 receipts = [await h.node.call("eth_getTransactionReceipt", s.tx_hash) for s in everything]
                 if not all(receipts) or not await _all(h, everything, lambda r: r.final and r.block_number is not None):
                     return False
                 newest = [h.records(s.intent_id)[-1] for s in everything]  # final where the chain has it
-                return all([await block_hash(h, r.block_number) == r.block_hash for r in newest])
+                for r in newest:
+                    assert r.block_number is not None  # as _all found it
+                    if await block_hash(h, r.block_number) != r.block_hash:
+                        return False
+                return True
 
-            def history():
+            def history() -> list[list[tuple[str, bool]]]:
                 return [[(r.status, r.final) for r in h.records(s.intent_id)] for s in everything]
 
             await until(h, on_chain_again, history, mine=True)
@@ -276,7 +318,9 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
     assert all(r.status == "mined" and r.final for r in [*before, copy_before]), before
     # Every record is final again, mined at a block the chain holds, with the same signed bytes.
     for record, on_chain_hash in zip(newest, chain_hashes, strict=False):
-        assert record.status == "mined" and record.final and record.block_hash.lower() == on_chain_hash.lower()
+        assert record.status == "mined" and record.final
+        assert record.block_hash is not None and on_chain_hash is not None
+        assert record.block_hash.lower() == on_chain_hash.lower()
     for lost, again in zip(before, newest, strict=False):
         assert again.tx_hash == lost.tx_hash and again.signed_tx == lost.signed_tx
         assert again.block_hash != lost.block_hash and again.reorgs == lost.reorgs + 1
@@ -295,6 +339,6 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
     assert not h.audit_events(newest[-1].intent_id, AuditAction.TX_FINALITY_VIOLATED)  # the next intent lost nothing
 
 
-async def _all(h: Harness, signed: list[SignedTransaction], check) -> bool:
+async def _all(h: Harness, signed: list[SignedTransaction], check: Callable[[SignedTransaction], bool]) -> bool:
     """Whether the newest published record of each intent satisfies ``check``."""
     return all(h.records(s.intent_id) and check(h.records(s.intent_id)[-1]) for s in signed)

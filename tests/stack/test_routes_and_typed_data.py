@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_abi import decode as abi_decode
@@ -22,12 +25,16 @@ from eth_account.messages import encode_typed_data
 
 from infra import contracts
 from infra.stack.demo_script import transfer_authorization
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets
+from runtime.rpc import JsonRpc
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
 from schemas.stages import Stage
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, Outcome, new_intent, new_typed_data_intent, wait_outcomes
 from tests.signer_support import LoneSigner
 from tests.support import make_agent
 from tests.token_support import on_anvil
@@ -54,7 +61,9 @@ UNIT = 10**6
 ALICE = "0x00000000000000000000000000000000000A11cE"
 
 
-def authorization(token: str, holder: str, to: str, value: int, primary: str = "TransferWithAuthorization") -> dict:
+def authorization(
+    token: str, holder: str, to: str, value: int, primary: str = "TransferWithAuthorization"
+) -> dict[str, Any]:
     return transfer_authorization(
         token, ANVIL_ID, holder=holder, to=to, value=value, name="Warden Auth", primary=primary
     )
@@ -67,9 +76,9 @@ def aggregate(*calls: tuple[str, int, str]) -> str:
     )
 
 
-async def _balances(settings, token: str, *holders: str) -> dict[str, tuple[int, int]]:
-    async def read(node):
-        out = {}
+async def _balances(settings: Settings, token: str, *holders: str) -> dict[str, tuple[int, int]]:
+    async def read(node: JsonRpc) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
         for who in holders:
             units = abi_decode(
                 ["uint256"], await contracts.call(node, token, contracts.calldata("balanceOf(address)", who))
@@ -81,10 +90,10 @@ async def _balances(settings, token: str, *holders: str) -> dict[str, tuple[int,
 
 
 @pytest.fixture(scope="module")
-def deployed(stack):
+def deployed(stack: LocalStack) -> dict[str, str]:
     mallory = "0x" + os.urandom(20).hex()  # a fresh address: any token or wei it holds came from here
 
-    async def deploy(node):
+    async def deploy(node: JsonRpc) -> dict[str, str]:
         return {
             "token": await contracts.deploy(node, "AuthToken", "Warden Auth", "WAUTH", 6, sender=DEPLOYER),
             "forwarder": await contracts.deploy(node, "Forwarder", mallory, sender=DEPLOYER),
@@ -97,7 +106,7 @@ def deployed(stack):
     return {**out, "mallory": to_checksum_address(mallory)}
 
 
-def _policy_fields(deployed) -> dict:
+def _policy_fields(deployed: dict[str, str]) -> dict[str, Any]:
     token, forwarder, multicall = deployed["token"], deployed["forwarder"], deployed["multicall"]
     return dict(
         tx_to_allowlist=(token, forwarder, multicall, ALICE),
@@ -128,14 +137,16 @@ def _policy_fields(deployed) -> dict:
     )
 
 
-async def _submit(settings, intents, timeout_s=90.0):
+async def _submit(settings: Settings, intents: list[TransactionIntent], timeout_s: float = 90.0) -> dict[str, Outcome]:
     start = await end_offsets(settings, OUTCOME_TOPICS)
     async with Client(settings) as client:
         await asyncio.gather(*(client.submit(i) for i in intents))
     return await wait_outcomes(settings, intents, timeout_s, start)
 
 
-def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deployed):
+def test_typed_data_and_routes_move_nothing_outside_the_policy(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str]
+) -> None:
     settings = stack.settings
     token, forwarder, multicall, mallory = (
         deployed["token"],
@@ -145,7 +156,14 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
     )
     agent = f"routes-{os.urandom(3).hex()}"
 
-    async def scenario():
+    async def scenario() -> tuple[
+        str,
+        dict[str, TransactionIntent],
+        dict[str, Outcome],
+        dict[str, TransactionIntent],
+        dict[str, Outcome],
+        dict[str, tuple[int, int]],
+    ]:
         key, address, _ = await make_agent(settings, agent, **_policy_fields(deployed))
         await on_anvil(
             settings,
@@ -154,15 +172,15 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
             ),
         )
 
-        def tx(to, data="0x", value="0", **fields):
+        def tx(to: str, data: str = "0x", value: str = "0", **fields: Any) -> TransactionIntent:
             return new_intent(
                 key, agent_id=agent, chain="anvil", to=to, value=value, data=data, broadcast=True, **fields
             )
 
         # What the call takes, declared as the attacker would, so that only where it lands is left to judge.
-        takes = dict(declared_outflows=({"token": token, "amount": str(20 * UNIT)},))
+        takes: dict[str, Any] = dict(declared_outflows=({"token": token, "amount": str(20 * UNIT)},))
 
-        def typed(document):
+        def typed(document: dict[str, Any]) -> TransactionIntent:
             return new_typed_data_intent(key, agent_id=agent, chain="anvil", typed_data=document)
 
         signatures = {
@@ -194,7 +212,10 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
         second = await _submit(settings, list(routes.values()))
         # A relayer, not the agent, executes the one authorization Warden signed.
         signed = first[signatures["authorization-ok"].intent_id]
-        message = signatures["authorization-ok"].typed_data.message
+        assert isinstance(signed, SignedMessage), signed
+        typed_data = signatures["authorization-ok"].typed_data
+        assert typed_data is not None
+        message = typed_data.message
         signature = bytes.fromhex(signed.signature[2:])
         relay = (
             contracts.calldata(
@@ -252,18 +273,20 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
 
 
 @pytest.fixture
-def lone(tmp_path, stack, deployed):
+def lone(tmp_path: Path, stack: LocalStack, deployed: dict[str, str]) -> LoneSigner:
     signer = LoneSigner(tmp_path, stack.settings.rpc_url_for("anvil"))
     signer.set_policy(**_policy_fields(deployed))
     return signer
 
 
-def test_the_signer_refuses_each_route_itself(lone, run, stack, deployed):
+def test_the_signer_refuses_each_route_itself(
+    lone: LoneSigner, run: Callable[..., Any], stack: LocalStack, deployed: dict[str, str]
+) -> None:
     """Approved records written straight to the signer's topic: its own typed-data reading and its
     own simulation refuse what the worker would have; the one within policy it signs."""
     token, forwarder, mallory = deployed["token"], deployed["forwarder"], deployed["mallory"]
 
-    async def prepare(node):
+    async def prepare(node: JsonRpc) -> None:
         await node.call("anvil_setBalance", lone.address, hex(10**20))
         await contracts.send(
             node, DEPLOYER, token, contracts.calldata("mint(address,uint256)", lone.address, 100 * UNIT)
@@ -277,7 +300,10 @@ def test_the_signer_refuses_each_route_itself(lone, run, stack, deployed):
 
     takes = ({"token": token, "amount": str(20 * UNIT)},)
 
-    def handle(make=new_intent, **fields):
+    def handle(
+        make: Callable[..., TransactionIntent] = new_intent, **fields: Any
+    ) -> IntentRejected | SignedTransaction | SignedMessage:
+        outcome: IntentRejected | SignedTransaction | SignedMessage
         outcome, _, _ = run(lone.handle(lone.intent(make, **fields)))
         return outcome
 
@@ -305,21 +331,23 @@ def test_the_signer_refuses_each_route_itself(lone, run, stack, deployed):
         "forward-tokens": Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
         "plain-value-to-forwarder": Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
     }, outcomes
-    assert all(o.stage == Stage.SIGNING for name, o in outcomes.items() if name in refused)
+    assert all(o.stage == Stage.SIGNING for o in outcomes.values() if isinstance(o, IntentRejected))
     assert isinstance(outcomes["forward-to-alice"], SignedTransaction)
 
 
 # --- every typed-data family, through the pipeline -------------------------------------------------
 
 
-def test_each_typed_data_family_is_read_and_judged_on_the_stack(stack, run, deployed):
+def test_each_typed_data_family_is_read_and_judged_on_the_stack(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str]
+) -> None:
     """One hostile document per family Warden reads, under domains the admin allowlisted, and the
     spec's Mail before and after the admin names it as moving nothing: each refused for what it
     moves (or signed once named), by the worker and then the signer."""
     settings = stack.settings
     agent = f"families-{os.urandom(3).hex()}"
     domains = tuple(Eip712DomainRule(verifying_contract=c) for c in (UNIT_TOKEN, PERMIT2, SEAPORT, COW, ONE_INCH))
-    fields = dict(
+    fields: dict[str, Any] = dict(
         tx_to_allowlist=(ALICE, PERMIT2, REACTOR, SEAPORT, COW, ONE_INCH),
         eip712_domain_allowlist=domains,
         asset_limits=({"chain": "anvil", "token": UNIT_TOKEN, "decimals": 6, "max_per_tx": "100"},),
@@ -340,7 +368,9 @@ def test_each_typed_data_family_is_read_and_judged_on_the_stack(stack, run, depl
         "mail-unnamed": mail(),
     }
 
-    async def scenario():
+    async def scenario() -> tuple[
+        str, dict[str, TransactionIntent], dict[str, Outcome], TransactionIntent, dict[str, Outcome]
+    ]:
         key, address, _ = await make_agent(settings, agent, **fields)
         intents = {
             name: new_typed_data_intent(key, agent_id=agent, chain="anvil", typed_data=doc)

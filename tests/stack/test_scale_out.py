@@ -12,16 +12,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import signal
+from collections.abc import Callable
 
 import orjson
 import pytest
+from aiokafka.structs import TopicPartition
 
+from infra.stack.local import LocalStack
 from runtime.clock import utcnow
+from runtime.config import Settings
 from runtime.kafka import end_offsets, follow, partition_of
 from schemas import topics
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentApproved, IntentRejected, SignedTransaction
-from sdk.client import Client, wait_outcomes
+from sdk.client import Client, Outcome, wait_outcomes
 from tests.support import DEST, assert_one_outcome_each, make_agent, read_topic, transfers
 
 AGENT = "agent-scale-out"
@@ -37,7 +42,9 @@ SUBMITTED_BEFORE_THE_KILL = 30
 pytestmark = pytest.mark.kafka  # a partition moved by a kill: on the broker `warden up` runs (tests/stack/conftest.py)
 
 
-def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fresh_stack):
+def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(
+    fresh_stack: Callable[..., LocalStack],
+) -> None:
     stack = fresh_stack(signers=2, workers=2)
     settings = stack.settings
     intents, outcomes, signed, rejected, killed = asyncio.run(_race_the_limit_through_a_kill(stack))
@@ -66,7 +73,9 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
     _copies_off_the_agents_partition_decide_nothing(settings)
 
 
-async def _race_the_limit_through_a_kill(stack):
+async def _race_the_limit_through_a_kill(
+    stack: LocalStack,
+) -> tuple[list[TransactionIntent], dict[str, Outcome], list[SignedTransaction], list[IntentRejected], str]:
     """INTENTS intents of one agent, half through the workers and half straight onto the approved
     topic, with the signer that owns the agent's partition killed mid-stream: the intents, their
     outcomes, the signed and rejected records, and the killed signer's name."""
@@ -101,7 +110,7 @@ async def _race_the_limit_through_a_kill(stack):
     return intents, outcomes, signed, rejected, killed[0]
 
 
-async def _kill_the_owner(stack, start, killed: list[str]) -> None:
+async def _kill_the_owner(stack: LocalStack, start: dict[TopicPartition, int], killed: list[str]) -> None:
     """The signer that signs this agent's first intents owns its partition: killed without
     warning once it has signed KILL_AFTER_SIGNED of them; its name is appended to ``killed``."""
     seen: list[str] = []
@@ -117,7 +126,7 @@ async def _kill_the_owner(stack, start, killed: list[str]) -> None:
     await asyncio.to_thread(stack.kill, "signer" if owner == "signer-0" else owner, signal.SIGKILL)
 
 
-def _copies_off_the_agents_partition_decide_nothing(settings) -> None:
+def _copies_off_the_agents_partition_decide_nothing(settings: Settings) -> None:
     """On the same two workers: copies of an agent's intents re-keyed into other partitions (a
     topic writer's). The worker there may not hold the agent's policy or decisions: judging the
     copy, it would reject it POLICY_MISSING, signed and bound to the real intent's digest, while
@@ -126,7 +135,7 @@ def _copies_off_the_agents_partition_decide_nothing(settings) -> None:
     home = partition_of(other)
     elsewhere = {partition_of(k): k for k in (f"not-{other}-{n}" for n in range(200)) if partition_of(k) != home}
 
-    async def rekeyed():
+    async def rekeyed() -> tuple[list[TransactionIntent], dict[str, Outcome], list[DeadLetter], list[IntentRejected]]:
         key, _, _ = await make_agent(settings, other, tx_to_allowlist=(DEST,))
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
         real = transfers(key, other, "0.001", 3)

@@ -14,12 +14,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 from eth_utils import keccak
 
+from infra.stack.local import LocalStack
 from runtime.admins import Admins
-from runtime.rpc import JsonRpc
+from runtime.rpc import JsonRpc, Node
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.codes import Code
-from schemas.emit import Source
+from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
@@ -27,8 +28,9 @@ from schemas.sealing import decode_client_share
 from schemas.stages import Stage
 from sdk.client import ClientKey, new_intent
 from signer.custody.keys import KeyStore
+from signer.custody.modes import Mode
 from signer.sealing import SealingKeyPair
-from signer.service import Signer
+from signer.service import Signed, Signer
 from signer.state import SignerState
 from tests.custody_support import ADMIN, dev_root, make_vaults
 from tests.sealing_support import AGENT, DEST, NOW, share32
@@ -38,12 +40,12 @@ from tests.sealing_support import AGENT, DEST, NOW, share32
 class Rig:
     tmp: Path
     rpc_url: str
-    mode: str = "2of2_client_custody"
+    mode: Mode = "2of2_client_custody"
     admin_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     agent_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     offset: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # 2of3_client_custody keeps two server shares, each under its own root: two development roots.
         roots = [dev_root(self.tmp, "local-dev"), dev_root(self.tmp, "local-dev-2")]
         self.keys = KeyStore(make_vaults(self.tmp, roots), mode=self.mode)
@@ -58,7 +60,7 @@ class Rig:
             SignerState(self.tmp / "signer" / "state.db"),
             self.keys,
             Admins.with_threshold({"test-admin": public_key_hex(self.admin_key)}, 1),
-            node_for=lambda chain: self.rpc,
+            node_for=self.node,
             service_key=("signer-test", Ed25519PrivateKey.generate()),
             sealing=self.sealing,
         )
@@ -77,6 +79,10 @@ class Rig:
             "test-admin",
         )
 
+    def node(self, chain: str) -> Node:
+        assert self.rpc is not None, "the node is asked only while handle_all runs"
+        return self.rpc
+
     def intent(self, intent_id: str, share: bytearray | None, *to: SealingKeyPair) -> TransactionIntent:
         client = None
         if share is not None:
@@ -93,12 +99,12 @@ class Rig:
             broadcast=False,
         )
 
-    def handle_all(self, intents: list[TransactionIntent]) -> list[tuple[list, object]]:
-        async def go():
+    def handle_all(self, intents: list[TransactionIntent]) -> list[Signed]:
+        async def go() -> list[Signed]:
             self.rpc = JsonRpc(self.rpc_url, timeout_s=120)
             try:
                 await self.rpc.call("anvil_setBalance", self.address, hex(10 * 10**18))
-                results = []
+                results: list[Signed] = []
                 for intent in intents:
                     self.offset += 1
                     now = datetime.now(timezone.utc)
@@ -116,17 +122,17 @@ class Rig:
 
 
 @pytest.fixture
-def rig(stack, tmp_path) -> Rig:
+def rig(stack: LocalStack, tmp_path: Path) -> Rig:
     return Rig(tmp_path, stack.settings.rpc_url)
 
 
-def signed_of(emits) -> SignedTransaction:
+def signed_of(emits: list[Emit]) -> SignedTransaction:
     assert not [e for e in emits if e.topic == topics.INTENTS_REJECTED]
     (emit,) = [e for e in emits if e.topic == topics.TXS_SIGNED]
     return SignedTransaction.from_bytes(emit.value)
 
 
-def rejected_of(emits) -> IntentRejected:
+def rejected_of(emits: list[Emit]) -> IntentRejected:
     assert not [e for e in emits if e.topic == topics.TXS_SIGNED]
     (emit,) = [e for e in emits if e.topic == topics.INTENTS_REJECTED]
     return IntentRejected.from_bytes(emit.value)
@@ -140,7 +146,7 @@ def assert_signed_by(signed: SignedTransaction, rig: Rig, intent_id: str) -> Non
 
 
 @pytest.mark.parametrize("mode", ["2of2_client_custody", "2of3_client_custody"])
-def test_the_signer_signs_with_the_right_sealed_share_only(stack, tmp_path, mode):
+def test_the_signer_signs_with_the_right_sealed_share_only(stack: LocalStack, tmp_path: Path, mode: Mode) -> None:
     rig = Rig(tmp_path, stack.settings.rpc_url, mode=mode)
     old = SealingKeyPair()
     ids = {
@@ -181,7 +187,7 @@ def test_the_signer_signs_with_the_right_sealed_share_only(stack, tmp_path, mode
     assert rig.signer.state.agent(AGENT).signed_record(ids["right"]) is not None
 
 
-def test_a_redelivered_signed_intent_needs_no_share_and_a_new_signer_key_refuses_old_envelopes(rig):
+def test_a_redelivered_signed_intent_needs_no_share_and_a_new_signer_key_refuses_old_envelopes(rig: Rig) -> None:
     intent = rig.intent(f"i-seal-redeliver-{os.urandom(6).hex()}", rig.share, rig.sealing)
     ((first, _), (again, _)) = rig.handle_all([intent, intent])
     assert signed_of(again) == signed_of(first)
@@ -194,7 +200,7 @@ def test_a_redelivered_signed_intent_needs_no_share_and_a_new_signer_key_refuses
         rig.signer.state,
         rig.keys,
         rig.signer.admins,
-        node_for=lambda chain: rig.rpc,
+        node_for=rig.node,
         service_key=("signer-test", Ed25519PrivateKey.generate()),
         sealing=rig.sealing,
     )

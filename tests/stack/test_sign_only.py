@@ -11,7 +11,9 @@ the original bytes can never land and their spend has left the window.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,7 +24,7 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import sign_human_approval
 from schemas.codes import Code
-from schemas.emit import Source
+from schemas.emit import Emit, Source
 from schemas.outcomes import HumanApproval, IntentRejected, SignedTransaction
 from schemas.stages import Stage
 from tests.tracker_support import Harness, on_chain, private_chain
@@ -32,7 +34,7 @@ ETH = 10**18
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with private_chain(tmp_path_factory.mktemp("sign-only-chain")) as rpc_url:
         yield rpc_url
 
@@ -49,8 +51,8 @@ def refused(outcome: SignedTransaction | IntentRejected) -> tuple[str, str]:
     return outcome.stage, outcome.code
 
 
-def test_a_days_sign_only_spend_holds_until_it_lands_then_counts_from_its_landing(chain, tmp_path):
-    async def scenario(h: Harness):
+def test_a_days_sign_only_spend_holds_until_it_lands_then_counts_from_its_landing(chain: str, tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> SignedTransaction:
         day0 = utcnow()
         first = await h.sign_only(day0, value="0.009")
         assert isinstance(first, SignedTransaction) and first.status == "sign_only"
@@ -81,8 +83,8 @@ def test_a_days_sign_only_spend_holds_until_it_lands_then_counts_from_its_landin
     assert AuditAction.TX_MINED in h.audit_actions(first.intent_id)
 
 
-def test_sign_only_spend_outstanding_is_bounded_by_the_policy(chain, tmp_path):
-    async def scenario(h: Harness):
+def test_sign_only_spend_outstanding_is_bounded_by_the_policy(chain: str, tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> tuple[SignedTransaction, SignedTransaction | IntentRejected]:
         now = utcnow()
         first = await h.sign_only(now, value="0.001")
         assert isinstance(first, SignedTransaction)
@@ -92,7 +94,7 @@ def test_sign_only_spend_outstanding_is_bounded_by_the_policy(chain, tmp_path):
     assert refused(second) == (Stage.SIGNING, Code.SIGN_ONLY_OUTSTANDING_EXCEEDED)
 
 
-def deny(h: Harness, signed: SignedTransaction, now: datetime, key: Ed25519PrivateKey | None = None) -> list:
+def deny(h: Harness, signed: SignedTransaction, now: datetime, key: Ed25519PrivateKey | None = None) -> list[Emit]:
     """An admin's signed denial of ``signed``'s intent (``key``: another than the pinned admin's),
     handed to the signer as it reads warden.approvals: what it publishes."""
     denial = sign_human_approval(
@@ -115,8 +117,8 @@ def deny(h: Harness, signed: SignedTransaction, now: datetime, key: Ed25519Priva
     return emits
 
 
-def test_an_admins_cancellation_takes_the_nonce_and_the_original_bytes_never_land(chain, tmp_path):
-    async def scenario(h: Harness):
+def test_an_admins_cancellation_takes_the_nonce_and_the_original_bytes_never_land(chain: str, tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> tuple[SignedTransaction, int, int]:
         now = utcnow()
         original = await h.sign_only(now, value="0.009")
         assert isinstance(original, SignedTransaction)
@@ -145,8 +147,8 @@ def test_an_admins_cancellation_takes_the_nonce_and_the_original_bytes_never_lan
     assert h.audit_actions(original.intent_id)[-2:] == [AuditAction.TX_CANCELLED, AuditAction.TX_FINAL]
 
 
-def test_the_policys_ttl_cancels_a_sign_only_transaction_not_landed_in_time(chain, tmp_path):
-    async def scenario(h: Harness):
+def test_the_policys_ttl_cancels_a_sign_only_transaction_not_landed_in_time(chain: str, tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> tuple[SignedTransaction | IntentRejected, str]:
         now = utcnow()
         original = await h.sign_only(now)
         await h.watch_sign_only(now + timedelta(seconds=59))
@@ -161,8 +163,8 @@ def test_the_policys_ttl_cancels_a_sign_only_transaction_not_landed_in_time(chai
     assert "sign_only_ttl_s" in (final.error or "")
 
 
-def test_while_the_chain_cannot_be_read_the_spend_stays_counted(chain, tmp_path):
-    async def scenario(h: Harness):
+def test_while_the_chain_cannot_be_read_the_spend_stays_counted(chain: str, tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> tuple[SignedTransaction, int, int]:
         now = utcnow()
         signed = await h.sign_only(now, value="0.009")
         assert isinstance(signed, SignedTransaction), signed

@@ -13,6 +13,9 @@ import contextlib
 import dataclasses
 import signal
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -21,25 +24,31 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import REGISTRY
 
 from infra.stack.local import LocalStack, local_settings
+from runtime.clock import Clock
+from runtime.config import Settings
 from runtime.kafka import end_offsets, follow_records, partition_of
 from runtime.metrics import metrics_file
 from runtime.owner import ChangelogGone, Fenced, PartitionOwner
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.audit import audit_events_of
+from schemas.audit import AuditEvent, audit_events_of
 from schemas.auth import AuditSigner
+from schemas.emit import Emit
+from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
+from sdk.outcomes import Outcome
+from signer import service
 from signer.changelog import SIGNER_LOG, UnreadableRecord, seal
 from signer.main import Trackers
 from signer.outcomes import Outcomes
-from signer.state import PartitionedState
+from signer.state import PartitionedState, SignerState
 from tests.schemas_support import T0, sample_records
 from tests.support import AGENT, KEYS, NOW_US, PINNED, make_agent, one_agent_per_partition, read_topic, sample
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     stack = LocalStack(local_settings(tmp_path_factory.mktemp("changelog-home")))
     stack.start(parts=("broker",))
     yield stack.settings
@@ -63,7 +72,7 @@ def spend(states: PartitionedState, intent_id: str, wei: int, nonce: int, agent:
 
 
 @contextlib.asynccontextmanager
-async def three_signers(settings, tmp_path):
+async def three_signers(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[AIOKafkaProducer, list[Signer]]]:
     """Signers a, b and c on one producer, their owners started; stopped after."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
     await producer.start()
@@ -79,7 +88,7 @@ async def three_signers(settings, tmp_path):
         await producer.stop()
 
 
-def transfer(key, agent: str, value: str):
+def transfer(key: Ed25519PrivateKey, agent: str, value: str) -> TransactionIntent:
     """An intent of ``agent`` moving ``value`` ether on Anvil, at fixed fees."""
     return new_intent(
         key,
@@ -100,7 +109,7 @@ def spent(states: PartitionedState) -> int:
 class Signer:
     """A signer's state and its changelog side, without the rest of the signer."""
 
-    def __init__(self, settings, tmp, name: str, producer: AIOKafkaProducer):
+    def __init__(self, settings: Settings, tmp: Path, name: str, producer: AIOKafkaProducer) -> None:
         self.states = PartitionedState(tmp / name)
         self.owner = PartitionOwner(
             settings,
@@ -116,8 +125,8 @@ class Signer:
         self.partition = self.states.partition_of(AGENT)
 
 
-def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker, tmp_path):
-    async def scenario():
+def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker: Settings, tmp_path: Path) -> None:
+    async def scenario() -> None:
         async with three_signers(broker, tmp_path) as (producer, (a, b, c)):
             p = a.partition
             await a.owner.restore(p)
@@ -171,11 +180,11 @@ def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker, tmp_path):
     asyncio.run(scenario())
 
 
-def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker, tmp_path):
+def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker: Settings, tmp_path: Path) -> None:
     """Skipping it as void would start the new owner without its writes (a spend, a nonce) though
     their signatures may be on the chain: the limit could then be exceeded."""
 
-    async def scenario():
+    async def scenario() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=broker.broker, acks="all")
         await producer.start()
         a, b = Signer(broker, tmp_path, "signer-a", producer), Signer(broker, tmp_path, "signer-b", producer)
@@ -206,7 +215,7 @@ def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker, tmp_path):
     asyncio.run(scenario())
 
 
-def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_log(tmp_path):
+def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_log(tmp_path: Path) -> None:
     """A signer given every partition restores them in one call, which reads them together
     (`PartitionOwner.restore`; that it is faster is a figure, not asserted here): each file gets
     exactly its own partition's records, in order, and every agent's spend is there. A broker of
@@ -214,7 +223,7 @@ def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_l
     stack = LocalStack(local_settings(tmp_path / "home"))
     stack.start(parts=("broker",))
 
-    async def scenario():
+    async def scenario() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=stack.settings.broker, acks="all")
         await producer.start()
         a, b = (
@@ -265,7 +274,9 @@ def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_l
         stack.stop()
 
 
-def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_decided(stack, run):
+def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_decided(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """Decided there, it would be judged with another partition's state (another signer's, maybe
     one without the agent's spend). Dead-lettered by the signer; the same approval on its
     agent's partition is then signed as usual."""
@@ -283,14 +294,14 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
     elsewhere = (home + 1) % topics.PARTITIONS
     start = run(end_offsets(settings, (topics.DLQ, topics.TXS_SIGNED, topics.INTENTS_REJECTED)))
 
-    async def misplaced():
+    async def misplaced() -> list[DeadLetter]:
         producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
         await producer.start()
         try:
             await (await producer.send(topics.INTENTS_APPROVED, approved, key=agent.encode(), partition=elsewhere))
         finally:
             await producer.stop()
-        letters = []
+        letters: list[DeadLetter] = []
         for _ in range(50):
             letters = [
                 DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, idle_polls=2, start=start)
@@ -304,7 +315,7 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
     assert f"belong on partition {home}" in letter.reason and letter.signed_by.startswith("signer")
     assert not run(wait_outcomes(settings, [intent], 2, start)), "the misplaced approval was decided"
 
-    async def in_place():
+    async def in_place() -> dict[str, Outcome]:
         async with Client(settings) as client:
             await client.send(topics.INTENTS_APPROVED, agent, approved)
             await client.flush()
@@ -313,7 +324,9 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
     assert run(in_place())[intent.intent_id].status == "sign_only"
 
 
-def test_a_status_change_appended_but_not_published_is_published_by_the_next_owner(broker, tmp_path):
+def test_a_status_change_appended_but_not_published_is_published_by_the_next_owner(
+    broker: Settings, tmp_path: Path
+) -> None:
     """A signer killed between an append and the publish of what it made durable (`Trackers.emit`)
     left the state ahead of the topic: an intent told `mined` whose final record only the
     changelog held, and no tracker to follow it (it is final). Found on the stack: one tracker's
@@ -326,24 +339,28 @@ def test_a_status_change_appended_but_not_published_is_published_by_the_next_own
     broadcast = example.model_copy(update={"agent_id": agent, "status": "broadcast"})
     signed_us = 1_600_000_000_000_000  # long final: a restore does not look for it on a chain
 
-    async def scenario():
+    async def scenario() -> tuple[list[SignedTransaction], list[AuditEvent]]:
         producer = AIOKafkaProducer(bootstrap_servers=broker.broker, acks="all")
         await producer.start()
         a, b = (Signer(broker, tmp_path, name, producer) for name in ("signer-a", "signer-b"))
         for s in (a, b):
             await s.owner.start()
         p = a.states.partition_of(agent)
-        trackers = {}
+        trackers: dict[str, Trackers] = {}
         for name, s in (("signer-a", a), ("signer-b", b)):
             trackers[name] = Trackers(
-                _NothingToResume(), s.states, producer, broker.max_record_bytes, AuditSigner("signer", name, KEYS[name])
+                cast(service.Signer, _NothingToResume()),
+                s.states,
+                producer,
+                broker.max_record_bytes,
+                AuditSigner("signer", name, KEYS[name]),
             )
             trackers[name].owner = s.owner
         outcomes = Outcomes(a.states, ("signer-a", KEYS["signer-a"]), "none")
         start = await end_offsets(broker, (topics.TXS_SIGNED, topics.AUDIT_EVENTS))
         try:
             await a.owner.restore(p)
-            mined = {}
+            mined: dict[str, SignedTransaction] = {}
             for nonce, intent_id in enumerate(("i-1", "i-2")):
                 record = broadcast.model_copy(update={"intent_id": intent_id, "nonce": nonce})
                 a.states.agent(agent).record_signed(
@@ -353,12 +370,12 @@ def test_a_status_change_appended_but_not_published_is_published_by_the_next_own
                 emits, mined[intent_id] = outcomes.transition(record, {"status": "mined", "block_number": 7}, T0)
                 await trackers["signer-a"].emit(emits, p)
 
-            async def killed(emits):
+            async def killed(emits: list[Emit]) -> None:
                 raise RuntimeError("killed before publishing")
 
             # Two trackers change together; the first to append (i-2's) appends both, and the
             # signer is killed before either is published.
-            trackers["signer-a"]._publish = killed
+            cast(Any, trackers["signer-a"])._publish = killed  # a test double: the kill before publishing
             outcomes.transition(mined["i-1"], {"status": "mined", "final": True}, T0, action=AuditAction.TX_FINAL)
             emits, final = outcomes.transition(
                 mined["i-2"], {"status": "mined", "final": True}, T0, action=AuditAction.TX_FINAL
@@ -414,7 +431,8 @@ async def append_with_a_hole(broker: str, topic: str, partition: int) -> int:
         batch.append(timestamp=None, key=None, value=b"a record of nobody's")
         batch._builder._last_offset = 1
         sent = await (await producer.send_batch(batch, topic, partition=partition))
-        return sent.offset + 1
+        hole: int = sent.offset + 1
+        return hole
     finally:
         await producer.stop()
 
@@ -429,13 +447,14 @@ async def abort_a_transaction(broker: str, topic: str, partition: int) -> int:
         await producer.begin_transaction()
         sent = await (await producer.send(topic, b"a record of nobody's", partition=partition))
         await producer.abort_transaction()
-        return sent.offset + 1
+        marker: int = sent.offset + 1
+        return marker
     finally:
         await producer.stop()
 
 
 @pytest.fixture(scope="module")
-def kafka(tmp_path_factory):
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     stack = LocalStack(local_settings(tmp_path_factory.mktemp("changelog-kafka"), broker_storage="durable"))
     stack.start(parts=("broker",))
     yield stack.settings
@@ -447,7 +466,9 @@ def holes_counted(topic: str) -> float:
 
 
 @pytest.mark.parametrize("on", ["tansu", "kafka"])
-def test_an_offset_never_stored_right_before_a_signers_record_is_a_hole_not_an_outage(on, request, tmp_path):
+def test_an_offset_never_stored_right_before_a_signers_record_is_a_hole_not_an_outage(
+    on: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """A hole before the signer's own record: offsets 158 and 160 on the partition, 159 never
     stored, 160 the restarted signer's own record. A check that waited for a record at 159 would
     wait for ever (and raise, and the process exit); the append holds at once, the hole is counted
@@ -456,7 +477,7 @@ def test_an_offset_never_stored_right_before_a_signers_record_is_a_hole_not_an_o
     broker = request.getfixturevalue("broker" if on == "tansu" else "kafka")
     make_hole = append_with_a_hole if on == "tansu" else abort_a_transaction
 
-    async def scenario():
+    async def scenario() -> tuple[float, list[str], int]:
         async with three_signers(broker, tmp_path) as (producer, (a, b, c)):
             p = (a.partition + 1) % topics.PARTITIONS  # a partition the other tests here leave alone
             agent = next(x for x in one_agent_per_partition("hole") if partition_of(x) == p)
@@ -484,7 +505,9 @@ def test_an_offset_never_stored_right_before_a_signers_record_is_a_hole_not_an_o
     assert rows == ["h-1", "h-2"] and spent_wei == 30
 
 
-def test_a_worker_and_a_signer_restarted_on_changelogs_with_holes_decide_at_once(stack, run):
+def test_a_worker_and_a_signer_restarted_on_changelogs_with_holes_decide_at_once(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """Both killed (as a power loss kills them), an offset numbered and never stored put on each
     changelog right after the record each last wrote for the agent's partition, both restarted:
     the agent's next intent is signed within a normal intent's time of the restart, and each
@@ -495,10 +518,10 @@ def test_a_worker_and_a_signer_restarted_on_changelogs_with_holes_decide_at_once
     key, _, _ = run(make_agent(settings, agent))
     p = partition_of(agent)
 
-    def intent():
+    def intent() -> TransactionIntent:
         return transfer(key, agent, "0.000001")
 
-    async def signed(*intents) -> float:
+    async def signed(*intents: TransactionIntent) -> float:
         start = await end_offsets(settings, (topics.TXS_SIGNED, topics.INTENTS_REJECTED))
         began = time.monotonic()
         async with Client(settings) as client:
@@ -528,14 +551,14 @@ def test_a_worker_and_a_signer_restarted_on_changelogs_with_holes_decide_at_once
         assert sample(url, "warden_offset_holes_total", topic=topic) == 1, process
 
 
-def test_a_copy_ahead_of_the_brokers_log_is_not_restored_past_it(broker, tmp_path):
+def test_a_copy_ahead_of_the_brokers_log_is_not_restored_past_it(broker: Settings, tmp_path: Path) -> None:
     """A copy that applied offsets the broker no longer holds (a new broker, records deleted): the
     restore stops, naming the partition and what to do, rather than read on from wherever the
     broker's log is now, which would start the process without some agent's spend."""
 
     p = (partition_of(AGENT) + 3) % topics.PARTITIONS
 
-    async def scenario():
+    async def scenario() -> None:
         async with three_signers(broker, tmp_path) as (_, (a, _b, _c)):
             a.states.partition(p).set_changelog_position(40_000, 40_001)
             a.states.partition(p).commit()
@@ -545,7 +568,7 @@ def test_a_copy_ahead_of_the_brokers_log_is_not_restored_past_it(broker, tmp_pat
         asyncio.run(scenario())
 
 
-def test_a_follower_on_kafka_is_caught_up_at_the_listed_end_past_an_abort_marker_at_once(kafka):
+def test_a_follower_on_kafka_is_caught_up_at_the_listed_end_past_an_abort_marker_at_once(kafka: Settings) -> None:
     """On Apache Kafka a follower is caught up when its positions reach the ends listed when it
     began, with no quiet period after (which grows with the fetch wait, 5 s by default there: 10 s
     of waiting), even where the partition's last offset is an aborted transaction's marker, which
@@ -571,7 +594,7 @@ def test_a_follower_on_kafka_is_caught_up_at_the_listed_end_past_an_abort_marker
     assert took < 3, f"caught up after {took:.1f} s"
 
 
-async def _drain(records) -> None:
+async def _drain(records: AsyncIterator[object]) -> None:
     async for _ in records:
         pass
 
@@ -580,5 +603,7 @@ class _NothingToResume:
     """The signer's part a restore reaches here: its trackers, which find nothing to follow again
     (the one transaction here was final long before the window a restore looks back over)."""
 
-    async def resume(self, state, clock, publish) -> list[SignedTransaction]:
+    async def resume(
+        self, state: SignerState, clock: Clock, publish: Callable[[list[Emit]], Awaitable[None]]
+    ) -> list[SignedTransaction]:
         return []

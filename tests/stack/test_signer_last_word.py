@@ -14,13 +14,17 @@ import asyncio
 import os
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
+from aiokafka.structs import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.stack.demo import _revert_runtime
+from infra.stack.local import LocalStack
 from runtime.clock import utcnow
-from runtime.config import child_environment
+from runtime.config import Settings, child_environment
 from runtime.kafka import end_offsets, partition_of
 from runtime.rpc import JsonRpc
 from runtime.trust import service_key
@@ -31,8 +35,9 @@ from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentParked, IntentRejected, SignedTransaction
+from schemas.policy import AgentPolicy
 from schemas.stages import Stage
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, Outcome, new_intent, signed_policy, wait_outcomes
 from streams.redelivery import abandoned_record
 from tests.support import balance, direct_approvals, fresh_agent, make_agent, read_topic, submitted, tail_json
 
@@ -41,18 +46,23 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 
 
-def outcomes_start(settings, run):
-    return run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.AUDIT_EVENTS)))
+def outcomes_start(settings: Settings, run: Callable[..., Any]) -> dict[TopicPartition, int]:
+    start: dict[TopicPartition, int] = run(
+        end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.AUDIT_EVENTS))
+    )
+    return start
 
 
-def codes(outcomes: dict, intents) -> list[str]:
+def codes(outcomes: dict[str, Any], intents: list[TransactionIntent]) -> list[str]:
     return [o.code if isinstance(o, IntentRejected) else o.status for o in (outcomes[i.intent_id] for i in intents)]
 
 
 # --- 1. fees are spend --------------------------------------------------------------------------
 
 
-def test_fee_drain_through_the_worker_and_straight_to_the_signer_moves_nothing(stack, run):
+def test_fee_drain_through_the_worker_and_straight_to_the_signer_moves_nothing(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """Value 0, fees of 1e15-2e15 wei per gas (and gas_price 1e30), against a 0.1 ETH cap and
     limit: the wallet went from 100 ETH to 16 ETH. Now refused by the worker and, written
     straight to the approved topic, by the signer; the balance on Anvil does not move."""
@@ -64,7 +74,7 @@ def test_fee_drain_through_the_worker_and_straight_to_the_signer_moves_nothing(s
     before = run(balance(settings, address))
     start = outcomes_start(settings, run)
 
-    def drain(fee: int, **fields) -> TransactionIntent:
+    def drain(fee: int, **fields: Any) -> TransactionIntent:
         fields = fields or dict(max_fee_per_gas=fee, max_priority_fee_per_gas=fee)
         return new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0", broadcast=True, **fields)
 
@@ -85,7 +95,9 @@ def test_fee_drain_through_the_worker_and_straight_to_the_signer_moves_nothing(s
     assert run(balance(settings, address)) == before
 
 
-def test_fees_count_against_the_rolling_limit_and_the_drain_is_bounded_by_it(stack, run):
+def test_fees_count_against_the_rolling_limit_and_the_drain_is_bounded_by_it(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """Every intent fits the cap; together their worst-case fees exceed the 24 h limit. The
     sender loses at most the limit, measured on the chain."""
     settings = stack.settings
@@ -119,11 +131,14 @@ def test_fees_count_against_the_rolling_limit_and_the_drain_is_bounded_by_it(sta
     assert len(outcomes) == 6 and {r.code for r in refused} == {Code.DAILY_LIMIT_EXCEEDED}, codes(outcomes, intents)
     assert 1 <= len(mined) <= 4
     spent = before - run(balance(settings, address))
-    assert spent == sum(o.fee_wei for o in mined) and 0 < spent <= limit
+    fees = [o.fee_wei for o in mined if o.fee_wei is not None]
+    assert len(fees) == len(mined) and spent == sum(fees) and 0 < spent <= limit
     assert all(o.max_spend_wei == 21_000 * fee for o in mined)
 
 
-def test_an_inflated_node_fee_suggestion_is_refused_at_the_ceiling_never_paid(stack, run):
+def test_an_inflated_node_fee_suggestion_is_refused_at_the_ceiling_never_paid(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """After a fee spike the node suggested ~2e15 wei per gas and an honest agent paid ~42 ETH in
     fees for a 0.01 ETH transfer. With a ceiling the intent is refused FEE_OVER_CEILING; without
     one, the worst-case fee is spend and the cap refuses it. Nothing is paid either way."""
@@ -185,13 +200,15 @@ def test_an_inflated_node_fee_suggestion_is_refused_at_the_ceiling_never_paid(st
     run(submitted(settings, again))
     mined = run(wait_outcomes(settings, [again], 60, start))[again.intent_id]
     assert isinstance(mined, SignedTransaction) and mined.status == "mined", mined
-    assert mined.fee_wei < 21_000 * 100 * GWEI
+    assert mined.fee_wei is not None and mined.fee_wei < 21_000 * 100 * GWEI
 
 
 # --- 2. the signer knows the current policy ----------------------------------------------------
 
 
-def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(stack, run):
+def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """After a revocation, an approval under the old policy with a valid agent signature, written
     straight to the approved topic, must not be signed. The signer holds the newest policy itself:
     one second after the revocation is published, such approvals are refused."""
@@ -241,7 +258,9 @@ def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(stack, run)
     assert delay < 1.0
 
 
-def test_a_recipient_removed_from_the_allowlist_stays_removed_at_the_signer(stack, run):
+def test_a_recipient_removed_from_the_allowlist_stays_removed_at_the_signer(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     agent = fresh_agent("agent-narrowed")
     key, address, v1 = run(make_agent(settings, agent, tx_to_allowlist=(DEST, OTHER), tx_max_value_eth="1"))
@@ -264,7 +283,7 @@ def test_a_recipient_removed_from_the_allowlist_stays_removed_at_the_signer(stac
     assert outcomes[current_policy.intent_id].stage == Stage.SIGNING
 
 
-async def _publish(settings, policy) -> None:
+async def _publish(settings: Settings, policy: AgentPolicy) -> None:
     async with Client(settings) as client:
         assert await client.publish_policy(policy) == AuditAction.POLICY_UPDATED
     await asyncio.sleep(1.0)  # the signer follows warden.policies on its own, within a second
@@ -273,7 +292,9 @@ async def _publish(settings, policy) -> None:
 # --- 3. the signer simulates itself ------------------------------------------------------------
 
 
-def test_require_simulation_holds_at_the_signer_for_an_approval_written_to_the_topic(stack, run):
+def test_require_simulation_holds_at_the_signer_for_an_approval_written_to_the_topic(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     agent = fresh_agent("agent-mustsim")
     paused = "0x" + os.urandom(20).hex()
@@ -314,7 +335,9 @@ def test_require_simulation_holds_at_the_signer_for_an_approval_written_to_the_t
 # --- 4. nonces are the signer's ----------------------------------------------------------------
 
 
-def one_signed(settings, run, prefix: str, value: str):
+def one_signed(
+    settings: Settings, run: Callable[..., Any], prefix: str, value: str
+) -> tuple[str, Ed25519PrivateKey, AgentPolicy, dict[TopicPartition, int], TransactionIntent]:
     """A fresh agent (1 ETH cap and 24 h limit) whose first intent, for ``value``, is signed."""
     agent = fresh_agent(prefix)
     key, _, policy = run(
@@ -328,7 +351,9 @@ def one_signed(settings, run, prefix: str, value: str):
     return agent, key, policy, start, first
 
 
-def test_a_nonce_may_be_named_only_to_replace_what_this_signer_signed(stack, run):
+def test_a_nonce_may_be_named_only_to_replace_what_this_signer_signed(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     agent, key, policy, start, first = one_signed(settings, run, "agent-replace", "0.1")
     replacement = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1", nonce=0)
@@ -344,7 +369,9 @@ def test_a_nonce_may_be_named_only_to_replace_what_this_signer_signed(stack, run
 # --- 5. outcomes cannot be forged --------------------------------------------------------------
 
 
-def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(stack, run):
+def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """A record with the real intent's id and a bad signature, written before the real one, used
     to make the SDK report REJECTED for an intent that was then mined: a client that retries on
     that answer pays twice. Both forgeries are tried: a fake rejection on the rejected topic,
@@ -389,7 +416,7 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
     assert len(keys) == topics.PARTITIONS
     start = run(end_offsets(settings, OUTCOME_TOPICS))
 
-    async def attack():
+    async def attack() -> None:
         async with Client(settings) as client:
             for key in keys.values():
                 await client.send(topics.INTENTS_REJECTED, key, fake.to_bytes())
@@ -408,7 +435,7 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
     # Read again now that the real outcome is on the topic before the first fetch: the
     # forgeries on partitions the consumer happens to read after it are listed too, and so is
     # a copy of the outcome with a bad signature written behind it in its own partition.
-    async def copy_after():
+    async def copy_after() -> None:
         async with Client(settings) as client:
             copy = outcome.model_copy(update={"service_signature": "00" * 64})
             await client.send(topics.TXS_SIGNED, agent, copy.to_bytes())
@@ -425,7 +452,7 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
     assert any("intent_digest differs" in why for why in reasons)  # the worker's rejection of the impostor
 
     # `warden tail` shows the fakes as FORGED, never as outcomes.
-    def shown(lines: list[dict]) -> tuple[list[dict], list[dict]]:
+    def shown(lines: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         mine = [
             line
             for line in lines
@@ -433,7 +460,7 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
         ]
         return mine, [line for line in mine if line["record"].get("reason") == "forged"]
 
-    def enough(lines: list[dict]) -> bool:
+    def enough(lines: list[dict[str, Any]]) -> bool:
         mine, fakes = shown(lines)
         return len(fakes) >= 3 * len(keys) and any(
             line["authentic"] and line["topic"] == topics.TXS_SIGNED for line in mine
@@ -445,7 +472,9 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
     assert any(line["authentic"] and line["topic"] == topics.TXS_SIGNED for line in mine)
 
 
-def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(stack, run):
+def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """Forged signing-stage rejections on warden.intents.rejected must not release the worker's
     reservations, or an agent could spend past its limit at the worker."""
     settings = stack.settings
@@ -464,7 +493,7 @@ def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(sta
         "signer-0",
     )
 
-    async def forge():
+    async def forge() -> None:
         async with Client(settings) as client:
             await (await client.send(topics.INTENTS_REJECTED, agent, release.to_bytes()))
         await asyncio.sleep(2.0)
@@ -481,7 +510,9 @@ def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(sta
 # --- 6. freshness -----------------------------------------------------------------------------
 
 
-def test_intents_from_2001_and_2100_are_refused_by_the_worker_and_by_the_signer(stack, run):
+def test_intents_from_2001_and_2100_are_refused_by_the_worker_and_by_the_signer(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     agent = fresh_agent("agent-stale")
     key, address, policy = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
@@ -509,14 +540,16 @@ def test_intents_from_2001_and_2100_are_refused_by_the_worker_and_by_the_signer(
 # --- 7. an intent given up ----------------------------------------------------------------------
 
 
-def _given_up(settings, intent: TransactionIntent) -> bytes:
+def _given_up(settings: Settings, intent: TransactionIntent) -> bytes:
     """What the worker's redelivery task writes after its last attempt (`abandoned_record`, signed
     with the worker's key): done here by hand, as in tests/stack/test_terminal_outcomes.py.
     tests/stack/test_node_outage.py has the watch give intents up with the node stopped."""
     return abandoned_record(intent.to_bytes(), settings.max_record_bytes, 3, utcnow(), service_key(settings, "worker"))
 
 
-def _answers(settings, run, intent: TransactionIntent, start) -> tuple[set[bytes], list[bytes]]:
+def _answers(
+    settings: Settings, run: Callable[..., Any], intent: TransactionIntent, start: dict[TopicPartition, int]
+) -> tuple[set[bytes], list[bytes]]:
     """(the distinct refusals of ``intent`` on warden.intents.rejected, its records on warden.txs.signed)."""
     refusals = {
         raw
@@ -531,7 +564,9 @@ def _answers(settings, run, intent: TransactionIntent, start) -> tuple[set[bytes
     return refusals, signed
 
 
-def test_an_intent_given_up_is_never_signed_whoever_copies_it_into_an_approval(stack, run):
+def test_an_intent_given_up_is_never_signed_whoever_copies_it_into_an_approval(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """A given-up intent copied into an approval: the signer judges every approval itself, so a
     keyless topic writer who copies the given-up intent (agent-signed, fresh, within policy) into
     an IntentApproved would have it signed and mined, were the worker's refusal the only one, and a
@@ -544,7 +579,7 @@ def test_an_intent_given_up_is_never_signed_whoever_copies_it_into_an_approval(s
     before = run(balance(settings, address))
     start = outcomes_start(settings, run)
 
-    async def give_up():
+    async def give_up() -> dict[str, Outcome]:
         async with Client(settings) as client:
             await (await client.send(topics.INTENTS_ABANDONED, agent, _given_up(settings, lost)))
         return await wait_outcomes(settings, [lost], 120, start)
@@ -565,7 +600,9 @@ def test_an_intent_given_up_is_never_signed_whoever_copies_it_into_an_approval(s
     assert "will not sign" in told.reason, told.reason
 
 
-def test_an_intent_the_signer_signed_before_its_give_up_keeps_its_one_signature(stack, run):
+def test_an_intent_the_signer_signed_before_its_give_up_keeps_its_one_signature(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """The other order at the signer: an approval of the intent first (signed, mined), then the
     worker's give-up. The give-up gets the signature again, never a NO_OUTCOME beside it."""
     settings = stack.settings
@@ -579,7 +616,7 @@ def test_an_intent_the_signer_signed_before_its_give_up_keeps_its_one_signature(
     run(asyncio.sleep(3))  # its status changes (mined) published before the give-up
     given_up = run(end_offsets(settings, (topics.TXS_SIGNED,)))
 
-    async def give_up():
+    async def give_up() -> None:
         async with Client(settings) as client:
             await (await client.send(topics.INTENTS_ABANDONED, agent, _given_up(settings, intent)))
         await asyncio.sleep(8)

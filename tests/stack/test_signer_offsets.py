@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.owner import Offsets
 
 
 @contextlib.asynccontextmanager
-async def _group_on_a_topic_of_its_own(settings, records: int):
+async def _group_on_a_topic_of_its_own(
+    settings: Settings, records: int
+) -> AsyncIterator[tuple[AIOKafkaConsumer, TopicPartition]]:
     """A started group consumer on a new one-partition topic holding ``records`` records, and that partition."""
     topic, group = f"offsets-{uuid.uuid4().hex[:8]}", f"offsets-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
@@ -52,8 +58,10 @@ async def _batch(consumer: AIOKafkaConsumer, count: int) -> int:
     return got
 
 
-def test_offsets_are_committed_after_the_interval_or_at_a_quiet_poll(stack, run):
-    async def scenario():
+def test_offsets_are_committed_after_the_interval_or_at_a_quiet_poll(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
+    async def scenario() -> tuple[int | None, ...]:
         async with _group_on_a_topic_of_its_own(stack.settings, 6) as (consumer, tp):
             offsets = Offsets(consumer, every_s=1.0, now=100.0)
             await offsets.after_batch(await _batch(consumer, 2), now=100.4)
@@ -69,8 +77,8 @@ def test_offsets_are_committed_after_the_interval_or_at_a_quiet_poll(stack, run)
     assert run(scenario()) == (None, 4, 4, 6)
 
 
-def test_nothing_is_committed_once_a_batch_failed(stack, run):
-    async def scenario():
+def test_nothing_is_committed_once_a_batch_failed(stack: LocalStack, run: Callable[..., Any]) -> None:
+    async def scenario() -> int | None:
         async with _group_on_a_topic_of_its_own(stack.settings, 4) as (consumer, tp):
             offsets = Offsets(consumer, every_s=1.0, now=100.0)
             await offsets.after_batch(await _batch(consumer, 2), now=100.1)
@@ -78,6 +86,7 @@ def test_nothing_is_committed_once_a_batch_failed(stack, run):
             offsets.broken = True
             await offsets.after_batch(0, now=200.0)
             await offsets.commit(now=300.0)  # a rebalance's or a clean stop's commit
-            return await consumer.committed(tp)
+            committed: int | None = await consumer.committed(tp)
+            return committed
 
     assert run(scenario()) is None

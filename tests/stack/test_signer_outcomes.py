@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from rules import fees
 from runtime.admins import Admins
 from runtime.clock import to_us
@@ -24,13 +28,14 @@ from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.codes import Code
 from schemas.emit import Source
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from schemas.stages import Stage
-from sdk.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, wait_outcomes
 from signer.agent_state import AgentState
 from signer.custody.keys import KeyStore
-from signer.service import Signer
+from signer.service import Signed, Signer
 from signer.state import SignerState
 from tests.custody_support import ADMIN, make_vaults
 from tests.support import DEST, make_agent, read_topic
@@ -43,7 +48,9 @@ def outcomes_of(records: dict[str, list[bytes]], intent_id: str) -> list[IntentR
     return found
 
 
-def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservation(stack, run):
+def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservation(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """An intent naming nonce 1000, were it signed, would leave every later intent of the agent
     (1001, 1002, ...) stuck behind the gap for ever. A nonce may be named only to replace a
     transaction this signer signed at it: anything else is refused, and the refusal (a signer's,
@@ -55,7 +62,7 @@ def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservat
     poison = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.6", nonce=1000)
     huge = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0", nonce=2**63)
 
-    async def submit(*intents):
+    async def submit(*intents: TransactionIntent) -> dict[str, Outcome]:
         async with Client(settings) as client:
             for intent in intents:
                 await client.submit(intent)
@@ -86,7 +93,7 @@ def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservat
 class Rig:
     """An in-process signer on a standard vault, the session stack's Anvil as its chain."""
 
-    def __init__(self, tmp, rpc_url: str):
+    def __init__(self, tmp: Path, rpc_url: str) -> None:
         self.rpc_url = rpc_url
         self.keys = KeyStore(make_vaults(tmp), mode="standard")
         self.agent = "agent-inject"
@@ -121,8 +128,8 @@ class Rig:
         assert self.rpc is not None, "the node is asked for before the chain is up"
         return self.rpc
 
-    def handle(self, intent):
-        async def go():
+    def handle(self, intent: TransactionIntent) -> Signed:
+        async def go() -> Signed:
             self.rpc = JsonRpc(self.rpc_url, timeout_s=120)
             try:
                 await self.rpc.call("anvil_setBalance", self.address, hex(10 * 10**18))
@@ -140,11 +147,13 @@ class Rig:
 
 
 @pytest.mark.parametrize("where", ["before signing: the node call", "after signing: the state write"])
-def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(stack, tmp_path, monkeypatch, where):
+def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     rig = Rig(tmp_path, stack.settings.rpc_url)
     intent = new_intent(rig.agent_key, agent_id=rig.agent, chain="anvil", to=DEST, value="0.5")
 
-    def fail(*args, **kwargs):
+    def fail(*args: Any, **kwargs: Any) -> NoReturn:
         raise RuntimeError("injected")
 
     with monkeypatch.context() as patch:
@@ -153,7 +162,7 @@ def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(st
         else:
             real = AgentState.record_signed
 
-            def write_then_fail(self, **fields):
+            def write_then_fail(self: AgentState, **fields: Any) -> None:
                 real(self, **fields)  # the signed row and the nonce are written, then it fails
                 fail()
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 import rlp
@@ -22,6 +24,7 @@ from eth_utils import big_endian_to_int, to_checksum_address
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from infra.stack.local import LocalStack
 from rules import guardrails
 from rules.fees import check_fee
 from runtime.admins import Admins
@@ -38,7 +41,7 @@ from schemas.quote import FeeQuote
 from schemas.stages import Stage
 from sdk.client import new_intent
 from signer.custody.keys import KeyStore
-from signer.service import Signer
+from signer.service import Signed, Signer
 from signer.state import SignerState
 from tests.custody_support import ADMIN, make_vaults
 
@@ -53,8 +56,8 @@ fee_per_gas = st.integers(min_value=0, max_value=300 * GWEI)
 
 
 @st.composite
-def scenarios(draw):
-    policy = dict(
+def scenarios(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any], int]:
+    policy: dict[str, Any] = dict(
         intents_api_enabled=draw(st.sampled_from([True] * 9 + [False])),
         tx_allowed_chains=tuple(draw(st.lists(st.sampled_from(["anvil", "base"]), unique=True, max_size=2))),
         tx_to_allowlist=tuple(draw(st.lists(st.sampled_from([DEST, OTHER]), unique=True, max_size=2))),
@@ -63,7 +66,7 @@ def scenarios(draw):
         tx_max_fee_per_gas=draw(st.none() | fee_per_gas),
     )
     tx_type = draw(st.sampled_from([0, 1, 2]))
-    intent = dict(
+    intent: dict[str, Any] = dict(
         chain=draw(st.sampled_from(["anvil", "base"])),
         to=draw(st.sampled_from([DEST, OTHER, THIRD])),
         value=format_native_amount(draw(wei_amount)),
@@ -82,7 +85,7 @@ def scenarios(draw):
     return policy, {k: v for k, v in intent.items() if v is not None}, spent
 
 
-def decode_signed(raw_hex: str) -> dict:
+def decode_signed(raw_hex: str) -> dict[str, Any]:
     """Recipient, value, gas and fee per gas of a signed transaction, read with rlp alone."""
     raw = bytes.fromhex(raw_hex[2:])
     if raw[0] >= 0xC0:  # legacy: [nonce, gas_price, gas, to, value, data, v, r, s]
@@ -100,7 +103,7 @@ def decode_signed(raw_hex: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory):
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, KeyStore]:
     tmp = tmp_path_factory.mktemp("property-signer")
     store = KeyStore(make_vaults(tmp), mode="standard")
     store.provision(AGENT, "ethereum", ADMIN)
@@ -109,7 +112,9 @@ def keys(tmp_path_factory):
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(scenario=scenarios())
-def test_the_signer_never_signs_what_the_pure_guardrails_reject(stack, keys, scenario):
+def test_the_signer_never_signs_what_the_pure_guardrails_reject(
+    stack: LocalStack, keys: tuple[Path, KeyStore], scenario: tuple[dict[str, Any], dict[str, Any], int]
+) -> None:
     policy_fields, intent_fields, spent = scenario
     tmp, store = keys
     admin_key, agent_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
@@ -126,7 +131,7 @@ def test_the_signer_never_signs_what_the_pure_guardrails_reject(stack, keys, sce
     if spent:
         state.db.execute("INSERT INTO spend VALUES (?, ?, ?, ?)", ("i-earlier", AGENT, to_us(now) - 1, str(spent)))
 
-    async def sign():
+    async def sign() -> Signed:
         node = JsonRpc(stack.settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             signer = Signer(

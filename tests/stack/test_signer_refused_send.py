@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
+from typing import Any
 
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -27,7 +30,7 @@ ETH = 10**18
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 
-async def set_balance(settings, address: str, wei: int) -> None:
+async def set_balance(settings: Settings, address: str, wei: int) -> None:
     node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
         await node.call("anvil_setBalance", address, hex(wei))
@@ -35,7 +38,9 @@ async def set_balance(settings, address: str, wei: int) -> None:
         await node.close()
 
 
-def test_a_refused_send_gives_its_nonce_back_before_the_agent_signs_again(fresh_stack, run):
+def test_a_refused_send_gives_its_nonce_back_before_the_agent_signs_again(
+    fresh_stack: Callable[..., Any], run: Callable[..., Any]
+) -> None:
     stack = fresh_stack()
     settings = stack.settings
     agents = one_agent_per_partition("agent-rounds")

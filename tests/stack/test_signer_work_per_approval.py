@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import collections
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from runtime.admins import Admins
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -27,7 +29,7 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "agent-work-per-intent"
 
 
-def test_the_signer_parses_and_verifies_each_approval_once(stack, tmp_path):
+def test_the_signer_parses_and_verifies_each_approval_once(stack: LocalStack, tmp_path: Path) -> None:
     store = KeyStore(make_vaults(tmp_path), mode="standard")
     store.provision(AGENT, "ethereum", ADMIN)
     admin_key, agent_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
@@ -65,7 +67,7 @@ def test_the_signer_parses_and_verifies_each_approval_once(stack, tmp_path):
     intents = [a.intent for a in approvals]
     state = SignerState(tmp_path / "state.db")
 
-    async def sign(calls: collections.Counter) -> list[bytes]:
+    async def sign(calls: collections.Counter[str]) -> list[bytes]:
         node = JsonRpc(stack.settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             signer = Signer(
@@ -96,5 +98,5 @@ def test_the_signer_parses_and_verifies_each_approval_once(stack, tmp_path):
     assert len(signed) == INTENTS + 1, "every approval was signed"
     assert {SignedTransaction.from_bytes(value).intent_id for value in signed[1:]} == {i.intent_id for i in intents}
     assert calls == collections.Counter(
-        {"parse IntentApproved": INTENTS, **{f"verify {intent.signing_bytes()}": 1 for intent in intents}}
+        {"parse IntentApproved": INTENTS, **{f"verify {intent.signing_bytes()!r}": 1 for intent in intents}}
     ), calls

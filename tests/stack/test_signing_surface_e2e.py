@@ -5,26 +5,34 @@ Signatures are recovered with eth-account; Anvil mines the transactions."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import orjson
+from aiokafka.structs import TopicPartition
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
 from evm.constants import GAS_PER_BLOB
 from infra.stack.demo_script import permit_typed_data
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.audit import audit_events_of
+from schemas.audit import AuditEvent, audit_events_of
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
 from schemas.stages import Stage
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
+    Outcome,
     blob_fields,
     new_intent,
     new_message_intent,
@@ -43,7 +51,9 @@ ANSWER_42 = "0x602a60005260206000f3"
 DELEGATE = to_checksum_address("0x00000000000000000000000000000000de1e9a7e")
 
 
-async def _submit(settings, intents, timeout_s=30.0):
+async def _submit(
+    settings: Settings, intents: list[TransactionIntent], timeout_s: float = 30.0
+) -> tuple[dict[str, Outcome], dict[TopicPartition, int]]:
     start = await end_offsets(settings, OUTCOME_TOPICS + (topics.AUDIT_EVENTS,))
     async with Client(settings) as client:
         for intent in intents:
@@ -52,10 +62,14 @@ async def _submit(settings, intents, timeout_s=30.0):
     return outcomes, start
 
 
-def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, run):
+def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
 
-    async def scenario():
+    async def scenario() -> tuple[
+        str, dict[str, TransactionIntent], dict[str, Outcome], list[AuditEvent], dict[str, Any]
+    ]:
         key, address, _ = await make_agent(
             settings,
             "surface-msg",
@@ -65,7 +79,7 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, r
             asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "1"},),
         )
         closed_key, _, _ = await make_agent(settings, "surface-closed")
-        ask = dict(agent_id="surface-msg", chain="anvil")
+        ask: dict[str, Any] = dict(agent_id="surface-msg", chain="anvil")
         permit = permit_typed_data(
             TOKEN, ANVIL_ID, owner=address, spender=SPENDER, value=10**18, nonce=0, deadline=2**40
         )
@@ -113,7 +127,7 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, r
     assert (signed_permit.primary_type, signed_permit.verifying_contract) == ("Permit", TOKEN)
 
     # The trail: what was asked, then what was signed, with its hash and, for typed data, what for.
-    def trail(name):
+    def trail(name: str) -> list[AuditEvent]:
         return [e for e in audits if e.intent_id == intents[name].intent_id]
 
     submitted = next(e for e in trail("permit") if e.action == AuditAction.INTENT_SUBMITTED).details
@@ -129,15 +143,17 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, r
     assert not any(e.action == AuditAction.MESSAGE_SIGNED for name in rejected for e in trail(name))
 
 
-def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(stack, run):
+def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
 
-    async def scenario():
+    async def scenario() -> tuple[str, list[Outcome], str, str, Outcome]:
         node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             await node.call("anvil_setCode", DELEGATE, ANSWER_42)
             key, address, _ = await make_agent(settings, "surface-7702", eip7702_delegate_allowlist=(DELEGATE,))
-            ask = dict(agent_id="surface-7702", chain="anvil", broadcast=True)
+            ask: dict[str, Any] = dict(agent_id="surface-7702", chain="anvil", broadcast=True)
             delegation = new_intent(
                 key,
                 to=address,
@@ -183,15 +199,17 @@ def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(stac
     assert transfer.status == "mined" and transfer.nonce == mined.nonce + 2
 
 
-def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_spend(stack, run):
+def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_spend(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     blob = bytes(range(256)) * 512  # 131072 bytes; every 32-byte field element below the BLS modulus
     blob = b"".join(b"\x00" + blob[i + 1 : i + 32] for i in range(0, len(blob), 32))
     cap_wei = 10**16
 
-    async def scenario():
+    async def scenario() -> tuple[str, TransactionIntent, list[Outcome], dict[str, Any], dict[str, Any]]:
         key, address, _ = await make_agent(settings, "surface-4844", tx_max_value_eth="0.01")
-        ask = dict(agent_id="surface-4844", chain="anvil", to=CAROL, value="0")
+        ask: dict[str, Any] = dict(agent_id="surface-4844", chain="anvil", to=CAROL, value="0")
         carried = new_intent(key, max_fee_per_blob_gas=10**9, broadcast=True, **blob_fields([blob]), **ask)
         hashes_only = new_intent(
             key, tx_type=3, max_fee_per_blob_gas=10**9, blob_versioned_hashes=carried.blob_versioned_hashes, **ask
@@ -208,6 +226,7 @@ def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_s
         node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             mined = outcomes[carried.intent_id]
+            assert isinstance(mined, SignedTransaction), mined
             receipt = await node.call("eth_getTransactionReceipt", mined.tx_hash)
             on_chain = await node.call("eth_getTransactionByHash", mined.tx_hash)
         finally:
@@ -233,7 +252,9 @@ def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_s
     assert "blob gas" in too_dear.reason
 
 
-def test_warden_sign_asks_for_each_kind_and_prints_the_outcome(stack, run, tmp_path):
+def test_warden_sign_asks_for_each_kind_and_prints_the_outcome(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     from tests.support import warden
 
     settings = stack.settings

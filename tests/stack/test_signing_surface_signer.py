@@ -3,6 +3,10 @@ allow, each sent straight to it on the session stack."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
@@ -10,6 +14,7 @@ from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
 from infra.stack.demo_script import permit_typed_data
+from infra.stack.local import LocalStack
 from schemas.actions import AuditAction
 from schemas.auth import sign_intent
 from schemas.codes import Code
@@ -21,10 +26,10 @@ from tests.signer_support import ANVIL_ID, DELEGATE, DEST, SPENDER, TOKEN, LoneS
 
 
 @pytest.fixture
-def lone(tmp_path, stack, run):
+def lone(tmp_path: Path, stack: LocalStack, run: Callable[..., Any]) -> LoneSigner:
     signer = LoneSigner(tmp_path, stack.settings.rpc_url_for("anvil"))
 
-    async def fund():
+    async def fund() -> None:
         try:
             await signer.node.call("anvil_setBalance", signer.address, hex(10**20))
         finally:
@@ -34,7 +39,9 @@ def lone(tmp_path, stack, run):
     return signer
 
 
-def test_signer_refuses_a_message_its_policy_does_not_allow_and_signs_one_it_does(lone, run):
+def test_signer_refuses_a_message_its_policy_does_not_allow_and_signs_one_it_does(
+    lone: LoneSigner, run: Callable[..., Any]
+) -> None:
     hello = lone.intent(new_message_intent, message="hello from an agent")
     refused, _, _ = run(lone.handle(hello))
     assert isinstance(refused, IntentRejected) and refused.code == Code.MESSAGE_SIGNING_DISABLED
@@ -61,7 +68,9 @@ def test_signer_refuses_a_message_its_policy_does_not_allow_and_signs_one_it_doe
     assert isinstance(still, IntentRejected) and still.code == Code.MESSAGE_SIGNING_DISABLED
 
 
-def test_signer_refuses_a_permit_whose_contract_is_not_allowlisted_whatever_the_default(lone, run):
+def test_signer_refuses_a_permit_whose_contract_is_not_allowlisted_whatever_the_default(
+    lone: LoneSigner, run: Callable[..., Any]
+) -> None:
     permit = permit_typed_data(
         TOKEN, ANVIL_ID, owner=lone.address, spender=SPENDER, value=5 * 10**18, nonce=0, deadline=2**40
     )
@@ -100,7 +109,9 @@ def test_signer_refuses_a_permit_whose_contract_is_not_allowlisted_whatever_the_
     assert refused.code == Code.TYPED_DATA_INVALID and "message.contents" in refused.reason
 
 
-def test_an_unsigned_or_re_signed_intent_of_a_new_kind_is_refused_by_the_signer(lone, run):
+def test_an_unsigned_or_re_signed_intent_of_a_new_kind_is_refused_by_the_signer(
+    lone: LoneSigner, run: Callable[..., Any]
+) -> None:
     lone.set_policy(message_signing_enabled=True)
     intent = lone.intent(new_message_intent, message="pay me")
     tampered = intent.model_copy(update={"message": "0x" + b"pay mallory".hex()})
@@ -114,8 +125,8 @@ def test_an_unsigned_or_re_signed_intent_of_a_new_kind_is_refused_by_the_signer(
     assert isinstance(signed, SignedMessage) and signed.intent_digest == intent.digest()
 
 
-def test_signer_refuses_a_delegation_its_policy_does_not_allow(lone, run):
-    delegation = dict(
+def test_signer_refuses_a_delegation_its_policy_does_not_allow(lone: LoneSigner, run: Callable[..., Any]) -> None:
+    delegation: dict[str, Any] = dict(
         to=lone.address,
         value="0",
         tx_type=4,
@@ -142,7 +153,7 @@ def test_signer_refuses_a_delegation_its_policy_does_not_allow(lone, run):
     assert follow.nonce == signed.nonce + 2
 
 
-def test_signer_refuses_blobs_that_are_not_the_named_hashes(lone, run):
+def test_signer_refuses_blobs_that_are_not_the_named_hashes(lone: LoneSigner, run: Callable[..., Any]) -> None:
     from evm.blobs import make_sidecar
 
     blob, other = bytes(131_072), b"\x00\x01" * 65_536
@@ -160,7 +171,9 @@ def test_signer_refuses_blobs_that_are_not_the_named_hashes(lone, run):
     assert refused.code == Code.BLOB_HASH_MISMATCH and "blobs[0]" in refused.reason
 
 
-def test_a_policy_changed_after_its_admin_signed_it_is_refused_though_its_signature_is_the_held_ones(lone, run):
+def test_a_policy_changed_after_its_admin_signed_it_is_refused_though_its_signature_is_the_held_ones(
+    lone: LoneSigner, run: Callable[..., Any]
+) -> None:
     # The signer checks a policy's signature once, when it adopts it; an approval carrying a policy
     # equal to the held one in every field is not checked again. One field changed (the allowlist,
     # or the version too) must be checked, and fails: the signature is over the original.

@@ -10,25 +10,31 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from mcp import ClientSession
 from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from infra.stack.provision import provision_solana_agent
+from infra.stack.local import LocalStack
+from infra.stack.provision import Agent, provision_solana_agent
 from runtime.clock import utcnow
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedSolanaMessage
 from schemas.stages import Stage
-from sdk.client import Client, new_solana_message_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_solana_message_intent, wait_outcomes
 from sdk.records import ReceiptUnavailable, outcome_receipt
 from svm import messages
 from svm.messages import Format
@@ -38,7 +44,7 @@ CHAIN = "solana-local"
 NODE_SCRIPT = Path(__file__).resolve().parents[1] / "node" / "offchain_message.mjs"
 
 
-def oracle(cases: list[dict]) -> list[dict]:
+def oracle(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     done = subprocess.run(
         ["node", str(NODE_SCRIPT)], input=json.dumps(cases), capture_output=True, text=True, timeout=120, check=True
     )
@@ -58,7 +64,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"v{c['version']}-f{c.get('format')}")
-def test_warden_writes_and_reads_the_librarys_bytes(case):
+def test_warden_writes_and_reads_the_librarys_bytes(case: dict[str, Any]) -> None:
     signatories = keys(case["signatories"])
     domain = str(Keypair().pubkey()) if case["version"] == 0 else None
     ours = messages.encode(
@@ -83,7 +89,7 @@ def test_warden_writes_and_reads_the_librarys_bytes(case):
     assert (read.text, read.application_domain, sorted(read.signatories)) == (case["text"], domain, sorted(signatories))
 
 
-def test_what_the_library_refuses_warden_refuses_too():
+def test_what_the_library_refuses_warden_refuses_too() -> None:
     """Bytes each side must refuse: a wrong length, ASCII format with other text, unsorted v1
     signatories, an unknown version. The library throws on each, and `svm.messages.read` too."""
     me = Keypair().pubkey()
@@ -104,23 +110,29 @@ def test_what_the_library_refuses_warden_refuses_too():
             messages.read(raw)
 
 
-def _agent(settings, run, **policy):
-    return run(provision_solana_agent(settings, f"solmsg-{uuid.uuid4().hex[:8]}", fund_lamports=0, **policy))
+def _agent(settings: Settings, run: Callable[..., Any], **policy: Any) -> Agent:
+    agent: Agent = run(provision_solana_agent(settings, f"solmsg-{uuid.uuid4().hex[:8]}", fund_lamports=0, **policy))
+    return agent
 
 
-def _outcomes(settings, run, intents, timeout_s: float = 120):
+def _outcomes(
+    settings: Settings, run: Callable[..., Any], intents: list[TransactionIntent], timeout_s: float = 120
+) -> dict[str, Outcome]:
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_MESSAGES_SIGNED)))
 
-    async def go():
+    async def go() -> dict[str, Outcome]:
         async with Client(settings) as client:
             for intent in intents:
                 await client.submit(intent)
         return await wait_outcomes(settings, intents, timeout_s, start)
 
-    return run(go())
+    outcomes: dict[str, Outcome] = run(go())
+    return outcomes
 
 
-def test_an_off_chain_message_is_signed_bound_to_its_intent_and_the_library_verifies_it(stack, run, tmp_path):
+def test_an_off_chain_message_is_signed_bound_to_its_intent_and_the_library_verifies_it(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     settings = stack.settings
     app = str(Keypair().pubkey())
     agent = _agent(settings, run, message_signing_enabled=True, message_application_domains=(app,))
@@ -150,6 +162,7 @@ def test_an_off_chain_message_is_signed_bound_to_its_intent_and_the_library_veri
         application_domain=app,
     )
     (signed,) = _outcomes(settings, run, [alone]).values()
+    assert isinstance(signed, SignedSolanaMessage), signed
     (checked,) = oracle([{"verify": {"bytes_b64": signed.message, "signatures": {agent.address: signed.signature}}}])
     assert checked["ok"] and checked["message"]["text"] == "only me", checked
     forged = base64.b64encode(messages.encode("only me!", [agent.address], 0, app)).decode()
@@ -179,7 +192,9 @@ def test_an_off_chain_message_is_signed_bound_to_its_intent_and_the_library_veri
     assert orjson.loads(base64.b64decode(extra))["action"] == AuditAction.SOLANA_MESSAGE_SIGNED
 
 
-def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_signer(stack, run):
+def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_signer(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """By the worker: message signing off, a message not naming the agent, one for another
     application, one too long. Written straight to the approved topic by a writer with no key:
     the signer judges again with its own key's address and refuses the same; nothing is signed."""
@@ -188,7 +203,9 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_sign
     off = _agent(settings, run)
     on = _agent(settings, run, message_signing_enabled=True, message_application_domains=(app,), message_max_bytes=64)
 
-    def message(agent, text="hello", signatories=None, domain=app):
+    def message(
+        agent: Agent, text: str = "hello", signatories: list[str] | None = None, domain: str | None = app
+    ) -> TransactionIntent:
         return new_solana_message_intent(
             agent.intent_key,
             agent_id=agent.agent_id,
@@ -210,16 +227,14 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_sign
         assert isinstance(outcome, IntentRejected), (code, outcome)
         assert (outcome.stage, outcome.code) == (Stage.SOLANA_MESSAGE, code), outcome
 
-    copies = {
-        code: message(intent_agent, **kw)
-        for code, (intent_agent, kw) in {
-            Code.SOLANA_MESSAGE_SIGNING_OFF: (off, {}),
-            Code.SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED: (on, {"domain": other_app}),
-        }.items()
+    copied: dict[Code, tuple[Agent, dict[str, Any]]] = {
+        Code.SOLANA_MESSAGE_SIGNING_OFF: (off, {}),
+        Code.SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED: (on, {"domain": other_app}),
     }
+    copies = {code: message(intent_agent, **kw) for code, (intent_agent, kw) in copied.items()}
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_MESSAGES_SIGNED)))
 
-    async def approve_directly():
+    async def approve_directly() -> dict[str, Outcome]:
         async with Client(settings) as client:
             for intent in copies.values():
                 policy = off.policy if intent.agent_id == off.agent_id else on.policy
@@ -236,7 +251,9 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_sign
         assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
 
 
-def test_warden_sign_and_an_mcp_client_have_a_message_signed_and_one_refused(stack, run, tmp_path):
+def test_warden_sign_and_an_mcp_client_have_a_message_signed_and_one_refused(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     """`warden sign solana-message` (text and signatories, or a file of bytes), and a real MCP
     client session with `warden mcp` for the agent: sign_solana_message, whose signatories default
     to the agent's own address; a message for an application the policy does not list is refused."""
@@ -262,13 +279,13 @@ def test_warden_sign_and_an_mcp_client_have_a_message_signed_and_one_refused(sta
     refused = orjson.loads(done.stdout)["outcome"]
     assert (done.returncode, refused["code"]) == (1, Code.SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED), done.stdout
 
-    async def calls():
+    async def calls() -> tuple[CallToolResult, CallToolResult]:
         with open(tmp_path / "mcp.log", "w") as errlog:
             server = warden_mcp(settings, agent.agent_id)
             async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
                 await session.initialize()
 
-                async def call(**arguments):
+                async def call(**arguments: Any) -> CallToolResult:
                     return await session.call_tool("sign_solana_message", arguments, read_timeout_seconds=150)
 
                 return (

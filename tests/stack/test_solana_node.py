@@ -10,6 +10,8 @@ import base64
 import json
 import socket
 import urllib.parse
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypedDict, TypeVar
 
 import pytest
 from solders.hash import Hash
@@ -30,9 +32,11 @@ from svm import transactions
 CHAIN = "solana-local"
 DECIMALS = 6
 
+T = TypeVar("T")
+
 
 @pytest.fixture(scope="module")
-def solana_stack(tmp_path_factory):
+def solana_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, range]]:
     """The stack's surfpool, started with WARDEN_LISTEN_PORTS narrowed to the last 200 ports of
     this process's range, and that range."""
     ports = listen_ports()
@@ -49,14 +53,16 @@ def solana_stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def node(solana_stack):
+def node(solana_stack: tuple[LocalStack, range]) -> str:
     stack, _ = solana_stack
     described = {p["name"]: p for p in stack.describe()}
     assert described["solana"]["address"].startswith("http://127.0.0.1:"), described
     return stack.settings.solana_rpc_url(CHAIN)
 
 
-def test_surfpool_serves_its_rpc_and_websocket_on_ports_of_the_stack_range(solana_stack, node):
+def test_surfpool_serves_its_rpc_and_websocket_on_ports_of_the_stack_range(
+    solana_stack: tuple[LocalStack, range], node: str
+) -> None:
     stack, narrowed = solana_stack
     info = json.loads(stack.settings.surfpool_info.read_text())
     ports = {name: urllib.parse.urlsplit(info[name]).port for name in ("rpc", "ws")}
@@ -71,11 +77,11 @@ def test_surfpool_serves_its_rpc_and_websocket_on_ports_of_the_stack_range(solan
         assert ws.recv(1024).startswith(b"HTTP/1.1 101"), "no websocket upgrade"
 
 
-def run(coro):
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-async def _call(url: str, method: str, *params):
+async def _call(url: str, method: str, *params: Any) -> Any:
     rpc = JsonRpc(url, timeout_s=60)
     try:
         return await rpc.call(method, *params)
@@ -83,7 +89,7 @@ async def _call(url: str, method: str, *params):
         await rpc.close()
 
 
-async def _with(url: str, work):
+async def _with(url: str, work: Callable[[JsonRpc], Awaitable[T]]) -> T:
     rpc = JsonRpc(url, timeout_s=60)
     try:
         return await work(rpc)
@@ -98,14 +104,14 @@ def blockhash(url: str) -> Hash:
 def send_and_wait(url: str, raw: bytes, commitment: str = "finalized") -> solana.Status:
     """Send signed bytes and wait (generously) until the node says ``commitment``."""
 
-    async def go(rpc):
+    async def go(rpc: JsonRpc) -> solana.Status:
         return await solana.landed(rpc, await solana.send(rpc, raw), commitment, 120)
 
     return run(_with(url, go))
 
 
 def airdrop(url: str, to: Pubkey, lamports: int) -> None:
-    async def go(rpc):
+    async def go(rpc: JsonRpc) -> None:
         await solana.landed(rpc, await rpc.call("requestAirdrop", str(to), lamports), "processed", 60)
 
     run(_with(url, go))
@@ -114,14 +120,24 @@ def airdrop(url: str, to: Pubkey, lamports: int) -> None:
 class Agent:
     """An agent whose Solana key is derived as Warden's custody derives it (`signer.chain_keys`)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.seed = bytearray(Keypair().secret()[:32])
         self.address = address("solana", public_key("solana", bytearray(self.seed)))
         self.pubkey = Pubkey.from_string(self.address)
 
 
+class World(TypedDict):
+    """The module's agent, its policy, the mint it holds tokens of, and two people it may pay."""
+
+    agent: Agent
+    alice: Keypair
+    mallory: Keypair
+    mint: Pubkey
+    policy: SolanaPolicy
+
+
 @pytest.fixture(scope="module")
-def world(node):
+def world(node: str) -> World:
     agent, alice, mallory, bank, mint = Agent(), Keypair(), Keypair(), Keypair(), Keypair()
     for who in (agent.pubkey, bank.pubkey()):
         airdrop(node, who, 5 * 10**9)
@@ -142,7 +158,7 @@ def world(node):
     return {"agent": agent, "alice": alice, "mallory": mallory, "mint": mint.pubkey(), "policy": policy}
 
 
-def judged(url: str, world, raw: bytes, **options):
+def judged(url: str, world: World, raw: bytes, **options: Any) -> SolanaVerdict:
     """Warden's reading of an agent's unsigned transaction: the token accounts it names resolved
     from the node, then judged."""
     tx = transactions.read(raw)
@@ -159,7 +175,7 @@ def judged(url: str, world, raw: bytes, **options):
     )
 
 
-def warden(url: str, world, raw: bytes):
+def warden(url: str, world: World, raw: bytes) -> tuple[SolanaVerdict, bytes | None]:
     """What Warden does with an agent's unsigned transaction: judged; signed only when it passed."""
     verdict = judged(url, world, raw)
     return verdict, (transactions.sign(raw, world["agent"].seed) if verdict.passed else None)
@@ -169,19 +185,20 @@ def token_balance(url: str, account: Pubkey) -> int:
     return int(run(_call(url, "getTokenAccountBalance", str(account)))["value"]["amount"])
 
 
-def test_sol_to_alice_is_signed_accepted_and_finalized_on_the_node(node, world):
+def test_sol_to_alice_is_signed_accepted_and_finalized_on_the_node(node: str, world: World) -> None:
     agent, alice = world["agent"], world["alice"].pubkey()
     raw = sol.unsigned(agent.pubkey, [sol.sol_transfer(agent.pubkey, alice, 1_000_000)], blockhash(node))
     before = run(_with(node, lambda rpc: solana.balance(rpc, str(alice))))
     verdict, signed = warden(node, world, raw)
     assert verdict.passed and verdict.spend() == {SOL: 1_005_000}, verdict
+    assert signed is not None
     assert VersionedTransaction.from_bytes(signed).verify_with_results() == [True]
     status = send_and_wait(node, signed)
     assert (status.error, status.commitment) == (None, "finalized")
     assert run(_with(node, lambda rpc: solana.balance(rpc, str(alice), "finalized"))) - before == 1_000_000
 
 
-def test_spl_to_alice_moves_and_spl_to_mallory_is_refused_by_her_owner_name(node, world):
+def test_spl_to_alice_moves_and_spl_to_mallory_is_refused_by_her_owner_name(node: str, world: World) -> None:
     agent, mint = world["agent"], world["mint"]
     source = sol.ata_address(agent.pubkey, mint)
     to_alice = sol.ata_address(world["alice"].pubkey(), mint)
@@ -191,7 +208,7 @@ def test_spl_to_alice_moves_and_spl_to_mallory_is_refused_by_her_owner_name(node
         blockhash(node),
     )
     verdict, signed = warden(node, world, raw)
-    assert verdict.passed, verdict
+    assert verdict.passed and signed is not None, verdict
     assert send_and_wait(node, signed, "confirmed").error is None
     assert token_balance(node, to_alice) == 3_000_000
     # Mallory's existing account, resolved on the node: refused by her name, nothing signed.
@@ -205,7 +222,7 @@ def test_spl_to_alice_moves_and_spl_to_mallory_is_refused_by_her_owner_name(node
     )
 
 
-def test_an_account_the_node_does_not_hold_is_not_resolved_and_refused(node, world):
+def test_an_account_the_node_does_not_hold_is_not_resolved_and_refused(node: str, world: World) -> None:
     agent, mint = world["agent"], world["mint"]
     nowhere = Keypair().pubkey()  # no account: whose tokens it would receive is unknown
     raw = sol.unsigned(
@@ -217,12 +234,13 @@ def test_an_account_the_node_does_not_hold_is_not_resolved_and_refused(node, wor
     assert (verdict.code, signed) == (Code.SOLANA_ACCOUNT_NOT_RESOLVED, None)
 
 
-def test_the_node_refuses_bytes_changed_after_signing(node, world):
+def test_the_node_refuses_bytes_changed_after_signing(node: str, world: World) -> None:
     """The signature covers the message: a byte changed after Warden signed (the amount) makes
     the node refuse the transaction, so what is sent is what was judged or nothing."""
     agent, alice = world["agent"], world["alice"].pubkey()
     raw = sol.unsigned(agent.pubkey, [sol.sol_transfer(agent.pubkey, alice, 1_000)], blockhash(node))
     _, signed = warden(node, world, raw)
+    assert signed is not None
     tampered = bytearray(signed)
     amount_at = bytes(tampered).rindex((1_000).to_bytes(8, "little"))
     tampered[amount_at : amount_at + 8] = (900_000_000).to_bytes(8, "little")
@@ -237,7 +255,13 @@ def test_the_node_refuses_bytes_changed_after_signing(node, world):
         )
 
 
-def simulate(url: str, world, raw: bytes, declared: SolanaVerdict | None = None, **options):
+def simulate(
+    url: str,
+    world: World,
+    raw: bytes,
+    declared: SolanaVerdict | None = None,
+    **options: Any,
+) -> tuple[SolanaVerdict, dict[tuple[str, str], int]]:
     """`warden`'s reading, then the node's simulation of the same bytes judged against it."""
     tx = transactions.read(raw)
     if declared is None:
@@ -251,7 +275,7 @@ def simulate(url: str, world, raw: bytes, declared: SolanaVerdict | None = None,
     return verdict, {(c.owner, c.asset): c.delta for c in changes}
 
 
-def test_simulation_sees_sol_and_tokens_land_where_the_instructions_said(node, world):
+def test_simulation_sees_sol_and_tokens_land_where_the_instructions_said(node: str, world: World) -> None:
     agent, alice, mint = world["agent"], world["alice"].pubkey(), world["mint"]
     raw = sol.unsigned(agent.pubkey, [sol.sol_transfer(agent.pubkey, alice, 1_000_000)], blockhash(node))
     verdict, changes = simulate(node, world, raw)
@@ -263,7 +287,7 @@ def test_simulation_sees_sol_and_tokens_land_where_the_instructions_said(node, w
     assert verdict.passed and changes[(str(alice), str(mint))] == 42 and changes[(agent.address, str(mint))] == -42
 
 
-def test_sol_moved_by_another_programs_inner_call_is_seen_and_refused_by_its_route(node, world):
+def test_sol_moved_by_another_programs_inner_call_is_seen_and_refused_by_its_route(node: str, world: World) -> None:
     """The associated-token-account program pays a new account's rent from the payer through an
     inner call to the System program: for an account of mallory's, SOL reaches her. Judged as if
     the instructions had declared nothing (a program call the judge cannot read), the simulation
@@ -282,9 +306,11 @@ def test_sol_moved_by_another_programs_inner_call_is_seen_and_refused_by_its_rou
     }
 
 
-def test_the_agent_losing_more_than_declared_is_refused_and_the_rent_warden_counts_is_the_nodes(node, world):
+def test_the_agent_losing_more_than_declared_is_refused_and_the_rent_warden_counts_is_the_nodes(
+    node: str, world: World
+) -> None:
     agent, bob = world["agent"], Keypair().pubkey()
-    with_bob = dict(world, policy=world["policy"].model_copy(update={"allowlist": (str(bob),)}))
+    with_bob: World = {**world, "policy": world["policy"].model_copy(update={"allowlist": (str(bob),)})}
     raw = sol.unsigned(agent.pubkey, [sol.create_ata(agent.pubkey, bob, world["mint"])], blockhash(node))
     # Counted with Warden's rent: the simulation agrees to the lamport.
     verdict, changes = simulate(node, with_bob, raw)
@@ -296,9 +322,9 @@ def test_the_agent_losing_more_than_declared_is_refused_and_the_rent_warden_coun
     assert verdict.facts["simulated"] - verdict.facts["declared"] == 2_039_280
 
 
-def test_a_transaction_that_would_fail_is_refused_with_the_nodes_logs(node, world):
+def test_a_transaction_that_would_fail_is_refused_with_the_nodes_logs(node: str, world: World) -> None:
     alice = world["alice"].pubkey()
-    poor = dict(world, agent=Agent())  # an agent with no lamports: the runtime refuses
+    poor: World = {**world, "agent": Agent()}  # an agent with no lamports: the runtime refuses
     raw = sol.unsigned(poor["agent"].pubkey, [sol.sol_transfer(poor["agent"].pubkey, alice, 1)], blockhash(node))
     verdict, _ = simulate(node, poor, raw, declared=SolanaVerdict(True, Code.SOLANA_ALLOWED, ""))
     assert verdict.code is Code.SIMULATION_FAILED and verdict.facts["error"], verdict

@@ -9,21 +9,28 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import clickhouse_connect
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp import ClientSession
 from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult
 from solders.hash import Hash
+from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.message import to_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from infra.stack.provision import provision_solana_agent
+from infra.stack.local import LocalStack
+from infra.stack.provision import Agent, provision_solana_agent
 from runtime import solana
 from runtime.clock import to_us, utcnow
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.metrics import metrics_file
 from runtime.rpc import JsonRpc, Node
@@ -31,11 +38,13 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import sign_outcome
 from schemas.codes import Code
+from schemas.emit import Emit
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedSolanaTransaction
-from schemas.policy import SolanaTokenLimit
+from schemas.policy import AgentPolicy, SolanaTokenLimit
 from schemas.stages import Stage
 from sdk import solana as sol
-from sdk.client import Client, new_solana_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_solana_intent, wait_outcomes
 from signer.outcomes import Outcomes
 from signer.solana_tracking import SolanaTracking
 from signer.state import SignerState
@@ -47,8 +56,10 @@ from tests.support import sample, warden, warden_mcp
 CHAIN = "solana-local"
 FEE = 5_000  # one signature, no priority fee
 
+T = TypeVar("T")
 
-async def _rpc(settings, work):
+
+async def _rpc(settings: Settings, work: Callable[[JsonRpc], Awaitable[T]]) -> T:
     node = JsonRpc(settings.rpc_url_for(CHAIN), timeout_s=60)
     try:
         return await work(node)
@@ -56,15 +67,16 @@ async def _rpc(settings, work):
         await node.close()
 
 
-def blockhash(settings, run):
+def blockhash(settings: Settings, run: Callable[..., Any]) -> Hash:
     return Hash.from_string(run(_rpc(settings, solana.latest_blockhash)))
 
 
-def lamports(settings, run, address: str, commitment: str = "confirmed") -> int:
-    return run(_rpc(settings, lambda node: solana.balance(node, address, commitment)))
+def lamports(settings: Settings, run: Callable[..., Any], address: str, commitment: str = "confirmed") -> int:
+    balance: int = run(_rpc(settings, lambda node: solana.balance(node, address, commitment)))
+    return balance
 
 
-def funded(settings, run) -> Keypair:
+def funded(settings: Settings, run: Callable[..., Any]) -> Keypair:
     """A key outside Warden holding 1 SOL: a fee payer (an x402 facilitator, a third party)."""
     payer = Keypair()
     run(_rpc(settings, lambda node: node.call("requestAirdrop", str(payer.pubkey()), 10**9)))
@@ -75,7 +87,12 @@ def funded(settings, run) -> Keypair:
     return payer
 
 
-def audit_rows(settings, intent_id: str, done, timeout_s: float = 120) -> list[tuple[str, dict]]:
+def audit_rows(
+    settings: Settings,
+    intent_id: str,
+    done: Callable[[list[tuple[str, dict[str, Any]]]], bool],
+    timeout_s: float = 120,
+) -> list[tuple[str, dict[str, Any]]]:
     """The intent's audit events in the ledger, (action, details) in order, once ``done`` holds of them."""
     host, _, port = settings.ledger_http.rpartition(":")
     ledger = clickhouse_connect.get_client(host=host, port=int(port))
@@ -92,22 +109,29 @@ def audit_rows(settings, intent_id: str, done, timeout_s: float = 120) -> list[t
         time.sleep(0.5)
 
 
-def agent_with(settings, run, **policy):
-    agent = run(provision_solana_agent(settings, f"sol-{uuid.uuid4().hex[:8]}", **policy))
+def agent_with(settings: Settings, run: Callable[..., Any], **policy: Any) -> Agent:
+    agent: Agent = run(provision_solana_agent(settings, f"sol-{uuid.uuid4().hex[:8]}", **policy))
     assert lamports(settings, run, agent.address, "processed") == 10 * 10**9  # the airdrop landed
     return agent
 
 
-def intent_for(agent, raw: bytes, **fields):
+def intent_for(agent: Agent, raw: bytes, **fields: Any) -> TransactionIntent:
     return new_solana_intent(agent.intent_key, agent_id=agent.agent_id, chain=CHAIN, transaction=raw, **fields)
 
 
-def outcomes_of(settings, run, intents, timeout_s: float = 120, approved=(), policy=None):
+def outcomes_of(
+    settings: Settings,
+    run: Callable[..., Any],
+    intents: list[TransactionIntent],
+    timeout_s: float = 120,
+    approved: tuple[TransactionIntent, ...] = (),
+    policy: AgentPolicy | None = None,
+) -> dict[str, Outcome]:
     """The outcomes of ``intents`` submitted, and of ``approved`` written straight to
     warden.intents.approved under ``policy`` (as a topic writer with no key can)."""
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
 
-    async def go():
+    async def go() -> dict[str, Outcome]:
         async with Client(settings) as client:
             for intent in intents:
                 await client.submit(intent)
@@ -119,13 +143,16 @@ def outcomes_of(settings, run, intents, timeout_s: float = 120, approved=(), pol
             await client.flush()
         return await wait_outcomes(settings, [*intents, *approved], timeout_s, start)
 
-    return run(go())
+    outcomes: dict[str, Outcome] = run(go())
+    return outcomes
 
 
-def land(settings, run, payer: Keypair, instructions, *others: Keypair) -> None:
+def land(
+    settings: Settings, run: Callable[..., Any], payer: Keypair, instructions: list[Instruction], *others: Keypair
+) -> None:
     """Set the chain up: ``instructions`` signed by keypairs held here, confirmed."""
 
-    async def go(node):
+    async def go(node: Node) -> None:
         recent = Hash.from_string(await solana.latest_blockhash(node))
         signature = await solana.send(node, bytes(sol.signed(payer, instructions, recent, *others)))
         assert (await solana.landed(node, signature, "confirmed", 60)).error is None
@@ -133,7 +160,7 @@ def land(settings, run, payer: Keypair, instructions, *others: Keypair) -> None:
     run(_rpc(settings, go))
 
 
-def bank(settings, run) -> Keypair:
+def bank(settings: Settings, run: Callable[..., Any]) -> Keypair:
     """A funded keypair that sets the chain up (mints, multisigs, accounts)."""
     payer = Keypair()
     run(_rpc(settings, lambda node: node.call("requestAirdrop", str(payer.pubkey()), 10 * 10**9)))
@@ -144,27 +171,32 @@ def bank(settings, run) -> Keypair:
     return payer
 
 
-def token_balance(settings, run, account: Pubkey) -> int:
+def token_balance(settings: Settings, run: Callable[..., Any], account: Pubkey) -> int:
     reply = run(_rpc(settings, lambda node: node.call("getTokenAccountBalance", str(account))))
     return int(reply["value"]["amount"])
 
 
-def approved_straight(settings, run, agent, intents):
+def approved_straight(
+    settings: Settings, run: Callable[..., Any], agent: Agent, intents: list[TransactionIntent]
+) -> dict[str, Outcome]:
     """The intents approved by a topic writer with no key, written straight to the signer's
     topic under the agent's policy: the signer's outcomes."""
     return outcomes_of(settings, run, [], approved=tuple(intents), policy=agent.policy)
 
 
-def send_and_wait_finalized(settings, run, signed_tx: str) -> solana.Status:
+def send_and_wait_finalized(settings: Settings, run: Callable[..., Any], signed_tx: str) -> solana.Status:
     raw = base64.b64decode(signed_tx)
 
-    async def go(node):
+    async def go(node: Node) -> solana.Status:
         return await solana.landed(node, await solana.send(node, raw), "finalized", 120)
 
-    return run(_rpc(settings, go))
+    status: solana.Status = run(_rpc(settings, go))
+    return status
 
 
-def broadcast_record(tmp_path, signed_tx: bytes, agent: str, payer: str, spend: int):
+def broadcast_record(
+    tmp_path: Path, signed_tx: bytes, agent: str, payer: str, spend: int
+) -> tuple[SignedSolanaTransaction, SignerState, int]:
     """A broadcast Solana transaction (``payer`` pays its fee) as the signer records it, with its
     reservation of ``spend`` lamports, in a signer record of the test's own: (the record, that
     record's file, when it was reserved)."""
@@ -197,7 +229,9 @@ def broadcast_record(tmp_path, signed_tx: bytes, agent: str, payer: str, spend: 
     return record, state, now_us
 
 
-def test_sol_to_alice_is_signed_bound_to_the_intent_and_the_node_finalizes_it(stack, run):
+def test_sol_to_alice_is_signed_bound_to_the_intent_and_the_node_finalizes_it(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     alice = Keypair().pubkey()
     agent = agent_with(settings, run, allowlist=(str(alice),), max_lamports_per_tx=2 * 10**9)
@@ -243,7 +277,9 @@ def test_sol_to_alice_is_signed_bound_to_the_intent_and_the_node_finalizes_it(st
     )
 
 
-def test_warden_submit_signs_a_solana_file_and_prints_one_line_and_the_bytes_to_send(stack, run, tmp_path):
+def test_warden_submit_signs_a_solana_file_and_prints_one_line_and_the_bytes_to_send(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     settings = stack.settings
     alice = Keypair().pubkey()
     agent = agent_with(settings, run, allowlist=(str(alice),), max_lamports_per_tx=2 * 10**9)
@@ -262,7 +298,7 @@ def test_warden_submit_signs_a_solana_file_and_prints_one_line_and_the_bytes_to_
     assert signed.verify_with_results() == [True] and signed.message == VersionedTransaction.from_bytes(raw).message
 
 
-def test_what_the_policy_does_not_allow_is_refused_by_the_worker(stack, run):
+def test_what_the_policy_does_not_allow_is_refused_by_the_worker(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
     alice, mallory, program = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
     agent = agent_with(settings, run, allowlist=(str(alice),), max_lamports_per_tx=1_000_000)
@@ -270,7 +306,7 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker(stack, run):
     recent = blockhash(settings, run)
     cases = {
         Code.RECIPIENT_NOT_ALLOWLISTED: [sol.sol_transfer(me, mallory, 1_000)],
-        Code.SOLANA_PROGRAM_NOT_ALLOWED: [sol.Instruction(program, b"\x01" * 8, [sol.signer(me)])],
+        Code.SOLANA_PROGRAM_NOT_ALLOWED: [Instruction(program, b"\x01" * 8, [sol.signer(me)])],
         Code.VALUE_OVER_CAP: [sol.sol_transfer(me, alice, 1_000_000 - FEE + 1)],
         Code.SOLANA_PRIORITY_FEE_OVER_CEILING: [sol.compute_price(1), sol.sol_transfer(me, alice, 1_000)],
     }
@@ -282,7 +318,7 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker(stack, run):
         assert (outcome.stage, outcome.code) == (Stage.SOLANA, code), outcome
 
 
-def test_fifty_concurrent_intents_spend_exactly_the_daily_limit(stack, run):
+def test_fifty_concurrent_intents_spend_exactly_the_daily_limit(stack: LocalStack, run: Callable[..., Any]) -> None:
     settings = stack.settings
     alice = Keypair().pubkey()
     each = 1_000_000 + FEE
@@ -301,7 +337,9 @@ def test_fifty_concurrent_intents_spend_exactly_the_daily_limit(stack, run):
     assert len(signed) == 10 and refused == [Code.DAILY_LIMIT_EXCEEDED] * 40, (len(signed), refused)
 
 
-def test_the_signer_judges_an_approval_written_straight_to_its_topic(stack, run):
+def test_the_signer_judges_an_approval_written_straight_to_its_topic(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """A topic writer with no key approves, itself, SOL to mallory and SOL above the admins'
     threshold: the signer re-runs the judge with its own state and node, requires the admins'
     approval itself, and refuses both; nothing is signed."""
@@ -318,7 +356,9 @@ def test_the_signer_judges_an_approval_written_straight_to_its_topic(stack, run)
         assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
 
 
-def test_a_broadcast_transfer_is_sent_and_followed_to_finalized_with_every_step_on_the_ledger(stack, run):
+def test_a_broadcast_transfer_is_sent_and_followed_to_finalized_with_every_step_on_the_ledger(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     alice = Keypair().pubkey()
     agent = agent_with(settings, run, allowlist=(str(alice),))
@@ -330,7 +370,9 @@ def test_a_broadcast_transfer_is_sent_and_followed_to_finalized_with_every_step_
     assert (outcome.status, outcome.final, outcome.error) == ("finalized", True, None), outcome
     assert outcome.slot is not None and outcome.intent_digest == intent.digest()
     assert lamports(settings, run, str(alice), "finalized") == 2_000_000
-    (status,) = run(_rpc(settings, lambda node: solana.statuses(node, [outcome.tx_signature])))
+    tx_signature = outcome.tx_signature
+    assert tx_signature is not None
+    (status,) = run(_rpc(settings, lambda node: solana.statuses(node, [tx_signature])))
     assert (status.commitment, status.slot) == ("finalized", outcome.slot)  # what the node says too
     host, _, port = settings.ledger_http.rpartition(":")
     ledger = clickhouse_connect.get_client(host=host, port=int(port))
@@ -357,7 +399,9 @@ def test_a_broadcast_transfer_is_sent_and_followed_to_finalized_with_every_step_
     assert AuditAction.SOLANA_BROADCAST in actions
 
 
-def test_broadcast_needs_every_signature_and_sign_only_fills_the_agents_slot_alone(stack, run):
+def test_broadcast_needs_every_signature_and_sign_only_fills_the_agents_slot_alone(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """A transaction another fee payer must sign too (an x402 facilitator's): signed only, the
     agent's slot filled and the payer's left for the payer; broadcast is refused by the signer."""
     settings = stack.settings
@@ -388,7 +432,7 @@ class CopyLandedFirst:
     payer signs the same message again and lands that copy, which carries the agent's signature.
     The signer's tracker, on the real node and a record of its own, follows the copy."""
 
-    def __init__(self, settings, run, tmp_path, recent: Hash):
+    def __init__(self, settings: Settings, run: Callable[..., Any], tmp_path: Path, recent: Hash) -> None:
         self.settings, self.run = settings, run
         alice, payer, agent = Keypair().pubkey(), funded(settings, run), funded(settings, run)
         raw = sol.unsigned(payer.pubkey(), [sol.sol_transfer(agent.pubkey(), alice, 1_000_000)], recent)
@@ -404,8 +448,8 @@ class CopyLandedFirst:
             state, _no_node, Outcomes(state, ("signer-test", Ed25519PrivateKey.generate()), "none")
         )
 
-    def tracked(self, work):
-        async def go():
+    def tracked(self, work: Callable[[SolanaTracking], Awaitable[T]]) -> T:
+        async def go() -> T:
             node = JsonRpc(self.settings.rpc_url_for(CHAIN), timeout_s=60)
             self.tracking.node_for = lambda chain: node
             try:
@@ -413,13 +457,16 @@ class CopyLandedFirst:
             finally:
                 await node.close()
 
-        return self.run(go())
+        result: T = self.run(go())
+        return result
 
     def land_then_look(self) -> SignedSolanaTransaction:
         """The copy landed (finalized), then the record as signed looked at: it follows the copy."""
         landed = send_and_wait_finalized(self.settings, self.run, base64.b64encode(bytes(self.copy)).decode())
         assert landed.error is None and str(self.copy.signatures[0]) != self.record.tx_signature
-        emits, followed = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        looked = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        assert looked is not None
+        emits, followed = looked
         assert (followed.status, followed.final, followed.slot) == ("finalized", True, landed.slot), followed
         assert followed.tx_signature == str(self.copy.signatures[0])
         assert base64.b64decode(followed.signed_tx) == bytes(self.copy)
@@ -429,7 +476,9 @@ class CopyLandedFirst:
     def look_once_expired(self, followed: SignedSolanaTransaction) -> None:
         """Its blockhash expired: looked at again from the record as signed, what landed, never
         dropped; one landing, counted once; the reservation kept."""
-        _, again = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        looked = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        assert looked is not None
+        _, again = looked
         assert (again.status, again.tx_signature) == ("finalized", followed.tx_signature), again
         assert self.tracked(lambda tracking: tracking.count_landings(followed, utcnow())) == ([], False)
         entries = self.kept.asset_entries(f"{CHAIN}:SOL", self.now_us)
@@ -437,8 +486,8 @@ class CopyLandedFirst:
 
 
 def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_never_landed_is_dropped(
-    stack, run, tmp_path
-):
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     """A blockhash lives ~150 blocks (~30 s on the local node). An intent whose blockhash expired is
     refused by the worker's simulation; a transaction signed while it was valid but never landed
     is reported dropped by the signer's tracker, final, its reservation released, and not sent.
@@ -453,8 +502,11 @@ def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_ne
     copied = CopyLandedFirst(settings, run, tmp_path, old)
     followed = copied.land_then_look()
 
-    def valid():
-        return run(_rpc(settings, lambda n: n.call("isBlockhashValid", str(old), {"commitment": "processed"})))
+    def valid() -> dict[str, Any]:
+        reply: dict[str, Any] = run(
+            _rpc(settings, lambda n: n.call("isBlockhashValid", str(old), {"commitment": "processed"}))
+        )
+        return reply
 
     deadline = time.monotonic() + 180
     while valid()["value"] or run(_rpc(settings, lambda node: solana.blockhash_valid(node, str(old), "finalized"))):
@@ -474,7 +526,7 @@ def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_ne
     kept = state.agent(record.agent_id)
     assert kept.asset_entries(f"{CHAIN}:SOL", now_us) == {record.intent_id: (now_us, 1 + FEE)}
 
-    async def look():
+    async def look() -> tuple[list[Emit], SignedSolanaTransaction] | None:
         node = JsonRpc(settings.rpc_url_for(CHAIN), timeout_s=60)
         try:
             return await SolanaTracking(state, lambda chain: node, outcomes).look(record, utcnow())
@@ -487,10 +539,12 @@ def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_ne
     assert [e.topic for e in emits] == [topics.SOLANA_SIGNED, topics.AUDIT_EVENTS]
     assert kept.asset_entries(f"{CHAIN}:SOL", now_us) == {record.intent_id: (now_us, 0)}  # released
     assert kept.solana_record(record.intent_id) == emits[0].value
-    assert run(_rpc(settings, lambda node: solana.statuses(node, [record.tx_signature]))) == [None]
+    never_landed = record.tx_signature
+    assert never_landed is not None
+    assert run(_rpc(settings, lambda node: solana.statuses(node, [never_landed]))) == [None]
 
 
-def test_a_forged_solana_outcome_on_the_topic_is_not_believed(stack, run):
+def test_a_forged_solana_outcome_on_the_topic_is_not_believed(stack: LocalStack, run: Callable[..., Any]) -> None:
     """A topic writer with no pinned key says the intent was finalized, before the signer speaks:
     the client skips it, names it forged, and takes the signer's answer."""
     settings = stack.settings
@@ -515,7 +569,7 @@ def test_a_forged_solana_outcome_on_the_topic_is_not_believed(stack, run):
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
     forged: list[tuple[str, str]] = []
 
-    async def go():
+    async def go() -> dict[str, Outcome]:
         async with Client(settings) as client:
             forgery = sign_outcome(lie, Ed25519PrivateKey.generate(), "signer-0").to_bytes()
             await (await client.send(topics.SOLANA_SIGNED, intent.agent_id, forgery))
@@ -527,7 +581,9 @@ def test_a_forged_solana_outcome_on_the_topic_is_not_believed(stack, run):
     assert [intent_id for intent_id, _ in forged] == [intent.intent_id], forged
 
 
-def test_an_mcp_client_has_a_solana_transaction_signed_and_finalized_and_one_refused(stack, run, tmp_path):
+def test_an_mcp_client_has_a_solana_transaction_signed_and_finalized_and_one_refused(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     """A real MCP client session with `warden mcp` for the agent: submit_solana_transaction."""
     settings = stack.settings
     alice, mallory = Keypair().pubkey(), Keypair().pubkey()
@@ -537,14 +593,14 @@ def test_an_mcp_client_has_a_solana_transaction_signed_and_finalized_and_one_ref
     good = base64.b64encode(sol.unsigned(me, [sol.sol_transfer(me, alice, 1_000_000)], recent)).decode()
     bad = base64.b64encode(sol.unsigned(me, [sol.sol_transfer(me, mallory, 1_000_000)], recent)).decode()
 
-    async def calls():
+    async def calls() -> tuple[set[str], CallToolResult, CallToolResult, CallToolResult]:
         with open(tmp_path / "mcp.log", "w") as errlog:
             server = warden_mcp(settings, agent.agent_id)
             async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
                 await session.initialize()
                 tools = {tool.name for tool in (await session.list_tools()).tools}
 
-                async def call(**arguments):
+                async def call(**arguments: Any) -> CallToolResult:
                     return await session.call_tool("submit_solana_transaction", arguments, read_timeout_seconds=150)
 
                 return (
@@ -568,7 +624,9 @@ def test_an_mcp_client_has_a_solana_transaction_signed_and_finalized_and_one_ref
     assert invalid.is_error and "not base64" in invalid.content[0].text
 
 
-def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_shown_its_instructions(stack, run):
+def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_shown_its_instructions(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     alice = Keypair().pubkey()
     agent = agent_with(settings, run, allowlist=(str(alice),), approval_threshold_lamports=1_000_000)
@@ -582,7 +640,7 @@ def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_
         end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED, topics.INTENTS_AWAITING_APPROVAL))
     )
 
-    async def submit():
+    async def submit() -> dict[str, Outcome]:
         async with Client(settings) as client:
             for intent in (small, big, denied):
                 await client.submit(intent)
@@ -603,7 +661,9 @@ def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_
     assert (final[denied.intent_id].stage, final[denied.intent_id].code) == (Stage.APPROVAL, Code.APPROVAL_DENIED)
 
 
-def test_a_multisig_the_agent_signs_for_alone_moves_only_within_the_agents_limits(stack, run):
+def test_a_multisig_the_agent_signs_for_alone_moves_only_within_the_agents_limits(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """A multisig token account: a token account owned by a 1-of-2 multisig of [agent, other] holds 500
     TKN, and the agent's signature alone moves them. 400 to alice against a 100 cap is refused by
     the worker and by the signer, and nothing moves; 60 is signed and lands; the window counts it,
@@ -621,7 +681,7 @@ def test_a_multisig_the_agent_signs_for_alone_moves_only_within_the_agents_limit
     land(settings, run, payer, setup, mint, multisig)
     recent = blockhash(settings, run)
 
-    def move(amount: int, to: Keypair):
+    def move(amount: int, to: Keypair) -> TransactionIntent:
         destination = sol.ata_address(to.pubkey(), mint.pubkey())
         ix = sol.token_transfer_checked(held, mint.pubkey(), destination, owner, amount, 6, multisig_signers=[me])
         return intent_for(agent, sol.unsigned(me, [ix], recent))
@@ -652,7 +712,9 @@ def test_a_multisig_the_agent_signs_for_alone_moves_only_within_the_agents_limit
     assert token_balance(settings, run, sol.ata_address(alice.pubkey(), mint.pubkey())) == 60 * 10**6
 
 
-def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_the_signer(stack, run):
+def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_the_signer(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """Token-2022 extensions, on the node's Token-2022: listed mints, each with 1,000 tokens of the
     agent's. A 50 % transfer fee withdrawn by mallory: 100 to alice is 50 to mallory, refused. The
     same fee withdrawn by an allowlisted treasury: signed, and alice receives 50. A permanent
@@ -661,7 +723,7 @@ def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_th
     settings, payer = stack.settings, bank(stack.settings, run)
     alice, mallory, treasury = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
     mints = {name: Keypair() for name in ("fee_to_mallory", "fee_to_treasury", "delegated", "delegated_accepted")}
-    extensions = {
+    extensions: dict[str, dict[str, Any]] = {
         "fee_to_mallory": {"fee": support.Fee(5_000, 10**12, mallory)},
         "fee_to_treasury": {"fee": support.Fee(5_000, 10**12, treasury)},
         "delegated": {"permanent_delegate": mallory},
@@ -684,7 +746,7 @@ def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_th
         land(settings, run, payer, setup, key)
     recent = blockhash(settings, run)
 
-    def hundred_to_alice(name: str):
+    def hundred_to_alice(name: str) -> TransactionIntent:
         mint = mints[name].pubkey()
         source, destination = sol.ata_address(me, mint, program), sol.ata_address(alice, mint, program)
         ix = sol.token_transfer_checked(source, mint, destination, me, 100 * 10**6, 6, token_program=program)
@@ -702,7 +764,8 @@ def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_th
         ):
             assert isinstance(refused, IntentRejected), (name, refused)
             assert (refused.stage, refused.code) == (stage, code), (name, refused)
-    assert str(mallory) in outcomes[intents["fee_to_mallory"].intent_id].reason  # the fee's withdraw authority
+    to_mallory = outcomes[intents["fee_to_mallory"].intent_id]
+    assert isinstance(to_mallory, IntentRejected) and str(mallory) in to_mallory.reason  # the fee's withdraw authority
     for name in ("fee_to_treasury", "delegated_accepted"):
         signed = outcomes[intents[name].intent_id]
         assert isinstance(signed, SignedSolanaTransaction), (name, signed)
@@ -718,7 +781,9 @@ def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_th
     }
 
 
-def test_a_fee_payer_slot_the_runtime_refuses_is_refused_by_the_worker_and_by_the_signer(stack, run):
+def test_a_fee_payer_slot_the_runtime_refuses_is_refused_by_the_worker_and_by_the_signer(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """The fee payer fills its slot with a signature whose R is the identity point: OpenSSL's
     Ed25519 accepts it, Solana's runtime does not, so the transaction could never land under that
     id while a copy signed properly could. Refused by the worker and, approved straight on its
@@ -737,7 +802,9 @@ def test_a_fee_payer_slot_the_runtime_refuses_is_refused_by_the_worker_and_by_th
         assert (outcome.stage, outcome.code) == (stage, Code.SOLANA_SIGNATURE_INVALID), outcome
 
 
-def test_each_landing_of_one_signed_message_counts_against_the_agent_and_is_said_loudly(stack, run):
+def test_each_landing_of_one_signed_message_counts_against_the_agent_and_is_said_loudly(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """A sign-only transfer another key pays for (an x402 facilitator's): the fee payer sends it
     with four different signatures of its own, and surfpool lands all four. The signer counts
     each landing (its record holds four times the amount: an intent the worker's window lets
@@ -759,7 +826,7 @@ def test_each_landing_of_one_signed_message_counts_against_the_agent_and_is_said
         for payer_signature in [payer.sign_message(message), *(resigned(payer, message) for _ in range(3))]
     ]
 
-    async def land(node):
+    async def land(node: Node) -> tuple[list[str], list[solana.Status]]:
         ids = [await solana.send(node, bytes(copy)) for copy in copies]
         return ids, [await solana.landed(node, i, "confirmed", 120) for i in ids]
 

@@ -4,34 +4,36 @@ the demo's expected outcomes, and what a topic writer puts on a stage topic deci
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import orjson
 import pytest
 
 from infra.stack import demo, demo_script
-from infra.stack.local import local_settings, running_stack
+from infra.stack.local import LocalStack, local_settings, running_stack
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
-from sdk.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, wait_outcomes
 from tests.support import make_agent, read_topic
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory):
+def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with running_stack(local_settings(tmp_path_factory.mktemp("warden-split"), topology="split")) as stack:
         yield stack
 
 
-def test_the_demo_script_through_the_split_topology(split):
+def test_the_demo_script_through_the_split_topology(split: LocalStack) -> None:
     report = asyncio.run(demo.run_script(split.settings, progress=lambda m: None))
     outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
     assert outcomes == demo_script.expected_outcomes(split.settings)
 
 
-def test_a_forged_stage_envelope_decides_nothing(split):
+def test_a_forged_stage_envelope_decides_nothing(split: LocalStack) -> None:
     """A topic writer (no agent, admin or worker key) copies an agent's real intent into an
     envelope on the first stage's topic, with the agent's policy edited to allow another chain only and a
     worker's key id. A worker that ran the stage under that policy would reject the intent
@@ -41,7 +43,7 @@ def test_a_forged_stage_envelope_decides_nothing(split):
     settings = split.settings
     agent = "agent-split-forged"
 
-    async def scenario():
+    async def scenario() -> tuple[TransactionIntent, dict[str, Outcome], list[DeadLetter], list[IntentRejected]]:
         key, _, policy = await make_agent(settings, agent, tx_to_allowlist=(DEST,))
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
         real = new_intent(

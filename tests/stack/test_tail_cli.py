@@ -13,10 +13,13 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from runtime.clock import utcnow
 from runtime.config import child_environment
 from runtime.kafka import end_offsets
@@ -29,7 +32,9 @@ from tests.support import make_agent, tail_json
 DEST = "0x000000000000000000000000000000000000dEaD"
 
 
-def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(stack, run):
+def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     marker = os.urandom(6).hex()
     agent = f"agent-tail-{marker}"
@@ -69,7 +74,7 @@ def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(stack, ru
     assert isinstance(outcome, SignedTransaction)
     env = child_environment(settings)
 
-    def of(lines: list[dict], digest: str | None = None, **fields) -> list[dict]:
+    def of(lines: list[dict[str, Any]], digest: str | None = None, **fields: Any) -> list[dict[str, Any]]:
         return [
             line
             for line in lines
@@ -78,7 +83,7 @@ def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(stack, ru
             and (digest is None or line["record"].get("payload_sha256") == digest)
         ]
 
-    def shown(lines: list[dict]) -> dict[str, list[dict]]:
+    def shown(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         return {
             "junk": of(lines, hashlib.sha256(junk).hexdigest()),
             "not an outcome": of(lines, note=f"JSON, but no outcome {marker}"),
@@ -118,6 +123,7 @@ def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(stack, ru
     )
     text: list[str] = []
     try:
+        assert proc.stdout is not None
         for row in proc.stdout:
             text.append(row.rstrip("\n"))
             if any(r.startswith(signed) for r in text) and fake in text:
@@ -132,7 +138,7 @@ def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(stack, ru
     ][:3]
 
 
-def test_a_parked_intent_is_shown_as_parked_by_submit_and_by_tail(stack, run):
+def test_a_parked_intent_is_shown_as_parked_by_submit_and_by_tail(stack: LocalStack, run: Callable[..., Any]) -> None:
     """An intent waiting for an admin is an outcome that is not final: `warden submit` that waited
     for it, and `warden tail` that met it, both failed on it (it has no transaction status)."""
     settings = stack.settings
@@ -183,6 +189,7 @@ def test_a_parked_intent_is_shown_as_parked_by_submit_and_by_tail(stack, run):
         text=True,
     )
     try:
+        assert proc.stdout is not None
         for row in proc.stdout:
             if row.startswith(f"PARKED {intent_id} "):
                 break

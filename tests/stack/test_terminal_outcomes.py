@@ -13,11 +13,14 @@ import asyncio
 import base64
 import hashlib
 import os
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from runtime.trust import service_key
@@ -25,7 +28,7 @@ from schemas import topics
 from schemas.codes import Code
 from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
 from schemas.stages import Stage
-from sdk.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, wait_outcomes
 from streams.redelivery import abandoned_record
 from tests.support import make_agent, read_topic
 
@@ -33,7 +36,9 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 GRACE_S = 10  # streams.redelivery's grace period on the shared stack
 
 
-def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_keeps_going(stack, run):
+def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_keeps_going(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     settings = stack.settings
     agent = f"agent-poison-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
@@ -80,7 +85,7 @@ def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_kee
     # The worker still decides, and the signer still signs.
     after = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1")
 
-    async def honest():
+    async def honest() -> dict[str, Outcome]:
         begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         async with Client(settings) as client:
             await client.submit(after)
@@ -89,7 +94,9 @@ def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_kee
     assert isinstance(run(honest())[after.intent_id], SignedTransaction)
 
 
-def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer(stack, run):
+def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """A topic writer's records on warden.intents.abandoned decide nothing: a copy of an agent's
     intent written there before the intent (were it believed, the intent would be decided
     NO_OUTCOME, and the real one answered the same) and an intent of its own under an id the agent will use (computed from an
@@ -100,14 +107,14 @@ def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer
     settings = stack.settings
     agent = f"agent-abandoned-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
-    fields = dict(agent_id=agent, chain="anvil", to=DEST, value="0.1")
+    fields: dict[str, Any] = dict(agent_id=agent, chain="anvil", to=DEST, value="0.1")
     copied = new_intent(key, **fields)
     order = f"order-{os.urandom(3).hex()}"
     ordered = new_intent(key, **fields, idempotency_key=order)
     taken = new_intent(Ed25519PrivateKey.generate(), **fields, idempotency_key=order, intent_id=ordered.intent_id)
     lost = new_intent(key, **fields)
 
-    async def scenario():
+    async def scenario() -> tuple[dict[str, Outcome], list[DeadLetter], dict[str, Outcome], list[bytes]]:
         begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
         async with Client(settings) as client:
             for forged in (copied, taken):

@@ -6,21 +6,33 @@ the CLI."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 
 from infra import contracts
+from infra.stack.local import LocalStack
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
+from schemas.audit import AuditEvent
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from sdk.outcomes import Outcome
+from tests.passkey_support import SoftPasskey
+from tests.signer_support import LoneSigner
 from tests.support import make_agent
 from tests.token_support import ALICE, UNIT, balance_of, mint_tokens, token_assets
 
 
-def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deployed):
+def test_above_the_threshold_an_admin_decides_through_the_cli(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str]
+) -> None:
     """Three intents above the threshold are parked; `warden approvals` lists them, one is
     approved and mined, one denied; another agent's waits past its approval_timeout_s and expires."""
     from tests.support import warden
@@ -29,7 +41,7 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deploy
     token = deployed["token"]
     agent, hasty = f"appr-{os.urandom(3).hex()}", f"appr-hasty-{os.urandom(3).hex()}"
 
-    async def scenario():
+    async def scenario() -> tuple[dict[str, TransactionIntent], dict[str, Outcome], dict[TopicPartition, int], str]:
         key, address, _ = await make_agent(
             settings,
             agent,
@@ -41,7 +53,7 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deploy
             settings, hasty, tx_to_allowlist=(ALICE,), approval_threshold_eth="0.1", approval_timeout_s=2
         )
         await mint_tokens(settings, token, address, 100 * UNIT)
-        ask = dict(agent_id=agent, chain="anvil", broadcast=True)
+        ask: dict[str, Any] = dict(agent_id=agent, chain="anvil", broadcast=True)
         intents = {
             "small": new_intent(key, to=ALICE, value="0.05", **ask),
             "big": new_intent(key, to=ALICE, value="0.5", **ask),
@@ -96,7 +108,9 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deploy
     assert late.returncode == 1 and "no intent" in late.stderr
 
 
-def test_a_passkey_admins_assertion_approves_one_intent_and_relayed_to_another_is_refused(stack, stack_passkey, run):
+def test_a_passkey_admins_assertion_approves_one_intent_and_relayed_to_another_is_refused(
+    stack: LocalStack, stack_passkey: SoftPasskey, run: Callable[..., Any]
+) -> None:
     """The stack pins a passkey admin (a software passkey, making assertions as the console's
     page would). Its assertion over the approval of one parked intent releases it, and it is mined.
     The same assertion relayed in an approval of another parked intent is refused by the worker,
@@ -111,7 +125,7 @@ def test_a_passkey_admins_assertion_approves_one_intent_and_relayed_to_another_i
 
     settings, agent = stack.settings, f"passkey-{os.urandom(3).hex()}"
 
-    def approval(intent, **signed) -> HumanApproval:
+    def approval(intent: TransactionIntent, **signed: Any) -> HumanApproval:
         return HumanApproval(
             intent_id=intent.intent_id,
             agent_id=agent,
@@ -121,7 +135,7 @@ def test_a_passkey_admins_assertion_approves_one_intent_and_relayed_to_another_i
             **signed,
         )
 
-    async def scenario():
+    async def scenario() -> tuple[TransactionIntent, Outcome, Outcome, list[AuditEvent]]:
         key, _, policy = await make_agent(settings, agent, tx_to_allowlist=(ALICE,), approval_threshold_eth="0.1")
         one, two = (
             new_intent(key, agent_id=agent, chain="anvil", to=ALICE, value=v, broadcast=True) for v in ("0.3", "0.4")
@@ -153,7 +167,7 @@ def test_a_passkey_admins_assertion_approves_one_intent_and_relayed_to_another_i
     assert (refused.stage, refused.code) == (Stage.SIGNING, Code.PASSKEY_ASSERTION_INVALID), refused
 
 
-def test_the_signer_requires_the_admins_approval_itself(lone, run):
+def test_the_signer_requires_the_admins_approval_itself(lone: LoneSigner, run: Callable[..., Any]) -> None:
     """Above the threshold of the signer's own policy, an approved record without a valid admin
     approval is refused; with one, it is signed even though the intent waited past its freshness."""
     from datetime import datetime, timedelta, timezone
@@ -169,11 +183,11 @@ def test_the_signer_requires_the_admins_approval_itself(lone, run):
     run(_fund_rpc(lone.rpc_url, lone.address))
     now = datetime.now(timezone.utc)
 
-    def waited():  # a new intent each time: the signer's first answer for an id is its last
+    def waited() -> TransactionIntent:  # a new intent each time: the signer's first answer for an id is its last
         return lone.intent(to=ALICE, value="0.5", now=now - timedelta(minutes=30))
 
-    def handle(intent, approval):
-        async def go():
+    def handle(intent: TransactionIntent, approval: HumanApproval | None) -> tuple[str, bytes]:
+        async def go() -> tuple[str, bytes]:
             lone.node = JsonRpc(lone.rpc_url, timeout_s=120)
             try:
                 record = IntentApproved(
@@ -189,9 +203,10 @@ def test_the_signer_requires_the_admins_approval_itself(lone, run):
             finally:
                 await lone.node.close()
 
-        return run(go())
+        result: tuple[str, bytes] = run(go())
+        return result
 
-    def approval(intent, key=None, **fields):
+    def approval(intent: TransactionIntent, key: Ed25519PrivateKey | None = None, **fields: Any) -> HumanApproval:
         base = dict(
             intent_id=intent.intent_id,
             agent_id=lone.agent,
@@ -232,7 +247,9 @@ async def _fund_rpc(url: str, address: str) -> None:
         await node.close()
 
 
-def test_an_admin_sets_token_rules_from_the_cli(stack, run, deployed, tmp_path):
+def test_an_admin_sets_token_rules_from_the_cli(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str], tmp_path: Path
+) -> None:
     """`warden agents create --fields FILE` carries the policy fields no flag covers; a wrong one
     is refused by name before anything is published."""
     from tests.support import warden

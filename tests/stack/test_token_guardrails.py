@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from typing import Any
 
 from eth_abi import decode as abi_decode
 
 from infra import contracts
 from infra.stack.demo_script import permit_typed_data
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas.codes import Code
 from schemas.fields import MAX_UINT256
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
 from schemas.stages import Stage
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, Outcome, new_intent, new_typed_data_intent, wait_outcomes
+from tests.signer_support import LoneSigner
 from tests.support import make_agent
 from tests.token_support import ALICE, DEPLOYER, UNIT, balance_of, mint_tokens, token_assets
 
@@ -31,20 +37,30 @@ ANVIL_ID = 31337
 MALLORY = "0x000000000000000000000000000000000000bad1"
 
 
-async def _submit(settings, intents, timeout_s=60.0):
+async def _submit(settings: Settings, intents: list[TransactionIntent], timeout_s: float = 60.0) -> dict[str, Outcome]:
     start = await end_offsets(settings, OUTCOME_TOPICS)
     async with Client(settings) as client:
         await asyncio.gather(*(client.submit(i) for i in intents))
     return await wait_outcomes(settings, intents, timeout_s, start)
 
 
-def test_token_routes_through_the_pipeline(stack, run, deployed):
+def test_token_routes_through_the_pipeline(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str]
+) -> None:
     """Each route a compromised agent would take to move tokens, through worker and signer."""
     settings = stack.settings
     token, greedy, router = deployed["token"], deployed["greedy"], deployed["router"]
     agent = f"tok-{os.urandom(3).hex()}"
 
-    async def scenario():
+    async def scenario() -> tuple[
+        dict[str, TransactionIntent],
+        dict[str, Outcome],
+        tuple[TransactionIntent, dict[str, Outcome]],
+        tuple[TransactionIntent, TransactionIntent, dict[str, Outcome]],
+        dict[str, int],
+        int,
+        str,
+    ]:
         key, address, _ = await make_agent(
             settings,
             agent,
@@ -56,7 +72,7 @@ def test_token_routes_through_the_pipeline(stack, run, deployed):
         await mint_tokens(settings, token, address, 1_000 * UNIT)
         await mint_tokens(settings, greedy, address, 1_000 * UNIT)
 
-        def tx(to, data, **fields):
+        def tx(to: str, data: str, **fields: Any) -> TransactionIntent:
             return new_intent(key, agent_id=agent, chain="anvil", to=to, value="0", data=data, broadcast=True, **fields)
 
         transfer = contracts.calldata("transfer(address,uint256)", ALICE, 10 * UNIT)
@@ -130,7 +146,9 @@ def test_token_routes_through_the_pipeline(stack, run, deployed):
     assert greedy_left == 1_000 * UNIT
 
 
-def test_a_hundred_concurrent_token_transfers_never_pass_the_daily_limit(stack, run, deployed):
+def test_a_hundred_concurrent_token_transfers_never_pass_the_daily_limit(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str]
+) -> None:
     """100 transfers of 1 WUSD at once against a 25 WUSD rolling limit: exactly 25 are mined, the
     rest refused, and the recipient's balanceOf on Anvil says 25."""
     settings = stack.settings
@@ -138,7 +156,7 @@ def test_a_hundred_concurrent_token_transfers_never_pass_the_daily_limit(stack, 
     agent = f"tok-burst-{os.urandom(3).hex()}"
     recipient = "0x" + os.urandom(20).hex()
 
-    async def scenario():
+    async def scenario() -> tuple[list[TransactionIntent], dict[str, Outcome], int]:
         key, address, _ = await make_agent(
             settings, agent, tx_to_allowlist=(token, recipient), asset_limits=token_assets(deployed, daily_limit="25")
         )
@@ -161,7 +179,9 @@ def test_a_hundred_concurrent_token_transfers_never_pass_the_daily_limit(stack, 
     assert received == 25 * UNIT
 
 
-def test_the_signer_applies_the_asset_rules_itself(lone, run, deployed, stack):
+def test_the_signer_applies_the_asset_rules_itself(
+    lone: LoneSigner, run: Callable[..., Any], deployed: dict[str, str], stack: LocalStack
+) -> None:
     token, greedy = deployed["token"], deployed["greedy"]
     lone.set_policy(
         tx_to_allowlist=(token, greedy, ALICE),
@@ -172,7 +192,7 @@ def test_the_signer_applies_the_asset_rules_itself(lone, run, deployed, stack):
     run(mint_tokens(stack.settings, token, lone.address, 100 * UNIT))
     run(_fund(stack.settings, lone.address))
 
-    def handle(to, data, **fields):
+    def handle(to: str, data: str, **fields: Any) -> Any:  # LoneSigner.handle's outcome
         outcome, audits, _ = run(lone.handle(lone.intent(to=to, value="0", data=data, **fields)))
         return outcome
 
@@ -218,7 +238,7 @@ def test_the_signer_applies_the_asset_rules_itself(lone, run, deployed, stack):
     assert isinstance(fits, SignedMessage), fits
 
 
-async def _fund(settings, address: str) -> None:
+async def _fund(settings: Settings, address: str) -> None:
     node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
         await node.call("anvil_setBalance", address, hex(10**20))
@@ -226,13 +246,13 @@ async def _fund(settings, address: str) -> None:
         await node.close()
 
 
-def test_nft_routes_through_the_pipeline(stack, run):
+def test_nft_routes_through_the_pipeline(stack: LocalStack, run: Callable[..., Any]) -> None:
     """An ERC-721 transfer within its limit is mined; one over the per-intent count, and an
     operator for every token who is not allowlisted by name, are refused."""
     settings = stack.settings
     agent = f"nft-{os.urandom(3).hex()}"
 
-    async def scenario():
+    async def scenario() -> tuple[dict[str, Outcome], list[str], str]:
         node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             nft = await contracts.deploy(node, "WardenNFT", sender=DEPLOYER)
@@ -253,7 +273,7 @@ def test_nft_routes_through_the_pipeline(stack, run):
         finally:
             await node.close()
 
-        def tx(data):
+        def tx(data: str) -> TransactionIntent:
             return new_intent(key, agent_id=agent, chain="anvil", to=nft, value="0", data=data, broadcast=True)
 
         intents = {

@@ -6,31 +6,41 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import clickhouse_connect
 import orjson
+from aiokafka import TopicPartition
+from clickhouse_connect.driver.client import Client as LedgerClient
 
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas.actions import AuditAction
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentParked, IntentRejected, SignedTransaction
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, Outcome, new_intent, wait_outcomes
 from tests.support import make_agent, warden
 from tests.token_support import ALICE
 
+T = TypeVar("T")
 
-def _forged_copy(intent):
+
+def _forged_copy(intent: TransactionIntent) -> TransactionIntent:
     """What a writer with no key can make of a real intent: its id and agent, another value, no
     valid signature."""
     return intent.model_copy(update={"value": "0.9", "signature": "00" * 64})
 
 
-def _ledger(settings):
+def _ledger(settings: Settings) -> LedgerClient:
     host, _, port = settings.ledger_http.rpartition(":")
     return clickhouse_connect.get_client(host=host, port=int(port))
 
 
-def _until(check, what: str, timeout_s: float = 120):
+def _until(check: Callable[[], T | Literal[False] | None], what: str, timeout_s: float = 120) -> T:
     """``check()``'s first truthy answer, asked every half second until ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -42,7 +52,7 @@ def _until(check, what: str, timeout_s: float = 120):
         time.sleep(0.5)
 
 
-def _outcome_events(client, intent_id: str) -> list[tuple]:
+def _outcome_events(client: LedgerClient, intent_id: str) -> Sequence[Sequence[Any]]:
     return client.query(
         "SELECT action, JSONExtractString(details, 'intent_digest'), JSONExtractString(details, 'code'), event_id "
         f"FROM audit_log WHERE intent_id = '{intent_id}' AND action IN ('intent.rejected', 'tx.mined', 'tx.final') "
@@ -50,7 +60,7 @@ def _outcome_events(client, intent_id: str) -> list[tuple]:
     ).result_rows
 
 
-def _statuses(client, intent_id: str, agent_id: str) -> dict[str, tuple]:
+def _statuses(client: LedgerClient, intent_id: str, agent_id: str) -> dict[str, Sequence[Any]]:
     """intent_status's rows of one intent id and agent: digest -> (final_status, failed_code)."""
     rows = client.query(
         "SELECT intent_digest, final_status, failed_code FROM intent_status "
@@ -59,14 +69,16 @@ def _statuses(client, intent_id: str, agent_id: str) -> dict[str, tuple]:
     return {row[0]: row[1:] for row in rows}
 
 
-def test_a_forged_copys_refusal_is_no_receipt_or_status_of_the_mined_intent(stack, run, tmp_path):
+def test_a_forged_copys_refusal_is_no_receipt_or_status_of_the_mined_intent(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     """Case 1: intent I is mined; a forged copy under I's id is refused INTENT_ID_REUSED (a true
     event about another record). `warden txs show I --proof` still proves I's own outcome, the
     receipt checks for I's digest and not for the copy's, and intent_status keeps the two apart."""
     settings = stack.settings
     agent = f"truth-{os.urandom(3).hex()}"
 
-    async def scenario():
+    async def scenario() -> tuple[TransactionIntent, TransactionIntent, Outcome, Outcome]:
         key, _, _ = await make_agent(settings, agent, tx_to_allowlist=(ALICE,))
         intent = new_intent(key, agent_id=agent, chain="anvil", to=ALICE, value="0.001", broadcast=True)
         start = await end_offsets(settings, OUTCOME_TOPICS)
@@ -101,7 +113,7 @@ def test_a_forged_copys_refusal_is_no_receipt_or_status_of_the_mined_intent(stac
     assert statuses[intent.digest()][0] == "mined", statuses
     assert statuses[forged.digest()] == ("rejected", Code.INTENT_ID_REUSED), statuses
 
-    def shown():
+    def shown() -> dict[str, Any] | None:
         done = warden(settings, "txs", "show", intent.intent_id, "--agent", agent, "--proof", "--json")
         return orjson.loads(done.stdout) if done.returncode == 0 else None
 
@@ -112,7 +124,7 @@ def test_a_forged_copys_refusal_is_no_receipt_or_status_of_the_mined_intent(stac
     assert log_key.returncode == 0, log_key.stderr
     vkey = orjson.loads(log_key.stdout)["vkey"]
 
-    def check(digest: str):
+    def check(digest: str) -> tuple[int, dict[str, Any]]:
         done = warden(
             settings,
             *("audit", "check-receipt", str(receipt), "--log-key", vkey, "--json"),
@@ -127,14 +139,16 @@ def test_a_forged_copys_refusal_is_no_receipt_or_status_of_the_mined_intent(stac
     assert code == 1 and not checked["ok"] and "not" in checked["reason"], checked
 
 
-def test_a_forged_copy_does_not_take_the_place_of_an_admins_denial_on_the_ledger(stack, run):
+def test_a_forged_copy_does_not_take_the_place_of_an_admins_denial_on_the_ledger(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """Case 2: intent I waits for an admin; a forged copy under I's id is refused INTENT_ID_REUSED;
     the admin denies I. The client is told APPROVAL_DENIED, and the ledger holds that denial too,
     beside the copy's refusal: two decisions, two event ids, two intent_status rows."""
     settings = stack.settings
     agent = f"truth-park-{os.urandom(3).hex()}"
 
-    async def scenario():
+    async def scenario() -> tuple[TransactionIntent, TransactionIntent, Outcome, Outcome, dict[TopicPartition, int]]:
         key, _, _ = await make_agent(settings, agent, tx_to_allowlist=(ALICE,), approval_threshold_eth="0.1")
         intent = new_intent(key, agent_id=agent, chain="anvil", to=ALICE, value="0.5", broadcast=True)
         start = await end_offsets(settings, OUTCOME_TOPICS)

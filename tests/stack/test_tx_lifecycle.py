@@ -13,7 +13,10 @@ import asyncio
 import collections
 import os
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -23,16 +26,19 @@ from hexbytes import HexBytes
 from infra import contracts
 from infra.bench.tracker import CountingNode
 from runtime.clock import US_PER_SECOND, utcnow
-from runtime.rpc import JsonRpc
+from runtime.rpc import JsonRpc, Node
 from schemas.actions import AuditAction
 from schemas.codes import Code
+from schemas.emit import Emit
 from schemas.fields import format_native_amount
+from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction
 from schemas.stages import Stage
 from signer import blocks, lifecycle
 from signer.blocks import BlockWatch
 from signer.service import Signer
 from signer.state import SignerState
+from signer.tracking import Tracked
 from tests.token_support import DEPLOYER
 from tests.tracker_support import Harness, automine, finish, on_chain, private_chain
 
@@ -41,7 +47,7 @@ GWEI = 10**9
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with private_chain(tmp_path_factory.mktemp("lifecycle-chain")) as rpc_url:
         yield rpc_url
 
@@ -55,7 +61,8 @@ async def price_out(node: JsonRpc, signed: SignedTransaction) -> None:
 
 
 def _fee_per_gas(signed: SignedTransaction) -> int:
-    return TypedTransaction.from_bytes(HexBytes(signed.signed_tx)).as_dict()["maxFeePerGas"]
+    fee_per_gas: int = TypedTransaction.from_bytes(HexBytes(signed.signed_tx)).as_dict()["maxFeePerGas"]
+    return fee_per_gas
 
 
 async def until_stuck(h: Harness, signed: SignedTransaction) -> SignedTransaction:
@@ -64,8 +71,10 @@ async def until_stuck(h: Harness, signed: SignedTransaction) -> SignedTransactio
     return [r for r in h.records(signed.intent_id) if r.status == "stuck"][-1]
 
 
-def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_mined(chain, tmp_path):
-    async def scenario(h: Harness):
+def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_mined(
+    chain: str, tmp_path: Path
+) -> None:
+    async def scenario(h: Harness) -> tuple[SignedTransaction, SignedTransaction]:
         first = await h.sign()
         await price_out(h.node, first)
         await automine(h.node, True)
@@ -85,15 +94,18 @@ def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_
     ], statuses
     assert AuditAction.TX_FEE_BUMPED in h.audit_actions(first.intent_id)
     # The spend settled to what the chain took for the bump that was mined.
+    assert final.fee_wei is not None
     assert h.state.agent(h.agent).spend_of(first.intent_id) == final.value_wei + final.fee_wei
 
 
 @pytest.mark.parametrize("bound", ["ceiling", "daily_limit"])
-def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_reported_stuck(chain, tmp_path, bound):
+def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_reported_stuck(
+    chain: str, tmp_path: Path, bound: str
+) -> None:
     """The fee ceiling and the rolling limit count a bump like any spend: an attacker who can
     move fees (fill blocks) cannot make the signer pay more than the policy allows."""
 
-    async def probe(h: Harness):
+    async def probe(h: Harness) -> SignedTransaction:
         quote = await h.sign()  # what the signer would pay now
         await h.node.call("anvil_dropTransaction", quote.tx_hash)
         return quote
@@ -105,7 +117,7 @@ def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_r
         else {"tx_daily_limit_eth": format_native_amount(quote.max_spend_wei + 1000)}
     )
 
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> tuple[SignedTransaction, SignedTransaction, int, SignedTransaction]:
         first = await h.sign()
         await price_out(h.node, first)
         task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
@@ -120,12 +132,13 @@ def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_r
 
     _, (first, stuck, attempts, final) = on_chain(tmp_path / "bounded", chain, scenario, **bounds)
     expected = "ceiling of" if bound == "ceiling" else "would exceed the rolling limit"
+    assert stuck.error is not None
     assert expected in stuck.error, stuck.error
     assert attempts == 1
     assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
 
 
-def test_a_bump_that_would_cross_the_usd_cap_is_not_signed_and_the_ledger_says_why(chain, tmp_path):
+def test_a_bump_that_would_cross_the_usd_cap_is_not_signed_and_the_ledger_says_why(chain: str, tmp_path: Path) -> None:
     """A fee bump that would break a USD cap: priced just under a $100 USD cap ($99.63: 0.033 ETH and a worst-case fee
     of 0.00021 ETH at $3,000), then priced out by a base fee anyone who fills blocks can raise.
     Its bump would pay about $5 of fee, $104 in all: not signed, never seen by the chain, the
@@ -133,7 +146,9 @@ def test_a_bump_that_would_cross_the_usd_cap_is_not_signed_and_the_ledger_says_w
     as it was signed."""
     feed = asyncio.run(_price_feed(chain, 3000 * 10**8))
 
-    async def scenario(h: Harness):
+    async def scenario(
+        h: Harness,
+    ) -> tuple[SignedTransaction, SignedTransaction, dict[str, Any], int, SignedTransaction]:
         first = await h.sign(value="0.033", gas_limit=21_000, max_fee_per_gas=10 * GWEI, max_priority_fee_per_gas=GWEI)
         await price_out(h.node, first)
         task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
@@ -152,6 +167,7 @@ def test_a_bump_that_would_cross_the_usd_cap_is_not_signed_and_the_ledger_says_w
         usd_max_per_tx="100",
         price_feeds=({"chain": "anvil", "asset": "native", "feed": feed},),
     )
+    assert stuck.error is not None
     assert Code.USD_OVER_CAP in stuck.error and "usd_max_per_tx" in stuck.error, stuck.error
     assert attempts == 1  # nothing signed at the higher fee
     pending = [tx["hash"] for by_sender in pool.values() for txs in by_sender.values() for tx in txs.values()]
@@ -194,20 +210,20 @@ async def take_nonce_elsewhere(h: Harness, signed: SignedTransaction) -> None:
     await h.node.call("evm_mine")
 
 
-def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(chain, tmp_path):
-    async def scenario(h: Harness):
+def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(chain: str, tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> tuple[SignedTransaction, SignedTransaction]:
         first = await h.sign()
         await take_nonce_elsewhere(h, first)
         return first, await finish(h, first)
 
     h, (first, final) = on_chain(tmp_path, chain, scenario)
-    assert final.status == "dropped" and "did not sign" in final.error
+    assert final.status == "dropped" and final.error is not None and "did not sign" in final.error
     assert h.state.agent(h.agent).spend_of(first.intent_id) == 0
     assert AuditAction.TX_DROPPED in h.audit_actions(first.intent_id)
 
 
-def test_a_transaction_replaced_by_another_intent_naming_its_nonce_ends_replaced(chain, tmp_path):
-    async def scenario(h: Harness):
+def test_a_transaction_replaced_by_another_intent_naming_its_nonce_ends_replaced(chain: str, tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> tuple[SignedTransaction, ...]:
         first = await h.sign()
         fee = _fee_per_gas(first)
         second = await h.sign(nonce=first.nonce, max_fee_per_gas=2 * fee, max_priority_fee_per_gas=2 * fee)
@@ -217,11 +233,12 @@ def test_a_transaction_replaced_by_another_intent_naming_its_nonce_ends_replaced
     _, (first, second, first_final, second_final) = on_chain(tmp_path, chain, scenario)
     assert second_final.status == "mined" and second_final.nonce == first.nonce
     assert first_final.status == "replaced" and first_final.replaced_by == second.tx_hash
+    assert first_final.error is not None
     assert second.intent_id in first_final.error
 
 
-def test_a_transaction_the_node_lost_is_sent_again_unchanged(chain, tmp_path):
-    async def scenario(h: Harness):
+def test_a_transaction_the_node_lost_is_sent_again_unchanged(chain: str, tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> tuple[SignedTransaction, SignedTransaction]:
         first = await h.sign()
         await h.node.call("anvil_dropTransaction", first.tx_hash)
         await automine(h.node, True)
@@ -231,11 +248,11 @@ def test_a_transaction_the_node_lost_is_sent_again_unchanged(chain, tmp_path):
     assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
 
 
-def test_a_nonce_gap_is_reported_not_silently_waited_on(chain, tmp_path):
+def test_a_nonce_gap_is_reported_not_silently_waited_on(chain: str, tmp_path: Path) -> None:
     """A foreign pending transaction at nonce N made the signer take N+1; the node then dropped
     the foreign one. Nothing the signer holds can fill N: it says so."""
 
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> tuple[int, SignedTransaction, SignedTransaction]:
         nonce = int(await h.node.call("eth_getTransactionCount", h.address, "latest"), 16)
         await h.node.call("anvil_impersonateAccount", h.address)
         foreign = await h.node.call(
@@ -251,16 +268,17 @@ def test_a_nonce_gap_is_reported_not_silently_waited_on(chain, tmp_path):
 
     _, (nonce, first, stuck) = on_chain(tmp_path, chain, scenario)
     assert first.nonce == nonce + 1
+    assert stuck.error is not None
     assert f"nonce gap: the chain's next nonce for {first.from_} on anvil is {nonce}" in stuck.error
     assert f"nonce(s) {nonce} have no pending transaction" in stuck.error
 
 
-def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(chain, tmp_path):
+def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(chain: str, tmp_path: Path) -> None:
     """The signer recorded a signature and died before the node saw it: the next signer over
     the same record finds it open, sends the same bytes and follows it to its receipt (well
     before the replacement delay, when the tracker would have found it lost anyway)."""
 
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> tuple[SignedTransaction, ...]:
         _, signed = await h.approve()  # ... and the process is killed here, before `send`
         restarted = Signer(
             SignerState(h.state_path),
@@ -280,13 +298,17 @@ def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(cha
     assert final.status == "mined" and final.tx_hash == signed.tx_hash
 
 
-def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_its_end(chain, tmp_path):
+def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_its_end(
+    chain: str, tmp_path: Path
+) -> None:
     """Two intents with one idempotency key (a raw producer's: the SDK would give them one id):
     the second gets the first's signed bytes, as they stood (still pending). Were it to stay
     there, a client waiting for a final status would wait for ever: it reports what the first's
     transaction becomes, under its own id."""
 
-    async def scenario(h: Harness):
+    async def scenario(
+        h: Harness,
+    ) -> tuple[TransactionIntent, SignedTransaction, SignedTransaction, int]:
         first = await h.sign(idempotency_key="pay-invoice-7")
         again, copy = await h.approve(idempotency_key="pay-invoice-7", intent_id=f"i-again-{os.urandom(6).hex()}")
         assert copy.status in lifecycle.OPEN and copy.tx_hash == first.tx_hash
@@ -308,7 +330,9 @@ def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_i
 # --- what the tracker costs the node ------------------------------------------------------------
 
 
-def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction_per_poll(chain, tmp_path):
+def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction_per_poll(
+    chain: str, tmp_path: Path
+) -> None:
     """Twenty transactions wait 3 s for a block: the node is asked for each one's receipt when a
     block holds it (and on the watch's first read), not every 50 ms to 1 s as each tracker used
     to ask (~180 receipts and ~60 nonces in these 3 s). Nor does each tracker look at its nonce
@@ -316,16 +340,24 @@ def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction
     last look named."""
     n = 20
 
-    async def scenario(h: Harness):
+    async def scenario(
+        h: Harness,
+    ) -> tuple[dict[str, int], dict[str, int], dict[str, int], list[SignedTransaction], float]:
         sent = [await h.sign() for _ in range(n)]
         counting = CountingNode(h.node)
         h.signer.tracking.node_for = lambda chain: counting
         steps: collections.Counter[str] = collections.Counter()
         step = h.signer.tracking._step
 
-        async def counted_step(tracked, *args):
+        async def counted_step(
+            tracked: Tracked,
+            node: Node,
+            watch: BlockWatch,
+            at: datetime,
+            emit: Callable[[list[Emit]], Awaitable[object]],
+        ) -> tuple[list[Emit], SignedTransaction] | None:
             steps[tracked.record.intent_id] += 1
-            return await step(tracked, *args)
+            return await step(tracked, node, watch, at, emit)
 
         h.signer.tracking._step = counted_step  # type: ignore[method-assign]  # counting each look, then the real one
         started = time.monotonic()
@@ -351,12 +383,14 @@ def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction
     assert calls["eth_getBlockByNumber"] <= 2 + elapsed_s // blocks.HEAD_CHECK_S, calls
 
 
-def test_a_waiting_transaction_whose_nonce_a_block_takes_ends_at_once_not_at_its_replacement_delay(chain, tmp_path):
+def test_a_waiting_transaction_whose_nonce_a_block_takes_ends_at_once_not_at_its_replacement_delay(
+    chain: str, tmp_path: Path
+) -> None:
     """A tracker that looked and was told to wait (replacement delay 600 s) looks again when a
     block is read: a foreign transaction at its nonce ends it dropped after the nonce's settle
     time, not 600 s (or the 30 s receipt check) later."""
 
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> SignedTransaction:
         first = await h.sign()
         task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
         await asyncio.sleep(1.5)  # it looked, and looked again after the watch's first read
@@ -365,15 +399,17 @@ def test_a_waiting_transaction_whose_nonce_a_block_takes_ends_at_once_not_at_its
         return await asyncio.wait_for(task, blocks.RECHECK_S / 2)
 
     _, final = on_chain(tmp_path, chain, scenario, replace_after_s=600)
-    assert final.status == "dropped" and "did not sign" in final.error
+    assert final.status == "dropped" and final.error is not None and "did not sign" in final.error
 
 
-def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chain, tmp_path):
+def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chain: str, tmp_path: Path) -> None:
     """Eight transactions of one address wait past the replacement delay: the lowest is reported
     stuck (no bumps allowed), the seven behind it wait on it. None sends again the lower
     transactions it waits on (each doing so once a second would be N² sends for N pending)."""
 
-    async def scenario(h: Harness):
+    async def scenario(
+        h: Harness,
+    ) -> tuple[list[SignedTransaction], SignedTransaction, int, list[SignedTransaction]]:
         sent = [await h.sign() for _ in range(8)]
         counting = CountingNode(h.node)
         h.signer.tracking.node_for = lambda chain: counting
@@ -386,20 +422,23 @@ def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chai
         return sent, stuck, sends, finals
 
     h, (sent, stuck, sends, finals) = on_chain(tmp_path, chain, scenario, replace_after_s=1, max_bumps=0)
+    assert stuck.error is not None
     assert "its fees were already raised 0 time(s)" in stuck.error
     assert sends == 0
     assert [f.status for f in finals] == ["mined"] * 8
     assert not any(r.status == "stuck" for s in sent[1:] for r in h.records(s.intent_id))
 
 
-def test_the_block_watch_wakes_the_trackers_of_a_block_and_all_of_them_when_the_chain_goes_back(chain, tmp_path):
+def test_the_block_watch_wakes_the_trackers_of_a_block_and_all_of_them_when_the_chain_goes_back(
+    chain: str, tmp_path: Path
+) -> None:
     """Driven read by read (its own task reads once, at the start, then sleeps an hour)."""
 
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> tuple[list[tuple[bool, bool]], int | None]:
         watch = BlockWatch(h.node, poll_s=3600)
         first = await h.sign()
         mine, other = watch.ticket([first.tx_hash]), watch.ticket(["0x" + "ab" * 32])
-        seen = []
+        seen: list[tuple[bool, bool]] = []
 
         async def read() -> tuple[bool, bool]:
             await watch.read_new_blocks()
@@ -440,11 +479,11 @@ def test_the_block_watch_wakes_the_trackers_of_a_block_and_all_of_them_when_the_
     assert height is None  # nobody waits: it stopped reading
 
 
-def test_the_block_watch_asks_a_nonce_once_per_block_read_and_once_before_the_first(chain, tmp_path):
+def test_the_block_watch_asks_a_nonce_once_per_block_read_and_once_before_the_first(chain: str, tmp_path: Path) -> None:
     """Trackers that look before the watch's first read share one answer too: in CI, 60 trackers
     whose receipts came back in two waves asked twice before the first read."""
 
-    async def scenario(h: Harness):
+    async def scenario(h: Harness) -> tuple[SignedTransaction, list[int], int, int]:
         counting = CountingNode(h.node)
         watch = BlockWatch(counting, poll_s=3600)
         sent = await h.sign()

@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from ledger.receipt import Receipt
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc, RpcError
@@ -20,15 +24,16 @@ from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.auth import sign_outcome
 from schemas.codes import Code
+from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.stages import Stage
-from sdk.client import Client, agent_transactions, new_intent, wait_outcomes
+from sdk.client import Client, Outcome, agent_transactions, new_intent, wait_outcomes
 from sdk.outcomes import OUTCOME_TOPICS
 from tests.support import read_topic, warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 
-def test_txs_list_and_show(stack, run, tmp_path):
+def test_txs_list_and_show(stack: LocalStack, run: Callable[..., Any], tmp_path: Path) -> None:
     from tests.support import make_agent
 
     settings = stack.settings
@@ -37,7 +42,7 @@ def test_txs_list_and_show(stack, run, tmp_path):
     mined = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.01", broadcast=True)
     only_signed = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.02")
 
-    async def scenario():
+    async def scenario() -> dict[str, Outcome]:
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         async with Client(settings) as client:
             await client.submit(mined)
@@ -110,7 +115,9 @@ def test_txs_list_and_show(stack, run, tmp_path):
     assert warden(settings, "audit", "check-receipt", str(receipt), "--log-key", stranger).returncode != 0
 
 
-def test_txs_cancel_takes_a_sign_only_nonce_and_the_worker_bounds_what_is_outstanding(stack, run):
+def test_txs_cancel_takes_a_sign_only_nonce_and_the_worker_bounds_what_is_outstanding(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """The worker refuses a sign-only intent past max_sign_only_outstanding; `warden txs cancel`
     (an admin's signed denial) has the signer take the first one's nonce with a 0-value transfer,
     after which its bytes are refused by the node and both services count only the cancellation's fee."""
@@ -121,20 +128,23 @@ def test_txs_cancel_takes_a_sign_only_nonce_and_the_worker_bounds_what_is_outsta
     bound = 15 * 10**15  # 0.015: one 0.01 sign-only transaction outstanding, not two
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), max_sign_only_outstanding=bound))
 
-    def sign_only(value: str):
+    def sign_only(value: str) -> Outcome:
         intent = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value=value)
 
-        async def submitted():
+        async def submitted() -> Outcome:
             start = await end_offsets(settings, OUTCOME_TOPICS)
             async with Client(settings) as client:
                 await client.submit(intent)
             return (await wait_outcomes(settings, [intent], 60, start))[intent.intent_id]
 
-        return run(submitted())
+        outcome: Outcome = run(submitted())
+        return outcome
 
     first = sign_only("0.01")
+    assert isinstance(first, SignedTransaction), first
     assert first.status == "sign_only"
     over = sign_only("0.01")
+    assert isinstance(over, IntentRejected), over
     assert (over.stage, over.code) == (Stage.DAILY_LIMIT, Code.SIGN_ONLY_OUTSTANDING_EXCEEDED)  # the worker's
 
     cancelled = warden(settings, "txs", "cancel", first.intent_id, "--agent", agent, "--reason", "leaked", "--json")
@@ -142,7 +152,7 @@ def test_txs_cancel_takes_a_sign_only_nonce_and_the_worker_bounds_what_is_outsta
     doc = orjson.loads(cancelled.stdout)
     assert doc["outcome"]["status"] == "cancelled" and doc["outcome"]["replaced_by"], doc
 
-    async def final_and_refused():
+    async def final_and_refused() -> SignedTransaction:
         deadline = time.monotonic() + 60
         while True:
             found = await agent_transactions(settings, agent)
@@ -163,6 +173,7 @@ def test_txs_cancel_takes_a_sign_only_nonce_and_the_worker_bounds_what_is_outsta
     assert final.nonce == first.nonce and final.value_wei == 0 and final.to == final.from_
     # Both services now count only the cancellation's fee: another 0.01 fits the bound again.
     again = sign_only("0.01")
+    assert isinstance(again, SignedTransaction), again
     assert again.status == "sign_only", again
     denied_again = warden(settings, "txs", "cancel", first.intent_id, "--agent", agent)
     assert denied_again.returncode == 1 and "cancelled" in denied_again.stderr

@@ -20,12 +20,12 @@ def _npm(script: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_documented_usage_type_checks_under_strict_tsc():
+def test_the_documented_usage_type_checks_under_strict_tsc() -> None:
     done = _npm("typecheck")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
-def test_the_client_answers_an_unreachable_server_and_retries_with_one_idempotency_key():
+def test_the_client_answers_an_unreachable_server_and_retries_with_one_idempotency_key() -> None:
     built = TYPESCRIPT / "dist" / "index.js"
     sources = sorted((TYPESCRIPT / "src").glob("*.ts"))
     assert built.exists() and all(s.stat().st_mtime <= built.stat().st_mtime for s in sources), (

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import orjson
 
+from infra.stack.local import LocalStack
 from runtime.kafka import end_offsets
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected
 from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from sdk.outcomes import Outcome, RawSubmission
 from tests.support import make_agent, warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -22,7 +27,9 @@ BAD_CHECKSUM = "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # DEST with one let
 SAYS = f"to: bad EIP-55 checksum in {BAD_CHECKSUM!r}; expected {DEST!r}"
 
 
-def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run, tmp_path):
+def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     settings = stack.settings
     agent = f"agent-raw-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
@@ -42,7 +49,7 @@ def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run
         update={"to": BAD_CHECKSUM}
     )
 
-    async def scenario():
+    async def scenario() -> tuple[list[RawSubmission], dict[str, Outcome], list[tuple[str, str]]]:
         start = await end_offsets(settings, OUTCOME_TOPICS)
         async with Client(settings) as client:
             sent = [await client.submit_raw(agent, raw) for raw in (checksum, not_json)]

@@ -10,17 +10,23 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 import clickhouse_connect
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra import contracts
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.stages import Stage
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
-from tests.signer_support import DEST
+from sdk.client import OUTCOME_TOPICS, Client, Outcome, new_intent, wait_outcomes
+from tests.signer_support import DEST, LoneSigner
 from tests.support import make_agent
 from tests.token_support import DEPLOYER, UNIT, balance_of, mint_tokens, on_anvil, token_assets
 
@@ -28,13 +34,13 @@ FEED_DECIMALS = 8
 DOLLAR = 10**FEED_DECIMALS
 
 
-async def _feed(settings, description: str, answer: int) -> str:
+async def _feed(settings: Settings, description: str, answer: int) -> str:
     return await on_anvil(
         settings, lambda node: contracts.deploy(node, "PriceFeed", FEED_DECIMALS, description, answer, sender=DEPLOYER)
     )
 
 
-async def _set(settings, feed: str, answer: int, updated_at: int | None = None) -> None:
+async def _set(settings: Settings, feed: str, answer: int, updated_at: int | None = None) -> None:
     data = (
         contracts.calldata("setAnswer(int256)", answer)
         if updated_at is None
@@ -43,14 +49,16 @@ async def _set(settings, feed: str, answer: int, updated_at: int | None = None) 
     await on_anvil(settings, lambda node: contracts.send(node, DEPLOYER, feed, data))
 
 
-async def _submit(settings, intents, timeout_s=90.0):
+async def _submit(settings: Settings, intents: list[TransactionIntent], timeout_s: float = 90.0) -> dict[str, Outcome]:
     start = await end_offsets(settings, OUTCOME_TOPICS)
     async with Client(settings) as client:
         await asyncio.gather(*(client.submit(i) for i in intents))
     return await wait_outcomes(settings, intents, timeout_s, start, final=True)
 
 
-def _agent(settings, deployed, eth_feed, wusd_feed, recipient, **fields):
+def _agent(
+    settings: Settings, deployed: dict[str, str], eth_feed: str, wusd_feed: str, recipient: str, **fields: Any
+) -> tuple[str, Ed25519PrivateKey, str]:
     """An agent whose policy prices ETH and WUSD on Anvil by the two feeds."""
     agent = f"usd-{os.urandom(3).hex()}"
     feeds = (
@@ -70,7 +78,7 @@ def _agent(settings, deployed, eth_feed, wusd_feed, recipient, **fields):
     return agent, key, address
 
 
-def _ledger_facts(settings, intent_id: str) -> dict:
+def _ledger_facts(settings: Settings, intent_id: str) -> dict[str, Any]:
     host, _, port = settings.ledger_http.rpartition(":")
     client = clickhouse_connect.get_client(host=host, port=int(port))
     rows = client.query(
@@ -78,19 +86,23 @@ def _ledger_facts(settings, intent_id: str) -> dict:
         "AND JSONExtractString(details, 'stage') = 'usd_limit'",
         parameters={"i": intent_id},
     ).result_rows
-    return orjson.loads(rows[0][0])
+    facts: dict[str, Any] = orjson.loads(rows[0][0])
+    return facts
 
 
-def test_a_moved_feed_a_stale_one_and_a_missing_one(stack, run, deployed):
+def test_a_moved_feed_a_stale_one_and_a_missing_one(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str]
+) -> None:
     settings = stack.settings
     recipient = "0x" + os.urandom(20).hex()
     eth_feed = run(_feed(settings, "ETH / USD", 3000 * DOLLAR))
     wusd_feed = run(_feed(settings, "WUSD / USD", 1 * DOLLAR))
     agent, key, _ = _agent(settings, deployed, eth_feed, wusd_feed, recipient, usd_max_per_tx="100")
 
-    def pay(value: str) -> object:
+    def pay(value: str) -> tuple[TransactionIntent, Outcome]:
         intent = new_intent(key, agent_id=agent, chain="anvil", to=recipient, value=value, broadcast=True)
-        return intent, run(_submit(settings, [intent]))[intent.intent_id]
+        outcome: Outcome = run(_submit(settings, [intent]))[intent.intent_id]
+        return intent, outcome
 
     # $90 of ETH (and a fee of cents) under a $100 cap: mined.
     first, mined = pay("0.03")
@@ -98,15 +110,18 @@ def test_a_moved_feed_a_stale_one_and_a_missing_one(stack, run, deployed):
     # ETH moves to $4,000: the same 0.03 ETH is $120 now.
     run(_set(settings, eth_feed, 4000 * DOLLAR))
     second, refused = pay("0.03")
+    assert isinstance(refused, IntentRejected), refused
     assert (refused.stage, refused.code) == (Stage.USD_LIMIT, Code.USD_OVER_CAP), refused
     assert "$120." in refused.reason
     # Stale: updated two hours ago, the policy allows an hour.
     # (Wall-clock time: the decision's `now`; other tests may have moved Anvil's clock.)
     run(_set(settings, eth_feed, 3000 * DOLLAR, int(time.time()) - 7200))
     _, stale = pay("0.01")
+    assert isinstance(stale, IntentRejected), stale
     assert (stale.stage, stale.code) == (Stage.USD_LIMIT, Code.PRICE_STALE), stale
     run(_set(settings, eth_feed, 0))
     _, zero = pay("0.01")
+    assert isinstance(zero, IntentRejected), zero
     assert (zero.stage, zero.code) == (Stage.USD_LIMIT, Code.PRICE_NOT_POSITIVE), zero
     # A feed address with no contract behind it.
     nowhere, nkey, _ = _agent(settings, deployed, "0x" + "00" * 19 + "77", wusd_feed, recipient, usd_daily_limit="1000")
@@ -124,7 +139,9 @@ def test_a_moved_feed_a_stale_one_and_a_missing_one(stack, run, deployed):
     assert moved["round_id"] == "2" and moved["answer"] == str(4000 * DOLLAR)
 
 
-def test_a_hundred_intents_across_two_assets_never_pass_one_usd_daily_limit(stack, run, deployed):
+def test_a_hundred_intents_across_two_assets_never_pass_one_usd_daily_limit(
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str]
+) -> None:
     """50 ETH transfers of $30 and 50 WUSD transfers of $20, all at once, against $500 a day:
     what reaches the recipient on Anvil, priced at the feeds, is never above $500."""
     settings = stack.settings
@@ -161,8 +178,8 @@ def test_a_hundred_intents_across_two_assets_never_pass_one_usd_daily_limit(stac
 
 
 def test_a_round_from_the_future_and_a_feed_of_255_decimals_are_refused_and_nothing_is_signed(
-    stack, run, deployed, lone
-):
+    stack: LocalStack, run: Callable[..., Any], deployed: dict[str, str], lone: LoneSigner
+) -> None:
     """A price feed that lies: a round dated ten years ahead would pass the age check for ten years, and
     a feed reporting 255 decimals prices $1,000 of ETH at about $0. Each is refused with its own
     code, naming the feed and what it found, by the worker and by the signer handed the approval
@@ -181,7 +198,7 @@ def test_a_round_from_the_future_and_a_feed_of_255_decimals_are_refused_and_noth
         (future, "0.01", Code.PRICE_FROM_THE_FUTURE, f"updated at {ten_years_ahead}"),  # $30, under the cap
         (wide, "0.333", Code.PRICE_DECIMALS_OUT_OF_RANGE, "reports 255 decimals"),  # $999, priced at ~$0
     )
-    fees = dict(gas_limit=21_000, max_fee_per_gas=10**10, max_priority_fee_per_gas=10**9)
+    fees: dict[str, Any] = dict(gas_limit=21_000, max_fee_per_gas=10**10, max_priority_fee_per_gas=10**9)
     for feed, value, code, found in cases:
         agent, key, _ = _agent(settings, deployed, feed, feed, recipient, usd_max_per_tx="100")
         intent = new_intent(key, agent_id=agent, chain="anvil", to=recipient, value=value, broadcast=True, **fees)

@@ -12,11 +12,15 @@ import stat
 import sys
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
 from infra.cli import main
 from infra.cli.vault_run import INVALID_KEY_HINT
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, audit_events_of
@@ -37,12 +41,19 @@ class Result:
         """stderr without the development root's standing warning."""
         return "\n".join(line for line in self.err.splitlines() if not line.startswith("WARNING: Warden is using"))
 
-    def json(self):
-        return json.loads(self.out)
+    def json(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.out)
+        return parsed
+
+
+class Vault(Protocol):
+    """`warden vault ARGV...` run in process, ``stdin`` its standard input."""
+
+    def __call__(self, *argv: str, stdin: bytes | None = None) -> Result: ...
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch, stack):
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack: LocalStack) -> Path:
     monkeypatch.setenv("WARDEN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("WARDEN_ALLOW_DEV_ROOT", "1")
     monkeypatch.setenv("WARDEN_BROKER", stack.settings.broker)
@@ -57,7 +68,7 @@ def home(tmp_path, monkeypatch, stack):
 
 
 @pytest.fixture
-def vault(home, capsys, monkeypatch):
+def vault(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Vault:
     """Run `warden vault ...` in process; returns the exit code and what it printed."""
 
     def run(*argv: str, stdin: bytes | None = None) -> Result:
@@ -79,23 +90,23 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def _write(path, data: bytes) -> str:
+def _write(path: Path, data: bytes) -> str:
     path.write_bytes(data)
     return str(path)
 
 
-def _audit(stack, vault_name: str) -> list[AuditEvent]:
+def _audit(stack: LocalStack, vault_name: str) -> list[AuditEvent]:
     records = [e for v in read_topic_sync(stack.settings, topics.AUDIT_EVENTS) for e in audit_events_of(v)]
     return [r for r in records if f"/{vault_name}" in r.resource]
 
 
-def read_topic_sync(settings, topic):
+def read_topic_sync(settings: Settings, topic: str) -> list[bytes]:
     import asyncio
 
     return asyncio.run(read_topic(settings, topic))
 
 
-def test_standard_round_trip_list_grants_and_refusals(vault, home, stack):
+def test_standard_round_trip_list_grants_and_refusals(vault: Vault, home: Path, stack: LocalStack) -> None:
     name, agent = _name("svc"), _name("bot")
     secret = b"sk_live_" + uuid.uuid4().hex.encode()
     value_file = _write(home / "value", secret)
@@ -203,7 +214,7 @@ def test_standard_round_trip_list_grants_and_refusals(vault, home, stack):
     assert not any(secret in v for v in read_topic_sync(stack.settings, topics.VAULT))
 
 
-def test_client_custody_share_handling(vault, home):
+def test_client_custody_share_handling(vault: Vault, home: Path) -> None:
     name = _name("cc")
     share_path = home / "share.txt"
     created = vault(
@@ -287,7 +298,7 @@ def test_client_custody_share_handling(vault, home):
     assert crossed.code == 1 and crossed.said == f"warden vault get: {OPAQUE}"
 
 
-def test_custody_mode_is_set_once(vault, home):
+def test_custody_mode_is_set_once(vault: Vault, home: Path) -> None:
     name = _name("late")
     created = vault("create", "--vault", name, "--mode", "none")
     assert created.code == 0 and "no custody mode yet" in created.out
@@ -305,7 +316,7 @@ def test_custody_mode_is_set_once(vault, home):
     assert vault("put", "--vault", name, "--path", "t", "--type", "token", "--value-file", value_file).code == 0
 
 
-def test_cmek_set_rotate_and_read(vault, home):
+def test_cmek_set_rotate_and_read(vault: Vault, home: Path) -> None:
     from signer.custody import fingerprint
 
     name = _name("cmek")
@@ -351,7 +362,7 @@ def test_cmek_set_rotate_and_read(vault, home):
     assert clobber.code == 2 and "already exists" in clobber.said
 
 
-def test_bad_inputs_name_the_problem(vault, home):
+def test_bad_inputs_name_the_problem(vault: Vault, home: Path) -> None:
     name = _name("bad")
     assert vault("create", "--vault", name).code == 0
     value_file = _write(home / "v", b"value")

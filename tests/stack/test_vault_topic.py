@@ -13,10 +13,14 @@ import asyncio
 import hashlib
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets, read_to_quiet
@@ -30,7 +34,7 @@ from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.stages import Stage
 from sdk.admin import load_or_create_admin_key
-from sdk.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, wait_outcomes
 from signer.custody import AGENT_KEYS_VAULT
 from signer.custody.events import SecretDeactivated
 from signer.custody_wiring import keystore_from_settings
@@ -53,7 +57,7 @@ def _deactivation(settings: Settings, agent_id: str) -> SecretDeactivated:
     )
 
 
-async def _write(settings: Settings, event: SecretDeactivated, headers) -> str:
+async def _write(settings: Settings, event: SecretDeactivated, headers: list[tuple[str, bytes]] | None) -> str:
     """Writes the event on warden.vault as a topic writer would; returns where it landed."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
     await producer.start()
@@ -64,10 +68,12 @@ async def _write(settings: Settings, event: SecretDeactivated, headers) -> str:
     return f"record:{topics.VAULT}/{meta.partition}/{meta.offset}"
 
 
-async def _refusals(settings: Settings, resources: set[str], start, timeout_s: float = 30) -> dict[str, dict]:
+async def _refusals(
+    settings: Settings, resources: set[str], start: dict[TopicPartition, int], timeout_s: float = 30
+) -> dict[str, dict[str, Any]]:
     """The signer's vault.event_refused audit events written after ``start``, waited for until
     those of ``resources`` are among them."""
-    found: dict[str, dict] = {}
+    found: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not resources <= set(found):
         async for _, value in read_to_quiet(settings, (topics.AUDIT_EVENTS,), start=start):
@@ -78,7 +84,7 @@ async def _refusals(settings: Settings, resources: set[str], start, timeout_s: f
     return found
 
 
-async def _sign(settings: Settings, key, agent_id: str):
+async def _sign(settings: Settings, key: Ed25519PrivateKey, agent_id: str) -> Outcome:
     intent = new_intent(key, agent_id=agent_id, chain="anvil", to=DEST, value="0.001")
     start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
     async with Client(settings) as client:
@@ -87,7 +93,9 @@ async def _sign(settings: Settings, key, agent_id: str):
     return (await wait_outcomes(settings, [intent], 60, start, final=False))[intent.intent_id]
 
 
-def test_a_vault_event_no_pinned_admin_signed_is_refused_recorded_and_signing_goes_on(stack, run):
+def test_a_vault_event_no_pinned_admin_signed_is_refused_recorded_and_signing_goes_on(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """Unsigned, signed by a key nobody pinned, and signed by the pinned admin as an audit record
     (the right key, the wrong context): each is refused with its reason on the ledger, and the
     agent whose key they would deactivate is still signed for."""
@@ -121,7 +129,9 @@ def test_a_vault_event_no_pinned_admin_signed_is_refused_recorded_and_signing_go
     assert isinstance(outcome, SignedTransaction), outcome
 
 
-def test_a_vault_event_the_pinned_admin_signed_is_applied_from_the_topic(stack, run):
+def test_a_vault_event_the_pinned_admin_signed_is_applied_from_the_topic(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     """The topic is where the signer's keys come from: the events provisioning published (signed by
     the admin's command) are applied without a refusal, and a deactivation the pinned admin signed,
     written only to the topic (not to the home's file log, which the signer does not read), ends

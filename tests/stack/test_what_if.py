@@ -9,16 +9,22 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
 from runtime.clock import utcnow
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.stages import Stage
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, Outcome, new_intent, wait_outcomes
 from sdk.what_if import SIGNATURE_INVALID, read_ledger
 from tests.support import make_agent, warden
 
@@ -26,7 +32,9 @@ GWEI = 10**9
 A, B, C = ("0x" + os.urandom(20).hex() for _ in range(3))
 
 
-def _pay(settings, run, key, agent, to, value):
+def _pay(
+    settings: Settings, run: Callable[..., Any], key: Ed25519PrivateKey, agent: str, to: str, value: str
+) -> tuple[TransactionIntent, IntentRejected | SignedTransaction]:
     intent = new_intent(
         key,
         agent_id=agent,
@@ -40,24 +48,26 @@ def _pay(settings, run, key, agent, to, value):
         broadcast=True,
     )
 
-    async def go():
+    async def go() -> Outcome:
         start = await end_offsets(settings, OUTCOME_TOPICS)
         async with Client(settings) as client:
             await (await client.submit(intent))
         return (await wait_outcomes(settings, [intent], 90, start, final=True))[intent.intent_id]
 
-    return intent, run(go())
+    outcome = run(go())
+    assert isinstance(outcome, (IntentRejected, SignedTransaction)), outcome
+    return intent, outcome
 
 
-def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowlist(stack, run, tmp_path):
+def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowlist(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     settings = stack.settings
     agent = f"what-if-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(A, B), tx_daily_limit_eth="1"))
     script = [(A, "0.3"), (B, "0.3"), (C, "0.2"), (A, "0.3"), (A, "0.2")]
     sent = [_pay(settings, run, key, agent, to, value) for to, value in script]
-    kinds = [
-        "mined" if isinstance(o, SignedTransaction) and o.status == "mined" else f"{o.stage}:{o.code}" for _, o in sent
-    ]
+    kinds = [o.status if isinstance(o, SignedTransaction) else f"{o.stage}:{o.code}" for _, o in sent]
     assert kinds == [
         "mined",
         "mined",
@@ -71,12 +81,13 @@ def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowl
     while len(read_ledger(settings, agent, utcnow().replace(year=2000)).recorded) < 5 and time.monotonic() < deadline:
         time.sleep(1)
 
-    def what_if(fields: dict) -> dict:
+    def what_if(fields: dict[str, Any]) -> dict[str, Any]:
         path = tmp_path / f"policy-{len(fields)}-{os.urandom(2).hex()}.json"
         path.write_text(json.dumps(fields))
         done = warden(settings, "policy", "what-if", "--agent", agent, "--policy", str(path), "--since", "1d", "--json")
         assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
+        report: dict[str, Any] = json.loads(done.stdout)
+        return report
 
     # A daily limit of 0.5: the second and fourth payments, approved then, would be refused.
     tight = what_if({"tx_daily_limit_eth": "0.5"})
@@ -128,7 +139,9 @@ def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowl
     }
 
 
-def test_intents_a_keyless_writer_put_under_an_agents_name_are_skipped_not_replayed(stack, run, tmp_path):
+def test_intents_a_keyless_writer_put_under_an_agents_name_are_skipped_not_replayed(
+    stack: LocalStack, run: Callable[..., Any], tmp_path: Path
+) -> None:
     """Case 3: 0.1 mined; 0.9 more in two intents for the agent that a writer with no key made (a
     zeroed signature, and one by a key that is not the agent's), refused AGENT_SIGNATURE_INVALID.
     What-if under the agent's unchanged policy: nothing flips, 0.1 moved and would have moved,
@@ -139,12 +152,14 @@ def test_intents_a_keyless_writer_put_under_an_agents_name_are_skipped_not_repla
     paid, outcome = _pay(settings, run, key, agent, A, "0.1")
     assert isinstance(outcome, SignedTransaction) and outcome.status == "mined", outcome
 
-    fees = dict(tx_type=2, gas_limit=21_000, max_fee_per_gas=20 * GWEI, max_priority_fee_per_gas=1 * GWEI)
+    fees: dict[str, Any] = dict(
+        tx_type=2, gas_limit=21_000, max_fee_per_gas=20 * GWEI, max_priority_fee_per_gas=1 * GWEI
+    )
     zeroed = new_intent(key, agent_id=agent, chain="anvil", to=A, value="0.5", **fees)
     zeroed = zeroed.model_copy(update={"signature": "00" * 64})
     stranger = new_intent(Ed25519PrivateKey.generate(), agent_id=agent, chain="anvil", to=A, value="0.4", **fees)
 
-    async def forge():
+    async def forge() -> dict[str, Outcome]:
         start = await end_offsets(settings, OUTCOME_TOPICS)
         async with Client(settings) as client:  # a producer, nothing more: no agent key
             for intent in (zeroed, stranger):

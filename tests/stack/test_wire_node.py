@@ -235,7 +235,7 @@ INTENTS: dict[str, tuple[str, dict[str, Any] | None]] = {
 }
 
 
-def _sent(name: str) -> dict:
+def _sent(name: str) -> dict[str, Any]:
     seed, sent = INTENTS[name]
     return json.loads(block_after("example-sent")) if sent is None else sent
 
@@ -248,20 +248,20 @@ def _policy_for(key: Ed25519PrivateKey, agent_id: str) -> AgentPolicy:
     return AgentPolicy(agent_id=agent_id, version=1, agent_public_key=public_key_hex(key), issued_at=T0)
 
 
-def _python_reads(answer: dict) -> TransactionIntent:
+def _python_reads(answer: dict[str, Any]) -> TransactionIntent:
     """What the worker and the signer do with the record the producer sends."""
     return TransactionIntent.model_validate_json(json.dumps(answer["intent"]))
 
 
 @pytest.fixture(scope="module")
-def node_signed() -> dict[str, dict]:
+def node_signed() -> dict[str, dict[str, Any]]:
     names = list(INTENTS)
     answers = run_node("sign_intent.mjs", [{"seed": INTENTS[n][0], "intent": _sent(n)} for n in names])
     return dict(zip(names, answers, strict=False))
 
 
 @pytest.mark.parametrize("name", list(INTENTS))
-def test_an_intent_signed_in_node_verifies_in_python(node_signed, name):
+def test_an_intent_signed_in_node_verifies_in_python(node_signed: dict[str, dict[str, Any]], name: str) -> None:
     answer = node_signed[name]
     assert "error" not in answer, answer
     key = _key(INTENTS[name][0])
@@ -276,7 +276,9 @@ def test_an_intent_signed_in_node_verifies_in_python(node_signed, name):
     assert sign_intent(intent.model_copy(update={"signature": ""}), key).signature == intent.signature
 
 
-def test_every_field_omitted_at_default_is_exercised_at_and_off_its_default(node_signed):
+def test_every_field_omitted_at_default_is_exercised_at_and_off_its_default(
+    node_signed: dict[str, dict[str, Any]],
+) -> None:
     intents = [_python_reads(answer) for answer in node_signed.values()]
     for field, default in TransactionIntent._OMITTED_AT_DEFAULT.items():
         at = [i for i in intents if getattr(i, field) == default]
@@ -286,7 +288,7 @@ def test_every_field_omitted_at_default_is_exercised_at_and_off_its_default(node
         assert all(field in json.loads(i.signing_bytes()) for i in off), field
 
 
-def test_the_node_producer_knows_every_field_of_an_intent():
+def test_the_node_producer_knows_every_field_of_an_intent() -> None:
     (described,) = run_node("sign_intent.mjs", [{"describe": True}])
     fields = described["fields"]
     model = TransactionIntent.model_fields
@@ -310,7 +312,9 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("rule", list(BROKEN))
-def test_an_intent_signed_against_a_rule_of_the_page_is_refused(node_signed, rule):
+def test_an_intent_signed_against_a_rule_of_the_page_is_refused(
+    node_signed: dict[str, dict[str, Any]], rule: str
+) -> None:
     name = BROKEN[rule]
     (answer,) = run_node("sign_intent.mjs", [{"seed": INTENTS[name][0], "intent": _sent(name), "break": rule}])
     assert "error" not in answer, answer

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from schemas.outcomes import (
     IntentApproved,
     IntentParked,
     IntentRejected,
+    Outcome,
     SignedMessage,
     SignedSolanaMessage,
     SignedSolanaTransaction,
@@ -40,11 +42,11 @@ SOLANA_PAYER = "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T"
 class Pinned:
     """The keys a client pins (schemas.auth.ServiceKeys)."""
 
-    def key(self, role, key_id):
+    def key(self, role: str, key_id: str) -> str | None:
         return KEYS.get(role, {}).get(key_id)
 
 
-def _outcome_world():
+def _outcome_world() -> tuple[TransactionIntent, bytes, dict[str, tuple[str, Outcome]]]:
     """One signed intent and its policy, the bytes of an unreadable one, and every kind of outcome
     about them signed by the role that publishes it (name: (topic, signed record))."""
     intent, policy = _intent_and_policy()
@@ -92,7 +94,7 @@ def _intent_and_policy() -> tuple[TransactionIntent, AgentPolicy]:
     return intent, policy
 
 
-def _rejections(intent: TransactionIntent) -> dict:
+def _rejections(intent: TransactionIntent) -> dict[str, tuple[str, str, Outcome]]:
     """The intent rejected by a worker's stage (non-ASCII reason, nested facts, a number past
     2**53) and by the signer."""
     digest = intent.digest()
@@ -136,7 +138,7 @@ def _rejections(intent: TransactionIntent) -> dict:
     }
 
 
-def _signatures(intent: TransactionIntent) -> dict:
+def _signatures(intent: TransactionIntent) -> dict[str, tuple[str, str, Outcome]]:
     """The signer's signatures: a transaction, a typed-data message, a Solana transaction and a
     Solana off-chain message, their numbers past 2**53."""
     digest = intent.digest()
@@ -227,7 +229,7 @@ def _signatures(intent: TransactionIntent) -> dict:
     }
 
 
-def _held_by_the_worker(intent: TransactionIntent, policy: AgentPolicy) -> dict:
+def _held_by_the_worker(intent: TransactionIntent, policy: AgentPolicy) -> dict[str, tuple[str, str, Outcome]]:
     """What the worker publishes for the signer or the admins: the intent approved, or parked."""
     digest = intent.digest()
     common = dict(intent_id=intent.intent_id, agent_id=intent.agent_id)
@@ -252,7 +254,7 @@ def _held_by_the_worker(intent: TransactionIntent, policy: AgentPolicy) -> dict:
     }
 
 
-def _refused_at_intake(intent: TransactionIntent, raw: bytes) -> dict:
+def _refused_at_intake(intent: TransactionIntent, raw: bytes) -> dict[str, tuple[str, str, Outcome]]:
     """Records about bytes that were not a valid intent: the dead letter of unreadable bytes, an
     intent that does not validate, and one whose agent signature fails."""
     return {
@@ -304,7 +306,7 @@ def _refused_at_intake(intent: TransactionIntent, raw: bytes) -> dict:
 INTENT, RAW, OUTCOMES = _outcome_world()
 
 
-def _case(name: str, record_bytes: bytes | None = None, **overrides) -> dict:
+def _case(name: str, record_bytes: bytes | None = None, **overrides: Any) -> dict[str, Any]:
     topic, record = OUTCOMES[name]
     case = {"record": (record_bytes or record.to_bytes()).decode(), "topic": topic, "keys": KEYS}
     if name == "invalid_intent":
@@ -329,7 +331,7 @@ MODELS: dict[str, Any] = {
 }
 
 
-def _python_verdict(case: dict) -> Problem | str | None:
+def _python_verdict(case: dict[str, Any]) -> Problem | str | None:
     """What the Python reference says of the same case: `schemas.auth.outcome_forgery` with the
     digest the record must carry, as `sdk.client.outcome_problem` picks it."""
     from sdk.client import Awaited, outcome_problem
@@ -352,7 +354,7 @@ def _python_verdict(case: dict) -> Problem | str | None:
     return outcome_forgery(record, Pinned())
 
 
-def test_outcomes_signed_in_python_verify_in_node():
+def test_outcomes_signed_in_python_verify_in_node() -> None:
     cases = [_case(name) for name in OUTCOMES]
     cases += [{k: v for k, v in case.items() if k != "topic"} for case in cases]  # the kind told by its members
     for case in cases[: len(OUTCOMES)]:
@@ -377,13 +379,13 @@ def test_outcomes_signed_in_python_verify_in_node():
     ]
 
 
-def _edited(name: str, edit) -> bytes:
+def _edited(name: str, edit: Callable[[dict[str, Any]], object]) -> bytes:
     body = json.loads(OUTCOMES[name][1].to_bytes())
     edit(body)
     return json.dumps(body, ensure_ascii=False).encode()
 
 
-def _resigned(name: str, key, key_id: str, **update) -> bytes:
+def _resigned(name: str, key: Ed25519PrivateKey, key_id: str, **update: Any) -> bytes:
     return sign_outcome(OUTCOMES[name][1].model_copy(update=update), key, key_id).to_bytes()
 
 
@@ -441,7 +443,7 @@ TAMPERED = {
 
 
 @pytest.mark.parametrize("what", list(TAMPERED))
-def test_node_refuses_what_python_refuses(what):
+def test_node_refuses_what_python_refuses(what: str) -> None:
     case = TAMPERED[what]()
     (answer,) = run_node("verify_outcome.mjs", [case])
     assert answer["ok"] is False, answer
@@ -457,7 +459,7 @@ BROKEN_OUTCOME_RULES = {
 
 
 @pytest.mark.parametrize("rule", list(BROKEN_OUTCOME_RULES))
-def test_an_outcome_checked_against_a_rule_of_the_page_fails(rule):
+def test_an_outcome_checked_against_a_rule_of_the_page_fails(rule: str) -> None:
     case = _case(BROKEN_OUTCOME_RULES[rule])
     ok, broken = run_node("verify_outcome.mjs", [case, {**case, "break": rule}])
     assert ok["ok"] is True and broken["ok"] is False, (ok, broken)

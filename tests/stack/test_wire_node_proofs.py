@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.cosigning import log_key
-from ledger.note import Note, NoteCheckpoint
+from ledger.note import Note, NoteCheckpoint, NoteKey
 from ledger.note import sign as sign_note
+from schemas.audit import AuditEvent
 from tests.ledger_support import LOG_NAME
 from tests.wire_support import run_node
 
@@ -22,7 +25,7 @@ LEDGER_KEY = Ed25519PrivateKey.generate()
 LOG = log_key(LOG_NAME, LEDGER_KEY)
 
 
-def _ledger_events():
+def _ledger_events() -> tuple[list[AuditEvent], list[AuditEvent]]:
     from schemas.audit import AuditEvent, event_id
     from tests.ledger_support import pipeline_events
 
@@ -45,7 +48,9 @@ def _ledger_events():
 
 
 @pytest.fixture(scope="module")
-def proofs(tmp_path_factory):
+def proofs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     from ledger import proof
     from ledger.store import ChdbStore
     from tests.ledger_support import build_ledger
@@ -55,7 +60,7 @@ def proofs(tmp_path_factory):
     store.ensure_schema()
     try:
         build_ledger(store, events, LEDGER_KEY, chains=2, checkpoint_every=7)
-        built = {}
+        built: dict[str, dict[str, Any]] = {}
         for event in events:
             with contextlib.suppress(proof.ProofError):  # the newest rows of a chain wait for their checkpoint
                 built[event.event_id] = proof.build(store, event.event_id, LOG_NAME)
@@ -65,11 +70,13 @@ def proofs(tmp_path_factory):
     return built, [t.event_id for t in tricky]
 
 
-def _check_cases(items, log=LOG) -> list[dict]:
+def _check_cases(items: Iterable[dict[str, Any]], log: NoteKey = LOG) -> list[dict[str, Any]]:
     return [{"proof": p, "log_key": log.vkey} for p in items]
 
 
-def test_ledger_proofs_built_by_python_verify_in_node(proofs):
+def test_ledger_proofs_built_by_python_verify_in_node(
+    proofs: tuple[dict[str, dict[str, Any]], list[str]],
+) -> None:
     from ledger import proof
 
     built, tricky = proofs
@@ -82,7 +89,7 @@ def test_ledger_proofs_built_by_python_verify_in_node(proofs):
     assert [a for a in answers if a != {"ok": True}] == []
 
 
-def _rehashed(p: dict, **edits) -> dict:
+def _rehashed(p: dict[str, Any], **edits: Any) -> dict[str, Any]:
     """The event edited and its row hash recomputed: consistent, but not the row the ledger signed."""
     from ledger.chain import integrity_hash
 
@@ -102,7 +109,7 @@ def _rehashed(p: dict, **edits) -> dict:
     return p
 
 
-def _note_edited(p: dict, size: int = 0, root: bytes | None = None) -> dict:
+def _note_edited(p: dict[str, Any], size: int = 0, root: bytes | None = None) -> dict[str, Any]:
     """The checkpoint note's text edited (``size`` rows more, another ``root``), its signatures kept."""
     note = Note.parse(p["checkpoint"])
     said = NoteCheckpoint.parse(note.text)
@@ -111,7 +118,7 @@ def _note_edited(p: dict, size: int = 0, root: bytes | None = None) -> dict:
     return p
 
 
-def _resigned_checkpoint(p: dict, key) -> dict:
+def _resigned_checkpoint(p: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
     """The checkpoint note signed again, under the log's name, by ``key``."""
     text = Note.parse(p["checkpoint"]).text
     p["checkpoint"] = Note(text, (sign_note(text, LOG_NAME, key),)).to_bytes().decode()
@@ -122,7 +129,7 @@ def _flip(hex_text: str) -> str:
     return ("0" if hex_text[0] != "0" else "1") + hex_text[1:]
 
 
-PROOF_TAMPERS = {
+PROOF_TAMPERS: dict[str, Callable[[dict[str, Any]], object]] = {
     "actor edited": lambda p: p["event"].update(actor="agent:mallory"),
     "details edited": lambda p: p["event"].update(details=p["event"]["details"].replace("}", ',"x":1}', 1)),
     "ts edited": lambda p: p["event"].update(ts="2020-01-01T00:00:00.000000Z"),
@@ -149,7 +156,7 @@ PROOF_TAMPERS = {
 }
 
 
-def _victims(built: dict) -> list[dict]:
+def _victims(built: dict[str, Any]) -> list[dict[str, Any]]:
     """Proofs with a path of three or more nodes, a right-hand leaf among them."""
     deep = [
         p for p in built.values() if len(p["audit_path"]) >= 3 and len(set(p["audit_path"])) > 1 and p["leaf_index"] > 0
@@ -159,7 +166,9 @@ def _victims(built: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize("what", list(PROOF_TAMPERS))
-def test_a_tampered_proof_fails_in_node_and_in_python(proofs, what):
+def test_a_tampered_proof_fails_in_node_and_in_python(
+    proofs: tuple[dict[str, dict[str, Any]], list[str]], what: str
+) -> None:
     from ledger import proof
 
     built, tricky = proofs
@@ -175,7 +184,9 @@ def test_a_tampered_proof_fails_in_node_and_in_python(proofs, what):
     assert all(a["ok"] is False for a in answers), answers
 
 
-def test_a_proof_under_another_log_key_fails(proofs):
+def test_a_proof_under_another_log_key_fails(
+    proofs: tuple[dict[str, dict[str, Any]], list[str]],
+) -> None:
     built, _ = proofs
     other = log_key(LOG_NAME, Ed25519PrivateKey.generate())
     (answer,) = run_node("check_proof.mjs", _check_cases([next(iter(built.values()))], log=other))
@@ -185,7 +196,9 @@ def test_a_proof_under_another_log_key_fails(proofs):
 @pytest.mark.parametrize(
     "rule", ["no_escape", "hex_leaf", "no_leaf_prefix", "left_to_right", "text_without_newline", "whole_note"]
 )
-def test_a_proof_checked_against_a_rule_of_the_page_fails(proofs, rule):
+def test_a_proof_checked_against_a_rule_of_the_page_fails(
+    proofs: tuple[dict[str, dict[str, Any]], list[str]], rule: str
+) -> None:
     built, tricky = proofs
     victim = built[tricky[0]] if rule == "no_escape" else _victims(built)[1]
     case = _check_cases([victim])[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -66,7 +67,7 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> dict[str, dict]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     work = tmp_path_factory.mktemp("schema-producer")
     subprocess.run(
         [sys.executable, "-m", "infra.cli", "schemas", "export", str(work / "schemas")], check=True, cwd=ROOT
@@ -81,10 +82,11 @@ def built(tmp_path_factory) -> dict[str, dict]:
             "WARDEN_SCHEMA_OUT": str(work / "built.json"),
         },
     )
-    return json.loads((work / "built.json").read_text())
+    answers: dict[str, dict[str, Any]] = json.loads((work / "built.json").read_text())
+    return answers
 
 
-def _intake(answer: dict) -> tuple[TransactionIntent, StageVerdict]:
+def _intake(answer: dict[str, Any]) -> tuple[TransactionIntent, StageVerdict]:
     """What the streams worker does first with the record the producer sends."""
     intent = read_intent(json.dumps(answer["intent"]).encode(), MAX_RECORD_BYTES, REGISTRY)
     assert isinstance(intent, TransactionIntent), intent
@@ -94,7 +96,7 @@ def _intake(answer: dict) -> tuple[TransactionIntent, StageVerdict]:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_an_intent_built_from_the_schema_alone_passes_intake(built, name):
+def test_an_intent_built_from_the_schema_alone_passes_intake(built: dict[str, dict[str, Any]], name: str) -> None:
     intent, verdict = _intake(built[name])
     assert (verdict.stage, verdict.passed) == (Stage.INTAKE, True), verdict
     assert intent.signing_bytes() == built[name]["signing_bytes"].encode()
@@ -102,7 +104,9 @@ def test_an_intent_built_from_the_schema_alone_passes_intake(built, name):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_same_intent_with_its_marked_defaults_written_in_is_refused(built, name):
+def test_the_same_intent_with_its_marked_defaults_written_in_is_refused(
+    built: dict[str, dict[str, Any]], name: str
+) -> None:
     written_in = built[name]["marked_defaults_written"]
     intent, verdict = _intake(written_in)  # read all the same, to the same intent ...
     assert intent.signing_bytes() == built[name]["signing_bytes"].encode()

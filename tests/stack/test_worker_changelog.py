@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import end_offsets, partition_of
 from schemas import topics
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.stages import Stage
-from sdk.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, Outcome, new_intent, wait_outcomes
 from streams.state import WORKER_LOG
 from tests.support import make_agent
 
@@ -34,7 +38,7 @@ FORBIDDEN = "0x000000000000000000000000000000000000bad0"
 pytestmark = pytest.mark.kafka  # a worker killed and restored: on the broker `warden up` runs (tests/stack/conftest.py)
 
 
-def _intent(key, to: str):
+def _intent(key: Ed25519PrivateKey, to: str) -> TransactionIntent:
     return new_intent(
         key,
         agent_id=AGENT,
@@ -47,7 +51,7 @@ def _intent(key, to: str):
     )
 
 
-async def _last_offset(settings, tp: TopicPartition) -> int:
+async def _last_offset(settings: Settings, tp: TopicPartition) -> int:
     """The offset of the partition's last record, read (not the end the broker lists)."""
     reader = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
     await reader.start()
@@ -64,12 +68,12 @@ async def _last_offset(settings, tp: TopicPartition) -> int:
         await reader.stop()
 
 
-def test_a_record_no_worker_signed_puts_nothing_in_the_workers_tables(fresh_stack):
+def test_a_record_no_worker_signed_puts_nothing_in_the_workers_tables(fresh_stack: Callable[..., LocalStack]) -> None:
     stack = fresh_stack()
     settings = stack.settings
     partition = partition_of(AGENT)
 
-    async def scenario():
+    async def scenario() -> tuple[Outcome, Outcome, Outcome, int]:
         key, _, policy = await make_agent(settings, AGENT, tx_to_allowlist=(ALLOWED,))
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         before = _intent(key, FORBIDDEN)

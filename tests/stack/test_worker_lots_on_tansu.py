@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 
+from infra.stack.local import LocalStack
 from runtime.kafka import PRODUCER_BATCH_BYTES, end_offsets, partition_of
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
+from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from tests.support import batch_sizes, make_agent, read_topic
@@ -25,12 +29,12 @@ BURST = 120
 @dataclasses.dataclass
 class Burst:
     agent_id: str
-    intents: list
-    start: dict  # where each topic partition ended before it
+    intents: list[TransactionIntent]
+    start: dict[TopicPartition, int]  # where each topic partition ended before it
 
 
 @pytest.fixture(scope="module")
-def burst(stack) -> Burst:
+def burst(stack: LocalStack) -> Burst:
     """BURST intents of one agent sent at once through the shared stack, every one signed."""
     settings = stack.settings
     agent_id = "agent-lots"
@@ -62,11 +66,13 @@ def burst(stack) -> Burst:
     return Burst(agent_id, intents, start)
 
 
-def test_a_burst_leaves_the_worker_in_lots_with_every_intent_recorded_once(stack, burst, run):
+def test_a_burst_leaves_the_worker_in_lots_with_every_intent_recorded_once(
+    stack: LocalStack, burst: Burst, run: Callable[..., Any]
+) -> None:
     settings, intents, start = stack.settings, burst.intents, burst.start
     ids = {i.intent_id for i in intents}
     worker_records = 0
-    event_ids: collections.Counter = collections.Counter()
+    event_ids: collections.Counter[str] = collections.Counter()
     actions: dict[str, list[str]] = collections.defaultdict(list)
     for raw in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)):
         mine = [e for e in audit_events_of(raw) if e.actor == "service:streams" and e.intent_id in ids]
@@ -74,6 +80,7 @@ def test_a_burst_leaves_the_worker_in_lots_with_every_intent_recorded_once(stack
             worker_records += 1
             event_ids.update(e.event_id for e in mine)
             for e in mine:
+                assert e.intent_id is not None
                 actions[e.intent_id].append(e.action)
     # Every event once (a lot sent twice would repeat ids), and every intent's whole trail...
     assert set(event_ids.values()) == {1}
@@ -86,7 +93,7 @@ def test_a_burst_leaves_the_worker_in_lots_with_every_intent_recorded_once(stack
     assert worker_records < BURST, f"{worker_records} worker audit records for {BURST} intents"
 
 
-def test_a_burst_shares_the_brokers_batches(stack, burst, run):
+def test_a_burst_shares_the_brokers_batches(stack: LocalStack, burst: Burst, run: Callable[..., Any]) -> None:
     # Whoever writes with the producer of `runtime.kafka` (the client its intents, the signer its
     # transactions) puts what piles up behind its request in flight into one batch a partition:
     # each batch the broker holds makes every later fetch of the partition dearer
@@ -94,7 +101,7 @@ def test_a_burst_shares_the_brokers_batches(stack, burst, run):
     # of these intents or ~15 of these transactions.
     partition = partition_of(burst.agent_id)
     ends = run(end_offsets(stack.settings, (topics.INTENTS_SUBMITTED, topics.TXS_SIGNED)))
-    largest = {}
+    largest: dict[str, int] = {}
     for topic in (topics.INTENTS_SUBMITTED, topics.TXS_SIGNED):
         tp = TopicPartition(topic, partition)
         sizes = run(batch_sizes(stack.settings, topic, partition, burst.start[tp], ends[tp]))

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from infra.stack.local import LocalStack
+from runtime.config import Settings
 from runtime.kafka import fetched_ends, seek_to_committed
 
 
 @contextlib.asynccontextmanager
-async def _group_reading(settings, names: tuple[str, ...], records: int):
+async def _group_reading(settings: Settings, names: tuple[str, ...], records: int) -> AsyncIterator[AIOKafkaConsumer]:
     """A started group consumer subscribed to new one-partition topics of ``records`` records each."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
     await admin.start()
@@ -62,10 +66,12 @@ async def _read(consumer: AIOKafkaConsumer, count: int) -> list[bytes]:
     return sorted(got)
 
 
-def test_a_partition_with_nothing_committed_is_read_again_from_its_beginning(stack, run):
+def test_a_partition_with_nothing_committed_is_read_again_from_its_beginning(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
     stream, changelog = f"seek-stream-{uuid.uuid4().hex[:8]}", f"seek-changelog-{uuid.uuid4().hex[:8]}"
 
-    async def scenario():
+    async def scenario() -> tuple[list[bytes], dict[TopicPartition, int | None], list[bytes], list[bytes]]:
         async with _group_reading(stack.settings, (stream, changelog), 3) as consumer:
             first = await _read(consumer, 6)  # read, then not published (a record that did not hold)
             alone = await consumer.seek_to_committed(TopicPartition(stream, 0))
@@ -84,10 +90,10 @@ def test_a_partition_with_nothing_committed_is_read_again_from_its_beginning(sta
     assert after_commit == [f"{stream}/2".encode()]
 
 
-def test_a_partitions_end_counts_every_record_of_its_last_batch(stack, run):
+def test_a_partitions_end_counts_every_record_of_its_last_batch(stack: LocalStack, run: Callable[..., Any]) -> None:
     topic = f"ends-{uuid.uuid4().hex[:8]}"
 
-    async def scenario():
+    async def scenario() -> tuple[list[int], dict[TopicPartition, int]]:
         admin = AIOKafkaAdminClient(bootstrap_servers=stack.settings.broker)
         await admin.start()
         try:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from io import TextIOWrapper
+from typing import Any
 
 import orjson
 import pytest
@@ -19,17 +21,20 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 from mcp.client.session import ClientSession
 from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult, Tool
 from x402.mechanisms.evm.eip712 import hash_eip3009_authorization
 from x402.mechanisms.evm.types import ExactEIP3009Payload
 
 from infra import contracts
+from infra.stack.local import LocalStack
 from infra.stack.x402_server import Paid
+from runtime.config import Settings
 from schemas.codes import Code
 from schemas.policy import Eip712DomainRule
 from schemas.stages import Stage
 from sdk.client import agent_transactions
 from sdk.x402 import X402Error, decode_header
-from sdk.x402_pay import pay
+from sdk.x402_pay import Payment, pay
 from tests.support import make_agent, warden, warden_mcp
 from tests.token_support import DEPLOYER, balance_of, mint_tokens, on_anvil
 from tests.x402_support import paid_server
@@ -40,7 +45,7 @@ PRICE = 10_000  # 0.01 of the token
 PAYEE = "0x00000000000000000000000000000000000A11cE"
 
 
-async def _mcp_pay(settings, agent: str, url: str, errlog) -> object:
+async def _mcp_pay(settings: Settings, agent: str, url: str, errlog: TextIOWrapper) -> tuple[Tool, CallToolResult]:
     server = warden_mcp(settings, agent)
     async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
@@ -49,7 +54,7 @@ async def _mcp_pay(settings, agent: str, url: str, errlog) -> object:
         return tools["pay_x402"], result
 
 
-def _policy_fields(token: str) -> dict:
+def _policy_fields(token: str) -> dict[str, Any]:
     return dict(
         tx_to_allowlist=(token, PAYEE),
         asset_limits=({"chain": "anvil", "token": token, "symbol": "WAUTH", "decimals": 6, "max_per_tx": "0.05"},),
@@ -59,7 +64,7 @@ def _policy_fields(token: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def paid(stack, tmp_path_factory):
+def paid(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Two agents (one with tokens, one without), one official server, and every payment made once, in order."""
     settings = stack.settings
     mallory = to_checksum_address("0x" + os.urandom(20).hex())  # fresh: any token it holds came from here
@@ -80,7 +85,7 @@ def paid(stack, tmp_path_factory):
         Paid("/elsewhere", PAYEE, PRICE, network="eip155:999999"),
         Paid("/poor", PAYEE, PRICE),
     ]
-    got: dict = {"token": token, "agent": agent, "address": address, "mallory": mallory}
+    got: dict[str, Any] = {"token": token, "agent": agent, "address": address, "mallory": mallory}
     with paid_server(settings.rpc_url_for("anvil"), token, NAME, routes) as server:
         asyncio.run(on_anvil(settings, lambda node: node.call("anvil_setBalance", server.facilitator, hex(10**20))))
         got["cli"] = warden(settings, "pay", f"{server.url}/cli", "--agent", agent, "--json")
@@ -90,15 +95,15 @@ def paid(stack, tmp_path_factory):
             got["mcp_tool"], got["mcp"] = asyncio.run(_mcp_pay(settings, agent, f"{server.url}/mcp", errlog))
         got["mcp_log"] = log.read_text()
 
-        async def sdk_payments():
-            out = {}
+        async def sdk_payments() -> dict[str, Payment | str]:
+            out: dict[str, Payment | str] = {}
             for name in ("mallory", "dear"):
                 out[name] = await pay(settings, agent, key, f"{server.url}/{name}", timeout_s=90)
             out["poor"] = await pay(settings, poor, poor_key, f"{server.url}/poor", timeout_s=90)
-            for name, arguments in (("elsewhere", {}), ("over_max", {"max_amount": "0.005"})):
+            for name, max_amount in (("elsewhere", None), ("over_max", "0.005")):
                 path = "cli" if name == "over_max" else name
                 try:
-                    await pay(settings, agent, key, f"{server.url}/{path}", timeout_s=90, **arguments)
+                    await pay(settings, agent, key, f"{server.url}/{path}", timeout_s=90, max_amount=max_amount)
                 except X402Error as exc:
                     out[name] = str(exc)
             return out
@@ -114,7 +119,7 @@ def paid(stack, tmp_path_factory):
     return got
 
 
-def test_the_official_server_accepts_warden_s_payment_and_the_token_moves(paid):
+def test_the_official_server_accepts_warden_s_payment_and_the_token_moves(paid: dict[str, Any]) -> None:
     cli = paid["cli"]
     assert cli.returncode == 0, cli.stderr
     payment = orjson.loads(cli.stdout)
@@ -143,7 +148,7 @@ def test_the_official_server_accepts_warden_s_payment_and_the_token_moves(paid):
     assert sorted(paid["served"]) == ["/cli", "/mcp"]
 
 
-def test_the_payment_is_warden_s_signature_from_the_agent_s_address(paid):
+def test_the_payment_is_warden_s_signature_from_the_agent_s_address(paid: dict[str, Any]) -> None:
     header = next(value for path, value in paid["payments"] if path == "/cli")
     sent = decode_header(header, "PAYMENT-SIGNATURE")
     authorization = sent["payload"]["authorization"]
@@ -151,11 +156,12 @@ def test_the_payment_is_warden_s_signature_from_the_agent_s_address(paid):
     # The digest as the official SDK's facilitator computes it, and the address that signed it.
     inner = ExactEIP3009Payload.from_dict(sent["payload"])
     digest = hash_eip3009_authorization(inner.authorization, 31337, paid["token"], NAME, "1")
+    assert inner.signature is not None
     recovered = Account._recover_hash(digest, signature=bytes.fromhex(inner.signature[2:]))
     assert recovered == paid["address"]
 
 
-def test_a_payee_off_the_allowlist_is_refused_by_its_rule_and_the_server_gets_nothing(paid):
+def test_a_payee_off_the_allowlist_is_refused_by_its_rule_and_the_server_gets_nothing(paid: dict[str, Any]) -> None:
     refused = paid["mallory"]
     assert refused.status == "refused", refused
     assert (refused.refusal.stage, refused.refusal.code) == (Stage.ASSETS, Code.RECIPIENT_NOT_ALLOWLISTED)
@@ -167,7 +173,7 @@ def test_a_payee_off_the_allowlist_is_refused_by_its_rule_and_the_server_gets_no
     assert refused.intent_id in refused_ids
 
 
-def test_an_amount_above_the_asset_cap_is_refused_and_the_cli_names_the_rule(paid):
+def test_an_amount_above_the_asset_cap_is_refused_and_the_cli_names_the_rule(paid: dict[str, Any]) -> None:
     dear = paid["dear"]
     assert dear.status == "refused", dear
     assert (dear.refusal.stage, dear.refusal.code) == (Stage.ASSETS, Code.ASSET_OVER_CAP), dear
@@ -178,7 +184,7 @@ def test_an_amount_above_the_asset_cap_is_refused_and_the_cli_names_the_rule(pai
     assert "nothing was signed" in cli.stderr
 
 
-def test_a_server_asking_on_an_unknown_network_gets_a_clear_error(paid):
+def test_a_server_asking_on_an_unknown_network_gets_a_clear_error(paid: dict[str, Any]) -> None:
     message = paid["elsewhere"]
     assert "accepts[0].network 'eip155:999999' is no chain of Warden's registry" in message
     assert (
@@ -188,13 +194,13 @@ def test_a_server_asking_on_an_unknown_network_gets_a_clear_error(paid):
     assert "/elsewhere" not in [path for path, _ in paid["payments"]]
 
 
-def test_the_callers_own_maximum_refuses_before_anything_is_signed(paid):
+def test_the_callers_own_maximum_refuses_before_anything_is_signed(paid: dict[str, Any]) -> None:
     assert "asks 0.01 WAUTH, more than the most you allowed (0.005 WAUTH); nothing was signed" in paid["over_max"]
     # The only payment /cli was sent is the CLI's.
     assert len([path for path, _ in paid["payments"] if path == "/cli"]) == 1
 
 
-def test_a_payment_the_server_refuses_is_reported_with_its_words(paid):
+def test_a_payment_the_server_refuses_is_reported_with_its_words(paid: dict[str, Any]) -> None:
     poor = paid["poor"]
     # Warden's policy allowed it and the signer signed; the SDK's facilitator found no funds to move.
     assert poor.status == "payment_not_accepted" and poor.signature is not None, poor

@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from solders.hash import Hash
+from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
@@ -23,18 +26,21 @@ from infra.stack.local import LocalStack, local_settings, running_stack
 from infra.stack.provision import provision_solana_agent
 from infra.stack.x402_server import Paid, paid_solana_server
 from runtime import solana
+from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from schemas.codes import Code
 from schemas.policy import SolanaTokenLimit
 from sdk import solana as build
 from sdk.x402 import decode_header
-from sdk.x402_pay import pay
+from sdk.x402_pay import Payment, pay
 
 DEVNET = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
 PRICE = 10_000  # 0.01 of a 6-decimal token
 
+T = TypeVar("T")
 
-async def _on(url: str, work):
+
+async def _on(url: str, work: Callable[[JsonRpc], Awaitable[T]]) -> T:
     node = JsonRpc(url, timeout_s=60)
     try:
         return await work(node)
@@ -42,8 +48,8 @@ async def _on(url: str, work):
         await node.close()
 
 
-async def _land(url: str, payer: Keypair, instructions, *others: Keypair) -> None:
-    async def go(node):
+async def _land(url: str, payer: Keypair, instructions: list[Instruction], *others: Keypair) -> None:
+    async def go(node: JsonRpc) -> None:
         recent = Hash.from_string(await solana.latest_blockhash(node))
         signature = await solana.send(node, bytes(build.signed(payer, instructions, recent, *others)))
         assert (await solana.landed(node, signature, "confirmed", 60)).error is None
@@ -52,7 +58,7 @@ async def _land(url: str, payer: Keypair, instructions, *others: Keypair) -> Non
 
 
 async def _airdrop(url: str, to: Pubkey, lamports: int) -> None:
-    async def go(node):
+    async def go(node: JsonRpc) -> None:
         await solana.landed(node, await node.call("requestAirdrop", str(to), lamports), "processed", 60)
 
     await _on(url, go)
@@ -64,7 +70,7 @@ def _token_balance(url: str, account: Pubkey) -> int:
 
 
 @pytest.fixture(scope="module")
-def paid(tmp_path_factory):
+def paid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     node = LocalStack(local_settings(tmp_path_factory.mktemp("node")))
     node.start(parts=("solana",))
     try:
@@ -76,7 +82,7 @@ def paid(tmp_path_factory):
         node.stop()
 
 
-def _payments(settings, url: str) -> dict:
+def _payments(settings: Settings, url: str) -> dict[str, Any]:
     bank, mint_key, alice, mallory = Keypair(), Keypair(), Keypair().pubkey(), Keypair().pubkey()
     mint = mint_key.pubkey()
     asyncio.run(_airdrop(url, bank.pubkey(), 10**9))
@@ -107,7 +113,7 @@ def _payments(settings, url: str) -> dict:
     with paid_solana_server(url, str(mint), routes) as server:
         asyncio.run(_airdrop(url, Pubkey.from_string(server.facilitator), 10**9))
 
-        async def payments():
+        async def payments() -> dict[str, Payment]:
             return {
                 name: await pay(settings, agent_id, agent.intent_key, f"{server.url}/{name}", timeout_s=120)
                 for name in ("paid", "mallory", "dear")
@@ -123,7 +129,7 @@ def _payments(settings, url: str) -> dict:
     return got
 
 
-def test_the_official_svm_facilitator_completes_warden_s_transaction_and_the_token_moves(paid):
+def test_the_official_svm_facilitator_completes_warden_s_transaction_and_the_token_moves(paid: dict[str, Any]) -> None:
     payment = paid["paid"]
     assert payment.status == "paid" and payment.http_status == 200, payment
     assert payment.requirement.chain == "solana-devnet" and payment.from_ == paid["agent"].address
@@ -143,7 +149,9 @@ def test_the_official_svm_facilitator_completes_warden_s_transaction_and_the_tok
     assert status is not None and status.error is None  # the node holds what the facilitator sent
 
 
-def test_a_payee_off_the_allowlist_and_an_amount_over_the_cap_are_refused_and_nothing_is_sent(paid):
+def test_a_payee_off_the_allowlist_and_an_amount_over_the_cap_are_refused_and_nothing_is_sent(
+    paid: dict[str, Any],
+) -> None:
     assert paid["mallory"].status == "refused" and paid["mallory"].refusal.code == Code.RECIPIENT_NOT_ALLOWLISTED
     assert paid["dear"].status == "refused" and paid["dear"].refusal.code == Code.VALUE_OVER_CAP
     assert {path for path, _ in paid["payments"]} == {"/paid"}  # the server got no other payment header

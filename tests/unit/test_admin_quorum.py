@@ -5,6 +5,8 @@ only its own quorum can change. No processes."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -26,7 +28,7 @@ def two_of_three() -> Admins:
     return Admins(PINNED, parse_thresholds("2", PINNED))
 
 
-def policy(version: int = 1, **fields) -> AgentPolicy:
+def policy(version: int = 1, **fields: Any) -> AgentPolicy:
     return AgentPolicy(
         agent_id="treasury",
         version=version,
@@ -36,7 +38,7 @@ def policy(version: int = 1, **fields) -> AgentPolicy:
     )
 
 
-def signed(record, *names: str):
+def signed(record: AgentPolicy, *names: str) -> AgentPolicy:
     first, *others = names
     record = sign_policy(record, KEYS[first], first) if isinstance(record, AgentPolicy) else record
     for name in others:
@@ -44,7 +46,7 @@ def signed(record, *names: str):
     return record
 
 
-def test_m_distinct_admins_make_a_quorum_and_m_minus_one_do_not():
+def test_m_distinct_admins_make_a_quorum_and_m_minus_one_do_not() -> None:
     admins = two_of_three()
     assert admins.quorum_problem(signed(policy(), "a", "b"), "policy") is None
     problem = str(admins.quorum_problem(signed(policy(), "a"), "policy"))
@@ -53,12 +55,12 @@ def test_m_distinct_admins_make_a_quorum_and_m_minus_one_do_not():
     )
 
 
-def test_the_same_admin_signing_twice_counts_once():
+def test_the_same_admin_signing_twice_counts_once() -> None:
     problem = str(two_of_three().quorum_problem(signed(policy(), "a", "a"), "policy"))
     assert "it has 1 (a)" in problem and "a signed twice (counted once)" in problem
 
 
-def test_one_key_pinned_under_two_ids_counts_once():
+def test_one_key_pinned_under_two_ids_counts_once() -> None:
     twice = {**PINNED, "a2": PINNED["a"]}
     with pytest.raises(ValueError, match="pinned under two admin ids"):
         AdminSet(version=1, admins=twice, thresholds=dict.fromkeys(ACTIONS, 2), issued_at=T0)
@@ -66,7 +68,7 @@ def test_one_key_pinned_under_two_ids_counts_once():
     assert "signed twice" in str(admins.quorum_problem(cosign(signed(policy(), "a"), KEYS["a"], "a2"), "policy"))
 
 
-def test_a_signature_over_other_bytes_or_by_an_unpinned_key_does_not_count():
+def test_a_signature_over_other_bytes_or_by_an_unpinned_key_does_not_count() -> None:
     other = sign_policy(policy(tx_max_value_eth="1000"), KEYS["b"], "b")
     borrowed = signed(policy(), "a").model_copy(
         update={
@@ -80,12 +82,12 @@ def test_a_signature_over_other_bytes_or_by_an_unpinned_key_does_not_count():
     assert "'d' is not a pinned admin" in str(two_of_three().quorum_problem(signed(policy(), "a", "d"), "policy"))
 
 
-def test_a_changed_field_voids_every_signature():
+def test_a_changed_field_voids_every_signature() -> None:
     changed = signed(policy(), "a", "b").model_copy(update={"tx_max_value_eth": "1000"})
     assert "it has 0" in str(two_of_three().quorum_problem(changed, "policy"))
 
 
-def test_an_approval_needs_the_quorum_and_a_denial_one_admin():
+def test_an_approval_needs_the_quorum_and_a_denial_one_admin() -> None:
     thresholds = parse_thresholds("approval=2,policy=1", PINNED)
     admins = Admins(PINNED, thresholds)
     assert thresholds["admins"] == 2  # left out: the highest given
@@ -114,12 +116,12 @@ def test_an_approval_needs_the_quorum_and_a_denial_one_admin():
         ("policy=\u00b2", "is not <action>=<number>"),
     ],
 )
-def test_thresholds_that_make_no_sense_are_refused_with_the_reason(text, why):
+def test_thresholds_that_make_no_sense_are_refused_with_the_reason(text: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         parse_thresholds(text, PINNED)
 
 
-def admin_set(version: int, keys: dict, quorum: str, *names: str) -> AdminSet:
+def admin_set(version: int, keys: dict[str, str], quorum: str, *names: str) -> AdminSet:
     record = sign_admin_set(
         AdminSet(version=version, admins=keys, thresholds=parse_thresholds(quorum, keys), issued_at=T0),
         KEYS[names[0]],
@@ -130,7 +132,7 @@ def admin_set(version: int, keys: dict, quorum: str, *names: str) -> AdminSet:
     return record
 
 
-def test_one_admin_can_neither_remove_another_nor_lower_a_threshold():
+def test_one_admin_can_neither_remove_another_nor_lower_a_threshold() -> None:
     admins = two_of_three()
     book = AdminSetBook(admins)
     alone = admin_set(1, {"a": PINNED["a"]}, "1", "a")
@@ -140,7 +142,7 @@ def test_one_admin_can_neither_remove_another_nor_lower_a_threshold():
     assert two_of_three().quorum_problem(signed(policy(), "a"), "policy") is not None
 
 
-def test_the_quorum_changes_the_set_and_the_new_set_is_what_counts():
+def test_the_quorum_changes_the_set_and_the_new_set_is_what_counts() -> None:
     admins = two_of_three()
     book = AdminSetBook(admins)
     with_d = {**PINNED, "d": public_key_hex(KEYS["d"])}
@@ -156,7 +158,7 @@ def test_the_quorum_changes_the_set_and_the_new_set_is_what_counts():
     assert what == "refused" and "not newer" in why and admins.version == 2
 
 
-def test_gathered_signatures_count_each_pinned_admin_once_and_expire():
+def test_gathered_signatures_count_each_pinned_admin_once_and_expire() -> None:
     admins = two_of_three()
     first = propose(sign_policy(policy(), KEYS["a"], "a"), "policy", T0, timedelta(hours=1))
     found = gather([first.to_bytes()], admins, T0)
@@ -172,11 +174,13 @@ def test_gathered_signatures_count_each_pinned_admin_once_and_expire():
     by_b = gathered.with_signature(KEYS["b"], "b", T0)
     gathered = gather([first.to_bytes(), by_b.to_bytes()], admins, T0)[first.proposal_id]
     assert gathered.complete
-    assert admins.quorum_problem(gathered.assembled(), "policy") is None
+    assembled = gathered.assembled()
+    assert isinstance(assembled, AgentPolicy), assembled
+    assert admins.quorum_problem(assembled, "policy") is None
     assert gather([first.to_bytes(), by_b.to_bytes()], admins, T0 + timedelta(hours=1)) == {}
 
 
-def test_a_proposal_whose_id_does_not_name_its_record_is_left_out():
+def test_a_proposal_whose_id_does_not_name_its_record_is_left_out() -> None:
     first = propose(sign_policy(policy(), KEYS["a"], "a"), "policy", T0)
     lying = first.model_copy(update={"document": {**first.document, "tx_max_value_eth": "1000"}})
     assert gather([lying.to_bytes()], two_of_three(), T0) == {}
@@ -185,7 +189,13 @@ def test_a_proposal_whose_id_does_not_name_its_record_is_left_out():
 # A change of one admin's key needs that admin's own signature, made with the key in force.
 
 
-def swapped(version: int, key_id: str, new_key: Ed25519PrivateKey, *names: str, signed_as: dict | None = None):
+def swapped(
+    version: int,
+    key_id: str,
+    new_key: Ed25519PrivateKey,
+    *names: str,
+    signed_as: dict[str, Ed25519PrivateKey] | None = None,
+) -> AdminSet:
     """Admin set ``version``: the set in force with ``key_id``'s key replaced by ``new_key``,
     signed by ``names`` (each with its key in force, or with ``signed_as[name]``)."""
     keys = {**PINNED, key_id: public_key_hex(new_key)}
@@ -197,7 +207,7 @@ def swapped(version: int, key_id: str, new_key: Ed25519PrivateKey, *names: str, 
     return record
 
 
-def test_two_admins_cannot_swap_a_third_admins_key():
+def test_two_admins_cannot_swap_a_third_admins_key() -> None:
     admins, rogue_second = two_of_three(), Ed25519PrivateKey.generate()
     problem = admins.adopt(swapped(1, "c", rogue_second, "a", "b"))
     assert problem is not None and admins.version == 0 and admins.keys == PINNED
@@ -213,7 +223,7 @@ def test_two_admins_cannot_swap_a_third_admins_key():
     assert what == "refused" and "it is missing for c" in why and admins.version == 0
 
 
-def test_the_admin_whose_key_changes_agrees_with_the_key_in_force():
+def test_the_admin_whose_key_changes_agrees_with_the_key_in_force() -> None:
     new_c = Ed25519PrivateKey.generate()
     admins = two_of_three()
     assert admins.adopt(swapped(1, "c", new_c, "a", "c")) is None  # c is one of the quorum
@@ -227,14 +237,14 @@ def test_the_admin_whose_key_changes_agrees_with_the_key_in_force():
     assert admins.adopt(cosign(sign_admin_set(v2, KEYS["a"], "a"), new_c, "c")) is None and admins.version == 2
 
 
-def test_an_admin_who_lost_their_key_is_removed_and_another_added_by_the_quorum():
+def test_an_admin_who_lost_their_key_is_removed_and_another_added_by_the_quorum() -> None:
     admins = two_of_three()
     keys = {"a": PINNED["a"], "b": PINNED["b"], "c2": public_key_hex(KEYS["d"])}
     replaced = admin_set(1, keys, "2", "a", "b")
     assert admins.adopt(replaced) is None and admins.version == 1 and set(admins.keys) == {"a", "b", "c2"}
 
 
-def test_the_rule_compares_the_pinned_key_strings_whatever_kind_of_key_they_hold():
+def test_the_rule_compares_the_pinned_key_strings_whatever_kind_of_key_they_hold() -> None:
     from schemas.admins import key_changes
 
     # A key string the Ed25519 verification cannot use (another kind of admin key): no signature
@@ -248,7 +258,7 @@ def test_the_rule_compares_the_pinned_key_strings_whatever_kind_of_key_they_hold
     assert key_changes(PINNED, unchanged) == [] and two_of_three().adopt(unchanged) is None
 
 
-def test_gathered_signatures_of_a_key_change_wait_for_that_admins_own():
+def test_gathered_signatures_of_a_key_change_wait_for_that_admins_own() -> None:
     admins, new_c = two_of_three(), Ed25519PrivateKey.generate()
     first = propose(swapped(1, "c", new_c, "a"), "admins", T0)
     gathered = gather([first.to_bytes()], admins, T0)[first.proposal_id]
@@ -262,10 +272,12 @@ def test_gathered_signatures_of_a_key_change_wait_for_that_admins_own():
     by_c = gathered.with_signature(KEYS["c"], "c", T0)
     gathered = gather([first.to_bytes(), by_b.to_bytes(), by_c.to_bytes()], admins, T0)[first.proposal_id]
     assert gathered.complete and gathered.own_signatures_missing == []
-    assert two_of_three().adopt(gathered.assembled()) is None
+    assembled = gathered.assembled()
+    assert isinstance(assembled, AdminSet), assembled
+    assert two_of_three().adopt(assembled) is None
 
 
-def test_an_admin_whose_key_here_is_not_the_one_in_force_signs_nothing(tmp_path):
+def test_an_admin_whose_key_here_is_not_the_one_in_force_signs_nothing(tmp_path: Path) -> None:
     """c holds another key in this home than the one pinned for c (say, the new one of a key
     change): `add_signature` refuses before anything is published, and says what to do."""
     import asyncio

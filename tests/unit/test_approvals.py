@@ -7,17 +7,21 @@ attacker's route (a forged or re-pointed decision, a late one, a second one) has
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from runtime.admins import Admins
 from runtime.clock import to_us
 from schemas import topics
 from schemas.actions import AuditAction
+from schemas.admins import AdminSet
 from schemas.auth import sign_human_approval
 from schemas.codes import Code
+from schemas.emit import Emit
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, HumanApproval, IntentApproved, IntentParked
 from schemas.stages import Stage
@@ -26,6 +30,7 @@ from tests.engine_support import ADMIN_ID, AGENT, DEST, T0, World, actions, on, 
 
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 ETH = 10**18
+NO_ADMINS = Admins({}, {})  # what a change other than an admin set's is shown against: it reads no admin
 
 
 @pytest.fixture
@@ -48,8 +53,8 @@ def decide(
     decision: str = "approve",
     key: Ed25519PrivateKey | None = None,
     key_id: str = ADMIN_ID,
-    at=T0 + timedelta(minutes=1),
-    **fields,
+    at: datetime = T0 + timedelta(minutes=1),
+    **fields: Any,
 ) -> bytes:
     approval = HumanApproval(
         **{
@@ -64,21 +69,21 @@ def decide(
     return sign_human_approval(approval, key or world.admin_key, key_id).to_bytes()
 
 
-def send(world: World, raw: bytes, at=T0 + timedelta(minutes=1)):
+def send(world: World, raw: bytes, at: datetime = T0 + timedelta(minutes=1)) -> list[Emit]:
     return world.engine.on_human_approval(raw, world.source(topics.APPROVALS), at)
 
 
-def parked_of(emits) -> IntentParked:
+def parked_of(emits: list[Emit]) -> IntentParked:
     (emit,) = on(emits, topics.INTENTS_AWAITING_APPROVAL)
     return IntentParked.from_bytes(emit.value)
 
 
-def test_below_the_threshold_nothing_waits(world):
+def test_below_the_threshold_nothing_waits(world: World) -> None:
     intent = world.intent("0.4")
     assert on(world.submit(intent), topics.INTENTS_APPROVED)
 
 
-def test_above_the_threshold_the_intent_is_parked_with_its_spend_reserved(world):
+def test_above_the_threshold_the_intent_is_parked_with_its_spend_reserved(world: World) -> None:
     intent = world.intent("0.5")
     emits = world.submit(intent)
     parked = parked_of(emits)
@@ -95,12 +100,13 @@ def test_above_the_threshold_the_intent_is_parked_with_its_spend_reserved(world)
     assert world.submit(intent) == on(emits, topics.INTENTS_AWAITING_APPROVAL)
 
 
-def test_an_admins_approval_releases_it_to_the_signer_with_the_decision(world):
+def test_an_admins_approval_releases_it_to_the_signer_with_the_decision(world: World) -> None:
     intent = world.intent("0.5", broadcast=True)  # a sign-only one's later denial is its cancellation: below
     world.submit(intent)
     emits = send(world, decide(world, intent, reason="invoice 42"))
     (emit,) = on(emits, topics.INTENTS_APPROVED)
     approved = IntentApproved.from_bytes(emit.value)
+    assert approved.human_approval is not None
     assert approved.intent == intent and approved.human_approval.reason == "invoice 42"
     assert approved.human_approval.admin_key_id == ADMIN_ID
     assert AuditAction.INTENT_HUMAN_APPROVED in actions(emits)
@@ -110,7 +116,7 @@ def test_an_admins_approval_releases_it_to_the_signer_with_the_decision(world):
     assert actions(again) == [AuditAction.APPROVAL_REFUSED] and on(again, topics.INTENTS_REJECTED) == []
 
 
-def test_a_denial_of_an_approved_sign_only_intent_is_left_to_the_signer(world):
+def test_a_denial_of_an_approved_sign_only_intent_is_left_to_the_signer(world: World) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
     send(world, decide(world, intent))
@@ -119,7 +125,7 @@ def test_a_denial_of_an_approved_sign_only_intent_is_left_to_the_signer(world):
     assert world.spent() == 5 * ETH // 10
 
 
-def test_a_denial_rejects_it_and_releases_the_reservation(world):
+def test_a_denial_rejects_it_and_releases_the_reservation(world: World) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
     rejected = rejected_of(send(world, decide(world, intent, "deny", reason="not this vendor")))
@@ -129,7 +135,7 @@ def test_a_denial_rejects_it_and_releases_the_reservation(world):
 
 
 @pytest.mark.parametrize("forge", ["other-key", "unpinned-id", "other-digest", "tampered", "unsigned"])
-def test_a_decision_not_from_a_pinned_admin_about_this_intent_changes_nothing(world, forge):
+def test_a_decision_not_from_a_pinned_admin_about_this_intent_changes_nothing(world: World, forge: str) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
     if forge == "other-key":
@@ -153,7 +159,7 @@ def test_a_decision_not_from_a_pinned_admin_about_this_intent_changes_nothing(wo
     assert on(send(world, decide(world, intent)), topics.INTENTS_APPROVED)
 
 
-def test_an_unanswered_intent_expires_and_a_late_approval_is_refused(world):
+def test_an_unanswered_intent_expires_and_a_late_approval_is_refused(world: World) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
     assert world.engine.expire_parked(T0 + timedelta(minutes=9, seconds=59)) == []
@@ -166,40 +172,41 @@ def test_an_unanswered_intent_expires_and_a_late_approval_is_refused(world):
     assert actions(late) == [AuditAction.APPROVAL_REFUSED] and on(late, topics.INTENTS_APPROVED) == []
 
 
-def test_an_approval_arriving_after_the_wait_expires_it_instead(world):
+def test_an_approval_arriving_after_the_wait_expires_it_instead(world: World) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
     emits = send(world, decide(world, intent, at=T0 + timedelta(minutes=10)), at=T0 + timedelta(minutes=10))
     assert rejected_of(emits).code == Code.APPROVAL_EXPIRED and on(emits, topics.INTENTS_APPROVED) == []
 
 
-def test_a_token_amount_above_its_assets_threshold_waits_too(world):
+def test_a_token_amount_above_its_assets_threshold_waits_too(world: World) -> None:
     data = "0xa9059cbb" + DEST[2:].lower().rjust(64, "0") + f"{10 * 10**6 + 1:064x}"
     parked = parked_of(world.submit(world.intent("0", to=TOKEN, data=data, gas_limit=60_000)))
     assert "above" in parked.reason and "approval threshold of 10" in parked.reason
 
 
-def test_parked_intents_survive_a_restart(world):
+def test_parked_intents_survive_a_restart(world: World) -> None:
     intent = world.intent("0.5")
     world.submit(intent)
-    restarted = world.new_engine(world.engine.policies, world.engine.decisions.stored)
+    restarted = world.new_engine(dict(world.engine.policies), dict(world.engine.decisions.stored))
     restarted.rebuild()
     assert restarted.windows.of(AGENT).spent(int(T0.timestamp() * 10**6)) == 5 * ETH // 10
     world.engine = restarted
     assert rejected_of(world.engine.expire_parked(T0 + timedelta(minutes=10))).code == Code.APPROVAL_EXPIRED
 
 
-def test_an_idempotent_retry_of_a_parked_intent_points_at_it(world):
+def test_an_idempotent_retry_of_a_parked_intent_points_at_it(world: World) -> None:
     first = world.intent("0.5", idempotency_key="pay-7")
     world.submit(first)
     retry = world.intent("0.5", idempotency_key="pay-7", intent_id="retry-of-pay-7")
     rejected = rejected_of(world.submit(retry))
     assert rejected.code == Code.IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL and first.intent_id in rejected.reason
     pending = world.engine.decisions[first.intent_id].pending
+    assert pending is not None
     assert IntentApproved.from_bytes(pending).intent == first
 
 
-def test_a_deadline_record_expires_only_what_is_due(world):
+def test_a_deadline_record_expires_only_what_is_due(world: World) -> None:
     import orjson
 
     intent = world.intent("0.5")
@@ -221,7 +228,7 @@ def test_a_deadline_record_expires_only_what_is_due(world):
     assert world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=10)) == []
 
 
-def test_a_worker_restarts_on_decisions_as_the_untyped_engine_stored_them(world):
+def test_a_worker_restarts_on_decisions_as_the_untyped_engine_stored_them(world: World) -> None:
     """The decisions table's changelog holds what earlier workers wrote: JSON objects with the keys,
     decimal strings and base64 below, a rejection without ``assets`` and ``counts``. A worker
     restarted on them reads each as a typed decision, rebuilds its windows and parked intents,
@@ -236,10 +243,14 @@ def test_a_worker_restarts_on_decisions_as_the_untyped_engine_stored_them(world)
         i.intent_id: base64.b64encode(world.engine.decisions[i.intent_id].record).decode()
         for i in (small, big, refused, released, token)
     }
-    pending = base64.b64encode(world.engine.decisions[big.intent_id].pending).decode()
+    big_pending = world.engine.decisions[big.intent_id].pending
+    assert big_pending is not None
+    pending = base64.b64encode(big_pending).decode()
     at_us = to_us(T0)
 
-    def approved(intent, spend_wei: str, assets: dict, outcome: str = "approved") -> dict:
+    def approved(
+        intent: TransactionIntent, spend_wei: str, assets: dict[str, Any], outcome: str = "approved"
+    ) -> dict[str, Any]:
         return {
             "agent_id": AGENT,
             "outcome": outcome,
@@ -286,7 +297,7 @@ def test_a_worker_restarts_on_decisions_as_the_untyped_engine_stored_them(world)
         Decision.from_stored({**stored_before[small.intent_id], "outcome": "maybe"})
 
     # As the worker's table hands them back after a restore: JSON, not the same objects.
-    restarted = world.new_engine(world.engine.policies, orjson.loads(orjson.dumps(stored_before)))
+    restarted = world.new_engine(dict(world.engine.policies), orjson.loads(orjson.dumps(stored_before)))
     restarted.rebuild()
     world.engine = restarted
     assert world.spent() == 6 * ETH // 10  # small and big: the released and the rejected hold nothing
@@ -321,16 +332,15 @@ def _admin_keys(*names: str) -> dict[str, Ed25519PrivateKey]:
     return {name: Ed25519PrivateKey.generate() for name in names}
 
 
-def _admins_in_force(keys: dict[str, Ed25519PrivateKey], m: int = 2):
-    from runtime.admins import Admins
+def _admins_in_force(keys: dict[str, Ed25519PrivateKey], m: int = 2) -> Admins:
     from schemas.auth import public_key_hex
 
     return Admins.with_threshold({name: public_key_hex(k) for name, k in keys.items()}, m)
 
 
-def _swap_proposal(keys, rogue_second: Ed25519PrivateKey, **thresholds):
+def _swap_proposal(keys: dict[str, Ed25519PrivateKey], rogue_second: Ed25519PrivateKey, **thresholds: Any) -> AdminSet:
     """Case 4: the rogue ``a`` proposes a set in which ``b``'s key is its own second key."""
-    from schemas.admins import ACTIONS, AdminSet
+    from schemas.admins import ACTIONS
     from schemas.auth import public_key_hex, sign_admin_set
 
     admins = {"a": public_key_hex(keys["a"]), "b": public_key_hex(rogue_second), "c": public_key_hex(keys["c"])}
@@ -338,7 +348,7 @@ def _swap_proposal(keys, rogue_second: Ed25519PrivateKey, **thresholds):
     return sign_admin_set(proposed, keys["a"], "a")
 
 
-def test_an_admin_set_that_swaps_one_admins_key_shows_that_key_old_and_new():
+def test_an_admin_set_that_swaps_one_admins_key_shows_that_key_old_and_new() -> None:
     from schemas.admins import key_fingerprint
     from schemas.auth import public_key_hex
     from sdk.changes import InForce, change_of
@@ -370,7 +380,7 @@ def test_an_admin_set_that_swaps_one_admins_key_shows_that_key_old_and_new():
     }
 
     # An admin added, one removed, and an admin in force whose key moves to another id.
-    from schemas.admins import ACTIONS, AdminSet
+    from schemas.admins import ACTIONS
 
     moved = AdminSet(
         version=1,
@@ -384,7 +394,7 @@ def test_an_admin_set_that_swaps_one_admins_key_shows_that_key_old_and_new():
     assert rows["d"]["new_key_in_force_as"] == "a" and "new_key_in_force_as" not in rows["b"]
 
 
-def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys):
+def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys: pytest.CaptureFixture[str]) -> None:
     from infra.cli.approvals import _print_proposal
     from schemas.admins import digest_of, key_fingerprint
     from schemas.auth import public_key_hex
@@ -429,8 +439,10 @@ def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys):
     assert b_line.endswith("KEY CHANGED: whoever holds the new key signs as b; signed by b with the key in force")
 
 
-def test_an_admin_removed_and_another_added_is_shown_as_that_not_as_a_key_change(capsys):
-    from schemas.admins import ACTIONS, AdminSet, key_fingerprint
+def test_an_admin_removed_and_another_added_is_shown_as_that_not_as_a_key_change(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from schemas.admins import ACTIONS, key_fingerprint
     from schemas.auth import public_key_hex
     from sdk.changes import InForce, change_of
     from sdk.pending import change_lines as _change_lines
@@ -448,14 +460,14 @@ def test_an_admin_removed_and_another_added_is_shown_as_that_not_as_a_key_change
     assert not any("KEY CHANGED" in line or "own signature" in line for line in lines)
 
 
-def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
+def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world: World) -> None:
     from sdk.changes import InForce, change_of
     from sdk.pending import change_lines as _change_lines
 
     mallory = "0x000000000000000000000000000000000000dEaD"
     v1 = world.policy()
     v2 = world.policy(version=2, tx_max_value_eth="1000", tx_to_allowlist=(DEST, mallory), message_signing_enabled=True)
-    change = change_of(v2, InForce(None, policies={AGENT: v1}))
+    change = change_of(v2, InForce(NO_ADMINS, policies={AGENT: v1}))
     fields = {row["field"]: row for row in change["fields"]}
     assert change["version"] == {"old": 1, "new": 2}
     # A field at its default is left out of the record's bytes, and its change is still shown.
@@ -468,12 +480,12 @@ def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
     assert lines[0] == f"  policy of {AGENT}, v1 in force -> v2:"
 
     # An agent with no policy yet: every field is new.
-    first = change_of(v1, InForce(None, policies={AGENT: None}))
+    first = change_of(v1, InForce(NO_ADMINS, policies={AGENT: None}))
     assert first["version"]["old"] is None and all(row["old"] is None for row in first["fields"])
     assert {"agent_public_key", "tx_to_allowlist", "tx_max_value_eth"} <= {row["field"] for row in first["fields"]}
 
 
-def test_a_chain_set_and_a_key_change_show_their_entries():
+def test_a_chain_set_and_a_key_change_show_their_entries() -> None:
     from schemas.admins import VaultChange
     from schemas.chain_set import ChainSet
     from schemas.chains import Chain
@@ -488,7 +500,7 @@ def test_a_chain_set_and_a_key_change_show_their_entries():
         chains=(Chain("anvil", 31337, "ETH", "", testnet=True, finalized_tag=False, confirmations=3),),
         issued_at=T0,
     )
-    change = change_of(v2, InForce(None, chains=v1))
+    change = change_of(v2, InForce(NO_ADMINS, chains=v1))
     rows = {row["chain"]: row for row in change["chains"]}
     assert change["version"] == {"old": 1, "new": 2} and rows["anvil-two"]["change"] == "removed"
     anvil = rows["anvil"]
@@ -502,17 +514,17 @@ def test_a_chain_set_and_a_key_change_show_their_entries():
     # A vault event's type is the vault log's vocabulary, not an audit action (the two share names).
     deactivated = SecretDeactivated.model_fields["type"].default
     event = orjson.dumps({"type": deactivated, "vault": "v", "path": "p", "version": 1, "wrapped_dek": "S3CR"})
-    keys = change_of(VaultChange.of([("deactivated:default/v/p@1", event)], T0), InForce(None))
+    keys = change_of(VaultChange.of([("deactivated:default/v/p@1", event)], T0), InForce(NO_ADMINS))
     (shown,) = keys["events"]
     assert shown["key"] == "deactivated:default/v/p@1" and shown["event"]["path"] == "p"
     assert shown["event"]["wrapped_dek"].startswith("sha256:") and "S3CR" not in orjson.dumps(keys).decode()
     # A change whose proposal leaves its events out (they are not signed, their digests are).
     bare = VaultChange(event_digests=(shown["digest"],), issued_at=T0)
-    assert change_of(bare, InForce(None))["events"] == [{"key": None, "digest": shown["digest"], "event": None}]
-    assert "does not carry this event" in _change_lines(change_of(bare, InForce(None)))[1]
+    assert change_of(bare, InForce(NO_ADMINS))["events"] == [{"key": None, "digest": shown["digest"], "event": None}]
+    assert "does not carry this event" in _change_lines(change_of(bare, InForce(NO_ADMINS)))[1]
 
 
-def test_signing_with_a_digest_other_than_the_bytes_signed_is_refused():
+def test_signing_with_a_digest_other_than_the_bytes_signed_is_refused() -> None:
     from runtime.proposals import Gathered, NotWhatWasShown
     from schemas.admins import digest_of
 

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
+from typing import Any, cast
 
 import pytest
 
+from evm.rpc_results import Log
 from rules import movements
 from rules.assets import check_assets
 from rules.simulation import simulation_needed
 from rules.verdicts import simulation_required
+from runtime.rpc import Node
 from schemas.codes import Code
 from schemas.fields import MAX_UINT256
 from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy, AssetLimit, ContractCallRule
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
@@ -57,11 +61,11 @@ def word(value: int | str) -> str:
     return f"{value:064x}"
 
 
-def calldata(selector: str, *words) -> str:
+def calldata(selector: str, *words: int | str) -> str:
     return selector + "".join(word(w) for w in words)
 
 
-def intent(data: str = "0x", to: str = TOKEN, value: str = "0", **fields) -> TransactionIntent:
+def intent(data: str = "0x", to: str = TOKEN, value: str = "0", **fields: Any) -> TransactionIntent:
     return TransactionIntent(
         **{
             "intent_id": "i-1",
@@ -83,7 +87,7 @@ ASSETS = (
 )
 
 
-def policy(**fields) -> AgentPolicy:
+def policy(**fields: Any) -> AgentPolicy:
     return AgentPolicy(
         **{
             "agent_id": "agent-1",
@@ -98,11 +102,11 @@ def policy(**fields) -> AgentPolicy:
     )
 
 
-def judge(i: TransactionIntent, p: AgentPolicy | None = None, spent: int = 0):
+def judge(i: TransactionIntent, p: AgentPolicy | None = None, spent: int = 0) -> StageVerdict:
     return check_assets(i, p or policy(), lambda asset: spent)
 
 
-def test_the_selectors_are_the_published_ones():
+def test_the_selectors_are_the_published_ones() -> None:
     ours = {(standard, f.signature): f.selector for standard, fs in movements.TOKEN_FUNCTIONS.items() for f in fs}
     assert ours == PUBLISHED
 
@@ -140,20 +144,28 @@ def test_the_selectors_are_the_published_ones():
         ),
     ],
 )
-def test_token_calls_decode_to_their_movement(data, to, expected):
+def test_token_calls_decode_to_their_movement(
+    data: str,
+    to: str,
+    expected: tuple[str, str, str, int, tuple[int]]
+    | tuple[str, None, str, int, tuple[int]]
+    | tuple[str, str, str, int, tuple[int, int]]
+    | tuple[str, str, str, int, tuple[()]]
+    | tuple[str, None, str, int, tuple[()]],
+) -> None:
     reading = movements.movements_of(intent(data, to=to), policy())
     (move,) = reading.movements
     assert (move.kind, move.source, move.to, move.amount, move.token_ids) == expected
     assert move.asset == to and reading.other_call is None
 
 
-def test_value_and_delegations_are_movements_too():
+def test_value_and_delegations_are_movements_too() -> None:
     i = intent("0x", to=ALICE, value="0.5", tx_type=4, authorization_list=({"chain_id": 31337, "address": ROUTER},))
     kinds = [(m.kind, m.asset, m.to, m.amount) for m in movements.movements_of(i, policy()).movements]
     assert kinds == [("transfer", "native", ALICE, 5 * 10**17), ("delegation", "account", ROUTER, 0)]
 
 
-def test_a_non_canonical_encoding_is_refused():
+def test_a_non_canonical_encoding_is_refused() -> None:
     good = calldata("0xa9059cbb", ALICE, 5)
     assert judge(intent(good)).passed
     for bad in (
@@ -168,39 +180,39 @@ def test_a_non_canonical_encoding_is_refused():
 # --- recipients, caps, the rolling limit ----------------------------------------------------------
 
 
-def test_a_token_transfer_to_a_non_allowlisted_recipient_is_refused():
+def test_a_token_transfer_to_a_non_allowlisted_recipient_is_refused() -> None:
     verdict = judge(intent(calldata("0xa9059cbb", MALLORY, 1)))
     assert (verdict.passed, verdict.code) == (False, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert MALLORY in verdict.reason
     assert judge(intent(calldata("0xa9059cbb", ALICE, 1))).passed
 
 
-def test_transfer_from_someone_else_still_needs_an_allowlisted_recipient():
+def test_transfer_from_someone_else_still_needs_an_allowlisted_recipient() -> None:
     verdict = judge(intent(calldata("0x23b872dd", ALICE, MALLORY, 1)))
     assert verdict.code == Code.RECIPIENT_NOT_ALLOWLISTED
 
 
-def test_an_approval_to_a_non_allowlisted_spender_is_refused():
+def test_an_approval_to_a_non_allowlisted_spender_is_refused() -> None:
     verdict = judge(intent(calldata("0x095ea7b3", MALLORY, 1)))
     assert (verdict.passed, verdict.code) == (False, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert "spender" in verdict.reason
 
 
-def test_the_per_transaction_cap_counts_token_units():
+def test_the_per_transaction_cap_counts_token_units() -> None:
     assert judge(intent(calldata("0xa9059cbb", ALICE, 100 * UNIT))).passed
     verdict = judge(intent(calldata("0xa9059cbb", ALICE, 100 * UNIT + 1)))
     assert (verdict.passed, verdict.code) == (False, Code.ASSET_OVER_CAP)
     assert "100.000001 WUSD" in verdict.reason and "100 WUSD" in verdict.reason
 
 
-def test_the_rolling_limit_adds_what_the_window_holds():
+def test_the_rolling_limit_adds_what_the_window_holds() -> None:
     assert judge(intent(calldata("0xa9059cbb", ALICE, 50 * UNIT)), spent=200 * UNIT).passed
     verdict = judge(intent(calldata("0xa9059cbb", ALICE, 50 * UNIT + 1)), spent=200 * UNIT)
     assert (verdict.passed, verdict.code) == (False, Code.ASSET_DAILY_LIMIT_EXCEEDED)
     assert verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(50 * UNIT + 1)}
 
 
-def test_nfts_count_one_each_and_erc1155_counts_amounts():
+def test_nfts_count_one_each_and_erc1155_counts_amounts() -> None:
     assert judge(intent(calldata("0x23b872dd", AGENT_ADDRESS, ALICE, 5), to=NFT)).facts["asset_spend"] == {
         f"anvil:{NFT}": "1"
     }
@@ -209,7 +221,7 @@ def test_nfts_count_one_each_and_erc1155_counts_amounts():
     assert judge(intent(batch, to=MULTI), spent=4).code == Code.ASSET_DAILY_LIMIT_EXCEEDED
 
 
-def test_a_token_not_in_the_policy_is_refused():
+def test_a_token_not_in_the_policy_is_refused() -> None:
     unknown = "0x1111111111111111111111111111111111111111"
     p = policy(tx_to_allowlist=(unknown, ALICE), contract_calls=(ContractCallRule(contract=unknown, selectors="any"),))
     verdict = judge(intent(calldata("0xa9059cbb", ALICE, 1), to=unknown), p)
@@ -217,7 +229,7 @@ def test_a_token_not_in_the_policy_is_refused():
     assert (verdict.passed, verdict.code) == (False, Code.ASSET_NOT_IN_POLICY)
 
 
-def test_an_asset_on_another_chain_does_not_count_here():
+def test_an_asset_on_another_chain_does_not_count_here() -> None:
     p = policy(asset_limits=(AssetLimit(chain="base", token=TOKEN, decimals=6),))
     assert judge(intent(calldata("0xa9059cbb", ALICE, 1)), p).code == Code.ASSET_NOT_IN_POLICY
 
@@ -225,13 +237,13 @@ def test_an_asset_on_another_chain_does_not_count_here():
 # --- approvals -------------------------------------------------------------------------------------
 
 
-def test_an_unlimited_approval_is_refused():
+def test_an_unlimited_approval_is_refused() -> None:
     verdict = judge(intent(calldata("0x095ea7b3", ROUTER, MAX_UINT256)))
     assert (verdict.passed, verdict.code) == (False, Code.UNLIMITED_APPROVAL_REFUSED)
     assert "2**256-1 (unlimited)" in verdict.reason
 
 
-def test_an_approval_above_the_assets_limit_is_refused_and_one_within_counts_as_spend():
+def test_an_approval_above_the_assets_limit_is_refused_and_one_within_counts_as_spend() -> None:
     verdict = judge(intent(calldata("0x095ea7b3", ROUTER, 100 * UNIT + 1)))
     assert verdict.code == Code.UNLIMITED_APPROVAL_REFUSED
     within = judge(intent(calldata("0x095ea7b3", ROUTER, 100 * UNIT)))
@@ -243,7 +255,7 @@ def test_an_approval_above_the_assets_limit_is_refused_and_one_within_counts_as_
     )
 
 
-def test_an_asset_without_limits_cannot_be_approved_while_the_block_is_on():
+def test_an_asset_without_limits_cannot_be_approved_while_the_block_is_on() -> None:
     p = policy(asset_limits=(AssetLimit(chain="anvil", token=TOKEN, decimals=6),))
     assert judge(intent(calldata("0xa9059cbb", ALICE, 10**30)), p).passed  # no limits: transfers are free
     assert judge(intent(calldata("0x095ea7b3", ROUTER, 1)), p).code == Code.UNLIMITED_APPROVAL_REFUSED
@@ -252,7 +264,7 @@ def test_an_asset_without_limits_cannot_be_approved_while_the_block_is_on():
     assert verdict.passed and verdict.facts["asset_spend"] == {}  # the admin's choice: not counted
 
 
-def test_set_approval_for_all_needs_the_operator_allowlisted_by_name():
+def test_set_approval_for_all_needs_the_operator_allowlisted_by_name() -> None:
     grant = calldata("0xa22cb465", MALLORY, 1)
     assert judge(intent(grant, to=NFT)).code == Code.OPERATOR_NOT_ALLOWLISTED
     # An empty allowlist allows any recipient, but never an operator for all tokens.
@@ -262,7 +274,7 @@ def test_set_approval_for_all_needs_the_operator_allowlisted_by_name():
     assert judge(intent(calldata("0xa22cb465", MALLORY, 0), to=NFT)).passed  # revoking is always allowed
 
 
-def test_set_approval_for_all_on_an_erc1155_token_is_read_as_an_operator_grant():
+def test_set_approval_for_all_on_an_erc1155_token_is_read_as_an_operator_grant() -> None:
     # Its bool is no list of amounts to pair with token ids, and no reason to refuse it as malformed.
     (move,) = movements.movements_of(intent(calldata("0xa22cb465", ROUTER, 1), to=MULTI), policy()).movements
     assert (move.kind, move.to, move.amount, move.token_ids) == ("operator", ROUTER, 1, ())
@@ -274,7 +286,7 @@ def test_set_approval_for_all_on_an_erc1155_token_is_read_as_an_operator_grant()
 # --- other calls ----------------------------------------------------------------------------------
 
 
-def test_unknown_calldata_needs_its_selector_in_contract_calls():
+def test_unknown_calldata_needs_its_selector_in_contract_calls() -> None:
     swap = "0x12345678" + word(1)
     verdict = judge(intent(swap, to=ROUTER))
     assert (verdict.passed, verdict.code) == (False, Code.CALLDATA_NOT_ALLOWED)
@@ -288,7 +300,7 @@ def test_unknown_calldata_needs_its_selector_in_contract_calls():
     assert judge(intent("0x12", to=ROUTER)).code == Code.CALLDATA_NOT_ALLOWED
 
 
-def test_a_token_contract_is_only_read_for_its_standards_functions():
+def test_a_token_contract_is_only_read_for_its_standards_functions() -> None:
     mint = calldata("0x40c10f19", ALICE, 5)  # mint(address,uint256): not a transfer, so contract_calls decides
     assert judge(intent(mint)).code == Code.CALLDATA_NOT_ALLOWED
     allowed = policy(contract_calls=(ContractCallRule(contract=TOKEN, selectors=("mint(address,uint256)",)),))
@@ -304,7 +316,7 @@ def test_a_token_contract_is_only_read_for_its_standards_functions():
     assert judge(intent(mint), policy(contract_calls=unsimulated.contract_calls, require_simulation=True)).passed
 
 
-def test_a_call_a_contract_rule_allows_is_simulated_unless_the_rule_says_unsimulated():
+def test_a_call_a_contract_rule_allows_is_simulated_unless_the_rule_says_unsimulated() -> None:
     swap = "0x12345678" + word(1)
     listed = policy(contract_calls=(ContractCallRule(contract=ROUTER, selectors=("0x12345678",)),))
     waived = policy(contract_calls=(ContractCallRule(contract=ROUTER, selectors=("0x12345678",), unsimulated=True),))
@@ -315,16 +327,17 @@ def test_a_call_a_contract_rule_allows_is_simulated_unless_the_rule_says_unsimul
     # Value to an address that may have code is asked about (on Anvil: tests/stack/test_routes_and_typed_data.py);
     # where it cannot matter the node is not asked at all (None here: asking would raise).
     plain = intent(to=ROUTER, value="1", gas_limit=21_000)
-    assert not asyncio.run(simulation_needed(plain, policy(), None))
-    assert not asyncio.run(simulation_needed(intent(to=ROUTER, value="1"), policy(tx_to_allowlist=()), None))
+    no_node = cast(Node, None)
+    assert not asyncio.run(simulation_needed(plain, policy(), no_node))
+    assert not asyncio.run(simulation_needed(intent(to=ROUTER, value="1"), policy(tx_to_allowlist=()), no_node))
     with pytest.raises(AttributeError):
-        asyncio.run(simulation_needed(intent(to=ROUTER, value="1", gas_limit=30_000), policy(), None))
+        asyncio.run(simulation_needed(intent(to=ROUTER, value="1", gas_limit=30_000), policy(), no_node))
     # The rule's new field leaves a rule without it the same bytes, so signed policies still verify.
     assert b"unsimulated" not in listed.contract_calls[0].to_bytes()
     assert b'"unsimulated":true' in waived.contract_calls[0].to_bytes()
 
 
-def test_contract_call_selectors_accept_signatures_and_refuse_junk():
+def test_contract_call_selectors_accept_signatures_and_refuse_junk() -> None:
     rule = ContractCallRule(contract=ROUTER, selectors=("transfer(address, uint256)", "0xDEADBEEF"))
     assert rule.selectors == ("0xa9059cbb", "0xdeadbeef")
     with pytest.raises(ValueError, match="4 bytes of hex"):
@@ -334,7 +347,7 @@ def test_contract_call_selectors_accept_signatures_and_refuse_junk():
 # --- EIP-712 spend authorizations ----------------------------------------------------------------
 
 
-def typed_intent(typed: dict) -> TransactionIntent:
+def typed_intent(typed: dict[str, Any]) -> TransactionIntent:
     return TransactionIntent(
         intent_id="i-1", agent_id="agent-1", chain="anvil", intent_type="typed_data", typed_data=typed, created_at=T0
     )
@@ -347,7 +360,7 @@ DOMAIN_TYPES = [
 ]
 
 
-def permit(value, spender=ROUTER, contract=TOKEN) -> dict:
+def permit(value: str, spender: str = ROUTER, contract: str = TOKEN) -> dict[str, Any]:
     return {
         "types": {
             "EIP712Domain": DOMAIN_TYPES,
@@ -365,7 +378,7 @@ def permit(value, spender=ROUTER, contract=TOKEN) -> dict:
     }
 
 
-def permit_single(amount, token=TOKEN) -> dict:
+def permit_single(amount: str, token: str = TOKEN) -> dict[str, Any]:
     return {
         "types": {
             "EIP712Domain": DOMAIN_TYPES,
@@ -391,7 +404,7 @@ def permit_single(amount, token=TOKEN) -> dict:
     }
 
 
-def test_a_permit_within_the_limit_counts_and_one_above_is_refused():
+def test_a_permit_within_the_limit_counts_and_one_above_is_refused() -> None:
     ok = judge(typed_intent(permit(str(40 * UNIT))))
     assert ok.passed and ok.facts["asset_spend"] == {f"anvil:{TOKEN}": str(40 * UNIT)}
     assert ok.facts["movements"][0]["via"] == "Permit"
@@ -401,13 +414,13 @@ def test_a_permit_within_the_limit_counts_and_one_above_is_refused():
     assert judge(typed_intent(permit("1", contract=ROUTER))).code == Code.ASSET_NOT_IN_POLICY
 
 
-def test_permit2_names_the_token_it_approves():
+def test_permit2_names_the_token_it_approves() -> None:
     assert judge(typed_intent(permit_single(str(10 * UNIT)))).facts["asset_spend"] == {f"anvil:{TOKEN}": str(10 * UNIT)}
     assert judge(typed_intent(permit_single(str(2**160 - 1)))).code == Code.UNLIMITED_APPROVAL_REFUSED
     assert judge(typed_intent(permit_single("1", token=ALICE))).code == Code.ASSET_NOT_IN_POLICY
 
 
-def test_a_dai_permit_with_allowed_true_is_unlimited():
+def test_a_dai_permit_with_allowed_true_is_unlimited() -> None:
     dai = permit("0")
     dai["types"]["Permit"] = [
         {"name": "holder", "type": "address"},
@@ -422,7 +435,7 @@ def test_a_dai_permit_with_allowed_true_is_unlimited():
     assert judge(typed_intent(dai)).passed
 
 
-def test_a_look_alike_permit_is_refused_not_guessed():
+def test_a_look_alike_permit_is_refused_not_guessed() -> None:
     odd = permit("1")
     odd["types"]["Permit"][2] = {"name": "amount", "type": "uint256"}  # "value" renamed: not a real Permit
     odd["message"]["amount"] = odd["message"].pop("value")
@@ -430,7 +443,7 @@ def test_a_look_alike_permit_is_refused_not_guessed():
     assert (verdict.passed, verdict.code) == (False, Code.TYPED_DATA_UNREADABLE)
 
 
-def test_declared_outflows_count_against_the_asset():
+def test_declared_outflows_count_against_the_asset() -> None:
     pull = "0x12345678" + word(1)
     p = policy(contract_calls=(ContractCallRule(contract=ROUTER, selectors=("0x12345678",)),))
     verdict = judge(intent(pull, to=ROUTER, declared_outflows=({"token": TOKEN, "amount": str(30 * UNIT)},)), p)
@@ -448,13 +461,13 @@ def test_declared_outflows_count_against_the_asset():
     assert movements.declared_outflows(movements.movements_of(unlisted, p), AGENT_ADDRESS) == {ALICE: 1}
 
 
-def test_balance_changes_read_transfer_logs_of_every_standard():
+def test_balance_changes_read_transfer_logs_of_every_standard() -> None:
     me, other = AGENT_ADDRESS, ALICE
 
-    def topic(address):
+    def topic(address: str) -> str:
         return "0x" + word(address)
 
-    logs = [
+    logs: list[Log] = [
         {"address": TOKEN, "topics": [movements.TRANSFER_TOPIC, topic(me), topic(other)], "data": "0x" + word(5)},
         {"address": TOKEN, "topics": [movements.TRANSFER_TOPIC, topic(other), topic(me)], "data": "0x" + word(2)},
         {"address": NFT, "topics": [movements.TRANSFER_TOPIC, topic(me), topic(other), "0x" + word(9)], "data": "0x"},

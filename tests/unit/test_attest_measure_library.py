@@ -10,11 +10,11 @@ from runtime.attestation.measure import LaunchInputs, MeasureError, launch_measu
 from tests.attestation_support import OVMF, OVMF_WITHOUT_SEV
 
 
-def test_debians_ovmf_is_installed():
+def test_debians_ovmf_is_installed() -> None:
     assert OVMF.is_file() and OVMF_WITHOUT_SEV.is_file(), "infra/dev.sh installs the Debian package ovmf; run it"
 
 
-def test_the_library_refuses_the_same_inputs():
+def test_the_library_refuses_the_same_inputs() -> None:
     with pytest.raises(MeasureError, match="no SEV metadata"):
         launch_measurement(LaunchInputs(OVMF_WITHOUT_SEV, vcpus=1, vcpu_type="EPYC-v4"))
     with pytest.raises(MeasureError, match="not both"):
@@ -29,7 +29,9 @@ def test_the_library_refuses_the_same_inputs():
         ("--vcpu-type", "EPYC-Milan", "--vmm-type", "xen"),
     ],
 )
-def test_malformed_options_are_usage_errors(capsys, args):
+def test_malformed_options_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, str, str, str]
+) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["attest", "measure", "--ovmf", str(OVMF), "--vcpus", "1", *args])
     assert exited.value.code == 2

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -23,6 +25,7 @@ from runtime.attestation.verify import (
     SIGNED_SIZE,
     Expectations,
     Tcb,
+    Verification,
     amd_chain,
     parse_report,
     report_data_binding,
@@ -32,15 +35,15 @@ from tests.attestation_support import NOW, TCB, TESTDATA, Chip
 
 
 @pytest.fixture(scope="module")
-def real():
+def real() -> tuple[bytes, bytes]:
     return (TESTDATA / "attestation.bin").read_bytes(), (TESTDATA / "vcek.der").read_bytes()
 
 
-def failed(result) -> set[str]:
+def failed(result: Verification) -> set[str]:
     return {c.name for c in result.failures}
 
 
-def test_the_real_milan_report_verifies_with_its_vcek_and_amds_chain(real):
+def test_the_real_milan_report_verifies_with_its_vcek_and_amds_chain(real: tuple[bytes, bytes]) -> None:
     raw, vcek = real
     result = verify_report(raw, vcek, Expectations(product="milan", allow_debug=True, now=NOW))
     assert result.ok, result.failures
@@ -56,6 +59,7 @@ def test_the_real_milan_report_verifies_with_its_vcek_and_amds_chain(real):
         "measurement",
     ]
     report = result.report
+    assert report is not None
     assert (report.version, report.vmpl, report.signing_key) == (2, 0, "vcek")
     assert Tcb.decode(report.reported_tcb, "milan") == Tcb(bootloader=2, tee=0, snp=5, microcode=68)
     # That VM was launched with debug allowed: by default that alone is refused, by name.
@@ -63,7 +67,7 @@ def test_the_real_milan_report_verifies_with_its_vcek_and_amds_chain(real):
     assert failed(strict) == {"policy"} and "debug" in strict.failures[0].detail
 
 
-def test_every_single_byte_change_to_the_signed_region_fails(real):
+def test_every_single_byte_change_to_the_signed_region_fails(real: tuple[bytes, bytes]) -> None:
     raw, vcek = real
     expect = Expectations(product="milan", allow_debug=True, now=NOW)
     for offset in range(SIGNED_SIZE):
@@ -74,14 +78,14 @@ def test_every_single_byte_change_to_the_signed_region_fails(real):
         assert failed(result) & {"parse", "signature"}, (offset, result.failures)
 
 
-def test_another_generations_root_does_not_vouch_for_a_milan_vcek(real):
+def test_another_generations_root_does_not_vouch_for_a_milan_vcek(real: tuple[bytes, bytes]) -> None:
     raw, vcek = real
     for product in ("genoa", "turin"):
         result = verify_report(raw, vcek, Expectations(product=product, allow_debug=True, now=NOW))
         assert "chain.vcek" in failed(result), product
 
 
-def test_a_vcek_signed_with_ed25519_fails_its_chain_check_instead_of_raising(real):
+def test_a_vcek_signed_with_ed25519_fails_its_chain_check_instead_of_raising(real: tuple[bytes, bytes]) -> None:
     # A certificate signed with Ed25519 names no hash algorithm; handed to the ASK's RSA key as
     # None, it raised TypeError out of verify_report instead of failing chain.vcek.
     raw, _ = real
@@ -105,17 +109,17 @@ def test_a_vcek_signed_with_ed25519_fails_its_chain_check_instead_of_raising(rea
 
 
 @pytest.mark.parametrize("size", [0, REPORT_SIZE - 1, REPORT_SIZE + 1])
-def test_a_report_of_the_wrong_size_is_refused(size):
+def test_a_report_of_the_wrong_size_is_refused(size: int) -> None:
     result = verify_report(b"\0" * size, b"", Expectations())
     assert failed(result) == {"parse"} and f"got {size}" in result.failures[0].detail
 
 
 @pytest.fixture(scope="module")
-def chip():
+def chip() -> Chip:
     return Chip()
 
 
-def test_a_test_chip_report_verifies_and_parses_as_version_5(chip):
+def test_a_test_chip_report_verifies_and_parses_as_version_5(chip: Chip) -> None:
     binding = report_data_binding("signer-0", b"\x01" * 32, b"\x02" * 32, b"nonce")
     result = verify_report(
         chip.report(report_data=binding),
@@ -148,8 +152,10 @@ def test_a_test_chip_report_verifies_and_parses_as_version_5(chip):
         ("report_data not binding the keys", "report_data"),
     ],
 )
-def test_each_mismatch_fails_with_its_own_check(chip, case, expect_failed):
+def test_each_mismatch_fails_with_its_own_check(chip: Chip, case: str, expect_failed: str) -> None:
     binding = report_data_binding("signer-0", b"\x01" * 32, b"\x02" * 32, b"nonce")
+    fields: dict[str, Any]
+    expect: dict[str, Any]
     fields, expect = (
         {"report_data": binding},
         dict(
@@ -187,7 +193,7 @@ def test_each_mismatch_fails_with_its_own_check(chip, case, expect_failed):
     assert failed(result) == {expect_failed}, result.failures
 
 
-def test_parse_refuses_what_it_cannot_read(chip):
+def test_parse_refuses_what_it_cannot_read(chip: Chip) -> None:
     raw = bytearray(chip.report())
     struct.pack_into("<I", raw, 0, 4)
     with pytest.raises(ValueError, match="version 4"):
@@ -198,7 +204,7 @@ def test_parse_refuses_what_it_cannot_read(chip):
         parse_report(bytes(raw))
 
 
-def test_without_configfs_tsm_the_evidence_is_tee_none_and_says_why(tmp_path):
+def test_without_configfs_tsm_the_evidence_is_tee_none_and_says_why(tmp_path: Path) -> None:
     from runtime.attestation import evidence
 
     found = evidence.obtain(b"\0" * 64, root=tmp_path / "no-such-tsm")

@@ -14,7 +14,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import struct
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -24,8 +27,9 @@ from runtime.attestation.announcement import AttestedServiceKeys, announcement_n
 from runtime.attestation.policy import AttestationPolicy, PolicyError
 from runtime.attestation.verify import report_data_binding
 from schemas.actions import AuditAction
-from schemas.auth import outcome_forgery, public_key_hex, sign_announcement, sign_outcome
+from schemas.auth import Role, ServiceKeys, outcome_forgery, public_key_hex, sign_announcement, sign_outcome
 from schemas.codes import Code
+from schemas.emit import Emit
 from schemas.outcomes import IntentRejected
 from schemas.sealing import SealingRefused, key_id, newest_per_signer, refusal, usable_keys
 from schemas.sealing_key import SealingKey
@@ -37,14 +41,17 @@ from tests.attestation_support import TCB, Chip
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 MEASUREMENT = b"\x11" * 48  # what Chip.report puts in by default
 ADMIN = "admin:local-admin"
+# How a signer obtains its report (`evidence.obtain`), and a vault to open with one (`attested_vault`).
+Obtain = Callable[[bytes], evidence.Evidence]
+AttestedVault = tuple[Vaults, Callable[[Obtain, AttestationPolicy], Vaults], Callable[[Vaults], bytes], list[Emit]]
 
 
 @pytest.fixture(scope="module")
-def chip():
+def chip() -> Chip:
     return Chip()
 
 
-def table(*entries: tuple) -> bytes:
+def table(*entries: tuple[Any, ...]) -> bytes:
     """A GHCB certificate table holding ``entries`` (GUID, DER)."""
     header = bytearray()
     body = bytearray()
@@ -55,7 +62,7 @@ def table(*entries: tuple) -> bytes:
     return bytes(header + bytes(24) + body)
 
 
-def chip_evidence(chip: Chip, **report_fields):
+def chip_evidence(chip: Chip, **report_fields: Any) -> Obtain:
     """An ``obtain`` as configfs-tsm gives it on this (test) chip: the report and the host's table."""
 
     def obtain(report_data: bytes) -> evidence.Evidence:
@@ -73,7 +80,7 @@ def no_tee(report_data: bytes) -> evidence.Evidence:
     return evidence.obtain(report_data, root=evidence.TSM_REPORT.parent / "warden-no-such-tsm")
 
 
-def policy_for(chip: Chip, **changes) -> AttestationPolicy:
+def policy_for(chip: Chip, **changes: Any) -> AttestationPolicy:
     return dataclasses.replace(
         AttestationPolicy(measurements=(MEASUREMENT,), minimum_tcb=TCB, chain=chip.chain), **changes
     )
@@ -83,7 +90,9 @@ SERVICE = Ed25519PrivateKey.generate()
 SERVICE_PUBLIC = bytes.fromhex(public_key_hex(SERVICE)[2:])
 
 
-def attested_announcement(chip: Chip, signer_id: str = "signer-0", at: datetime = NOW, **report_fields):
+def attested_announcement(
+    chip: Chip, signer_id: str = "signer-0", at: datetime = NOW, **report_fields: Any
+) -> SealingKey:
     pair = SealingKeyPair()
     found, how = attest(
         signer_id,
@@ -101,8 +110,9 @@ def attested_announcement(chip: Chip, signer_id: str = "signer-0", at: datetime 
 # --- the signer's announcement, and what a client makes of it --------------------------------------
 
 
-def test_an_attested_announcement_verifies_and_binds_the_sealing_and_service_keys(chip):
+def test_an_attested_announcement_verifies_and_binds_the_sealing_and_service_keys(chip: Chip) -> None:
     announced = attested_announcement(chip)
+    assert announced.attestation is not None
     assert announced.attestation.vcek == base64.b64encode(chip.vcek_der()).decode()  # from the host's table
     assert announced.attestation.nonce == "0x" + announcement_nonce("signer-0", NOW).hex()
     assert problems(announced, policy_for(chip), NOW + timedelta(minutes=5), public_key_hex(SERVICE)) == []
@@ -134,7 +144,7 @@ def _substituted(announced: SealingKey) -> SealingKey:
         ("another chain", "chain.vcek"),
     ],
 )
-def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip, case, expected):
+def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip: Chip, case: str, expected: str) -> None:
     announced, policy, now, pinned = attested_announcement(chip), policy_for(chip), NOW, None
     if case == "substituted sealing key":
         announced = _substituted(announced)
@@ -143,6 +153,7 @@ def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip, cas
     elif case == "re-dated announcement":  # replaying an old report under a fresh date
         announced = announced.model_copy(update={"announced_at": NOW + timedelta(minutes=50)})
     elif case == "another signer's report":
+        assert announced.attestation is not None
         announced = announced.model_copy(
             update={
                 "signer_id": "signer-1",
@@ -158,6 +169,7 @@ def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip, cas
     elif case == "pinned service key differs":
         pinned = public_key_hex(Ed25519PrivateKey.generate())
     elif case == "no VCEK":
+        assert announced.attestation is not None
         announced = announced.model_copy(
             update={"attestation": announced.attestation.model_copy(update={"vcek": None})}
         )
@@ -173,7 +185,7 @@ def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip, cas
         assert "https://kdsintf.amd.com/vcek/v1/Milan/" in why[0]  # where to fetch it
 
 
-def test_usable_keys_seals_only_to_signers_that_prove_themselves(chip):
+def test_usable_keys_seals_only_to_signers_that_prove_themselves(chip: Chip) -> None:
     honest = attested_announcement(chip, "signer-a")
     dev_key = Ed25519PrivateKey.generate()
     dev = sign_announcement(SealingKeyPair().announcement("signer-dev", "none", NOW), dev_key, "signer-dev")
@@ -196,12 +208,12 @@ def test_usable_keys_seals_only_to_signers_that_prove_themselves(chip):
         usable_keys([broken], allow_unattested=True, attestation_problems=check)
 
 
-def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_report_binds(chip):
+def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_report_binds(chip: Chip) -> None:
     class Pinned:
-        def __init__(self, keys):
+        def __init__(self, keys: dict[tuple[str, str], str]) -> None:
             self.keys = keys
 
-        def key(self, role, key_id):
+        def key(self, role: Role, key_id: str) -> str | None:
             return self.keys.get((role, key_id))
 
     honest = attested_announcement(chip, "signer-a")
@@ -217,7 +229,7 @@ def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_rep
         intent_digest="ab" * 32,
     )
 
-    def believed(keys, signed_with, signer_id) -> bool:
+    def believed(keys: ServiceKeys, signed_with: Ed25519PrivateKey, signer_id: str) -> bool:
         return outcome_forgery(sign_outcome(rejected, signed_with, signer_id), keys, "ab" * 32) is None
 
     unpinned = AttestedServiceKeys(Pinned({}), [honest, liar], policy_for(chip), NOW)
@@ -235,7 +247,7 @@ def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_rep
     assert believed(plain, other, "signer-dev")
 
 
-def test_a_forged_announcement_dated_later_does_not_hide_the_signers_real_one(chip):
+def test_a_forged_announcement_dated_later_does_not_hide_the_signers_real_one(chip: Chip) -> None:
     """Clients kept each signer's newest announcement and then judged it: a forgery dated a year
     ahead (anyone can write to warden.signer.sealing) hid the signer's real key until then.
     Sealing was refused, and an attested client believed none of that signer's outcomes, so
@@ -271,7 +283,7 @@ def test_a_forged_announcement_dated_later_does_not_hide_the_signers_real_one(ch
     ) == [honest]
 
 
-def test_the_attestation_policy_reads_its_settings_and_names_a_bad_one():
+def test_the_attestation_policy_reads_its_settings_and_names_a_bad_one() -> None:
     from runtime.config import AttestationSettings
 
     policy = AttestationPolicy.from_settings(
@@ -294,7 +306,7 @@ def test_the_attestation_policy_reads_its_settings_and_names_a_bad_one():
             AttestationPolicy.from_settings(AttestationSettings(**bad))
 
 
-def test_the_certificate_table_is_read_by_guid_and_a_broken_one_refused(chip):
+def test_the_certificate_table_is_read_by_guid_and_a_broken_one_refused(chip: Chip) -> None:
     der = chip.vcek_der()
     read = evidence.certificate_table(table((evidence.ASK_GUID, b"ask"), (evidence.VCEK_GUID, der)))
     assert read == {evidence.ASK_GUID: b"ask", evidence.VCEK_GUID: der}
@@ -310,16 +322,18 @@ def test_the_certificate_table_is_read_by_guid_and_a_broken_one_refused(chip):
 
 
 @pytest.fixture
-def attested_vault(tmp_path):
+def attested_vault(
+    tmp_path: Path,
+) -> AttestedVault:
     """A vault with one secret, written before it required attestation, and a way to open it
     as a requester with the given evidence."""
     root = LocalDevRoot(tmp_path / "root.key", allow=True)
-    audit: list = []
+    audit: list[Emit] = []
     writer = Vaults(root, FileEventLog(tmp_path / "events.jsonl"), clock=lambda: NOW.timestamp())
     writer.create_vault("default", "keys", actor=ADMIN)
     writer.write_secret("default", "keys", "agents/a/private_key", bytearray(b"k" * 32), "private_key", actor=ADMIN)
 
-    def opener(obtain, policy: AttestationPolicy) -> Vaults:
+    def opener(obtain: Obtain, policy: AttestationPolicy) -> Vaults:
         gate = KeyRelease(policy, audit.append)
         return Vaults(
             root,
@@ -335,13 +349,15 @@ def attested_vault(tmp_path):
     return writer, opener, read, audit
 
 
-def _actions(audit) -> list[tuple[str, dict]]:
+def _actions(audit: list[Emit]) -> list[tuple[str, dict[str, Any]]]:
     import orjson
 
     return [(e["action"], e["details"]) for e in (orjson.loads(r.value) for r in audit)]
 
 
-def test_an_attested_vault_releases_its_key_only_to_a_verified_report(chip, attested_vault):
+def test_an_attested_vault_releases_its_key_only_to_a_verified_report(
+    chip: Chip, attested_vault: AttestedVault
+) -> None:
     writer, opener, read, audit = attested_vault
     signer = opener(chip_evidence(chip), policy_for(chip))
     unattested = opener(no_tee, policy_for(chip))
@@ -377,7 +393,12 @@ def test_an_attested_vault_releases_its_key_only_to_a_verified_report(chip, atte
         ("no allowlist", "measurement.allowlist"),
     ],
 )
-def test_a_report_that_does_not_verify_gets_no_key(chip, attested_vault, case, expected):
+def test_a_report_that_does_not_verify_gets_no_key(
+    chip: Chip,
+    attested_vault: AttestedVault,
+    case: str,
+    expected: str,
+) -> None:
     writer, opener, read, audit = attested_vault
     writer.require_attestation("default", "keys", actor=ADMIN)
     obtain, policy = chip_evidence(chip), policy_for(chip)
@@ -397,7 +418,7 @@ def test_a_report_that_does_not_verify_gets_no_key(chip, attested_vault, case, e
     assert [a for a, _ in _actions(audit) if a.startswith("key.")] == [AuditAction.KEY_RELEASE_REFUSED]
 
 
-def test_the_gate_refuses_a_replayed_nonce_and_a_report_for_another_key(chip):
+def test_the_gate_refuses_a_replayed_nonce_and_a_report_for_another_key(chip: Chip) -> None:
     gate = KeyRelease(policy_for(chip))
     piece = lambda: bytearray(b"p" * 32)  # noqa: E731
     attacker_key = SealingKeyPair().public_key  # where the attacker wants the piece sealed

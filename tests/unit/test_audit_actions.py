@@ -9,6 +9,7 @@ import json
 import pathlib
 import re
 import tokenize
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import get_args
 
@@ -28,13 +29,13 @@ ACTIONS = {action.value for action in AuditAction}
 OTHER_VOCABULARIES = {"signer/custody/events.py", "sdk/signing_keys.py"}
 
 
-def _literals(path: pathlib.Path):
+def _literals(path: pathlib.Path) -> Iterator[tuple[int, str]]:
     for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
         if token.type == tokenize.STRING and token.string[:1] in "\"'" and token.string[1:-1] in ACTIONS:
             yield token.start[0], token.string
 
 
-def test_no_module_spells_an_action_as_a_string_literal():
+def test_no_module_spells_an_action_as_a_string_literal() -> None:
     found = [
         f"{path.relative_to(REPO)}:{line}: {text}"
         for path in sources((*PACKAGES, "tests"))  # the tests too: they compare with the enum, as the services do
@@ -46,7 +47,7 @@ def test_no_module_spells_an_action_as_a_string_literal():
     assert not found, "use schemas.actions.AuditAction instead of:\n" + "\n".join(found)
 
 
-def test_every_status_has_its_action_and_nothing_else_is_one():
+def test_every_status_has_its_action_and_nothing_else_is_one() -> None:
     assert {tx_action(status) for status in get_args(TxStatus)} <= set(AuditAction)
     assert {solana_action(status) for status in get_args(SolanaStatus)} <= set(AuditAction)
     assert admin_record_action("chains", adopted=False) is AuditAction.CHAINS_REFUSED
@@ -54,14 +55,14 @@ def test_every_status_has_its_action_and_nothing_else_is_one():
         tx_action("exploded")
 
 
-def test_the_ledger_sql_names_only_actions_there_are():
+def test_the_ledger_sql_names_only_actions_there_are() -> None:
     sql = "".join(p.read_text() for p in sorted((REPO / "ledger").glob("*.py")))
     named = set(re.findall(r"'([a-z]+\.[a-z_]+)'", sql))
     assert named, "no action found in the ledger's SQL: the pattern looks in the wrong place"
     assert named <= ACTIONS, sorted(named - ACTIONS)
 
 
-def test_an_event_carries_the_plain_action_and_the_json_schema_lists_every_action(tmp_path):
+def test_an_event_carries_the_plain_action_and_the_json_schema_lists_every_action(tmp_path: pathlib.Path) -> None:
     now = datetime(2026, 11, 27, tzinfo=UTC)
     emitted = audit("service:streams", AuditAction.INTENT_REJECTED, "intent:i1", now, "i1", intent_id="i1")
     event = AuditEvent.model_validate_json(emitted.value)

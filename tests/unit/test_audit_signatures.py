@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timezone
+from pathlib import Path
 
 import orjson
 import pytest
@@ -35,7 +36,7 @@ NOW = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def settings(tmp_path: Path) -> Settings:
     return dataclasses.replace(Settings(), home=tmp_path / "home")
 
 
@@ -45,7 +46,7 @@ def ledger_key() -> Ed25519PrivateKey:
 
 
 @pytest.fixture
-def keys(settings, ledger_key) -> PinnedAuditKeys:
+def keys(settings: Settings, ledger_key: Ed25519PrivateKey) -> PinnedAuditKeys:
     public = public_key_hex(ledger_key)
     return PinnedAuditKeys(settings, ledger_key_id(public), public)
 
@@ -54,7 +55,9 @@ def _event(actor: str, action: AuditAction = AuditAction.TX_SIGNED) -> bytes:
     return audit(actor, action, "intent:i-1", NOW, "i-1", actor, intent_id="i-1", agent_id="a-1").value
 
 
-def test_each_writer_is_believed_under_its_own_pinned_key(settings, keys, ledger_key):
+def test_each_writer_is_believed_under_its_own_pinned_key(
+    settings: Settings, keys: PinnedAuditKeys, ledger_key: Ed25519PrivateKey
+) -> None:
     worker, signer = audit_signer(settings, "worker"), audit_signer(settings, "signer")
     supervisor, admin = audit_signer(settings, "supervisor"), admin_audit_signer(settings)
     ledger = AuditSigner("ledger", ledger_key_id(public_key_hex(ledger_key)), ledger_key)
@@ -71,7 +74,7 @@ def test_each_writer_is_believed_under_its_own_pinned_key(settings, keys, ledger
         assert [(row.actor, row.action) for row in rows] == [(actor, AuditAction.TX_SIGNED)]
 
 
-def test_a_key_written_after_the_reader_started_is_believed_at_once(settings, keys):
+def test_a_key_written_after_the_reader_started_is_believed_at_once(settings: Settings, keys: PinnedAuditKeys) -> None:
     """The sink decides a record once, for good: a service (or admin) whose key file appeared a
     moment ago must not be taken for a forger."""
     value = _event("service:streams")
@@ -84,7 +87,9 @@ def test_a_key_written_after_the_reader_started_is_believed_at_once(settings, ke
     assert audit_writer(admin_value, admin_audit_signer(settings).headers(admin_value), keys) == ("admin", None)
 
 
-def test_what_a_topic_writer_without_a_pinned_key_can_send_is_not_believed(settings, keys):
+def test_what_a_topic_writer_without_a_pinned_key_can_send_is_not_believed(
+    settings: Settings, keys: PinnedAuditKeys
+) -> None:
     worker = audit_signer(settings, "worker")
     value = _event("service:signer")
     good = worker.headers(value)
@@ -124,7 +129,9 @@ def test_what_a_topic_writer_without_a_pinned_key_can_send_is_not_believed(setti
         assert details["payload_sha256"] and details["payload_b64"], name
 
 
-def test_a_pinned_writer_speaks_only_as_itself_among_wardens_services(settings, keys):
+def test_a_pinned_writer_speaks_only_as_itself_among_wardens_services(
+    settings: Settings, keys: PinnedAuditKeys
+) -> None:
     """The worker's key makes it the worker: its record may name agents and admins (it verified
     their signatures) but not the signer, the ledger or the supervisor."""
     assert claimed_service("worker", ["agent:a-1", "service:streams", "admin:local-admin"]) is None
@@ -147,7 +154,7 @@ def test_a_pinned_writer_speaks_only_as_itself_among_wardens_services(settings, 
     assert [row.actor for row in decode(3, 10, value, signer.headers(value), 65_536, NOW, keys)] == ["service:signer"]
 
 
-def test_a_key_file_caught_mid_write_is_not_pinned(settings, keys):
+def test_a_key_file_caught_mid_write_is_not_pinned(settings: Settings, keys: PinnedAuditKeys) -> None:
     """A reader can meet a service's .pub while it is being rewritten: were it to pin the empty text
     as the key, it would refuse every later record of that service. A reader pins only what looks
     like a key, and a service replaces the file whole, only when it changed."""
@@ -167,7 +174,7 @@ def test_a_key_file_caught_mid_write_is_not_pinned(settings, keys):
     assert not list(folder.glob("*.tmp"))
 
 
-def test_a_key_created_by_several_writers_at_once_is_one_key_and_never_read_half_written(tmp_path):
+def test_a_key_created_by_several_writers_at_once_is_one_key_and_never_read_half_written(tmp_path: Path) -> None:
     """The first admin command, a worker pinning the admin key at start and a second admin command
     can all meet an admin key that does not exist yet: every one must end with the same key, and
     a reader must never see the file half-written (as it would, were it written in place)."""
@@ -209,7 +216,7 @@ def test_a_key_created_by_several_writers_at_once_is_one_key_and_never_read_half
         assert [p.name for p in path.parent.iterdir()] == ["admin.pem"]  # no draft left behind
 
 
-def test_signatures_made_by_openssl_verify_in_libsodium_and_odd_lengths_are_refused():
+def test_signatures_made_by_openssl_verify_in_libsodium_and_odd_lengths_are_refused() -> None:
     key = Ed25519PrivateKey.generate()
     signer = AuditSigner("worker", "w", key)
     value = b'{"event_id":"e"}'

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from infra.bench import evm as bench_evm
 
 
-def test_bench_evm_reports_every_operation_and_implementation(capsys):
+def test_bench_evm_reports_every_operation_and_implementation(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_evm.main(["-n", "20", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     operations = {row["operation"]: row for row in result["operations"]}
@@ -21,7 +23,7 @@ def test_bench_evm_reports_every_operation_and_implementation(capsys):
     assert result["in_use"] == {"keccak": "private", "sign_hash": "private"}
 
 
-def test_bench_evm_prints_a_table(capsys):
+def test_bench_evm_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_evm.main(["-n", "20"]) == 0
     out = capsys.readouterr().out
     assert "private / fastest public" in out and "address from a key" in out

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from infra.bench.figures import interval, percentile, windows
 from infra.bench.profiles import jfr_top, py_spy_top
 
 
-def test_percentile_is_the_nearest_rank():
+def test_percentile_is_the_nearest_rank() -> None:
     samples = [float(v) for v in range(1, 101)]  # 1 .. 100
     assert percentile(samples, 0.50) == 51.0
     assert percentile(samples, 0.99) == 100.0
     assert percentile([7.0], 0.99) == 7.0
 
 
-def test_windows_give_each_window_its_latencies_and_cpu_per_intent():
+def test_windows_give_each_window_its_latencies_and_cpu_per_intent() -> None:
     latencies = [10.0, 30.0, 20.0, 40.0, 100.0, 300.0, 200.0, 400.0, 5.0]  # the ninth: no full window
     marks = [
         {"kafka-1": 1.0, "streams": 2.0},
@@ -27,11 +29,11 @@ def test_windows_give_each_window_its_latencies_and_cpu_per_intent():
     assert rows[1]["cpu_ms_per_intent"] == {"kafka-1": 200.0, "streams": 50.0}
 
 
-def test_a_window_without_its_closing_mark_is_left_out():
+def test_a_window_without_its_closing_mark_is_left_out() -> None:
     assert len(windows([1.0] * 8, [{"a": 0.0}, {"a": 1.0}], 4)) == 1
 
 
-def test_an_interval_counts_what_was_sent_and_seen_in_it():
+def test_an_interval_counts_what_was_sent_and_seen_in_it() -> None:
     sent_at = {"a": 59.0, "b": 60.0, "c": 61.0, "d": 119.5}
     seen_at = {"a": 60.5, "b": 60.02, "c": 61.2, "d": 120.1}  # a: sent before, answered inside; d: after
     row = interval(60.0, 120.0, sent_at, seen_at, {"kafka-1": 10.0}, {"kafka-1": 16.0})
@@ -41,12 +43,12 @@ def test_an_interval_counts_what_was_sent_and_seen_in_it():
     assert row["cpu_percent_of_one_core"] == {"kafka-1": 10.0}
 
 
-def test_an_interval_without_outcomes_has_no_latency():
+def test_an_interval_without_outcomes_has_no_latency() -> None:
     row = interval(0.0, 60.0, {"a": 1.0}, {}, {"x": 0.0}, {"x": 0.0})
     assert (row["sent"], row["outcomes"], row["latency_ms_p50"], row["latency_ms_p99"]) == (1, 0, None, None)
 
 
-def test_py_spy_top_entries_are_by_function_self_and_inclusive():
+def test_py_spy_top_entries_are_by_function_self_and_inclusive() -> None:
     collapsed = "\n".join(
         [
             "<module> (a.py:1);run (b.py:5);select (selectors.py:468) 6",
@@ -61,8 +63,8 @@ def test_py_spy_top_entries_are_by_function_self_and_inclusive():
     assert py_spy_top("") == (0, [], [])
 
 
-def test_jfr_top_entries_are_the_top_frames_of_execution_samples():
-    def sample(*methods: str) -> dict:
+def test_jfr_top_entries_are_the_top_frames_of_execution_samples() -> None:
+    def sample(*methods: str) -> dict[str, Any]:
         frames = [{"method": {"type": {"name": m.rsplit(".", 1)[0]}, "name": m.rsplit(".", 1)[1]}} for m in methods]
         return {"type": "jdk.ExecutionSample", "values": {"stackTrace": {"frames": frames}}}
 

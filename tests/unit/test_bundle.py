@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_utils import to_checksum_address
 from pydantic import ValidationError
 
+from evm.rpc_results import CallResult, Log
 from rules import judge
 from rules.bundle import (
     TraceUnreadable,
@@ -40,21 +42,21 @@ TOKEN = to_checksum_address("0x0000000000000000000000000000000000700c3a")
 ZERO = "0x" + "00" * 20
 
 
-def _log(asset: str, source: str, dest: str, amount: int) -> dict:
+def _log(asset: str, source: str, dest: str, amount: int) -> Log:
     def topic(address: str) -> str:
         return "0x" + address[2:].lower().rjust(64, "0")
 
     return {"address": asset, "topics": [TRANSFER_TOPIC, topic(source), topic(dest)], "data": "0x" + f"{amount:064x}"}
 
 
-def _step(intent_id: str, value: str = "0", **fields) -> TransactionIntent:
+def _step(intent_id: str, value: str = "0", **fields: Any) -> TransactionIntent:
     body = dict(intent_id=intent_id, agent_id="agent-1", chain="anvil", to=SHOP, value=value, created_at=NOW)
     return TransactionIntent(**{**body, **fields})
 
 
-def test_each_step_shows_every_address_it_touches_before_after_and_change_in_the_assets_unit():
-    step1 = {"status": "0x1", "logs": [_log(NATIVE_TRANSFER_ADDRESS, AGENT, SHOP, 25 * 10**16)]}
-    step2 = {
+def test_each_step_shows_every_address_it_touches_before_after_and_change_in_the_assets_unit() -> None:
+    step1: CallResult = {"status": "0x1", "logs": [_log(NATIVE_TRANSFER_ADDRESS, AGENT, SHOP, 25 * 10**16)]}
+    step2: CallResult = {
         "status": "0x1",
         "logs": [
             _log(TOKEN, AGENT, ROUTER, 3_500_000),  # through the router...
@@ -88,15 +90,15 @@ def test_each_step_shows_every_address_it_touches_before_after_and_change_in_the
     assert (ZERO, TOKEN) not in second
 
 
-def test_a_later_steps_before_is_the_earlier_steps_after():
-    pay = {"status": "0x1", "logs": [_log(NATIVE_TRANSFER_ADDRESS, AGENT, SHOP, 10**17)]}
+def test_a_later_steps_before_is_the_earlier_steps_after() -> None:
+    pay: CallResult = {"status": "0x1", "logs": [_log(NATIVE_TRANSFER_ADDRESS, AGENT, SHOP, 10**17)]}
     table = balance_table([pay, pay], {(AGENT.lower(), NATIVE): 10**18, (SHOP.lower(), NATIVE): 0}, {NATIVE: 18})
     agent = [next(r for r in rows if r.address.lower() == AGENT.lower()) for rows in table]
     assert [(r.before, r.after) for r in agent] == [("1", "0.9"), ("0.9", "0.8")]
     assert signed_amount(-1, 18) == "-0.000000000000000001"
 
 
-def test_a_later_step_is_judged_against_the_window_with_the_earlier_steps_spend_added():
+def test_a_later_step_is_judged_against_the_window_with_the_earlier_steps_spend_added() -> None:
     step = _step("s-1", value="0.4", gas_limit=21_000)
     quote = FeeQuote(gas_limit=21_000, fee_per_gas=10**9)
     judged = judge.Judgement(quote=quote, asset_spend=MappingProxyType({TOKEN: 7}))
@@ -110,7 +112,7 @@ def test_a_later_step_is_judged_against_the_window_with_the_earlier_steps_spend_
     assert step_spend(step, judge.Judgement()) == {NATIVE: 4 * 10**17}
 
 
-def test_a_step_naming_no_gas_is_priced_at_the_gas_it_used_in_the_bundle_with_headroom():
+def test_a_step_naming_no_gas_is_priced_at_the_gas_it_used_in_the_bundle_with_headroom() -> None:
     assert priced(_step("s-1"), {"gasUsed": hex(50_000)}).gas_limit == 60_000
     assert priced(_step("s-1"), {"gasUsed": "0x0"}).gas_limit == 21_000
     assert priced(_step("s-1", gas_limit=90_000), {"gasUsed": hex(50_000)}).gas_limit == 90_000
@@ -120,26 +122,28 @@ class _Answering:
     """A node that answers eth_simulateV1 with ``calls``: a malformed answer is what is tested, and
     Anvil never gives one."""
 
-    def __init__(self, calls: list[dict]):
+    def __init__(self, calls: list[dict[str, Any]]) -> None:
         self.calls = calls
 
-    async def call(self, method: str, *params):
+    async def call(self, method: str, *params: Any) -> list[dict[str, Any]]:
         assert method == "eth_simulateV1"
         return [{"calls": self.calls}]
 
 
 @pytest.mark.parametrize("gas", [None, "", "0xzz", 21000], ids=repr)
-def test_a_trace_without_a_readable_gas_used_is_unreadable_not_free(gas):
+def test_a_trace_without_a_readable_gas_used_is_unreadable_not_free(gas: str | int | None) -> None:
     # A later step is priced at the gas it used; a missing figure must not price it at nothing.
-    good = {"status": "0x1", "gasUsed": hex(21_000), "logs": []}
-    bad = {"status": "0x1", "logs": []} if gas is None else {"status": "0x1", "gasUsed": gas, "logs": []}
+    good: dict[str, Any] = {"status": "0x1", "gasUsed": hex(21_000), "logs": []}
+    bad: dict[str, Any] = (
+        {"status": "0x1", "logs": []} if gas is None else {"status": "0x1", "gasUsed": gas, "logs": []}
+    )
     steps = [_step("s-1"), _step("s-2")]
     assert asyncio.run(trace(steps, AGENT, _Answering([good, good]), 7)) == [good, good]
     with pytest.raises(TraceUnreadable, match="no gasUsed for step 2"):
         asyncio.run(trace(steps, AGENT, _Answering([good, bad]), 7))
 
 
-def test_a_request_signature_is_no_intent_signature_and_steps_carry_none():
+def test_a_request_signature_is_no_intent_signature_and_steps_carry_none() -> None:
     key = Ed25519PrivateKey.generate()
     policy = AgentPolicy(agent_id="agent-1", version=1, agent_public_key=public_key_hex(key), issued_at=NOW)
     request = sign_simulation_request(
@@ -162,6 +166,9 @@ def test_a_request_signature_is_no_intent_signature_and_steps_carry_none():
         ((_step("s-1", chain="sepolia"),), "one block of one chain"),
     ],
 )
-def test_a_request_is_refused_with_what_is_wrong(steps, why):
+def test_a_request_is_refused_with_what_is_wrong(
+    steps: tuple[TransactionIntent, ...],
+    why: str,
+) -> None:
     with pytest.raises(ValidationError, match=why):
         SimulationRequest(request_id="r-1", agent_id="agent-1", chain="anvil", steps=steps)

@@ -10,6 +10,8 @@ Sources (each vector below names its own):
 
 from __future__ import annotations
 
+from typing import Any
+
 import base58
 import coincurve
 import pytest
@@ -37,12 +39,12 @@ SECP256K1_N = int("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364
 # --------------------------------------------------------------------------
 
 
-def test_key_chains_are_the_six_supported():
+def test_key_chains_are_the_six_supported() -> None:
     assert KEY_CHAINS == ("ethereum", "bitcoin", "solana", "xrp", "cardano", "tron")
 
 
 @pytest.mark.parametrize("bad", ["dogecoin", "Ethereum", "", None, 3])
-def test_unknown_chain_is_rejected_with_allowed_list(bad):
+def test_unknown_chain_is_rejected_with_allowed_list(bad: Any) -> None:  # Any: not a chain name, on purpose
     for call in (
         lambda: generate_private_key(bad),
         lambda: public_key(bad, bytearray(32)),
@@ -60,7 +62,7 @@ def test_unknown_chain_is_rejected_with_allowed_list(bad):
 # --------------------------------------------------------------------------
 
 
-def test_ethereum_eth_account_vector():
+def test_ethereum_eth_account_vector() -> None:
     # eth-account, Account.from_key docstring:
     # key 0xb25c7db3…b364 -> 0x5ce9454909639D2D17A3F753ce7d93fa0b9aB12E
     key = bytearray.fromhex("b25c7db31feed9122727bf0939dc769a96564b2de4c4726d035b36ecf1e5b364")
@@ -82,12 +84,12 @@ def test_ethereum_eth_account_vector():
         "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
     ],
 )
-def test_ethereum_eip55_vectors(checksummed):
+def test_ethereum_eip55_vectors(checksummed: str) -> None:
     assert eip55_checksum_address(bytes.fromhex(checksummed[2:].lower())) == checksummed
 
 
 @pytest.mark.parametrize("chain", KEY_CHAINS)
-def test_generated_key_is_a_fresh_valid_bytearray(chain):
+def test_generated_key_is_a_fresh_valid_bytearray(chain: str) -> None:
     first = generate_private_key(chain)
     second = generate_private_key(chain)
     assert isinstance(first, bytearray) and len(first) == 32
@@ -98,7 +100,7 @@ def test_generated_key_is_a_fresh_valid_bytearray(chain):
 
 
 @pytest.mark.parametrize("chain", KEY_CHAINS)
-def test_fresh_key_address_has_the_chain_format(chain):
+def test_fresh_key_address_has_the_chain_format(chain: str) -> None:
     key = generate_private_key(chain)
     pub = public_key(chain, key)
     addr = address(chain, pub)
@@ -139,7 +141,7 @@ def test_fresh_key_address_has_the_chain_format(chain):
 
 
 @pytest.mark.parametrize("chain", ["ethereum", "bitcoin", "xrp", "tron"])
-def test_secp256k1_rejects_out_of_range_scalars_without_echoing_them(chain):
+def test_secp256k1_rejects_out_of_range_scalars_without_echoing_them(chain: str) -> None:
     order = SECP256K1_N.to_bytes(32, "big")
     for bad in (bytearray(32), bytearray(order), bytearray(b"\xff" * 32)):
         with pytest.raises(ValueError) as info:
@@ -150,15 +152,16 @@ def test_secp256k1_rejects_out_of_range_scalars_without_echoing_them(chain):
 
 
 @pytest.mark.parametrize("chain", KEY_CHAINS)
-def test_wrong_length_private_key_is_rejected(chain):
+def test_wrong_length_private_key_is_rejected(chain: str) -> None:
     with pytest.raises(ValueError):
         public_key(chain, bytearray(33))
+    hex_text: Any = "00" * 32  # not a bytearray, on purpose
     with pytest.raises(TypeError):
-        public_key(chain, "00" * 32)
+        public_key(chain, hex_text)
 
 
 @pytest.mark.parametrize("chain", ["ethereum", "bitcoin", "xrp", "tron"])
-def test_secp256k1_address_rejects_bad_points(chain):
+def test_secp256k1_address_rejects_bad_points(chain: str) -> None:
     with pytest.raises(ValueError):
         address(chain, bytes(32))
     with pytest.raises(ValueError):
@@ -166,6 +169,6 @@ def test_secp256k1_address_rejects_bad_points(chain):
 
 
 @pytest.mark.parametrize("chain", ["solana", "cardano"])
-def test_ed25519_address_rejects_wrong_length(chain):
+def test_ed25519_address_rejects_wrong_length(chain: str) -> None:
     with pytest.raises(ValueError):
         address(chain, bytes(33))

@@ -40,7 +40,7 @@ BIP84_VECTORS = [
 
 
 @pytest.mark.parametrize("wif, pubkey_hex, expected", BIP84_VECTORS)
-def test_bitcoin_bip84_vectors(wif, pubkey_hex, expected):
+def test_bitcoin_bip84_vectors(wif: str, pubkey_hex: str, expected: str) -> None:
     # The published WIF is base58check(0x80 || key || 0x01 compressed flag).
     raw = base58check_decode(wif)
     assert raw[0] == 0x80 and len(raw) == 34 and raw[-1] == 0x01
@@ -83,7 +83,7 @@ BIP350_VALID_BECH32M = [
     [(s, Bech32Variant.BECH32) for s in BIP173_VALID_BECH32]
     + [(s, Bech32Variant.BECH32M) for s in BIP350_VALID_BECH32M],
 )
-def test_valid_bech32_vectors_decode_and_reencode(text, variant):
+def test_valid_bech32_vectors_decode_and_reencode(text: str, variant: Bech32Variant) -> None:
     hrp, data, got_variant = bech32_decode(text)
     assert got_variant is variant
     assert bech32_encode(hrp, data, variant) == text.lower()
@@ -124,7 +124,7 @@ BIP350_INVALID_BECH32M = [
 
 
 @pytest.mark.parametrize("text", BIP173_INVALID_BECH32 + BIP350_INVALID_BECH32M)
-def test_invalid_bech32_vectors_are_rejected(text):
+def test_invalid_bech32_vectors_are_rejected(text: str) -> None:
     with pytest.raises(Bech32Error):
         bech32_decode(text)
 
@@ -162,7 +162,7 @@ def _script_pubkey(version: int, program: bytes) -> str:
 
 
 @pytest.mark.parametrize("addr, script_hex", VALID_SEGWIT)
-def test_valid_segwit_addresses(addr, script_hex):
+def test_valid_segwit_addresses(addr: str, script_hex: str) -> None:
     hrp = addr[:2].lower()
     version, program = segwit_decode(hrp, addr)
     assert _script_pubkey(version, program) == script_hex
@@ -203,7 +203,7 @@ INVALID_SEGWIT = [
 
 
 @pytest.mark.parametrize("addr", INVALID_SEGWIT)
-def test_invalid_segwit_addresses_are_rejected(addr):
+def test_invalid_segwit_addresses_are_rejected(addr: str) -> None:
     # As in the reference tests: invalid under both mainnet and testnet hrp.
     for hrp in ("bc", "tb"):
         with pytest.raises(Bech32Error):
@@ -211,7 +211,7 @@ def test_invalid_segwit_addresses_are_rejected(addr):
 
 
 @pytest.mark.parametrize("size", [0, 1, 20, 32, 40, 47])
-def test_bech32_round_trip_of_our_encoding(size):
+def test_bech32_round_trip_of_our_encoding(size: int) -> None:
     payload = bytes((7 * i + 3) % 256 for i in range(size))
     for variant in Bech32Variant:
         text = bech32_encode("warden", convertbits(payload, 8, 5, True), variant)
@@ -225,7 +225,7 @@ def test_bech32_round_trip_of_our_encoding(size):
             bech32_decode(flipped)
 
 
-def test_bech32_length_limit_is_enforced_and_can_be_lifted():
+def test_bech32_length_limit_is_enforced_and_can_be_lifted() -> None:
     data = convertbits(bytes(60), 8, 5, True)
     with pytest.raises(Bech32Error):
         bech32_encode("addr", data)

@@ -50,14 +50,14 @@ SOLANA_VECTORS = [
 
 
 @pytest.mark.parametrize("seed_hex, pubkey_hex, expected", SOLANA_VECTORS)
-def test_solana_vectors(seed_hex, pubkey_hex, expected):
+def test_solana_vectors(seed_hex: str, pubkey_hex: str, expected: str) -> None:
     pub = public_key("solana", bytearray.fromhex(seed_hex))
     assert pub.hex() == pubkey_hex
     assert address("solana", pub) == expected
     assert base58.b58decode(expected) == pub
 
 
-def test_solana_web3_from_seed_vector():
+def test_solana_web3_from_seed_vector() -> None:
     # solana-web3.js keypair.test.ts, "generate keypair from random seed".
     pub = public_key("solana", bytearray([8] * 32))
     assert address("solana", pub) == "2KW2XRd9kwqet15Aha2oK3tYvd3nWbTFH1MBiRAv1BE1"
@@ -70,7 +70,7 @@ def test_solana_web3_from_seed_vector():
 XRPL_GENESIS_PUBKEY = "0330E7FC9D56BB25D6893BA3F317AE5BCF33B3291BD63DB32654A313222F7FD020"
 
 
-def test_xrp_wallet_propose_vector():
+def test_xrp_wallet_propose_vector() -> None:
     # XRPL wallet_propose response example: public_key_hex -> account_id.
     genesis = bytes.fromhex(XRPL_GENESIS_PUBKEY)
     assert address("xrp", genesis) == "rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh"
@@ -83,7 +83,7 @@ def test_xrp_wallet_propose_vector():
     assert decoded[0] == 0x00 and len(decoded) == 21
 
 
-def test_xrp_genesis_private_key_vector():
+def test_xrp_genesis_private_key_vector() -> None:
     # ripple-lib signing fixture: privateKey 00||1ACAAEDE… pairs with the genesis key.
     key = bytearray.fromhex("1ACAAEDECE405B2A958212629E16F2EB46B153EEE94CDD350FDEFF52795525B7")
     pub = public_key("xrp", key)
@@ -113,7 +113,7 @@ def _cip19_payment_key() -> bytes:
     return key
 
 
-def test_cardano_cip19_enterprise_vectors():
+def test_cardano_cip19_enterprise_vectors() -> None:
     key = _cip19_payment_key()
     assert address("cardano", key) == CIP19_TYPE6_MAINNET
     assert cardano_enterprise_address(key, network_id=0) == CIP19_TYPE6_TESTNET
@@ -123,7 +123,7 @@ def test_cardano_cip19_enterprise_vectors():
     assert raw[1:] == hashlib.blake2b(key, digest_size=28).digest()
 
 
-def test_cardano_long_addresses_need_the_lifted_limit():
+def test_cardano_long_addresses_need_the_lifted_limit() -> None:
     assert len(CIP19_TYPE0_MAINNET) > 90
     with pytest.raises(Bech32Error):
         bech32_decode(CIP19_TYPE0_MAINNET)
@@ -153,7 +153,7 @@ def test_cardano_long_addresses_need_the_lifted_limit():
         ),
     ],
 )
-def test_tron_wallet_core_vectors(key_hex, expected):
+def test_tron_wallet_core_vectors(key_hex: str, expected: str) -> None:
     pub = public_key("tron", bytearray.fromhex(key_hex))
     assert len(pub) == 65 and pub[0] == 0x04
     assert address("tron", pub) == expected
@@ -170,7 +170,7 @@ def test_tron_wallet_core_vectors(key_hex, expected):
 
 
 @pytest.mark.parametrize("alphabet", [base58.BITCOIN_ALPHABET, XRP_ALPHABET])
-def test_base58check_round_trip_and_flipped_character(alphabet):
+def test_base58check_round_trip_and_flipped_character(alphabet: bytes) -> None:
     payload = b"\x41" + bytes(range(1, 21))
     text = base58check_encode(payload, alphabet=alphabet)
     assert base58check_decode(text, alphabet=alphabet) == payload
@@ -182,13 +182,13 @@ def test_base58check_round_trip_and_flipped_character(alphabet):
             base58check_decode(flipped, alphabet=alphabet)
 
 
-def test_base58check_rejects_bad_characters():
+def test_base58check_rejects_bad_characters() -> None:
     for bad in ("0OIl", "T\u00e9st", ""):
         with pytest.raises(Base58CheckError):
             base58check_decode(bad)
 
 
-def test_published_addresses_fail_with_one_flipped_character():
+def test_published_addresses_fail_with_one_flipped_character() -> None:
     tron = "TJRyWwFs9wTFGZg3JbrVriFbNfCug5tDeC"
     with pytest.raises(Base58CheckError):
         base58check_decode(tron[:10] + ("x" if tron[10] != "x" else "y") + tron[11:])

@@ -11,7 +11,7 @@ from runtime.registry import REGISTRY, ChainRegistry
 from schemas.chains import Chain, Family, UnknownChain
 
 
-def test_registry_holds_28_mainnets_2_testnets_anvil_and_3_solana_clusters():
+def test_registry_holds_28_mainnets_2_testnets_anvil_and_3_solana_clusters() -> None:
     chains = ChainRegistry().all()
     evm = {name: c for name, c in chains.items() if c.family is Family.EVM}
     mainnets = {name for name, c in evm.items() if not c.testnet}
@@ -26,12 +26,12 @@ def test_registry_holds_28_mainnets_2_testnets_anvil_and_3_solana_clusters():
     assert solana == {"solana": ("SOL", False), "solana-devnet": ("SOL", True), "solana-local": ("SOL", True)}
 
 
-def test_every_evm_network_signs_with_the_ethereum_key_chain_and_solana_with_its_own():
+def test_every_evm_network_signs_with_the_ethereum_key_chain_and_solana_with_its_own() -> None:
     assert {c.key_chain for c in ChainRegistry().all().values() if c.family is Family.EVM} == {"ethereum"}
     assert {c.key_chain for c in ChainRegistry().all().values() if c.family is Family.SOLANA} == {"solana"}
 
 
-def test_every_network_is_named_by_its_caip2_id_once():
+def test_every_network_is_named_by_its_caip2_id_once() -> None:
     chains = ChainRegistry().all()
     assert chains["base"].caip2 == "eip155:8453" and chains["anvil"].caip2 == "eip155:31337"
     # CAIP-30: a Solana cluster's reference is the first 32 characters of its genesis hash.
@@ -41,38 +41,40 @@ def test_every_network_is_named_by_its_caip2_id_once():
     assert len({c.caip2 for c in chains.values()}) == len(chains)
 
 
-def test_a_network_signs_with_a_key_chain_of_a_family_warden_judges():
+def test_a_network_signs_with_a_key_chain_of_a_family_warden_judges() -> None:
     with pytest.raises(
         ValueError, match="key_chain 'bitcoin' signs for no family Warden judges; allowed: ethereum, solana"
     ):
         Chain("regtest", 18444, "BTC", "", key_chain="bitcoin")
 
 
-def test_a_solana_clusters_number_is_not_an_evm_chain_id():
+def test_a_solana_clusters_number_is_not_an_evm_chain_id() -> None:
     registry = ChainRegistry()
     assert registry.get("solana").chain_id == 101 and registry.by_chain_id(101) is None
-    assert registry.by_chain_id(1).name == "ethereum"
+    ethereum = registry.by_chain_id(1)
+    assert ethereum is not None and ethereum.name == "ethereum"
 
 
-def test_chain_ids_and_names_are_unique():
+def test_chain_ids_and_names_are_unique() -> None:
     chains = list(ChainRegistry().all().values())
     assert len({c.chain_id for c in chains}) == len(chains)
     assert len({c.name for c in chains}) == len(chains)
 
 
-def test_lookup_by_chain_id_and_unknown_names():
+def test_lookup_by_chain_id_and_unknown_names() -> None:
     registry = ChainRegistry()
-    assert registry.by_chain_id(8453).name == "base"
+    base = registry.by_chain_id(8453)
+    assert base is not None and base.name == "base"
     assert registry.by_chain_id(999_999_999) is None
     with pytest.raises(UnknownChain, match="unknown chain 'nochain'; allowed: .*anvil"):
         registry.get("nochain")
 
 
-def test_the_module_registry_knows_every_built_in_chain():
+def test_the_module_registry_knows_every_built_in_chain() -> None:
     assert set(ChainRegistry().all()) <= set(REGISTRY.all())
 
 
-def test_a_chain_the_admins_added_is_usable_once_their_table_is_adopted():
+def test_a_chain_the_admins_added_is_usable_once_their_table_is_adopted() -> None:
     registry = ChainRegistry()
     mine = Chain("mychain", 424242, "MYC", "https://explorer.mychain.test")
     table = registry.with_chain(mine)
@@ -92,7 +94,7 @@ def test_a_chain_the_admins_added_is_usable_once_their_table_is_adopted():
         registry.get("mychain")
 
 
-def test_an_admin_cannot_redefine_a_built_in_chain():
+def test_an_admin_cannot_redefine_a_built_in_chain() -> None:
     registry = ChainRegistry()
     with pytest.raises(ValueError, match="chain 'base' is built in and cannot be redefined"):
         registry.with_chain(Chain("base", 999_001, "ETH", ""))
@@ -101,7 +103,7 @@ def test_an_admin_cannot_redefine_a_built_in_chain():
     assert registry.get("base").chain_id == 8453 and registry.admin_table() == ()
 
 
-def test_an_admin_cannot_reuse_a_chain_id():
+def test_an_admin_cannot_reuse_a_chain_id() -> None:
     registry = ChainRegistry()
     with pytest.raises(ValueError, match="chain id 8453 is already used by 'base'"):
         registry.with_chain(Chain("fakebase", 8453, "ETH", ""))
@@ -111,7 +113,7 @@ def test_an_admin_cannot_reuse_a_chain_id():
     assert set(registry.all()) - set(ChainRegistry().all()) == {"mychain"}
 
 
-def test_a_chain_is_refused_with_the_field_that_is_wrong():
+def test_a_chain_is_refused_with_the_field_that_is_wrong() -> None:
     with pytest.raises(ValueError, match="confirmations must be at least 1"):
         Chain("mychain", 424242, "MYC", "", confirmations=0)
     with pytest.raises(ValueError, match="chain_id must be its EIP-155 chain id"):
@@ -120,7 +122,7 @@ def test_a_chain_is_refused_with_the_field_that_is_wrong():
         Chain("My Chain", 424242, "MYC", "")
 
 
-def test_an_admin_sets_when_a_built_in_chains_transactions_are_final_and_nothing_else():
+def test_an_admin_sets_when_a_built_in_chains_transactions_are_final_and_nothing_else() -> None:
     registry = ChainRegistry()
     assert registry.get("base").finalized_tag and registry.get("base").confirmations == 12
     table = registry.with_finality("base", finalized_tag=False, confirmations=30)
@@ -135,11 +137,12 @@ def test_an_admin_sets_when_a_built_in_chains_transactions_are_final_and_nothing
     assert registry.get("base").confirmations == 12
 
 
-def test_a_client_learns_the_chains_in_force_when_it_meets_a_name_it_does_not_know():
-    registry, asked = ChainRegistry(), []
+def test_a_client_learns_the_chains_in_force_when_it_meets_a_name_it_does_not_know() -> None:
+    registry = ChainRegistry()
+    asked: list[int] = []
     mine = Chain("mychain", 424242, "MYC", "")
 
-    def learn():
+    def learn() -> None:
         asked.append(1)
         registry.adopt((mine,))
 

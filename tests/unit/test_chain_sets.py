@@ -51,7 +51,7 @@ def book() -> tuple[ChainSetBook, ChainRegistry]:
 # -- the record ----------------------------------------------------------------------------------
 
 
-def test_a_chain_set_signs_its_whole_table_under_a_context_of_its_own():
+def test_a_chain_set_signs_its_whole_table_under_a_context_of_its_own() -> None:
     record = chain_set(1, (TWO, dataclasses.replace(ChainRegistry().get("anvil"), confirmations=3)), "a")
     assert record.signing_bytes().startswith(b"warden.chains\x00")
     signed = orjson.loads(record.signing_bytes().removeprefix(b"warden.chains\x00"))
@@ -95,13 +95,15 @@ def test_a_chain_set_signs_its_whole_table_under_a_context_of_its_own():
         ([{"name": "x1", "chain_id": 777, "currency": "ETH", "explorer": "", "gas_token": "X"}], "gas_token"),
     ],
 )
-def test_a_table_is_checked_as_the_registry_checks_it_naming_the_field(chains, why):
+def test_a_table_is_checked_as_the_registry_checks_it_naming_the_field(
+    chains: list[dict[str, str | int]], why: str
+) -> None:
     with pytest.raises(ValidationError, match="chains") as info:
         ChainSet.model_validate({"version": 1, "chains": chains, "issued_at": "2026-11-26T12:00:00Z"})
     assert why in str(info.value)
 
 
-def test_version_0_is_the_built_in_table_and_no_record_claims_it():
+def test_version_0_is_the_built_in_table_and_no_record_claims_it() -> None:
     with pytest.raises(ValidationError, match="version"):
         ChainSet(version=0, chains=(), issued_at=T0)
 
@@ -109,7 +111,7 @@ def test_version_0_is_the_built_in_table_and_no_record_claims_it():
 # -- the book ------------------------------------------------------------------------------------
 
 
-def test_the_quorum_puts_a_chain_set_in_force():
+def test_the_quorum_puts_a_chain_set_in_force() -> None:
     chains, registry = book()
     record = chain_set(1, (TWO,), "a", "c")
     ((what, text, record_id),) = chains.read(record.to_bytes())
@@ -118,7 +120,7 @@ def test_the_quorum_puts_a_chain_set_in_force():
     assert registry.get("anvil-two") == TWO and chains.in_force == record and chains.version == 1
 
 
-def test_one_signature_short_of_the_quorum_is_refused_and_changes_nothing():
+def test_one_signature_short_of_the_quorum_is_refused_and_changes_nothing() -> None:
     chains, registry = book()
     ((what, why, _),) = chains.read(chain_set(1, (TWO,), "a").to_bytes())
     assert what == "refused" and "a chain registry change needs 2 of the 3 pinned admins' signatures" in why
@@ -128,14 +130,14 @@ def test_one_signature_short_of_the_quorum_is_refused_and_changes_nothing():
     assert chains.version == 0
 
 
-def test_one_admin_signing_twice_counts_once():
+def test_one_admin_signing_twice_counts_once() -> None:
     chains, registry = book()
     ((what, why, _),) = chains.read(chain_set(1, (TWO,), "a", "a").to_bytes())
     assert what == "refused" and "a signed twice (counted once)" in why
     assert registry.admin_table() == ()
 
 
-def test_a_signature_over_other_bytes_does_not_count():
+def test_a_signature_over_other_bytes_does_not_count() -> None:
     chains, registry = book()
     record = chain_set(1, (TWO,), "a")
     other = chain_set(1, (THREE,), "b")  # b signed another table
@@ -151,7 +153,7 @@ def test_a_signature_over_other_bytes_does_not_count():
     assert chains.read(replayed.to_bytes())[0][0] == "refused" and registry.admin_table() == ()
 
 
-def test_an_older_or_equal_version_is_refused():
+def test_an_older_or_equal_version_is_refused() -> None:
     chains, registry = book()
     chains.read(chain_set(1, (TWO,), "a", "b").to_bytes())
     chains.read(chain_set(2, (TWO, THREE), "b", "c").to_bytes())
@@ -161,7 +163,7 @@ def test_an_older_or_equal_version_is_refused():
     assert {c.name for c in registry.admin_table()} == {"anvil-two", "anvil-three"}
 
 
-def test_a_version_that_comes_before_its_predecessor_is_held_until_it_is_in_force():
+def test_a_version_that_comes_before_its_predecessor_is_held_until_it_is_in_force() -> None:
     chains, registry = book()
     v3 = chain_set(3, (), "b", "c")
     v2 = chain_set(2, (TWO, THREE), "a", "b")
@@ -174,7 +176,7 @@ def test_a_version_that_comes_before_its_predecessor_is_held_until_it_is_in_forc
         registry.get("anvil-two")
 
 
-def test_a_built_in_network_changed_beyond_its_finality_is_refused():
+def test_a_built_in_network_changed_beyond_its_finality_is_refused() -> None:
     chains, registry = book()
     anvil = ChainRegistry().get("anvil")
     finality = chain_set(1, (dataclasses.replace(anvil, confirmations=5),), "a", "b")
@@ -188,7 +190,7 @@ def test_a_built_in_network_changed_beyond_its_finality_is_refused():
     assert registry.get("anvil").chain_id == 31337 and chains.version == 1
 
 
-def test_the_quorum_is_the_admin_set_in_force():
+def test_the_quorum_is_the_admin_set_in_force() -> None:
     """The book judges with the admins its reader of warden.admins keeps in force: d, added by a
     set that needs 3 of 4, counts; 2 signatures no longer do."""
     admins = two_of_three()
@@ -205,7 +207,7 @@ def test_the_quorum_is_the_admin_set_in_force():
 # -- proposals -----------------------------------------------------------------------------------
 
 
-def test_a_chain_set_gathers_signatures_like_any_proposal():
+def test_a_chain_set_gathers_signatures_like_any_proposal() -> None:
     admins = two_of_three()
     record = chain_set(1, (TWO,), "a")
     first = propose(record, "chains", T0, timedelta(hours=1))
@@ -218,6 +220,7 @@ def test_a_chain_set_gathers_signatures_like_any_proposal():
     by_c = gathered.with_signature(KEYS["c"], "c", T0)
     gathered = gather([first.to_bytes(), by_c.to_bytes()], admins, T0)[first.proposal_id]
     assembled = gathered.assembled()
+    assert isinstance(assembled, ChainSet), assembled
     assert gathered.complete and admins.quorum_problem(assembled, "chains") is None
     assert topic_key(assembled) == "chains"
     chains, registry = book()

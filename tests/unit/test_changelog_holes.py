@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -24,6 +25,7 @@ from signer.changelog import SIGNER_LOG
 
 TOPIC = topics.SIGNER_CHANGELOG
 PARTITION = 3
+Batch = tuple[int, int, dict[int, bytes]]  # first offset, next offset, {offset: value}
 
 
 @dataclass
@@ -37,7 +39,12 @@ class FakeConsumer:
     no batch holds a record at. ``answering`` False: the broker is down (no fetch is answered).
     ``later``: batches stored only from the given fetch on (a record still being written)."""
 
-    def __init__(self, batches, later=(), answering=True):
+    def __init__(
+        self,
+        batches: list[Batch],
+        later: Sequence[tuple[int, Batch]] = (),
+        answering: bool = True,
+    ) -> None:
         self.batches = list(batches)
         self.later = list(later)  # (fetch number, batch)
         self.answering = answering
@@ -45,25 +52,25 @@ class FakeConsumer:
         self.stamps: dict[TopicPartition, int] = {}
         self.fetches = 0
 
-    def seek(self, tp, offset):
+    def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset
 
-    def resume(self, *tps):
+    def resume(self, *tps: TopicPartition) -> None:
         pass
 
-    def pause(self, *tps):
+    def pause(self, *tps: TopicPartition) -> None:
         pass
 
-    async def position(self, tp):
+    async def position(self, tp: TopicPartition) -> int:
         return self.positions[tp]
 
-    def last_poll_timestamp(self, tp):
+    def last_poll_timestamp(self, tp: TopicPartition) -> int | None:
         return self.stamps.get(tp)
 
-    def highwater(self, tp):
+    def highwater(self, tp: TopicPartition) -> int | None:
         return max((end for _, end, _ in self.batches), default=0) if tp in self.stamps else None
 
-    async def getmany(self, *tps, timeout_ms=0):
+    async def getmany(self, *tps: TopicPartition, timeout_ms: int = 0) -> dict[TopicPartition, list[Record]]:
         await asyncio.sleep(0.01)
         if not self.answering:
             return {}
@@ -73,7 +80,7 @@ class FakeConsumer:
         out = {}
         for tp in tps:
             position = self.positions[tp]
-            records = []
+            records: list[Record] = []
             for _, end, values in self.batches:
                 if end > position:
                     records += [Record(o, v) for o, v in sorted(values.items()) if o >= position]
@@ -86,7 +93,7 @@ class FakeConsumer:
 
 
 @pytest.fixture
-def owner(monkeypatch):
+def owner(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeConsumer], PartitionOwner]:
     """An owner of the signer's changelog reading through ``consumer``."""
 
     def make(consumer: FakeConsumer) -> PartitionOwner:
@@ -119,7 +126,7 @@ def holes_counted() -> float:
 POWER_LOSS = [(158, 159, {158: b"r158"}), (160, 161, {160: b"own"})]
 
 
-def test_the_arithmetic():
+def test_the_arithmetic() -> None:
     assert missing(157, 161, {157, 158, 160}) == [159]
     assert missing(157, 157, set()) == []
     assert runs([5, 3, 4, 9, 11, 10]) == [(3, 5), (9, 11)]
@@ -130,11 +137,13 @@ def test_the_arithmetic():
     assert settle_s(Settings(broker_storage="durable"), 500) == 0
 
 
-def test_an_offset_never_stored_right_before_our_own_record_is_read_past_at_once(caplog, owner):
+def test_an_offset_never_stored_right_before_our_own_record_is_read_past_at_once(
+    caplog: pytest.LogCaptureFixture, owner: Callable[[FakeConsumer], PartitionOwner]
+) -> None:
     """The old read waited for a record at 159 for 30 s, then raised TimeoutError and the
     process exited."""
 
-    async def scenario():
+    async def scenario() -> tuple[list[tuple[int, bytes]], float, float]:
         reader = owner(FakeConsumer(POWER_LOSS))
         before = holes_counted()
         started = time.monotonic()
@@ -150,11 +159,13 @@ def test_an_offset_never_stored_right_before_our_own_record_is_read_past_at_once
     assert len(said) == 1 and f"{TOPIC} partition {PARTITION}: no record at offset(s) 159" in said[0]
 
 
-def test_a_restore_reads_past_a_compacted_offset_once_and_a_hole_is_counted_once(owner):
+def test_a_restore_reads_past_a_compacted_offset_once_and_a_hole_is_counted_once(
+    owner: Callable[[FakeConsumer], PartitionOwner],
+) -> None:
     """A batch 157..160 with 159 compacted away: the old restore re-read it for 10 s first."""
     compacted = [(157, 161, {157: b"a", 158: b"b", 160: b"c"})]
 
-    async def scenario():
+    async def scenario() -> tuple[dict[int, list[tuple[int, bytes]]], float, list[tuple[int, bytes]], float]:
         reader = owner(FakeConsumer(compacted))
         before = holes_counted()
         started = time.monotonic()
@@ -170,11 +181,13 @@ def test_a_restore_reads_past_a_compacted_offset_once_and_a_hole_is_counted_once
     assert counted == 1, "the hole at 159 is counted once, however often it is passed"
 
 
-def test_a_record_still_being_written_is_waited_for_not_taken_for_a_hole(owner):
+def test_a_record_still_being_written_is_waited_for_not_taken_for_a_hole(
+    owner: Callable[[FakeConsumer], PartitionOwner],
+) -> None:
     """The embedded broker numbers a batch before it stores it: 159 comes after 160 was served.
     It is read, and checked as any record (a zombie's record there would fence this one)."""
 
-    async def scenario():
+    async def scenario() -> tuple[list[tuple[int, bytes]], float]:
         reader = owner(FakeConsumer(POWER_LOSS, later=[(3, (159, 160, {159: b"zombie"}))]))
         before = holes_counted()
         between = await asyncio.wait_for(reader._read(PARTITION, 159, 159), timeout=5)
@@ -185,17 +198,19 @@ def test_a_record_still_being_written_is_waited_for_not_taken_for_a_hole(owner):
     assert counted == 0
 
 
-def test_a_broker_that_answers_nothing_is_asked_again_and_the_read_goes_on_when_it_answers(monkeypatch, caplog, owner):
+def test_a_broker_that_answers_nothing_is_asked_again_and_the_read_goes_on_when_it_answers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, owner: Callable[[FakeConsumer], PartitionOwner]
+) -> None:
     """Not TimeoutError out of the process: a line naming the partition and offsets, and the read
     finishes once the broker answers."""
     monkeypatch.setattr(owner_module, "READ_TIMEOUT_S", 0.1)
     consumer = FakeConsumer(POWER_LOSS, answering=False)
 
-    async def broker_back():
+    async def broker_back() -> None:
         await asyncio.sleep(0.5)
         consumer.answering = True
 
-    async def scenario():
+    async def scenario() -> list[tuple[int, bytes]]:
         reader = owner(consumer)
         back = asyncio.create_task(broker_back())
         between = await asyncio.wait_for(reader._read(PARTITION, 159, 159), timeout=10)
@@ -210,8 +225,8 @@ def test_a_broker_that_answers_nothing_is_asked_again_and_the_read_goes_on_when_
     assert "Nothing is decided on these partitions until it does" in said[0]
 
 
-def test_a_broker_whose_log_ends_before_our_own_record_lost_it(owner):
-    async def scenario():
+def test_a_broker_whose_log_ends_before_our_own_record_lost_it(owner: Callable[[FakeConsumer], PartitionOwner]) -> None:
+    async def scenario() -> None:
         reader = owner(FakeConsumer([(158, 159, {158: b"r158"})]))
         await asyncio.wait_for(reader._read(PARTITION, 159, 159), timeout=5)
 

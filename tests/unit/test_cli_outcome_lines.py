@@ -16,7 +16,7 @@ from tests.schemas_support import sample_records
 OUTCOMES = (IntentParked, IntentRejected, SignedSolanaMessage, SignedSolanaTransaction, SignedTransaction)
 
 
-def test_every_outcome_kind_is_one_line_starting_with_its_word():
+def test_every_outcome_kind_is_one_line_starting_with_its_word() -> None:
     outcomes = [record for record in sample_records() if isinstance(record, OUTCOMES)]
     assert {type(outcome) for outcome in outcomes} == set(OUTCOMES)
     for outcome in outcomes:

@@ -8,10 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.console.agents import agents_body, diff_html, form_values, history_table, read_form, version_diff
@@ -35,17 +39,18 @@ from tests.passkey_support import ORIGIN, PARTY
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 KEY = "0x" + "11" * 32
+ConsoleClient = TestClient[web.Request, web.Application]
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 BOB = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 
 
-def _policy(version: int, **fields) -> AgentPolicy:
+def _policy(version: int, **fields: Any) -> AgentPolicy:
     return unsigned_policy("bot", None, KEY, fields, T0 + timedelta(hours=version)).model_copy(
         update={"version": version, "admin_key_id": "alice"}
     )
 
 
-def _row(policy: AgentPolicy, approved_by=("alice",), seq: int = 0) -> dict:
+def _row(policy: AgentPolicy, approved_by: tuple[str] | tuple[str, str] = ("alice",), seq: int = 0) -> dict[str, Any]:
     details = {
         "version": policy.version,
         "approved_by": list(approved_by),
@@ -59,7 +64,7 @@ def _row(policy: AgentPolicy, approved_by=("alice",), seq: int = 0) -> dict:
     }
 
 
-def test_an_agents_versions_are_listed_once_each_oldest_first_with_who_signed():
+def test_an_agents_versions_are_listed_once_each_oldest_first_with_who_signed() -> None:
     v1, v2 = _policy(1, tx_max_value_eth="1"), _policy(2, tx_max_value_eth="2")
     rows = [_row(v1), _row(v2, ("alice", "bob")), _row(v1, ("mallory",))]  # v1 recorded again
     rows.append({"agent_id": "bot", "ts": T0, "actor": "admin:x", "details": '{"version": "3"}'})  # names none
@@ -73,7 +78,7 @@ def test_an_agents_versions_are_listed_once_each_oldest_first_with_who_signed():
     assert "alice, bob" in table
 
 
-def test_the_diff_between_two_versions_is_field_by_field_old_and_new():
+def test_the_diff_between_two_versions_is_field_by_field_old_and_new() -> None:
     v1 = _policy(1, tx_max_value_eth="1", tx_to_allowlist=(ALICE,), tx_allowed_chains=("anvil",))
     v3 = _policy(3, tx_max_value_eth="2.5", tx_to_allowlist=(ALICE, BOB), tx_allowed_chains=("anvil",))
     versions = policy_versions([_row(v1), _row(v3)])["bot"]
@@ -88,7 +93,7 @@ def test_the_diff_between_two_versions_is_field_by_field_old_and_new():
     assert version_diff(versions, 1, 2) is None  # the ledger holds no v2
 
 
-def test_the_agents_page_escapes_every_value_and_has_no_inline_script_or_style():
+def test_the_agents_page_escapes_every_value_and_has_no_inline_script_or_style() -> None:
     hostile = '<script>alert("x")</script>'
     policy = _policy(1).model_copy(update={"agent_id": hostile, "usd_daily_limit": hostile})
     html = agents_body({hostile: policy}, {hostile: policy_versions([_row(policy)])[hostile]}, (hostile, 1, 1))
@@ -97,7 +102,7 @@ def test_the_agents_page_escapes_every_value_and_has_no_inline_script_or_style()
     assert "/webhooks" in [item.path for item in NAV]
 
 
-def test_the_form_sent_unchanged_makes_the_same_rules_and_the_cli_builds_the_same_fields():
+def test_the_form_sent_unchanged_makes_the_same_rules_and_the_cli_builds_the_same_fields() -> None:
     current = _policy(4, tx_max_value_eth="1.5", tx_allowed_chains=("anvil",), tx_to_allowlist=(ALICE,))
     sent = {"agent": "bot", **form_values(current)}
     form = read_form(sent)
@@ -128,20 +133,20 @@ def test_the_form_sent_unchanged_makes_the_same_rules_and_the_cli_builds_the_sam
         ({"agent": ""}, "agent: an agent id is required"),
     ],
 )
-def test_a_form_that_makes_no_valid_policy_is_refused_naming_the_field(form, said):
+def test_a_form_that_makes_no_valid_policy_is_refused_naming_the_field(form: dict[str, str], said: str) -> None:
     with pytest.raises(PolicyInvalid, match=re.escape(said)):
         sent = read_form(form)
         unsigned_policy(sent.agent_id, _policy(1), sent.public_key, sent.fields, T0, "alice")
 
 
-def test_a_new_agent_needs_its_key_and_an_unknown_option_is_named():
+def test_a_new_agent_needs_its_key_and_an_unknown_option_is_named() -> None:
     with pytest.raises(PolicyInvalid, match="agent_public_key: a new agent needs"):
         unsigned_policy("new", None, None, {}, T0)
     with pytest.raises(PolicyInvalid, match="max_valeu: not an option"):
         policy_fields({"max_valeu": "1"})
 
 
-def test_a_webhook_request_is_checked_field_by_field_and_carries_a_passkeys_assertion():
+def test_a_webhook_request_is_checked_field_by_field_and_carries_a_passkeys_assertion() -> None:
     with pytest.raises(WebhookUrlError, match="plain http is allowed only to a loopback host"):
         addition_request("http://hooks.example.com/", [AuditAction.INTENT_REJECTED], "alice", T0)
     with pytest.raises(WebhookEventsError, match="choose at least one event"):
@@ -171,7 +176,7 @@ def test_a_webhook_request_is_checked_field_by_field_and_carries_a_passkeys_asse
     assert html.count('name="csrf" value="token"') == 2
 
 
-def _console(tmp_path, events: list[Emit], clock: list[datetime]) -> Console:
+def _console(tmp_path: Path, events: list[Emit], clock: list[datetime]) -> Console:
     async def sink(event: Emit) -> None:
         events.append(event)
 
@@ -179,7 +184,7 @@ def _console(tmp_path, events: list[Emit], clock: list[datetime]) -> Console:
     return Console(Settings(home=tmp_path, broker="127.0.0.1:9"), PARTY, sink, now=lambda: clock[0])
 
 
-def test_a_draft_is_relayed_only_for_the_exact_bytes_built_for_that_admin_once_and_while_fresh(tmp_path):
+def test_a_draft_is_relayed_only_for_the_exact_bytes_built_for_that_admin_once_and_while_fresh(tmp_path: Path) -> None:
     clock = [T0]
     console = _console(tmp_path, [], clock)
     built = _policy(1).signing_bytes()
@@ -202,7 +207,9 @@ def test_a_draft_is_relayed_only_for_the_exact_bytes_built_for_that_admin_once_a
     assert console.take_draft(draft, "alice", "policy", built) == built
 
 
-def test_the_relay_refuses_bytes_other_than_the_ones_built_before_any_signature_is_checked_and_records_it(tmp_path):
+def test_the_relay_refuses_bytes_other_than_the_ones_built_before_any_signature_is_checked_and_records_it(
+    tmp_path: Path,
+) -> None:
     events: list[Emit] = []
     console = _console(tmp_path, events, [T0])
     admin = console.sessions.log_in(console.sessions.new(T0), "alice", T0)
@@ -210,7 +217,7 @@ def test_the_relay_refuses_bytes_other_than_the_ones_built_before_any_signature_
     request = addition_request("https://hooks.example.com/", [AuditAction.INTENT_REJECTED], "alice", T0)
     removal = removal_request("wh_" + "a" * 24, "alice", T0)
 
-    async def scenario(client):
+    async def scenario(client: ConsoleClient) -> None:
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
         headers = {"Origin": ORIGIN, "X-CSRF-Token": admin.csrf}
         for path, kind, message in [
@@ -229,16 +236,16 @@ def test_the_relay_refuses_bytes_other_than_the_ones_built_before_any_signature_
     assert [AuditAction.CONSOLE_RELAY_REFUSED.value.encode() in e.value for e in events] == [True, True, True]
 
 
-async def _run(console: Console, scenario) -> None:
+async def _run(console: Console, scenario: Callable[[ConsoleClient], Awaitable[None]]) -> None:
     async with TestClient(TestServer(build_app(console))) as client:
         await scenario(client)
 
 
-def test_a_form_is_answered_with_what_is_wrong_or_with_the_signing_page_of_the_bytes_kept(tmp_path):
+def test_a_form_is_answered_with_what_is_wrong_or_with_the_signing_page_of_the_bytes_kept(tmp_path: Path) -> None:
     console = _console(tmp_path, [], [T0])
     admin = console.sessions.log_in(console.sessions.new(T0), "alice", T0)
 
-    async def scenario(client):
+    async def scenario(client: ConsoleClient) -> None:
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
         headers = {"Origin": ORIGIN, "X-CSRF-Token": admin.csrf}
         refused = await client.post("/agents/draft", headers=headers, json={"agent": "bot", "intents_api": "maybe"})
@@ -289,7 +296,7 @@ def test_a_form_is_answered_with_what_is_wrong_or_with_the_signing_page_of_the_b
     asyncio.run(_run(console, scenario))
 
 
-def test_a_removal_built_or_relayed_without_the_token_or_from_another_origin_is_refused(tmp_path):
+def test_a_removal_built_or_relayed_without_the_token_or_from_another_origin_is_refused(tmp_path: Path) -> None:
     events: list[Emit] = []
     console = _console(tmp_path, events, [T0])
     admin = console.sessions.log_in(console.sessions.new(T0), "alice", T0)
@@ -302,7 +309,7 @@ def test_a_removal_built_or_relayed_without_the_token_or_from_another_origin_is_
         {"X-CSRF-Token": admin.csrf},  # no Origin
     ]
 
-    async def scenario(client):
+    async def scenario(client: ConsoleClient) -> None:
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
         for headers in tries:
             built = await client.post("/webhooks/removal", headers=headers, json={"webhook_id": removal.webhook_id})

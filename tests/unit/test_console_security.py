@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from aiohttp import web
+from aiohttp.client_reqrep import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.console.decisions import decisions_body
-from gateway.console.enrolment import Enrolled, enrol_token, pin_command, read_enrol_token
+from gateway.console.enrolment import Enrolled, EnrolTicket, enrol_token, pin_command, read_enrol_token
 from gateway.console.login import Counters, logged_in
 from gateway.console.security import CSP, change_problem, cookie_attributes, cookie_name
 from gateway.console.server import Console, build_app
@@ -29,9 +33,10 @@ from sdk.changes import InForce
 from tests.passkey_support import ORIGIN, PARTY, SoftPasskey
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+ConsoleClient = TestClient[web.Request, web.Application]
 
 
-def test_a_session_ends_when_idle_too_long_or_too_old_and_a_login_gets_a_new_id():
+def test_a_session_ends_when_idle_too_long_or_too_old_and_a_login_gets_a_new_id() -> None:
     sessions = Sessions()
     anonymous = sessions.new(T0)
     assert sessions.get(anonymous.id, T0 + IDLE) is anonymous  # just within: its idle time restarts
@@ -49,7 +54,7 @@ def test_a_session_ends_when_idle_too_long_or_too_old_and_a_login_gets_a_new_id(
     assert sessions.get(admin.id, T0 + LIFETIME + timedelta(seconds=1)) is None
 
 
-def test_a_login_challenge_is_answered_once_and_only_while_fresh():
+def test_a_login_challenge_is_answered_once_and_only_while_fresh() -> None:
     session = Sessions().new(T0)
     session.login_challenge(T0)
     assert session.take_login_message(T0 + timedelta(seconds=10)) is not None
@@ -58,7 +63,7 @@ def test_a_login_challenge_is_answered_once_and_only_while_fresh():
     assert session.take_login_message(T0 + timedelta(minutes=3)) is None  # stale
 
 
-def test_the_session_store_is_bounded():
+def test_the_session_store_is_bounded() -> None:
     sessions = Sessions(limit=3)
     admin = sessions.log_in(sessions.new(T0), "alice", T0)
     for n in range(5):
@@ -66,7 +71,7 @@ def test_the_session_store_is_bounded():
     assert len(sessions) == 3 and sessions.get(admin.id, T0 + timedelta(seconds=9)) is admin  # the anonymous went
 
 
-def test_a_change_needs_post_the_consoles_origin_a_session_and_its_token():
+def test_a_change_needs_post_the_consoles_origin_a_session_and_its_token() -> None:
     session = Sessions().new(T0)
     assert change_problem("POST", ORIGIN, session.csrf, session, ORIGIN) is None
     refused = [
@@ -80,30 +85,30 @@ def test_a_change_needs_post_the_consoles_origin_a_session_and_its_token():
     assert all(isinstance(p, Problem) for p in refused)
 
 
-def _console(tmp_path, events: list[Emit]) -> Console:
+def _console(tmp_path: Path, events: list[Emit]) -> Console:
     async def sink(event: Emit) -> None:
         events.append(event)
 
     return Console(Settings(home=tmp_path), PARTY, sink, now=lambda: T0)
 
 
-def _run_app(console: Console, scenario) -> None:
-    async def main():
+def _run_app(console: Console, scenario: Callable[[ConsoleClient], Awaitable[None]]) -> None:
+    async def main() -> None:
         async with TestClient(TestServer(build_app(console))) as client:
             await scenario(client)
 
     asyncio.run(main())
 
 
-def _assert_headers(response) -> None:
+def _assert_headers(response: ClientResponse) -> None:
     assert response.headers["Content-Security-Policy"] == CSP
     assert "frame-ancestors 'none'" in CSP and "script-src 'self'" in CSP and "unsafe" not in CSP
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "same-origin"
 
 
-def test_every_answer_carries_the_headers_and_a_page_has_no_inline_script_or_style(tmp_path):
-    async def scenario(client):
+def test_every_answer_carries_the_headers_and_a_page_has_no_inline_script_or_style(tmp_path: Path) -> None:
+    async def scenario(client: ConsoleClient) -> None:
         page = await client.get("/login")
         _assert_headers(page)
         html = await page.text()
@@ -121,12 +126,14 @@ def test_every_answer_carries_the_headers_and_a_page_has_no_inline_script_or_sty
     _run_app(_console(tmp_path, []), scenario)
 
 
-def test_a_change_without_the_token_or_from_another_origin_is_refused_and_with_both_goes_through(tmp_path):
+def test_a_change_without_the_token_or_from_another_origin_is_refused_and_with_both_goes_through(
+    tmp_path: Path,
+) -> None:
     events: list[Emit] = []
     console = _console(tmp_path, events)
     admin = console.sessions.log_in(console.sessions.new(T0), "alice", T0)
 
-    async def scenario(client):
+    async def scenario(client: ConsoleClient) -> None:
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
         tries = [
             ({"Origin": ORIGIN}, {}),  # no token
@@ -149,9 +156,9 @@ def test_a_change_without_the_token_or_from_another_origin_is_refused_and_with_b
     assert AuditAction.CONSOLE_LOGGED_OUT.value.encode() in event.value and b"service:console" in event.value
 
 
-def test_every_value_a_page_shows_is_escaped():
+def test_every_value_a_page_shows_is_escaped() -> None:
     hostile = '<script>alert("x")</script>'
-    intent = TransactionIntent.model_construct(
+    intent = TransactionIntent.model_construct(  # type: ignore[call-arg]  # partial on purpose; pydantic's plugin types it as __init__
         intent_id=hostile, intent_type="transaction", chain="anvil", to=hostile, value="1"
     )
     parked = IntentParked.model_construct(
@@ -168,7 +175,7 @@ def test_every_value_a_page_shows_is_escaped():
     assert "<script" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
 
 
-def test_a_login_is_the_pinned_passkeys_assertion_over_the_challenge_for_this_origin_once():
+def test_a_login_is_the_pinned_passkeys_assertion_over_the_challenge_for_this_origin_once() -> None:
     passkey, other = SoftPasskey(), SoftPasskey()
     keys = {"alice": passkey.pinned(), "bob": "0x" + "11" * 32}
     credential, counters, message = b64url(passkey.credential_id), Counters(), b"login bytes"
@@ -185,10 +192,11 @@ def test_a_login_is_the_pinned_passkeys_assertion_over_the_challenge_for_this_or
     assert all(isinstance(r, Problem) for r in refusals), refusals
 
 
-def test_an_enrolment_link_is_the_consoles_own_and_short_lived(tmp_path):
+def test_an_enrolment_link_is_the_consoles_own_and_short_lived(tmp_path: Path) -> None:
     key = b"k" * 32
     token = enrol_token(key, "alice", T0)
-    assert read_enrol_token(key, token, T0 + timedelta(minutes=9)).admin_id == "alice"
+    ticket = read_enrol_token(key, token, T0 + timedelta(minutes=9))
+    assert isinstance(ticket, EnrolTicket) and ticket.admin_id == "alice"
     assert isinstance(read_enrol_token(key, token, T0 + timedelta(minutes=11)), Problem)
     assert isinstance(read_enrol_token(b"x" * 32, token, T0), Problem)
     encoded, _, mac = token.partition(".")
@@ -196,7 +204,7 @@ def test_an_enrolment_link_is_the_consoles_own_and_short_lived(tmp_path):
     assert isinstance(read_enrol_token(key, forged, T0), Problem)
 
 
-def test_the_pin_command_proposes_the_set_in_force_with_the_passkey_in_the_admins_place():
+def test_the_pin_command_proposes_the_set_in_force_with_the_passkey_in_the_admins_place() -> None:
     enrolled = Enrolled("alice", SoftPasskey().pinned())
     command = pin_command(enrolled, {"alice": "0x" + "aa" * 32, "bob": "0x" + "bb" * 32}, {"policy": 1, "admins": 2})
     assert command.startswith("WARDEN_ADMIN_ID=alice warden admins propose --admins alice=passkey:")
@@ -205,11 +213,11 @@ def test_the_pin_command_proposes_the_set_in_force_with_the_passkey_in_the_admin
     assert new_admin.startswith("warden admins propose --admins ")  # any admin in force proposes a new one
 
 
-def test_every_page_but_the_login_and_enrolment_needs_an_admin_logged_in(tmp_path):
+def test_every_page_but_the_login_and_enrolment_needs_an_admin_logged_in(tmp_path: Path) -> None:
     console = _console(tmp_path, [])
     anonymous = console.sessions.new(T0)
 
-    async def scenario(client):
+    async def scenario(client: ConsoleClient) -> None:
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): anonymous.id})
         for path in ("/decisions", "/transactions", "/ledger", "/anything"):
             answer = await client.get(path, allow_redirects=False)

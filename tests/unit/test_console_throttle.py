@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.console.security import cookie_name
@@ -23,7 +25,7 @@ from tests.passkey_support import ORIGIN, PARTY
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
-def test_the_fifth_failure_locks_the_address_out_until_the_first_is_five_minutes_old():
+def test_the_fifth_failure_locks_the_address_out_until_the_first_is_five_minutes_old() -> None:
     throttle = LoginThrottle()
     locks = [throttle.failed("10.0.0.1", T0 + timedelta(minutes=m)) for m in range(5)]
     assert locks == [None] * 4 + [T0 + timedelta(minutes=5)]  # until the first is five minutes old
@@ -33,7 +35,7 @@ def test_the_fifth_failure_locks_the_address_out_until_the_first_is_five_minutes
     assert throttle.failed("10.0.0.1", T0 + timedelta(minutes=5)) == T0 + timedelta(minutes=6)  # a fifth again
 
 
-def test_each_lockout_has_one_first_refusal():
+def test_each_lockout_has_one_first_refusal() -> None:
     throttle = LoginThrottle()
     for s in range(5):
         throttle.failed("10.0.0.1", T0 + timedelta(seconds=s))
@@ -48,7 +50,7 @@ def test_each_lockout_has_one_first_refusal():
     assert again is not None and again.first and again.until == T0 + timedelta(minutes=5, seconds=1)
 
 
-def test_failures_spread_wider_than_the_window_never_lock_and_a_success_clears_the_count():
+def test_failures_spread_wider_than_the_window_never_lock_and_a_success_clears_the_count() -> None:
     throttle = LoginThrottle()
     assert not any(throttle.failed("c", T0 + timedelta(minutes=2 * n)) for n in range(20))
     for n in range(4):
@@ -60,7 +62,7 @@ def test_failures_spread_wider_than_the_window_never_lock_and_a_success_clears_t
     assert throttle.locked_until("d", T0 + timedelta(seconds=10)) is not None  # uncleared, the count goes on
 
 
-def test_the_addresses_held_are_bounded_least_recently_failed_dropped_first():
+def test_the_addresses_held_are_bounded_least_recently_failed_dropped_first() -> None:
     throttle = LoginThrottle(capacity=100)
     for n in range(1000):
         throttle.failed(f"10.0.{n // 256}.{n % 256}", T0)
@@ -73,7 +75,7 @@ def test_the_addresses_held_are_bounded_least_recently_failed_dropped_first():
     assert len(throttle) == 1 and throttle.locked_until("10.9.9.9", T0 + timedelta(minutes=5)) is None
 
 
-def test_a_locked_out_address_is_answered_429_at_once_and_recorded_once(tmp_path):
+def test_a_locked_out_address_is_answered_429_at_once_and_recorded_once(tmp_path: Path) -> None:
     events: list[Emit] = []
     clock = [T0]
 
@@ -82,9 +84,11 @@ def test_a_locked_out_address_is_answered_429_at_once_and_recorded_once(tmp_path
 
     console = Console(Settings(home=tmp_path, broker="127.0.0.1:9"), PARTY, sink, now=lambda: clock[0])
 
-    async def scenario(client):
+    async def scenario(client: TestClient[web.Request, web.Application]) -> None:
         page = await client.get("/login")
-        csrf = re.search(r'<meta name="csrf" content="([^"]+)"', await page.text()).group(1)
+        meta = re.search(r'<meta name="csrf" content="([^"]+)"', await page.text())
+        assert meta is not None
+        csrf = meta.group(1)
         headers = {"Origin": ORIGIN, "X-CSRF-Token": csrf}
         # No login was asked for in this session: each try is refused, the fifth locks the address out.
         for _ in range(5):
@@ -95,6 +99,7 @@ def test_a_locked_out_address_is_answered_429_at_once_and_recorded_once(tmp_path
         session = console.sessions.get(
             client.session.cookie_jar.filter_cookies(client.make_url("/"))[cookie_name(ORIGIN)].value, T0
         )
+        assert session is not None
         session.login_challenge(T0)
         for n in range(20):
             clock[0] = T0 + timedelta(seconds=n)
@@ -108,7 +113,7 @@ def test_a_locked_out_address_is_answered_429_at_once_and_recorded_once(tmp_path
         again = await client.post("/login", headers=headers, json={"id": "x", "assertion": "y"})
         assert again.status == 403
 
-    async def main():
+    async def main() -> None:
         async with TestClient(TestServer(build_app(console))) as client:
             await scenario(client)
 

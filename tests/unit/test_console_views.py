@@ -11,7 +11,10 @@ import base64
 import contextlib
 import dataclasses
 import re
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, NoReturn
 
 import orjson
 import pytest
@@ -59,7 +62,7 @@ class Events:
     def __init__(self) -> None:
         self.events: list[AuditEvent] = []
 
-    def add(self, agent: str, intent: str, action: AuditAction, days_ago: int, **details) -> AuditEvent:
+    def add(self, agent: str, intent: str, action: AuditAction, days_ago: int, **details: Any) -> AuditEvent:
         event = AuditEvent(
             event_id=event_id(intent, action, str(len(self.events))),
             actor="service:signer" if action.startswith("tx.") else "service:streams",
@@ -157,7 +160,7 @@ def _token_key() -> str:
 
 
 @pytest.fixture(scope="module")
-def ledger(tmp_path_factory):
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChdbStore, AuditEvent]]:
     """The scenario's ledger, a checkpoint every 3 rows of a chain, each cosigned by the witness;
     the mined intent's final event and its receipt."""
     store = ChdbStore(tmp_path_factory.mktemp("ledger") / "clickhouse")
@@ -172,16 +175,21 @@ def ledger(tmp_path_factory):
     store.close()
 
 
-async def _policies(agents):
+async def _policies(agents: Sequence[str]) -> dict[str, AgentPolicy | None]:
     """The policies in force: agent-1's, and none found for any other."""
     return {agent: _policy(agent) if agent == "agent-1" else None for agent in agents}
 
 
-def _source(store, witnesses=(WITNESS,), quorum=1, log=LOG) -> LedgerSource:
+def _source(
+    store: ChdbStore,
+    witnesses: tuple[NoteKey, ...] = (WITNESS,),
+    quorum: int = 1,
+    log: NoteKey = LOG,
+) -> LedgerSource:
     return LedgerSource(lambda: contextlib.nullcontext(store), _policies, Policy(log, tuple(witnesses), quorum))
 
 
-def test_each_intent_shows_where_it_stands(ledger, run):
+def test_each_intent_shows_where_it_stands(ledger: tuple[ChdbStore, AuditEvent], run: Callable[..., Any]) -> None:
     store, _ = ledger
     found = {t.intent_id: t for t in run(_source(store).transactions())}
     assert {i: (t.status, t.final) for i, t in found.items()} == {
@@ -206,7 +214,7 @@ def test_each_intent_shows_where_it_stands(ledger, run):
     assert status_of(AuditAction.TX_REPLACED, "replaced") == "replaced"
 
 
-def test_refusals_are_counted_per_code_per_day(ledger, run):
+def test_refusals_are_counted_per_code_per_day(ledger: tuple[ChdbStore, AuditEvent], run: Callable[..., Any]) -> None:
     store, _ = ledger
     found = run(_source(store).refusals(TODAY, days=3))
     assert found.days == (TODAY - timedelta(days=2), TODAY - timedelta(days=1), TODAY)
@@ -220,7 +228,9 @@ def test_refusals_are_counted_per_code_per_day(ledger, run):
     assert "No refusal" in analyst.refusals_body(run(_source(store).refusals(TODAY - timedelta(days=5), days=2)))
 
 
-def test_spend_per_day_against_the_daily_limits_in_force(ledger, run):
+def test_spend_per_day_against_the_daily_limits_in_force(
+    ledger: tuple[ChdbStore, AuditEvent], run: Callable[..., Any]
+) -> None:
     store, _ = ledger
     (agent,) = run(_source(store).spend("agent-1", TODAY, days=3))
     assert agent.policy_version == 3 and agent.days[-1] == TODAY
@@ -244,7 +254,9 @@ def test_spend_per_day_against_the_daily_limits_in_force(ledger, run):
     ]
 
 
-def test_the_ledger_verifies_with_its_cosigned_checkpoints(ledger, run):
+def test_the_ledger_verifies_with_its_cosigned_checkpoints(
+    ledger: tuple[ChdbStore, AuditEvent], run: Callable[..., Any]
+) -> None:
     store, _ = ledger
     state = run(_source(store).ledger())
     assert state.report.ok and state.report.rows == len(_scenario()[0])
@@ -260,7 +272,7 @@ def test_the_ledger_verifies_with_its_cosigned_checkpoints(ledger, run):
     assert unpinned.report.unchecked_cosignatures > 0
 
 
-def test_a_tampered_row_fails_verification(ledger, run):
+def test_a_tampered_row_fails_verification(ledger: tuple[ChdbStore, AuditEvent], run: Callable[..., Any]) -> None:
     store, _ = ledger
     actor = store.arrow(f"SELECT actor FROM {AUDIT_LOG} WHERE chain = 1 AND seq = 1").to_pylist()[0]["actor"]
 
@@ -280,7 +292,7 @@ def test_a_tampered_row_fails_verification(ledger, run):
     assert run(_source(store).ledger()).report.ok
 
 
-def _receipt_text(store, event) -> str:
+def _receipt_text(store: ChdbStore, event: AuditEvent) -> str:
     return build_receipt(store, event.event_id, LOG_NAME).text
 
 
@@ -293,11 +305,12 @@ def _tampered(text: str) -> str:
     return "\n".join(lines)
 
 
-def test_a_receipt_holds_and_a_tampered_one_fails_its_inclusion_check(ledger):
+def test_a_receipt_holds_and_a_tampered_one_fails_its_inclusion_check(ledger: tuple[ChdbStore, AuditEvent]) -> None:
     store, final = ledger
     text = _receipt_text(store, final)
     # As a browser's form sends it, CRLF-terminated, and pasted without its last newline.
     checked = _source(store).check_receipt(text.replace("\n", "\r\n").rstrip())
+    assert checked.event is not None and checked.about is not None, checked
     assert checked.ok and checked.event["event_id"] == final.event_id and checked.about[0] == "i-mined"
     assert [f.problem for f in checked.findings] == [None] * 5
     html = auditor.receipt_body(checked)
@@ -317,7 +330,7 @@ def test_a_receipt_holds_and_a_tampered_one_fails_its_inclusion_check(ledger):
     assert "FAILS" in auditor.receipt_body(tampered)
 
 
-def test_a_receipt_under_another_log_key_or_short_of_the_quorum_fails(ledger):
+def test_a_receipt_under_another_log_key_or_short_of_the_quorum_fails(ledger: tuple[ChdbStore, AuditEvent]) -> None:
     store, final = ledger
     text = _receipt_text(store, final)
     stranger = log_key(LOG_NAME, Ed25519PrivateKey.generate())
@@ -334,13 +347,15 @@ def _size(text: str) -> int:
     return int(text.split("\n\n", 1)[1].split("\n")[1])
 
 
-def test_a_bar_per_day_to_scale_with_the_limit_across_and_no_style():
+def test_a_bar_per_day_to_scale_with_the_limit_across_and_no_style() -> None:
     days = [date(2026, 11, d) for d in (1, 2, 3, 4)]
     svg = bar_chart("spend <x>", days, [Series("native <y>", [0, 50, 100, 200])], lambda n: f"{n} wei", limit=100)
     bars = re.findall(r'<rect class="bar ([^"]*)" x="\d+" y="(\d+)" width="\d+" height="(\d+)">', svg)
     assert [int(h) for _, _, h in bars] == [PLOT_HEIGHT // 4, PLOT_HEIGHT // 2, PLOT_HEIGHT]
     assert [cls.endswith("over") for cls, _, _ in bars] == [False, False, True]
-    limit_y = int(re.search(r'<line class="limit" x1="0" y1="(\d+)"', svg).group(1))
+    limit = re.search(r'<line class="limit" x1="0" y1="(\d+)"', svg)
+    assert limit is not None, svg
+    limit_y = int(limit.group(1))
     assert limit_y == int(bars[1][1])  # the limit's line at the top of the bar that reaches it
     assert "style=" not in svg and "<x>" not in svg and "&lt;y&gt;" in svg
     assert bar_height(1, 10**30) == 0 and bar_height(5, 0) == 0
@@ -350,8 +365,10 @@ def test_a_bar_per_day_to_scale_with_the_limit_across_and_no_style():
         bar_chart("t", days, [Series("a", [1])], str)
 
 
-def test_a_ledger_that_cannot_be_read_is_said_so_and_the_ledger_key_is_read_when_needed(run, tmp_path):
-    def no_store():
+def test_a_ledger_that_cannot_be_read_is_said_so_and_the_ledger_key_is_read_when_needed(
+    run: Callable[..., Any], tmp_path: Path
+) -> None:
+    def no_store() -> NoReturn:
         raise StoreError("no ledger at /nowhere and no ledger endpoint; start the pipeline (warden up)")
 
     def app_of(source: LedgerSource) -> web.Application:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import os
 import stat
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,12 +28,12 @@ from signer.custody import (
     parse_event,
     root_from_settings,
 )
-from signer.custody.events import ModeSet, SecretVersionWritten, VaultCreated
+from signer.custody.events import ModeSet, SecretVersionWritten, VaultCreated, VaultEvent
 from signer.custody.names import prefix_covers
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
 
 
-def test_dev_root_refuses_unless_allowed(tmp_path):
+def test_dev_root_refuses_unless_allowed(tmp_path: Path) -> None:
     with pytest.raises(DevRootRefused) as exc:
         LocalDevRoot(tmp_path / "root.key", False)
     assert "WARDEN_ALLOW_DEV_ROOT=1" in str(exc.value)
@@ -39,7 +41,7 @@ def test_dev_root_refuses_unless_allowed(tmp_path):
     assert not (tmp_path / "root.key").exists()
 
 
-def test_dev_root_key_file_warning_and_marker(tmp_path, capsys):
+def test_dev_root_key_file_warning_and_marker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = LocalDevRoot(tmp_path / "keys" / "root.key", True)
     assert "LOCAL DEVELOPMENT root of trust" in capsys.readouterr().err
     # Once per key file and process: opening it again says nothing new, another file warns again.
@@ -58,16 +60,18 @@ def test_dev_root_key_file_warning_and_marker(tmp_path, capsys):
     assert again.unwrap(wrapped, b"slot-1") == bytearray(b"k" * 32)
 
 
-def test_processes_starting_at_once_share_one_whole_dev_root_key(tmp_path):
+def test_processes_starting_at_once_share_one_whole_dev_root_key(tmp_path: Path) -> None:
     """Two signers started together on a new home: each either makes the key or reads the one the
     other made, never a file half written (one read 0 bytes and stopped, on the stack)."""
     import threading
 
     for attempt in range(20):
         path = tmp_path / f"home-{attempt}" / "root.key"
-        ready, roots, errors = threading.Barrier(8), [], []
+        ready = threading.Barrier(8)
+        roots: list[LocalDevRoot] = []
+        errors: list[Exception] = []
 
-        def start():
+        def start() -> None:
             ready.wait()
             try:
                 roots.append(LocalDevRoot(path, True))
@@ -86,7 +90,7 @@ def test_processes_starting_at_once_share_one_whole_dev_root_key(tmp_path):
 
 
 @pytest.mark.parametrize("tamper", ["aad", "flip", "strip-marker", "truncate", "other-root"])
-def test_dev_root_fails_closed_with_one_error(tmp_path, tamper):
+def test_dev_root_fails_closed_with_one_error(tmp_path: Path, tamper: str) -> None:
     root = dev_root(tmp_path)
     wrapped = root.wrap(b"secret-kek-bytes" * 2, b"slot-1")
     aad = b"slot-1"
@@ -106,7 +110,7 @@ def test_dev_root_fails_closed_with_one_error(tmp_path, tamper):
     assert exc.value.__cause__ is None and (exc.value.__context__ is None or exc.value.__suppress_context__)
 
 
-def test_dev_root_refuses_a_readable_key_file(tmp_path):
+def test_dev_root_refuses_a_readable_key_file(tmp_path: Path) -> None:
     dev_root(tmp_path)
     key_file = tmp_path / "keys" / "local-dev.key"
     key_file.chmod(0o644)
@@ -114,7 +118,7 @@ def test_dev_root_refuses_a_readable_key_file(tmp_path):
         dev_root(tmp_path)
 
 
-def test_root_from_settings(tmp_path):
+def test_root_from_settings(tmp_path: Path) -> None:
     with pytest.raises(DevRootRefused):
         root_from_settings(Settings(home=tmp_path, root_provider="local-dev", allow_dev_root=False))
     root = root_from_settings(Settings(home=tmp_path, root_provider="local-dev", allow_dev_root=True))
@@ -126,7 +130,7 @@ def test_root_from_settings(tmp_path):
 # ---- vaults ------------------------------------------------------------------
 
 
-def test_write_read_versions_and_deactivate(tmp_path):
+def test_write_read_versions_and_deactivate(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     assert vaults.write_secret("acme", "ops", "db/password", b"one", "password", actor=ADMIN, now=T0) == 1
@@ -148,7 +152,7 @@ def test_write_read_versions_and_deactivate(tmp_path):
         vaults.read_secret("acme", "nope", "db/password", actor=SIGNER, now=T0)
 
 
-def test_events_hold_ciphertext_only_and_are_marked_development(tmp_path):
+def test_events_hold_ciphertext_only_and_are_marked_development(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     secret = os.urandom(32)
@@ -161,17 +165,17 @@ def test_events_hold_ciphertext_only_and_are_marked_development(tmp_path):
     mode = events[1]
     assert isinstance(mode, ModeSet) and mode.development
     assert base64.b64decode(mode.slots[0].wrapped).startswith(b"dev:")
-    assert events[2].development
+    assert isinstance(events[2], SecretVersionWritten) and events[2].development
     assert [e.key for e in events] == ["vault:acme/ops", "mode:acme/ops", "secret:acme/ops/k@1"]
     assert parse_event(events[2].to_bytes()) == events[2]
 
 
-def _moved(event: SecretVersionWritten, **update) -> SecretVersionWritten:
+def _moved(event: SecretVersionWritten, **update: Any) -> SecretVersionWritten:
     return event.model_copy(update={"event_id": "moved", **update})
 
 
 @pytest.mark.parametrize("slot", ["path", "version", "vault", "org", "type"])
-def test_ciphertext_moved_to_another_slot_does_not_decrypt(tmp_path, slot):
+def test_ciphertext_moved_to_another_slot_does_not_decrypt(tmp_path: Path, slot: str) -> None:
     vaults = make_vaults(tmp_path)
     for org, vault in (("acme", "ops"), ("acme", "other"), ("evil", "ops")):
         vaults.create_vault(org, vault, actor=ADMIN, now=T0)
@@ -199,7 +203,7 @@ def test_ciphertext_moved_to_another_slot_does_not_decrypt(tmp_path, slot):
         target.read_secret(moved.org, moved.vault, moved.path, moved.version, actor=SIGNER, now=T0)
 
 
-def test_wrapped_kek_moved_to_another_vault_does_not_unwrap(tmp_path):
+def test_wrapped_kek_moved_to_another_vault_does_not_unwrap(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     vaults.create_vault("acme", "other", actor=ADMIN, mode=None, now=T0)
@@ -210,7 +214,7 @@ def test_wrapped_kek_moved_to_another_vault_does_not_unwrap(tmp_path):
         vaults.write_secret("acme", "other", "x", b"v", "api_key", actor=ADMIN, now=T0)
 
 
-def test_apply_is_idempotent_and_replay_rebuilds_state(tmp_path):
+def test_apply_is_idempotent_and_replay_rebuilds_state(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     vaults.write_secret("acme", "ops", "k", b"v1", "token", actor=ADMIN, now=T0)
@@ -220,7 +224,7 @@ def test_apply_is_idempotent_and_replay_rebuilds_state(tmp_path):
     events = [parse_event(line) for line in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()]
     assert vaults.replay(events) == 0  # everything already applied
     # A Kafka consumer replays the (compacted, reordered) topic into a fresh state.
-    published: list = []
+    published: list[VaultEvent] = []
     fresh = Vaults(vaults.primary, published.append)
     assert fresh.replay(reversed([e.to_bytes() for e in events])) > 0
     assert fresh.replay(events) == 0
@@ -234,8 +238,8 @@ def test_apply_is_idempotent_and_replay_rebuilds_state(tmp_path):
     assert published == []
 
 
-def test_callback_publish_for_kafka(tmp_path):
-    published: list = []
+def test_callback_publish_for_kafka(tmp_path: Path) -> None:
+    published: list[VaultEvent] = []
     vaults = Vaults(dev_root(tmp_path), published.append)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     vaults.write_secret("acme", "ops", "k", b"v", "token", actor=ADMIN, now=T0)
@@ -243,7 +247,7 @@ def test_callback_publish_for_kafka(tmp_path):
     assert all(isinstance(e.key, str) and e.key for e in published)
 
 
-def test_kek_cache_ttl_and_eviction(tmp_path):
+def test_kek_cache_ttl_and_eviction(tmp_path: Path) -> None:
     root = CountingRoot(dev_root(tmp_path))
     vaults = make_vaults(tmp_path, roots=root, kek_ttl=60)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
@@ -261,7 +265,7 @@ def test_kek_cache_ttl_and_eviction(tmp_path):
     assert root.unwraps == 3
 
 
-def test_kek_never_persisted(tmp_path):
+def test_kek_never_persisted(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     vaults.write_secret("acme", "ops", "k", b"v", "token", actor=ADMIN, now=T0)
@@ -269,7 +273,7 @@ def test_kek_never_persisted(tmp_path):
     assert files == {"keys/local-dev.key", "vault/events.jsonl", "vault/events.jsonl.lock"}
 
 
-def test_file_log_skips_partial_lines(tmp_path):
+def test_file_log_skips_partial_lines(tmp_path: Path) -> None:
     log = FileEventLog(tmp_path / "events.jsonl")
     vaults = Vaults(dev_root(tmp_path), log)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
@@ -280,7 +284,7 @@ def test_file_log_skips_partial_lines(tmp_path):
     assert reader.poll() == []
 
 
-def test_mode_and_vault_are_set_once(tmp_path):
+def test_mode_and_vault_are_set_once(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     with pytest.raises(Conflict, match="immutable"):
@@ -289,21 +293,22 @@ def test_mode_and_vault_are_set_once(tmp_path):
         vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
 
 
-def test_names_paths_and_sizes_are_checked(tmp_path):
+def test_names_paths_and_sizes_are_checked(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
+    banana: Any = "banana"  # not a secret type, on purpose
     for bad in ("", "/abs", "a//b", "a/../b", "a/./b", "trailing/", "sp ace"):
         with pytest.raises(CustodyError, match="bad secret path"):
             vaults.write_secret("acme", "ops", bad, b"v", "token", actor=ADMIN, now=T0)
     with pytest.raises(CustodyError, match="unknown secret type"):
-        vaults.write_secret("acme", "ops", "k", b"v", "banana", actor=ADMIN, now=T0)
+        vaults.write_secret("acme", "ops", "k", b"v", banana, actor=ADMIN, now=T0)
     with pytest.raises(CustodyError, match="1..65536 bytes"):
         vaults.write_secret("acme", "ops", "k", b"", "token", actor=ADMIN, now=T0)
     with pytest.raises(CustodyError, match="bad vault name"):
         vaults.create_vault("acme", "a/b", actor=ADMIN, now=T0)
 
 
-def test_prefix_covers_on_segment_boundaries():
+def test_prefix_covers_on_segment_boundaries() -> None:
     assert prefix_covers("keys/", "keys/ethereum-signer")
     assert prefix_covers("keys", "keys/ethereum-signer")
     assert prefix_covers("keys/eth", "keys/eth/x")
@@ -315,7 +320,7 @@ def test_prefix_covers_on_segment_boundaries():
 # ---- who may do what ----------------------------------------------------------
 
 
-def test_agents_and_unknown_actors_cannot_administer(tmp_path):
+def test_agents_and_unknown_actors_cannot_administer(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     with pytest.raises(PermissionDenied, match="admins only"):
         vaults.create_vault("acme", "ops", actor="agent:bot", now=T0)
@@ -333,7 +338,7 @@ def test_agents_and_unknown_actors_cannot_administer(tmp_path):
         vaults.read_secret("acme", "ops", "k", actor="root", now=T0)
 
 
-def test_intents_agent_reading_key_material_is_refused_and_audited(tmp_path):
+def test_intents_agent_reading_key_material_is_refused_and_audited(tmp_path: Path) -> None:
     audit: list[Emit] = []
     enabled = {"bot": True, "batch": False}
     vaults = make_vaults(tmp_path, intents_api_enabled=lambda agent: enabled.get(agent, True), audit=audit.append)
@@ -353,6 +358,7 @@ def test_intents_agent_reading_key_material_is_refused_and_audited(tmp_path):
         assert exc.value.status == 403
         assert "Intents API enabled" in str(exc.value) and "may not read" in str(exc.value)
         assert audit == [exc.value.audit]
+        assert exc.value.audit is not None
         assert exc.value.audit.topic == topics.AUDIT_EVENTS
         record = AuditEvent.from_bytes(exc.value.audit.value)
         assert record.actor == "agent:bot" and record.action == AuditAction.SECRET_READ_REFUSED
@@ -369,7 +375,7 @@ def test_intents_agent_reading_key_material_is_refused_and_audited(tmp_path):
         assert value.startswith(b"-----BEGIN")
 
 
-def test_agent_reads_need_a_grant_covering_the_path(tmp_path):
+def test_agent_reads_need_a_grant_covering_the_path(tmp_path: Path) -> None:
     audit: list[Emit] = []
     vaults = make_vaults(tmp_path, audit=audit.append)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
@@ -379,13 +385,14 @@ def test_agent_reads_need_a_grant_covering_the_path(tmp_path):
     assert vaults.read_secret("acme", "ops", "team-a/token", actor="agent:bot", now=T0) == bytearray(b"a")
     with pytest.raises(PermissionDenied, match="no grant") as exc:
         vaults.read_secret("acme", "ops", "team-b/token", actor="agent:bot", now=T0)
+    assert exc.value.audit is not None
     assert AuditEvent.from_bytes(exc.value.audit.value).details["reason"] == "no_grant"
     vaults.revoke("acme", "ops", "bot", "team-a/", actor=ADMIN, now=T0)
     with pytest.raises(PermissionDenied):
         vaults.read_secret("acme", "ops", "team-a/token", actor="agent:bot", now=T0)
 
 
-def test_a_cmek_rewrap_keeps_each_version_s_author_and_time(tmp_path):
+def test_a_cmek_rewrap_keeps_each_version_s_author_and_time(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     vaults.write_secret("acme", "ops", "db/password", b"hunter2", "password", actor=ADMIN, now=T0)
@@ -395,7 +402,7 @@ def test_a_cmek_rewrap_keeps_each_version_s_author_and_time(tmp_path):
     assert vaults.read_secret("acme", "ops", "db/password", actor=SIGNER, now=T0 + 3601) == b"hunter2"
 
 
-def test_audit_records_and_events_have_ids_derived_from_what_they_record(tmp_path):
+def test_audit_records_and_events_have_ids_derived_from_what_they_record(tmp_path: Path) -> None:
     audit: list[Emit] = []
     vaults = make_vaults(tmp_path, audit=audit.append)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
@@ -410,7 +417,7 @@ def test_audit_records_and_events_have_ids_derived_from_what_they_record(tmp_pat
     assert ids[0] == ids[1] != ids[2]
 
 
-def test_signing_keys_are_never_revealed_not_even_to_admins(tmp_path):
+def test_signing_keys_are_never_revealed_not_even_to_admins(tmp_path: Path) -> None:
     audit: list[Emit] = []
     vaults = make_vaults(tmp_path, audit=audit.append)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
@@ -425,6 +432,7 @@ def test_signing_keys_are_never_revealed_not_even_to_admins(tmp_path):
             vaults.reveal("acme", "ops", "wallet/hot", actor=actor, now=T0),
         ):
             pass
+        assert exc.value.audit is not None
         assert AuditEvent.from_bytes(exc.value.audit.value).details == {
             "reason": "cli_never_shows_key_material",
             "secret_type": "private_key",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from schemas.actions import AuditAction
@@ -14,11 +17,11 @@ from tests.custody_support import ADMIN, SIGNER, T0, make_vaults
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path: Path) -> KeyStore:
     return KeyStore(make_vaults(tmp_path))
 
 
-def test_provision_every_chain(store):
+def test_provision_every_chain(store: KeyStore) -> None:
     for chain in chain_keys.KEY_CHAINS:
         key = store.provision("agent-7", chain, ADMIN, now=T0)
         assert key.path == f"agents/agent-7/chains/{chain}/private_key"
@@ -32,7 +35,7 @@ def test_provision_every_chain(store):
     assert all(k.active and k.development for k in listed)
 
 
-def test_provision_twice_rotate_deactivate(store):
+def test_provision_twice_rotate_deactivate(store: KeyStore) -> None:
     first = store.provision("a1", "ethereum", ADMIN, now=T0)
     with pytest.raises(Conflict, match="keys rotate"):
         store.provision("a1", "ethereum", ADMIN, now=T0)
@@ -52,9 +55,9 @@ def test_provision_twice_rotate_deactivate(store):
     assert store.provision("a1", "ethereum", ADMIN, now=T0).version == 3
 
 
-def test_agents_are_refused_every_key_operation(store):
+def test_agents_are_refused_every_key_operation(store: KeyStore) -> None:
     store.provision("a1", "ethereum", ADMIN, now=T0)
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "provision": lambda: store.provision("a1", "solana", "agent:a1", now=T0),
         "rotate": lambda: store.rotate("a1", "ethereum", "agent:a1", now=T0),
         "deactivate": lambda: store.deactivate("a1", "ethereum", "agent:a1", now=T0),
@@ -71,6 +74,7 @@ def test_agents_are_refused_every_key_operation(store):
         store.open_private_key(agent_key_path("a1", "ethereum"), actor="agent:a1", now=T0),
     ):
         pass
+    assert exc.value.audit is not None
     assert AuditEvent.from_bytes(exc.value.audit.value).action == AuditAction.SECRET_READ_REFUSED
     # ...and even for an agent without the Intents API.
     store.vaults.secrets.intents_api_enabled = lambda agent: False
@@ -81,7 +85,7 @@ def test_agents_are_refused_every_key_operation(store):
         pass
 
 
-def test_open_private_key_wipes_on_exit_and_on_error(store):
+def test_open_private_key_wipes_on_exit_and_on_error(store: KeyStore) -> None:
     key = store.provision("a1", "bitcoin", ADMIN, now=T0)
     with store.open_private_key(key.path, now=T0) as private_key:
         held = private_key
@@ -93,14 +97,14 @@ def test_open_private_key_wipes_on_exit_and_on_error(store):
     assert held == bytearray(32)
 
 
-def test_unknown_chain_and_bad_agent(store):
+def test_unknown_chain_and_bad_agent(store: KeyStore) -> None:
     with pytest.raises(CustodyError, match="unknown key chain"):
         store.provision("a1", "dogecoin", ADMIN, now=T0)
     with pytest.raises(CustodyError, match="bad agent id"):
         store.provision("../a1", "ethereum", ADMIN, now=T0)
 
 
-def test_resolve_signing_path(store):
+def test_resolve_signing_path(store: KeyStore) -> None:
     with pytest.raises(NotFound, match="warden keys provision --agent a1 --chain ethereum"):
         store.resolve_signing_path("a1", "base")
     store.provision_signer("ethereum", ADMIN, now=T0)
@@ -120,7 +124,7 @@ def test_resolve_signing_path(store):
         store.resolve_signing_path("a1", "dogecoin")
 
 
-def test_resolve_requested_path(store):
+def test_resolve_requested_path(store: KeyStore) -> None:
     own = "agents/a1/chains/ethereum/private_key"
     assert store.resolve_signing_path("a1", "base", own) == own
     assert store.resolve_signing_path("a1", "base", "keys/ethereum-signer") == "keys/ethereum-signer"
@@ -139,7 +143,7 @@ def test_resolve_requested_path(store):
         store.resolve_signing_path("a1", "base", "agents/a1/../a2/chains/ethereum/private_key")
 
 
-def test_no_repr_str_or_error_carries_key_material(tmp_path, capsys):
+def test_no_repr_str_or_error_carries_key_material(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     audit: list[Emit] = []
     vaults = make_vaults(tmp_path, audit=audit.append)
     store = KeyStore(vaults)
@@ -183,7 +187,7 @@ def test_no_repr_str_or_error_carries_key_material(tmp_path, capsys):
     assert isinstance(provisioned, ProvisionedKey)
 
 
-def test_keys_cli(tmp_path, monkeypatch, capsys):
+def test_keys_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`warden keys` end to end through the real CLI (no broker here: it says the custody
     events were not published, and the vault's file log still holds them)."""
     import json
@@ -195,7 +199,7 @@ def test_keys_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WARDEN_ALLOW_DEV_ROOT", "1")
     monkeypatch.setenv("WARDEN_BROKER", f"127.0.0.1:{free_port()}")
 
-    def run(*argv):
+    def run(*argv: str) -> tuple[int, str, str]:
         code = main(list(argv))
         captured = capsys.readouterr()
         return code, captured.out, captured.err
@@ -229,7 +233,7 @@ def test_keys_cli(tmp_path, monkeypatch, capsys):
     assert signer_store.resolve_signing_path("a2", "base") == "keys/ethereum-signer"
 
 
-def test_hygiene_key_forms():
+def test_hygiene_key_forms() -> None:
     import base64
 
     from signer.custody import find_leaks

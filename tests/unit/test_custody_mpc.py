@@ -7,6 +7,8 @@ import itertools
 import os
 import random
 import threading
+from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
@@ -22,14 +24,15 @@ from signer.custody import (
     parse_event,
     shamir,
 )
-from signer.custody.events import CmekSet, ModeSet, SecretVersionWritten
-from signer.custody.modes import REGISTRY, custody_mode
+from signer.custody.events import CmekSet, ModeSet, SecretVersionWritten, VaultEvent
+from signer.custody.modes import REGISTRY, Mode, custody_mode
+from signer.custody.roots import RootOfTrust
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
 
 # ---- the sharing schemes ---------------------------------------------------
 
 
-def test_every_pair_of_shamir_shares_rebuilds_the_secret():
+def test_every_pair_of_shamir_shares_rebuilds_the_secret() -> None:
     for _ in range(50):
         secret = os.urandom(32)
         shares = shamir.split(secret, 2, 3)
@@ -42,7 +45,7 @@ def test_every_pair_of_shamir_shares_rebuilds_the_secret():
         assert shamir.combine(list(triple)) == secret
 
 
-def test_gf256_arithmetic():
+def test_gf256_arithmetic() -> None:
     # The AES field: 0x53 · 0xCA = 0x01 (FIPS-197 §4.2 example of an inverse pair).
     assert shamir._gf_mul(0x53, 0xCA) == 0x01
     assert shamir._gf_mul(0x57, 0x83) == 0xC1  # FIPS-197 §4.2
@@ -63,7 +66,7 @@ SPLITS = 256 * 64
 
 
 @pytest.mark.parametrize("secret_byte", [0x00, 0xA5, 0xFF])
-def test_one_shamir_share_alone_is_uniform(secret_byte):
+def test_one_shamir_share_alone_is_uniform(secret_byte: int) -> None:
     for x in (1, 2, 3):
         counts = [0] * 256
         for _ in range(SPLITS):
@@ -72,7 +75,7 @@ def test_one_shamir_share_alone_is_uniform(secret_byte):
 
 
 @pytest.mark.parametrize("secret_byte", [0x00, 0xFF])
-def test_one_xor_share_alone_is_uniform(secret_byte):
+def test_one_xor_share_alone_is_uniform(secret_byte: int) -> None:
     server_counts, client_counts = [0] * 256, [0] * 256
     for _ in range(SPLITS):
         server, client = shamir.xor_split(bytes([secret_byte]))
@@ -83,7 +86,7 @@ def test_one_xor_share_alone_is_uniform(secret_byte):
     assert _chi_square(client_counts) < CHI2_LIMIT
 
 
-def test_the_chi_square_check_catches_a_leaky_share():
+def test_the_chi_square_check_catches_a_leaky_share() -> None:
     counts = [0] * 256
     counts[0x42] = SPLITS
     assert _chi_square(counts) > CHI2_LIMIT
@@ -93,40 +96,43 @@ def test_the_chi_square_check_catches_a_leaky_share():
 
 
 @pytest.mark.parametrize("name", MODES)
-def test_each_mode_rebuilds_its_kek_from_any_threshold_of_its_pieces(name):
+def test_each_mode_rebuilds_its_kek_from_any_threshold_of_its_pieces(name: str) -> None:
     mode = custody_mode(name)
     assert mode.name == name and (name in CLIENT_MODES) == mode.client_custody
     kek = os.urandom(32)
     server, client = mode.split(kek)
     assert len(server) == mode.roots
-    pieces = server + ([(mode.client_x, client)] if client is not None else [])
+    pieces = list(server)
+    if client is not None:
+        assert mode.client_x is not None  # a mode with a client share places it
+        pieces.append((mode.client_x, client))
     for chosen in itertools.combinations(pieces, mode.threshold):
         assert mode.rebuild(chosen) == kek
 
 
-def test_the_mode_registry_is_the_list_of_modes():
+def test_the_mode_registry_is_the_list_of_modes() -> None:
     assert tuple(REGISTRY) == MODES
     with pytest.raises(CustodyError, match="unknown custody mode 'solo'; choose one of standard"):
         custody_mode("solo")
 
 
 @pytest.fixture
-def three_roots(tmp_path):
+def three_roots(tmp_path: Path) -> dict[str, CountingRoot]:
     return {name: CountingRoot(dev_root(tmp_path, name)) for name in ("hsm-a", "hsm-b", "hsm-c")}
 
 
-def _events(tmp_path):
+def _events(tmp_path: Path) -> list[VaultEvent]:
     return [parse_event(line) for line in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()]
 
 
-def _reader(tmp_path, roots) -> Vaults:
+def _reader(tmp_path: Path, roots: RootOfTrust | Mapping[str, RootOfTrust]) -> Vaults:
     """A fresh process's view: only the given roots, state rebuilt from the log."""
     vaults = Vaults(roots, lambda e: None)
     vaults.replay(_events(tmp_path))
     return vaults
 
 
-def test_2of3_multi_hsm_survives_any_one_provider_loss(tmp_path, three_roots):
+def test_2of3_multi_hsm_survives_any_one_provider_loss(tmp_path: Path, three_roots: dict[str, CountingRoot]) -> None:
     vaults = make_vaults(tmp_path, roots=three_roots)
     assert vaults.create_vault("acme", "cold", actor=ADMIN, mode="2of3_multi_hsm", now=T0) is None
     vaults.write_secret("acme", "cold", "treasury", b"the-treasury-key", "private_key", actor=ADMIN, now=T0)
@@ -146,7 +152,9 @@ def test_2of3_multi_hsm_survives_any_one_provider_loss(tmp_path, three_roots):
         _reader(tmp_path, {"hsm-c": three_roots["hsm-c"]}).read_secret("acme", "cold", "treasury", actor=SIGNER, now=T0)
 
 
-def test_2of3_multi_hsm_skips_a_share_that_does_not_authenticate(tmp_path, three_roots):
+def test_2of3_multi_hsm_skips_a_share_that_does_not_authenticate(
+    tmp_path: Path, three_roots: dict[str, CountingRoot]
+) -> None:
     vaults = make_vaults(tmp_path, roots=three_roots)
     vaults.create_vault("acme", "cold", actor=ADMIN, mode="2of3_multi_hsm", now=T0)
     vaults.write_secret("acme", "cold", "k", b"value", "api_key", actor=ADMIN, now=T0)
@@ -162,7 +170,7 @@ def test_2of3_multi_hsm_skips_a_share_that_does_not_authenticate(tmp_path, three
         assert value == bytearray(b"value")
 
 
-def test_2of2_client_custody_needs_the_client_share_every_time(tmp_path):
+def test_2of2_client_custody_needs_the_client_share_every_time(tmp_path: Path) -> None:
     root = CountingRoot(dev_root(tmp_path))
     vaults = make_vaults(tmp_path, roots=root)
     share = vaults.create_vault("acme", "mine", actor=ADMIN, mode="2of2_client_custody", now=T0)
@@ -188,7 +196,7 @@ def test_2of2_client_custody_needs_the_client_share_every_time(tmp_path):
     assert share.encode() not in log and base64.b64decode(share) not in log
 
 
-def test_2of3_client_custody(tmp_path, three_roots):
+def test_2of3_client_custody(tmp_path: Path, three_roots: dict[str, CountingRoot]) -> None:
     vaults = make_vaults(tmp_path, roots=three_roots)
     share = vaults.create_vault(
         "acme", "joint", actor=ADMIN, mode="2of3_client_custody", providers=["hsm-b", "hsm-c"], now=T0
@@ -214,7 +222,7 @@ def test_2of3_client_custody(tmp_path, three_roots):
 
 
 @pytest.mark.parametrize("mode", ["standard", "2of2_client_custody", "2of3_multi_hsm", "2of3_client_custody"])
-def test_setting_a_mode_twice_is_refused(tmp_path, three_roots, mode):
+def test_setting_a_mode_twice_is_refused(tmp_path: Path, three_roots: dict[str, CountingRoot], mode: Mode) -> None:
     vaults = make_vaults(tmp_path, roots=three_roots)
     vaults.create_vault("acme", "v", actor=ADMIN, mode=None, now=T0)
     vaults.set_mode("acme", "v", mode, actor=ADMIN, now=T0)
@@ -230,7 +238,7 @@ def test_setting_a_mode_twice_is_refused(tmp_path, three_roots, mode):
     assert vaults.mode("acme", "v") == mode
 
 
-def test_modes_need_distinct_configured_providers(tmp_path, three_roots):
+def test_modes_need_distinct_configured_providers(tmp_path: Path, three_roots: dict[str, CountingRoot]) -> None:
     single = make_vaults(tmp_path, roots=dev_root(tmp_path))
     single.create_vault("acme", "v", actor=ADMIN, mode=None, now=T0)
     with pytest.raises(CustodyError, match="needs 3 distinct root provider"):
@@ -251,7 +259,7 @@ def test_modes_need_distinct_configured_providers(tmp_path, three_roots):
 # ---- CMEK -----------------------------------------------------------------------
 
 
-def test_cmek_layer_only_fingerprint_stored(tmp_path):
+def test_cmek_layer_only_fingerprint_stored(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     vaults.write_secret("acme", "ops", "before", b"old-value", "api_key", actor=ADMIN, now=T0)
@@ -281,7 +289,7 @@ def test_cmek_layer_only_fingerprint_stored(tmp_path):
         other.read_secret("acme", "ops", "after", 2, actor=SIGNER, now=T0)
 
 
-def test_cmek_rotation_in_batches_with_concurrent_reads_and_writes(tmp_path):
+def test_cmek_rotation_in_batches_with_concurrent_reads_and_writes(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "big", actor=ADMIN, now=T0)
     old = os.urandom(32)
@@ -295,7 +303,7 @@ def test_cmek_rotation_in_batches_with_concurrent_reads_and_writes(tmp_path):
     batches: list[int] = []
     rng = random.Random(7)
 
-    def reader():
+    def reader() -> None:
         while not stop.is_set():
             path = rng.choice(list(values))
             try:
@@ -306,7 +314,7 @@ def test_cmek_rotation_in_batches_with_concurrent_reads_and_writes(tmp_path):
             except Exception as exc:  # any failure at all is what this test is about
                 failures.append((type(exc).__name__, path))
 
-    def writer():
+    def writer() -> None:
         i = 0
         while not stop.is_set():
             path, value = f"w/{i}", os.urandom(8)
@@ -342,6 +350,7 @@ def test_cmek_rotation_in_batches_with_concurrent_reads_and_writes(tmp_path):
     assert all(0 < b - a <= 100 for a, b in zip([0, *batches], batches, strict=False))
     assert len(written) > 0
     state = vaults.book.state("acme", "big")
+    assert state.cmek is not None
     assert state.cmek.fingerprint == new_fp and state.cmek.retiring is None
     assert {s.cmek_fingerprint for vs in state.secrets.values() for s in vs.values()} == {new_fp}
     # After the rotation only the new key opens the vault, in another process too.
@@ -356,7 +365,7 @@ def test_cmek_rotation_in_batches_with_concurrent_reads_and_writes(tmp_path):
     assert [(e.seq, e.retiring is None) for e in cmek_events] == [(1, True), (2, False), (3, True)]
 
 
-def test_cmek_rotation_needs_the_current_key(tmp_path):
+def test_cmek_rotation_needs_the_current_key(tmp_path: Path) -> None:
     vaults = make_vaults(tmp_path)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     vaults.set_cmek("acme", "ops", os.urandom(32), actor=ADMIN, now=T0)

@@ -8,7 +8,7 @@ import tomllib
 from tests.compose_support import REPO, dockerfile
 
 
-def test_every_copy_source_is_in_the_context_and_covers_the_package():
+def test_every_copy_source_is_in_the_context_and_covers_the_package() -> None:
     ignored = [
         p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
     ]

@@ -5,6 +5,7 @@ tests/stack/test_mcp_server.py checks the dry run against what the pipeline then
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from schemas.outcomes import SignedTransaction
 from schemas.policy import AgentPolicy
@@ -36,12 +37,12 @@ def _signed(intent_id: str, nonce: int, spend: int, at: datetime) -> SignedTrans
     )
 
 
-def _policy(**fields) -> AgentPolicy:
+def _policy(**fields: Any) -> AgentPolicy:
     base = dict(agent_id="agent-dry", version=1, agent_public_key="0x" + "11" * 32, issued_at=NOW)
     return AgentPolicy(**base, **fields)
 
 
-def test_the_window_holds_the_last_24_hours_once_per_nonce():
+def test_the_window_holds_the_last_24_hours_once_per_nonce() -> None:
     records = AgentRecords(
         transactions=[
             _signed("i-old", 0, 7 * 10**17, NOW - timedelta(hours=24)),  # just left the window
@@ -56,7 +57,7 @@ def test_the_window_holds_the_last_24_hours_once_per_nonce():
     assert spent_in_window(records, {}, NOW) == {"native": 3 * 10**17 + 5 * 10**16}
 
 
-def test_each_rolling_limit_shows_what_is_left_and_never_less_than_nothing():
+def test_each_rolling_limit_shows_what_is_left_and_never_less_than_nothing() -> None:
     policy = _policy(
         tx_daily_limit_eth="0.5",
         asset_limits=({"chain": "anvil", "token": TOKEN, "symbol": "WUSD", "decimals": 6, "daily_limit": "150"},),

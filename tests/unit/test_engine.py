@@ -12,6 +12,8 @@ the node's suggestions are tested on Anvil in tests/stack/test_signer_last_word.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -44,7 +46,7 @@ from tests.engine_support import (
 GUARDRAIL_STAGES = stages_for(IntentKind.TRANSACTION)
 
 
-def test_a_signed_policy_is_applied_and_audited():
+def test_a_signed_policy_is_applied_and_audited() -> None:
     w = World()
     policy = w.policy()
     emits = w.publish(policy)
@@ -60,7 +62,7 @@ def test_a_signed_policy_is_applied_and_audited():
     assert AgentPolicy.model_validate_json(w.engine.policies[AGENT]) == policy
 
 
-def test_a_redelivered_policy_emits_nothing(world):
+def test_a_redelivered_policy_emits_nothing(world: World) -> None:
     assert world.publish(world.policy()) == []
     assert AgentPolicy.model_validate_json(world.engine.policies[AGENT]).version == 1
 
@@ -75,7 +77,7 @@ def _refused(world: World, policy: AgentPolicy, says: str) -> None:
     assert world.engine.policies == before
 
 
-def test_an_unsigned_policy_is_refused(world):
+def test_an_unsigned_policy_is_refused(world: World) -> None:
     unsigned = AgentPolicy(
         agent_id=AGENT,
         version=2,
@@ -86,21 +88,21 @@ def test_an_unsigned_policy_is_refused(world):
     _refused(world, unsigned, "policy is unsigned")
 
 
-def test_a_policy_signed_by_an_unpinned_key_is_refused(world):
+def test_a_policy_signed_by_an_unpinned_key_is_refused(world: World) -> None:
     rogue = sign_policy(world.policy(version=2, tx_max_value_eth="1000"), Ed25519PrivateKey.generate(), ADMIN_ID)
     _refused(world, rogue, f"{ADMIN_ID}'s signature does not verify over this record's bytes")
     unknown_id = sign_policy(world.policy(version=2), world.admin_key, "someone-else")
     _refused(world, unknown_id, "'someone-else' is not a pinned admin")
 
 
-def test_an_older_or_equal_version_is_refused(world):
+def test_an_older_or_equal_version_is_refused(world: World) -> None:
     world.publish(world.policy(version=3, tx_max_value_eth="0.9"))
     _refused(world, world.policy(version=2, tx_max_value_eth="1000"), "version 2 is not newer than the policy in force")
     _refused(world, world.policy(version=3, tx_max_value_eth="1000"), "version 3 is not newer than the policy in force")
     assert AgentPolicy.model_validate_json(world.engine.policies[AGENT]).tx_max_value_eth == "0.9"
 
 
-def test_an_unreadable_policy_goes_to_the_dlq(world):
+def test_an_unreadable_policy_goes_to_the_dlq(world: World) -> None:
     emits = world.engine.on_policy(b'{"agent_id": "agent-1"}', world.source(topics.POLICIES), T0)
     (dlq,) = on(emits, topics.DLQ)
     letter = DeadLetter.from_bytes(dlq.value)
@@ -109,7 +111,7 @@ def test_an_unreadable_policy_goes_to_the_dlq(world):
     assert actions(emits) == [AuditAction.DLQ_RECORDED]
 
 
-def test_a_newer_policy_takes_effect(world):
+def test_a_newer_policy_takes_effect(world: World) -> None:
     world.publish(world.policy(version=2, tx_max_value_eth="0.1"))
     rejected = rejected_of(world.submit(world.intent("0.5")))
     assert (rejected.stage, rejected.code) == (Stage.VALUE_CAP, Code.VALUE_OVER_CAP)
@@ -118,7 +120,7 @@ def test_a_newer_policy_takes_effect(world):
 # --- a passing intent ----------------------------------------------------------------------------
 
 
-def test_a_passing_intent_is_approved_with_every_stage_audited(world):
+def test_a_passing_intent_is_approved_with_every_stage_audited(world: World) -> None:
     intent = world.intent("0.5")
     emits = world.submit(intent)
     approved = assert_approved(emits, intent)
@@ -154,7 +156,9 @@ def test_a_passing_intent_is_approved_with_every_stage_audited(world):
         ),
     ],
 )
-def test_each_guardrail_failure_rejects_with_its_stage_and_code(policy_fields, intent_fields, stage, code, says):
+def test_each_guardrail_failure_rejects_with_its_stage_and_code(
+    policy_fields: dict[str, Any], intent_fields: dict[str, Any], stage: str, code: Code, says: str
+) -> None:
     w = World()
     w.publish(w.policy(**policy_fields))
     intent = w.intent(**{"value": "0.5", **intent_fields})
@@ -182,7 +186,7 @@ def test_each_guardrail_failure_rejects_with_its_stage_and_code(policy_fields, i
     assert w.spent() == 0
 
 
-def test_a_forged_agent_signature_is_rejected_at_intake(world):
+def test_a_forged_agent_signature_is_rejected_at_intake(world: World) -> None:
     forged = world.intent("0.5", key=Ed25519PrivateKey.generate())
     emits = world.submit(forged)
     rejected = rejected_of(emits)
@@ -191,7 +195,7 @@ def test_a_forged_agent_signature_is_rejected_at_intake(world):
     assert world.spent() == 0
 
 
-def test_an_intent_changed_after_signing_is_rejected_at_intake(world):
+def test_an_intent_changed_after_signing_is_rejected_at_intake(world: World) -> None:
     doc = orjson.loads(world.intent("0.5").to_bytes())
     doc["to"] = OTHER
     doc["value"] = "0.9"
@@ -200,7 +204,7 @@ def test_an_intent_changed_after_signing_is_rejected_at_intake(world):
     assert (rejected.stage, rejected.code) == (Stage.INTAKE, Code.AGENT_SIGNATURE_INVALID)
 
 
-def test_an_agent_without_a_policy_is_rejected(world):
+def test_an_agent_without_a_policy_is_rejected(world: World) -> None:
     intent = world.intent("0.5", agent_id="agent-2")
     emits = world.submit(intent, source=world.source(key="agent-2"))
     rejected = rejected_of(emits)
@@ -209,7 +213,7 @@ def test_an_agent_without_a_policy_is_rejected(world):
     assert actions(emits) == [AuditAction.INTENT_SUBMITTED, AuditAction.STAGE_FAILED, AuditAction.INTENT_REJECTED]
 
 
-def test_an_agent_with_the_intents_api_disabled_is_rejected(world):
+def test_an_agent_with_the_intents_api_disabled_is_rejected(world: World) -> None:
     world.publish(world.policy(version=2, intents_api_enabled=False))
     emits = world.submit(world.intent("0.5"))
     rejected = rejected_of(emits)

@@ -13,7 +13,9 @@ pauses the real Anvil of a real stack."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any
 
 from rules.stage_table import ALL_GUARDRAIL_STAGES
 from runtime.rpc import RpcUnavailable
@@ -21,6 +23,8 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.emit import Emit
+from schemas.intent import TransactionIntent
+from schemas.stages import Stage
 from tests.engine_support import T0, World, actions, audits, rejected_of
 
 RESUMED = T0 + timedelta(seconds=50)
@@ -30,12 +34,12 @@ class StalledNode:
     """A fake node (this is a unit test): every call waits until the test resumes it, then answers
     a fee quote, or fails as an unreachable node does (``fail``)."""
 
-    def __init__(self, fail: bool = False):
+    def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.asked = asyncio.Event()
         self.resumed = asyncio.Event()
 
-    async def call(self, method: str, *params):
+    async def call(self, method: str, *params: Any) -> Any:
         self.asked.set()
         await self.resumed.wait()
         if self.fail:
@@ -50,12 +54,14 @@ def _world(node: StalledNode) -> World:
     return world
 
 
-def _quoted_intent(world: World):
+def _quoted_intent(world: World) -> TransactionIntent:
     """An intent that names no fees: the worker's fee stage asks the node for them."""
     return world.intent("0.5", max_fee_per_gas=None, max_priority_fee_per_gas=None)
 
 
-async def _race(world: World, node: StalledNode, judging, intent) -> tuple[list[Emit], list[Emit]]:
+async def _race(
+    world: World, node: StalledNode, judging: Coroutine[Any, Any, list[Emit]], intent: TransactionIntent
+) -> tuple[list[Emit], list[Emit]]:
     """(what the give-up emitted, delivered while ``judging`` waits for the node, what the
     judgement emitted once the node answered)."""
     judgement = asyncio.create_task(judging)
@@ -73,20 +79,20 @@ def _outcomes(emits: list[Emit]) -> list[Emit]:
     return [e for e in emits if e.topic in decisive or e.topic.startswith("warden.stage.")]
 
 
-def _handed_to_the_signer(given_up: list[Emit], intent) -> None:
+def _handed_to_the_signer(given_up: list[Emit], intent: TransactionIntent) -> None:
     """The give-up publishes no outcome here, only the ledger's record: the signer answers it."""
     assert _outcomes(given_up) == [], [e.topic for e in given_up]
     (abandoned,) = audits(given_up)
     assert (abandoned.action, abandoned.details["intent_digest"]) == (AuditAction.INTENT_ABANDONED, intent.digest())
 
 
-def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approved():
+def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approved() -> None:
     """Case 10 at 45-60 s: the node answers after the give-up, and the judgement would approve."""
     node = StalledNode()
     world = _world(node)
     intent = _quoted_intent(world)
 
-    async def scenario():
+    async def scenario() -> tuple[list[Emit], list[Emit]]:
         return await _race(world, node, world.engine.on_intent(intent.to_bytes(), world.source(), T0), intent)
 
     given_up, judged = asyncio.run(scenario())
@@ -104,14 +110,14 @@ def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approv
     assert again == [Emit(topics.INTENTS_ABANDONED, intent.agent_id, world.abandoned(intent))]
 
 
-def test_another_intent_under_a_given_up_intents_idempotency_key_is_refused_not_judged():
+def test_another_intent_under_a_given_up_intents_idempotency_key_is_refused_not_judged() -> None:
     """The given-up intent's answer is the signer's, which the worker does not hold: another
     intent under its key is refused NO_OUTCOME, naming it, and reserves nothing."""
     node = StalledNode()
     world = _world(node)
     intent = world.intent("0.5", max_fee_per_gas=None, max_priority_fee_per_gas=None, idempotency_key="k-1")
 
-    async def scenario():
+    async def scenario() -> tuple[list[Emit], list[Emit]]:
         return await _race(world, node, world.engine.on_intent(intent.to_bytes(), world.source(), T0), intent)
 
     asyncio.run(scenario())
@@ -121,13 +127,13 @@ def test_another_intent_under_a_given_up_intents_idempotency_key_is_refused_not_
     assert world.spent(RESUMED) == 0
 
 
-def test_a_give_up_during_a_judgement_the_node_then_fails_is_one_refusal_not_two():
+def test_a_give_up_during_a_judgement_the_node_then_fails_is_one_refusal_not_two() -> None:
     """Case 10 at 90 s: the node fails the judgement after the give-up; one refusal, NO_OUTCOME."""
     node = StalledNode(fail=True)
     world = _world(node)
     intent = _quoted_intent(world)
 
-    async def scenario():
+    async def scenario() -> tuple[list[Emit], list[Emit]]:
         return await _race(world, node, world.engine.on_intent(intent.to_bytes(), world.source(), T0), intent)
 
     given_up, judged = asyncio.run(scenario())
@@ -137,12 +143,12 @@ def test_a_give_up_during_a_judgement_the_node_then_fails_is_one_refusal_not_two
     assert discarded.details["judged"] == "rejected FEE_QUOTE_UNAVAILABLE"
 
 
-def test_a_judgement_that_decides_first_is_the_one_outcome_and_the_give_up_stands_down():
+def test_a_judgement_that_decides_first_is_the_one_outcome_and_the_give_up_stands_down() -> None:
     node = StalledNode(fail=True)
     world = _world(node)
     intent = _quoted_intent(world)
 
-    async def scenario():
+    async def scenario() -> tuple[list[Emit], list[Emit]]:
         judgement = asyncio.create_task(world.engine.on_intent(intent.to_bytes(), world.source(), T0))
         await asyncio.wait_for(node.asked.wait(), 5)
         node.resumed.set()
@@ -156,21 +162,21 @@ def test_a_judgement_that_decides_first_is_the_one_outcome_and_the_give_up_stand
     assert given_up == []
 
 
-def test_in_the_split_topology_a_stage_in_flight_at_the_give_up_hands_nothing_on():
+def test_in_the_split_topology_a_stage_in_flight_at_the_give_up_hands_nothing_on() -> None:
     node = StalledNode()
     world = _world(node)
     intent = _quoted_intent(world)
     (envelope,) = asyncio.run(world.engine.on_intake(intent.to_bytes(), world.source(), T0))[-1:]
     stages = list(ALL_GUARDRAIL_STAGES)
 
-    async def scenario():
+    async def scenario() -> tuple[list[Emit], list[Emit]]:
         hop = envelope
         # Every stage before the fee stage asks no node: hand the envelope on to the fee stage.
         while hop.topic != topics.stage_topic("fee"):
             stage = stages[[topics.stage_topic(s) for s in stages].index(hop.topic)]
             emits = await world.engine.on_stage(stage, hop.value, world.source(hop.topic), T0)
             (hop,) = [e for e in emits if e.topic.startswith("warden.stage.")]
-        fee = world.engine.on_stage("fee", hop.value, world.source(hop.topic), T0)
+        fee = world.engine.on_stage(Stage.FEE, hop.value, world.source(hop.topic), T0)
         return await _race(world, node, fee, intent)
 
     given_up, judged = asyncio.run(scenario())

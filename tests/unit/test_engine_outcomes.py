@@ -12,10 +12,10 @@ from schemas.actions import AuditAction
 from schemas.auth import outcome_forgery
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected
-from tests.engine_support import AGENT, ETH, T0, WORKER_ID, actions, approved_of, assert_approved, rejected_of
+from tests.engine_support import AGENT, ETH, T0, WORKER_ID, World, actions, approved_of, assert_approved, rejected_of
 
 
-def test_every_decision_is_signed_by_the_worker_and_bound_to_the_intent(world):
+def test_every_decision_is_signed_by_the_worker_and_bound_to_the_intent(world: World) -> None:
 
     good = world.intent("0.5")
     bad = world.intent("2")
@@ -33,7 +33,7 @@ def test_every_decision_is_signed_by_the_worker_and_bound_to_the_intent(world):
     assert "not a pinned signer key" in str(outcome_forgery(as_signer, pinned, bad.digest()))
 
 
-def test_stale_and_future_intents_are_refused_at_intake_and_not_remembered_as_spend(world):
+def test_stale_and_future_intents_are_refused_at_intake_and_not_remembered_as_spend(world: World) -> None:
     stale = world.intent("0.5", now=T0 - timedelta(minutes=10))
     future = world.intent("0.5", now=T0 + timedelta(minutes=3), intent_id="i-future")
     assert rejected_of(world.submit(stale)).code == Code.INTENT_EXPIRED
@@ -43,7 +43,7 @@ def test_stale_and_future_intents_are_refused_at_intake_and_not_remembered_as_sp
     assert_approved(world.submit(just_in_time), just_in_time)
 
 
-def test_a_different_intent_under_a_decided_id_gets_its_own_refusal(world):
+def test_a_different_intent_under_a_decided_id_gets_its_own_refusal(world: World) -> None:
     first = world.intent("0.5", intent_id="i-same")
     approved = approved_of(world.submit(first))
     variant = world.intent("0.9", intent_id="i-same")
@@ -54,7 +54,7 @@ def test_a_different_intent_under_a_decided_id_gets_its_own_refusal(world):
     assert world.spent() == 5 * ETH // 10
 
 
-def test_a_forged_signing_rejection_does_not_release_the_reservation(world):
+def test_a_forged_signing_rejection_does_not_release_the_reservation(world: World) -> None:
     """Anyone can write to warden.intents.rejected. Unsigned, signed by another key, signed by
     the worker, or a real signer refusal of a different intent with the same id: none releases."""
     first = world.intent("1")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from datetime import timedelta
+from typing import cast
 
 import orjson
 import pytest
@@ -21,7 +22,7 @@ from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentAbandoned
 from schemas.stages import Stage
-from sdk.client import Awaited, outcome_problem
+from sdk.client import Awaited, Outcome, outcome_problem
 from tests.engine_support import (
     AGENT,
     DAY,
@@ -44,7 +45,7 @@ from tests.engine_support import (
 )
 
 
-def test_a_redelivered_intent_gets_the_identical_answer_and_reserves_once(world):
+def test_a_redelivered_intent_gets_the_identical_answer_and_reserves_once(world: World) -> None:
     intent = world.intent("0.5")
     first = world.submit(intent)
     (approved,) = on(first, topics.INTENTS_APPROVED)
@@ -55,13 +56,13 @@ def test_a_redelivered_intent_gets_the_identical_answer_and_reserves_once(world)
     assert list(world.engine.windows.of(AGENT).reservations) == [intent.intent_id]
 
 
-def test_a_redelivered_rejection_is_the_identical_rejection(world):
+def test_a_redelivered_rejection_is_the_identical_rejection(world: World) -> None:
     intent = world.intent("1.1")
     (rejected,) = on(world.submit(intent), topics.INTENTS_REJECTED)
     assert world.submit(intent) == [Emit(topics.INTENTS_REJECTED, AGENT, rejected.value)]
 
 
-def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(world):
+def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(world: World) -> None:
     original = world.intent("0.3", idempotency_key="order-1")
     assert_approved(world.submit(original), original)
     later = T0 + timedelta(hours=23, minutes=59)
@@ -76,7 +77,7 @@ def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(wo
     assert world.engine.decisions["i-retry"].counts is False
 
 
-def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
+def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world: World) -> None:
     # Broadcast: a sign-only one's spend would still count a day later (test_sign_only_worker_window).
     original = world.intent("0.3", idempotency_key="order-1", broadcast=True)
     world.submit(original)
@@ -89,7 +90,7 @@ def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
     assert world.engine.decisions["i-next-day"].counts is True
 
 
-def test_idempotency_key_reuse_after_a_rejection_echoes_the_rejection(world):
+def test_idempotency_key_reuse_after_a_rejection_echoes_the_rejection(world: World) -> None:
     original = world.intent("5", idempotency_key="order-2")
     assert rejected_of(world.submit(original)).code == Code.VALUE_OVER_CAP
     reuse = world.intent("5", idempotency_key="order-2", intent_id="i-retry-2")
@@ -98,7 +99,7 @@ def test_idempotency_key_reuse_after_a_rejection_echoes_the_rejection(world):
     assert world.spent() == 0
 
 
-def test_a_key_reused_for_another_request_is_refused_naming_what_differs_never_answered(world):
+def test_a_key_reused_for_another_request_is_refused_naming_what_differs_never_answered(world: World) -> None:
     """0.001 ETH to alice under key K, then 0.5 ETH to bob under K: answered with the first's
     approval (and, from the signer, its transaction) bound to its own id and digest, the second
     would get a verified answer about another payment. It is refused, whatever the first's
@@ -126,7 +127,7 @@ def test_a_key_reused_for_another_request_is_refused_naming_what_differs_never_a
     assert world.engine.decisions[retry.intent_id].counts is False and world.spent(later) == 10**15
 
 
-def test_a_different_request_is_refused_even_while_the_first_is_undecided(world):
+def test_a_different_request_is_refused_even_while_the_first_is_undecided(world: World) -> None:
     """The slot is taken at intake, before the first's outcome exists (it waits for an admin, or is
     still being judged): a different request under the key is refused then too, not judged alone."""
     world.publish(world.policy(version=2, approval_threshold_eth="0.4", approval_timeout_s=600))
@@ -134,12 +135,13 @@ def test_a_different_request_is_refused_even_while_the_first_is_undecided(world)
     assert on(world.submit(first), topics.INTENTS_AWAITING_APPROVAL)
     small = world.intent("0.1", idempotency_key="K")
     assert rejected_of(world.submit(small)).code == Code.IDEMPOTENCY_KEY_REUSED
+    assert first.idempotency_slot is not None
     world.engine.replays.idempotency[first.idempotency_slot].pop("request")  # a slot kept before requests were
     again = rejected_of(world.submit(world.intent("0.5", idempotency_key="K")))
     assert again.code == Code.IDEMPOTENCY_KEY_REUSED and "whose request was not kept" in again.reason
 
 
-def test_idempotency_keys_are_per_agent(world):
+def test_idempotency_keys_are_per_agent(world: World) -> None:
     world.publish(world.policy(agent_id="agent-2"))
     first = world.intent("0.3", idempotency_key="shared")
     world.submit(first)
@@ -150,7 +152,7 @@ def test_idempotency_keys_are_per_agent(world):
     assert world.spent(agent_id="agent-2") == 3 * ETH // 10
 
 
-def test_redelivery_sends_again_only_what_stays_undecided_and_gives_up_after_its_attempts():
+def test_redelivery_sends_again_only_what_stays_undecided_and_gives_up_after_its_attempts() -> None:
     from streams.redelivery import Pending
 
     pending = Pending(grace_us=10, max_attempts=2)
@@ -166,7 +168,7 @@ def test_redelivery_sends_again_only_what_stays_undecided_and_gives_up_after_its
     assert pending.due(now_us=100) == ([], []) and len(pending) == 0
 
 
-def test_a_stalled_watch_postpones_what_it_watched_and_sends_nothing_it_has_not_read_about():
+def test_a_stalled_watch_postpones_what_it_watched_and_sends_nothing_it_has_not_read_about() -> None:
     """A worker stopped past its session resumes with its watch's clock far ahead; the outcomes the
     other worker gave meanwhile are still unread, so nothing is due for the length of the stall."""
     from streams.redelivery import Pending
@@ -181,7 +183,7 @@ def test_a_stalled_watch_postpones_what_it_watched_and_sends_nothing_it_has_not_
     assert pending.due(now_us=44) == ([("agent-1", b"B")], [])  # a grace period after it was seen, stall aside
 
 
-def test_redelivery_finds_every_due_intent_behind_one_sent_again_and_reads_no_further():
+def test_redelivery_finds_every_due_intent_behind_one_sent_again_and_reads_no_further() -> None:
     """The watch keeps its intents in the order they come due and stops at the first that is not
     (a burst's thousands were scanned in full every second): one sent again goes behind those
     still waiting, so it cannot hide them, and a check takes at most ``limit``."""
@@ -199,7 +201,7 @@ def test_redelivery_finds_every_due_intent_behind_one_sent_again_and_reads_no_fu
     assert pending.due(now_us=30) == ([("agent-2", b"C4")], [])
 
 
-def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends_the_watch(world):
+def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends_the_watch(world: World) -> None:
     from streams.redelivery import outcome_about, watched_intent
 
     good = world.intent("0.1")
@@ -243,7 +245,7 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
         assert outcome_about(topic, forged, keys) is None, topic
 
 
-def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world):
+def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world: World) -> None:
     """A topic writer's edited copy of an intent (same id, so it is readable, its agent signature
     broken) is refused AGENT_SIGNATURE_INVALID by the worker, signed and with the copy's digest.
     Were that authentic refusal to end the watch of the id, real intent included, nothing would
@@ -258,7 +260,9 @@ def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world):
     )  # edited: re-signed by nobody
     pending = Pending(grace_us=10)
     for intent in (copy, real):
-        about, key = watched_intent(intent.to_bytes(), 65_536, partition_of(AGENT))
+        watched = watched_intent(intent.to_bytes(), 65_536, partition_of(AGENT))
+        assert watched is not None
+        about, key = watched
         pending.submitted(about, key, intent.to_bytes(), now_us=0)
     refused = rejected_of(world.submit(copy))
     assert (refused.intent_id, refused.code, refused.signed_by) == (
@@ -266,14 +270,18 @@ def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world):
         Code.AGENT_SIGNATURE_INVALID,
         WORKER_ID,
     )
-    pending.decided(outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), world.pinned()))
+    refused_about = outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), world.pinned())
+    assert refused_about is not None
+    pending.decided(refused_about)
     assert pending.due(now_us=10) == ([(AGENT, real.to_bytes())], [])
     # The real intent's own outcome ends its watch.
-    pending.decided(outcome_about(topics.INTENTS_APPROVED, approved_of(world.submit(real)).to_bytes(), world.pinned()))
+    approved_about = outcome_about(topics.INTENTS_APPROVED, approved_of(world.submit(real)).to_bytes(), world.pinned())
+    assert approved_about is not None
+    pending.decided(approved_about)
     assert len(pending) == 0
 
 
-def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world):
+def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world: World) -> None:
     """With two workers, another partition may be another worker's, without the agent's policy or
     decisions: a copy of a real intent re-keyed there was rejected POLICY_MISSING, signed and bound
     to the real intent's digest, while the real one was signed (seen on a two-worker stack). Off
@@ -303,7 +311,7 @@ def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world
     assert outcome_about(topics.DLQ, letter.value, world.pinned()) == (intent.intent_id, intent.digest())
 
 
-def test_an_intent_dead_lettered_off_its_partition_is_never_published_again(world):
+def test_an_intent_dead_lettered_off_its_partition_is_never_published_again(world: World) -> None:
     """Produced to the wrong partition, an intent was dead-lettered "Not decided: publish it keyed
     by its agent id", and 10 s later the redelivery watch published it again keyed by its agent
     (it watched the record, and the dead letter of a copy off the partition does not end a watch):
@@ -322,12 +330,14 @@ def test_an_intent_dead_lettered_off_its_partition_is_never_published_again(worl
     assert watched_intent(intent.to_bytes(), 65_536, elsewhere.partition) is None
     assert pending.due(now_us=1_000) == ([], []) and len(pending) == 0
     # The client publishes it again keyed by its agent: that record is watched, and decided.
-    about, key = watched_intent(intent.to_bytes(), 65_536, home)
+    watched = watched_intent(intent.to_bytes(), 65_536, home)
+    assert watched is not None
+    about, key = watched
     pending.submitted(about, key, intent.to_bytes(), now_us=1_000)
     assert approved_of(world.submit(intent)).intent == intent and len(pending) == 1
 
 
-def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everything_else(world):
+def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everything_else(world: World) -> None:
     from streams.redelivery import Published, outcome_about
 
     good = world.intent("0.1")
@@ -365,7 +375,7 @@ def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everyth
     assert outcome_about(topics.INTENTS_APPROVED, approved, nobody, published) is None
 
 
-def test_an_abandoned_intent_is_left_to_the_signer_unless_it_was_decided(world):
+def test_an_abandoned_intent_is_left_to_the_signer_unless_it_was_decided(world: World) -> None:
     """The worker publishes no refusal of a given-up intent (the signer has the last word on it,
     tests/unit/test_signer_abandoned.py), but remembers it: it judges it no further."""
     decided = world.intent("0.1")
@@ -399,7 +409,7 @@ def _forged_abandonments(world: World, intent: TransactionIntent) -> dict[str, t
 
 
 @pytest.mark.parametrize("forgery", list(_forged_abandonments(World(), World().intent())))
-def test_only_a_worker_gives_an_intent_up(world, forgery):
+def test_only_a_worker_gives_an_intent_up(world: World, forgery: str) -> None:
     """A topic writer who copies a real intent onto warden.intents.abandoned before the worker
     reads it had it decided NO_OUTCOME, and one who writes an intent of its own under an id an
     agent will use (idempotent ids can be computed) had the real one refused INTENT_ID_REUSED.
@@ -415,7 +425,7 @@ def test_only_a_worker_gives_an_intent_up(world, forgery):
     assert_approved(world.submit(intent), intent)
 
 
-def test_an_abandoned_intent_its_agent_did_not_sign_is_answered_not_remembered(world):
+def test_an_abandoned_intent_its_agent_did_not_sign_is_answered_not_remembered(world: World) -> None:
     """The redelivery task watches whatever readable intent is submitted, forgeries included. If
     the worker gives one up, it answers as intake would (AGENT_SIGNATURE_INVALID), bound to the
     forgery's bytes and not remembered: the agent's own intent with that id, which has the same
@@ -438,7 +448,7 @@ def test_an_abandoned_intent_its_agent_did_not_sign_is_answered_not_remembered(w
     assert_approved(world.submit(real), real)
 
 
-def test_a_copy_under_a_bad_signature_is_refused_under_its_own_bytes_and_watched_on_its_own(world):
+def test_a_copy_under_a_bad_signature_is_refused_under_its_own_bytes_and_watched_on_its_own(world: World) -> None:
     """The intent's digest leaves its signature out, so a copy of a real intent's fields under a
     bad signature (a topic writer who learned them first) has the real intent's digest. Written
     before the real one, its AGENT_SIGNATURE_INVALID is bound to the copy's bytes: the real
@@ -452,7 +462,9 @@ def test_a_copy_under_a_bad_signature_is_refused_under_its_own_bytes_and_watched
     assert copy.digest() == real.digest() and copy.to_bytes() != real.to_bytes()
     pending = Pending(grace_us=10)
     for intent in (copy, real):
-        about, key = watched_intent(intent.to_bytes(), 65_536, partition_of(AGENT))
+        watched = watched_intent(intent.to_bytes(), 65_536, partition_of(AGENT))
+        assert watched is not None
+        about, key = watched
         pending.submitted(about, key, intent.to_bytes(), now_us=0)
     assert len(pending) == 2
     refused = rejected_of(world.submit(copy))
@@ -464,9 +476,14 @@ def test_a_copy_under_a_bad_signature_is_refused_under_its_own_bytes_and_watched
     )
     assert outcome_problem(refused, Awaited.of(copy), keys) is None
     # The copy's refusal ends the copy's watch only.
-    pending.decided(outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), keys))
+    refused_about = outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), keys)
+    assert refused_about is not None
+    pending.decided(refused_about)
     assert pending.due(now_us=10) == ([(AGENT, real.to_bytes())], [])
     approved = approved_of(world.submit(real))
-    assert outcome_problem(approved, Awaited.of(real), keys) is None
-    pending.decided(outcome_about(topics.INTENTS_APPROVED, approved.to_bytes(), keys))
+    # outcome_problem is typed for the outcomes a client is answered with; it reads an approval alike.
+    assert outcome_problem(cast(Outcome, approved), Awaited.of(real), keys) is None
+    approved_about = outcome_about(topics.INTENTS_APPROVED, approved.to_bytes(), keys)
+    assert approved_about is not None
+    pending.decided(approved_about)
     assert len(pending) == 0

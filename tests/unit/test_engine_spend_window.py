@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime.clock import to_us
 from schemas import topics
 from schemas.codes import Code
+from schemas.emit import Emit
 from schemas.intent import TransactionIntent
 from schemas.stages import Stage
 from streams.decision import Decisions
@@ -20,7 +21,7 @@ from streams.windows import Windows
 from tests.engine_support import AGENT, DAY, DEST, ETH, T0, World, assert_approved, on, rejected_of
 
 
-def test_two_intents_that_together_exceed_the_limit_and_a_release_after_signing_fails(world):
+def test_two_intents_that_together_exceed_the_limit_and_a_release_after_signing_fails(world: World) -> None:
     first = world.intent("0.9")
     assert_approved(world.submit(first), first)
     later = T0 + timedelta(minutes=1)
@@ -39,7 +40,7 @@ def test_two_intents_that_together_exceed_the_limit_and_a_release_after_signing_
     assert world.spent(later) == ETH
 
 
-def test_only_a_signing_rejection_of_an_approved_intent_releases(world):
+def test_only_a_signing_rejection_of_an_approved_intent_releases(world: World) -> None:
     first = world.intent("0.9")
     world.submit(first)
     for stage in (Stage.VALUE_CAP, Stage.DAILY_LIMIT, Stage.INTAKE):
@@ -49,7 +50,7 @@ def test_only_a_signing_rejection_of_an_approved_intent_releases(world):
     assert world.engine.decisions[first.intent_id].outcome == "approved"
 
 
-def test_the_window_slides_to_the_microsecond(world):
+def test_the_window_slides_to_the_microsecond(world: World) -> None:
     first = world.intent("1", broadcast=True)  # sign-only spend is held instead (test_sign_only_worker_window)
     assert_approved(world.submit(first), first)
     just_before = T0 + DAY - timedelta(microseconds=1)
@@ -61,7 +62,7 @@ def test_the_window_slides_to_the_microsecond(world):
     assert world.spent(at_24h) == 6 * ETH // 10
 
 
-def test_windows_rebuild_from_decisions_reproduces_the_spend(world):
+def test_windows_rebuild_from_decisions_reproduces_the_spend(world: World) -> None:
     a = world.intent("0.2", idempotency_key="order-a")
     b = world.intent("0.3")
     c = world.intent("0.4")
@@ -82,7 +83,7 @@ def test_windows_rebuild_from_decisions_reproduces_the_spend(world):
     assert set(rebuilt.of(AGENT).reservations) == {a.intent_id, c.intent_id}
 
 
-def test_a_restarted_engine_enforces_the_limit_from_rebuilt_state(world):
+def test_a_restarted_engine_enforces_the_limit_from_rebuilt_state(world: World) -> None:
     first = world.intent("1")
     assert_approved(world.submit(first), first)
     restarted = world.new_engine(dict(world.engine.policies), dict(world.engine.decisions.stored))
@@ -92,7 +93,7 @@ def test_a_restarted_engine_enforces_the_limit_from_rebuilt_state(world):
     assert rejected.code == Code.DAILY_LIMIT_EXCEEDED
 
 
-def test_a_forged_record_cannot_decide_the_real_intent_with_the_same_id(world):
+def test_a_forged_record_cannot_decide_the_real_intent_with_the_same_id(world: World) -> None:
     world.publish(world.policy())
     forger = Ed25519PrivateKey.generate()
     forged = world.intent(key=forger, intent_id="i-predictable")
@@ -109,7 +110,7 @@ def _token_transfer(world: World, units: int, now: datetime = T0) -> Transaction
     return world.intent(value="0", to=TOKEN, data=data, now=now, gas_limit=60_000)
 
 
-def test_token_spend_is_reserved_per_asset_released_by_the_signer_and_rebuilt():
+def test_token_spend_is_reserved_per_asset_released_by_the_signer_and_rebuilt() -> None:
     w = World()
     asset = {"chain": "anvil", "token": TOKEN, "decimals": 6, "daily_limit": "100"}
     w.publish(w.policy(tx_to_allowlist=(DEST, TOKEN), asset_limits=(asset,)))
@@ -132,7 +133,7 @@ def test_token_spend_is_reserved_per_asset_released_by_the_signer_and_rebuilt():
     assert list(rebuilt.of(AGENT, f"anvil:{TOKEN}").reservations) == [third.intent_id]
 
 
-def test_split_topology_token_limit_holds_when_two_intents_interleave():
+def test_split_topology_token_limit_holds_when_two_intents_interleave() -> None:
     """Both pass the assets stage before either is decided: the second is refused when it would
     be reserved, not approved over the limit."""
     w = World()
@@ -140,17 +141,17 @@ def test_split_topology_token_limit_holds_when_two_intents_interleave():
     w.publish(w.policy(tx_to_allowlist=(DEST, TOKEN), asset_limits=(asset,)))
     first, second = _token_transfer(w, 60 * 10**6), _token_transfer(w, 60 * 10**6)
 
-    def hop(emits):
+    def hop(emits: list[Emit]) -> tuple[Stage, bytes]:
         (envelope,) = [e for e in emits if e.topic.startswith(topics.STAGE_PREFIX)]
-        return envelope.topic.removeprefix(topics.STAGE_PREFIX), envelope.value
+        return Stage(envelope.topic.removeprefix(topics.STAGE_PREFIX)), envelope.value
 
-    at = {}
+    at: dict[str, tuple[Stage, bytes]] = {}
     for intent in (first, second):  # each up to (and through) its assets stage
         stage, raw = hop(asyncio.run(w.engine.on_intake(intent.to_bytes(), w.source(), T0)))
         while stage != Stage.ASSETS:
             stage, raw = hop(asyncio.run(w.engine.on_stage(stage, raw, w.source(topics.stage_topic(stage)), T0)))
         at[intent.intent_id] = hop(asyncio.run(w.engine.on_stage(stage, raw, w.source(topics.stage_topic(stage)), T0)))
-    results = {}
+    results: dict[str, list[Emit]] = {}
     for intent in (first, second):  # then the rest of the stages, one after the other
         stage, raw = at[intent.intent_id]
         while True:

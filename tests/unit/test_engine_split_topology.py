@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -31,12 +33,12 @@ from tests.engine_support import AGENT, ETH, OTHER, SIGNER_ID, T0, WORKER_ID, Wo
 GUARDRAIL_STAGES = stages_for(IntentKind.TRANSACTION)
 
 
-def _run_split(engine: Engine, raw: bytes, source: Source, now: datetime):
+def _run_split(engine: Engine, raw: bytes, source: Source, now: datetime) -> tuple[list[Emit], list[Stage], list[Emit]]:
     """Feed an intent through on_intake and then on_stage hop by hop, as the split topology does.
     Returns the non-envelope emits, the stages visited and the envelopes written."""
     emits = asyncio.run(engine.on_intake(raw, source, now))
     out: list[Emit] = []
-    visited: list[str] = []
+    visited: list[Stage] = []
     written: list[Emit] = []
     while True:
         envelopes = [e for e in emits if e.topic.startswith(topics.STAGE_PREFIX)]
@@ -60,7 +62,9 @@ def _run_split(engine: Engine, raw: bytes, source: Source, now: datetime):
         ({"value": "2"}, ["chain", "allowlist", "assets", "simulation", "fee", "value_cap"], topics.INTENTS_REJECTED),
     ],
 )
-def test_split_topology_reaches_the_same_outcome_as_fused(intent_fields, expect_stages, outcome):
+def test_split_topology_reaches_the_same_outcome_as_fused(
+    intent_fields: dict[str, Any], expect_stages: list[str], outcome: str
+) -> None:
     fused = World()
     split = World(admin_key=fused.admin_key, agent_key=fused.agent_key, worker_key=fused.worker_key)
     for w in (fused, split):
@@ -78,7 +82,7 @@ def test_split_topology_reaches_the_same_outcome_as_fused(intent_fields, expect_
     assert split.spent() == fused.spent()
 
 
-def test_on_intake_hands_the_intent_to_the_chain_stage(world):
+def test_on_intake_hands_the_intent_to_the_chain_stage(world: World) -> None:
     intent = world.intent("0.5")
     emits = asyncio.run(world.engine.on_intake(intent.to_bytes(), world.source(), T0))
     assert [e.topic for e in emits] == [topics.AUDIT_EVENTS, topics.stage_topic("chain")]
@@ -90,12 +94,12 @@ def test_on_intake_hands_the_intent_to_the_chain_stage(world):
     assert world.engine.decisions == {} and world.spent() == 0
 
 
-def test_a_redelivered_stage_envelope_replays_the_decision(world):
+def test_a_redelivered_stage_envelope_replays_the_decision(world: World) -> None:
     intent = world.intent("0.5")
     out, _, written = _run_split(world.engine, intent.to_bytes(), world.source(), T0)
     (approved,) = on(out, topics.INTENTS_APPROVED)
     for envelope in written:
-        stage = envelope.topic.removeprefix(topics.STAGE_PREFIX)
+        stage = Stage(envelope.topic.removeprefix(topics.STAGE_PREFIX))
         again = asyncio.run(
             world.engine.on_stage(stage, envelope.value, world.source(envelope.topic), T0 + timedelta(seconds=1))
         )
@@ -163,7 +167,9 @@ def _forged_envelopes(world: World, intent: TransactionIntent) -> dict[str, tupl
 
 
 @pytest.mark.parametrize("forgery", list(_forged_envelopes(World(), World().intent())))
-def test_a_stage_envelope_decides_only_when_its_worker_wrote_it_for_that_stage_and_partition(world, forgery):
+def test_a_stage_envelope_decides_only_when_its_worker_wrote_it_for_that_stage_and_partition(
+    world: World, forgery: str
+) -> None:
     """The stage trusts the envelope's policy and verdicts: one a topic writer made, edited,
     addressed to another stage or re-keyed is dead-lettered with why, decides nothing and binds
     nothing to the intent; the real intent, after it, is approved."""
@@ -172,7 +178,7 @@ def test_a_stage_envelope_decides_only_when_its_worker_wrote_it_for_that_stage_a
     intent = world.intent("0.5")
     reason, raw, partition = _forged_envelopes(world, intent)[forgery]
     source = Source(topics.stage_topic("chain"), partition, 7, AGENT.encode())
-    emits = asyncio.run(world.engine.on_stage("chain", raw, source, T0))
+    emits = asyncio.run(world.engine.on_stage(Stage.CHAIN, raw, source, T0))
     assert [e.topic for e in emits] == [topics.DLQ, topics.AUDIT_EVENTS]
     letter = DeadLetter.from_bytes(emits[0].value)
     assert reason in letter.reason and "not decided" in letter.reason.lower(), letter.reason
@@ -183,7 +189,7 @@ def test_a_stage_envelope_decides_only_when_its_worker_wrote_it_for_that_stage_a
     assert_approved(out, intent)
 
 
-def test_a_stage_envelope_from_a_worker_started_a_moment_ago_is_believed(world, tmp_path):
+def test_a_stage_envelope_from_a_worker_started_a_moment_ago_is_believed(world: World, tmp_path: Path) -> None:
     """With the local services' key files as the pinned keys, an unknown worker key id is looked
     up at once: a second worker's first envelope, a moment after this worker read the files,
     would otherwise be dead-lettered for good and its intent left without an outcome."""
@@ -198,7 +204,10 @@ def test_a_stage_envelope_from_a_worker_started_a_moment_ago_is_believed(world, 
         first[0],
     ).to_bytes()
     assert (
-        on(asyncio.run(world.engine.on_stage("chain", raw, world.source(topics.stage_topic("chain")), T0)), topics.DLQ)
+        on(
+            asyncio.run(world.engine.on_stage(Stage.CHAIN, raw, world.source(topics.stage_topic("chain")), T0)),
+            topics.DLQ,
+        )
         == []
     )  # read the key files just now
     second = service_key(dataclasses.replace(settings, worker_id="streams-1"), "worker")
@@ -208,6 +217,6 @@ def test_a_stage_envelope_from_a_worker_started_a_moment_ago_is_believed(world, 
         second[1],
         second[0],
     ).to_bytes()
-    emits = asyncio.run(world.engine.on_stage("chain", raw, world.source(topics.stage_topic("chain")), T0))
+    emits = asyncio.run(world.engine.on_stage(Stage.CHAIN, raw, world.source(topics.stage_topic("chain")), T0))
     assert on(emits, topics.DLQ) == [], DeadLetter.from_bytes(on(emits, topics.DLQ)[0].value).reason
     assert on(emits, topics.stage_topic("allowlist"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -32,11 +34,12 @@ from tests.engine_support import (
 )
 
 
-def _good_doc(world: World) -> dict:
-    return orjson.loads(world.intent("0.5", intent_id="i-bad").to_bytes())
+def _good_doc(world: World) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(world.intent("0.5", intent_id="i-bad").to_bytes())
+    return doc
 
 
-def _mutated(**changes):
+def _mutated(**changes: Any) -> Callable[[World], bytes]:
     def build(world: World) -> bytes:
         doc = _good_doc(world)
         for key, value in changes.items():
@@ -79,7 +82,9 @@ BAD_RECORDS = [
 
 
 @pytest.mark.parametrize("build, says, readable_ids", [b[1:] for b in BAD_RECORDS], ids=[b[0] for b in BAD_RECORDS])
-def test_an_unreadable_record_goes_to_the_dlq_and_the_engine_keeps_going(world, build, says, readable_ids):
+def test_an_unreadable_record_goes_to_the_dlq_and_the_engine_keeps_going(
+    world: World, build: Callable[[World], bytes | None], says: str, readable_ids: bool
+) -> None:
     raw = build(world)
     source = Source(topics.INTENTS_SUBMITTED, 2, 77, AGENT.encode())
     emits = world.submit(raw, source=source)
@@ -127,7 +132,7 @@ def test_an_unreadable_record_goes_to_the_dlq_and_the_engine_keeps_going(world, 
     assert_approved(world.submit(good), good)
 
 
-def test_the_record_size_limit_is_the_engine_setting():
+def test_the_record_size_limit_is_the_engine_setting() -> None:
     w = World(max_record_bytes=1024)
     w.publish(w.policy())
     intent = w.intent("0.5", data="0x" + "ab" * 600)
@@ -142,7 +147,7 @@ def test_the_record_size_limit_is_the_engine_setting():
 BAD_CHECKSUM = "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # DEST with one letter's case flipped
 
 
-def test_an_unreadable_intent_is_answered_under_its_bytes_and_never_decides_its_id(world):
+def test_an_unreadable_intent_is_answered_under_its_bytes_and_never_decides_its_id(world: World) -> None:
     """A record with a bad EIP-55 checksum gets a rejection signed by the worker and bound to
     the SHA-256 of its bytes; it is not the decision for its intent id, so the real intent with
     that id (which anyone could have sent a broken copy of first) is decided normally, and a
@@ -173,7 +178,7 @@ def test_an_unreadable_intent_is_answered_under_its_bytes_and_never_decides_its_
     assert world.spent() == 5 * ETH // 10
 
 
-def test_a_record_naming_no_agent_is_answered_to_its_key_if_it_is_one_else_only_dead_lettered(world):
+def test_a_record_naming_no_agent_is_answered_to_its_key_if_it_is_one_else_only_dead_lettered(world: World) -> None:
     not_json = b'{"intent_id": "i-x", "agent_id": '
     digest = hashlib.sha256(not_json).hexdigest()
     emits = world.submit(not_json, source=world.source(key=AGENT))
@@ -194,6 +199,7 @@ def test_a_record_naming_no_agent_is_answered_to_its_key_if_it_is_one_else_only_
     broken = rejected_of(
         world.submit(orjson.dumps({**doc, "agent_id": "no agent!", "intent_id": 7}), source=world.source(key=AGENT))
     )
+    assert broken.intent_digest is not None
     assert (broken.agent_id, broken.intent_id) == (AGENT, "unreadable-" + broken.intent_digest[:32])
 
     # No key, or one that is no identifier: nobody to answer; the dead letter and its audit event remain.
@@ -203,11 +209,11 @@ def test_a_record_naming_no_agent_is_answered_to_its_key_if_it_is_one_else_only_
     assert world.engine.decisions == {}
 
 
-def test_the_sdk_names_and_believes_the_answer_to_the_bytes_it_sent(world):
+def test_the_sdk_names_and_believes_the_answer_to_the_bytes_it_sent(world: World) -> None:
     """`sdk.client` predicts how the worker names an unreadable record's rejection (agent,
     intent id, digest of the bytes sent) and believes it only under the digest of those bytes;
     every other outcome only under the intent's digest."""
-    from sdk.client import Awaited, outcome_problem, raw_submission
+    from sdk.client import Awaited, Outcome, outcome_problem, raw_submission
 
     pinned = world.pinned()
     good = world.intent("0.5", intent_id="i-sdk")
@@ -242,7 +248,8 @@ def test_the_sdk_names_and_believes_the_answer_to_the_bytes_it_sent(world):
 
     # A readable record sent as it is: its outcome is bound to the intent's digest, as any.
     sent = raw_submission(AGENT, good.to_bytes(), world.max_record_bytes)
-    approved = approved_of(world.submit(good))
+    # outcome_problem is typed for the outcomes a client is answered with; it reads an approval alike.
+    approved = cast(Outcome, approved_of(world.submit(good)))
     assert (sent.intent_id, sent.intent_digest) == (good.intent_id, good.digest())
     assert outcome_problem(approved, Awaited.of(sent), pinned) is None
 

@@ -25,6 +25,6 @@ def _reads_environment(path: Path) -> list[int]:
     return lines
 
 
-def test_only_runtime_config_reads_the_environment():
+def test_only_runtime_config_reads_the_environment() -> None:
     readers = {str(p.relative_to(REPO)): lines for p in sources() if (lines := _reads_environment(p))}
     assert list(readers) == ["runtime/config.py"], readers

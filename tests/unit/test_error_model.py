@@ -4,12 +4,14 @@ evm and svm, the codecs below the model, raise ValueError subclasses."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import pkgutil
 import types
 import typing
 from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 import pytest
 
@@ -35,7 +37,7 @@ NOT_CHECKS = {
 }
 
 
-def _modules(packages: tuple[str, ...]) -> Iterator[typing.Any]:
+def _modules(packages: tuple[str, ...]) -> Iterator[types.ModuleType]:
     for package in packages:
         root = importlib.import_module(package)
         for info in pkgutil.walk_packages(root.__path__, f"{package}."):
@@ -52,7 +54,7 @@ def _exception_classes(packages: tuple[str, ...]) -> dict[str, type[BaseExceptio
     }
 
 
-def _functions(module) -> Iterator[tuple[str, Callable]]:
+def _functions(module: types.ModuleType) -> Iterator[tuple[str, Callable[..., Any]]]:
     """Every function ``module`` defines, public or private, and every method of its classes
     (protocols included), by qualified name."""
     for name, obj in vars(module).items():
@@ -71,7 +73,7 @@ def _is_check(name: str) -> bool:
     return short.endswith(CHECK_SUFFIXES) or short in CHECK_NAMES
 
 
-def _returns(function: Callable) -> object:
+def _returns(function: Callable[..., Any]) -> object:
     try:
         return typing.get_type_hints(function).get("return")
     except NameError:  # an annotation names what is imported for type checking only: read the text
@@ -107,14 +109,14 @@ def _text_or_none(hint: object) -> bool:
     }
 
 
-def test_a_problem_renders_as_the_error_it_makes():
+def test_a_problem_renders_as_the_error_it_makes() -> None:
     bare, told = Problem("the signature does not verify"), Problem("key reused", "use a new idempotency key")
     assert str(bare) == str(WardenError("the signature does not verify")) == "the signature does not verify"
     assert str(told) == str(WardenError("key reused", "use a new idempotency key"))
     assert str(told) == "key reused; use a new idempotency key" and f"({told})" == f"({told!s})"
     assert told == Problem("key reused", "use a new idempotency key")  # a value: frozen, compared by its fields
     with pytest.raises(AttributeError):
-        told.what = "something else"  # frozen
+        typing.cast(Any, told).what = "something else"  # frozen
 
     class Refused(WardenError, ValueError):
         next_step = "ask an admin"
@@ -129,7 +131,7 @@ def test_a_problem_renders_as_the_error_it_makes():
         raise told.error(Refused)
 
 
-def test_every_check_returns_a_problem_not_text():
+def test_every_check_returns_a_problem_not_text() -> None:
     """A check that judges a record (``*_problem``, ``*_forgery``, ``*_conflict``, ``check``,
     ``check_consistency``) returns a `Problem` or None, never bare text. One that answers with more
     than its problem, in a tuple (``quorum``: who signed, and why they are too few; ``audit_writer``,
@@ -165,20 +167,20 @@ def test_every_check_returns_a_problem_not_text():
     assert text == [], f"checks carrying their problem as text in a tuple instead of schemas.errors.Problem: {text}"
 
 
-def test_every_error_of_the_model_is_a_warden_error():
+def test_every_error_of_the_model_is_a_warden_error() -> None:
     classes = _exception_classes(MODEL)
     assert len(classes) > 40  # the walk found them: a broken walk must not pass by finding none
     outside = sorted(name for name, cls in classes.items() if not issubclass(cls, WardenError))
     assert outside == [], f"exception classes that do not derive from schemas.errors.WardenError: {outside}"
 
 
-def test_the_codecs_raise_value_errors_below_the_model():
+def test_the_codecs_raise_value_errors_below_the_model() -> None:
     classes = _exception_classes(CODECS)
     assert classes
     assert all(issubclass(cls, ValueError) and not issubclass(cls, WardenError) for cls in classes.values())
 
 
-def test_an_error_carries_what_to_do_next():
+def test_an_error_carries_what_to_do_next() -> None:
     plain = WardenError("the ledger store is unreachable")
     assert str(plain) == "the ledger store is unreachable" and plain.next_step == ""
     told = WardenError("the ledger store is unreachable", "start it with `warden up`")
@@ -192,8 +194,10 @@ def test_an_error_carries_what_to_do_next():
     assert str(Unreachable("no answer", "retry")) == "no answer; retry"
 
 
-def test_the_command_line_prints_a_warden_error_and_exits_1(monkeypatch, capsys):
-    def broken(args):
+def test_the_command_line_prints_a_warden_error_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(args: argparse.Namespace) -> NoReturn:
         raise StoreError("cannot reach the ledger store at 127.0.0.1:9", "start it with `warden up`")
 
     monkeypatch.setattr(infra.cli.status, "cmd_status", broken)
@@ -202,10 +206,10 @@ def test_the_command_line_prints_a_warden_error_and_exits_1(monkeypatch, capsys)
     assert err == "warden status: cannot reach the ledger store at 127.0.0.1:9; start it with `warden up`\n"
 
 
-def test_the_command_line_lets_a_bug_through(monkeypatch):
+def test_the_command_line_lets_a_bug_through(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only errors raised on purpose are told as messages: a bug keeps its traceback."""
 
-    def buggy(args):
+    def buggy(args: argparse.Namespace) -> NoReturn:
         raise KeyError("a bug")
 
     monkeypatch.setattr(infra.cli.status, "cmd_status", buggy)

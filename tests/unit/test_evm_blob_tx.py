@@ -11,6 +11,7 @@ use eth-account's canonical form (signed without ``blobs=``) for hashes."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 
 from evm import blobs
 from evm import transactions as txs
+from evm.blobs import Sidecar
 from evm.constants import SECP256K1N
 from tests.evm_support import BLOBS, CHAIN, TO, blob_of
 
@@ -38,7 +40,7 @@ ACCESS = ((bytes.fromhex("11" * 20), (SLOT, bytes(32))),)
 THEIR_SETUP = Path(eth_account.__file__).parent / "typed_transactions" / "blob_transactions" / "kzg_trusted_setup.txt"
 
 
-def _tx(hashes: tuple[bytes, ...], **overrides) -> txs.BlobTransaction:
+def _tx(hashes: tuple[bytes, ...], **overrides: Any) -> txs.BlobTransaction:
     fields: dict[str, Any] = dict(
         chain_id=CHAIN,
         nonce=4,
@@ -55,7 +57,7 @@ def _tx(hashes: tuple[bytes, ...], **overrides) -> txs.BlobTransaction:
     return txs.BlobTransaction(**(fields | overrides))
 
 
-def _theirs(tx: txs.BlobTransaction) -> dict:
+def _theirs(tx: txs.BlobTransaction) -> dict[str, Any]:
     """The same transaction as eth-account's dict (without the versioned hashes)."""
     return {
         "type": 3,
@@ -83,7 +85,7 @@ def _theirs(tx: txs.BlobTransaction) -> dict:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _eth_account_loads_its_setup_once():
+def _eth_account_loads_its_setup_once() -> Iterator[None]:
     from eth_account.typed_transactions import base
 
     patch = pytest.MonkeyPatch()
@@ -93,12 +95,14 @@ def _eth_account_loads_its_setup_once():
 
 
 @pytest.fixture(scope="module")
-def their_network_form(sidecar) -> bytes:
+def their_network_form(sidecar: Sidecar) -> bytes:
     tx = _tx(sidecar.versioned_hashes)
     return bytes(Account.sign_transaction(_theirs(tx), KEY, blobs=list(BLOBS)).raw_transaction)
 
 
-def test_a_blob_transaction_is_byte_for_byte_eth_accounts_and_recovers(sidecar, their_network_form):
+def test_a_blob_transaction_is_byte_for_byte_eth_accounts_and_recovers(
+    sidecar: Sidecar, their_network_form: bytes
+) -> None:
     for count in (1, 2):
         tx = _tx(sidecar.versioned_hashes[:count])
         mine = txs.sign_transaction(tx, KEY, CHAIN)
@@ -120,7 +124,9 @@ def test_a_blob_transaction_is_byte_for_byte_eth_accounts_and_recovers(sidecar, 
     assert blobs.network_encoding(mine.raw, sidecar) == their_network_form
 
 
-def test_the_sidecar_is_what_eth_account_and_ckzg_compute_under_their_own_trusted_setup(sidecar, their_network_form):
+def test_the_sidecar_is_what_eth_account_and_ckzg_compute_under_their_own_trusted_setup(
+    sidecar: Sidecar, their_network_form: bytes
+) -> None:
     body, version, their_blobs, their_commitments, their_cell_proofs = rlp.decode(their_network_form[1:])
     assert version == b"\x01" and tuple(their_blobs) == sidecar.blobs == BLOBS
     assert sidecar.commitments == tuple(their_commitments)
@@ -153,7 +159,7 @@ def test_the_sidecar_is_what_eth_account_and_ckzg_compute_under_their_own_truste
     assert empty.versioned_hashes[0].hex() == "010657f37554c781402a22917dee2f75def7ab966d7b770905398eba3c444014"
 
 
-def test_the_pre_osaka_network_form_is_the_one_eth_account_decodes():
+def test_the_pre_osaka_network_form_is_the_one_eth_account_decodes() -> None:
     sidecar = blobs.make_sidecar(BLOBS[:1])
     # No access list: eth-account cannot decode a network form with one (see above).
     mine = txs.sign_transaction(_tx(sidecar.versioned_hashes, access_list=()), KEY, CHAIN)
@@ -164,6 +170,7 @@ def test_the_pre_osaka_network_form_is_the_one_eth_account_decodes():
     # eth-account reads [tx_payload_body, blobs, commitments, proofs] (EIP-4844) with its legacy
     # serializer, checks the hashes against the blobs and computes the blob proofs itself.
     decoded = TypedTransaction.from_bytes(HexBytes(legacy)).transaction
+    assert decoded.blob_data is not None
     assert [p.as_bytes() for p in decoded.blob_data.proofs] == list(sidecar.proofs)
     for form in (legacy, blobs.network_encoding(mine.raw, sidecar)):
         assert Account.recover_transaction(form) == ADDRESS
@@ -189,13 +196,13 @@ def test_the_pre_osaka_network_form_is_the_one_eth_account_decodes():
         ),
     ],
 )
-def test_blobs_that_cannot_be_committed_are_refused_with_the_reason(blob_list, error):
+def test_blobs_that_cannot_be_committed_are_refused_with_the_reason(blob_list: Any, error: str) -> None:
     with pytest.raises(blobs.InvalidBlob) as caught:
         blobs.make_sidecar(blob_list)
     assert error in str(caught.value)
 
 
-def test_the_largest_field_element_is_a_blob():
+def test_the_largest_field_element_is_a_blob() -> None:
     largest = (blobs.BLS_MODULUS - 1).to_bytes(32, "big") * 4096
     assert len(blobs.make_sidecar((largest,)).commitments[0]) == 48
 
@@ -211,12 +218,12 @@ def test_the_largest_field_element_is_a_blob():
         ((bytearray(b"\x01" + bytes(31)),), r"blob_versioned_hashes\[0\] must be 32 bytes"),
     ],
 )
-def test_blob_hashes_must_be_kzg_versioned(hashes, error):
+def test_blob_hashes_must_be_kzg_versioned(hashes: Any, error: str) -> None:
     with pytest.raises(txs.InvalidTransaction, match=error):
         _tx(hashes)
 
 
-def test_a_blob_transaction_cannot_create_a_contract_or_sign_for_another_chain(sidecar):
+def test_a_blob_transaction_cannot_create_a_contract_or_sign_for_another_chain(sidecar: Sidecar) -> None:
     with pytest.raises(txs.InvalidTransaction, match="type 3 cannot create a contract"):
         _tx(sidecar.versioned_hashes, to=b"")
     with pytest.raises(txs.InvalidTransaction, match="max_fee_per_blob_gas must be an int"):
@@ -225,7 +232,7 @@ def test_a_blob_transaction_cannot_create_a_contract_or_sign_for_another_chain(s
         txs.sign_transaction(_tx(sidecar.versioned_hashes), KEY, 1)
 
 
-def test_a_sidecar_must_match_itself_and_the_transaction_it_is_sent_with(sidecar):
+def test_a_sidecar_must_match_itself_and_the_transaction_it_is_sent_with(sidecar: Sidecar) -> None:
     one = blobs.make_sidecar(BLOBS[:1])
     with pytest.raises(blobs.InvalidBlob, match=r"versioned_hashes\[0\] is not the versioned hash of commitments\[0\]"):
         blobs.Sidecar(one.blobs, one.commitments, one.proofs, (b"\x01" + bytes(31),))
@@ -253,7 +260,7 @@ def test_a_sidecar_must_match_itself_and_the_transaction_it_is_sent_with(sidecar
             txs.decode_signed(form)
 
 
-def test_a_trusted_setup_that_is_not_the_pinned_one_is_refused(tmp_path, monkeypatch):
+def test_a_trusted_setup_that_is_not_the_pinned_one_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tampered = tmp_path / "kzg_trusted_setup.txt"
     text = Path(blobs.__file__).with_name("kzg_trusted_setup.txt").read_text()
     tampered.write_text(text.replace("a", "b", 1))
@@ -285,7 +292,19 @@ _access = st.lists(
     blob_fee=st.integers(0, 2**256 - 1),
     hashes=st.lists(st.binary(min_size=31, max_size=31), min_size=1, max_size=6),
 )
-def test_type_3_round_trips_and_recovers(key, chain_id, nonce, fees, gas, to, value, data, access, blob_fee, hashes):
+def test_type_3_round_trips_and_recovers(
+    key: int,
+    chain_id: int,
+    nonce: int,
+    fees: list[int],
+    gas: int,
+    to: bytes,
+    value: int,
+    data: bytes,
+    access: txs.AccessList,
+    blob_fee: int,
+    hashes: list[bytes],
+) -> None:
     private_key = key.to_bytes(32, "big")
     tx = txs.BlobTransaction(
         chain_id, nonce, fees[0], fees[1], gas, to, value, data, access, blob_fee, tuple(b"\x01" + h for h in hashes)

@@ -6,6 +6,8 @@ eth-account is imported here only, as an oracle.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from coincurve import PublicKey
 from eth_account import Account
@@ -40,12 +42,12 @@ MESSAGES = [
 ]
 
 
-def test_max_size_message_is_max_size():
+def test_max_size_message_is_max_size() -> None:
     assert len(bytes(range(256)) * (MAX_MESSAGE_BYTES // 256)) == MAX_MESSAGE_BYTES
 
 
 @pytest.mark.parametrize("message", MESSAGES)
-def test_hash_matches_eth_account(message):
+def test_hash_matches_eth_account(message: bytes) -> None:
     signable = encode_defunct(primitive=message)
     expected = _hash_eip191_message(signable)
     assert personal_sign_hash(message) == expected
@@ -53,7 +55,7 @@ def test_hash_matches_eth_account(message):
 
 
 @pytest.mark.parametrize("message", MESSAGES)
-def test_signature_recovers_with_eth_account(message):
+def test_signature_recovers_with_eth_account(message: bytes) -> None:
     signature = sign_digest(personal_sign_hash(message), bytearray(KEY))
     assert len(signature) == 65 and signature[64] in (27, 28)
     signable = encode_defunct(primitive=message)
@@ -63,13 +65,13 @@ def test_signature_recovers_with_eth_account(message):
     assert recover_digest(personal_sign_hash(message), signature) == ADDRESS
 
 
-def test_hash_is_the_prefixed_keccak():
+def test_hash_is_the_prefixed_keccak() -> None:
     assert personal_sign_hash(b"hello") == keccak(b"\x19Ethereum Signed Message:\n5hello")
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.binary(max_size=300), st.integers(1, SECP256K1N - 1))
-def test_random_messages_and_keys(message, secret):
+def test_random_messages_and_keys(message: bytes, secret: int) -> None:
     key = secret.to_bytes(32, "big")
     signature = sign_digest(personal_sign_hash(message), key)
     signable = encode_defunct(primitive=message)
@@ -82,19 +84,19 @@ def test_random_messages_and_keys(message, secret):
 # --- refusals ------------------------------------------------------------------
 
 
-def test_over_length_message_refused():
+def test_over_length_message_refused() -> None:
     with pytest.raises(InvalidMessage, match=f"at most {MAX_MESSAGE_BYTES} bytes, got {MAX_MESSAGE_BYTES + 1}"):
         personal_sign_hash(b"\x00" * (MAX_MESSAGE_BYTES + 1))
 
 
 @pytest.mark.parametrize("message", ["hello", bytearray(b"hello"), memoryview(b"hello"), None, 5])
-def test_non_bytes_message_refused(message):
+def test_non_bytes_message_refused(message: Any) -> None:  # Any: not bytes, on purpose
     with pytest.raises(ValueError, match="message must be bytes"):
         personal_sign_hash(message)
 
 
 @pytest.mark.parametrize("digest", [b"\x00" * 31, b"\x00" * 33, b"", bytearray(32), "00" * 32])
-def test_digest_must_be_32_bytes(digest):
+def test_digest_must_be_32_bytes(digest: Any) -> None:  # Any: hex text among them, on purpose
     with pytest.raises(InvalidMessage, match="digest must be"):
         sign_digest(digest, KEY)
     with pytest.raises(InvalidMessage, match="digest must be"):
@@ -102,7 +104,7 @@ def test_digest_must_be_32_bytes(digest):
 
 
 @pytest.mark.parametrize("key", [b"\x00" * 32, SECP256K1N.to_bytes(32, "big"), b"\x01" * 31, "01" * 32])
-def test_invalid_key_refused(key):
+def test_invalid_key_refused(key: Any) -> None:  # Any: hex text among them, on purpose
     with pytest.raises(InvalidPrivateKey):
         sign_digest(b"\x11" * 32, key)
 
@@ -115,7 +117,7 @@ def _join(r: int, s: int, v: int) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes((v,))
 
 
-def test_high_s_refused():
+def test_high_s_refused() -> None:
     digest = personal_sign_hash(b"pay 1 ETH")
     r, s, v = _split(sign_digest(digest, KEY))
     # (r, n - s) with the other parity is the same signature, mirrored: it
@@ -128,7 +130,7 @@ def test_high_s_refused():
         recover_digest(digest, malleated)
 
 
-def test_v_forms():
+def test_v_forms() -> None:
     digest = personal_sign_hash(b"v forms")
     r, s, v = _split(sign_digest(digest, KEY))
     assert recover_digest(digest, _join(r, s, v)) == ADDRESS
@@ -149,17 +151,17 @@ def test_v_forms():
         (1, SECP256K1N, "s must be"),
     ],
 )
-def test_r_s_out_of_range_refused(r, s, match):
+def test_r_s_out_of_range_refused(r: int, s: int, match: str) -> None:
     with pytest.raises(InvalidSignature, match=match):
         recover_digest(b"\x22" * 32, _join(r, s, 27))
 
 
 @pytest.mark.parametrize("signature", [b"\x01" * 64, b"\x01" * 66, b"", bytearray(65), "01" * 65])
-def test_signature_shape_refused(signature):
+def test_signature_shape_refused(signature: Any) -> None:  # Any: hex text among them, on purpose
     with pytest.raises(InvalidSignature, match="signature must be"):
         recover_digest(b"\x22" * 32, signature)
 
 
-def test_other_digest_recovers_someone_else():
+def test_other_digest_recovers_someone_else() -> None:
     signature = sign_digest(personal_sign_hash(b"one"), KEY)
     assert recover_digest(personal_sign_hash(b"two"), signature) != ADDRESS

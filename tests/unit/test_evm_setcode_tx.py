@@ -5,6 +5,8 @@ implementation (eth-account 0.14: ``Account.sign_authorization``, type-4 ``sign_
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import rlp
 from eth_account import Account
@@ -17,7 +19,9 @@ from hypothesis import strategies as st
 
 from evm import authorizations as auth
 from evm import transactions as txs
+from evm.authorizations import SignedAuthorization
 from evm.constants import SECP256K1N
+from evm.transactions.types import AccessList
 from tests.evm_support import CHAIN
 
 KEY = bytes.fromhex("4c0883a69102937d6231471b5decb2243e0e3ad3b0ad39fea4d99bb1b1b3c2c7")
@@ -27,8 +31,10 @@ D = bytes.fromhex("00" * 18 + "de1e")
 ACCESS = ((bytes.fromhex("11" * 20), (bytes(31) + b"\x07",)),)
 
 
-def _tx(authorization_list, **overrides) -> txs.SetCodeTransaction:
-    fields = dict(
+def _tx(authorization_list: Any, **overrides: Any) -> txs.SetCodeTransaction:
+    """A type-4 transaction of ``authorization_list``: any value, since the refusals pass ones
+    that are not a tuple of signed authorizations."""
+    fields: dict[str, Any] = dict(
         chain_id=CHAIN,
         nonce=4,
         max_priority_fee_per_gas=10**9,
@@ -43,7 +49,7 @@ def _tx(authorization_list, **overrides) -> txs.SetCodeTransaction:
     return txs.SetCodeTransaction(**(fields | overrides))
 
 
-def _theirs(tx: txs.SetCodeTransaction, authorization_list: list) -> dict:
+def _theirs(tx: txs.SetCodeTransaction, authorization_list: list[Any]) -> dict[str, Any]:
     return {
         "type": 4,
         "chainId": tx.chain_id,
@@ -62,7 +68,7 @@ def _theirs(tx: txs.SetCodeTransaction, authorization_list: list) -> dict:
     }
 
 
-def _as_rpc(signed: auth.SignedAuthorization) -> dict:
+def _as_rpc(signed: auth.SignedAuthorization) -> dict[str, Any]:
     """Our tuple as eth-account's JSON-RPC form, so its serializer (not its signer) encodes it."""
     return {
         "chainId": signed.chain_id,
@@ -78,7 +84,9 @@ def _as_rpc(signed: auth.SignedAuthorization) -> dict:
 
 
 @pytest.mark.parametrize("chain_id, nonce", [(CHAIN, 0), (0, 7), (1, 2**64 - 2), (2**256 - 1, 1)])
-def test_an_authorization_is_the_one_eth_account_signs_and_it_recovers_to_its_authority(chain_id, nonce):
+def test_an_authorization_is_the_one_eth_account_signs_and_it_recovers_to_its_authority(
+    chain_id: int, nonce: int
+) -> None:
     mine = auth.sign_authorization(auth.Authorization(chain_id, D, nonce), KEY)
     theirs = Account.sign_authorization({"chainId": chain_id, "address": to_checksum_address(D), "nonce": nonce}, KEY)
     assert (mine.chain_id, mine.address, mine.nonce) == (theirs.chain_id, theirs.address, theirs.nonce)
@@ -119,13 +127,16 @@ def test_an_authorization_is_the_one_eth_account_signs_and_it_recovers_to_its_au
         ((CHAIN, "0x" + D.hex(), 0), "address must be 20 bytes"),
     ],
 )
-def test_an_authorization_that_could_never_apply_is_refused(fields, error):
+def test_an_authorization_that_could_never_apply_is_refused(
+    fields: tuple[Any, ...],
+    error: str,
+) -> None:
     with pytest.raises(auth.InvalidAuthorization) as caught:
         auth.Authorization(*fields)
     assert error in str(caught.value)
 
 
-def test_a_signed_authorization_that_does_not_recover_is_refused_with_the_reason():
+def test_a_signed_authorization_that_does_not_recover_is_refused_with_the_reason() -> None:
     mine = auth.sign_authorization(auth.Authorization(CHAIN, D, 3), KEY)
     # (r, n - s) with the other parity is the same signature mirrored: EIP-7702 skips it (EIP-2).
     high_s = auth.SignedAuthorization(
@@ -142,10 +153,12 @@ def test_a_signed_authorization_that_does_not_recover_is_refused_with_the_reason
             auth.SignedAuthorization(CHAIN, D, 3, y_parity, mine.r, mine.s)
     with pytest.raises(auth.InvalidAuthorization, match=r"r must be < 2\*\*256"):
         auth.SignedAuthorization(CHAIN, D, 3, 0, 2**256, mine.s)
+    already_signed: Any = mine
     with pytest.raises(auth.InvalidAuthorization, match="expected an Authorization"):
-        auth.sign_authorization(mine, KEY)
+        auth.sign_authorization(already_signed, KEY)
+    unsigned: Any = auth.Authorization(CHAIN, D, 3)
     with pytest.raises(auth.InvalidAuthorization, match="expected a SignedAuthorization"):
-        auth.recover_authority(auth.Authorization(CHAIN, D, 3))
+        auth.recover_authority(unsigned)
     # Another address's tuple recovers to someone else, not to an error: the chain decides by nonce.
     tampered = auth.SignedAuthorization(CHAIN, bytes(20), 3, mine.y_parity, mine.r, mine.s)
     assert to_checksum_address(auth.recover_authority(tampered)) != ADDRESS
@@ -154,7 +167,7 @@ def test_a_signed_authorization_that_does_not_recover_is_refused_with_the_reason
 # --- the transaction --------------------------------------------------------------------------------
 
 
-def test_a_set_code_transaction_is_byte_for_byte_eth_accounts_and_recovers():
+def test_a_set_code_transaction_is_byte_for_byte_eth_accounts_and_recovers() -> None:
     own = auth.sign_authorization(auth.Authorization(CHAIN, D, 5), KEY)
     everywhere = auth.sign_authorization(auth.Authorization(0, bytes.fromhex("22" * 20), 0), OTHER_KEY)
     tx = _tx((own, everywhere))
@@ -183,7 +196,7 @@ def test_a_set_code_transaction_is_byte_for_byte_eth_accounts_and_recovers():
     assert txs.signing_hash_7702(tx) == keccak(b"\x04" + rlp.encode(items[:10]))
 
 
-def test_a_set_code_transaction_that_is_not_one_is_refused():
+def test_a_set_code_transaction_that_is_not_one_is_refused() -> None:
     signed = auth.sign_authorization(auth.Authorization(CHAIN, D, 5), KEY)
     with pytest.raises(txs.InvalidTransaction, match="non-empty tuple"):
         _tx(())
@@ -199,7 +212,7 @@ def test_a_set_code_transaction_that_is_not_one_is_refused():
         txs.sign_transaction(_tx((signed,)), KEY, 1)
 
 
-def test_decoding_refuses_tuples_that_could_never_apply():
+def test_decoding_refuses_tuples_that_could_never_apply() -> None:
     good = txs.sign_transaction(_tx((auth.sign_authorization(auth.Authorization(CHAIN, D, 5), KEY),)), KEY, CHAIN)
     items = rlp.decode(good.raw[1:])
     for index, value, error in (
@@ -245,11 +258,24 @@ _authorizations = st.builds(
     ).map(tuple),
     authorization_list=st.lists(_authorizations, min_size=1, max_size=4).map(tuple),
 )
-def test_type_4_round_trips_and_recovers(key, chain_id, nonce, fees, gas, to, value, data, access, authorization_list):
+def test_type_4_round_trips_and_recovers(
+    key: bytes,
+    chain_id: int,
+    nonce: int,
+    fees: list[int],
+    gas: int,
+    to: bytes,
+    value: int,
+    data: bytes,
+    access: AccessList,
+    authorization_list: tuple[SignedAuthorization, ...],
+) -> None:
     tx = txs.SetCodeTransaction(chain_id, nonce, fees[0], fees[1], gas, to, value, data, access, authorization_list)
     signed = txs.sign_transaction(tx, key, chain_id)
     assert txs.decode_signed(signed.raw) == (tx, signed.v, signed.r, signed.s)
     assert txs.recover_sender(signed.raw) == signed.sender == txs.address_of(key)
     assert Account.recover_transaction(signed.raw) == to_checksum_address(signed.sender)
-    for entry in txs.decode_signed(signed.raw)[0].authorization_list:
+    decoded = txs.decode_signed(signed.raw)[0]
+    assert isinstance(decoded, txs.SetCodeTransaction)
+    for entry in decoded.authorization_list:
         auth.recover_authority(entry)  # low s and a valid point: every tuple we sign recovers

@@ -6,6 +6,9 @@ eth-account is imported here only, as an independent reference implementation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from eth_account import Account
 from eth_hash.auto import keccak as eth_hash_keccak
@@ -29,6 +32,7 @@ from evm.transactions import (
     signing_hash_2930,
     signing_hash_pre155,
 )
+from evm.transactions.types import AccessList
 from tests.evm_support import (
     ACCESS_LIST_CASES,
     ALL_CASES,
@@ -49,12 +53,12 @@ EIP155_R = 185154612643733513732000026658530286124510565785457116405581773401818
 EIP155_S = 46948507304638947509940763649030358759909902576025900602547168820602576006531
 
 
-def test_eip155_signing_data_and_hash():
+def test_eip155_signing_data_and_hash() -> None:
     assert encode_list(payload_legacy(EIP155_TX) + b"\x01\x80\x80") == EIP155_SIGNING_DATA
     assert signing_hash_155(EIP155_TX, 1) == EIP155_SIGNING_HASH
 
 
-def test_eip155_signed_transaction():
+def test_eip155_signed_transaction() -> None:
     signed = sign_transaction(EIP155_TX, bytearray(EIP155_KEY), 1)
     assert signed.raw == EIP155_SIGNED
     assert (signed.v, signed.r, signed.s) == (EIP155_V, EIP155_R, EIP155_S)
@@ -63,7 +67,7 @@ def test_eip155_signed_transaction():
     assert address_of(EIP155_KEY) == EIP155_SENDER
 
 
-def test_eip155_decode_and_recover():
+def test_eip155_decode_and_recover() -> None:
     tx, v, r, s = decode_signed(EIP155_SIGNED)
     assert tx == EIP155_TX
     assert (v, r, s) == (EIP155_V, EIP155_R, EIP155_S)
@@ -80,14 +84,18 @@ KEYS = [
 ]
 
 
-def _access_list_dict(access_list):
+def _access_list_dict(access_list: AccessList) -> list[dict[str, Any]]:
     return [
         {"address": checksum(address), "storageKeys": ["0x" + key.hex() for key in keys]}
         for address, keys in access_list
     ]
 
 
-def _to_eth_account_dict(tx, chain_id):
+def _to_eth_account_dict(
+    tx: AccessListTransaction | FeeMarketTransaction | LegacyTransaction,
+    chain_id: int,
+) -> dict[str, Any]:
+    d: dict[str, Any]
     if isinstance(tx, LegacyTransaction):
         d = {
             "nonce": tx.nonce,
@@ -127,7 +135,11 @@ def _to_eth_account_dict(tx, chain_id):
 
 @pytest.mark.parametrize("key", KEYS, ids=["k46", "k1", "kn-1", "kdoc"])
 @pytest.mark.parametrize("tx, chain_id", ALL_CASES)
-def test_matches_eth_account(tx, chain_id, key):
+def test_matches_eth_account(
+    tx: AccessListTransaction | FeeMarketTransaction | LegacyTransaction,
+    chain_id: int,
+    key: bytes,
+) -> None:
     ours = sign_transaction(tx, bytearray(key), chain_id)
     theirs = Account.sign_transaction(_to_eth_account_dict(tx, chain_id), key)
 
@@ -144,7 +156,7 @@ def test_matches_eth_account(tx, chain_id, key):
 
 
 @pytest.mark.parametrize("key", KEYS, ids=["k46", "k1", "kn-1", "kdoc"])
-def test_recover_unprotected_legacy(key):
+def test_recover_unprotected_legacy(key: bytes) -> None:
     # Pre-EIP-155 (v = 27/28) transactions are never produced by the signer,
     # but still exist on chain and must be attributable.
     theirs = Account.sign_transaction(
@@ -157,6 +169,7 @@ def test_recover_unprotected_legacy(key):
     assert v == theirs.v
     assert checksum(recover_sender(raw)) == Account.recover_transaction(raw)
     assert recover_sender(raw) == address_of(key)
+    assert isinstance(tx, LegacyTransaction)
     assert signing_hash_pre155(tx) == eth_hash_keccak(encode_list(payload_legacy(tx)))
 
 
@@ -164,7 +177,7 @@ def test_recover_unprotected_legacy(key):
 
 
 @pytest.mark.parametrize("tx, chain_id", ALL_CASES[:1] + ALL_CASES[-3:])
-def test_signing_is_deterministic(tx, chain_id):
+def test_signing_is_deterministic(tx: FeeMarketTransaction | LegacyTransaction, chain_id: int) -> None:
     first = sign_transaction(tx, bytearray(EIP155_KEY), chain_id)
     second = sign_transaction(tx, bytearray(EIP155_KEY), chain_id)
     from_bytes = sign_transaction(tx, EIP155_KEY, chain_id)
@@ -172,7 +185,7 @@ def test_signing_is_deterministic(tx, chain_id):
     assert isinstance(first, SignedTx)
 
 
-def test_signing_does_not_modify_the_key_buffer():
+def test_signing_does_not_modify_the_key_buffer() -> None:
     key = bytearray(EIP155_KEY)
     sign_transaction(EIP155_TX, key, 1)
     assert key == bytearray(EIP155_KEY)
@@ -190,7 +203,7 @@ def test_signing_does_not_modify_the_key_buffer():
         lambda key: address_of(key),
     ],
 )
-def test_key_buffer_is_released_even_on_error(call):
+def test_key_buffer_is_released_even_on_error(call: Callable[[bytearray], object]) -> None:
     # The signer points into the caller's bytearray instead of copying it;
     # that export must end with the call, or a caller wiping the key from an
     # exception handler would get BufferError instead.
@@ -205,7 +218,7 @@ def test_key_buffer_is_released_even_on_error(call):
     key.clear()
 
 
-def test_signing_hashes_differ_by_type_and_chain():
+def test_signing_hashes_differ_by_type_and_chain() -> None:
     tx = FEE_MARKET_CASES[0]
     assert signing_hash_155(EIP155_TX, 1) != signing_hash_155(EIP155_TX, 5)
     assert signing_hash_1559(tx) != signing_hash_1559(

@@ -5,6 +5,8 @@ addresses."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import rlp
@@ -37,14 +39,14 @@ from tests.evm_support import (
 )
 
 
-def _legacy(**overrides):
-    fields = dict(nonce=0, gas_price=1, gas=21000, to=RECIPIENT, value=0, data=b"")
+def _legacy(**overrides: Any) -> LegacyTransaction:
+    fields: dict[str, Any] = dict(nonce=0, gas_price=1, gas=21000, to=RECIPIENT, value=0, data=b"")
     fields.update(overrides)
     return LegacyTransaction(**fields)
 
 
-def _fee_market(**overrides):
-    fields = dict(
+def _fee_market(**overrides: Any) -> FeeMarketTransaction:
+    fields: dict[str, Any] = dict(
         chain_id=1,
         nonce=0,
         max_priority_fee_per_gas=1,
@@ -59,8 +61,10 @@ def _fee_market(**overrides):
     return FeeMarketTransaction(**fields)
 
 
-def _access_list_tx(**overrides):
-    fields = dict(chain_id=1, nonce=0, gas_price=1, gas=21000, to=RECIPIENT, value=0, data=b"", access_list=())
+def _access_list_tx(**overrides: Any) -> AccessListTransaction:
+    fields: dict[str, Any] = dict(
+        chain_id=1, nonce=0, gas_price=1, gas=21000, to=RECIPIENT, value=0, data=b"", access_list=()
+    )
     fields.update(overrides)
     return AccessListTransaction(**fields)
 
@@ -96,13 +100,13 @@ def _access_list_tx(**overrides):
         (lambda: _access_list_tx(gas_price=-1), "gas_price must be >= 0"),
     ],
 )
-def test_invalid_fields(build, message):
+def test_invalid_fields(build: Callable[[], object], message: str) -> None:
     with pytest.raises(InvalidTransaction) as excinfo:
         build()
     assert str(excinfo.value).startswith(message)
 
 
-def test_chain_id_mismatch():
+def test_chain_id_mismatch() -> None:
     with pytest.raises(InvalidTransaction, match=r"^chain_id mismatch: transaction is for 1, signer is for 5$"):
         sign_transaction(_fee_market(chain_id=1), EIP155_KEY, 5)
     with pytest.raises(InvalidTransaction, match=r"^chain_id mismatch"):
@@ -118,17 +122,18 @@ def test_chain_id_mismatch():
         (1.0, "chain_id must be an int"),
     ],
 )
-def test_bad_chain_id_argument(chain_id, message):
+def test_bad_chain_id_argument(chain_id: Any, message: str) -> None:  # a float among them, on purpose
     with pytest.raises(InvalidTransaction, match="^" + re.escape(message)):
         sign_transaction(EIP155_TX, EIP155_KEY, chain_id)
 
 
-def test_unsupported_transaction_object():
+def test_unsupported_transaction_object() -> None:
     class Sneaky(FeeMarketTransaction):
         __slots__ = ()
 
+    not_a_transaction: Any = {"nonce": 0}
     with pytest.raises(InvalidTransaction, match="unsupported transaction type"):
-        sign_transaction({"nonce": 0}, EIP155_KEY, 1)
+        sign_transaction(not_a_transaction, EIP155_KEY, 1)
     with pytest.raises(InvalidTransaction, match="unsupported transaction type Sneaky"):
         sign_transaction(
             Sneaky(*[getattr(FEE_MARKET_CASES[0], f) for f in FeeMarketTransaction.__slots__]), EIP155_KEY, 1
@@ -147,7 +152,7 @@ def test_unsupported_transaction_object():
         5,
     ],
 )
-def test_invalid_keys(key):
+def test_invalid_keys(key: Any) -> None:  # not only bytes, on purpose
     with pytest.raises(InvalidPrivateKey) as excinfo:
         sign_transaction(EIP155_TX, key, 1)
     if isinstance(key, bytes) and len(key) == 32:
@@ -159,20 +164,21 @@ def test_invalid_keys(key):
 # --- decoding ---------------------------------------------------------------
 
 
-def _reencode(raw, mutate):
+def _reencode(raw: bytes, mutate: Callable[[list[Any]], None]) -> bytes:
     """Decode ``raw``, let ``mutate`` edit the RLP item list, re-serialize."""
     prefix, payload = (b"", raw) if raw[0] >= 0xC0 else (raw[:1], raw[1:])
     items = rlp.decode(payload)
     mutate(items)
-    return prefix + rlp.encode(items)
+    encoded: bytes = rlp.encode(items)
+    return prefix + encoded
 
 
-def _int(value):
+def _int(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
 @pytest.mark.parametrize("tx, chain_id", [ALL_CASES[0], ALL_CASES[len(LEGACY_CASES)], ALL_CASES[-1]])
-def test_high_s_rejected(tx, chain_id):
+def test_high_s_rejected(tx: LegacyTransaction | AccessListTransaction | FeeMarketTransaction, chain_id: int) -> None:
     signed = sign_transaction(tx, EIP155_KEY, chain_id)
     # (r, n - s) with the other parity is the malleated twin of a valid
     # signature: it recovers the same sender, so only EIP-2 rejects it.
@@ -182,7 +188,7 @@ def test_high_s_rejected(tx, chain_id):
     else:
         flipped_v = signed.v ^ 1
 
-    def mutate(items):
+    def mutate(items: list[Any]) -> None:
         items[-3] = _int(flipped_v)
         items[-1] = _int(high_s)
 
@@ -195,12 +201,12 @@ def test_high_s_rejected(tx, chain_id):
         recover_sender(malleated)
 
 
-def test_decode_rejects_bad_signature_values():
+def test_decode_rejects_bad_signature_values() -> None:
     legacy = EIP155_SIGNED
     typed = sign_transaction(FEE_MARKET_CASES[0], EIP155_KEY, 1).raw
 
-    def set_item(index, value):
-        def mutate(items):
+    def set_item(index: int, value: bytes) -> Callable[[list[Any]], None]:
+        def mutate(items: list[Any]) -> None:
             items[index] = value
 
         return mutate
@@ -220,16 +226,16 @@ def test_decode_rejects_bad_signature_values():
             decode_signed(raw)
 
 
-def test_decode_rejects_malformed_input():
+def test_decode_rejects_malformed_input() -> None:
     typed = sign_transaction(FEE_MARKET_CASES[0], EIP155_KEY, 1).raw
 
-    def leading_zero(items):
+    def leading_zero(items: list[Any]) -> None:
         items[1] = b"\x00\x05"
 
-    def drop_field(items):
+    def drop_field(items: list[Any]) -> None:
         del items[2]
 
-    def to_as_list(items):
+    def to_as_list(items: list[Any]) -> None:
         items[5] = [USDC]
 
     cases = [
@@ -261,21 +267,21 @@ def test_decode_rejects_malformed_input():
         "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
     ],
 )
-def test_checksum_eip55(expected):
+def test_checksum_eip55(expected: str) -> None:
     assert checksum(bytes.fromhex(expected[2:])) == expected
 
 
-def test_checksum_rejects_wrong_length():
+def test_checksum_rejects_wrong_length() -> None:
     with pytest.raises(ValueError):
         checksum(bytes(19))
 
 
-def test_address_of_known_keys():
+def test_address_of_known_keys() -> None:
     assert checksum(address_of((1).to_bytes(32, "big"))) == "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
     assert address_of(bytearray(EIP155_KEY)) == EIP155_SENDER
 
 
-def test_a_known_sender_skips_derivation_and_gives_the_same_bytes():
+def test_a_known_sender_skips_derivation_and_gives_the_same_bytes() -> None:
     key = bytearray(bytes.fromhex("4646464646464646464646464646464646464646464646464646464646464646"))
     tx = FeeMarketTransaction(1, 0, 10**9, 2 * 10**9, 21000, b"\x35" * 20, 1, b"", ())
     derived = sign_transaction(tx, key, 1)

@@ -9,6 +9,7 @@ eth-account is imported here only, as an oracle.
 from __future__ import annotations
 
 import copy
+from typing import Any, cast
 
 import pytest
 
@@ -29,7 +30,13 @@ from tests.eip712_support import (
 )
 
 
-def test_eip712_specification_example():
+def _types(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc["types"]`` as a mapping (the permits of tests.eip712_support have no declared type)."""
+    types: dict[str, Any] = doc["types"]
+    return types
+
+
+def test_eip712_specification_example() -> None:
     # Every value below is asserted by the specification's Example.js.
     assert _encode_type("Mail", MAIL["types"]) == (
         "Mail(Person from,Person to,string contents)Person(string name,address wallet)"
@@ -50,22 +57,22 @@ def test_eip712_specification_example():
     assert recover_digest(hashes.digest, signature).hex() == "cd2a3d9f938e13cd947ec05abc7fe734df8dd826"
 
 
-def test_eip712_specification_example_agrees_with_eth_account():
+def test_eip712_specification_example_agrees_with_eth_account() -> None:
     agree_with_eth_account(MAIL)
 
 
-def test_hashes_are_frozen():
+def test_hashes_are_frozen() -> None:
     hashes = hash_typed_data(MAIL)
     with pytest.raises(AttributeError):
-        hashes.digest = b"\x00" * 32
+        cast(Any, hashes).digest = b"\x00" * 32
 
 
 @pytest.mark.parametrize("doc", PERMITS.values(), ids=PERMITS.keys())
-def test_permits_agree_with_eth_account(doc):
+def test_permits_agree_with_eth_account(doc: dict[str, Any]) -> None:
     agree_with_eth_account(doc)
 
 
-def test_domain_separators_published_on_chain():
+def test_domain_separators_published_on_chain() -> None:
     # The DOMAIN_SEPARATOR() each mainnet contract returns (pinned, e.g., by
     # Uniswap's Permit2Lib for DAI, and compiled into Permit2's bytecode).
     assert hash_typed_data(PERMIT_DAI).domain_separator.hex() == (
@@ -79,38 +86,38 @@ def test_domain_separators_published_on_chain():
     )
 
 
-def test_type_strings_published_by_the_contracts():
+def test_type_strings_published_by_the_contracts() -> None:
     # ERC-2612 and DAI's PERMIT_TYPEHASH constants.
-    assert keccak(_encode_type("Permit", PERMIT_USDC["types"]).encode()).hex() == (
+    assert keccak(_encode_type("Permit", _types(PERMIT_USDC)).encode()).hex() == (
         "6e71edae12b1b97f4d1f60370fef10105fa2faae0126114a169c64845d6126c9"
     )
-    assert keccak(_encode_type("Permit", PERMIT_DAI["types"]).encode()).hex() == (
+    assert keccak(_encode_type("Permit", _types(PERMIT_DAI)).encode()).hex() == (
         "ea2aa0a1be11a07ed86d755c93467f4f82362b452371d1ba94d1715123511acb"
     )
     # Uniswap Permit2, src/libraries/PermitHash.sol.
     details = "PermitDetails(address token,uint160 amount,uint48 expiration,uint48 nonce)"
     permissions = "TokenPermissions(address token,uint256 amount)"
-    assert _encode_type("PermitSingle", PERMIT_SINGLE["types"]) == (
+    assert _encode_type("PermitSingle", _types(PERMIT_SINGLE)) == (
         "PermitSingle(PermitDetails details,address spender,uint256 sigDeadline)" + details
     )
-    assert _encode_type("PermitBatch", PERMIT_BATCH["types"]) == (
+    assert _encode_type("PermitBatch", _types(PERMIT_BATCH)) == (
         "PermitBatch(PermitDetails[] details,address spender,uint256 sigDeadline)" + details
     )
-    assert _encode_type("PermitTransferFrom", PERMIT_TRANSFER_FROM["types"]) == (
+    assert _encode_type("PermitTransferFrom", _types(PERMIT_TRANSFER_FROM)) == (
         "PermitTransferFrom(TokenPermissions permitted,address spender,uint256 nonce,uint256 deadline)" + permissions
     )
-    assert _encode_type("PermitBatchTransferFrom", PERMIT_BATCH_TRANSFER_FROM["types"]) == (
+    assert _encode_type("PermitBatchTransferFrom", _types(PERMIT_BATCH_TRANSFER_FROM)) == (
         "PermitBatchTransferFrom(TokenPermissions[] permitted,address spender,uint256 nonce,uint256 deadline)"
         + permissions
     )
 
 
-def test_integer_spellings_hash_alike():
+def test_integer_spellings_hash_alike() -> None:
     # int, decimal string and hex string are one value, not three.
     spellings = [U160_MAX, str(U160_MAX), hex(U160_MAX), "0x" + "0" * 24 + "f" * 40]
     digests = set()
     for amount in spellings:
-        doc = copy.deepcopy(PERMIT_SINGLE)
+        doc: dict[str, Any] = copy.deepcopy(PERMIT_SINGLE)
         doc["message"]["details"]["amount"] = amount
         digests.add(hash_typed_data(doc).digest)
     assert len(digests) == 1

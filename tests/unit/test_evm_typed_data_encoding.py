@@ -5,6 +5,7 @@ bounds, and random documents from hypothesis. eth-account is imported here only,
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 from eth_account.messages import _hash_eip191_message, encode_typed_data
@@ -28,11 +29,11 @@ from tests.eip712_support import (
 
 
 @pytest.mark.parametrize(("names", "domain"), DOMAINS.values(), ids=DOMAINS.keys())
-def test_partial_domains_agree_with_eth_account(names, domain):
+def test_partial_domains_agree_with_eth_account(names: tuple[str, ...], domain: dict[str, int | str]) -> None:
     agree_with_eth_account(doc_with_domain(names, domain))
 
 
-def test_domain_is_hashed_in_the_order_the_type_lists():
+def test_domain_is_hashed_in_the_order_the_type_lists() -> None:
     # The spec: user agents "should accept fields in any order as specified by
     # the EIP712Domain type". eth-account instead rebuilds the domain type in
     # the canonical order, so it is not the oracle here; the hash is written out.
@@ -41,11 +42,11 @@ def test_domain_is_hashed_in_the_order_the_type_lists():
     assert hash_typed_data(doc).domain_separator == expected
 
 
-def test_nested_arrays_agree_with_eth_account():
+def test_nested_arrays_agree_with_eth_account() -> None:
     agree_with_eth_account(ARRAYS)
 
 
-def test_array_encoding_by_hand():
+def test_array_encoding_by_hand() -> None:
     # Spelled out once: an array is keccak256 of its elements' encodings.
     doc = {
         "types": {"EIP712Domain": domain_type("chainId"), "A": fields("uint8[][] m", "string[] s")},
@@ -53,18 +54,21 @@ def test_array_encoding_by_hand():
         "domain": {"chainId": 1},
         "message": {"m": [[1, 2], []], "s": ["x"]},
     }
-    word = lambda n: n.to_bytes(32, "big")  # noqa: E731
+
+    def word(n: int) -> bytes:
+        return n.to_bytes(32, "big")
+
     m = keccak(keccak(word(1) + word(2)) + keccak(b""))
     s = keccak(keccak(b"x"))
     expected = keccak(keccak(b"A(uint8[][] m,string[] s)") + m + s)
     assert hash_typed_data(doc).struct_hash == expected
 
 
-def test_bytes_and_strings_agree_with_eth_account():
+def test_bytes_and_strings_agree_with_eth_account() -> None:
     agree_with_eth_account(BYTES_AND_STRINGS)
 
 
-def test_signed_integers_agree_with_eth_account():
+def test_signed_integers_agree_with_eth_account() -> None:
     doc = {
         "types": {
             "EIP712Domain": domain_type("chainId"),
@@ -85,12 +89,12 @@ def test_signed_integers_agree_with_eth_account():
     agree_with_eth_account(doc)
 
 
-def test_recursive_type_agrees_with_eth_account():
+def test_recursive_type_agrees_with_eth_account() -> None:
     assert _encode_type("Node", node_doc(1)["types"]) == "Node(uint256 value,Node[] children)"
     agree_with_eth_account(node_doc(5))
 
 
-def test_depth_bound():
+def test_depth_bound() -> None:
     # Each Node level is two containers: the struct and its children array.
     deepest = MAX_DEPTH // 2
     agree_with_eth_account(node_doc(deepest))
@@ -99,8 +103,8 @@ def test_depth_bound():
         hash_typed_data(node_doc(deepest + 1))
 
 
-def test_self_containing_python_value_is_bounded():
-    message: dict = {"value": 1}
+def test_self_containing_python_value_is_bounded() -> None:
+    message: dict[str, Any] = {"value": 1}
     message["children"] = [message]
     doc = node_doc(1)
     doc["message"] = message
@@ -108,8 +112,8 @@ def test_self_containing_python_value_is_bounded():
         hash_typed_data(doc)
 
 
-def test_value_budget():
-    doc = {
+def test_value_budget() -> None:
+    doc: dict[str, Any] = {
         "types": {"EIP712Domain": domain_type("chainId"), "Many": fields("uint8[] xs")},
         "primaryType": "Many",
         "domain": {"chainId": 1},
@@ -133,7 +137,7 @@ STRUCT_NAMES = ["Mail", "Zeta", "alpha", "Beta", "_Under", "Asset", "asset2", "O
 FIELD_NAMES = st.from_regex(r"[a-z_][A-Za-z0-9_]{0,7}", fullmatch=True)
 
 
-def atomic_values(type_string: str):
+def atomic_values(type_string: str) -> st.SearchStrategy[Any]:
     if type_string.startswith(("uint", "int")):
         signed = type_string.startswith("int")
         bits = int(type_string[3 if signed else 4 :])
@@ -155,10 +159,10 @@ def atomic_values(type_string: str):
 
 
 @st.composite
-def typed_documents(draw):
+def typed_documents(draw: st.DrawFn) -> dict[str, Any]:
     count = draw(st.integers(1, 4))
     names = draw(st.permutations(STRUCT_NAMES))[:count]
-    types: dict = {}
+    types: dict[str, Any] = {}
     for index, name in enumerate(names):
         # Struct i may use structs after it; the next one is always used, so
         # every type hangs off the primary (eth-account insists on that).
@@ -174,7 +178,7 @@ def typed_documents(draw):
         field_names = draw(st.lists(FIELD_NAMES, min_size=len(shaped), max_size=len(shaped), unique=True))
         types[name] = [{"name": n, "type": t} for n, t in zip(field_names, shaped, strict=False)]
 
-    def value_of(type_string: str, budget: list[int]):
+    def value_of(type_string: str, budget: list[int]) -> Any:
         if type_string.endswith("]"):
             bracket = type_string.rindex("[")
             inner, length = type_string[:bracket], type_string[bracket + 1 : -1]
@@ -203,7 +207,7 @@ def typed_documents(draw):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(typed_documents())
-def test_random_documents_agree_with_eth_account(doc):
+def test_random_documents_agree_with_eth_account(doc: dict[str, Any]) -> None:
     ours = hash_typed_data(doc)
     signable = encode_typed_data(full_message=copy.deepcopy(doc))
     assert ours.domain_separator == bytes(signable.header)

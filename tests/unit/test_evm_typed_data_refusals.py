@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -28,7 +30,7 @@ from tests.eip712_support import (
 )
 
 
-def refused(doc: dict, path: str, what: str) -> None:
+def refused(doc: dict[str, Any], path: str, what: str) -> None:
     with pytest.raises(InvalidTypedData) as info:
         hash_typed_data(doc)
     message = str(info.value)
@@ -36,13 +38,13 @@ def refused(doc: dict, path: str, what: str) -> None:
     assert re.search(what, message), message
 
 
-def edited(doc: dict, edit) -> dict:
+def edited(doc: dict[str, Any], edit: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
     edit(doc)
     return doc
 
 
-def test_uint_overflow_refused():
+def test_uint_overflow_refused() -> None:
     doc = edited(PERMIT_SINGLE, lambda d: d["message"]["details"].update(amount=2**160))
     refused(doc, "message.details.amount", r"uint160 must be < 2\*\*160, got %d$" % 2**160)
     doc = edited(PERMIT_BATCH, lambda d: d["message"]["details"][2].update(nonce=str(2**48)))
@@ -52,18 +54,18 @@ def test_uint_overflow_refused():
 
 
 @pytest.mark.parametrize("value", [-1, "-1", "-0x1"])
-def test_negative_uint_refused(value):
+def test_negative_uint_refused(value: str | int) -> None:
     doc = edited(PERMIT_USDC, lambda d: d["message"].update(value=value))
     refused(doc, "message.value", "uint256" if value != "-0x1" else "decimal string or a 0x-hex string")
 
 
-def test_negative_uint_message():
+def test_negative_uint_message() -> None:
     doc = edited(PERMIT_USDC, lambda d: d["message"].update(nonce=-5))
     refused(doc, "message.nonce", "uint256 is unsigned, must be >= 0, got -5")
 
 
 @pytest.mark.parametrize("value", [1, 0, "true", "false", None, "1"])
-def test_bool_must_be_true_or_false(value):
+def test_bool_must_be_true_or_false(value: str | int | None) -> None:
     doc = edited(PERMIT_DAI, lambda d: d["message"].update(allowed=value))
     refused(doc, "message.allowed", "bool takes true or false")
 
@@ -71,41 +73,42 @@ def test_bool_must_be_true_or_false(value):
 @pytest.mark.parametrize(
     "salt", ["0x" + "00" * 31, "0x" + "00" * 33, "0x", "00" * 32, "0x" + "0" * 63, "0x" + "zz" * 32, 0, b"\x00" * 32]
 )
-def test_bytes32_of_wrong_length_refused(salt):
+def test_bytes32_of_wrong_length_refused(salt: str | bytes | int) -> None:
     names, domain = DOMAINS["salt+chainId"]
+    assert isinstance(domain, dict)
     doc = doc_with_domain(names, dict(domain, salt=salt))
     refused(doc, "domain.salt", "bytes32 takes")
 
 
-def test_missing_field_refused():
+def test_missing_field_refused() -> None:
     doc = edited(PERMIT_USDC, lambda d: d["message"].pop("spender"))
     refused(doc, "message.spender", "missing; Permit requires address spender")
     doc = edited(PERMIT_BATCH, lambda d: d["message"]["details"][1].pop("token"))
     refused(doc, "message.details[1].token", "missing")
 
 
-def test_extra_field_refused():
+def test_extra_field_refused() -> None:
     doc = edited(PERMIT_USDC, lambda d: d["message"].update(memo="approve 10 USDC"))
     refused(doc, "message.memo", "not a field of Permit .* would be shown but not signed")
     doc = edited(PERMIT_TRANSFER_FROM, lambda d: d["message"]["permitted"].update(to=OWNER))
     refused(doc, "message.permitted.to", "not a field of TokenPermissions")
 
 
-def test_undefined_type_refused():
+def test_undefined_type_refused() -> None:
     doc = edited(MAIL, lambda d: d["types"]["Mail"][0].update(type="Persn"))
     refused(doc, "types.Mail[0].type", "struct type Persn is not defined")
     doc = edited(MAIL, lambda d: d["types"]["Mail"][1].update(type="Person[][]x"))
     refused(doc, "types.Mail[1].type", "is not a type")
 
 
-def test_domain_key_not_in_eip712domain_refused():
+def test_domain_key_not_in_eip712domain_refused() -> None:
     doc = edited(MAIL, lambda d: d["domain"].update(salt="0x" + "00" * 32))
     refused(doc, "domain.salt", "not a field of EIP712Domain")
     doc = edited(PERMIT_SINGLE, lambda d: d["domain"].update(version="1"))
     refused(doc, "domain.version", "not a field of EIP712Domain")
 
 
-def test_domain_key_missing_refused():
+def test_domain_key_missing_refused() -> None:
     doc = edited(MAIL, lambda d: d["domain"].pop("chainId"))
     refused(doc, "domain.chainId", "missing; EIP712Domain requires uint256 chainId")
 
@@ -136,7 +139,7 @@ def test_domain_key_missing_refused():
         (lambda d: d.update(message=[]), "message", "must be an object"),
     ],
 )
-def test_value_refusals(edit, path, what):
+def test_value_refusals(edit: Callable[[dict[str, Any]], object], path: str, what: str) -> None:
     refused(edited(PERMIT_USDC, edit), path, what)
 
 
@@ -159,7 +162,7 @@ def test_value_refusals(edit, path, what):
         (lambda d: d["message"]["deep"][1].append([]), "message.deep[1]", r"takes exactly 2 elements, got 3"),
     ],
 )
-def test_array_refusals(edit, path, what):
+def test_array_refusals(edit: Callable[[dict[str, Any]], object], path: str, what: str) -> None:
     refused(edited(ARRAYS, edit), path, what)
 
 
@@ -211,7 +214,7 @@ def test_array_refusals(edit, path, what):
         (lambda d: d.update(types=[]), "types", "must be an object"),
     ],
 )
-def test_structural_refusals(edit, path, what):
+def test_structural_refusals(edit: Callable[[dict[str, Any]], object], path: str, what: str) -> None:
     doc = edited(MAIL, edit)
     with pytest.raises(InvalidTypedData) as info:
         validate_types(doc)
@@ -220,18 +223,19 @@ def test_structural_refusals(edit, path, what):
     refused(doc, path, what)
 
 
-def test_validate_types_accepts_good_documents():
+def test_validate_types_accepts_good_documents() -> None:
     for doc in [MAIL, ARRAYS, BYTES_AND_STRINGS, node_doc(3), *PERMITS.values()]:
-        assert validate_types(doc) is None
+        validate_types(doc)  # raises on a bad document
 
 
-def test_validate_types_leaves_values_alone():
+def test_validate_types_leaves_values_alone() -> None:
     # Structural only: a bad value is hash_typed_data's to find.
     doc = edited(PERMIT_USDC, lambda d: d["message"].update(value=-1))
     validate_types(doc)
     refused(doc, "message.value", "unsigned")
 
 
-def test_not_a_mapping():
+def test_not_a_mapping() -> None:
+    not_a_mapping: Any = [MAIL]
     with pytest.raises(InvalidTypedData, match="^document: must be an object"):
-        hash_typed_data([MAIL])
+        hash_typed_data(not_a_mapping)

@@ -5,6 +5,7 @@ of one family and named across families by its CAIP-2 id."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import get_args
 
 import pytest
@@ -24,14 +25,14 @@ from tests.signer_support import LoneSigner
 KINDS = set(get_args(IntentType))
 
 
-def test_each_family_has_its_key_chain_namespace_and_form():
+def test_each_family_has_its_key_chain_namespace_and_form() -> None:
     assert set(FORMS) == set(Family) == set(KEY_CHAIN) == set(NAMESPACE)
     assert set(FAMILY_OF_KEY_CHAIN) <= set(chain_keys.KEY_CHAINS)
     for family, form in FORMS.items():
         assert form.family is family and form.kinds
 
 
-def test_each_kind_of_intent_is_one_familys_and_is_judged_described_and_signed(tmp_path):
+def test_each_kind_of_intent_is_one_familys_and_is_judged_described_and_signed(tmp_path: Path) -> None:
     assert set(FAMILY_OF_KIND) == KINDS  # each kind in exactly one family's form
     assert sum(len(form.kinds) for form in FORMS.values()) == len(KINDS)
     for kind in KINDS:
@@ -43,7 +44,7 @@ def test_each_kind_of_intent_is_one_familys_and_is_judged_described_and_signed(t
     assert signer.families_tracked() == {SignedTransaction, SignedSolanaTransaction}
 
 
-def test_an_address_is_read_in_its_familys_one_form():
+def test_an_address_is_read_in_its_familys_one_form() -> None:
     evm, solana = FORMS[Family.EVM].address, FORMS[Family.SOLANA].address
     assert evm("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed") == "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # EIP-55
     assert solana("11111111111111111111111111111111") == "11111111111111111111111111111111"
@@ -53,7 +54,7 @@ def test_an_address_is_read_in_its_familys_one_form():
         evm("11111111111111111111111111111111")
 
 
-def test_every_network_is_of_one_family_with_a_caip2_id_of_its_namespace():
+def test_every_network_is_of_one_family_with_a_caip2_id_of_its_namespace() -> None:
     for chain in ChainRegistry().all().values():
         namespace, reference = chain.caip2.split(":")
         assert namespace == NAMESPACE[chain.family] and re.fullmatch(r"[-_a-zA-Z0-9]{1,32}", reference), chain
@@ -68,7 +69,9 @@ def test_every_network_is_of_one_family_with_a_caip2_id_of_its_namespace():
         ("solana-devnet", "transaction", "a transaction names an EVM network"),
     ],
 )
-def test_a_kind_of_intent_on_another_familys_network_is_refused_saying_which_kinds_it_takes(chain, kind, words):
+def test_a_kind_of_intent_on_another_familys_network_is_refused_saying_which_kinds_it_takes(
+    chain: str, kind: str, words: str
+) -> None:
     fields = {
         "intent_id": "i-1",
         "agent_id": "a",

@@ -6,6 +6,8 @@ replays to the same rows."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -26,7 +28,7 @@ TOKEN = "anvil:0x5FbDB2315678afecb367f032d93F642f64180aa3"
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)
 
 
-def _signed(state: SignerState, intent_id: str, nonce: int, wei: int, assets: dict[str, int]) -> list:
+def _signed(state: SignerState, intent_id: str, nonce: int, wei: int, assets: dict[str, int]) -> list[Any]:
     """An intent signed and committed: the writes a changelog would carry."""
     with state.intent_scope():
         record_signed(state.agent(AGENT), intent_id, now_us=to_us(NOW), wei=wei, nonce=nonce, assets=assets)
@@ -35,7 +37,7 @@ def _signed(state: SignerState, intent_id: str, nonce: int, wei: int, assets: di
     return writes
 
 
-def test_a_bump_is_judged_without_its_own_reservations_and_reserves_its_new_usd_price(tmp_path):
+def test_a_bump_is_judged_without_its_own_reservations_and_reserves_its_new_usd_price(tmp_path: Path) -> None:
     state = SignerState(tmp_path / "a.db", fsync=False)
     admins = Admins.with_threshold({"admin": public_key_hex(Ed25519PrivateKey.generate())}, 1)
     judging = Judging(state, admins, PolicyBook(admins), max_age_us=600 * 10**6, chains=REGISTRY)

@@ -17,7 +17,7 @@ def _ephemeral_range() -> range:
     return range(low, high + 1)
 
 
-def test_a_port_to_avoid_is_never_handed_out():
+def test_a_port_to_avoid_is_never_handed_out() -> None:
     # All but 64 of the listen ports are taken: without the rule, nearly every pick is one of them.
     ports = listen_ports()
     left = set(ports[:: len(ports) // 64][:64])
@@ -26,14 +26,14 @@ def test_a_port_to_avoid_is_never_handed_out():
     assert set(picks) <= left, sorted(set(picks) - left)[:5]
 
 
-def test_no_port_is_picked_where_outbound_connections_take_theirs(monkeypatch):
+def test_no_port_is_picked_where_outbound_connections_take_theirs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WARDEN_LISTEN_PORTS", raising=False)  # the whole range, not this xdist worker's
     ephemeral = _ephemeral_range()
     picks = {free_port() for _ in range(200)}
     assert len(listen_ports()) > 10_000 and not picks & set(ephemeral), sorted(picks & set(ephemeral))[:5]
 
 
-def test_several_ports_are_different_and_not_the_settings_ones(tmp_path):
+def test_several_ports_are_different_and_not_the_settings_ones(tmp_path: Path) -> None:
     stack = LocalStack(local_settings(tmp_path / "home"))
     configured = stack.configured_ports()
     assert len(configured) == 5  # broker, Anvil, the ledger's endpoint, the API, the console: five different ports
@@ -41,7 +41,7 @@ def test_several_ports_are_different_and_not_the_settings_ones(tmp_path):
     assert len(set(picked)) == 8 and not set(picked) & configured
 
 
-def test_each_xdist_worker_picks_in_a_range_no_other_worker_picks_from(monkeypatch):
+def test_each_xdist_worker_picks_in_a_range_no_other_worker_picks_from(monkeypatch: pytest.MonkeyPatch) -> None:
     ports = range(10000, 32768)
     slices = [ports_between(worker_ports(ports, n, 5), ports) for n in range(5)]
     assert all(len(s) == len(ports) // 5 for s in slices)
@@ -60,14 +60,16 @@ def test_each_xdist_worker_picks_in_a_range_no_other_worker_picks_from(monkeypat
         ("30000-65000", "not a range of ports below the ephemeral range"),
     ],
 )
-def test_a_listen_range_that_is_not_one_names_what_is_allowed(monkeypatch, text, said):
+def test_a_listen_range_that_is_not_one_names_what_is_allowed(
+    monkeypatch: pytest.MonkeyPatch, text: str, said: str
+) -> None:
     monkeypatch.setenv("WARDEN_LISTEN_PORTS", text)
     with pytest.raises(StackError, match=said) as raised:
         listen_ports()
     assert "set it to low-high, two ports in 10000-" in str(raised.value)
 
 
-def test_ports_picked_within_a_slice_stay_in_it():
+def test_ports_picked_within_a_slice_stay_in_it() -> None:
     # Two demos running at once each pick in their own slice of the worker's ports: a pick outside
     # its slice could be the one the other demo's stack binds a moment later.
     whole = listen_ports()

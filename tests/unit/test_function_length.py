@@ -26,21 +26,21 @@ def long_functions(path: Path, longest: int, root: Path = REPO) -> list[str]:
     return found
 
 
-def test_no_function_outside_the_tests_runs_to_80_lines():
+def test_no_function_outside_the_tests_runs_to_80_lines() -> None:
     paths = sources()
     assert len(paths) > 200, "Warden's modules were not found where this test looks"
     long = [found for path in paths for found in long_functions(path, LONGEST)]
     assert not long, f"split these where the split names a step (file:line name length): {long}"
 
 
-def test_no_test_function_runs_to_140_lines():
+def test_no_test_function_runs_to_140_lines() -> None:
     paths = sources(("tests",))
     assert len(paths) > 100, "the tests were not found where this test looks"
     long = [found for path in paths for found in long_functions(path, LONGEST_IN_TESTS)]
     assert not long, f"split these where the split names a step (file:line name length): {long}"
 
 
-def test_the_scan_names_a_long_function_with_its_line_and_length(tmp_path):
+def test_the_scan_names_a_long_function_with_its_line_and_length(tmp_path: Path) -> None:
     planted = tmp_path / "planted.py"
     body = "".join(f"    x{n} = {n}\n" for n in range(79))
     planted.write_text(f"import os\n\n\nasync def long_one():\n{body}\n\ndef short_one():\n    pass\n")

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.web_runner import AppRunner
 
 from infra.cli import main
-from infra.cli.fund import FundError, fund
+from infra.cli.fund import Funded, FundError, fund
 from infra.stack.local import free_port
 from runtime.config import Settings
 from tests.rpc_support import rpc_node
@@ -20,7 +23,7 @@ from tests.rpc_support import rpc_node
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 
-async def _node(anvil: bool):
+async def _node(anvil: bool) -> tuple[AppRunner, str]:
     """A JSON-RPC server holding balances; ``anvil``: it serves anvil_setBalance, else refuses it
     as a node that does not know the method."""
     balances: dict[str, int] = {DEST.lower(): 7}
@@ -39,8 +42,8 @@ async def _node(anvil: bool):
     return await rpc_node(handle)
 
 
-def _fund(anvil: bool, wei: int):
-    async def go():
+def _fund(anvil: bool, wei: int) -> Funded | FundError:
+    async def go() -> Funded | FundError:
         runner, url = await _node(anvil)
         try:
             return await fund(dataclasses.replace(Settings(), rpc_url=url), "anvil", DEST, wei)
@@ -52,20 +55,22 @@ def _fund(anvil: bool, wei: int):
     return asyncio.run(go())
 
 
-def test_it_adds_to_the_balance_on_anvil():
+def test_it_adds_to_the_balance_on_anvil() -> None:
     funded = _fund(anvil=True, wei=10**19)
     assert not isinstance(funded, FundError)
     assert (funded.added, funded.balance, funded.unit) == (10**19, 10**19 + 7, "wei")
 
 
-def test_a_node_that_is_not_anvil_is_named_with_what_to_do_instead():
+def test_a_node_that_is_not_anvil_is_named_with_what_to_do_instead() -> None:
     refused = _fund(anvil=False, wei=1)
     assert isinstance(refused, FundError)
     assert "refused to add funds" in str(refused) and "send 0x5aAe" in str(refused)
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
+def cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str]]:
     monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
     monkeypatch.setenv("WARDEN_ALLOW_DEV_ROOT", "1")
     monkeypatch.setenv("WARDEN_BROKER", f"127.0.0.1:{free_port()}")
@@ -77,7 +82,7 @@ def cli(tmp_path, monkeypatch, capsys):
     return run
 
 
-def test_what_it_cannot_fund_is_refused_naming_the_fix(cli):
+def test_what_it_cannot_fund_is_refused_naming_the_fix(cli: Callable[..., tuple[int, str]]) -> None:
     code, err = cli("--address", DEST, "--value", "1e18")
     assert code == 1 and "--value '1e18'" in err and "give an amount of ETH" in err
     code, err = cli("--address", DEST, "--value", "1", "--chain", "solana-local")

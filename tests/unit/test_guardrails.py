@@ -8,6 +8,7 @@ per gas, so the value-only edges stay exact; fees have their own section.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from eth_abi import encode as abi_encode
@@ -34,7 +35,7 @@ GWEI = 10**9
 FREE = FeeQuote(gas_limit=21_000, fee_per_gas=0)
 
 
-def intent(**fields) -> TransactionIntent:
+def intent(**fields: Any) -> TransactionIntent:
     return TransactionIntent(
         **{
             "intent_id": "i-1",
@@ -48,7 +49,7 @@ def intent(**fields) -> TransactionIntent:
     )
 
 
-def policy(**fields) -> AgentPolicy:
+def policy(**fields: Any) -> AgentPolicy:
     return AgentPolicy(
         **{"agent_id": "agent-1", "version": 1, "agent_public_key": "0x" + "11" * 32, "issued_at": T0, **fields}
     )
@@ -61,23 +62,23 @@ def assert_verdict(verdict: StageVerdict, stage: Stage, passed: bool, code: Code
 # --- chain restriction ---------------------------------------------------------------------------
 
 
-def test_empty_allowed_chains_allows_any_chain():
+def test_empty_allowed_chains_allows_any_chain() -> None:
     for chain in ("anvil", "ethereum", "base", "sepolia"):
         verdict = check_chain(intent(chain=chain), policy())
         assert_verdict(verdict, Stage.CHAIN, True, Code.CHAIN_ALLOWED)
         assert verdict.facts == {"chain": chain}
 
 
-def test_listed_chain_is_allowed():
+def test_listed_chain_is_allowed() -> None:
     assert_verdict(
         check_chain(intent(chain="base"), policy(tx_allowed_chains=("ethereum", "base"))),
-        "chain",
+        Stage.CHAIN,
         True,
         Code.CHAIN_ALLOWED,
     )
 
 
-def test_unlisted_chain_is_rejected_naming_the_chain_and_the_allowed_ones():
+def test_unlisted_chain_is_rejected_naming_the_chain_and_the_allowed_ones() -> None:
     verdict = check_chain(intent(chain="anvil"), policy(tx_allowed_chains=("ethereum", "base")))
     assert_verdict(verdict, Stage.CHAIN, False, Code.CHAIN_NOT_ALLOWED)
     assert verdict.reason == "chain 'anvil' is not in this agent's allowed chains (ethereum, base)"
@@ -87,7 +88,7 @@ def test_unlisted_chain_is_rejected_naming_the_chain_and_the_allowed_ones():
 # --- address allowlist ---------------------------------------------------------------------------
 
 
-def test_empty_allowlist_allows_any_address():
+def test_empty_allowlist_allows_any_address() -> None:
     for to in (DEST, OTHER, THIRD):
         verdict = check_allowlist(intent(to=to), policy())
         assert_verdict(verdict, Stage.ALLOWLIST, True, Code.RECIPIENT_ALLOWED)
@@ -104,13 +105,13 @@ def test_empty_allowlist_allows_any_address():
         ("0x" + DEST[2:].upper(), DEST.lower()),
     ],
 )
-def test_allowlist_matches_whatever_case_either_side_was_written_in(listed, sent):
+def test_allowlist_matches_whatever_case_either_side_was_written_in(listed: str, sent: str) -> None:
     verdict = check_allowlist(intent(to=sent), policy(tx_to_allowlist=(OTHER, listed)))
     assert_verdict(verdict, Stage.ALLOWLIST, True, Code.RECIPIENT_ALLOWED)
     assert verdict.facts == {"to": DEST}
 
 
-def test_recipient_off_the_allowlist_is_rejected():
+def test_recipient_off_the_allowlist_is_rejected() -> None:
     verdict = check_allowlist(intent(to=THIRD.lower()), policy(tx_to_allowlist=(DEST, OTHER)))
     assert_verdict(verdict, Stage.ALLOWLIST, False, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert THIRD in verdict.reason and "(2 addresses)" in verdict.reason
@@ -120,13 +121,13 @@ def test_recipient_off_the_allowlist_is_rejected():
 # --- per-transaction value cap -------------------------------------------------------------------
 
 
-def test_value_exactly_at_the_cap_passes():
+def test_value_exactly_at_the_cap_passes() -> None:
     verdict = check_value_cap(intent(value="1.5"), policy(tx_max_value_eth="1.5"), FREE)
     assert_verdict(verdict, Stage.VALUE_CAP, True, Code.VALUE_WITHIN_CAP)
     assert verdict.facts["spend_wei"] == verdict.facts["cap_wei"] == str(15 * ETH // 10)
 
 
-def test_value_one_wei_over_the_cap_fails():
+def test_value_one_wei_over_the_cap_fails() -> None:
     verdict = check_value_cap(intent(value="1.500000000000000001"), policy(tx_max_value_eth="1.5"), FREE)
     assert_verdict(verdict, Stage.VALUE_CAP, False, Code.VALUE_OVER_CAP)
     assert verdict.reason == (
@@ -136,13 +137,13 @@ def test_value_one_wei_over_the_cap_fails():
     assert (verdict.facts["value_wei"], verdict.facts["cap_wei"]) == ("1500000000000000001", "1500000000000000000")
 
 
-def test_zero_cap_allows_only_zero():
+def test_zero_cap_allows_only_zero() -> None:
     assert check_value_cap(intent(value="0"), policy(tx_max_value_eth="0"), FREE).passed
     failed = check_value_cap(intent(value="0.000000000000000001"), policy(tx_max_value_eth="0"), FREE)
     assert_verdict(failed, Stage.VALUE_CAP, False, Code.VALUE_OVER_CAP)
 
 
-def test_null_cap_passes_anything():
+def test_null_cap_passes_anything() -> None:
     huge = format_native_amount(MAX_UINT256)
     verdict = check_value_cap(intent(value=huge), policy(tx_max_value_eth=None), FREE)
     assert_verdict(verdict, Stage.VALUE_CAP, True, Code.VALUE_WITHIN_CAP)
@@ -152,7 +153,7 @@ def test_null_cap_passes_anything():
 # --- rolling 24 h limit --------------------------------------------------------------------------
 
 
-def test_spent_plus_value_exactly_at_the_limit_passes():
+def test_spent_plus_value_exactly_at_the_limit_passes() -> None:
     verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), 4 * ETH // 10, FREE)
     assert_verdict(verdict, Stage.DAILY_LIMIT, True, Code.WITHIN_DAILY_LIMIT)
     assert {k: verdict.facts[k] for k in ("spend_wei", "spent_wei", "limit_wei")} == {
@@ -162,7 +163,7 @@ def test_spent_plus_value_exactly_at_the_limit_passes():
     }
 
 
-def test_spent_plus_value_one_wei_over_the_limit_fails():
+def test_spent_plus_value_one_wei_over_the_limit_fails() -> None:
     verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), 4 * ETH // 10 + 1, FREE)
     assert_verdict(verdict, Stage.DAILY_LIMIT, False, Code.DAILY_LIMIT_EXCEEDED)
     assert verdict.reason == (
@@ -176,13 +177,13 @@ def test_spent_plus_value_one_wei_over_the_limit_fails():
     }
 
 
-def test_a_single_value_over_the_limit_fails_with_nothing_spent():
+def test_a_single_value_over_the_limit_fails_with_nothing_spent() -> None:
     verdict = check_daily_limit(intent(value="2"), policy(tx_daily_limit_eth="1"), 0, FREE)
     assert_verdict(verdict, Stage.DAILY_LIMIT, False, Code.DAILY_LIMIT_EXCEEDED)
     assert verdict.reason.startswith("0 already spent")
 
 
-def test_null_daily_limit_passes_anything():
+def test_null_daily_limit_passes_anything() -> None:
     verdict = check_daily_limit(intent(value="1000000"), policy(tx_daily_limit_eth=None), MAX_UINT256, FREE)
     assert_verdict(verdict, Stage.DAILY_LIMIT, True, Code.WITHIN_DAILY_LIMIT)
     assert verdict.facts["limit_wei"] is None
@@ -191,7 +192,7 @@ def test_null_daily_limit_passes_anything():
 # --- fees: spend is value + worst-case fee ------------------------------------------------------
 
 
-def test_the_worst_case_fee_counts_against_the_cap_to_the_wei():
+def test_the_worst_case_fee_counts_against_the_cap_to_the_wei() -> None:
     quote = FeeQuote(gas_limit=21_000, fee_per_gas=10 * GWEI, priority_fee_per_gas=GWEI)
     fee = 21_000 * 10 * GWEI
     at_cap = check_value_cap(intent(value="0.5"), policy(tx_max_value_eth=format_native_amount(ETH // 2 + fee)), quote)
@@ -203,7 +204,7 @@ def test_the_worst_case_fee_counts_against_the_cap_to_the_wei():
     assert "value 0.5 + worst-case fee 0.00021 (gas 21000 x 10000000000 wei)" in over.reason
 
 
-def test_a_zero_value_intent_with_a_huge_fee_is_over_the_cap_and_the_limit():
+def test_a_zero_value_intent_with_a_huge_fee_is_over_the_cap_and_the_limit() -> None:
     """The fee drain: value 0, fees of 1e15 wei per gas. Without fees in the spend both passed."""
     drain = FeeQuote(gas_limit=21_000, fee_per_gas=10**15, priority_fee_per_gas=10**15)
     rules = policy(tx_max_value_eth="0.1", tx_daily_limit_eth="0.1")
@@ -212,7 +213,7 @@ def test_a_zero_value_intent_with_a_huge_fee_is_over_the_cap_and_the_limit():
     assert check_value_cap(intent(value="0"), rules, FREE).passed
 
 
-def test_the_fee_ceiling_is_inclusive_and_names_fee_and_limit():
+def test_the_fee_ceiling_is_inclusive_and_names_fee_and_limit() -> None:
     at = FeeQuote(gas_limit=21_000, fee_per_gas=100 * GWEI, priority_fee_per_gas=GWEI)
     assert_verdict(
         check_fee(intent(), policy(tx_max_fee_per_gas=100 * GWEI), at), Stage.FEE, True, Code.FEE_WITHIN_CEILING
@@ -231,13 +232,13 @@ def test_the_fee_ceiling_is_inclusive_and_names_fee_and_limit():
     assert not named.passed and named.reason.startswith("the intent's fee of")
 
 
-def test_no_ceiling_allows_any_fee_but_the_spend_limits_still_count_it():
+def test_no_ceiling_allows_any_fee_but_the_spend_limits_still_count_it() -> None:
     quote = FeeQuote(gas_limit=21_000, fee_per_gas=10**30)
     assert check_fee(intent(), policy(), quote).passed
     assert not check_daily_limit(intent(value="0"), policy(tx_daily_limit_eth="1000000"), 0, quote).passed
 
 
-def test_a_fee_quote_is_told_in_its_verdict_facts_and_travels_typed():
+def test_a_fee_quote_is_told_in_its_verdict_facts_and_travels_typed() -> None:
     quote = FeeQuote(gas_limit=50_000, fee_per_gas=7 * GWEI, priority_fee_per_gas=GWEI, base_fee_per_gas=3 * GWEI)
     verdict = check_fee(intent(), policy(), quote)
     assert verdict.facts["fee_per_gas_wei"] == str(7 * GWEI) and verdict.facts["gas_limit"] == 50_000
@@ -254,14 +255,14 @@ def test_a_fee_quote_is_told_in_its_verdict_facts_and_travels_typed():
 TEN_MINUTES_US = 600 * 1_000_000
 
 
-def test_an_intent_is_fresh_until_its_window_closes():
+def test_an_intent_is_fresh_until_its_window_closes() -> None:
     assert check_freshness(intent(), T0 + timedelta(minutes=10) - timedelta(microseconds=1), TEN_MINUTES_US).passed
     expired = check_freshness(intent(), T0 + timedelta(minutes=10), TEN_MINUTES_US)
     assert_verdict(expired, Stage.INTAKE, False, Code.INTENT_EXPIRED)
     assert "older than the 600 s" in expired.reason
 
 
-def test_an_intent_from_2001_expires_and_one_from_2100_is_from_the_future():
+def test_an_intent_from_2001_expires_and_one_from_2100_is_from_the_future() -> None:
     now = T0
     old = check_freshness(intent(created_at=datetime(2001, 1, 1, tzinfo=timezone.utc)), now, TEN_MINUTES_US)
     assert old.code == Code.INTENT_EXPIRED
@@ -269,7 +270,7 @@ def test_an_intent_from_2001_expires_and_one_from_2100_is_from_the_future():
     assert future.code == Code.INTENT_FROM_THE_FUTURE and "check the agent's clock" in future.reason
 
 
-def test_clock_skew_of_two_minutes_is_tolerated_and_not_a_microsecond_more():
+def test_clock_skew_of_two_minutes_is_tolerated_and_not_a_microsecond_more() -> None:
     ahead = T0 + timedelta(minutes=2)
     assert check_freshness(intent(created_at=ahead), T0, TEN_MINUTES_US).passed
     assert (
@@ -278,7 +279,7 @@ def test_clock_skew_of_two_minutes_is_tolerated_and_not_a_microsecond_more():
     )
 
 
-def test_expires_at_can_only_shorten_the_window():
+def test_expires_at_can_only_shorten_the_window() -> None:
     soon = intent(expires_at=T0 + timedelta(seconds=30))
     assert check_freshness(soon, T0 + timedelta(seconds=29), TEN_MINUTES_US).passed
     assert check_freshness(soon, T0 + timedelta(seconds=30), TEN_MINUTES_US).code == Code.INTENT_EXPIRED
@@ -298,23 +299,25 @@ def test_expires_at_can_only_shorten_the_window():
         (True, True, True),
     ],
 )
-def test_simulation_required_when_the_intent_or_the_policy_asks(simulate_first, require_simulation, required):
+def test_simulation_required_when_the_intent_or_the_policy_asks(
+    simulate_first: bool, require_simulation: bool, required: bool
+) -> None:
     assert (
         simulation_required(intent(simulate_first=simulate_first), policy(require_simulation=require_simulation))
         is required
     )
 
 
-def test_skipped_simulation_passes_with_its_own_code():
+def test_skipped_simulation_passes_with_its_own_code() -> None:
     verdict = simulation_skipped(intent())
     assert_verdict(verdict, Stage.SIMULATION, True, Code.SIMULATION_NOT_REQUIRED)
 
 
-def _revert(selector: str, types: list[str], values: list) -> str:
+def _revert(selector: str, types: list[str], values: list[Any]) -> str:
     return "0x" + selector + abi_encode(types, values).hex()
 
 
-def test_decode_revert_reads_error_string():
+def test_decode_revert_reads_error_string() -> None:
     assert (
         decode_revert(_revert("08c379a0", ["string"], ["ERC20: transfer amount exceeds balance"]))
         == "ERC20: transfer amount exceeds balance"
@@ -324,28 +327,28 @@ def test_decode_revert_reads_error_string():
 @pytest.mark.parametrize(
     "code, text", [(0x11, "panic 0x11"), (0x01, "panic 0x01"), (0x32, "panic 0x32"), (0x100, "panic 0x100")]
 )
-def test_decode_revert_reads_panic_codes(code, text):
+def test_decode_revert_reads_panic_codes(code: int, text: str) -> None:
     assert decode_revert(_revert("4e487b71", ["uint256"], [code])) == text
 
 
-def test_decode_revert_shows_a_custom_error_by_its_selector_and_first_word():
+def test_decode_revert_shows_a_custom_error_by_its_selector_and_first_word() -> None:
     data = _revert("deadbeef", ["uint256", "address"], [42, OTHER])
     assert decode_revert(data) == f"custom error {data[:74]}"
     assert decode_revert("0xdeadbeef") == "custom error 0xdeadbeef"
 
 
-def test_decode_revert_falls_back_to_bytes_for_a_malformed_known_selector():
+def test_decode_revert_falls_back_to_bytes_for_a_malformed_known_selector() -> None:
     truncated = "0x08c379a0" + "00" * 8
     assert decode_revert(truncated) == f"custom error {truncated}"
 
 
 @pytest.mark.parametrize("nothing", [None, "", "0x", "0x1234", "08c379a0" + "00" * 32, 42, b"\x08\xc3\x79\xa0"])
-def test_decode_revert_without_a_selector_says_so(nothing):
+def test_decode_revert_without_a_selector_says_so(nothing: str | bytes | int | None) -> None:
     assert decode_revert(nothing) == "reverted without a reason"
 
 
 @pytest.mark.parametrize("garbage", ["0xnot-hex-at-all", "0x08c379a0f", "0xdeadbeefZZ", "0x" + "g" * 70])
-def test_decode_revert_never_raises_on_garbage(garbage):
+def test_decode_revert_never_raises_on_garbage(garbage: str) -> None:
     # A node's malformed revert data must end up in the verdict, not crash the simulation stage.
     reason = decode_revert(garbage)
     assert isinstance(reason, str) and garbage[:10] in reason

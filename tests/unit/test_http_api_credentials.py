@@ -5,11 +5,15 @@ another agent is refused before anything is signed; malformed bodies are 4xx nam
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
 
 import jwt
 import orjson
 import pytest
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.http_api import api_keys
@@ -23,13 +27,21 @@ from sdk.client import load_or_create_agent_key
 from tests.http_support import BAD_BODIES, RECIPIENT, Clock
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+ApiClient = TestClient[web.Request, web.Application]
+T = TypeVar("T")
 
 
-def run(settings: Settings, clock: Clock, scenario, rate: RateLimit | None = None):
-    async def go():
-        submitted = []
+def run(
+    settings: Settings, clock: Clock, scenario: Callable[[ApiClient], Awaitable[T]], rate: RateLimit | None = None
+) -> tuple[T, list[Any]]:
+    """What ``scenario`` returned, and the intents that reached the pipeline."""
 
-        async def submit(*args):  # the pipeline is not here: a request that gets this far is recorded, unanswered
+    async def go() -> tuple[T, list[Any]]:
+        submitted: list[Any] = []
+
+        async def submit(
+            *args: Any,
+        ) -> tuple[None, int]:  # the pipeline is not here: a request that gets this far is recorded, unanswered
             submitted.append(args[1])
             return None, 0
 
@@ -43,28 +55,29 @@ def run(settings: Settings, clock: Clock, scenario, rate: RateLimit | None = Non
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def settings(tmp_path: Path) -> Settings:
     load_or_create_agent_key(tmp_path, "a1")
     load_or_create_agent_key(tmp_path, "a2")
     return Settings(home=tmp_path)
 
 
-async def token(client, agent: str, key: str) -> tuple[int, dict]:
+async def token(client: ApiClient, agent: str, key: str) -> tuple[int, dict[str, Any]]:
     answer = await client.post("/v1/auth/agent-token", json={"agent_id": agent, "api_key": key})
-    return answer.status, await answer.json()
+    body: dict[str, Any] = await answer.json()
+    return answer.status, body
 
 
-def bearer(value: str) -> dict:
+def bearer(value: str) -> dict[str, Any]:
     return {"Authorization": f"Bearer {value}"}
 
 
-def test_an_api_key_is_kept_only_as_a_hash_and_trades_for_a_token_bound_to_its_agent(settings):
+def test_an_api_key_is_kept_only_as_a_hash_and_trades_for_a_token_bound_to_its_agent(settings: Settings) -> None:
     key, record = api_keys.issue_api_key(settings.home, "a1", T0)
     stored = api_keys.keys_file(settings.home, "a1").read_text()
     assert key.split(".", 1)[1] not in stored and record.sha256 in stored
     assert oct(api_keys.keys_file(settings.home, "a1").stat().st_mode & 0o777) == "0o600"
 
-    async def scenario(client):
+    async def scenario(client: ApiClient) -> tuple[int, dict[str, Any], int, dict[str, Any], int, int, Any]:
         ok, body = await token(client, "a1", key)
         wrong_agent, refused = await token(client, "a2", key)
         mine = await client.get("/v1/agents/a1/transactions/x", headers=bearer(body["access_token"]))
@@ -83,12 +96,12 @@ def test_an_api_key_is_kept_only_as_a_hash_and_trades_for_a_token_bound_to_its_a
     assert theirs == 403 and "'a1'" in why["detail"] and submitted == []
 
 
-def test_expired_revoked_and_forged_tokens_are_refused_before_anything_is_submitted(settings):
+def test_expired_revoked_and_forged_tokens_are_refused_before_anything_is_submitted(settings: Settings) -> None:
     key, record = api_keys.issue_api_key(settings.home, "a1", T0, expires_at=T0 + timedelta(hours=1))
     clock = Clock(T0)
     body = {"chain": "anvil", "to": RECIPIENT, "value": "0.1"}
 
-    async def scenario(client):
+    async def scenario(client: ApiClient) -> dict[str, int]:
         _, issued = await token(client, "a1", key)
         access = issued["access_token"]
         statuses = {}
@@ -120,10 +133,10 @@ def test_expired_revoked_and_forged_tokens_are_refused_before_anything_is_submit
     assert len(submitted) == 1
 
 
-def test_a_key_past_its_expiry_gets_no_token(settings):
+def test_a_key_past_its_expiry_gets_no_token(settings: Settings) -> None:
     key, _ = api_keys.issue_api_key(settings.home, "a1", T0, expires_at=T0 + timedelta(minutes=1))
 
-    async def scenario(client):
+    async def scenario(client: ApiClient) -> tuple[int, dict[str, Any]]:
         return await token(client, "a1", key)
 
     (status, body), _ = run(settings, Clock(T0 + timedelta(minutes=2)), scenario)
@@ -131,11 +144,11 @@ def test_a_key_past_its_expiry_gets_no_token(settings):
 
 
 @pytest.mark.parametrize("case", BAD_BODIES)
-def test_a_bad_body_is_400_naming_the_field_and_nothing_is_signed(settings, case):
+def test_a_bad_body_is_400_naming_the_field_and_nothing_is_signed(settings: Settings, case: str) -> None:
     key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
     doc, field = BAD_BODIES[case]
 
-    async def scenario(client):
+    async def scenario(client: ApiClient) -> tuple[int, Any]:
         _, issued = await token(client, "a1", key)
         answer = await client.post("/v1/agents/a1/transactions", json=doc, headers=bearer(issued["access_token"]))
         return answer.status, await answer.json()
@@ -146,13 +159,16 @@ def test_a_bad_body_is_400_naming_the_field_and_nothing_is_signed(settings, case
     assert submitted == []
 
 
-def test_malformed_json_an_oversized_body_and_a_non_object_are_4xx(settings):
+def test_malformed_json_an_oversized_body_and_a_non_object_are_4xx(settings: Settings) -> None:
     key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
 
-    async def scenario(client):
+    async def scenario(client: ApiClient) -> list[tuple[int, str]]:
         _, issued = await token(client, "a1", key)
         headers = {**bearer(issued["access_token"]), "Content-Type": "application/json"}
-        post = lambda data: client.post("/v1/agents/a1/transactions", data=data, headers=headers)  # noqa: E731
+
+        def post(data: bytes) -> Awaitable[ClientResponse]:
+            return client.post("/v1/agents/a1/transactions", data=data, headers=headers)
+
         return [
             (r.status, (await r.json())["error"])
             for r in [
@@ -172,10 +188,10 @@ def test_malformed_json_an_oversized_body_and_a_non_object_are_4xx(settings):
     assert submitted == []
 
 
-def test_an_agent_over_its_rate_is_answered_429_with_retry_after(settings):
+def test_an_agent_over_its_rate_is_answered_429_with_retry_after(settings: Settings) -> None:
     key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
 
-    async def scenario(client):
+    async def scenario(client: ApiClient) -> list[tuple[int, str | None]]:
         _, issued = await token(client, "a1", key)
         answers = [
             await client.get("/v1/agents/a1/transactions/x", headers=bearer(issued["access_token"])) for _ in range(4)
@@ -184,11 +200,11 @@ def test_an_agent_over_its_rate_is_answered_429_with_retry_after(settings):
 
     answers, _ = run(settings, Clock(T0), scenario, rate=RateLimit(per_s=0.1, burst=2))
     assert [status for status, _ in answers[2:]] == [429, 429]
-    assert all(int(retry) >= 1 for _, retry in answers[2:])
+    assert all(retry is not None and int(retry) >= 1 for _, retry in answers[2:])
 
 
-def test_the_openapi_document_names_every_route_and_its_models(settings):
-    async def scenario(client):
+def test_the_openapi_document_names_every_route_and_its_models(settings: Settings) -> None:
+    async def scenario(client: ApiClient) -> Any:
         answer = await client.get("/v1/openapi.json")
         return await answer.json()
 
@@ -200,7 +216,7 @@ def test_the_openapi_document_names_every_route_and_its_models(settings):
     assert request["additionalProperties"] is False and set(request["required"]) == {"chain", "to", "value"}
 
 
-def test_a_typed_document_without_its_domain_type_gets_the_one_eth_account_derives():
+def test_a_typed_document_without_its_domain_type_gets_the_one_eth_account_derives() -> None:
     from eth_account.messages import _hash_eip191_message, encode_typed_data
 
     from evm.typed_data import hash_typed_data
@@ -227,7 +243,7 @@ def test_a_typed_document_without_its_domain_type_gets_the_one_eth_account_deriv
     assert with_domain_type(completed) == completed  # a declared domain type is left as it is
 
 
-def test_the_typescript_clients_document_is_the_one_the_server_serves():
+def test_the_typescript_clients_document_is_the_one_the_server_serves() -> None:
     from gateway.http_api.openapi import openapi_text
     from infra.stack.local import REPO
 
@@ -238,14 +254,14 @@ def test_the_typescript_clients_document_is_the_one_the_server_serves():
     )
 
 
-def test_no_property_the_document_requires_can_be_null():
+def test_no_property_the_document_requires_can_be_null() -> None:
     """The server leaves a value that is None out of its answers (``exclude_none``), so a nullable
     property must be optional in the document: a required one is a promise the answer breaks (a
     simulation whose node named no block answered without ``block_number``, which schemathesis
     reported as a response that violates its schema)."""
     from gateway.http_api.openapi import openapi_document
 
-    def nullable(prop: dict) -> bool:
+    def nullable(prop: dict[str, Any]) -> bool:
         return any(option.get("type") == "null" for option in prop.get("anyOf", ()))
 
     broken = [
@@ -257,7 +273,7 @@ def test_no_property_the_document_requires_can_be_null():
     assert broken == []
 
 
-def test_idempotency_replays_refuses_another_body_and_forgets_past_its_window_and_cap():
+def test_idempotency_replays_refuses_another_body_and_forgets_past_its_window_and_cap() -> None:
     from gateway.http_api.errors import Refused
     from gateway.http_api.limits import Idempotency
 

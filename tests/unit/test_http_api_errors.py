@@ -11,7 +11,10 @@ import asyncio
 import json
 import logging
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
@@ -25,15 +28,18 @@ from gateway.http_api.service import ApiService
 from runtime import metrics
 from runtime.config import Settings
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction
 from sdk.client import load_or_create_agent_key
 from tests.http_support import RECIPIENT, Clock
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+T = TypeVar("T")
+Parsed = tuple[int, dict[str, str], dict[str, Any]]  # status, headers, JSON body
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def settings(tmp_path: Path) -> Settings:
     load_or_create_agent_key(tmp_path, "a1")
     return Settings(home=tmp_path)
 
@@ -55,7 +61,7 @@ def _exchange(port: int, data: bytes, close_write: bool = False, wait_s: float =
     return answer
 
 
-def _parsed(answer: bytes) -> tuple[int, dict[str, str], dict]:
+def _parsed(answer: bytes) -> Parsed:
     """(status, headers with lower-case names, JSON body) of one raw HTTP answer."""
     head, _, body = answer.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -64,11 +70,11 @@ def _parsed(answer: bytes) -> tuple[int, dict[str, str], dict]:
     return int(lines[0].split()[1]), headers, json.loads(body[:length])
 
 
-def serve_raw(service: ApiService, scenario):
+def serve_raw(service: ApiService, scenario: Callable[[int], T]) -> T:
     """``scenario(port)`` (blocking socket work, in a thread) against the API served as `warden api`
     serves it (`ApiRunner`), on a port of the loopback."""
 
-    async def go():
+    async def go() -> T:
         runner = ApiRunner(build_app(service))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -82,7 +88,7 @@ def serve_raw(service: ApiService, scenario):
     return asyncio.run(go())
 
 
-def test_the_parsers_refusals_are_json_errors_with_their_code(settings):
+def test_the_parsers_refusals_are_json_errors_with_their_code(settings: Settings) -> None:
     requests = {
         "url": b"GET /v1/agents/" + b"a" * MAX_URL_BYTES + b"/transactions HTTP/1.1\r\nHost: x\r\n\r\n",
         "header": b"GET /v1/chains HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * (MAX_HEADER_BYTES + 10) + b"\r\n\r\n",
@@ -93,7 +99,7 @@ def test_the_parsers_refusals_are_json_errors_with_their_code(settings):
         "not http": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello\r\n\r\n",
     }
 
-    def scenario(port):
+    def scenario(port: int) -> dict[str, Parsed]:
         return {case: _parsed(_exchange(port, data)) for case, data in requests.items()}
 
     answers = serve_raw(ApiService(settings, now=Clock(T0)), scenario)
@@ -109,8 +115,10 @@ def test_the_parsers_refusals_are_json_errors_with_their_code(settings):
         assert headers["content-type"].startswith("application/json") and body["detail"] and body["error"]
 
 
-def test_an_unknown_path_is_404_and_a_method_the_path_lacks_is_405_naming_the_methods_it_takes(settings):
-    def scenario(port):
+def test_an_unknown_path_is_404_and_a_method_the_path_lacks_is_405_naming_the_methods_it_takes(
+    settings: Settings,
+) -> None:
+    def scenario(port: int) -> tuple[Parsed, Parsed]:
         return (
             _parsed(_exchange(port, b"GET /v1/nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")),
             _parsed(_exchange(port, b"PUT /v1/chains HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")),
@@ -123,15 +131,17 @@ def test_an_unknown_path_is_404_and_a_method_the_path_lacks_is_405_naming_the_me
 
 
 def _count(route: str, status: int) -> float:
-    return metrics.API_REQUESTS.labels(route, str(status))._value.get()
+    return float(metrics.API_REQUESTS.labels(route, str(status))._value.get())
 
 
-def test_a_body_cut_short_is_the_clients_400_and_a_body_never_sent_is_408(settings, caplog):
+def test_a_body_cut_short_is_the_clients_400_and_a_body_never_sent_is_408(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     route = "POST /v1/auth/agent-token"
     before = {status: _count(route, status) for status in (400, 408, 503)}
     head = b"POST /v1/auth/agent-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"
 
-    def scenario(port):
+    def scenario(port: int) -> Parsed:
         # The client sends half its body and closes its side: nothing can answer it, but the server
         # must count it as the client's error.
         _exchange(port, head + b'{"agent_id": "a1", ', close_write=True, wait_s=2)
@@ -146,7 +156,7 @@ def test_a_body_cut_short_is_the_clients_400_and_a_body_never_sent_is_408(settin
     assert "cut short" in caplog.text and "did not answer" not in caplog.text
 
 
-def _refused_by_the_node(intent) -> SignedTransaction:
+def _refused_by_the_node(intent: TransactionIntent) -> SignedTransaction:
     """The signer's outcome for an intent whose broadcast the node refused (`signer.tracking.send`)."""
     return SignedTransaction(
         intent_id=intent.intent_id,
@@ -170,19 +180,19 @@ def _refused_by_the_node(intent) -> SignedTransaction:
     )
 
 
-def test_a_broadcast_the_node_refused_is_422_broadcast_refused_and_replayed_so(settings):
+def test_a_broadcast_the_node_refused_is_422_broadcast_refused_and_replayed_so(settings: Settings) -> None:
     key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
 
-    async def submit(settings, intent, *args):
+    async def submit(settings: Settings, intent: TransactionIntent, *args: Any) -> tuple[SignedTransaction, int]:
         return _refused_by_the_node(intent), 0
 
-    async def go():
+    async def go() -> list[tuple[int, dict[str, Any]]]:
         service = ApiService(settings, now=Clock(T0), timeout_s=1, submit=submit)
         async with TestClient(TestServer(build_app(service))) as client:
             issued = await client.post("/v1/auth/agent-token", json={"agent_id": "a1", "api_key": key})
             headers = {"Authorization": f"Bearer {(await issued.json())['access_token']}", "Idempotency-Key": "k1"}
             body = {"chain": "anvil", "to": RECIPIENT, "value": "0.1"}
-            answers = []
+            answers: list[tuple[int, dict[str, Any]]] = []
             for _ in range(2):
                 answer = await client.post("/v1/agents/a1/transactions", json=body, headers=headers)
                 answers.append((answer.status, await answer.json()))
@@ -194,7 +204,9 @@ def test_a_broadcast_the_node_refused_is_422_broadcast_refused_and_replayed_so(s
     assert again == (status, body)  # the idempotent replay is the same refusal
 
 
-def test_failed_token_attempts_are_limited_by_agent_and_by_address_and_the_right_key_works_after(settings):
+def test_failed_token_attempts_are_limited_by_agent_and_by_address_and_the_right_key_works_after(
+    settings: Settings,
+) -> None:
     load_or_create_agent_key(settings.home, "a2")
     key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
     other, _ = api_keys.issue_api_key(settings.home, "a2", T0)
@@ -202,15 +214,15 @@ def test_failed_token_attempts_are_limited_by_agent_and_by_address_and_the_right
     clock = Clock(T0)
     attempts = FailedAttempts(by_agent=RateLimit(per_s=0.1, burst=3), by_address=RateLimit(per_s=0.1, burst=5))
 
-    async def go():
+    async def go() -> dict[str, Any]:
         service = ApiService(settings, now=clock, token_attempts=attempts)
         async with TestClient(TestServer(build_app(service))) as client:
 
-            async def ask(agent: str, api_key: str):
+            async def ask(agent: str, api_key: str) -> tuple[int, str | None, dict[str, Any]]:
                 answer = await client.post("/v1/auth/agent-token", json={"agent_id": agent, "api_key": api_key})
                 return answer.status, answer.headers.get("Retry-After"), await answer.json()
 
-            seen = {"guesses": [await ask("a1", wrong) for _ in range(4)]}
+            seen: dict[str, Any] = {"guesses": [await ask("a1", wrong) for _ in range(4)]}
             seen["right key, agent limited"] = await ask("a1", key)
             seen["other agent"] = await ask("a2", other)  # the address has failures left
             seen["other agent guesses"] = [await ask("a2", wrong) for _ in range(2)]
@@ -231,7 +243,7 @@ def test_failed_token_attempts_are_limited_by_agent_and_by_address_and_the_right
     assert seen["right key later"][0] == 200 and seen["right key later"][2]["access_token"]
 
 
-def test_a_rate_limit_forgets_refilled_buckets_past_its_size():
+def test_a_rate_limit_forgets_refilled_buckets_past_its_size() -> None:
     limit = RateLimit(per_s=1, burst=2, max_keys=3)
     for n in range(3):
         limit.take(f"k{n}", 0.0)

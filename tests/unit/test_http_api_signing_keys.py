@@ -5,6 +5,8 @@ quorum check and the topic are the stack test's (tests/stack/test_http_api.py)."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 
 from sdk import signing_keys
@@ -15,7 +17,7 @@ from signer.custody.keys import DEFAULT_ORG, KeyStore, agent_key_path
 from tests.custody_support import ADMIN, T0, make_vaults
 
 
-def test_the_readers_names_are_the_key_stores():
+def test_the_readers_names_are_the_key_stores() -> None:
     assert (signing_keys.AGENT_KEYS_VAULT, signing_keys.KEYS_ORG) == (AGENT_KEYS_VAULT, DEFAULT_ORG)
     assert SecretVersionWritten.model_fields["type"].default == signing_keys.WRITTEN
     assert SecretDeactivated.model_fields["type"].default == signing_keys.DEACTIVATED
@@ -23,7 +25,7 @@ def test_the_readers_names_are_the_key_stores():
     assert not agent_key_path("a10", "ethereum").startswith(agent_key_prefix("a1"))
 
 
-def _book(tmp_path, agent_id: str) -> KeyBook:
+def _book(tmp_path: Path, agent_id: str) -> KeyBook:
     """The agent's keys as read from every event the key store wrote, in its topic form."""
     book = KeyBook(agent_id, {}, set())
     for line in (tmp_path / "vault" / "events.jsonl").read_text().splitlines():
@@ -31,7 +33,7 @@ def _book(tmp_path, agent_id: str) -> KeyBook:
     return book
 
 
-def test_provision_rotation_and_deactivation_show_as_the_signer_signs(tmp_path):
+def test_provision_rotation_and_deactivation_show_as_the_signer_signs(tmp_path: Path) -> None:
     store = KeyStore(make_vaults(tmp_path))
     first = store.provision("a1", "ethereum", ADMIN, now=T0)
     store.provision("a10", "ethereum", ADMIN, now=T0)  # another agent, whose id starts the same
@@ -55,7 +57,7 @@ def test_provision_rotation_and_deactivation_show_as_the_signer_signs(tmp_path):
     assert [(k.address, k.in_use) for k in signing_keys_of(_book(tmp_path, "a1")).keys] == [(second.address, True)]
 
 
-def test_records_that_are_not_the_agents_keys_are_left_alone():
+def test_records_that_are_not_the_agents_keys_are_left_alone() -> None:
     book = KeyBook("a1", {}, set())
     prefix = agent_key_prefix("a1")
     key = {"org": DEFAULT_ORG, "vault": AGENT_KEYS_VAULT, "path": prefix + "ethereum/private_key", "version": 1}

@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from schemas.codes import Code
-from schemas.intent import PER_SUBMISSION_FIELDS, idempotency_conflict
-from schemas.outcomes import IntentRejected, SignedMessage
+from schemas.intent import PER_SUBMISSION_FIELDS, TransactionIntent, idempotency_conflict
+from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.stages import Stage
 from sdk.client import new_intent, new_message_intent
 from tests.engine_support import DEST, OTHER, T0, World
 from tests.signer_support import LoneSigner
 
 
-def test_a_request_is_every_field_but_those_each_submission_makes_anew():
+def test_a_request_is_every_field_but_those_each_submission_makes_anew() -> None:
     world = World()
     first = world.intent("0.001", idempotency_key="K")
     rebuilt = world.intent(
@@ -29,13 +31,14 @@ def test_a_request_is_every_field_but_those_each_submission_makes_anew():
     assert rebuilt.request_fields() == first.request_fields()
     assert idempotency_conflict(first.intent_id, first.request_fields(), rebuilt) is None
     assert not PER_SUBMISSION_FIELDS & set(first.request_fields())
-    for fields, named in (
+    cases: list[tuple[dict[str, Any], str]] = [
         (dict(value="0.5", to=OTHER), "to, value differ"),
         (dict(value="0.001", to=DEST, simulate_first=True), "simulate_first differs"),
         (dict(value="0.001", to=DEST, gas_limit=50_000), "gas_limit differs"),
         (dict(value="0.001", to=DEST, nonce=3), "nonce differs"),
         (dict(value="0.001", to=DEST, data="0xabcd"), "data differs"),
-    ):
+    ]
+    for fields, named in cases:
         other = world.intent(fields.pop("value"), idempotency_key="K", **fields)
         reason = str(idempotency_conflict(first.intent_id, first.request_fields(), other))
         assert f"by intent {first.intent_id}, for a different request: {named};" in reason, reason
@@ -45,19 +48,20 @@ def test_a_request_is_every_field_but_those_each_submission_makes_anew():
 
 
 @pytest.fixture
-def lone(tmp_path) -> LoneSigner:
+def lone(tmp_path: Path) -> LoneSigner:
     # Messages are judged and signed without a node: no process is started.
     return LoneSigner(tmp_path, "http://127.0.0.1:9", message_signing_enabled=True)
 
 
-def test_the_signer_alone_refuses_another_request_under_a_used_key(lone):
+def test_the_signer_alone_refuses_another_request_under_a_used_key(lone: LoneSigner) -> None:
     """Approvals written straight to warden.intents.approved skip the worker's check: the signer
     answered a different request under a used key with the first's signature, bound to the new
     intent's id and digest. It now refuses it, and remembers the refusal; the same request under
     the key still gets the first's signature, and a transaction under it is refused too."""
 
-    def handle(intent):
-        return asyncio.run(lone.handle(intent))[0]
+    def handle(intent: TransactionIntent) -> IntentRejected | SignedTransaction | SignedMessage:
+        outcome: IntentRejected | SignedTransaction | SignedMessage = asyncio.run(lone.handle(intent))[0]
+        return outcome
 
     first = lone.intent(new_message_intent, message="pay alice 0.001", idempotency_key="K")
     signed = handle(first)
@@ -73,14 +77,15 @@ def test_the_signer_alone_refuses_another_request_under_a_used_key(lone):
     assert f"by intent {first.intent_id}, for a different request: message differs;" in refused.reason
     assert handle(other) == refused  # redelivered: the same refusal
     transfer = lone.intent(new_intent, to=DEST, value="0.5", idempotency_key="K")
-    assert handle(transfer).code == Code.IDEMPOTENCY_KEY_REUSED  # refused before any node is asked
+    refused_transfer = handle(transfer)  # refused before any node is asked
+    assert isinstance(refused_transfer, IntentRejected) and refused_transfer.code == Code.IDEMPOTENCY_KEY_REUSED
     retry = lone.intent(new_message_intent, message="pay alice 0.001", idempotency_key="K")
     copy = handle(retry)
     assert isinstance(copy, SignedMessage) and copy.signature == signed.signature
     assert (copy.intent_id, copy.intent_digest) == (retry.intent_id, retry.digest())
 
 
-def test_a_slot_the_signer_kept_without_its_request_answers_no_other_intent(lone):
+def test_a_slot_the_signer_kept_without_its_request_answers_no_other_intent(lone: LoneSigner) -> None:
     """A slot claimed before the signer kept requests cannot tell a retry from another request:
     fail closed."""
     first = lone.intent(new_message_intent, message="hello", idempotency_key="K")

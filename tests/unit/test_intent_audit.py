@@ -19,7 +19,9 @@ REF = IntentRef("treasury", "intent-1", "ab" * 32)
 
 @pytest.mark.parametrize("digest", ["ab" * 32, None])
 @pytest.mark.parametrize("id_parts", [(), ("signing",), ("0xfeed", "mined", "")])
-def test_the_event_is_the_one_spelt_out_field_by_field(digest, id_parts):
+def test_the_event_is_the_one_spelt_out_field_by_field(
+    digest: str | None, id_parts: tuple[str, str, str] | tuple[str] | tuple[()]
+) -> None:
     ref = IntentRef("treasury", "intent-1", digest)
     details = {"reason": "over the cap", "facts": {"cap_wei": "1"}, "from": "0xabc"}
     spelt_out = audit(
@@ -37,7 +39,7 @@ def test_the_event_is_the_one_spelt_out_field_by_field(digest, id_parts):
     assert intent_audit("service:streams", AuditAction.STAGE_FAILED, ref, T0, *id_parts, **details) == spelt_out
 
 
-def test_the_intent_s_names_come_from_its_reference_and_nowhere_else():
+def test_the_intent_s_names_come_from_its_reference_and_nowhere_else() -> None:
     event = orjson.loads(intent_audit("service:signer", AuditAction.TX_SIGNED, REF, T0, "0xfeed").value)
     assert (event["resource"], event["intent_id"], event["agent_id"]) == ("intent:intent-1", "intent-1", "treasury")
     assert event["details"]["intent_digest"] == REF.digest

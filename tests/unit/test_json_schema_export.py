@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import typing
+from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import BaseModel
@@ -39,7 +41,7 @@ NAMES = [
 ]
 
 
-def test_export_writes_a_valid_json_schema_per_record(tmp_path):
+def test_export_writes_a_valid_json_schema_per_record(tmp_path: Path) -> None:
     written = export(tmp_path / "schemas")
     assert sorted(p.name for p in written) == sorted(f"{n}.schema.json" for n in NAMES)
     for path in written:
@@ -58,7 +60,7 @@ def test_export_writes_a_valid_json_schema_per_record(tmp_path):
     assert "from" in signed["properties"] and "from" in signed["required"]
 
 
-def _json_types(prop: dict, defs: dict) -> set[str]:
+def _json_types(prop: dict[str, Any], defs: dict[str, Any]) -> set[str]:
     if "$ref" in prop:
         return _json_types(defs[prop["$ref"].rsplit("/", 1)[1]], defs)
     if "anyOf" in prop:
@@ -70,7 +72,7 @@ def _json_types(prop: dict, defs: dict) -> set[str]:
     return {"string", "integer", "number", "boolean", "array", "object", "null"}
 
 
-def _wire_type(value) -> str:
+def _wire_type(value: typing.Any) -> str:
     for kind, name in (
         (bool, "boolean"),
         (int, "integer"),
@@ -85,7 +87,7 @@ def _wire_type(value) -> str:
     raise AssertionError(value)
 
 
-def test_exported_schemas_describe_the_records_as_they_travel(tmp_path):
+def test_exported_schemas_describe_the_records_as_they_travel(tmp_path: Path) -> None:
     # A consumer in another language validates what it reads against these files,
     # so each field's declared JSON type must be the type the wire carries.
     export(tmp_path)
@@ -114,7 +116,7 @@ def _models(cls: type[BaseModel], found: dict[str, type[BaseModel]]) -> dict[str
     return found
 
 
-def _exported_properties(tmp_path) -> dict[str, dict]:
+def _exported_properties(tmp_path: Path) -> dict[str, dict[str, Any]]:
     """The properties of every record and every record it holds, as the exported schemas give them."""
     export(tmp_path)
     properties = {}
@@ -134,7 +136,7 @@ def _left_out_at_default(model: type[BaseModel]) -> set[str]:
     return {field.alias or name for name, field in model.model_fields.items() if (field.alias or name) not in written}
 
 
-def test_the_schemas_mark_every_field_left_out_of_the_bytes_at_its_default_and_no_other(tmp_path):
+def test_the_schemas_mark_every_field_left_out_of_the_bytes_at_its_default_and_no_other(tmp_path: Path) -> None:
     properties = _exported_properties(tmp_path)
     models: dict[str, type[BaseModel]] = {}
     for record in RECORDS:
@@ -148,7 +150,7 @@ def test_the_schemas_mark_every_field_left_out_of_the_bytes_at_its_default_and_n
             assert "default" in props[prop], (name, prop)
 
 
-def test_an_intent_signs_without_each_marked_field_at_its_default_and_with_every_other(tmp_path):
+def test_an_intent_signs_without_each_marked_field_at_its_default_and_with_every_other(tmp_path: Path) -> None:
     # The intent's own signing code: what a producer in another language must reproduce.
     intent_properties = _exported_properties(tmp_path)["TransactionIntent"]
     intent = next(r for r in sample_records() if isinstance(r, TransactionIntent))

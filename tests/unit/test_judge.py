@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from schemas.chains import BUILTIN
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, StageEnvelope, StageVerdict
+from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from schemas.stages import Stage
 from sdk.client import new_intent
@@ -33,7 +35,7 @@ from tests.signer_support import ANVIL_ID, DELEGATE, LoneSigner, mail_document
 STRANGER = "0x000000000000000000000000000000000000bad1"
 
 # Each case: what is wrong with the intent or the policy, and the stage and code the judge gives.
-CASES = {
+CASES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, Code]]] = {
     "signed by another key": ({"key": "stranger"}, {}, ("intake", Code.AGENT_SIGNATURE_INVALID)),
     "intents API off": ({}, {"intents_api_enabled": False}, ("intake", Code.INTENTS_API_DISABLED)),
     "stale": ({"age_s": 601}, {}, ("intake", Code.INTENT_EXPIRED)),
@@ -43,7 +45,9 @@ CASES = {
 }
 
 
-def _fields(case: dict, default_key: Ed25519PrivateKey, now: datetime) -> tuple[Ed25519PrivateKey, dict]:
+def _fields(
+    case: dict[str, Any], default_key: Ed25519PrivateKey, now: datetime
+) -> tuple[Ed25519PrivateKey, dict[str, Any]]:
     key = Ed25519PrivateKey.generate() if case.get("key") == "stranger" else default_key
     fields = {
         "chain": case.get("chain", "anvil"),
@@ -57,7 +61,7 @@ def _fields(case: dict, default_key: Ed25519PrivateKey, now: datetime) -> tuple[
     return key, fields
 
 
-def _worker_refusal(intent_case: dict, policy_fields: dict) -> tuple[str, str]:
+def _worker_refusal(intent_case: dict[str, Any], policy_fields: dict[str, Any]) -> tuple[str, str]:
     world = World()
     world.publish(world.policy(tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,), **policy_fields))
     key, fields = _fields(intent_case, world.agent_key, T0)
@@ -65,7 +69,7 @@ def _worker_refusal(intent_case: dict, policy_fields: dict) -> tuple[str, str]:
     return rejected.stage, rejected.code
 
 
-def _signer_refusal(tmp_path, intent_case: dict, policy_fields: dict) -> tuple[str, str]:
+def _signer_refusal(tmp_path: Path, intent_case: dict[str, Any], policy_fields: dict[str, Any]) -> tuple[str, str]:
     lone = LoneSigner(tmp_path, "http://127.0.0.1:9")  # no node is asked before these refusals
     lone.set_policy(tx_to_allowlist=(DEST,), **policy_fields)
     key, fields = _fields(intent_case, lone.agent_key, datetime.now(timezone.utc))
@@ -75,14 +79,14 @@ def _signer_refusal(tmp_path, intent_case: dict, policy_fields: dict) -> tuple[s
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_worker_and_the_signer_refuse_with_the_judges_code(tmp_path, name):
+def test_the_worker_and_the_signer_refuse_with_the_judges_code(tmp_path: Path, name: str) -> None:
     intent_case, policy_fields, (stage, code) = CASES[name]
     assert _worker_refusal(intent_case, policy_fields) == (stage, code)
     # The signer says it at its own stage, signing, with the same code.
     assert _signer_refusal(tmp_path, intent_case, policy_fields) == ("signing", code)
 
 
-def test_the_policy_stages_run_in_the_judges_order_and_stop_at_the_first_refusal():
+def test_the_policy_stages_run_in_the_judges_order_and_stop_at_the_first_refusal() -> None:
     world = World()
     policy = world.policy(tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,))
     intent = world.intent("0.1")
@@ -96,7 +100,7 @@ def test_the_policy_stages_run_in_the_judges_order_and_stop_at_the_first_refusal
     assert refused.next_stage(both_wrong) is None
 
 
-def test_a_spend_stage_is_never_judged_without_the_fee_stages_quote():
+def test_a_spend_stage_is_never_judged_without_the_fee_stages_quote() -> None:
     """The cap, the daily and the USD limit count the fee stage's quote. An envelope that has passed
     the fee stage must carry it (the schema refuses one without), and the judge asked to judge the
     cap without a quote raises instead of passing it."""
@@ -147,14 +151,14 @@ def _set_code_intent(world: World, authorization_chain_id: int) -> TransactionIn
     return world.intent("0.1", tx_type=4, gas_limit=60_000, authorization_list=authorizations, **fees)
 
 
-def _verdict(intent, policy, chains, stage: Stage) -> StageVerdict:
+def _verdict(intent: TransactionIntent, policy: AgentPolicy, chains: ChainRegistry, stage: Stage) -> StageVerdict:
     judged = asyncio.run(judge.run_stages(intent, policy, judge.Context(chains=chains)))
     verdicts = {v.stage: v for v in judged.verdicts}
     assert stage in verdicts, [v.stage for v in judged.verdicts]
     return verdicts[stage]
 
 
-def test_typed_data_and_delegation_follow_the_chains_the_context_hands_in():
+def test_typed_data_and_delegation_follow_the_chains_the_context_hands_in() -> None:
     """A typed-data domain and an EIP-7702 authorization for anvil's id in the process's registry
     are refused for another chain under a context whose networks give anvil another id, and those
     for that id pass: the rules look the chain up in the caller's networks, not a global one."""
@@ -173,7 +177,7 @@ def test_typed_data_and_delegation_follow_the_chains_the_context_hands_in():
     assert _verdict(_set_code_intent(world, ANVIL_ID), policy, REGISTRY, Stage.DELEGATION).passed
 
 
-def test_without_the_chains_the_judge_stops_before_typed_data_and_delegation():
+def test_without_the_chains_the_judge_stops_before_typed_data_and_delegation() -> None:
     """`run_stages` judges neither stage without the networks in force, and `run_stage` (the split
     topology's) says what the context lacks instead of judging it."""
     world = World()
@@ -186,11 +190,12 @@ def test_without_the_chains_the_judge_stops_before_typed_data_and_delegation():
     assert judged_tx.next_stage(set_code) == Stage.DELEGATION
     for intent, so_far in ((typed, judged), (set_code, judged_tx)):
         stage = so_far.next_stage(intent)
+        assert stage is not None
         with pytest.raises(ValueError, match=f"the {stage} stage needs the context's chains"):
             asyncio.run(judge.run_stage(stage, intent, policy, judge.Context(), so_far))
 
 
-def test_each_kind_of_intent_passes_its_stages_in_the_documented_order():
+def test_each_kind_of_intent_passes_its_stages_in_the_documented_order() -> None:
     """The one table gives each kind its stages (docs/policies.md and CONTRIBUTING describe this
     order): written out here, so a table entry moved or given the wrong kinds fails."""
     from rules.stage_table import ALL_GUARDRAIL_STAGES, IntentKind, stages_for
@@ -210,12 +215,13 @@ def test_each_kind_of_intent_passes_its_stages_in_the_documented_order():
     assert set(ALL_GUARDRAIL_STAGES) == set(Stage) - {s.INTAKE, s.APPROVAL, s.SIGNING}
 
 
-def test_a_transaction_over_the_value_threshold_is_parked_by_its_value_cap_stage_entry():
+def test_a_transaction_over_the_value_threshold_is_parked_by_its_value_cap_stage_entry() -> None:
     """`approval_needed` asks each of the intent's stages: the value cap's entry parks a value
     above approval_threshold_eth, and nothing parks one below it."""
     from rules.judge import approval_needed
 
     world = World()
     policy = world.policy(approval_threshold_eth="0.01")
-    assert "above the approval threshold of 0.01" in approval_needed(world.intent("0.5"), policy, {})
+    parked = approval_needed(world.intent("0.5"), policy, {})
+    assert parked is not None and "above the approval threshold of 0.01" in parked
     assert approval_needed(world.intent("0.001"), policy, {}) is None

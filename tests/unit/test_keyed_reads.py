@@ -24,7 +24,7 @@ JAVA_MURMUR2 = {
 }
 
 
-def test_records_land_where_the_java_client_puts_them():
+def test_records_land_where_the_java_client_puts_them() -> None:
     for key, signed in JAVA_MURMUR2.items():
         assert murmur2(key) & 0xFFFFFFFF == signed & 0xFFFFFFFF
         for count in (1, 4, 7):
@@ -34,7 +34,7 @@ def test_records_land_where_the_java_client_puts_them():
 
 
 @given(key=st.binary(max_size=64), partitions=st.lists(st.integers(0, 99), min_size=1, max_size=12, unique=True))
-def test_the_keyed_partitioner_puts_every_key_where_the_default_does(key, partitions):
+def test_the_keyed_partitioner_puts_every_key_where_the_default_does(key: bytes, partitions: list[int]) -> None:
     # Asked twice: the second answer comes from what the first remembered.
     for _ in range(2):
         assert KeyedPartitioner()(key, sorted(partitions), partitions) == DefaultPartitioner()(
@@ -42,11 +42,11 @@ def test_the_keyed_partitioner_puts_every_key_where_the_default_does(key, partit
         )
 
 
-def test_a_record_without_a_key_goes_to_an_available_partition():
+def test_a_record_without_a_key_goes_to_an_available_partition() -> None:
     assert {KeyedPartitioner()(None, [0, 1, 2, 3], [2]) for _ in range(20)} == {2}
 
 
-def test_keyed_partitions_counts_each_topics_own_partitions():
+def test_keyed_partitions_counts_each_topics_own_partitions() -> None:
     parts = [TopicPartition("wide", p) for p in range(4)] + [TopicPartition("narrow", 0)]
     agent = next(a for a in (f"agent-{n}" for n in range(100)) if partition_of(a, 4) == 3)
     assert keyed_partitions(parts, [agent]) == [TopicPartition("wide", 3), TopicPartition("narrow", 0)]

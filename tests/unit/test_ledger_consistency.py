@@ -7,6 +7,7 @@ as `warden audit consistency` builds them and `check-consistency` checks them.""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,7 +23,7 @@ DATA = [hashlib.sha256(bytes([n])).digest() for n in range(33)]
 LEAVES = [leaf_hash(d) for d in DATA]
 
 
-def test_the_rfcs_example_tree_gives_the_proofs_the_rfc_lists():
+def test_the_rfcs_example_tree_gives_the_proofs_the_rfc_lists() -> None:
     # RFC 6962 §2.1.3 (RFC 9162 §2.1.5): seven leaves d0..d6, a..f and j their leaf hashes,
     # g = (a, b), h = (c, d), i = (e, f), k = (g, h), l = (i, j).
     a, b, c, d, e, f, j = LEAVES[:7]
@@ -34,7 +35,7 @@ def test_the_rfcs_example_tree_gives_the_proofs_the_rfc_lists():
     assert consistency_path(LEAVES[:7], 6) == [i, j, k]
 
 
-def test_every_prefix_is_proven_consistent_with_every_larger_tree():
+def test_every_prefix_is_proven_consistent_with_every_larger_tree() -> None:
     for new in range(1, len(DATA) + 1):
         new_root = mth(DATA[:new])
         for old in range(1, new + 1):
@@ -42,7 +43,7 @@ def test_every_prefix_is_proven_consistent_with_every_larger_tree():
             assert consistent(old, new, mth(DATA[:old]), new_root, path), (old, new)
 
 
-def test_a_forked_or_altered_history_is_not_consistent():
+def test_a_forked_or_altered_history_is_not_consistent() -> None:
     new = 21
     new_root = mth(DATA[:new])
     for old in range(1, new):
@@ -72,13 +73,13 @@ def _said(signed: str) -> NoteCheckpoint:
     return NoteCheckpoint.parse(Note.parse(signed).text)
 
 
-def _signed(key, chain: int, size: int, root: str) -> str:
+def _signed(key: Ed25519PrivateKey, chain: int, size: int, root: str) -> str:
     """A checkpoint of ``size`` rows with ``root``, its note signed with ``key`` under the log's name."""
     return checkpoint.sign(key, LOG_NAME, chain, size - 1, "", root, T0).note(LOG_NAME).to_bytes().decode()
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
     store = ChdbStore(tmp_path_factory.mktemp("ledger") / "clickhouse")
     store.ensure_schema()
     build_ledger(store, pipeline_events(500), KEY, checkpoint_every=60)
@@ -86,12 +87,13 @@ def store(tmp_path_factory):
     store.close()
 
 
-def _sizes(store, chain: int) -> list[int]:
+def _sizes(store: ChdbStore, chain: int) -> list[int]:
     query = f"SELECT seq + 1 AS size FROM audit_checkpoints WHERE chain = {chain} ORDER BY seq"
-    return store.arrow(query).column("size").to_pylist()
+    sizes: list[int] = store.arrow(query).column("size").to_pylist()
+    return sizes
 
 
-def test_a_later_checkpoint_is_proven_to_extend_every_earlier_one(store):
+def test_a_later_checkpoint_is_proven_to_extend_every_earlier_one(store: ChdbStore) -> None:
     sizes = _sizes(store, 0)
     assert len(sizes) >= 3, sizes
     for old in sizes:
@@ -100,7 +102,7 @@ def test_a_later_checkpoint_is_proven_to_extend_every_earlier_one(store):
         assert (_said(built["old"]).size, _said(built["new"]).size) == (old, sizes[-1])
 
 
-def test_a_forked_checkpoint_signed_with_the_ledgers_own_key_is_caught(store):
+def test_a_forked_checkpoint_signed_with_the_ledgers_own_key_is_caught(store: ChdbStore) -> None:
     sizes = _sizes(store, 0)
     built = proof.build_consistency(store, 0, sizes[0], sizes[-1], LOG_NAME)
     old = _said(built["old"])
@@ -119,7 +121,7 @@ def test_a_forked_checkpoint_signed_with_the_ledgers_own_key_is_caught(store):
     assert "does not extend" in str(proof.check_consistency({**built, "consistency_path": path}, LOG))
 
 
-def test_a_size_with_no_checkpoint_is_refused_with_the_sizes_there_are(store):
+def test_a_size_with_no_checkpoint_is_refused_with_the_sizes_there_are(store: ChdbStore) -> None:
     sizes = _sizes(store, 0)
     with pytest.raises(proof.ProofError, match="no signed checkpoint of") as refused:
         proof.build_consistency(store, 0, sizes[0] + 1, sizes[-1], LOG_NAME)

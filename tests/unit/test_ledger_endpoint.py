@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import clickhouse_connect
 import orjson
 import pytest
+from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -30,7 +33,7 @@ SIGNED = [e for e in EVENTS if e.action == AuditAction.TX_SIGNED]
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     home = tmp_path_factory.mktemp("home")
     key = load_or_create_signing_key(home)
     store = ChdbStore(store_path(Settings(home=home)))
@@ -50,7 +53,7 @@ def served(tmp_path_factory):
 
 
 @pytest.fixture
-def client(served):
+def client(served: tuple[Path, str]) -> Iterator[Client]:
     _, address = served
     client = clickhouse_connect.get_client(host="127.0.0.1", port=int(address.rsplit(":", 1)[1]))
     yield client
@@ -58,7 +61,7 @@ def client(served):
 
 
 @pytest.fixture
-def env(served, monkeypatch):
+def env(served: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> Path:
     home, address = served
     monkeypatch.setenv("WARDEN_HOME", str(home))
     monkeypatch.setenv("WARDEN_LEDGER_HTTP", address)
@@ -66,7 +69,7 @@ def env(served, monkeypatch):
     return home
 
 
-def test_clickhouse_connect_reads_rows_arrow_and_dataframes(client):
+def test_clickhouse_connect_reads_rows_arrow_and_dataframes(client: Client) -> None:
     assert client.command("SELECT count() FROM audit_log") == 400
     result = client.query("SELECT chain, seq, event_id, ts FROM audit_log WHERE chain = 1 ORDER BY seq LIMIT 3")
     assert [r[1] for r in result.result_rows] == [0, 1, 2]
@@ -77,8 +80,9 @@ def test_clickhouse_connect_reads_rows_arrow_and_dataframes(client):
     assert frame.to_dict("records")[0]["stage"] == Stage.VALUE_CAP
 
 
-def test_analyst_views_answer_the_documented_questions(client):
-    statuses = dict(client.query("SELECT final_status, count() FROM intent_status GROUP BY final_status").result_rows)
+def test_analyst_views_answer_the_documented_questions(client: Client) -> None:
+    rows = client.query("SELECT final_status, count() FROM intent_status GROUP BY final_status").result_rows
+    statuses = {row[0]: row[1] for row in rows}  # final status: how many
     last = {
         e.intent_id: e.action
         for e in EVENTS
@@ -107,7 +111,7 @@ def test_analyst_views_answer_the_documented_questions(client):
     assert by_status == [("base", "sign_only", len(SIGNED))]
 
 
-def test_writes_file_reads_and_multi_statements_are_refused(client):
+def test_writes_file_reads_and_multi_statements_are_refused(client: Client) -> None:
     with pytest.raises(DatabaseError, match="read-only"):
         client.command("INSERT INTO audit_log (chain, seq) VALUES (0, 999)")
     with pytest.raises(DatabaseError, match="read-only"):
@@ -119,7 +123,9 @@ def test_writes_file_reads_and_multi_statements_are_refused(client):
     assert client.command("SELECT count() FROM audit_log") == 400
 
 
-def test_cli_verify_query_export_and_proofs_through_the_endpoint(env, capsys, tmp_path):
+def test_cli_verify_query_export_and_proofs_through_the_endpoint(
+    env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     assert main(["audit", "verify", "--json"]) == 0
     report = orjson.loads(capsys.readouterr().out)
     assert report["ok"] and report["rows_checked"] == 400
@@ -152,7 +158,9 @@ def test_cli_verify_query_export_and_proofs_through_the_endpoint(env, capsys, tm
     assert orjson.loads(capsys.readouterr().out)["ok"] is False
 
 
-def test_cli_opens_chdb_directly_when_no_sink_serves(env, capsys, monkeypatch):
+def test_cli_opens_chdb_directly_when_no_sink_serves(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WARDEN_LEDGER_HTTP", f"127.0.0.1:{free_port()}")
     assert main(["audit", "query", "SELECT count() FROM audit_log", "--format", "TSV"]) == 0
     assert capsys.readouterr().out == "400\n"
@@ -162,7 +170,7 @@ def test_cli_opens_chdb_directly_when_no_sink_serves(env, capsys, monkeypatch):
     assert capsys.readouterr().out.startswith("OK: 2 chain(s), 400 rows")
 
 
-def test_server_side_query_parameters_are_bound(client):
+def test_server_side_query_parameters_are_bound(client: Client) -> None:
     total = client.query("SELECT count() FROM audit_log").result_rows[0][0]
     some = client.query("SELECT event_id FROM audit_log ORDER BY chain, seq LIMIT 1").result_rows[0][0]
     rows = client.query("SELECT count() FROM audit_log WHERE event_id = {e:String}", parameters={"e": some})
@@ -173,7 +181,7 @@ def test_server_side_query_parameters_are_bound(client):
     assert hostile.result_rows[0][0] == 0
 
 
-def test_the_endpoint_serves_receipts_and_each_chains_newest_note(served):
+def test_the_endpoint_serves_receipts_and_each_chains_newest_note(served: tuple[Path, str]) -> None:
     """`GET /receipt?intent_id=` (its newest outcome), `?event_id=`, and `GET /checkpoint?chain=`:
     what `warden txs show --proof`, the SDK and witnesses or monitors fetch. The receipt checks
     with the ledger's key alone; a wrong request says what to ask."""
@@ -196,6 +204,7 @@ def test_the_endpoint_serves_receipts_and_each_chains_newest_note(served):
 
     key = NoteKey(LOG_NAME, ED25519, local_public_key(home))
     signed = SIGNED[3]
+    assert signed.intent_id is not None
     digest = intent_digest_of(signed.intent_id)
     status, text = get(f"/receipt?intent_id={signed.intent_id}&agent_id={signed.agent_id}&intent_digest={digest}")
     assert status == 200, text

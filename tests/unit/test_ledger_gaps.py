@@ -16,7 +16,7 @@ T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 GRACE = timedelta(seconds=10)
 
 
-def test_records_that_follow_on_are_all_taken():
+def test_records_that_follow_on_are_all_taken() -> None:
     gaps = OffsetGaps(GRACE)
     gaps.reset({0: 5, 1: 0})
     assert gaps.take(0, [5, 6, 7], T0) == 3
@@ -25,7 +25,7 @@ def test_records_that_follow_on_are_all_taken():
     assert gaps.expected == {0: 9, 1: 2} and gaps.read_past == []
 
 
-def test_a_record_after_a_missing_offset_waits_until_the_offset_fills():
+def test_a_record_after_a_missing_offset_waits_until_the_offset_fills() -> None:
     gaps = OffsetGaps(GRACE)
     gaps.reset({0: 504})
     # 504 is there, 505 is numbered but not stored yet, 506 and 507 are: take 504 only.
@@ -40,7 +40,7 @@ def test_a_record_after_a_missing_offset_waits_until_the_offset_fills():
     assert gaps.take(0, [509], T0 + timedelta(seconds=30)) == 0
 
 
-def test_a_gap_still_there_after_the_grace_is_read_past_and_reported():
+def test_a_gap_still_there_after_the_grace_is_read_past_and_reported() -> None:
     gaps = OffsetGaps(GRACE)
     gaps.reset({0: 495, 1: 15})
     assert gaps.take(0, [497, 498], T0) == 0
@@ -52,12 +52,12 @@ def test_a_gap_still_there_after_the_grace_is_read_past_and_reported():
     assert gaps.read_past[1] == OffsetGap(1, 15, 15, GRACE)
 
 
-def test_a_partition_the_guard_was_not_told_of_is_taken_as_it_comes():
+def test_a_partition_the_guard_was_not_told_of_is_taken_as_it_comes() -> None:
     gaps = OffsetGaps(GRACE)
     assert gaps.take(3, [40, 41], T0) == 2 and gaps.expected == {3: 42}
 
 
-def test_a_reset_forgets_the_waits():
+def test_a_reset_forgets_the_waits() -> None:
     gaps = OffsetGaps(GRACE)
     gaps.reset({0: 10})
     assert gaps.take(0, [12], T0) == 0
@@ -67,7 +67,7 @@ def test_a_reset_forgets_the_waits():
     assert gaps.take(0, [12], T0 + timedelta(seconds=19)) == 1
 
 
-def test_the_ledger_says_which_offsets_it_read_past_and_says_it_once():
+def test_the_ledger_says_which_offsets_it_read_past_and_says_it_once() -> None:
     gap = OffsetGap(0, 495, 496, timedelta(seconds=10, milliseconds=250))
     event = offsets_unread_event(gap, T0)
     assert event.action == AuditAction.LEDGER_OFFSETS_UNREAD and event.actor == "service:ledger"
@@ -82,7 +82,7 @@ def test_the_ledger_says_which_offsets_it_read_past_and_says_it_once():
     assert offsets_unread_event(OffsetGap(0, 495, 497, gap.waited), T0).event_id != event.event_id
 
 
-def test_a_gap_is_held_a_quiet_period_on_the_embedded_broker_and_not_at_all_on_apache_kafka():
+def test_a_gap_is_held_a_quiet_period_on_the_embedded_broker_and_not_at_all_on_apache_kafka() -> None:
     """Not 10 s: a transaction marker or a compacted record held the ledger that long each. Apache
     Kafka serves only what it stored, so a gap there is a hole at once."""
     assert SinkOptions.from_settings(Settings(broker_storage="memory")).gap_grace == timedelta(milliseconds=600)

@@ -19,7 +19,7 @@ from tests.ledger_support import T0, mth, pipeline_events
 DATA = [hashlib.sha256(str(i).encode()).digest() for i in range(70)]
 
 
-def test_known_answer_for_the_documented_encoding():
+def test_known_answer_for_the_documented_encoding() -> None:
     message = (
         f"{genesis_hash(3)}|e%7C1|agent:a%25b|intent.submitted|intent:i-1|2026-11-21T10:00:00.000000Z|"
         f"{hashlib.sha256(b'{}').hexdigest()}||agent-1"
@@ -30,14 +30,14 @@ def test_known_answer_for_the_documented_encoding():
     ) == (hashlib.sha256(message.encode()).hexdigest())
 
 
-def test_moving_a_separator_between_fields_changes_the_hash():
+def test_moving_a_separator_between_fields_changes_the_hash() -> None:
     a = integrity_hash("00" * 32, "e", "agent:x|y", "z", "r", T0, "{}", "", "")
     b = integrity_hash("00" * 32, "e", "agent:x", "y|z", "r", T0, "{}", "", "")
     assert a != b
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33, 64, 70])
-def test_frontier_root_is_the_rfc_tree_hash(n):
+def test_frontier_root_is_the_rfc_tree_hash(n: int) -> None:
     frontier = merkle.Frontier()
     for d in DATA[:n]:
         frontier.append(d)
@@ -51,7 +51,7 @@ def test_frontier_root_is_the_rfc_tree_hash(n):
 
 
 @pytest.mark.parametrize("start", [0, 1, 3, 8, 13, 32, 45])
-def test_extend_from_any_frontier_folds_subtrees_to_the_rfc_tree_hash(start):
+def test_extend_from_any_frontier_folds_subtrees_to_the_rfc_tree_hash(start: int) -> None:
     """extend hashes the new leaves' aligned subtrees level by level and appends the largest that
     fit before each wanted size; from any resumed frontier the roots are the RFC's."""
     data = [hashlib.sha256(str(i).encode()).digest() for i in range(200)]
@@ -68,7 +68,7 @@ def test_extend_from_any_frontier_folds_subtrees_to_the_rfc_tree_hash(start):
         merkle.Frontier(3, resumed.nodes[:0] + [b"x" * 32] * 2).append_subtree(b"y" * 32, 1)
 
 
-def test_every_inclusion_path_verifies_and_a_wrong_one_does_not():
+def test_every_inclusion_path_verifies_and_a_wrong_one_does_not() -> None:
     for size in range(1, 34):
         leaves = [merkle.leaf_hash(d) for d in DATA[:size]]
         root = mth(DATA[:size])
@@ -83,7 +83,7 @@ def test_every_inclusion_path_verifies_and_a_wrong_one_does_not():
             assert merkle.root_from_path(index, size + 1, leaves[index], path) != mth(DATA[: size + 1])
 
 
-def test_ledger_chains_rows_skips_redeliveries_and_owes_checkpoints_on_count_or_time():
+def test_ledger_chains_rows_skips_redeliveries_and_owes_checkpoints_on_count_or_time() -> None:
     events = pipeline_events(10)
     ledger = Ledger({}, SeenIds(np.array([id_hash64(events[9].event_id)], dtype=np.uint64)))
     appended = [ledger.append(0, i, e, T0) for i, e in enumerate(events[:5] + events[:2])]

@@ -36,7 +36,7 @@ def go_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(raw[1:])
 
 
-def test_the_go_reference_vector_signs_and_verifies_as_published():
+def test_the_go_reference_vector_signs_and_verifies_as_published() -> None:
     key = go_key()
     assert NoteKey.of("PeterNeumann", ED25519, key).vkey == GO_VKEY
     assert Note(GO_TEXT, (sign(GO_TEXT, "PeterNeumann", key),)).to_bytes().decode() == GO_SIGNED
@@ -55,12 +55,12 @@ def test_the_go_reference_vector_signs_and_verifies_as_published():
         ("PeterNeumann+c74f20a3", r"<name>\+<key ID hex>\+<base64 key>"),
     ],
 )
-def test_a_malformed_verifier_key_is_refused_with_why(vkey, why):
+def test_a_malformed_verifier_key_is_refused_with_why(vkey: str, why: str) -> None:
     with pytest.raises(NoteError, match=why):
         NoteKey.from_vkey(vkey)
 
 
-def test_unknown_signatures_are_ignored_and_a_known_bad_one_rejects_the_note():
+def test_unknown_signatures_are_ignored_and_a_known_bad_one_rejects_the_note() -> None:
     key, other = go_key(), Ed25519PrivateKey.generate()
     trusted = NoteKey.of("PeterNeumann", ED25519, key)
     stranger = sign(GO_TEXT, "someone.example/else", other)
@@ -93,12 +93,12 @@ def test_unknown_signatures_are_ignored_and_a_known_bad_one_rejects_the_note():
         (GO_SIGNED.removesuffix("\n"), "ends with a newline"),
     ],
 )
-def test_a_malformed_note_is_refused_with_why(raw, why):
+def test_a_malformed_note_is_refused_with_why(raw: str | bytes, why: str) -> None:
     with pytest.raises(NoteError, match=why):
         Note.parse(raw)
 
 
-def test_a_checkpoint_reads_back_and_a_malformed_one_says_which_line():
+def test_a_checkpoint_reads_back_and_a_malformed_one_says_which_line() -> None:
     checkpoint = NoteCheckpoint("warden.example/audit/0", 20852163, bytes(range(32)))
     assert checkpoint.text == "warden.example/audit/0\n20852163\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
     assert NoteCheckpoint.parse(checkpoint.text) == checkpoint
@@ -112,7 +112,7 @@ def test_a_checkpoint_reads_back_and_a_malformed_one_says_which_line():
             NoteCheckpoint.parse(text)
 
 
-def test_a_cosignature_verifies_with_its_time_and_commits_to_it():
+def test_a_cosignature_verifies_with_its_time_and_commits_to_it() -> None:
     witness = Ed25519PrivateKey.generate()
     text = NoteCheckpoint("warden.example/audit/0", 5, bytes(32)).text
     signature = cosign(text, "witness.example/w1", witness, 1_679_315_147)

@@ -8,6 +8,8 @@ import base64
 import binascii
 import copy
 import hashlib
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -25,7 +27,7 @@ EVENTS = pipeline_events(700)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
     store = ChdbStore(tmp_path_factory.mktemp("ledger") / "clickhouse")
     store.ensure_schema()
     build_ledger(store, EVENTS, KEY, checkpoint_every=100)
@@ -59,10 +61,13 @@ def _signed_by(note: str, vkey: str) -> tuple[str, int, bytes] | None:
     return None
 
 
-def _independent_check(p: dict, vkey: str) -> bool:
+def _independent_check(p: dict[str, Any], vkey: str) -> bool:
     """docs/ledger.md's procedure, written from the document alone."""
     e = p["event"]
-    esc = lambda s: s.replace("%", "%25").replace("|", "%7C")  # noqa: E731
+
+    def esc(s: str) -> str:
+        return s.replace("%", "%25").replace("|", "%7C")
+
     message = "|".join(
         [
             e["prev_hash"],
@@ -104,14 +109,14 @@ def _independent_check(p: dict, vkey: str) -> bool:
 
 
 @pytest.mark.parametrize("index", [0, 1, 99, 100, 250, 333, 450])
-def test_proof_verifies_with_warden_and_without(store, index):
+def test_proof_verifies_with_warden_and_without(store: ChdbStore, index: int) -> None:
     built = proof.build(store, EVENTS[index].event_id, LOG_NAME)
     assert built["event"]["event_id"] == EVENTS[index].event_id
     assert proof.check(built, LOG) is None
     assert _independent_check(built, LOG.vkey)
 
 
-def test_proof_for_a_tampered_row_fails(store):
+def test_proof_for_a_tampered_row_fails(store: ChdbStore) -> None:
     target = EVENTS[120]
     store.execute(
         f"ALTER TABLE audit_log UPDATE actor = 'agent:mallory' WHERE event_id = '{target.event_id}' SETTINGS mutations_sync = 2"
@@ -128,7 +133,7 @@ def test_proof_for_a_tampered_row_fails(store):
     assert proof.check(proof.build(store, target.event_id, LOG_NAME), LOG) is None
 
 
-def test_altered_proof_fails(store):
+def test_altered_proof_fails(store: ChdbStore) -> None:
     built = proof.build(store, EVENTS[42].event_id, LOG_NAME)
     for field, value in (
         ("details", '{"value_wei":"1"}'),
@@ -161,7 +166,7 @@ def test_altered_proof_fails(store):
     assert not _independent_check(forged, LOG.vkey)
 
 
-def test_proof_against_a_forged_checkpoint_fails(store):
+def test_proof_against_a_forged_checkpoint_fails(store: ChdbStore) -> None:
     built = proof.build(store, EVENTS[42].event_id, LOG_NAME)
     note = Note.parse(built["checkpoint"])
     said = NoteCheckpoint.parse(note.text)
@@ -184,7 +189,7 @@ def test_proof_against_a_forged_checkpoint_fails(store):
     assert not _independent_check(resigned, LOG.vkey)
 
 
-def test_no_proof_without_a_covering_checkpoint(store):
+def test_no_proof_without_a_covering_checkpoint(store: ChdbStore) -> None:
     # 700 events over two chains, checkpoints every 100 rows: the newest rows wait for one.
     newest = store.arrow("SELECT event_id FROM audit_log WHERE chain = 0 ORDER BY seq DESC LIMIT 1").to_pylist()[0][
         "event_id"

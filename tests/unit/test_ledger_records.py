@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import orjson
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from ledger.append import Ledger, SeenIds
 from ledger.chain import genesis_hash, integrity_hash
-from ledger.records import _producer_shaped, parse, row_of
+from ledger.records import Row, _producer_shaped, parse, row_of
 from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, audit_events_of, audit_record
 from tests.ledger_support import T0, pipeline_events
@@ -35,7 +37,7 @@ BASE = {
 }
 
 
-def _outcome(read, raw: bytes):
+def _outcome(read: Callable[[bytes], list[Row]], raw: bytes) -> tuple[str, list[Row]] | tuple[type[Exception], str]:
     try:
         return ("row", read(raw))
     except Exception as exc:  # noqa: BLE001 - refusals (ValueError) and the rest must match alike
@@ -46,12 +48,12 @@ def _same_as_audit_event(raw: bytes) -> None:
     assert _outcome(parse, raw) == _outcome(lambda r: [row_of(e) for e in audit_events_of(r)], raw)
 
 
-def _json(body) -> bytes:
+def _json(body: Any) -> bytes:
     # json, not orjson: it writes integers beyond 64 bits, which producers' orjson cannot.
     return json.dumps(body, ensure_ascii=False).encode()
 
 
-def test_pipeline_events_take_the_fast_path_and_yield_audit_events_rows():
+def test_pipeline_events_take_the_fast_path_and_yield_audit_events_rows() -> None:
     for event in pipeline_events(300):
         raw = event.to_bytes()
         assert _producer_shaped(raw) is not None
@@ -105,14 +107,14 @@ VARIANTS = [
 
 
 @pytest.mark.parametrize("change", VARIANTS, ids=[str(i) for i in range(len(VARIANTS))])
-def test_each_shape_is_read_as_audit_event_reads_it(change):
+def test_each_shape_is_read_as_audit_event_reads_it(change: dict[str, Any]) -> None:
     _same_as_audit_event(_json({**BASE, **change}))
 
 
 @pytest.mark.parametrize(
     "missing", ["event_id", "actor", "action", "resource", "ts", "schema_version", "details", "intent_id"]
 )
-def test_missing_fields_are_read_as_audit_event_reads_them(missing):
+def test_missing_fields_are_read_as_audit_event_reads_them(missing: str) -> None:
     _same_as_audit_event(_json({k: v for k, v in BASE.items() if k != missing}))
 
 
@@ -139,11 +141,11 @@ def test_missing_fields_are_read_as_audit_event_reads_them(missing):
         + b"}",
     ],
 )
-def test_malformed_and_odd_records_are_read_as_audit_event_reads_them(raw):
+def test_malformed_and_odd_records_are_read_as_audit_event_reads_them(raw: bytes) -> None:
     _same_as_audit_event(raw)
 
 
-def test_a_record_of_several_events_takes_the_fast_path_and_yields_their_rows_in_order():
+def test_a_record_of_several_events_takes_the_fast_path_and_yields_their_rows_in_order() -> None:
     events = pipeline_events(40)
     raw = audit_record([e.to_bytes() for e in events])
     assert _producer_shaped(raw) is not None
@@ -171,7 +173,7 @@ _ONE = _json(BASE)
         b"[" + _json({**BASE, "details": {"big": 123456789012345678901234567890}}) + b"]",
     ],
 )
-def test_records_of_several_events_are_read_as_audit_events_of_reads_them(raw):
+def test_records_of_several_events_are_read_as_audit_events_of_reads_them(raw: bytes) -> None:
     _same_as_audit_event(raw)
 
 
@@ -214,7 +216,7 @@ _ts = st.one_of(
         },
     )
 )
-def test_random_records_are_read_as_audit_event_reads_them(fields):
+def test_random_records_are_read_as_audit_event_reads_them(fields: dict[str, Any]) -> None:
     _same_as_audit_event(_json(fields))
 
 
@@ -233,12 +235,12 @@ _text = st.text(max_size=16)
         },
     )
 )
-def test_random_producer_shaped_records_are_read_as_audit_event_reads_them(fields):
+def test_random_producer_shaped_records_are_read_as_audit_event_reads_them(fields: dict[str, Any]) -> None:
     """Mostly valid records, so the fast path is what is compared."""
     _same_as_audit_event(_json(fields))
 
 
-def test_chained_rows_hash_as_the_spec_says():
+def test_chained_rows_hash_as_the_spec_says() -> None:
     """append_rows' flat loop against chain.integrity_hash, field by field from the stored columns."""
     events = pipeline_events(200)
     ledger = Ledger({}, SeenIds(np.array([], dtype=np.uint64)))
@@ -263,7 +265,7 @@ def test_chained_rows_hash_as_the_spec_says():
     assert ledger.due_checkpoints(T0 + timedelta(seconds=1), every=200, interval=timedelta(days=1))[0].head_hash == prev
 
 
-def test_details_are_hashed_byte_for_byte():
+def test_details_are_hashed_byte_for_byte() -> None:
     raw = orjson.dumps({**BASE, "details": {"z": 1, "a": "ü"}})
     (row,) = parse(raw)
     assert row.details == '{"a":"ü","z":1}'
@@ -280,5 +282,5 @@ def test_details_are_hashed_byte_for_byte():
         max_size=4,
     )
 )
-def test_random_records_of_several_events_are_read_as_audit_events_of_reads_them(events):
+def test_random_records_of_several_events_are_read_as_audit_events_of_reads_them(events: list[dict[str, Any]]) -> None:
     _same_as_audit_event(_json(events))

@@ -5,16 +5,19 @@ witnessing", naming the witness whose cosignature no longer verifies, or the rec
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pyarrow.lib import Table
 
 from ledger.chain import format_ts
 from ledger.checkpoint import origin_of
 from ledger.cosigning import log_key, store_signatures
 from ledger.keys import public_key_hex
 from ledger.merkle import consistency_path, inclusion_path
-from ledger.note import Note, NoteError, Signature
+from ledger.note import Note, NoteError, NoteKey, Signature
 from ledger.proof import build_receipt
 from ledger.receipt import Receipt
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, DDL, EVENT_COLUMNS
@@ -33,7 +36,7 @@ NOW_S = 1_764_000_000
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChdbStore, NoteKey, dict[str, Table]]]:
     """Two chains of 500 rows, a checkpoint every 50, each cosigned by one witness as the sink has it
     cosigned (a consistency proof from the size it cosigned before)."""
     home = tmp_path_factory.mktemp("ledger")
@@ -59,7 +62,7 @@ def pristine(tmp_path_factory):
 
 
 @pytest.fixture
-def ledger(pristine):
+def ledger(pristine: tuple[ChdbStore, NoteKey, dict[str, Table]]) -> tuple[ChdbStore, NoteKey]:
     store, witness, saved = pristine
     for table in TABLES:
         store.execute(f"DROP TABLE IF EXISTS {table}")
@@ -70,19 +73,19 @@ def ledger(pristine):
     return store, witness
 
 
-def _event_at(store, chain: int, seq: int) -> str:
-    return store.arrow(f"SELECT event_id FROM {AUDIT_LOG} WHERE chain = {chain} AND seq = {seq}").to_pylist()[0][
-        "event_id"
-    ]
+def _event_at(store: ChdbStore, chain: int, seq: int) -> str:
+    row = store.arrow(f"SELECT event_id FROM {AUDIT_LOG} WHERE chain = {chain} AND seq = {seq}").to_pylist()[0]
+    event_id: str = row["event_id"]
+    return event_id
 
 
-def _rogue_rewrite(store) -> int:
+def _rogue_rewrite(store: ChdbStore) -> int:
     """The operator rewrites chain 0's row 120 unseen by the chain; how many checkpoints it signed again."""
     row = store.arrow(f"SELECT details FROM {AUDIT_LOG} WHERE chain = 0 AND seq = 120").to_pylist()[0]
     return rewrite_and_resign(store, 0, 120, {"rewritten": row["details"], "value_wei": "9" * 20}, KEY, LOG_NAME)
 
 
-def test_an_intact_witnessed_ledger_verifies_with_every_cosignature(ledger):
+def test_an_intact_witnessed_ledger_verifies_with_every_cosignature(ledger: tuple[ChdbStore, NoteKey]) -> None:
     store, witness = ledger
     report = verify(store, PUBLIC, log_name=LOG_NAME, witnesses=[witness])
     assert report.ok, [p.describe() for p in report.problems]
@@ -92,7 +95,7 @@ def test_an_intact_witnessed_ledger_verifies_with_every_cosignature(ledger):
     assert verify(store, PUBLIC, log_name=LOG_NAME).unchecked_cosignatures == 20
 
 
-def test_a_rewrite_signed_again_with_the_ledgers_key_is_named_by_the_witness(ledger):
+def test_a_rewrite_signed_again_with_the_ledgers_key_is_named_by_the_witness(ledger: tuple[ChdbStore, NoteKey]) -> None:
     store, witness = ledger
     assert _rogue_rewrite(store) == 8  # the checkpoints at seq 149..499
     # What verify saw before: every hash and log signature agree.
@@ -112,7 +115,7 @@ def test_a_rewrite_signed_again_with_the_ledgers_key_is_named_by_the_witness(led
     assert report.cosigned[0][witness.name].last_seq == 99 and report.cosigned[1][witness.name].checkpoints == 10
 
 
-def test_a_cosignature_whose_checkpoint_was_removed_disagrees(ledger):
+def test_a_cosignature_whose_checkpoint_was_removed_disagrees(ledger: tuple[ChdbStore, NoteKey]) -> None:
     store, witness = ledger
     store.execute(f"ALTER TABLE {AUDIT_CHECKPOINTS} DELETE WHERE chain = 1 AND seq = 499 SETTINGS mutations_sync = 2")
     (problem,) = verify(store, PUBLIC, log_name=LOG_NAME, witnesses=[witness]).problems
@@ -120,7 +123,7 @@ def test_a_cosignature_whose_checkpoint_was_removed_disagrees(ledger):
     assert "no checkpoint is stored at that seq any more" in problem.reason
 
 
-def _older_receipt(store, seq: int, checkpoint_seq: int) -> Receipt:
+def _older_receipt(store: ChdbStore, seq: int, checkpoint_seq: int) -> Receipt:
     """The receipt a client was given when checkpoint ``checkpoint_seq`` was the chain's newest."""
     event = store.arrow(
         f"SELECT {', '.join(EVENT_COLUMNS)} FROM {AUDIT_LOG} WHERE chain = 0 AND seq = {seq}"
@@ -135,7 +138,9 @@ def _older_receipt(store, seq: int, checkpoint_seq: int) -> Receipt:
 
 
 @pytest.mark.parametrize("kept_at", [499, 149])
-def test_a_kept_receipt_names_the_rewrite_even_with_the_cosignatures_deleted(ledger, kept_at):
+def test_a_kept_receipt_names_the_rewrite_even_with_the_cosignatures_deleted(
+    ledger: tuple[ChdbStore, NoteKey], kept_at: int
+) -> None:
     store, witness = ledger
     if kept_at == 499:
         receipt = build_receipt(store, _event_at(store, 0, 130), LOG_NAME)  # what `warden audit receipt` prints
@@ -169,7 +174,7 @@ def test_a_kept_receipt_names_the_rewrite_even_with_the_cosignatures_deleted(led
     assert report.to_dict()["problems"][0]["receipt"] == "kept/receipt-1"
 
 
-def test_a_receipt_past_the_stored_checkpoints_is_checked_against_the_rows(ledger):
+def test_a_receipt_past_the_stored_checkpoints_is_checked_against_the_rows(ledger: tuple[ChdbStore, NoteKey]) -> None:
     store, _ = ledger
     kept = kept_receipt("r", build_receipt(store, _event_at(store, 1, 10), LOG_NAME).text, LOG, [])
     store.execute(f"ALTER TABLE {AUDIT_CHECKPOINTS} DELETE WHERE chain = 1 AND seq >= 149 SETTINGS mutations_sync = 2")
@@ -179,7 +184,7 @@ def test_a_receipt_past_the_stored_checkpoints_is_checked_against_the_rows(ledge
     assert (problem.seq, problem.receipt) == (499, "r") and "holds 490 rows" in problem.reason
 
 
-def test_a_receipt_the_log_did_not_sign_is_no_evidence(ledger):
+def test_a_receipt_the_log_did_not_sign_is_no_evidence(ledger: tuple[ChdbStore, NoteKey]) -> None:
     store, witness = ledger
     text = build_receipt(store, _event_at(store, 0, 5), LOG_NAME).text
     with pytest.raises(NoteError, match="kept/r2 does not hold under the log's key"):

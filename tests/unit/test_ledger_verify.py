@@ -4,19 +4,23 @@ it and names the first bad row and why."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pyarrow as pa
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pyarrow.lib import Table
 
 from ledger import checkpoint, merkle
 from ledger.batch import checkpoint_table
 from ledger.chain import integrity_hash
+from ledger.chain_check import ChainProblem
 from ledger.keys import public_key_hex
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, DDL, INTEGRITY_HASH_SQL
 from ledger.store import ChdbPairHasher, ChdbStore
-from ledger.verify import verify
+from ledger.verify import VerifyReport, verify
 from schemas.actions import AuditAction
 from tests.ledger_support import LOG_NAME, T0, build_ledger, mth, pipeline_events
 
@@ -26,7 +30,7 @@ EVENTS = pipeline_events(1_000)  # two chains of 500 rows, a checkpoint every 50
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChdbStore, Table, Table]]:
     store = ChdbStore(tmp_path_factory.mktemp("ledger") / "clickhouse")
     store.ensure_schema()
     build_ledger(store, EVENTS, KEY)
@@ -37,7 +41,7 @@ def pristine(tmp_path_factory):
 
 
 @pytest.fixture
-def store(pristine):
+def store(pristine: tuple[ChdbStore, Table, Table]) -> ChdbStore:
     store, log, cps = pristine
     for table in (AUDIT_LOG, AUDIT_CHECKPOINTS):
         store.execute(f"DROP TABLE IF EXISTS {table}")
@@ -48,15 +52,16 @@ def store(pristine):
     return store
 
 
-def _row(store, chain: int, seq: int) -> dict:
-    return store.arrow(f"SELECT * FROM {AUDIT_LOG} WHERE chain = {chain} AND seq = {seq}").to_pylist()[0]
+def _row(store: ChdbStore, chain: int, seq: int) -> dict[str, Any]:
+    row: dict[str, Any] = store.arrow(f"SELECT * FROM {AUDIT_LOG} WHERE chain = {chain} AND seq = {seq}").to_pylist()[0]
+    return row
 
 
-def _mutate(store, sql: str) -> None:
+def _mutate(store: ChdbStore, sql: str) -> None:
     store.execute(f"{sql} SETTINGS mutations_sync = 2")
 
 
-def _renumber(store, chain: int, where: str, new_seq) -> None:
+def _renumber(store: ChdbStore, chain: int, where: str, new_seq: Callable[[int], int]) -> None:
     """Move rows to other seqs the way a writer must (seq is a key column):
     read them, delete them, insert them back renumbered."""
     rows = store.arrow(f"SELECT * FROM {AUDIT_LOG} WHERE chain = {chain} AND {where}")
@@ -67,13 +72,13 @@ def _renumber(store, chain: int, where: str, new_seq) -> None:
     store.insert(AUDIT_LOG, pa.Table.from_pylist(moved, schema=rows.schema))
 
 
-def _only_problem(report):
+def _only_problem(report: VerifyReport) -> ChainProblem:
     assert not report.ok
     assert len(report.problems) == 1, [p.describe() for p in report.problems]
     return report.problems[0]
 
 
-def test_sql_and_python_compute_the_same_hash_for_awkward_fields(store):
+def test_sql_and_python_compute_the_same_hash_for_awkward_fields(store: ChdbStore) -> None:
     # Separators, escapes, quotes and non-ASCII in every text field.
     awkward = {
         "event_id": "e|1%7C",
@@ -109,7 +114,7 @@ def test_sql_and_python_compute_the_same_hash_for_awkward_fields(store):
     assert row["event_id"] == awkward["event_id"] and python == sql != row["integrity_hash"]
 
 
-def test_intact_ledger_verifies(store):
+def test_intact_ledger_verifies(store: ChdbStore) -> None:
     report = verify(store, PUBLIC)
     assert report.ok, [p.describe() for p in report.problems]
     assert report.rows == 1_000
@@ -117,14 +122,14 @@ def test_intact_ledger_verifies(store):
     assert report.to_dict()["problems"] == []
 
 
-def test_modified_field_names_the_row(store):
+def test_modified_field_names_the_row(store: ChdbStore) -> None:
     victim = _row(store, 1, 123)
     _mutate(store, "ALTER TABLE audit_log UPDATE actor = 'agent:mallory' WHERE chain = 1 AND seq = 123")
     problem = _only_problem(verify(store, PUBLIC))
     assert (problem.chain, problem.seq, problem.kind, problem.event_id) == (1, 123, "modified", victim["event_id"])
 
 
-def test_modified_details_names_the_row(store):
+def test_modified_details_names_the_row(store: ChdbStore) -> None:
     seq = store.arrow(
         "SELECT seq FROM audit_log WHERE chain = 0 AND action = 'tx.signed' ORDER BY seq LIMIT 1 OFFSET 20"
     ).to_pylist()[0]["seq"]
@@ -138,14 +143,14 @@ def test_modified_details_names_the_row(store):
     assert (problem.seq, problem.kind) == (seq, "modified")
 
 
-def test_deleted_row_names_the_gap(store):
+def test_deleted_row_names_the_gap(store: ChdbStore) -> None:
     _mutate(store, "ALTER TABLE audit_log DELETE WHERE chain = 0 AND seq = 77")
     problem = _only_problem(verify(store, PUBLIC))
     assert (problem.chain, problem.seq, problem.kind) == (0, 77, "deleted")
     assert "77..77 are missing" in problem.reason
 
 
-def test_inserted_row_with_a_taken_seq_names_the_intruder(store):
+def test_inserted_row_with_a_taken_seq_names_the_intruder(store: ChdbStore) -> None:
     row = _row(store, 1, 40)
     store.execute("""INSERT INTO audit_log SELECT * REPLACE ('forged-event' AS event_id, 'agent:mallory' AS actor)
                       FROM audit_log WHERE chain = 1 AND seq = 40""")
@@ -154,7 +159,7 @@ def test_inserted_row_with_a_taken_seq_names_the_intruder(store):
     assert row["event_id"] != "forged-event"
 
 
-def test_inserted_row_with_renumbering_names_the_intruder(store):
+def test_inserted_row_with_renumbering_names_the_intruder(store: ChdbStore) -> None:
     # A careful forger: shifts later rows up and gives the new row a correct
     # hash that links to its predecessor. The next row still links past it.
     _renumber(store, 0, "seq >= 310", lambda seq: seq + 1)
@@ -170,7 +175,7 @@ def test_inserted_row_with_renumbering_names_the_intruder(store):
     assert (problem.seq, problem.kind, problem.event_id) == (310, "inserted", "forged")
 
 
-def test_reordered_rows_name_the_first_moved_row(store):
+def test_reordered_rows_name_the_first_moved_row(store: ChdbStore) -> None:
     first, second = _row(store, 1, 250), _row(store, 1, 253)
     _renumber(store, 1, "seq IN (250, 253)", lambda seq: 503 - seq)
     problem = _only_problem(verify(store, PUBLIC))
@@ -178,21 +183,21 @@ def test_reordered_rows_name_the_first_moved_row(store):
     assert first["event_id"] != second["event_id"]
 
 
-def test_adjacent_swap_is_reordered_not_inserted(store):
+def test_adjacent_swap_is_reordered_not_inserted(store: ChdbStore) -> None:
     moved = _row(store, 0, 8)
     _renumber(store, 0, "seq IN (7, 8)", lambda seq: 15 - seq)
     problem = _only_problem(verify(store, PUBLIC))
     assert (problem.seq, problem.kind, problem.event_id) == (7, "reordered", moved["event_id"])
 
 
-def test_truncated_tail_is_caught_by_the_last_checkpoint(store):
+def test_truncated_tail_is_caught_by_the_last_checkpoint(store: ChdbStore) -> None:
     _mutate(store, "ALTER TABLE audit_log DELETE WHERE chain = 1 AND seq >= 480")
     problem = _only_problem(verify(store, PUBLIC))
     assert (problem.chain, problem.seq, problem.kind) == (1, 480, "truncated")
     assert "480..499" in problem.reason
 
 
-def test_forged_checkpoint_is_named(store):
+def test_forged_checkpoint_is_named(store: ChdbStore) -> None:
     _mutate(
         store, f"""ALTER TABLE {AUDIT_CHECKPOINTS} UPDATE merkle_root = '{"ab" * 32}' WHERE chain = 0 AND seq = 149"""
     )
@@ -200,7 +205,7 @@ def test_forged_checkpoint_is_named(store):
     assert (problem.chain, problem.seq, problem.kind) == (0, 149, "forged_checkpoint")
 
 
-def test_checkpoint_signed_by_another_key_is_forged(store):
+def test_checkpoint_signed_by_another_key_is_forged(store: ChdbStore) -> None:
     head = _row(store, 1, 499)
     mallory = Ed25519PrivateKey.generate()
     forged = checkpoint.sign(mallory, LOG_NAME, 1, 499, head["integrity_hash"], "00" * 32, T0 + timedelta(days=1))
@@ -209,7 +214,7 @@ def test_checkpoint_signed_by_another_key_is_forged(store):
     assert (problem.chain, problem.seq, problem.kind) == (1, 499, "forged_checkpoint")
 
 
-def test_rehashed_chain_is_caught_by_signed_checkpoints(store):
+def test_rehashed_chain_is_caught_by_signed_checkpoints(store: ChdbStore) -> None:
     # Whoever can write the table can recompute every later hash; the signed
     # checkpoints are what they cannot redo.
     _mutate(store, "ALTER TABLE audit_log UPDATE actor = 'agent:mallory' WHERE chain = 0 AND seq = 120")
@@ -235,11 +240,11 @@ def test_rehashed_chain_is_caught_by_signed_checkpoints(store):
     assert "seq 149" in problem.reason
 
 
-def test_verify_since_starts_at_a_checkpoint_and_still_catches_tampering(store):
+def test_verify_since_starts_at_a_checkpoint_and_still_catches_tampering(store: ChdbStore) -> None:
     since = T0 + timedelta(seconds=150)
     clean = verify(store, PUBLIC, since=since)
     assert clean.ok and 0 < clean.rows < 1_000
-    assert all(c.first_seq % 50 == 0 and c.first_seq > 0 for c in clean.chains)
+    assert all(c.first_seq is not None and c.first_seq % 50 == 0 and c.first_seq > 0 for c in clean.chains)
     _mutate(store, "ALTER TABLE audit_log UPDATE resource = 'intent:other' WHERE chain = 0 AND seq = 450")
     problem = _only_problem(verify(store, PUBLIC, chains=[0], since=since))
     assert (problem.seq, problem.kind) == (450, "modified")
@@ -247,7 +252,7 @@ def test_verify_since_starts_at_a_checkpoint_and_still_catches_tampering(store):
     assert early.ok and early.rows < 500
 
 
-def test_clickhouse_hashes_merkle_pairs_in_order(pristine):
+def test_clickhouse_hashes_merkle_pairs_in_order(pristine: tuple[ChdbStore, Table, Table]) -> None:
     """verify has ClickHouse hash the big levels of its Merkle fold. Each node must be
     SHA-256(0x01 || left || right) of its own pair, in input order: past ~100k rows ClickHouse
     reorders the rows of the Python() table unless it reads them on one thread."""
@@ -262,7 +267,9 @@ def test_clickhouse_hashes_merkle_pairs_in_order(pristine):
 
 
 @pytest.mark.parametrize("start", [0, 1, 3, 4097])
-def test_a_merkle_fold_hashed_by_clickhouse_gives_the_rfc_tree_hash(pristine, start):
+def test_a_merkle_fold_hashed_by_clickhouse_gives_the_rfc_tree_hash(
+    pristine: tuple[ChdbStore, Table, Table], start: int
+) -> None:
     data = [hashlib.sha256(str(i).encode()).digest() for i in range(10_000)]
     frontier = merkle.Frontier()
     for d in data[:start]:

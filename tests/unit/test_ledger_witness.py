@@ -4,6 +4,10 @@ hostile log operator tries a fork, a replay, a rollback and a crash; each is ref
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -18,18 +22,18 @@ FORK = LEAVES[:9] + [leaf_hash(b"forged" * 6)] + LEAVES[10:]
 NOW = 1_764_000_000
 
 
-def checkpoint(size: int, leaves=LEAVES, key=LOG_KEY, origin=ORIGIN) -> Note:
+def checkpoint(size: int, leaves: list[bytes] = LEAVES, key: Ed25519PrivateKey = LOG_KEY, origin: str = ORIGIN) -> Note:
     text = NoteCheckpoint(origin, size, tree_hash(leaves[:size])).text
     return Note(text, (sign(text, origin, key),))
 
 
-def body(old: int, size: int, leaves=LEAVES, **kw) -> bytes:
+def body(old: int, size: int, leaves: list[bytes] = LEAVES, **kw: Any) -> bytes:
     proof = consistency_path(leaves[:size], old) if 0 < old < size else []
     return request_body(old, proof, checkpoint(size, leaves, **kw))
 
 
 @pytest.fixture
-def witness(tmp_path):
+def witness(tmp_path: Path) -> Iterator[Witness]:
     state = WitnessState(tmp_path / "witness.db")
     yield Witness(
         "witness.example/w1", Ed25519PrivateKey.generate(), {ORIGIN: [NoteKey.of(ORIGIN, ED25519, LOG_KEY)]}, state
@@ -43,7 +47,7 @@ def refused(witness: Witness, request: bytes) -> WitnessRefused:
     return caught.value
 
 
-def test_it_cosigns_growth_and_the_cosignature_verifies_with_its_time(witness):
+def test_it_cosigns_growth_and_the_cosignature_verifies_with_its_time(witness: Witness) -> None:
     first = witness.add_checkpoint(body(0, 8), NOW)
     grown = witness.add_checkpoint(body(8, 21), NOW + 1)
     assert witness.state.latest(ORIGIN) == (21, tree_hash(LEAVES[:21]))
@@ -55,7 +59,7 @@ def test_it_cosigns_growth_and_the_cosignature_verifies_with_its_time(witness):
     assert witness.state.latest(ORIGIN)[0] == 21
 
 
-def test_a_fork_a_replay_and_a_rollback_are_refused_with_the_specs_codes(witness):
+def test_a_fork_a_replay_and_a_rollback_are_refused_with_the_specs_codes(witness: Witness) -> None:
     witness.add_checkpoint(body(0, 12), NOW)
     # The operator shows a forked history of the same size: another root.
     fork = refused(witness, body(12, 12, FORK))
@@ -71,7 +75,7 @@ def test_a_fork_a_replay_and_a_rollback_are_refused_with_the_specs_codes(witness
     assert witness.state.latest(ORIGIN) == (12, tree_hash(LEAVES[:12]))
 
 
-def test_unknown_logs_untrusted_keys_and_malformed_requests_are_refused(witness):
+def test_unknown_logs_untrusted_keys_and_malformed_requests_are_refused(witness: Witness) -> None:
     assert refused(witness, body(0, 4, origin="other.example/log")).status == 404
     assert refused(witness, body(0, 4, key=Ed25519PrivateKey.generate())).status == 403
     assert refused(witness, b"old 01\n\n" + checkpoint(4).to_bytes()).status == 400
@@ -84,7 +88,7 @@ def test_unknown_logs_untrusted_keys_and_malformed_requests_are_refused(witness)
     assert parsed.old_size == 3 and len(parsed.proof) == len(consistency_path(LEAVES[:7], 3))
 
 
-def test_a_witness_killed_between_the_check_and_the_store_answered_nothing_and_stored_nothing(tmp_path):
+def test_a_witness_killed_between_the_check_and_the_store_answered_nothing_and_stored_nothing(tmp_path: Path) -> None:
     """The spec's race: check and store must be one step. Killed in between, nothing was stored and
     nothing answered; started again it is where it was, and it still refuses a fork of what it
     had cosigned before. Killed after storing, it cosigns the same checkpoint again, nothing else."""
@@ -97,7 +101,7 @@ def test_a_witness_killed_between_the_check_and_the_store_answered_nothing_and_s
     class Killed(BaseException):
         pass
 
-    def kill():
+    def kill() -> None:
         raise Killed
 
     with pytest.raises(Killed):
@@ -117,7 +121,7 @@ def test_a_witness_killed_between_the_check_and_the_store_answered_nothing_and_s
     restarted.state.close()
 
 
-def test_two_witnesses_on_one_state_cannot_both_advance_from_the_same_size(tmp_path):
+def test_two_witnesses_on_one_state_cannot_both_advance_from_the_same_size(tmp_path: Path) -> None:
     """Request A checked, request B arrives before A stored: B waits on A's transaction, then is
     checked against what A stored (the rollback the spec's race describes cannot happen)."""
     logs = {ORIGIN: [NoteKey.of(ORIGIN, ED25519, LOG_KEY)]}
@@ -125,9 +129,9 @@ def test_two_witnesses_on_one_state_cannot_both_advance_from_the_same_size(tmp_p
     a = Witness("witness.example/w1", key, logs, WitnessState(tmp_path / "w.db"))
     b = Witness("witness.example/w1", key, logs, WitnessState(tmp_path / "w.db"))
     b.state.db.execute("PRAGMA busy_timeout = 0")
-    seen = []
+    seen: list[Exception] = []
 
-    def b_meanwhile():
+    def b_meanwhile() -> None:
         try:
             b.add_checkpoint(body(0, 5), NOW)
         except Exception as exc:  # noqa: BLE001 - what B got is the assertion

@@ -10,6 +10,7 @@ import dataclasses
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from infra.stack.local import LocalStack, StackError, free_ports, local_settings
 
 
 @contextlib.contextmanager
-def listening(host: str = "127.0.0.1"):
+def listening(host: str = "127.0.0.1") -> Iterator[int]:
     """A socket of this process listening on a free port of ``host``; its port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as sock:
@@ -36,14 +37,14 @@ def _ancestors() -> set[int]:
     return ancestors
 
 
-def test_a_socket_this_process_listens_on_is_its_own_and_its_parents():
+def test_a_socket_this_process_listens_on_is_its_own_and_its_parents() -> None:
     with listening() as port:
         assert listeners.listens(os.getpid(), port)
         assert listeners.listens(os.getppid(), port)  # it runs under its parent
         assert f"pid {os.getpid()} " in listeners.holders(port)
 
 
-def test_no_other_process_owns_it():
+def test_no_other_process_owns_it() -> None:
     unrelated = [
         int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and int(e.name) not in _ancestors() | {os.getpid()}
     ]
@@ -53,14 +54,14 @@ def test_no_other_process_owns_it():
         assert not any(listeners.listens(pid, port) for pid in unrelated[:20])
 
 
-def test_a_socket_that_only_connects_listens_nowhere():
+def test_a_socket_that_only_connects_listens_nowhere() -> None:
     with listening() as port, socket.create_connection(("127.0.0.1", port)) as client:
         local_port = client.getsockname()[1]
         assert listeners.listens(os.getpid(), port)
         assert not listeners.listens(os.getpid(), local_port) and listeners.holders(local_port) == ""
 
 
-def test_an_ipv6_listener_counts():
+def test_an_ipv6_listener_counts() -> None:
     if not socket.has_ipv6 or not Path("/proc/net/tcp6").exists():
         pytest.skip("no IPv6 on this machine")
     try:
@@ -70,7 +71,7 @@ def test_an_ipv6_listener_counts():
         pytest.skip(f"no ::1 here ({exc})")
 
 
-def test_a_listening_port_is_taken_and_a_closed_one_is_free_despite_its_time_wait():
+def test_a_listening_port_is_taken_and_a_closed_one_is_free_despite_its_time_wait() -> None:
     with socket.socket() as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers (Tansu, Anvil, aiohttp) bind
         server.bind(("127.0.0.1", 0))
@@ -98,7 +99,7 @@ def _time_wait_on(port: int) -> bool:
     return False
 
 
-def test_a_stack_refuses_a_port_its_parts_would_listen_on_and_says_which(tmp_path):
+def test_a_stack_refuses_a_port_its_parts_would_listen_on_and_says_which(tmp_path: Path) -> None:
     with listening() as port:
         stack = LocalStack(local_settings(tmp_path, broker=f"127.0.0.1:{port}"))
         with pytest.raises(StackError) as refused:
@@ -110,7 +111,7 @@ def test_a_stack_refuses_a_port_its_parts_would_listen_on_and_says_which(tmp_pat
     assert "WARDEN_RPC_URL" not in said  # only the taken one is named
 
 
-def test_a_durable_stack_refuses_a_port_its_homes_kafka_cluster_holds_fixed(tmp_path):
+def test_a_durable_stack_refuses_a_port_its_homes_kafka_cluster_holds_fixed(tmp_path: Path) -> None:
     settings = local_settings(tmp_path, broker_storage="durable")
     broker_port, other = free_ports(2)
     with listening() as controller_port:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import stat
+from pathlib import Path
 
 import pytest
+from mcp.server.auth.provider import AccessToken
 
 from gateway.mcp_server.auth import (
     BearerTokenVerifier,
@@ -24,27 +26,27 @@ TOKEN = "s3cret-token-of-some-length"
 URL = "http://127.0.0.1:8765/mcp"
 
 
-def _verify(token: str):
+def _verify(token: str) -> AccessToken | None:
     return asyncio.run(BearerTokenVerifier(TOKEN, URL).verify_token(token))
 
 
-def test_the_right_token_is_accepted_for_this_resource_and_is_not_carried_on():
+def test_the_right_token_is_accepted_for_this_resource_and_is_not_carried_on() -> None:
     access = _verify(TOKEN)
     assert access is not None and access.resource == URL
     assert TOKEN not in access.model_dump_json()
 
 
 @pytest.mark.parametrize("token", ["wrong", "", TOKEN[:-1], TOKEN + "x", TOKEN.upper(), " " + TOKEN], ids=repr)
-def test_any_other_token_is_refused(token):
+def test_any_other_token_is_refused(token: str) -> None:
     assert _verify(token) is None
 
 
-def test_an_empty_configured_token_is_refused_at_start():
+def test_an_empty_configured_token_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="non-empty"):
         BearerTokenVerifier("", URL)
 
 
-def test_the_auth_settings_name_the_local_server_and_check_the_tokens_resource():
+def test_the_auth_settings_name_the_local_server_and_check_the_tokens_resource() -> None:
     settings = auth_settings("127.0.0.1", 8765)
     assert str(settings.resource_server_url) == resource_url("127.0.0.1", 8765) == URL
     assert str(settings.issuer_url) == "http://127.0.0.1:8765"
@@ -52,7 +54,7 @@ def test_the_auth_settings_name_the_local_server_and_check_the_tokens_resource()
     assert resource_url("::1", 9000) == "http://[::1]:9000/mcp"
 
 
-def test_a_generated_token_is_written_0600_and_replaced_at_each_start(tmp_path):
+def test_a_generated_token_is_written_0600_and_replaced_at_each_start(tmp_path: Path) -> None:
     settings = dataclasses.replace(Settings(), home=tmp_path / "home", mcp_token_file=None)
     token, path = server_token(settings, "agent-unit")
     assert path == token_file(settings.home, "agent-unit") and path.read_text().strip() == token
@@ -61,7 +63,7 @@ def test_a_generated_token_is_written_0600_and_replaced_at_each_start(tmp_path):
     assert again != token and path.read_text().strip() == again
 
 
-def test_a_configured_token_file_is_read_and_an_empty_or_missing_one_refused(tmp_path):
+def test_a_configured_token_file_is_read_and_an_empty_or_missing_one_refused(tmp_path: Path) -> None:
     given = tmp_path / "token"
     given.write_text(TOKEN + "\n")
     settings = dataclasses.replace(Settings(), home=tmp_path / "home", mcp_token_file=str(given))

@@ -36,7 +36,7 @@ def package_modules() -> list[Path]:
     return sorted(found)
 
 
-def test_every_public_class_name_is_defined_once():
+def test_every_public_class_name_is_defined_once() -> None:
     paths = package_modules()
     assert len(paths) > 100, "the packages were not found where this test looks"
     twice = defined_twice(paths, ROOT)
@@ -46,7 +46,7 @@ def test_every_public_class_name_is_defined_once():
     )
 
 
-def test_the_check_sees_a_name_defined_twice_and_passes_over_private_and_nested_classes(tmp_path):
+def test_the_check_sees_a_name_defined_twice_and_passes_over_private_and_nested_classes(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("class Chain:\n    class Inner: ...\n\nclass _Private: ...\n")
     (tmp_path / "b.py").write_text("class Chain: ...\nclass Inner: ...\nclass _Private: ...\n")
     paths = sorted(tmp_path.glob("*.py"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from runtime.config import Settings
 from sdk.records import ReceiptUnavailable, outcome_receipt
 
 
-def test_an_outcome_without_an_intent_digest_has_no_receipt_and_says_so(tmp_path):
+def test_an_outcome_without_an_intent_digest_has_no_receipt_and_says_so(tmp_path: Path) -> None:
     # Nothing listens on this address: the answer must come before any request.
     settings = dataclasses.replace(Settings(), home=tmp_path / "home", ledger_http="127.0.0.1:9")
     # It once reached aiohttp, whose query builder raised TypeError on the None, past every caller's

@@ -7,6 +7,7 @@ or agent than the event names is refused."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,7 +21,7 @@ from signer.outcomes import SERVICE as SIGNER
 from signer.outcomes import Outcomes, SigningRefused
 from signer.state import SignerState
 from streams.decide import SERVICE as WORKER
-from tests.engine_support import T0, approved_of, on, rejected_of
+from tests.engine_support import T0, World, approved_of, on, rejected_of
 from tests.schemas_support import sample_records
 
 AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -32,7 +33,7 @@ def _the_pair(emits: list[Emit], topic: str) -> tuple[Emit, Emit]:
     return outcome, emits[emits.index(outcome) + 1]
 
 
-def test_a_worker_s_approval_and_rejection_carry_the_events_spelt_out_with_audit(world):
+def test_a_worker_s_approval_and_rejection_carry_the_events_spelt_out_with_audit(world: World) -> None:
     good, bad = world.intent("0.5"), world.intent("2")
     emits = world.submit(good)
     approved = approved_of(emits)
@@ -73,13 +74,13 @@ def test_a_worker_s_approval_and_rejection_carry_the_events_spelt_out_with_audit
     )
 
 
-def _outcomes(tmp_path) -> Outcomes:
+def _outcomes(tmp_path: Path) -> Outcomes:
     return Outcomes(
         SignerState(tmp_path / "signer.db", fsync=False), ("signer-test", Ed25519PrivateKey.generate()), "none"
     )
 
 
-def test_a_signer_s_refusal_carries_the_event_spelt_out_with_audit(world, tmp_path):
+def test_a_signer_s_refusal_carries_the_event_spelt_out_with_audit(world: World, tmp_path: Path) -> None:
     intent = world.intent("0.5")
     emits = _outcomes(tmp_path).refuse(intent, SigningRefused(Code.SIGNER_ERROR, "the key is sealed"), AT, record=False)
     outcome, event = _the_pair(emits, topics.INTENTS_REJECTED)
@@ -99,7 +100,7 @@ def test_a_signer_s_refusal_carries_the_event_spelt_out_with_audit(world, tmp_pa
     )
 
 
-def test_a_solana_status_carries_the_event_spelt_out_with_audit(tmp_path):
+def test_a_solana_status_carries_the_event_spelt_out_with_audit(tmp_path: Path) -> None:
     (signed,) = (record for record in sample_records() if isinstance(record, SignedSolanaTransaction))
     emits, result = _outcomes(tmp_path).solana_status(signed, {"status": "broadcast", "final": False}, AT)
     outcome, event = _the_pair(emits, topics.SOLANA_SIGNED)
@@ -148,7 +149,7 @@ def _rejection(intent_id: str, agent_id: str) -> IntentRejected:
         ("intent-1", "payroll", "intent 'intent-1' of agent 'payroll'"),
     ],
 )
-def test_an_outcome_about_another_intent_or_agent_is_refused(intent_id, agent_id, named):
+def test_an_outcome_about_another_intent_or_agent_is_refused(intent_id: str, agent_id: str, named: str) -> None:
     about = IntentRef("treasury", "intent-1", "ab" * 32)
     other = _rejection(intent_id, agent_id)
     with pytest.raises(ValueError, match=f"the outcome answers {named}.*about intent 'intent-1' of agent 'treasury'"):

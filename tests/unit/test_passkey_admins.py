@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,7 @@ from schemas.actions import AuditAction
 from schemas.admins import AdminSet, AdminSignature, key_fingerprint, valid_admin_keys
 from schemas.auth import public_key_hex, sign_human_approval
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import HumanApproval, IntentApproved, IntentRejected
 from schemas.passkeys import MAX_ASSERTION_CHARS, passkey_fingerprint
 from schemas.stages import Stage
@@ -35,7 +38,7 @@ DECIDED = T0 + timedelta(minutes=1)
 # -- the admin set --------------------------------------------------------------------------------
 
 
-def test_an_admin_set_pins_a_passkey_beside_ed25519_keys_and_prints_its_fingerprint():
+def test_an_admin_set_pins_a_passkey_beside_ed25519_keys_and_prints_its_fingerprint() -> None:
     passkey = SoftPasskey()
     keys = {"ed": "0x" + "11" * 32, PK: passkey.pinned()}
     assert valid_admin_keys(keys) == keys
@@ -51,20 +54,20 @@ def test_an_admin_set_pins_a_passkey_beside_ed25519_keys_and_prints_its_fingerpr
         ("webauthn:abc", "0x and 64 lowercase hex digits (Ed25519), or a passkey"),
     ],
 )
-def test_a_malformed_passkey_is_refused_with_what_it_must_be(public, said):
+def test_a_malformed_passkey_is_refused_with_what_it_must_be(public: str, said: str) -> None:
     with pytest.raises(ValueError, match="admin pk-admin") as refused:
         valid_admin_keys({PK: public})
     assert said in str(refused.value)
 
 
-def test_one_passkey_is_pinned_under_one_id_whatever_credential_id_it_is_written_with():
+def test_one_passkey_is_pinned_under_one_id_whatever_credential_id_it_is_written_with() -> None:
     passkey = SoftPasskey()
     again = dataclasses.replace(passkey, credential_id=b"another credential")
     with pytest.raises(ValueError, match="one public key is pinned under two admin ids"):
         valid_admin_keys({PK: passkey.pinned(), "pk-again": again.pinned()})
 
 
-def test_an_admin_signature_field_holds_an_assertion_and_nothing_longer():
+def test_an_admin_signature_field_holds_an_assertion_and_nothing_longer() -> None:
     signed = SoftPasskey().sign(b"bytes")
     assert AdminSignature(admin_key_id=PK, signature=signed).signature == signed
     with pytest.raises(ValueError, match=str(MAX_ASSERTION_CHARS)):
@@ -74,7 +77,7 @@ def test_an_admin_signature_field_holds_an_assertion_and_nothing_longer():
 # -- the relying party ----------------------------------------------------------------------------
 
 
-def test_the_relying_party_is_the_console_origins_and_the_first_ones_host():
+def test_the_relying_party_is_the_console_origins_and_the_first_ones_host() -> None:
     assert console_party(Settings(console_origin=None)) is None
     party = console_party(Settings(console_origin="https://console.example.com, https://ops.console.example.com/"))
     assert party is not None and party.rp_id == "console.example.com"
@@ -100,12 +103,12 @@ def test_the_relying_party_is_the_console_origins_and_the_first_ones_host():
         ("http://localhost:8790,https://console.example.com", None, "is not the relying party id"),
     ],
 )
-def test_a_console_origin_no_browser_would_sign_for_is_refused(origin, rp_id, said):
+def test_a_console_origin_no_browser_would_sign_for_is_refused(origin: str, rp_id: str | None, said: str) -> None:
     with pytest.raises(ConsoleOriginError, match=said):
         console_party(Settings(console_origin=origin, console_rp_id=rp_id))
 
 
-def test_every_reader_of_the_pinned_admins_holds_the_relying_party(tmp_path):
+def test_every_reader_of_the_pinned_admins_holds_the_relying_party(tmp_path: Path) -> None:
     passkey = SoftPasskey()
     settings = Settings(home=tmp_path, admin_keys=f"{PK}={passkey.pinned()}", console_origin=ORIGIN)
     admins = pinned_admins(settings)
@@ -121,7 +124,7 @@ def test_every_reader_of_the_pinned_admins_holds_the_relying_party(tmp_path):
 # -- the signature counter ------------------------------------------------------------------------
 
 
-def test_a_counter_value_over_other_bytes_is_refused_and_the_same_assertion_read_again_passes():
+def test_a_counter_value_over_other_bytes_is_refused_and_the_same_assertion_read_again_passes() -> None:
     passkey = SoftPasskey()
     admins = Admins.with_threshold({PK: passkey.pinned()}, 1, PARTY)
     first = passkey.sign(b"decision one", count=7)
@@ -134,13 +137,13 @@ def test_a_counter_value_over_other_bytes_is_refused_and_the_same_assertion_read
     assert "signature counter 7 was met before" in cloned.what
 
 
-def test_a_synced_passkeys_counter_of_zero_says_nothing_and_is_not_kept():
+def test_a_synced_passkeys_counter_of_zero_says_nothing_and_is_not_kept() -> None:
     counters, passkey = SignCounters(), SoftPasskey().pinned()
     assert counters.counter_problem(passkey, 0, b"a" * 32) is None
     assert counters.counter_problem(passkey, 0, b"b" * 32) is None
 
 
-def test_an_assertion_refused_before_its_counter_is_checked_leaves_no_counter_behind():
+def test_an_assertion_refused_before_its_counter_is_checked_leaves_no_counter_behind() -> None:
     """A forged assertion (another device's key, the passkey's credential id) is refused by its
     signature, so its counter value cannot shut out the real passkey's."""
     passkey = SoftPasskey()
@@ -153,7 +156,7 @@ def test_an_assertion_refused_before_its_counter_is_checked_leaves_no_counter_be
 # -- an approval, by the worker and by the signer -------------------------------------------------
 
 
-def _approval(intent, decided_at: datetime, **fields) -> HumanApproval:
+def _approval(intent: TransactionIntent, decided_at: datetime, **fields: Any) -> HumanApproval:
     return HumanApproval(
         intent_id=intent.intent_id,
         agent_id=intent.agent_id,
@@ -171,7 +174,7 @@ def _forgeries(passkey: SoftPasskey, approval: HumanApproval, other: HumanApprov
     signed = passkey_signed(other, passkey, PK)
     mine = approval.model_copy(update={"admin_key_id": PK})
 
-    def made(**how) -> HumanApproval:
+    def made(**how: Any) -> HumanApproval:
         return passkey_signed(approval, passkey, PK, **how)
 
     return {
@@ -199,7 +202,7 @@ def _worker(passkey: SoftPasskey) -> World:
     return world
 
 
-def _decided_by_the_worker(world: World, approval: HumanApproval) -> tuple[bool, dict]:
+def _decided_by_the_worker(world: World, approval: HumanApproval) -> tuple[bool, dict[str, Any]]:
     """Whether the worker released the parked intent on ``approval``, and its audit's details."""
     emits = world.engine.on_human_approval(approval.to_bytes(), world.source(topics.APPROVALS), DECIDED)
     released, events = bool(on(emits, topics.INTENTS_APPROVED)), {e.action: e.details for e in audits(emits)}
@@ -207,7 +210,7 @@ def _decided_by_the_worker(world: World, approval: HumanApproval) -> tuple[bool,
 
 
 @pytest.mark.parametrize("forgery", FORGERIES)
-def test_the_worker_refuses_a_passkey_approval_made_any_other_way(forgery):
+def test_the_worker_refuses_a_passkey_approval_made_any_other_way(forgery: str) -> None:
     passkey = SoftPasskey()
     world = _worker(passkey)
     intent, other = world.intent("0.5"), world.intent("0.6")
@@ -222,7 +225,7 @@ def test_the_worker_refuses_a_passkey_approval_made_any_other_way(forgery):
     assert _decided_by_the_worker(world, passkey_signed(_approval(intent, DECIDED), passkey, PK))[0]
 
 
-def test_the_worker_takes_a_passkey_approval_and_refuses_its_counter_over_another_decision():
+def test_the_worker_takes_a_passkey_approval_and_refuses_its_counter_over_another_decision() -> None:
     passkey = SoftPasskey()
     world = _worker(passkey)
     intent, other = world.intent("0.5"), world.intent("0.6")
@@ -236,7 +239,7 @@ def test_the_worker_takes_a_passkey_approval_and_refuses_its_counter_over_anothe
     assert "signature counter 9 was met before" in details["reason"]
 
 
-def test_a_passkey_counts_towards_a_quorum_beside_an_ed25519_key():
+def test_a_passkey_counts_towards_a_quorum_beside_an_ed25519_key() -> None:
     passkey, world = SoftPasskey(), World()
     admins = Admins.with_threshold({ADMIN_ID: public_key_hex(world.admin_key), PK: passkey.pinned()}, 2, PARTY)
     approval = sign_human_approval(_approval(world.intent(), DECIDED), world.admin_key, ADMIN_ID)
@@ -246,7 +249,7 @@ def test_a_passkey_counts_towards_a_quorum_beside_an_ed25519_key():
     assert "pk-admin's passkey: the passkey's assertion does not verify" in short.what
 
 
-def test_a_policy_a_passkey_signed_for_another_origin_is_refused_with_the_passkeys_code():
+def test_a_policy_a_passkey_signed_for_another_origin_is_refused_with_the_passkeys_code() -> None:
     passkey = SoftPasskey()
     world = _worker(passkey)
     policy = passkey_signed(world.policy(version=2), passkey, PK, origin="https://evil.example")
@@ -256,7 +259,7 @@ def test_a_policy_a_passkey_signed_for_another_origin_is_refused_with_the_passke
     assert taken.action == AuditAction.POLICY_UPDATED
 
 
-def test_an_admin_set_a_passkey_admin_signed_for_another_origin_is_not_adopted():
+def test_an_admin_set_a_passkey_admin_signed_for_another_origin_is_not_adopted() -> None:
     passkey = SoftPasskey()
     admins = Admins.with_threshold({PK: passkey.pinned()}, 1, PARTY)
     proposed = AdminSet(version=1, admins={PK: passkey.pinned()}, thresholds=dict(admins.thresholds), issued_at=T0)
@@ -265,21 +268,23 @@ def test_an_admin_set_a_passkey_admin_signed_for_another_origin_is_not_adopted()
     assert admins.adopt(passkey_signed(proposed, passkey, PK)) is None and admins.version == 1
 
 
-def _lone(tmp_path, passkey: SoftPasskey) -> LoneSigner:
+def _lone(tmp_path: Path, passkey: SoftPasskey) -> LoneSigner:
     # No node: an approval the signer believes goes on to ask one for the nonce (CHAIN_RPC_FAILED).
     return LoneSigner(
         tmp_path, "http://127.0.0.1:9", passkeys={PK: passkey.pinned()}, party=PARTY, approval_threshold_eth="0.4"
     )
 
 
-def _signed_by_the_signer(lone: LoneSigner, intent, approval: HumanApproval | None) -> IntentRejected:
+def _signed_by_the_signer(
+    lone: LoneSigner, intent: TransactionIntent, approval: HumanApproval | None
+) -> IntentRejected:
     outcome, _, _ = asyncio.run(lone.handle(intent, approval))
     assert isinstance(outcome, IntentRejected) and outcome.stage == Stage.SIGNING, outcome
     return outcome
 
 
 @pytest.mark.parametrize("forgery", FORGERIES)
-def test_the_signer_refuses_a_passkey_approval_made_any_other_way(tmp_path, forgery):
+def test_the_signer_refuses_a_passkey_approval_made_any_other_way(tmp_path: Path, forgery: str) -> None:
     passkey = SoftPasskey()
     lone = _lone(tmp_path, passkey)
     now = datetime.now(timezone.utc)
@@ -289,7 +294,7 @@ def test_the_signer_refuses_a_passkey_approval_made_any_other_way(tmp_path, forg
     assert refused.code == Code.PASSKEY_ASSERTION_INVALID and "pk-admin's passkey" in refused.reason, refused
 
 
-def test_the_signer_takes_a_passkey_approval_and_refuses_its_counter_over_another_decision(tmp_path):
+def test_the_signer_takes_a_passkey_approval_and_refuses_its_counter_over_another_decision(tmp_path: Path) -> None:
     passkey = SoftPasskey()
     lone = _lone(tmp_path, passkey)
     now = datetime.now(timezone.utc)
@@ -313,7 +318,9 @@ def test_the_signer_takes_a_passkey_approval_and_refuses_its_counter_over_anothe
 # -- the command line -----------------------------------------------------------------------------
 
 
-def test_a_proposal_that_makes_an_admins_key_a_passkey_shows_its_fingerprint_as_a_passkeys(capsys):
+def test_a_proposal_that_makes_an_admins_key_a_passkey_shows_its_fingerprint_as_a_passkeys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`warden approvals list/show`: an admin whose Ed25519 key becomes a passkey is a changed key,
     old and new fingerprints, the new one marked as a passkey; a passkey admin added shows its own."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -359,12 +366,14 @@ def test_a_proposal_that_makes_an_admins_key_a_passkey_shows_its_fingerprint_as_
     assert f"added {PK} (passkey {passkey_fingerprint(added.pinned())})" in out
 
 
-def test_admins_propose_takes_a_passkey_and_says_what_a_malformed_one_must_be(tmp_path, monkeypatch, capsys):
+def test_admins_propose_takes_a_passkey_and_says_what_a_malformed_one_must_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`warden admins propose --admins`: a passkey is an admin key there; a malformed one is refused
     before anything is signed, saying which admin and what a passkey key is."""
     from infra.cli import admins as cli
 
-    async def in_force(settings):
+    async def in_force(settings: Settings) -> Admins:
         return Admins.with_threshold({"local-admin": "0x" + "11" * 32}, 1)
 
     monkeypatch.setattr(cli, "admins_in_force", in_force)
@@ -375,7 +384,7 @@ def test_admins_propose_takes_a_passkey_and_says_what_a_malformed_one_must_be(tm
     assert "admin pk-admin" in said and "passkey:<credential id>:<COSE public key>" in said
 
 
-def test_the_signer_refuses_a_policy_a_passkey_signed_for_another_origin_and_remembers_nothing(tmp_path):
+def test_the_signer_refuses_a_policy_a_passkey_signed_for_another_origin_and_remembers_nothing(tmp_path: Path) -> None:
     """A policy record is anyone's to write: its refusal has the passkey's code and decides nothing
     about the intent, which the signer judges again under the policy in force."""
     passkey = SoftPasskey()
@@ -390,7 +399,7 @@ def test_the_signer_refuses_a_policy_a_passkey_signed_for_another_origin_and_rem
     assert _signed_by_the_signer(lone, intent, None).code == Code.CHAIN_RPC_FAILED  # judged again: on to the node
 
 
-def test_a_passkey_admin_signs_nothing_with_a_key_file(tmp_path):
+def test_a_passkey_admin_signs_nothing_with_a_key_file(tmp_path: Path) -> None:
     """`warden approvals sign` as a passkey admin: refused before any key file is made or any
     signature published, saying that a passkey admin signs in the console."""
     from runtime.proposals import Gathered

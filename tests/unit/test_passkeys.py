@@ -4,6 +4,9 @@ challenge is their SHA-256, it was made for the console's relying party and orig
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from schemas.passkeys import (
@@ -19,7 +22,7 @@ from tests.passkey_support import PARTY, USER_PRESENT, USER_VERIFIED, SoftPasske
 MESSAGE = b"warden.approval\x00{...the bytes the page showed...}"
 
 
-def test_an_assertion_over_the_bytes_verifies():
+def test_an_assertion_over_the_bytes_verifies() -> None:
     passkey = SoftPasskey()
     assert assertion_problem(passkey.pinned(), passkey.sign(MESSAGE), MESSAGE, PARTY) is None
 
@@ -36,19 +39,19 @@ def test_an_assertion_over_the_bytes_verifies():
         (lambda p: SoftPasskey(credential_id=p.credential_id).sign(MESSAGE), "signature"),  # another device
     ],
 )
-def test_anything_else_is_refused(made, why):
+def test_anything_else_is_refused(made: Callable[..., Any], why: str) -> None:
     passkey = SoftPasskey()
     problem = assertion_problem(passkey.pinned(), made(passkey), MESSAGE, PARTY)
     assert problem is not None and why.lower() in str(problem).lower(), problem
 
 
-def test_no_console_origin_believes_no_passkey():
+def test_no_console_origin_believes_no_passkey() -> None:
     passkey = SoftPasskey()
     problem = assertion_problem(passkey.pinned(), passkey.sign(MESSAGE), MESSAGE, None)
     assert problem is not None and "WARDEN_CONSOLE_ORIGIN" in str(problem)
 
 
-def test_another_origin_of_the_party_is_believed_only_when_listed():
+def test_another_origin_of_the_party_is_believed_only_when_listed() -> None:
     passkey = SoftPasskey()
     signed = passkey.sign(MESSAGE, origin="http://127.0.0.1:8790")
     assert assertion_problem(passkey.pinned(), signed, MESSAGE, PARTY) is not None
@@ -67,13 +70,13 @@ def test_another_origin_of_the_party_is_believed_only_when_listed():
         (None, "webauthn:AAAA.AAAA.AAAA"),  # well formed, nothing inside
     ],
 )
-def test_malformed_keys_and_assertions_are_problems_not_exceptions(key, signature):
+def test_malformed_keys_and_assertions_are_problems_not_exceptions(key: str | None, signature: str | None) -> None:
     passkey = SoftPasskey()
     problem = assertion_problem(key or passkey.pinned(), signature or passkey.sign(MESSAGE), MESSAGE, PARTY)
     assert problem is not None
 
 
-def test_the_forms_round_trip_and_the_counter_is_read():
+def test_the_forms_round_trip_and_the_counter_is_read() -> None:
     passkey = SoftPasskey(counter=41)
     assertion = parse_assertion(passkey.sign(MESSAGE))
     assert assertion.sign_count == 42 and isinstance(assertion, Assertion)

@@ -27,7 +27,7 @@ def price(answer: int, decimals: int = 8) -> Price:
     return Price(feed="0x" + "11" * 20, round_id=1, answer=answer, decimals=decimals, updated_at=0)
 
 
-def test_known_amounts():
+def test_known_amounts() -> None:
     assert usd_of(3 * 10**16, 18, price(3000 * 10**8)) == 90_000_000  # 0.03 ETH at $3,000: $90
     assert usd_of(20 * 10**6, 6, price(10**8)) == 20_000_000  # 20 of a 6-decimal dollar token
     assert usd_of(1, 18, price(3000 * 10**8)) == 1  # one wei is not free: it rounds up to a millionth
@@ -40,7 +40,9 @@ def test_known_amounts():
     st.integers(min_value=0, max_value=30),
     st.integers(min_value=0, max_value=18),
 )
-def test_a_sum_of_rounded_amounts_is_never_below_what_moved(amounts, answer, asset_decimals, feed_decimals):
+def test_a_sum_of_rounded_amounts_is_never_below_what_moved(
+    amounts: list[int], answer: int, asset_decimals: int, feed_decimals: int
+) -> None:
     p = price(answer, feed_decimals)
     rounded = sum(usd_of(a, asset_decimals, p) for a in amounts)
     exact_numerator = sum(amounts) * answer * 10**6
@@ -52,7 +54,7 @@ def test_a_sum_of_rounded_amounts_is_never_below_what_moved(amounts, answer, ass
 @pytest.mark.parametrize(
     ("text", "why"), [("1.0000001", "at most 6 are allowed"), ("-5", ">= 0"), ("1e3", "plain decimal")]
 )
-def test_usd_amounts_are_decimal_strings_of_at_most_six_decimals(text, why):
+def test_usd_amounts_are_decimal_strings_of_at_most_six_decimals(text: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         parse_usd(text)
     assert parse_usd("5000.25") == 5_000_250_000
@@ -68,7 +70,7 @@ def _refusal(price: Price) -> tuple[str, str]:
     return refused.value.code, refused.value.reason
 
 
-def test_a_round_from_the_future_is_refused_past_the_clock_skew_however_fresh_it_looks():
+def test_a_round_from_the_future_is_refused_past_the_clock_skew_however_fresh_it_looks() -> None:
     at = int(NOW.timestamp())
     ten_years = 10 * 365 * 86_400
     code, reason = _refusal(Price(FEED.feed, 7, 3000 * 10**8, 8, at + ten_years))
@@ -81,13 +83,13 @@ def test_a_round_from_the_future_is_refused_past_the_clock_skew_however_fresh_it
 
 
 @pytest.mark.parametrize("decimals", [PRICE_MAX_DECIMALS + 1, 255, -1])
-def test_a_feed_with_decimals_outside_0_to_36_is_refused(decimals):
+def test_a_feed_with_decimals_outside_0_to_36_is_refused(decimals: int) -> None:
     code, reason = _refusal(Price(FEED.feed, 7, 3000 * 10**8, decimals, int(NOW.timestamp())))
     assert code == Code.PRICE_DECIMALS_OUT_OF_RANGE
     assert FEED.feed in reason and f"reports {decimals} decimals" in reason and f"0 to {PRICE_MAX_DECIMALS}" in reason
 
 
 @pytest.mark.parametrize("decimals", [0, 8, PRICE_MAX_DECIMALS])
-def test_decimals_from_0_to_36_are_believed(decimals):
+def test_decimals_from_0_to_36_are_believed(decimals: int) -> None:
     price = Price(FEED.feed, 7, 3000 * 10**8, decimals, int(NOW.timestamp()))
     assert believed(price, FEED, NOW, max_age_s=3600) == price

@@ -6,14 +6,15 @@ verifies over the proposal's bytes with the key in force. No processes; time is 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.admins import Admins
-from runtime.proposals import KEPT_AFTER_EXPIRY, ProposalBook, proposal_event
+from runtime.proposals import KEPT_AFTER_EXPIRY, ProposalBook, ProposalRead, proposal_event
 from schemas.actions import AuditAction
-from schemas.admins import ACTIONS, AdminSet, parse_thresholds
+from schemas.admins import ACTIONS, AdminProposal, AdminSet, parse_thresholds
 from schemas.auth import public_key_hex, sign_admin_set, sign_policy
 from schemas.policy import AgentPolicy
 from sdk.quorum import propose
@@ -27,22 +28,23 @@ def book() -> ProposalBook:
     return ProposalBook(Admins(PINNED, parse_thresholds("2", PINNED)))
 
 
-def policy(**fields) -> AgentPolicy:
+def policy(**fields: Any) -> AgentPolicy:
     return AgentPolicy(
         agent_id="treasury", version=2, agent_public_key=public_key_hex(KEYS["mallory"]), issued_at=T0, **fields
     )
 
 
-def first(admin: str = "a", record: AgentPolicy | None = None):
+def first(admin: str = "a", record: AgentPolicy | None = None) -> AdminProposal:
     """``admin``'s proposal of ``record`` (a policy by default), as the first record of its proposal."""
     return propose(sign_policy(record or policy(), KEYS[admin], admin), "policy", T0)
 
 
-def event(read, now=T0) -> dict:
-    return orjson.loads(proposal_event("streams", read, now).value)
+def event(read: ProposalRead, now: datetime = T0) -> dict[str, Any]:
+    said: dict[str, Any] = orjson.loads(proposal_event("streams", read, now).value)
+    return said
 
 
-def test_an_admin_s_signature_is_counted_and_the_event_says_how_many_more_are_awaited():
+def test_an_admin_s_signature_is_counted_and_the_event_says_how_many_more_are_awaited() -> None:
     proposals = book()
     proposal = first()
     read = proposals.read(proposal.to_bytes())
@@ -58,7 +60,7 @@ def test_an_admin_s_signature_is_counted_and_the_event_says_how_many_more_are_aw
     assert (done["signed_by"], done["awaiting"]) == (["a", "b"], 0)
 
 
-def test_the_same_admin_twice_counts_once():
+def test_the_same_admin_twice_counts_once() -> None:
     proposals = book()
     proposal = first()
     proposals.read(proposal.to_bytes())
@@ -66,7 +68,7 @@ def test_the_same_admin_twice_counts_once():
     assert event(again)["details"]["awaiting"] == 1
 
 
-def test_a_signature_that_does_not_verify_is_refused_and_not_counted():
+def test_a_signature_that_does_not_verify_is_refused_and_not_counted() -> None:
     proposals = book()
     proposal = first()
     proposals.read(proposal.to_bytes())
@@ -79,7 +81,7 @@ def test_a_signature_that_does_not_verify_is_refused_and_not_counted():
     assert proposals.proposals[proposal.proposal_id].signers == ["a"]
 
 
-def test_an_admin_not_pinned_is_refused_and_opens_no_proposal():
+def test_an_admin_not_pinned_is_refused_and_opens_no_proposal() -> None:
     proposals = book()
     proposal = first("mallory")
     refused = event(proposals.read(proposal.to_bytes()))
@@ -89,7 +91,7 @@ def test_an_admin_not_pinned_is_refused_and_opens_no_proposal():
     assert proposals.proposals == {}
 
 
-def test_a_record_that_came_first_without_a_counted_signature_sets_nothing_of_the_proposal():
+def test_a_record_that_came_first_without_a_counted_signature_sets_nothing_of_the_proposal() -> None:
     # A topic writer copies a's coming proposal with a past expiry under b's name, before a publishes it.
     proposals = book()
     proposal = first()
@@ -99,7 +101,7 @@ def test_a_record_that_came_first_without_a_counted_signature_sets_nothing_of_th
     assert proposals.open(T0)[proposal.proposal_id].expires_at == proposal.expires_at
 
 
-def test_an_open_proposal_keeps_a_bounded_number_of_refusals():
+def test_an_open_proposal_keeps_a_bounded_number_of_refusals() -> None:
     from runtime.proposals import REFUSALS_KEPT
 
     proposals = book()
@@ -111,7 +113,7 @@ def test_an_open_proposal_keeps_a_bounded_number_of_refusals():
     assert len(proposals.proposals[proposal.proposal_id].refused) == REFUSALS_KEPT
 
 
-def test_a_proposal_id_that_does_not_name_its_document_is_refused():
+def test_a_proposal_id_that_does_not_name_its_document_is_refused() -> None:
     proposal = first()
     # a's real signature, with the document swapped for a looser policy under the same id.
     swapped = proposal.model_copy(update={"document": {**proposal.document, "tx_max_value_eth": "1000"}})
@@ -121,7 +123,7 @@ def test_a_proposal_id_that_does_not_name_its_document_is_refused():
     assert refused["resource"].startswith("record:") and refused["agent_id"] is None
 
 
-def test_bytes_that_are_not_a_proposal_are_refused_with_why():
+def test_bytes_that_are_not_a_proposal_are_refused_with_why() -> None:
     for raw, why in ((b"\xff not json", "not an AdminProposal"), (b'{"action": "policy"}', "not an AdminProposal")):
         refused = event(book().read(raw))
         assert refused["action"] == AuditAction.PROPOSAL_REFUSED and why in refused["details"]["reason"]
@@ -129,7 +131,7 @@ def test_bytes_that_are_not_a_proposal_are_refused_with_why():
     assert "is not a valid policy record" in event(book().read(bad_document.to_bytes()))["details"]["reason"]
 
 
-def test_a_key_change_awaits_the_own_signature_of_the_admin_whose_key_it_changes():
+def test_a_key_change_awaits_the_own_signature_of_the_admin_whose_key_it_changes() -> None:
     # a and b are the quorum, but the set changes c's key: it awaits c, with the key in force.
     changed = AdminSet(
         version=1,
@@ -146,7 +148,7 @@ def test_a_key_change_awaits_the_own_signature_of_the_admin_whose_key_it_changes
     assert event(both)["agent_id"] is None
 
 
-def test_the_event_s_id_names_the_record_not_the_time_or_the_reader():
+def test_the_event_s_id_names_the_record_not_the_time_or_the_reader() -> None:
     # Every worker reads the whole topic, and again after a restart: one event on the ledger for each record.
     raw = first().to_bytes()
     once, later = (
@@ -158,7 +160,7 @@ def test_the_event_s_id_names_the_record_not_the_time_or_the_reader():
     assert other["event_id"] != once["event_id"]
 
 
-def test_a_proposal_is_forgotten_a_day_after_it_expires():
+def test_a_proposal_is_forgotten_a_day_after_it_expires() -> None:
     proposals = book()
     proposal = first()
     proposals.read(proposal.to_bytes())

@@ -4,6 +4,7 @@ changed field, foreign key, unpinned admin or other key id breaks it."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -21,7 +22,7 @@ def admin_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def _policy(agent_key: Ed25519PrivateKey, **fields) -> AgentPolicy:
+def _policy(agent_key: Ed25519PrivateKey, **fields: Any) -> AgentPolicy:
     return AgentPolicy(
         **{
             "agent_id": "agent-1",
@@ -33,7 +34,7 @@ def _policy(agent_key: Ed25519PrivateKey, **fields) -> AgentPolicy:
     )
 
 
-def test_a_signed_intent_verifies(agent_key):
+def test_a_signed_intent_verifies(agent_key: Ed25519PrivateKey) -> None:
     intent = new_intent(agent_key, agent_id="agent-1", chain="anvil", to=CHECKSUMMED, value="0.5", now=T0)
     assert len(bytes.fromhex(intent.signature)) == 64
     assert intent_signature_valid(intent, _policy(agent_key))
@@ -59,14 +60,14 @@ def test_a_signed_intent_verifies(agent_key):
         {"max_fee_per_gas": 1},
     ],
 )
-def test_any_changed_field_breaks_the_agent_signature(agent_key, change):
+def test_any_changed_field_breaks_the_agent_signature(agent_key: Ed25519PrivateKey, change: dict[str, Any]) -> None:
     intent = new_intent(agent_key, agent_id="agent-1", chain="anvil", to=CHECKSUMMED, value="0.5", now=T0)
     changed = TransactionIntent.model_validate({**intent.model_dump(), **change})
     assert changed.signing_bytes() != intent.signing_bytes()
     assert not intent_signature_valid(changed, _policy(agent_key))
 
 
-def test_intent_signature_fails_for_unsigned_foreign_or_garbage_signatures(agent_key):
+def test_intent_signature_fails_for_unsigned_foreign_or_garbage_signatures(agent_key: Ed25519PrivateKey) -> None:
     intent = new_intent(agent_key, agent_id="agent-1", chain="anvil", to=CHECKSUMMED, value="0.5", now=T0)
     policy = _policy(agent_key)
     assert not intent_signature_valid(intent.model_copy(update={"signature": ""}), policy)
@@ -75,18 +76,20 @@ def test_intent_signature_fails_for_unsigned_foreign_or_garbage_signatures(agent
     assert not intent_signature_valid(intent.model_copy(update={"signature": intent.signature[:-2]}), policy)
 
 
-def test_a_policy_signed_by_a_pinned_admin_key_verifies(agent_key, admin_key):
+def test_a_policy_signed_by_a_pinned_admin_key_verifies(
+    agent_key: Ed25519PrivateKey, admin_key: Ed25519PrivateKey
+) -> None:
     policy = sign_policy(_policy(agent_key), admin_key, "test-admin")
     assert policy.admin_key_id == "test-admin"
     assert policy_signature_valid(policy, Admins.with_threshold({"test-admin": public_key_hex(admin_key)}, 1))
 
 
-def test_a_policy_signed_by_an_unpinned_key_fails(agent_key, admin_key):
+def test_a_policy_signed_by_an_unpinned_key_fails(agent_key: Ed25519PrivateKey, admin_key: Ed25519PrivateKey) -> None:
     rogue = sign_policy(_policy(agent_key), Ed25519PrivateKey.generate(), "test-admin")
     assert not policy_signature_valid(rogue, Admins.with_threshold({"test-admin": public_key_hex(admin_key)}, 1))
 
 
-def test_a_policy_under_a_different_key_id_fails(agent_key, admin_key):
+def test_a_policy_under_a_different_key_id_fails(agent_key: Ed25519PrivateKey, admin_key: Ed25519PrivateKey) -> None:
     policy = sign_policy(_policy(agent_key), admin_key, "test-admin")
     assert not policy_signature_valid(policy, Admins.with_threshold({"other-admin": public_key_hex(admin_key)}, 1))
     assert not policy_signature_valid(policy, Admins.with_threshold({}, 1))
@@ -108,7 +111,9 @@ def test_a_policy_under_a_different_key_id_fails(agent_key, admin_key):
         {"agent_public_key": "0x" + "22" * 32},
     ],
 )
-def test_any_changed_policy_field_breaks_the_admin_signature(agent_key, admin_key, change):
+def test_any_changed_policy_field_breaks_the_admin_signature(
+    agent_key: Ed25519PrivateKey, admin_key: Ed25519PrivateKey, change: dict[str, Any]
+) -> None:
     policy = sign_policy(
         _policy(
             agent_key,
@@ -124,6 +129,6 @@ def test_any_changed_policy_field_breaks_the_admin_signature(agent_key, admin_ke
     assert not policy_signature_valid(changed, Admins.with_threshold({"test-admin": public_key_hex(admin_key)}, 1))
 
 
-def test_an_unsigned_policy_fails(agent_key, admin_key):
+def test_an_unsigned_policy_fails(agent_key: Ed25519PrivateKey, admin_key: Ed25519PrivateKey) -> None:
     unsigned = _policy(agent_key, admin_key_id="test-admin")
     assert not policy_signature_valid(unsigned, Admins.with_threshold({"test-admin": public_key_hex(admin_key)}, 1))

@@ -13,6 +13,7 @@ import importlib
 import inspect
 import pkgutil
 from pathlib import Path
+from types import ModuleType
 
 from pydantic import BaseModel
 
@@ -37,11 +38,11 @@ SET_ONCE = {
 }
 
 
-def _modules():
+def _modules() -> list[ModuleType]:
     return [importlib.import_module(f"schemas.{m.name}") for m in pkgutil.iter_modules([str(SCHEMAS)])]
 
 
-def _own_classes(module):
+def _own_classes(module: ModuleType) -> list[type]:
     return [c for c in vars(module).values() if inspect.isclass(c) and c.__module__ == module.__name__]
 
 
@@ -54,7 +55,7 @@ def _immutable_kind(cls: type) -> bool:
     return issubclass(cls, (enum.Enum, BaseException)) or bool(getattr(cls, "_is_protocol", False))
 
 
-def test_no_module_of_schemas_exposes_what_moved_to_runtime():
+def test_no_module_of_schemas_exposes_what_moved_to_runtime() -> None:
     exposed = [
         f"schemas.{m.__name__.rpartition('.')[2]}.{name} (it lives in {MOVED[name]})"
         for m in _modules()
@@ -64,7 +65,7 @@ def test_no_module_of_schemas_exposes_what_moved_to_runtime():
     assert not exposed, f"state that changes at run time belongs in runtime, handed to what uses it: {exposed}"
 
 
-def test_every_class_of_schemas_is_immutable_once_made():
+def test_every_class_of_schemas_is_immutable_once_made() -> None:
     mutable = [
         f"{m.__name__}.{c.__name__}"
         for m in _modules()
@@ -77,7 +78,7 @@ def test_every_class_of_schemas_is_immutable_once_made():
     )
 
 
-def test_no_module_of_schemas_holds_an_instance_of_a_mutable_class_of_warden():
+def test_no_module_of_schemas_holds_an_instance_of_a_mutable_class_of_warden() -> None:
     held = [
         f"{m.__name__}.{name}: {type(value).__module__}.{type(value).__name__}"
         for m in _modules()
@@ -89,7 +90,7 @@ def test_no_module_of_schemas_holds_an_instance_of_a_mutable_class_of_warden():
     assert not held, f"module-level state in schemas: {held}"
 
 
-def test_no_function_of_schemas_rebinds_module_state():
+def test_no_function_of_schemas_rebinds_module_state() -> None:
     rebinding = [
         f"{path.relative_to(SCHEMAS.parent)}:{node.lineno}"
         for path in sorted(SCHEMAS.glob("*.py"))

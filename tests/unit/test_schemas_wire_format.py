@@ -30,7 +30,7 @@ from tests.schemas_support import CHECKSUMMED, LOWER, OTHER, intent_doc, sample_
         "DeadLetter",
     ],
 )
-def test_every_record_round_trips_through_bytes(index):
+def test_every_record_round_trips_through_bytes(index: int) -> None:
     record = sample_records()[index]
     raw = record.to_bytes()
     again = type(record).from_bytes(raw)
@@ -39,7 +39,7 @@ def test_every_record_round_trips_through_bytes(index):
     assert orjson.loads(raw)["schema_version"] == 1
 
 
-def test_fields_added_after_a_records_first_version_are_left_out_at_their_defaults_nested_too():
+def test_fields_added_after_a_records_first_version_are_left_out_at_their_defaults_nested_too() -> None:
     """What was signed before such a field existed must stay the same bytes; a value other than
     the default travels."""
     intent, policy, _, _, approved = sample_records()[:5]
@@ -76,13 +76,13 @@ def test_fields_added_after_a_records_first_version_are_left_out_at_their_defaul
     assert orjson.loads(shorter.to_bytes())["approval_timeout_s"] == 60
 
 
-def test_signed_transaction_travels_with_from_as_its_wire_name():
+def test_signed_transaction_travels_with_from_as_its_wire_name() -> None:
     signed = sample_records()[5]
     doc = orjson.loads(signed.to_bytes())
     assert doc["from"] == OTHER and "from_" not in doc
 
 
-def test_wei_amounts_serialize_as_decimal_strings():
+def test_wei_amounts_serialize_as_decimal_strings() -> None:
     intent, _, _, _, approved, signed, *_ = sample_records()
     assert orjson.loads(signed.to_bytes())["value_wei"] == str(2**200 + 1)
     assert orjson.loads(intent.to_bytes())["gas_price"] == str(2**100)
@@ -94,12 +94,12 @@ def test_wei_amounts_serialize_as_decimal_strings():
     assert doc["value"] == "0.5"
 
 
-def test_a_signed_intent_still_verifies_after_a_round_trip():
+def test_a_signed_intent_still_verifies_after_a_round_trip() -> None:
     intent, policy, *_ = sample_records()
     assert intent_signature_valid(TransactionIntent.from_bytes(intent.to_bytes()), policy)
 
 
-def test_access_list_entries_carry_no_schema_version():
+def test_access_list_entries_carry_no_schema_version() -> None:
     entry = AccessListEntry(address=LOWER)
     assert orjson.loads(entry.to_bytes()) == {"address": CHECKSUMMED, "storage_keys": []}
 
@@ -117,19 +117,19 @@ def test_access_list_entries_carry_no_schema_version():
         (MAX_UINT256, "115792089237316195423570985008687907853269984665640564039457.584007913129639935"),
     ],
 )
-def test_native_amounts_round_trip_exactly(wei, text):
+def test_native_amounts_round_trip_exactly(wei: int, text: str) -> None:
     assert format_native_amount(wei) == text
     assert parse_native_amount(text) == wei
     assert parse_native_amount(format_native_amount(wei)) == wei
 
 
-def test_parse_native_amount_refuses_numbers():
+def test_parse_native_amount_refuses_numbers() -> None:
     for number in (1, 0.1, True, ["1"], {"1": 1}):  # unhashable ones too: parses are remembered by their text
         with pytest.raises(ValueError, match="numbers are refused"):
             parse_native_amount(number)
 
 
-def test_a_refused_amount_is_refused_every_time():
+def test_a_refused_amount_is_refused_every_time() -> None:
     for _ in range(2):  # parses are remembered; refusals must not be
         with pytest.raises(ValueError, match="at most 18 are allowed"):
             parse_native_amount("0.0000000000000000001")

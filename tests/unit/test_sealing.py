@@ -14,6 +14,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -50,7 +51,7 @@ def intent_with(
     intent_id: str | None = None,
     sealed: tuple[SealedSecret, ...] = (),
     client_share: ClientKey | None = None,
-    **fields,
+    **fields: Any,
 ) -> TransactionIntent:
     fields.setdefault("value", "0.01")
     if sealed:
@@ -72,7 +73,7 @@ def intent_with(
 # ---------------------------------------------------------------------------------------------
 
 
-def test_a_sealed_share_opens_to_the_same_32_bytes():
+def test_a_sealed_share_opens_to_the_same_32_bytes() -> None:
     pair = SealingKeyPair()
     announced = pair.announcement("signer-1", "none", NOW)
     assert announced.key_id == pair.key_id == key_id(pair.public_key)
@@ -92,7 +93,7 @@ def test_a_sealed_share_opens_to_the_same_32_bytes():
     assert opened == share and len(opened) == 32
 
 
-def test_sealing_twice_gives_different_envelopes_that_both_open():
+def test_sealing_twice_gives_different_envelopes_that_both_open() -> None:
     pair = SealingKeyPair()
     announced = pair.announcement("signer-1", "none", NOW)
     share = share32()
@@ -110,7 +111,7 @@ def _flip(sealed: SealedSecret, at: int) -> tuple[SealedSecret, ...]:
     return (SealedSecret(key_id=sealed.key_id, sealed=base64.b64encode(bytes(blob)).decode()),)
 
 
-def test_a_sealed_share_is_bound_to_its_intent_agent_and_bytes():
+def test_a_sealed_share_is_bound_to_its_intent_agent_and_bytes() -> None:
     pair = SealingKeyPair()
     announced = pair.announcement("signer-1", "none", NOW)
     share = share32()
@@ -158,7 +159,7 @@ def test_a_sealed_share_is_bound_to_its_intent_agent_and_bytes():
         assert detail not in text
 
 
-def test_a_sealed_cmek_opens_only_as_a_cmek_and_a_sealed_share_only_as_a_share():
+def test_a_sealed_cmek_opens_only_as_a_cmek_and_a_sealed_share_only_as_a_share() -> None:
     """The purpose is in the HPKE info: swapping the two fields of an intent opens neither."""
     from schemas.sealing import seal_secret
 
@@ -177,7 +178,7 @@ def test_a_sealed_cmek_opens_only_as_a_cmek_and_a_sealed_share_only_as_a_share()
         pair.open_cmek(swapped)
 
 
-def test_a_share_sealed_to_a_restarted_signer_is_not_sealed_here_and_both_envelopes_open_with_the_new_key():
+def test_a_share_sealed_to_a_restarted_signer_is_not_sealed_here_and_both_envelopes_open_with_the_new_key() -> None:
     old, new = SealingKeyPair(), SealingKeyPair()
     assert old.key_id != new.key_id
     share = share32()
@@ -223,7 +224,7 @@ def _announced(signer_id: str, tee: str) -> SealingKey:
     return announced if key is None else sign_announcement(announced, key, signer_id)
 
 
-def test_usable_keys_refuses_no_keys_unattested_without_consent_and_unverifiable_attestation():
+def test_usable_keys_refuses_no_keys_unattested_without_consent_and_unverifiable_attestation() -> None:
     with pytest.raises(SealingRefused) as none:
         usable_keys([], allow_unattested=True)
     assert "signer" in str(none.value) and topics.SIGNER_SEALING in str(none.value)
@@ -249,7 +250,7 @@ def test_usable_keys_refuses_no_keys_unattested_without_consent_and_unverifiable
         usable_keys([snp], allow_unattested=True, attestation_problems=lambda key: ["report_data: no"])
 
 
-def test_an_unattested_key_is_sealed_to_only_when_its_signers_pinned_service_key_signed_it():
+def test_an_unattested_key_is_sealed_to_only_when_its_signers_pinned_service_key_signed_it() -> None:
     """With the development opt-in, a tee=none key taken as announced would let anyone who can
     write to warden.signer.sealing announce one under a signer's name (or a new name) and collect
     every client share sealed to it. Only the signer's pinned service key ties it."""
@@ -284,7 +285,7 @@ def test_an_unattested_key_is_sealed_to_only_when_its_signers_pinned_service_key
     assert usable_keys([honest, stranger], allow_unattested=True, service_key=_pinned) == [honest]
 
 
-def test_decode_client_share_reads_base64_32_bytes_and_says_what_is_wrong_otherwise():
+def test_decode_client_share_reads_base64_32_bytes_and_says_what_is_wrong_otherwise() -> None:
     share = share32()
     text = base64.b64encode(share).decode()
     assert len(text) == 44
@@ -302,7 +303,7 @@ def test_decode_client_share_reads_base64_32_bytes_and_says_what_is_wrong_otherw
         assert "base64" in str(not_base64.value) and "vault was created" in str(not_base64.value)
 
 
-def test_sealing_info_is_the_documented_length_prefixed_layout():
+def test_sealing_info_is_the_documented_length_prefixed_layout() -> None:
     assert sealing_info("a", "bc", "0123456789abcdef") == (
         b"warden client share v1" + b"\x00\x00\x00\x01a" + b"\x00\x00\x00\x02bc" + b"\x00\x00\x00\x100123456789abcdef"
     )
@@ -429,7 +430,7 @@ A11 = {
 }
 
 
-def test_the_independent_hpke_reproduces_rfc9180_a_1_1():
+def test_the_independent_hpke_reproduces_rfc9180_a_1_1() -> None:
     v = {k: bytes.fromhex(x) for k, x in A11.items()}
     sk_e = X25519PrivateKey.from_private_bytes(v["skEm"])
     sk_r = X25519PrivateKey.from_private_bytes(v["skRm"])
@@ -451,7 +452,7 @@ def test_the_independent_hpke_reproduces_rfc9180_a_1_1():
     assert hpke_open_base(sk_r, v["enc"] + v["ct"], v["info"], v["aad"], AEAD_AES_128_GCM) == v["pt"]
 
 
-def test_seal_client_share_output_opens_with_an_independent_rfc9180_implementation():
+def test_seal_client_share_output_opens_with_an_independent_rfc9180_implementation() -> None:
     recipient = X25519PrivateKey.generate()
     public = _raw(recipient.public_key())
     announced = SealingKey(
@@ -481,7 +482,7 @@ def test_seal_client_share_output_opens_with_an_independent_rfc9180_implementati
         hpke_open_base(recipient, blob, info, aead_id=AEAD_AES_128_GCM)
 
 
-def test_the_signer_opens_a_share_sealed_by_an_independent_rfc9180_implementation():
+def test_the_signer_opens_a_share_sealed_by_an_independent_rfc9180_implementation() -> None:
     pair = SealingKeyPair()
     share = share32()
     blob = hpke_seal_base(pair.public_key, bytes(share), sealing_info(AGENT, "i-foreign", pair.key_id))

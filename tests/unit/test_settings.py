@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+
+import pytest
 
 from infra.cli import main
 from infra.stack import kafka
@@ -10,7 +13,7 @@ from infra.stack.local import LocalStack, StackError
 from runtime.config import KAFKA_FETCH_WAIT_MS, KAFKA_SEEK_FETCH_WAIT_MS, MEMORY_FETCH_WAIT_MS, Settings
 
 
-def test_the_fetch_wait_defaults_by_broker():
+def test_the_fetch_wait_defaults_by_broker() -> None:
     memory = dataclasses.replace(Settings(), broker_storage="memory", fetch_wait_setting=None)
     kafka = dataclasses.replace(memory, broker_storage="durable")
     assert (memory.fetch_wait_ms, kafka.fetch_wait_ms) == (MEMORY_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS)
@@ -20,7 +23,7 @@ def test_the_fetch_wait_defaults_by_broker():
     assert dataclasses.replace(kafka, fetch_wait_setting=20).seek_fetch_wait_ms == 20
 
 
-def test_warden_up_refuses_a_broker_count_it_cannot_run(capsys):
+def test_warden_up_refuses_a_broker_count_it_cannot_run(capsys: pytest.CaptureFixture[str]) -> None:
     for wrong in ("0", "6", "three"):
         try:
             main(["up", "--brokers", wrong])
@@ -31,7 +34,7 @@ def test_warden_up_refuses_a_broker_count_it_cannot_run(capsys):
         assert f"{wrong!r} is not a number of brokers from 1 to 5" in capsys.readouterr().err
 
 
-def test_each_kafka_node_takes_warden_s_largest_record_and_three_nodes_need_two_replicas(tmp_path):
+def test_each_kafka_node_takes_warden_s_largest_record_and_three_nodes_need_two_replicas(tmp_path: Path) -> None:
     settings = dataclasses.replace(Settings(), home=tmp_path)
     nodes = tuple(kafka.KafkaNode(i, 20000 + i, 21000 + i) for i in (1, 2, 3))
     three = kafka.KafkaCluster(kafka.new_cluster_id(), nodes)
@@ -48,7 +51,7 @@ def test_each_kafka_node_takes_warden_s_largest_record_and_three_nodes_need_two_
     assert three.bootstrap == "127.0.0.1:20001,127.0.0.1:20002,127.0.0.1:20003"
 
 
-def test_a_home_s_kafka_cluster_keeps_its_size(tmp_path):
+def test_a_home_s_kafka_cluster_keeps_its_size(tmp_path: Path) -> None:
     settings = dataclasses.replace(Settings(), home=tmp_path, broker="127.0.0.1:19092")
     first = LocalStack(settings, brokers=3)._kafka_layout()
     assert len(first.nodes) == 3 and first.nodes[0].port == 19092
@@ -61,7 +64,7 @@ def test_a_home_s_kafka_cluster_keeps_its_size(tmp_path):
         raise AssertionError("a home's cluster of 3 was started as 1")
 
 
-def test_a_command_finds_every_node_of_the_home_s_cluster(tmp_path, monkeypatch):
+def test_a_command_finds_every_node_of_the_home_s_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WARDEN_BROKER", raising=False)
     monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
     assert Settings().broker == "127.0.0.1:19092"  # no cluster yet
@@ -72,7 +75,7 @@ def test_a_command_finds_every_node_of_the_home_s_cluster(tmp_path, monkeypatch)
     assert Settings().broker == "127.0.0.1:9092"  # named, it wins
 
 
-def test_a_new_kafka_cluster_id_never_starts_with_a_dash():
+def test_a_new_kafka_cluster_id_never_starts_with_a_dash() -> None:
     # kafka-storage format -t -abc... reads the id as an option and fails; one id in 64 starts so,
     # so 2,000 of them all pass by chance with odds of about 1 in 10^13.
     ids = [kafka.new_cluster_id() for _ in range(2000)]

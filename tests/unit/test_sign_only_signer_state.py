@@ -5,6 +5,9 @@ final records a restarted signer reconciles."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from rules.prices import USD
 from signer.state import SignerState
 from tests.signer_record_support import record_signed
@@ -16,7 +19,7 @@ DAY = 86_400 * US
 AT = 1_795_000_000 * US
 
 
-def _signed(state: SignerState, intent_id: str, wei: int, held: bool) -> list:
+def _signed(state: SignerState, intent_id: str, wei: int, held: bool) -> list[Any]:
     with state.intent_scope():
         record_signed(
             state.agent(AGENT),
@@ -32,7 +35,7 @@ def _signed(state: SignerState, intent_id: str, wei: int, held: bool) -> list:
     return writes
 
 
-def test_held_spend_counts_whatever_its_age_until_it_lands_and_a_replay_holds_the_same(tmp_path):
+def test_held_spend_counts_whatever_its_age_until_it_lands_and_a_replay_holds_the_same(tmp_path: Path) -> None:
     state = SignerState(tmp_path / "a.db", fsync=False)
     log = _signed(state, "i-held", 5, held=True) + _signed(state, "i-broadcast", 2, held=False)
     agent = state.agent(AGENT)
@@ -53,7 +56,7 @@ def test_held_spend_counts_whatever_its_age_until_it_lands_and_a_replay_holds_th
     assert state.final_since(AT - 1) == []  # never reconciled, never sent by the signer
 
 
-def test_a_nonce_another_transaction_took_counts_nothing(tmp_path):
+def test_a_nonce_another_transaction_took_counts_nothing(tmp_path: Path) -> None:
     state = SignerState(tmp_path / "a.db", fsync=False)
     agent = state.agent(AGENT)
     assert agent.spent(AT) == 0  # the in-memory copy of the window, kept in step by the writes below

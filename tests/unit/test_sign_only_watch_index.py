@@ -8,14 +8,20 @@ signed, when the address is due) or whose policy's TTL passed."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, cast
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from rules.sign_only import LOOK_OFTEN_FOR_US
 from runtime.clock import from_us
 from runtime.rpc import RpcUnavailable
+from schemas.emit import Emit
+from signer.open_sign_only import SignOnlyRow
 from signer.sign_only import SignOnly
 from signer.state import SignerState
 from tests.signer_record_support import Operation, operations_of, record_signed, run_with_twin
@@ -41,7 +47,7 @@ def _check(state: SignerState) -> None:
     table = {row.intent_id: row for row in state.sign_only_open()}
     assert kept.rows == table
     assert kept.cancels == {i for i, row in table.items() if row.cancel is not None or row.cancel_by is not None}
-    where = {}
+    where: dict[str, tuple[str, str, int]] = {}
     for intent_id in table:
         record = orjson.loads(state.agent(table[intent_id].agent_id).signed_record(intent_id) or b"{}")
         where[intent_id] = ("anvil", record["from"], record["nonce"])
@@ -95,21 +101,24 @@ def _apply(state: SignerState, operation: Operation, at: int) -> None:
         ("commit", 0, "agent-a", 0, 0),
     ]
 )
-def test_the_kept_open_rows_are_always_what_the_table_says(tmp_path_factory, operations):
+def test_the_kept_open_rows_are_always_what_the_table_says(
+    tmp_path_factory: pytest.TempPathFactory, operations: list[Operation]
+) -> None:
     # Each reads its copy before the first operation, as the watch's first pass does.
-    run_with_twin(
-        tmp_path_factory.mktemp("open"), operations, _apply, lambda state, *_: _check(state), SignerState.open_sign_only
-    )
+    def read_copy(state: SignerState) -> None:
+        state.open_sign_only()
+
+    run_with_twin(tmp_path_factory.mktemp("open"), operations, _apply, lambda state, *_: _check(state), read_copy)
 
 
 class _Node:
     """A chain whose final block is 100, each sender's count there as set; every call counted."""
 
-    def __init__(self, counts: dict[str, int]):
+    def __init__(self, counts: dict[str, int]) -> None:
         self.counts = counts
-        self.calls: list[tuple] = []
+        self.calls: list[tuple[Any, ...]] = []
 
-    async def call(self, method: str, *params):
+    async def call(self, method: str, *params: Any) -> str | dict[str, str]:
         self.calls.append((method, *params))
         if method == "eth_getBlockByNumber":
             return {"number": hex(100)}
@@ -126,15 +135,16 @@ class _Node:
 def _watch(state: SignerState, node: _Node, ttl_s: int | None) -> tuple[SignOnly, list[str]]:
     """The watch over a faked node and policy book; `look` replaced by a list of what it was given."""
     policy = SimpleNamespace(sign_only_ttl_s=ttl_s)
-    books = SimpleNamespace(current=lambda agent_id: policy)
-    watch = SignOnly(state, lambda chain: node, None, None, books, None, None, 0)  # type: ignore[arg-type]
+    books: Any = SimpleNamespace(current=lambda agent_id: policy)
+    unused: Any = None  # outcomes, signing, admins, persist: a pass with `look` replaced reads none
+    watch = SignOnly(state, lambda chain: node, unused, unused, books, unused, unused, 0)
     looked: list[str] = []
 
-    async def look(row, now, reads=None):
+    async def look(row: SignOnlyRow, now: datetime, reads: object = None) -> list[Emit]:
         looked.append(row.intent_id)
         return []
 
-    watch.look = look  # type: ignore[method-assign]
+    cast(Any, watch).look = look  # a test double in place of the method
     return watch, looked
 
 
@@ -158,7 +168,7 @@ def _pass(watch: SignOnly, state: SignerState, now_us: int) -> None:
     asyncio.run(watch.look_all(state.open_sign_only(), from_us(now_us)))
 
 
-def test_a_pass_asks_each_address_once_and_looks_only_at_what_can_have_changed(tmp_path):
+def test_a_pass_asks_each_address_once_and_looks_only_at_what_can_have_changed(tmp_path: Path) -> None:
     state = SignerState(tmp_path / "a.db", fsync=False)
     _open_rows(state, 200, NOW_US)
     node = _Node({SENDERS[0]: 0, SENDERS[1]: 0})
@@ -187,7 +197,7 @@ def test_a_pass_asks_each_address_once_and_looks_only_at_what_can_have_changed(t
     assert (node.counted(), looked) == (4, ["agent-b/i-7"])
 
 
-def test_rows_past_the_ttl_are_looked_at_and_old_addresses_are_asked_every_30_s(tmp_path):
+def test_rows_past_the_ttl_are_looked_at_and_old_addresses_are_asked_every_30_s(tmp_path: Path) -> None:
     state = SignerState(tmp_path / "a.db", fsync=False)
     _open_rows(state, 50, NOW_US)
     node = _Node({SENDERS[0]: 0, SENDERS[1]: 0})
@@ -202,31 +212,33 @@ def test_rows_past_the_ttl_are_looked_at_and_old_addresses_are_asked_every_30_s(
     assert node.counted() == 4
 
     # A policy with a TTL: the rows signed at or before now - ttl are looked at, at once.
-    watch.policies.current = lambda agent_id: SimpleNamespace(sign_only_ttl_s=(old + 31 * US - NOW_US) // US - 10)
+    cast(Any, watch.policies).current = lambda agent_id: SimpleNamespace(
+        sign_only_ttl_s=(old + 31 * US - NOW_US) // US - 10
+    )
     _pass(watch, state, old + 31 * US)
     assert sorted(looked) == sorted(f"{a}/i-{n}" for a in AGENTS for n in range(11))
     assert node.counted() == 4
 
 
-def test_a_node_that_does_not_answer_leaves_the_rows_held_and_asks_again_next_pass(tmp_path):
+def test_a_node_that_does_not_answer_leaves_the_rows_held_and_asks_again_next_pass(tmp_path: Path) -> None:
     state = SignerState(tmp_path / "a.db", fsync=False)
     _open_rows(state, 3, NOW_US)
     node = _Node({SENDERS[0]: 3, SENDERS[1]: 0})
     calls = node.call
 
-    async def down(method, *params):
+    async def down(method: str, *params: Any) -> str | dict[str, str]:
         raise RpcUnavailable("down")
 
-    node.call = down
+    cast(Any, node).call = down  # a node that does not answer, then answers again
     watch, looked = _watch(state, node, ttl_s=None)
     _pass(watch, state, NOW_US + US)
     assert looked == [] and len(state.open_sign_only()) == 6
-    node.call = calls
+    cast(Any, node).call = calls
     _pass(watch, state, NOW_US + 2 * US)
     assert sorted(looked) == [f"agent-a/i-{n}" for n in range(3)]
 
 
-def test_a_row_opened_at_an_address_on_the_slow_schedule_is_asked_at_the_next_pass(tmp_path):
+def test_a_row_opened_at_an_address_on_the_slow_schedule_is_asked_at_the_next_pass(tmp_path: Path) -> None:
     state = SignerState(tmp_path / "a.db", fsync=False)
     _open_rows(state, 2, NOW_US)
     node = _Node({SENDERS[0]: 0, SENDERS[1]: 0})

@@ -55,7 +55,7 @@ def refused_code(world: World, value: str, now: datetime) -> Code:
     return rejected.code
 
 
-def test_a_sign_only_approval_is_held_until_it_lands_then_counts_from_its_landing(world):
+def test_a_sign_only_approval_is_held_until_it_lands_then_counts_from_its_landing(world: World) -> None:
     first = world.intent("1")
     assert_approved(world.submit(first), first)
     day1 = T0 + DAY + timedelta(hours=1)
@@ -77,7 +77,7 @@ def test_a_sign_only_approval_is_held_until_it_lands_then_counts_from_its_landin
     assert set(rebuilt.of(AGENT).held) == {fresh.intent_id}
 
 
-def test_a_nonce_another_transaction_took_releases_and_a_cancellation_counts_its_fee(world):
+def test_a_nonce_another_transaction_took_releases_and_a_cancellation_counts_its_fee(world: World) -> None:
     taken, cancelled = world.intent("0.7"), world.intent("0.7")
     for intent in (taken, cancelled):
         assert_approved(world.submit(intent), intent)
@@ -88,7 +88,7 @@ def test_a_nonce_another_transaction_took_releases_and_a_cancellation_counts_its
     assert world.engine.windows.spent(AGENT, "sign_only_outstanding", to_us(later)) == 0
 
 
-def test_the_outstanding_bound_is_judged_by_the_worker(world):
+def test_the_outstanding_bound_is_judged_by_the_worker(world: World) -> None:
     world.publish(world.policy(version=2, max_sign_only_outstanding=ETH))
     first = world.intent("0.6")
     assert_approved(world.submit(first), first)
@@ -97,7 +97,7 @@ def test_the_outstanding_bound_is_judged_by_the_worker(world):
     assert_approved(world.submit(broadcast, now=T0 + 30 * DAY), broadcast)
 
 
-def test_an_idempotent_copys_record_moves_nothing(world):
+def test_an_idempotent_copys_record_moves_nothing(world: World) -> None:
     original = world.intent("0.4", idempotency_key="order-1")
     assert_approved(world.submit(original), original)
     copy = world.intent("0.4", idempotency_key="order-1", intent_id="i-retry")

@@ -13,7 +13,10 @@ A `LoneSigner` is handed records as anyone who can write to the topics could; no
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -21,6 +24,7 @@ from schemas import topics
 from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.emit import Emit, Source
+from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentAbandoned, IntentApproved, IntentRejected
 from schemas.stages import Stage
 from sdk.client import Awaited, new_intent, outcome_problem
@@ -28,9 +32,12 @@ from streams.redelivery import abandoned_record
 from tests.signer_support import DEST, LoneSigner
 
 STRANGER = "0x000000000000000000000000000000000000dEaD"
+T = TypeVar("T")
 
 
-def _abandoned(lone: LoneSigner, intent, key: Ed25519PrivateKey | None = None, key_id: str = "worker-test") -> bytes:
+def _abandoned(
+    lone: LoneSigner, intent: TransactionIntent, key: Ed25519PrivateKey | None = None, key_id: str = "worker-test"
+) -> bytes:
     """What the worker's redelivery task writes when it gives ``intent`` up."""
     return abandoned_record(intent.to_bytes(), 65_536, 3, datetime.now(timezone.utc), (key_id, key or lone.worker_key))
 
@@ -44,7 +51,7 @@ def _give_up(lone: LoneSigner, raw: bytes) -> list[Emit]:
     return emits
 
 
-def _approve(lone: LoneSigner, intent) -> list[Emit]:
+def _approve(lone: LoneSigner, intent: TransactionIntent) -> list[Emit]:
     """A topic writer's approval of ``intent``, as the signer reads it."""
     approved = IntentApproved(intent=intent, policy=lone.policy, verdicts=(), approved_at=_now())
     emits, to_send = _run(
@@ -58,7 +65,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _run(coro):
+def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
@@ -66,7 +73,7 @@ def _outcomes(emits: list[Emit]) -> list[Emit]:
     return [e for e in emits if e.topic in (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.MESSAGES_SIGNED)]
 
 
-def test_a_given_up_intent_is_refused_by_the_signer_and_a_later_approval_gets_that_refusal(tmp_path):
+def test_a_given_up_intent_is_refused_by_the_signer_and_a_later_approval_gets_that_refusal(tmp_path: Path) -> None:
     lone = LoneSigner(tmp_path, "http://127.0.0.1:9")  # no node is asked: nothing here is signed
     intent = lone.intent(to=DEST, value="0.001")
     (refusal,) = _outcomes(_give_up(lone, _abandoned(lone, intent)))
@@ -81,7 +88,7 @@ def test_a_given_up_intent_is_refused_by_the_signer_and_a_later_approval_gets_th
     assert _outcomes(_give_up(lone, _abandoned(lone, intent))) == [refusal]
 
 
-def test_an_intent_the_signer_decided_first_keeps_its_outcome_and_the_abandonment_repeats_it(tmp_path):
+def test_an_intent_the_signer_decided_first_keeps_its_outcome_and_the_abandonment_repeats_it(tmp_path: Path) -> None:
     lone = LoneSigner(tmp_path, "http://127.0.0.1:9")
     intent = lone.intent(to=STRANGER, value="0.001")  # refused before any node is asked
     (first,) = _outcomes(_approve(lone, intent))
@@ -90,17 +97,18 @@ def test_an_intent_the_signer_decided_first_keeps_its_outcome_and_the_abandonmen
     assert _give_up(lone, _abandoned(lone, intent)) == [first]
 
 
-def test_another_intent_under_a_given_up_id_gets_its_own_refusal_not_recorded(tmp_path):
+def test_another_intent_under_a_given_up_id_gets_its_own_refusal_not_recorded(tmp_path: Path) -> None:
     lone = LoneSigner(tmp_path, "http://127.0.0.1:9")
     intent = lone.intent(to=DEST, value="0.001", intent_id="i-given-up")
     (refusal,) = _outcomes(_give_up(lone, _abandoned(lone, intent)))
     other = lone.intent(to=DEST, value="0.002", intent_id="i-given-up")
     (reused,) = _outcomes(_give_up(lone, _abandoned(lone, other)))
     assert IntentRejected.from_bytes(reused.value).code == Code.INTENT_ID_REUSED
-    assert lone.state.agent(lone.agent).outcome("i-given-up")[1] == refusal.value
+    recorded = lone.state.agent(lone.agent).outcome("i-given-up")
+    assert recorded is not None and recorded[1] == refusal.value
 
 
-def _forgeries(lone: LoneSigner, intent) -> dict[str, tuple[str, bytes]]:
+def _forgeries(lone: LoneSigner, intent: TransactionIntent) -> dict[str, tuple[str, bytes]]:
     """What a topic writer can put on warden.intents.abandoned, with what its dead letter says."""
     record = IntentAbandoned.from_bytes(_abandoned(lone, intent))
     unsigned = record.model_copy(update={"service_signature": "00" * 64})
@@ -118,7 +126,7 @@ def _forgeries(lone: LoneSigner, intent) -> dict[str, tuple[str, bytes]]:
     }
 
 
-def test_only_a_workers_abandonment_of_an_intent_its_agent_signed_decides(tmp_path):
+def test_only_a_workers_abandonment_of_an_intent_its_agent_signed_decides(tmp_path: Path) -> None:
     lone = LoneSigner(tmp_path, "http://127.0.0.1:9")
     lone.signer.judging.policies.offer(lone.policy)
     intent = lone.intent(to=DEST, value="0.001")
@@ -137,6 +145,6 @@ def test_only_a_workers_abandonment_of_an_intent_its_agent_signed_decides(tmp_pa
         assert lone.state.agent(lone.agent).outcome(intent.intent_id) is None, name
 
 
-def _foreign(key, **fields):
+def _foreign(key: Ed25519PrivateKey, **fields: Any) -> TransactionIntent:
     """The agent's intent, signed by another key (a copy a topic writer made of its fields)."""
     return new_intent(Ed25519PrivateKey.generate(), **fields)

@@ -6,6 +6,7 @@ a window read afresh from the tables says (`spend_entries` / `asset_entries` / `
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 
 from rules.prices import USD
@@ -126,7 +127,9 @@ def _apply(state: SignerState, op: str, agent: AgentState, n: int, at: int, wei:
         ("check", 2, "agent-a", 0, 0),
     ]
 )
-def test_the_kept_windows_are_always_what_the_tables_say(tmp_path_factory, operations):
+def test_the_kept_windows_are_always_what_the_tables_say(
+    tmp_path_factory: pytest.TempPathFactory, operations: list[Operation]
+) -> None:
     # The clock mostly runs forward, as a signer's does (and now and then a moment before).
     def apply(state: SignerState, operation: Operation, clock: int) -> None:
         op, n, agent_id, _, wei = operation

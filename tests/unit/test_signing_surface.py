@@ -9,6 +9,9 @@ with eth-account. The pipeline on the real stack is in tests/stack/test_signing_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import orjson
 import pytest
 from pydantic import ValidationError
@@ -22,17 +25,17 @@ from schemas.policy import AgentPolicy, Eip712DomainRule, Eip712NoValueType
 from tests.signer_support import ANVIL_ID, DELEGATE, DEST, SPENDER, TOKEN, mail_document
 
 
-def _policy(**fields) -> AgentPolicy:
+def _policy(**fields: Any) -> AgentPolicy:
     return AgentPolicy(agent_id="a1", version=1, agent_public_key="0x" + "11" * 32, issued_at=utcnow(), **fields)
 
 
-def _intent(**fields) -> TransactionIntent:
+def _intent(**fields: Any) -> TransactionIntent:
     if "to" in fields and fields.get("intent_type", "transaction") == "transaction":
         fields.setdefault("value", "0")
     return TransactionIntent(intent_id="i1", agent_id="a1", chain="anvil", created_at=utcnow(), **fields)
 
 
-def test_a_transaction_intent_is_the_same_bytes_as_before_the_new_kinds():
+def test_a_transaction_intent_is_the_same_bytes_as_before_the_new_kinds() -> None:
     # The first version's wire form and signing bytes: no key the new kinds added appears, so an
     # agent that signs as before still verifies, and a reader of the first version still reads it.
     intent = _intent(to=DEST, value="0.5")
@@ -104,7 +107,7 @@ def test_a_transaction_intent_is_the_same_bytes_as_before_the_new_kinds():
         ),
     ],
 )
-def test_each_kind_takes_exactly_its_own_fields(fields, error):
+def test_each_kind_takes_exactly_its_own_fields(fields: dict[str, Any], error: str) -> None:
     with pytest.raises(ValidationError) as caught:
         _intent(**fields)
     assert error in str(caught.value)
@@ -123,7 +126,9 @@ def test_each_kind_takes_exactly_its_own_fields(fields, error):
         (lambda d: d["domain"].update(verifyingContract="0x1234"), "20-byte hex address"),
     ],
 )
-def test_typed_data_that_would_sign_something_else_is_refused_at_the_schema(change, error):
+def test_typed_data_that_would_sign_something_else_is_refused_at_the_schema(
+    change: Callable[[dict[str, Any]], object], error: str
+) -> None:
     document = mail_document()
     change(document)
     with pytest.raises(ValidationError) as caught:
@@ -134,7 +139,7 @@ def test_typed_data_that_would_sign_something_else_is_refused_at_the_schema(chan
 # --- the guardrails, pure --------------------------------------------------------------------------
 
 
-def test_personal_sign_is_off_unless_the_policy_turns_it_on_and_is_bounded():
+def test_personal_sign_is_off_unless_the_policy_turns_it_on_and_is_bounded() -> None:
     intent = _intent(intent_type="personal_sign", message="0x" + "61" * 100)
     assert guardrails.check_message(intent, _policy()).code == Code.MESSAGE_SIGNING_DISABLED
     assert (
@@ -144,8 +149,8 @@ def test_personal_sign_is_off_unless_the_policy_turns_it_on_and_is_bounded():
     assert guardrails.check_message(intent, _policy(message_signing_enabled=True, message_max_bytes=100)).passed
 
 
-def test_typed_data_rules():
-    def code(document, **policy):
+def test_typed_data_rules() -> None:
+    def code(document: dict[str, Any], **policy: Any) -> Code:
         return guardrails.check_typed_data(
             _intent(intent_type="typed_data", typed_data=document), _policy(**policy), ANVIL_ID
         ).code
@@ -213,11 +218,13 @@ def test_typed_data_rules():
     )
     # A domain for another chain is refused even when everything else would pass.
     assert code(mail_document(chain_id=1), eip712_default_policy="allow") == Code.EIP712_CHAIN_MISMATCH
-    assert code(mail_document(chain_id="0x7a69"), eip712_default_policy="allow") == Code.EIP712_DEFAULT_ALLOW
+    hex_chain_id = mail_document()
+    hex_chain_id["domain"]["chainId"] = "0x7a69"  # ANVIL_ID as a hex string
+    assert code(hex_chain_id, eip712_default_policy="allow") == Code.EIP712_DEFAULT_ALLOW
 
 
-def test_delegation_rules():
-    def code(chain_id=ANVIL_ID, address=DELEGATE, **policy):
+def test_delegation_rules() -> None:
+    def code(chain_id: int = ANVIL_ID, address: str = DELEGATE, **policy: Any) -> Code:
         intent = _intent(to=DEST, tx_type=4, authorization_list=({"chain_id": chain_id, "address": address},))
         return guardrails.check_delegation(intent, _policy(**policy), ANVIL_ID).code
 

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ from streams.topology import build_worker
 
 
 @pytest.mark.parametrize("limit", [65_536, 1_048_576, 4 * 1_048_576])
-def test_size_limits_are_configured_together(limit, tmp_path):
+def test_size_limits_are_configured_together(limit: int, tmp_path: Path) -> None:
     """Whatever WARDEN_MAX_RECORD_BYTES says, the dead letter of a record twice that size (it
     carries the first ``limit`` bytes, base64, with the digest and size of the whole) fits in
     what every Warden producer may send and every consumer fetches: dead-lettering never raises

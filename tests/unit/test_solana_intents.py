@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -27,7 +28,7 @@ RAW = sol.unsigned(AGENT, [sol.sol_transfer(AGENT, ALICE, 1)], RECENT)
 NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
 
 
-def solana(**fields) -> TransactionIntent:
+def solana(**fields: Any) -> TransactionIntent:
     base = dict(
         intent_id="i-1",
         agent_id="a-1",
@@ -39,7 +40,7 @@ def solana(**fields) -> TransactionIntent:
     return TransactionIntent(**{**base, **fields})
 
 
-def test_a_solana_intent_carries_its_transaction_in_its_signing_bytes():
+def test_a_solana_intent_carries_its_transaction_in_its_signing_bytes() -> None:
     intent = new_solana_intent(KEY, agent_id="a-1", chain="solana-local", transaction=RAW)
     assert intent.solana_transaction_bytes == RAW
     assert b'"solana_transaction":"' in intent.signing_bytes()
@@ -64,12 +65,12 @@ def test_a_solana_intent_carries_its_transaction_in_its_signing_bytes():
         ({"message": "0x00"}, "belong to an EVM intent"),
     ],
 )
-def test_what_does_not_agree_is_refused_with_what_to_do(fields, words):
+def test_what_does_not_agree_is_refused_with_what_to_do(fields: dict[str, str | int | None], words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         solana(**fields)
 
 
-def test_an_evm_intent_names_no_solana_network_nor_transaction():
+def test_an_evm_intent_names_no_solana_network_nor_transaction() -> None:
     with pytest.raises(ValidationError, match="is a Solana network"):
         new_intent(KEY, agent_id="a-1", chain="solana", to="0x" + "11" * 20, value="1")
     with pytest.raises(
@@ -78,11 +79,11 @@ def test_an_evm_intent_names_no_solana_network_nor_transaction():
         new_intent(KEY, agent_id="a-1", chain="anvil", to="0x" + "11" * 20, value="1", solana_transaction="AA==")
 
 
-def test_broadcast_and_simulate_first_are_a_solana_intents_to_ask():
+def test_broadcast_and_simulate_first_are_a_solana_intents_to_ask() -> None:
     assert solana(broadcast=True, simulate_first=True).broadcast
 
 
-def test_a_transaction_with_address_lookup_tables_is_refused_at_intake():
+def test_a_transaction_with_address_lookup_tables_is_refused_at_intake() -> None:
     table = AddressLookupTableAccount(Keypair().pubkey(), [ALICE])
     message = MessageV0.try_compile(AGENT, [sol.sol_transfer(AGENT, ALICE, 1)], [table], Hash.new_unique())
     raw = bytes(VersionedTransaction.populate(message, [Signature.default()]))
@@ -90,22 +91,22 @@ def test_a_transaction_with_address_lookup_tables_is_refused_at_intake():
         solana(solana_transaction=base64.b64encode(raw).decode())
 
 
-def test_a_parked_solana_intent_is_reported_awaiting_approval_not_as_no_outcome():
+def test_a_parked_solana_intent_is_reported_awaiting_approval_not_as_no_outcome() -> None:
     """What MCP and HTTP answer for a Solana intent an admin must approve first."""
     from datetime import timedelta
 
-    from schemas.outcomes import IntentApproved, IntentParked
+    from schemas.outcomes import IntentParked
     from sdk.mcp_results import solana_transaction_of
 
     intent = solana()
-    pending = IntentApproved.model_construct(intent=intent)
     parked = IntentParked.model_construct(
         intent_id=intent.intent_id,
         agent_id=intent.agent_id,
         reason="above the threshold",
         parked_at=NOW,
         expires_at=NOW + timedelta(hours=1),
-        approved=pending,
+        intent=intent,
     )
     found = solana_transaction_of(intent.intent_id, intent.agent_id, intent.chain, "k", parked, 0)
-    assert found.status == "awaiting_approval" and found.awaiting_approval.reason == "above the threshold"
+    assert found.status == "awaiting_approval" and found.awaiting_approval is not None
+    assert found.awaiting_approval.reason == "above the threshold"

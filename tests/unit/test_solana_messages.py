@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import struct
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -17,7 +18,7 @@ from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.signature import Signature
 
-from rules.solana import check_message, judge_message
+from rules.solana import SolanaVerdict, check_message, judge_message
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, SolanaPolicy
@@ -44,7 +45,7 @@ def seed(keypair: Keypair) -> bytes:
     version=st.sampled_from([0, 1]),
     others=st.integers(0, 3),
 )
-def test_what_encode_writes_read_gives_back(text, version, others):
+def test_what_encode_writes_read_gives_back(text: str, version: int, others: int) -> None:
     signatories = [ME, *(str(Keypair().pubkey()) for _ in range(others))]
     raw = messages.encode(text, signatories, version, APP if version == 0 else None)
     read = messages.read(raw)
@@ -56,7 +57,7 @@ def test_what_encode_writes_read_gives_back(text, version, others):
         assert read.format is (Format.RESTRICTED_ASCII if ascii_only else Format.UTF8_1232)
 
 
-def test_a_long_message_is_format_2_and_one_past_65535_bytes_cannot_be_written():
+def test_a_long_message_is_format_2_and_one_past_65535_bytes_cannot_be_written() -> None:
     assert messages.read(messages.encode("a" * 5000, [ME])).format is Format.UTF8_65535
     with pytest.raises(MessageError, match="at most 65535"):
         messages.encode("a" * 65536, [ME], form=Format.UTF8_65535)
@@ -97,12 +98,12 @@ def _v0(body: bytes, form: int = 0, signatories: list[bytes] | None = None, leng
         (messages.SIGNING_DOMAIN + b"\x01\x03" + b"\x01" * 40, "3 signatories"),
     ],
 )
-def test_a_malformed_message_is_refused_naming_what_is_wrong(raw, why):
+def test_a_malformed_message_is_refused_naming_what_is_wrong(raw: bytes, why: str) -> None:
     with pytest.raises(MessageError, match=why):
         messages.read(raw)
 
 
-def test_a_transaction_s_message_is_never_read_as_an_off_chain_message():
+def test_a_transaction_s_message_is_never_read_as_an_off_chain_message() -> None:
     """Bare bytes are refused: a transaction's message cannot start with 0xff, so nothing Warden
     signs as a message can be replayed as a signature over a transaction."""
     alice = Keypair().pubkey()
@@ -114,7 +115,7 @@ def test_a_transaction_s_message_is_never_read_as_an_off_chain_message():
         messages.sign(message_bytes, seed(AGENT))
 
 
-def test_the_signature_is_over_every_byte_of_the_message_and_only_a_signatory_signs():
+def test_the_signature_is_over_every_byte_of_the_message_and_only_a_signatory_signs() -> None:
     raw = messages.encode("log in to example.com at 12:00", [ME, OTHER], 0, APP)
     signature = Signature.from_bytes(messages.sign(raw, seed(AGENT)))
     assert signature.verify(AGENT.pubkey(), raw)
@@ -123,7 +124,7 @@ def test_the_signature_is_over_every_byte_of_the_message_and_only_a_signatory_si
         messages.sign(messages.encode("hi", [OTHER]), seed(AGENT))
 
 
-def _policy(**solana) -> AgentPolicy:
+def _policy(**solana: Any) -> AgentPolicy:
     return AgentPolicy(
         agent_id="a-msg",
         version=1,
@@ -134,13 +135,13 @@ def _policy(**solana) -> AgentPolicy:
     )
 
 
-def _judged(raw: bytes, policy: AgentPolicy, chain: str = CHAIN):
+def _judged(raw: bytes, policy: AgentPolicy, chain: str = CHAIN) -> SolanaVerdict:
     return judge_message(
         messages.read(raw), agent=ME, chain=chain, allowed_chains=policy.tx_allowed_chains, policy=policy.solana
     )
 
 
-def test_message_signing_is_off_until_the_policy_turns_it_on():
+def test_message_signing_is_off_until_the_policy_turns_it_on() -> None:
     raw = messages.encode("hello", [ME])
     assert _judged(raw, _policy()).code is Code.SOLANA_MESSAGE_SIGNING_OFF
     assert _judged(raw, _policy(message_signing_enabled=True)).code is Code.SOLANA_MESSAGE_ALLOWED
@@ -157,21 +158,21 @@ def test_message_signing_is_off_until_the_policy_turns_it_on():
         (messages.encode("hi", [ME], 0, APP), dict(message_application_domains=(APP,)), Code.SOLANA_MESSAGE_ALLOWED),
     ],
 )
-def test_each_rule_of_the_policy_decides(raw, policy, code):
+def test_each_rule_of_the_policy_decides(raw: bytes, policy: dict[str, tuple[str] | int], code: str | Code) -> None:
     verdict = _judged(raw, _policy(message_signing_enabled=True, **policy))
     want = Code.SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED if code == "domain" else code
     assert verdict.code is want, verdict.reason
     assert verdict.passed is (want is Code.SOLANA_MESSAGE_ALLOWED)
 
 
-def test_a_chain_the_policy_does_not_allow_and_a_policy_without_solana_are_refused():
+def test_a_chain_the_policy_does_not_allow_and_a_policy_without_solana_are_refused() -> None:
     raw = messages.encode("hi", [ME])
     assert _judged(raw, _policy(message_signing_enabled=True), "solana").code is Code.CHAIN_NOT_ALLOWED
     no_solana = _policy().model_copy(update={"solana": None})
     assert _judged(raw, no_solana).code is Code.SOLANA_NOT_ENABLED
 
 
-def test_the_stage_judges_as_the_signer_s_key_when_it_is_given():
+def test_the_stage_judges_as_the_signer_s_key_when_it_is_given() -> None:
     """The worker judges as the policy's address; the signer as its key's own address, so a key
     that is not the policy's is refused there even when the policy would allow the message."""
     key = Ed25519PrivateKey.generate()
@@ -186,10 +187,11 @@ def test_the_stage_judges_as_the_signer_s_key_when_it_is_given():
     )
 
 
-def test_an_intent_carries_the_message_bytes_and_nothing_of_a_transaction():
+def test_an_intent_carries_the_message_bytes_and_nothing_of_a_transaction() -> None:
     key = Ed25519PrivateKey.generate()
     raw = messages.encode("hi", [ME])
     intent = new_solana_message_intent(key, agent_id="a-msg", chain=CHAIN, message=raw)
+    assert intent.solana_message is not None
     assert intent.solana_message_bytes == raw and base64.b64decode(intent.solana_message) == raw
     with pytest.raises(ValidationError, match="broadcast belong to an EVM intent"):
         new_solana_message_intent(key, agent_id="a-msg", chain=CHAIN, message=raw, broadcast=True)

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 from solders.instruction import Instruction
@@ -16,15 +19,17 @@ from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 from solders.system_program import AssignParams, assign
 from solders.transaction import VersionedTransaction
+from solders.transaction_metadata import TransactionMetadata
 
-from rules.solana import SOL, check, judge, mints_named, token_accounts_named
+from rules.solana import SOL, SolanaVerdict, check, judge, mints_named, token_accounts_named
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, SolanaPolicy, SolanaProgramRule, SolanaTokenLimit
 from sdk import solana as sol
 from svm import accounts as token_accounts
-from svm import transactions
-from svm.mints import Extension, TransferFee, TransferFeeConfig, TransferHook, extension_name
+from svm import programs, transactions
+from svm.accounts import TokenAccount
+from svm.mints import Extension, Mint, TransferFee, TransferFeeConfig, TransferHook, extension_name
 from svm.mints import read as read_mint
 from svm.transactions import TransactionError
 from tests import solana_support as support
@@ -37,7 +42,7 @@ class World:
     """A LiteSVM with an agent holding SOL and 1,000 tokens of a mint, and alice and mallory
     each with a token account of that mint."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.svm = LiteSVM()
         self.agent, self.alice, self.mallory, self.bank = Keypair(), Keypair(), Keypair(), Keypair()
         for who in (self.agent, self.bank):
@@ -54,7 +59,7 @@ class World:
     def ata(self, who: Keypair) -> Pubkey:
         return sol.ata_address(who.pubkey(), self.mint)
 
-    def run(self, tx: VersionedTransaction):
+    def run(self, tx: VersionedTransaction) -> TransactionMetadata:
         result = self.svm.send_transaction(tx)
         assert not hasattr(result, "err"), result
         return result
@@ -62,7 +67,7 @@ class World:
     def unsigned(self, instructions: list[Instruction], legacy: bool = False) -> bytes:
         return sol.unsigned(self.agent.pubkey(), instructions, self.svm.latest_blockhash(), legacy)
 
-    def token_accounts(self, tx: transactions.SolanaTransaction) -> dict:
+    def token_accounts(self, tx: transactions.SolanaTransaction) -> dict[str, TokenAccount]:
         """What a reader of the chain gives the judge: each named token account as held."""
         out = {}
         for address in token_accounts_named(tx):
@@ -71,7 +76,7 @@ class World:
                 out[address] = token_accounts.token_account(address, str(account.owner), bytes(account.data))
         return out
 
-    def policy(self, **changes) -> SolanaPolicy:
+    def policy(self, **changes: Any) -> SolanaPolicy:
         fields = {
             "address": str(self.agent.pubkey()),
             "allowlist": (str(self.alice.pubkey()),),
@@ -82,15 +87,22 @@ class World:
         }
         return SolanaPolicy(**{**fields, **changes})
 
-    def mints(self, tx: transactions.SolanaTransaction, held: dict) -> dict:
+    def mints(self, tx: transactions.SolanaTransaction, held: dict[str, TokenAccount]) -> dict[str, Mint]:
         """What a reader of the chain gives the judge: each Token-2022 mint it needs, read whole."""
         out = {}
         for address in mints_named(tx, held):
             account = self.svm.get_account(Pubkey.from_string(address))
+            assert account is not None, address
             out[address] = read_mint(address, str(account.owner), bytes(account.data))
         return out
 
-    def judge(self, raw: bytes, policy: SolanaPolicy | None = None, spent=None, chains=(CHAIN,)):
+    def judge(
+        self,
+        raw: bytes,
+        policy: SolanaPolicy | None = None,
+        spent: dict[str, int] | None = None,
+        chains: tuple[str, ...] = (CHAIN,),
+    ) -> SolanaVerdict:
         tx = transactions.read(raw)
         held = self.token_accounts(tx)
         return judge(
@@ -104,19 +116,25 @@ class World:
             spent=lambda asset: (spent or {}).get(asset, 0),
         )
 
-    def sign_and_run(self, raw: bytes):
+    def sign_and_run(self, raw: bytes) -> TransactionMetadata:
         signed = transactions.sign(raw, sol.seed_of(self.agent))
         tx = VersionedTransaction.from_bytes(signed)
         assert tx.verify_with_results() == [True] * len(tx.signatures)  # solders checks every signature
         return self.run(tx)
 
+    def lamports(self, who: Keypair) -> int:
+        balance = self.svm.get_balance(who.pubkey())
+        assert balance is not None, who
+        return balance
+
     def token_balance(self, who: Keypair | Pubkey, mint: Pubkey | None = None, program: Pubkey = sol.TOKEN) -> int:
         owner = who if isinstance(who, Pubkey) else who.pubkey()
         ata = sol.ata_address(owner, mint or self.mint, program)
         account = self.svm.get_account(ata)
+        assert account is not None, ata
         return token_accounts.token_account(str(ata), str(account.owner), bytes(account.data)).amount
 
-    def mint_2022(self, **extensions) -> Pubkey:
+    def mint_2022(self, **extensions: Any) -> Pubkey:
         """A Token-2022 mint of ``extensions`` (`tests.solana_support.create_mint_2022`), with a
         token account for the agent holding 1,000 tokens, and one each for alice and mallory."""
         mint = Keypair()
@@ -136,7 +154,7 @@ class World:
         )
         return self.unsigned([ix])
 
-    def listing(self, mint: Pubkey, **limits) -> SolanaPolicy:
+    def listing(self, mint: Pubkey, **limits: Any) -> SolanaPolicy:
         """The policy, listing ``mint`` too with ``limits`` (100 tokens a transaction unless given)."""
         token = SolanaTokenLimit(mint=str(mint), decimals=DECIMALS, **{"max_per_tx": 100 * 10**6, **limits})
         return self.policy(tokens=(*self.policy().tokens, token))
@@ -147,7 +165,7 @@ def world() -> World:
     return World()
 
 
-def test_a_sol_transfer_to_alice_is_allowed_and_moves_exactly_what_was_judged_fee_included(world):
+def test_a_sol_transfer_to_alice_is_allowed_and_moves_exactly_what_was_judged_fee_included(world: World) -> None:
     raw = world.unsigned(
         [
             sol.compute_limit(1_000),
@@ -159,16 +177,16 @@ def test_a_sol_transfer_to_alice_is_allowed_and_moves_exactly_what_was_judged_fe
     assert verdict.passed, verdict
     fee = 5_000 + 2  # one signature, plus 1,000 units at 2,000 micro-lamports
     assert verdict.spend() == {SOL: 12_345 + fee}
-    before = (world.svm.get_balance(world.agent.pubkey()), world.svm.get_balance(world.alice.pubkey()))
+    before = (world.lamports(world.agent), world.lamports(world.alice))
     world.sign_and_run(raw)
-    after = (world.svm.get_balance(world.agent.pubkey()), world.svm.get_balance(world.alice.pubkey()))
+    after = (world.lamports(world.agent), world.lamports(world.alice))
     # LiteSVM charges the signatures' fee and not the priority fee (surfpool likewise); Agave charges
     # both, the priority part as ceil(limit x price / 10^6) (fee_structure.rs), which Warden counts.
     assert before[0] - after[0] == 12_345 + 5_000
     assert after[1] - before[1] == 12_345
 
 
-def test_sol_to_mallory_is_refused_naming_her(world):
+def test_sol_to_mallory_is_refused_naming_her(world: World) -> None:
     raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.mallory.pubkey(), 1)])
     verdict = world.judge(raw)
     assert (verdict.passed, verdict.code) == (False, Code.RECIPIENT_NOT_ALLOWLISTED)
@@ -178,7 +196,7 @@ def test_sol_to_mallory_is_refused_naming_her(world):
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["v0", "legacy"])
-def test_an_spl_transfer_to_alices_account_is_judged_as_tokens_to_alice(world, legacy):
+def test_an_spl_transfer_to_alices_account_is_judged_as_tokens_to_alice(world: World, legacy: bool) -> None:
     ix = sol.token_transfer_checked(
         world.ata(world.agent), world.mint, world.ata(world.alice), world.agent.pubkey(), 7_000_000, DECIMALS
     )
@@ -192,7 +210,9 @@ def test_an_spl_transfer_to_alices_account_is_judged_as_tokens_to_alice(world, l
     assert world.token_balance(world.alice) == 7_000_000
 
 
-def test_tokens_to_an_account_the_agent_creates_for_mallory_are_refused_by_her_not_the_accounts_address(world):
+def test_tokens_to_an_account_the_agent_creates_for_mallory_are_refused_by_her_not_the_accounts_address(
+    world: World,
+) -> None:
     stranger = Keypair()
     ata = sol.ata_address(stranger.pubkey(), world.mint)
     raw = world.unsigned(
@@ -212,12 +232,12 @@ def test_tokens_to_an_account_the_agent_creates_for_mallory_are_refused_by_her_n
     assert world.judge(raw).facts["recipient"] == str(world.mallory.pubkey())
 
 
-def test_the_rent_of_a_token_account_for_mallory_is_value_reaching_her(world):
+def test_the_rent_of_a_token_account_for_mallory_is_value_reaching_her(world: World) -> None:
     raw = world.unsigned([sol.create_ata(world.agent.pubkey(), Keypair().pubkey(), world.mint)])
     assert world.judge(raw).code is Code.RECIPIENT_NOT_ALLOWLISTED
 
 
-def test_an_unknown_program_is_refused_unless_listed_with_its_discriminator(world):
+def test_an_unknown_program_is_refused_unless_listed_with_its_discriminator(world: World) -> None:
     program = Keypair().pubkey()
     call = Instruction(program, bytes.fromhex("0102030405060708ff"), [sol.signer(world.agent.pubkey())])
     raw = world.unsigned([call])
@@ -229,21 +249,21 @@ def test_an_unknown_program_is_refused_unless_listed_with_its_discriminator(worl
     assert world.judge(raw, listed).passed
 
 
-def test_a_system_instruction_warden_does_not_read_is_refused_whatever_the_policy_lists(world):
+def test_a_system_instruction_warden_does_not_read_is_refused_whatever_the_policy_lists(world: World) -> None:
     raw = world.unsigned([assign(AssignParams(pubkey=world.agent.pubkey(), owner=Keypair().pubkey()))])
-    anything = world.policy(programs=(SolanaProgramRule(program=sol.programs.SYSTEM, discriminators="any"),))
+    anything = world.policy(programs=(SolanaProgramRule(program=programs.SYSTEM, discriminators="any"),))
     verdict = world.judge(raw, anything)
     assert (verdict.passed, verdict.code) == (False, Code.SOLANA_INSTRUCTION_NOT_READ)
 
 
-def test_the_fee_counts_against_the_cap_to_the_lamport(world):
+def test_the_fee_counts_against_the_cap_to_the_lamport(world: World) -> None:
     raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 100_000)])
     assert world.judge(raw, world.policy(max_lamports_per_tx=105_000)).passed
     verdict = world.judge(raw, world.policy(max_lamports_per_tx=104_999))
     assert (verdict.code, verdict.facts["amount"]) == (Code.VALUE_OVER_CAP, 105_000)
 
 
-def test_the_priority_fee_has_a_ceiling(world):
+def test_the_priority_fee_has_a_ceiling(world: World) -> None:
     raw = world.unsigned(
         [
             sol.compute_limit(200_000),
@@ -255,7 +275,7 @@ def test_the_priority_fee_has_a_ceiling(world):
     assert (verdict.code, verdict.facts["priority_fee_lamports"]) == (Code.SOLANA_PRIORITY_FEE_OVER_CEILING, 10_001)
 
 
-def test_the_rolling_limit_counts_what_was_spent(world):
+def test_the_rolling_limit_counts_what_was_spent(world: World) -> None:
     raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 10**9 - 5_000)])
     assert world.judge(raw, spent={SOL: 10**9}).passed  # exactly the 2 SOL limit
     assert world.judge(raw, spent={SOL: 10**9 + 1}).code is Code.DAILY_LIMIT_EXCEEDED
@@ -266,7 +286,7 @@ def test_the_rolling_limit_counts_what_was_spent(world):
     assert world.judge(move, tokens, spent={mint: 7}).code is Code.DAILY_LIMIT_EXCEEDED
 
 
-def test_token_caps_unlisted_mints_and_wrong_decimals(world):
+def test_token_caps_unlisted_mints_and_wrong_decimals(world: World) -> None:
     over = world.unsigned(
         [sol.token_transfer(world.ata(world.agent), world.ata(world.alice), world.agent.pubkey(), 100 * 10**6 + 1)]
     )
@@ -282,7 +302,7 @@ def test_token_caps_unlisted_mints_and_wrong_decimals(world):
     assert world.judge(wrong).code is Code.SOLANA_TOKEN_MISMATCH
 
 
-def test_approvals_are_capped_and_never_unlimited(world):
+def test_approvals_are_capped_and_never_unlimited(world: World) -> None:
     source, agent = world.ata(world.agent), world.agent.pubkey()
     unlimited = world.unsigned([sol.approve(source, world.alice.pubkey(), agent, 2**64 - 1)])
     assert world.judge(unlimited).code is Code.UNLIMITED_APPROVAL
@@ -294,7 +314,7 @@ def test_approvals_are_capped_and_never_unlimited(world):
     assert world.judge(within).passed
 
 
-def test_authority_and_closing_only_to_the_agent(world):
+def test_authority_and_closing_only_to_the_agent(world: World) -> None:
     account, agent = world.ata(world.agent), world.agent.pubkey()
     to_mallory = world.unsigned([sol.set_authority(account, agent, world.mallory.pubkey())])
     assert world.judge(to_mallory).code is Code.SOLANA_AUTHORITY_CHANGE_REFUSED
@@ -305,7 +325,7 @@ def test_authority_and_closing_only_to_the_agent(world):
     assert world.judge(close).code is Code.SOLANA_CLOSE_TO_OTHER_REFUSED
 
 
-def test_the_chain_and_the_policys_solana_section_are_required(world):
+def test_the_chain_and_the_policys_solana_section_are_required(world: World) -> None:
     raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 1)])
     assert world.judge(raw, chains=("anvil",)).code is Code.CHAIN_NOT_ALLOWED
     tx = transactions.read(raw)
@@ -321,7 +341,7 @@ def test_the_chain_and_the_policys_solana_section_are_required(world):
     assert verdict.code is Code.SOLANA_NOT_ENABLED
 
 
-def test_a_transaction_the_agent_does_not_sign_is_refused_and_cannot_be_signed(world):
+def test_a_transaction_the_agent_does_not_sign_is_refused_and_cannot_be_signed(world: World) -> None:
     raw = sol.unsigned(
         world.alice.pubkey(),
         [sol.sol_transfer(world.alice.pubkey(), world.agent.pubkey(), 1)],
@@ -332,7 +352,7 @@ def test_a_transaction_the_agent_does_not_sign_is_refused_and_cannot_be_signed(w
         transactions.sign(raw, sol.seed_of(world.agent))
 
 
-def test_a_filled_slot_that_is_not_over_this_message_is_refused_at_signing(world):
+def test_a_filled_slot_that_is_not_over_this_message_is_refused_at_signing(world: World) -> None:
     payer = Keypair()
     ix = sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 1)
     honest = sol.unsigned(payer.pubkey(), [ix], world.svm.latest_blockhash())
@@ -347,7 +367,7 @@ def test_a_filled_slot_that_is_not_over_this_message_is_refused_at_signing(world
     assert both.verify_with_results() == [True, True] and tx.message == both.message
 
 
-def test_bytes_warden_cannot_read_are_refused_with_what_to_do(world):
+def test_bytes_warden_cannot_read_are_refused_with_what_to_do(world: World) -> None:
     for raw, words in [
         (b"", "empty"),
         (b"\x01" + bytes(10), "not a Solana transaction"),
@@ -359,7 +379,14 @@ def test_bytes_warden_cannot_read_are_refused_with_what_to_do(world):
             transactions.read(raw)
 
 
-def test_a_policy_with_usd_limits_refuses_solana_spend_it_cannot_price(world):
+class UnusedNode:
+    """A node the stage must not ask: it refuses before reading the chain."""
+
+    async def call(self, method: str, *params: Any) -> Any:
+        raise AssertionError(f"the node was asked {method}")
+
+
+def test_a_policy_with_usd_limits_refuses_solana_spend_it_cannot_price(world: World) -> None:
     """No price is read for Solana assets: a policy that limits USD fails closed on them."""
     raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 1)])
     intent = TransactionIntent(
@@ -379,20 +406,20 @@ def test_a_policy_with_usd_limits_refuses_solana_spend_it_cannot_price(world):
         agent_public_key="0x" + "00" * 32,
         issued_at=datetime.now(timezone.utc),
     )
-    verdict, counted = asyncio.run(check(intent, policy, node=None, spent=lambda key: 0))
+    verdict, counted = asyncio.run(check(intent, policy, node=UnusedNode(), spent=lambda key: 0))
     assert (verdict.passed, verdict.code, counted) == (False, Code.PRICE_FEED_UNKNOWN, {})
 
 
-def test_every_program_warden_reads_is_that_program_on_the_runtime():
+def test_every_program_warden_reads_is_that_program_on_the_runtime() -> None:
     """Each id of `svm.programs` is an executable program LiteSVM loads (the SVM's own builtins
     and SPL programs): a mistyped id would read no instruction of the real program."""
     runtime = LiteSVM()
     for name in ("SYSTEM", "TOKEN", "TOKEN_2022", "ASSOCIATED_TOKEN", "COMPUTE_BUDGET", "MEMO"):
-        account = runtime.get_account(Pubkey.from_string(getattr(sol.programs, name)))
+        account = runtime.get_account(Pubkey.from_string(getattr(programs, name)))
         assert account is not None and account.executable, name
 
 
-def test_a_solana_network_without_an_rpc_is_refused_at_its_stage_not_a_crash(world, tmp_path):
+def test_a_solana_network_without_an_rpc_is_refused_at_its_stage_not_a_crash(world: World, tmp_path: Path) -> None:
     """No WARDEN_RPC_URL_SOLANA and no local node: the stage refuses CHAIN_RPC_FAILED, naming
     what to set; nothing falls back to the EVM RPC."""
     from runtime.config import Settings
@@ -426,7 +453,7 @@ def test_a_solana_network_without_an_rpc_is_refused_at_its_stage_not_a_crash(wor
 # -- whatever the agent's signature authorizes: multisig owners, Token-2022 extensions ----------
 
 
-def test_a_multisig_the_agent_signs_for_alone_moves_under_the_agents_caps_windows_and_allowlist(world):
+def test_a_multisig_the_agent_signs_for_alone_moves_under_the_agents_caps_windows_and_allowlist(world: World) -> None:
     """A 1-of-2 token multisig of [agent, other] owns 500 tokens: the agent's signature alone
     moves them (LiteSVM runs it), so what it moves is the agent's spend."""
     other, multisig = Keypair(), Keypair()
@@ -440,7 +467,7 @@ def test_a_multisig_the_agent_signs_for_alone_moves_under_the_agents_caps_window
 
     agent_alone = (world.agent.pubkey(),)
 
-    def move(amount: int, to: Keypair, signers=agent_alone) -> bytes:
+    def move(amount: int, to: Keypair, signers: tuple[Pubkey, ...] = agent_alone) -> bytes:
         source, destination = sol.ata_address(owner, world.mint), world.ata(to)
         ix = sol.token_transfer_checked(
             source, world.mint, destination, owner, amount, DECIMALS, multisig_signers=list(signers)
@@ -466,7 +493,7 @@ def test_a_multisig_the_agent_signs_for_alone_moves_under_the_agents_caps_window
     assert others.passed and mint not in others.spend(), others
 
 
-def test_a_transfer_fee_is_a_movement_to_its_withdraw_authority(world):
+def test_a_transfer_fee_is_a_movement_to_its_withdraw_authority(world: World) -> None:
     """A listed Token-2022 mint with a 50 % fee withdrawn by mallory: 100 to alice is 50 to alice
     and 50 to mallory, refused by her name; with mallory allowed, both are counted and alice
     receives 50 on the runtime."""
@@ -488,7 +515,7 @@ def test_a_transfer_fee_is_a_movement_to_its_withdraw_authority(world):
     assert world.token_balance(world.alice, mint, sol.TOKEN_2022) == 50 * 10**6
     # An approval of the mint lets the delegate's transfers withhold fees for mallory too.
     source = sol.ata_address(world.agent.pubkey(), mint, sol.TOKEN_2022)
-    approve = sol.Instruction(
+    approve = Instruction(
         sol.TOKEN_2022,
         bytes([4]) + (5).to_bytes(8, "little"),
         [sol.w(source), sol.ro(world.alice.pubkey()), sol.signer(world.agent.pubkey(), False)],
@@ -496,7 +523,7 @@ def test_a_transfer_fee_is_a_movement_to_its_withdraw_authority(world):
     assert world.judge(world.unsigned([approve]), world.listing(mint)).code is Code.RECIPIENT_NOT_ALLOWLISTED
 
 
-def test_the_worse_of_a_mints_two_fee_settings_is_counted_rounded_up_and_capped():
+def test_the_worse_of_a_mints_two_fee_settings_is_counted_rounded_up_and_capped() -> None:
     older, newer = TransferFee(0, 10**9, 100), TransferFee(7, 30, 5_000)
     config = TransferFeeConfig(None, "W", older, newer)
     assert older.fee(1) == 1 and older.fee(10_001) == 101  # 1 % of 10,001 is 100.01: rounded up
@@ -505,7 +532,7 @@ def test_the_worse_of_a_mints_two_fee_settings_is_counted_rounded_up_and_capped(
     assert TransferFee(0, 0, 10_000).fee(5) == 0 and TransferFee(0, 10, 0).fee(5) == 0
 
 
-def test_a_permanent_delegate_or_a_transfer_hook_is_refused_unless_the_policy_accepts_it(world):
+def test_a_permanent_delegate_or_a_transfer_hook_is_refused_unless_the_policy_accepts_it(world: World) -> None:
     delegated = world.mint_2022(permanent_delegate=world.mallory.pubkey())
     raw = world.send_2022(delegated, world.alice, 10 * 10**6)
     refused = world.judge(raw, world.listing(delegated))
@@ -530,7 +557,9 @@ def test_a_permanent_delegate_or_a_transfer_hook_is_refused_unless_the_policy_ac
         assert judged_with(world, raw, world.listing(plain), lambda mint: replace(mint, **cleared)).passed
 
 
-def judged_with(world, raw: bytes, policy: SolanaPolicy, mint_as):
+def judged_with(
+    world: World, raw: bytes, policy: SolanaPolicy, mint_as: Callable[[Mint], Mint | None]
+) -> SolanaVerdict:
     """The judge given each Token-2022 mint as ``mint_as`` makes it from the one on chain (None:
     not read)."""
     tx = transactions.read(raw)
@@ -548,7 +577,7 @@ def judged_with(world, raw: bytes, policy: SolanaPolicy, mint_as):
     )
 
 
-def test_a_token_2022_mint_the_judge_has_not_read_is_refused(world):
+def test_a_token_2022_mint_the_judge_has_not_read_is_refused(world: World) -> None:
     mint = world.mint_2022()
     raw = world.send_2022(mint, world.alice, 1)
     verdict = judged_with(world, raw, world.listing(mint), lambda held: None)
@@ -566,8 +595,8 @@ def _entry(kind: int, value: bytes) -> bytes:
     return kind.to_bytes(2, "little") + len(value).to_bytes(2, "little") + value
 
 
-def test_mint_extensions_are_read_as_token_2022_lays_them_out():
-    program = sol.programs.TOKEN_2022
+def test_mint_extensions_are_read_as_token_2022_lays_them_out() -> None:
+    program = programs.TOKEN_2022
     mint = read_mint("M", program, _extended_mint(_entry(3, bytes(32)), _entry(99, b"x"), bytes(4)))
     assert (mint.decimals, mint.extensions) == (DECIMALS, (3, 99))
     assert [extension_name(kind) for kind in mint.extensions] == ["mint_close_authority", "extension_99"]
@@ -586,7 +615,7 @@ def test_mint_extensions_are_read_as_token_2022_lays_them_out():
         read_mint("M", program, bytes(padded))
 
 
-def test_accepted_extensions_name_only_what_warden_does_not_read_whole():
+def test_accepted_extensions_name_only_what_warden_does_not_read_whole() -> None:
     token = {"mint": str(Keypair().pubkey()), "decimals": DECIMALS}
     accepted = SolanaTokenLimit(**token, accepted_extensions=("permanent_delegate", "extension_99"))
     assert accepted.accepted_extensions == ("permanent_delegate", "extension_99")
@@ -602,7 +631,7 @@ def test_accepted_extensions_name_only_what_warden_does_not_read_whole():
             SolanaTokenLimit(**token, accepted_extensions=names)
 
 
-def test_the_rent_of_a_token_2022_account_the_agent_creates_is_its_extended_sizes_to_the_lamport(world):
+def test_the_rent_of_a_token_2022_account_the_agent_creates_is_its_extended_sizes_to_the_lamport(world: World) -> None:
     """The associated token account of a Token-2022 mint is larger than a Token account: the
     account type, ImmutableOwner, and what the mint's extensions require (a fee mint's
     TransferFeeAmount). Warden counts its rent from the mint read whole; the runtime agrees."""
@@ -612,10 +641,11 @@ def test_the_rent_of_a_token_2022_account_the_agent_creates_is_its_extended_size
         raw = world.unsigned([sol.create_ata(world.agent.pubkey(), bob.pubkey(), mint, sol.TOKEN_2022)])
         verdict = world.judge(raw, policy)
         assert verdict.passed and verdict.spend() == {SOL: support.rent(size) + 5_000}, verdict
-        before = world.svm.get_balance(world.agent.pubkey())
+        before = world.lamports(world.agent)
         world.sign_and_run(raw)
-        assert before - world.svm.get_balance(world.agent.pubkey()) == verdict.spend()[SOL]
+        assert before - world.lamports(world.agent) == verdict.spend()[SOL]
         created = world.svm.get_account(sol.ata_address(bob.pubkey(), mint, sol.TOKEN_2022))
+        assert created is not None
         assert len(bytes(created.data)) == size
     unread = judged_with(world, raw, policy, lambda mint: None)
     assert unread.code is Code.SOLANA_ACCOUNT_NOT_RESOLVED, unread

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from solders.keypair import Keypair
@@ -18,7 +19,7 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from rules.solana import judge
+from rules.solana import SolanaVerdict, judge
 from runtime.clock import to_us
 from schemas.codes import Code
 from schemas.outcomes import SignedSolanaTransaction
@@ -44,7 +45,7 @@ class Case:
     """An agent's SOL transfer to alice whose fee payer (``payer``, a keypair or a small-order key)
     has filled its slot."""
 
-    def __init__(self, svm: LiteSVM, payer: Pubkey):
+    def __init__(self, svm: LiteSVM, payer: Pubkey) -> None:
         self.agent, self.alice = Keypair(), Keypair().pubkey()
         svm.airdrop(self.agent.pubkey(), 10**9)
         svm.airdrop(payer, 10**9)
@@ -55,7 +56,7 @@ class Case:
     def filled(self, payer_signature: bytes) -> bytes:
         return bytes(self.raw[:1]) + payer_signature + bytes(self.raw[65:])
 
-    def judged(self, raw: bytes):
+    def judged(self, raw: bytes) -> SolanaVerdict:
         policy = SolanaPolicy(address=str(self.agent.pubkey()), allowlist=(str(self.alice),))
         tx = transactions.read(raw)
         agent = str(self.agent.pubkey())
@@ -70,7 +71,7 @@ class Case:
 
 
 @pytest.mark.parametrize("kind", ["identity R", "S not below the group order", "small-order key"])
-def test_a_slot_a_plain_verifier_accepts_and_the_runtime_refuses_is_refused_by_its_code(kind):
+def test_a_slot_a_plain_verifier_accepts_and_the_runtime_refuses_is_refused_by_its_code(kind: str) -> None:
     svm = LiteSVM()
     payer = Keypair()
     case = Case(svm, SMALL_ORDER_KEY if kind == "small-order key" else payer.pubkey())
@@ -101,7 +102,7 @@ def test_a_slot_a_plain_verifier_accepts_and_the_runtime_refuses_is_refused_by_i
         assert svm.get_balance(case.alice) == 1_000_000
 
 
-def test_a_slot_signed_properly_passes_and_the_agents_own_slot_is_not_judged():
+def test_a_slot_signed_properly_passes_and_the_agents_own_slot_is_not_judged() -> None:
     svm = LiteSVM()
     payer = Keypair()
     case = Case(svm, payer.pubkey())
@@ -117,7 +118,7 @@ def test_a_slot_signed_properly_passes_and_the_agents_own_slot_is_not_judged():
     assert signed.verify_with_results() == [True, True]
 
 
-def test_a_copy_signed_again_by_the_fee_payer_is_valid_has_another_id_and_carries_the_agents_signature():
+def test_a_copy_signed_again_by_the_fee_payer_is_valid_has_another_id_and_carries_the_agents_signature() -> None:
     svm = LiteSVM()
     payer = Keypair()
     case = Case(svm, payer.pubkey())
@@ -135,7 +136,7 @@ def test_a_copy_signed_again_by_the_fee_payer_is_valid_has_another_id_and_carrie
     assert svm.get_balance(case.alice) == 2_000_000
 
 
-def test_a_restored_signer_watches_again_the_recent_final_ones_another_key_pays_for(tmp_path):
+def test_a_restored_signer_watches_again_the_recent_final_ones_another_key_pays_for(tmp_path: Path) -> None:
     """After a restart the signer watches again, for copies of their message, the final Solana
     transactions of the last minutes (`SignerState.solana_final_since`) whose fee another key
     pays (`copies_possible`); one the agent pays for has one id and is not watched."""

@@ -5,6 +5,7 @@ literal, so a misspelt stage is an AttributeError and not a branch that never ru
 
 import ast
 import json
+from pathlib import Path
 
 from rules.stage_table import ALL_GUARDRAIL_STAGES
 from schemas.export import export
@@ -62,19 +63,19 @@ def stages_compared_with_literals(tree: ast.AST) -> list[int]:
     )
 
 
-def test_the_json_schemas_list_every_stage(tmp_path):
+def test_the_json_schemas_list_every_stage(tmp_path: Path) -> None:
     export(tmp_path)
     for record in ("StageVerdict", "IntentRejected", "StageEnvelope"):
         schema = json.loads((tmp_path / f"{record}.schema.json").read_text())
         assert schema["$defs"]["Stage"]["enum"] == [stage.value for stage in Stage], record
 
 
-def test_a_stage_is_its_wire_name_in_text_and_in_a_reason():
+def test_a_stage_is_its_wire_name_in_text_and_in_a_reason() -> None:
     assert f"{Stage.DAILY_LIMIT}" == "daily_limit" and f"{Stage.FEE!r}" == "'fee'"
     assert set(ALL_GUARDRAIL_STAGES) < set(Stage)
 
 
-def test_verdicts_are_made_only_by_their_constructors():
+def test_verdicts_are_made_only_by_their_constructors() -> None:
     """`StageVerdict.passing`, `.refusing` (or `.judged`): no module builds one field by field."""
     by_hand = [
         f"{path.relative_to(REPO)}:{node.lineno}"
@@ -86,7 +87,7 @@ def test_verdicts_are_made_only_by_their_constructors():
     assert not by_hand, f"use StageVerdict.passing or .refusing: {by_hand}"
 
 
-def test_no_module_compares_a_stage_with_a_string_literal():
+def test_no_module_compares_a_stage_with_a_string_literal() -> None:
     # The tests too: a test that compares with "fee" still passes after the stage is renamed.
     paths = [path for path in sources((*PACKAGES, "tests")) if path != REPO / "schemas" / "stages.py"]
     assert len(paths) > 200, "Warden's modules were not found where this test looks"
@@ -98,7 +99,7 @@ def test_no_module_compares_a_stage_with_a_string_literal():
     assert not found, f"compare with the schemas.stages.Stage member instead: {found}"
 
 
-def test_the_walk_finds_each_way_of_spelling_a_stage():
+def test_the_walk_finds_each_way_of_spelling_a_stage() -> None:
     spelt = """
 stage == "fee"
 rejected.stage != 'signing'

@@ -15,7 +15,7 @@ S = US_PER_SECOND
 MOVES = ("broadcast", "stuck", "mined", "failed", "replaced", "dropped")
 
 
-def test_a_final_record_is_never_left():
+def test_a_final_record_is_never_left() -> None:
     for status in FINAL_TX_STATUSES - {"sign_only"}:
         for new in MOVES:
             with pytest.raises(lifecycle.IllegalTransition):
@@ -29,7 +29,7 @@ def test_a_final_record_is_never_left():
         lifecycle.check_transition("sign_only", "broadcast")
 
 
-def test_a_sign_only_record_moves_only_to_what_the_chains_final_block_holds():
+def test_a_sign_only_record_moves_only_to_what_the_chains_final_block_holds() -> None:
     # Its bytes can land after it was recorded final (sign-only: the agent broadcasts them).
     for new in ("mined", "failed", "dropped", "cancelled"):
         lifecycle.check_transition("sign_only", new, final=True)
@@ -42,7 +42,7 @@ def test_a_sign_only_record_moves_only_to_what_the_chains_final_block_holds():
         lifecycle.check_transition("cancelled", "mined", final=True)
 
 
-def test_a_decided_record_not_final_yet_can_be_reorged_or_decided_again_but_not_stuck():
+def test_a_decided_record_not_final_yet_can_be_reorged_or_decided_again_but_not_stuck() -> None:
     for status in lifecycle.DECIDED:
         for new in ("broadcast", "mined", "failed", "replaced", "dropped"):
             lifecycle.check_transition(status, new)
@@ -50,7 +50,7 @@ def test_a_decided_record_not_final_yet_can_be_reorged_or_decided_again_but_not_
             lifecycle.check_transition(status, "stuck")
 
 
-def test_next_step():
+def test_next_step() -> None:
     step = lifecycle.next_step
     # The nonce passed: replaced or dropped once it has stayed passed a while (a receipt can lag
     # the nonce), even before the replacement delay.
@@ -66,7 +66,7 @@ def test_next_step():
     assert isinstance(stuck, lifecycle.Stuck) and "WARDEN_TX_MAX_BUMPS=3" in stuck.reason
 
 
-def test_bumped_fees_are_at_least_an_eighth_more_and_never_over_the_ceiling():
+def test_bumped_fees_are_at_least_an_eighth_more_and_never_over_the_ceiling() -> None:
     # Type 2: at least 12.5 % over both fees, and enough for twice the current base fee.
     assert lifecycle.bumped_fees(2, 800, 80, 100, None) == (900, 90)
     assert lifecycle.bumped_fees(2, 800, 80, 1000, None) == (2090, 90)
@@ -79,7 +79,7 @@ def test_bumped_fees_are_at_least_an_eighth_more_and_never_over_the_ceiling():
         lifecycle.bumped_fees(2, 800, 80, 100, 899)
 
 
-def test_a_final_record_is_watched_for_an_hour_one_look_per_recheck_at_most_then_no_more():
+def test_a_final_record_is_watched_for_an_hour_one_look_per_recheck_at_most_then_no_more() -> None:
     until = 1_000 * S + lifecycle.FINAL_WATCH_US
     assert lifecycle.FINAL_WATCH_US == 3600 * S
     assert lifecycle.final_watch_wait_us(1_000 * S, until, 30 * S) == 30 * S  # woken sooner by a reorg

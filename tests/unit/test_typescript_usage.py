@@ -22,7 +22,7 @@ def _usage() -> str:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_each_typescript_block_of_the_docs_is_the_type_checked_usage(page):
+def test_each_typescript_block_of_the_docs_is_the_type_checked_usage(page: str) -> None:
     blocks = re.findall(r"^```ts\n(.*?)^```\n", (REPO / page).read_text(), re.MULTILINE | re.DOTALL)
     assert blocks, f"{page} shows no ```ts block"
     usage = _usage()

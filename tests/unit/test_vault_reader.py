@@ -7,6 +7,7 @@ change arrive in any order (each has a partition of its own) and are applied onc
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,7 +16,7 @@ from schemas.admins import VaultChange
 from schemas.auth import sign_vault_change, vault_change_headers
 from signer.custody import CustodyError, Vaults
 from signer.custody.events import VaultEvent
-from signer.vault_reader import VaultReader
+from signer.vault_reader import Settled, VaultReader
 from tests.custody_support import ADMIN, dev_root
 
 ORG, VAULT, PATH = "default", "keys", "agents/treasury/ethereum"
@@ -29,7 +30,7 @@ def headers(*events: VaultEvent) -> list[tuple[str, bytes]]:
 
 
 @pytest.fixture
-def made(tmp_path):
+def made(tmp_path: Path) -> tuple[Path, list[VaultEvent], list[VaultEvent]]:
     """An admin's CLI over its own log: the vault created (one change, the proposal), then a key
     written into it (another change, the one approved)."""
     written: list[VaultEvent] = []
@@ -40,16 +41,18 @@ def made(tmp_path):
     return tmp_path, created, written[len(created) :]
 
 
-def signer_side(tmp_path) -> tuple[Vaults, VaultReader]:
+def signer_side(tmp_path: Path) -> tuple[Vaults, VaultReader]:
     vaults = Vaults(dev_root(tmp_path), lambda event: None)
     return vaults, VaultReader(vaults.book)
 
 
-def read(reader: VaultReader, event: VaultEvent, change_headers) -> list:
+def read(reader: VaultReader, event: VaultEvent, change_headers: list[tuple[str, bytes]]) -> list[Settled]:
     return reader.read(event.key, event, event.to_bytes(), change_headers)
 
 
-def test_a_key_change_on_a_vault_whose_creation_is_only_proposed_is_refused_with_why(made):
+def test_a_key_change_on_a_vault_whose_creation_is_only_proposed_is_refused_with_why(
+    made: tuple[Path, list[VaultEvent], list[VaultEvent]],
+) -> None:
     tmp_path, _, key_change = made
     vaults, reader = signer_side(tmp_path)
     assert reader.caught_up() == []  # read live, the history of the topic behind
@@ -61,7 +64,9 @@ def test_a_key_change_on_a_vault_whose_creation_is_only_proposed_is_refused_with
     assert not vaults.has_vault(ORG, VAULT)
 
 
-def test_the_events_of_one_change_are_applied_in_any_order_once_their_vault_is(made):
+def test_the_events_of_one_change_are_applied_in_any_order_once_their_vault_is(
+    made: tuple[Path, list[VaultEvent], list[VaultEvent]],
+) -> None:
     tmp_path, created, key_change = made
     vaults, reader = signer_side(tmp_path)
     everything = (*created, *key_change)
@@ -75,7 +80,9 @@ def test_the_events_of_one_change_are_applied_in_any_order_once_their_vault_is(m
         assert key == bytearray(b"k" * 32)
 
 
-def test_a_change_read_whole_without_its_vault_refuses_what_waited(made):
+def test_a_change_read_whole_without_its_vault_refuses_what_waited(
+    made: tuple[Path, list[VaultEvent], list[VaultEvent]],
+) -> None:
     tmp_path, created, key_change = made
     vaults, reader = signer_side(tmp_path)
     vault_created, mode = created
@@ -93,7 +100,9 @@ def test_a_change_read_whole_without_its_vault_refuses_what_waited(made):
     assert read(reader, key_change[0], headers(*key_change)) == [(key_change[0].key, None)]
 
 
-def test_a_restarted_signer_applies_a_key_read_before_the_earlier_change_that_created_its_vault(made):
+def test_a_restarted_signer_applies_a_key_read_before_the_earlier_change_that_created_its_vault(
+    made: tuple[Path, list[VaultEvent], list[VaultEvent]],
+) -> None:
     """The partitions' histories come in any order: a key provisioned by a later change, read
     whole before the change that created its vault, waits for the end of the topic, and is
     applied once the creation is read (a signer that refused it had no key after a restart)."""
@@ -109,7 +118,9 @@ def test_a_restarted_signer_applies_a_key_read_before_the_earlier_change_that_cr
         assert key == bytearray(b"k" * 32)
 
 
-def test_events_without_a_change_wait_for_the_end_of_the_history_then_are_settled_at_once(made):
+def test_events_without_a_change_wait_for_the_end_of_the_history_then_are_settled_at_once(
+    made: tuple[Path, list[VaultEvent], list[VaultEvent]],
+) -> None:
     """Events one admin signed alone, from before quorums: only a topic's history holds them, in
     any order too. They wait for their vault until the topic was read to its end."""
     tmp_path, created, key_change = made
@@ -124,11 +135,13 @@ def test_events_without_a_change_wait_for_the_end_of_the_history_then_are_settle
     assert read(reader, key_change[0], []) == []
     ((item, why),) = reader.caught_up()
     assert item == key_change[0].key and "was never created here" in str(why)
-    ((_, why),) = read(reader, key_change[0], [])  # read live, after the history: at once
-    assert "was never created here" in str(why)
+    ((_, why_live),) = read(reader, key_change[0], [])  # read live, after the history: at once
+    assert "was never created here" in str(why_live)
 
 
-def test_a_secret_in_a_vault_with_no_mode_is_a_custody_error_not_an_assertion(made):
+def test_a_secret_in_a_vault_with_no_mode_is_a_custody_error_not_an_assertion(
+    made: tuple[Path, list[VaultEvent], list[VaultEvent]],
+) -> None:
     """What a home's file log may hold (the approved key without the proposed creation): reading
     the key says why, as a custody error the signer turns into a refusal."""
     tmp_path, _, key_change = made

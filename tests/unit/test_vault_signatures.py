@@ -26,7 +26,7 @@ def admins(keys: str = "2") -> Admins:
     return Admins(PINNED, parse_thresholds(f"policy={keys},approval={keys},keys={keys},chains={keys},admins=3", PINNED))
 
 
-def change(*names: str, events=EVENTS) -> VaultChange:
+def change(*names: str, events: list[tuple[str, bytes]] = EVENTS) -> VaultChange:
     first, *others = names
     signed = sign_vault_change(VaultChange.of(events, T0), KEYS[first], first)
     for name in others:
@@ -34,7 +34,7 @@ def change(*names: str, events=EVENTS) -> VaultChange:
     return signed
 
 
-def test_an_event_of_a_change_two_admins_signed_is_applied_and_one_admin_is_not_enough():
+def test_an_event_of_a_change_two_admins_signed_is_applied_and_one_admin_is_not_enough() -> None:
     value = EVENTS[0][1]
     assert vault_event_problem(value, vault_change_headers(change("a", "b")), admins()) == (["a", "b"], None)
     counted, problem = vault_event_problem(value, vault_change_headers(change("a")), admins())
@@ -45,7 +45,7 @@ def test_an_event_of_a_change_two_admins_signed_is_applied_and_one_admin_is_not_
     assert vault_event_problem(value, vault_change_headers(change("a")), admins("1")) == (["a"], None)
 
 
-def test_the_same_admin_twice_a_stranger_and_another_event_count_for_nothing():
+def test_the_same_admin_twice_a_stranger_and_another_event_count_for_nothing() -> None:
     value = EVENTS[0][1]
     assert "a signed twice (counted once)" in str(
         vault_event_problem(value, vault_change_headers(change("a", "a")), admins())[1]
@@ -64,7 +64,7 @@ def test_the_same_admin_twice_a_stranger_and_another_event_count_for_nothing():
     assert counted == ["a"] and "b's signature does not verify over this record's bytes" in str(problem)
 
 
-def test_an_event_without_a_change_is_refused_whoever_signed_it():
+def test_an_event_without_a_change_is_refused_whoever_signed_it() -> None:
     value = EVENTS[0][1]
     unsigned = vault_event_problem(value, [], admins("1"))[1]
     assert str(unsigned).startswith("unsigned: the record has no warden-vault-change")
@@ -75,7 +75,7 @@ def test_an_event_without_a_change_is_refused_whoever_signed_it():
     assert counted == [] and str(problem).startswith("unsigned: the record has no warden-vault-change")
 
 
-def test_a_change_names_its_events_exactly_and_travels_as_a_proposal():
+def test_a_change_names_its_events_exactly_and_travels_as_a_proposal() -> None:
     unsigned = VaultChange.of(EVENTS, T0)
     with pytest.raises(ValidationError, match="they are not the events event_digests names"):
         VaultChange.model_validate(
@@ -91,5 +91,6 @@ def test_a_change_names_its_events_exactly_and_travels_as_a_proposal():
     second = gathered.with_signature(KEYS["c"], "c", T0)
     gathered = gather([first.to_bytes(), second.to_bytes()], admins(), T0)[first.proposal_id]
     whole = gathered.assembled()
+    assert isinstance(whole, VaultChange)
     assert gathered.complete and [(e.key, e.value.encode()) for e in whole.events] == EVENTS
     assert vault_event_problem(EVENTS[1][1], vault_change_headers(whole), admins()) == (["a", "c"], None)

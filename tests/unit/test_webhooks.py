@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import hashlib
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from ledger.webhooks import Deliverer, WebhookOptions
 from runtime.admins import Admins
 from runtime.config import Settings
 from schemas.actions import AuditAction
+from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex
 from schemas.webhooks import WebhookEventsError, WebhookRequest, WebhookUrlError, checked_events, checked_url
 from sdk.webhooks import WebhookError, removal_request, send, signed_request
@@ -44,12 +46,12 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RETRIES = Retries(first=timedelta(seconds=5), cap=timedelta(hours=1), give_up_after=timedelta(days=1))
 
 
-def _delivery(seq: int, agent: str = "agent-1", **changes) -> Delivery:
+def _delivery(seq: int, agent: str = "agent-1", **changes: Any) -> Delivery:
     base = Delivery("wh_a", 0, seq, f"event-{seq}", agent, owed_since=NOW, next_at=NOW)
     return dataclasses.replace(base, **changes)
 
 
-def test_the_wait_doubles_from_the_first_with_jitter_and_stops_at_the_cap():
+def test_the_wait_doubles_from_the_first_with_jitter_and_stops_at_the_cap() -> None:
     assert [RETRIES.delay(n, jitter=0.999999) for n in (1, 2, 3)] == [
         timedelta(seconds=5) * (0.5 + 0.999999 / 2),
         timedelta(seconds=10) * (0.5 + 0.999999 / 2),
@@ -66,7 +68,7 @@ def test_the_wait_doubles_from_the_first_with_jitter_and_stops_at_the_cap():
     assert schedule.retry_after(None) is None
 
 
-def test_one_agents_later_event_waits_for_its_earlier_one_and_other_agents_do_not():
+def test_one_agents_later_event_waits_for_its_earlier_one_and_other_agents_do_not() -> None:
     first = _delivery(1, next_at=NOW + timedelta(minutes=5), attempts=2)  # backing off
     later = _delivery(4)  # due, but behind agent-1's first
     other = _delivery(2, agent="agent-2")
@@ -81,7 +83,7 @@ def test_one_agents_later_event_waits_for_its_earlier_one_and_other_agents_do_no
     assert schedule.due([given_up, later], NOW) == [later]
 
 
-def test_a_failed_attempt_backs_off_until_a_day_passed_since_the_event_was_owed_then_gives_up():
+def test_a_failed_attempt_backs_off_until_a_day_passed_since_the_event_was_owed_then_gives_up() -> None:
     delivery = _delivery(1)
     after = schedule.failed(delivery, NOW, "HTTP 503", RETRIES, jitter=0.0)
     assert (after.state, after.attempts, after.next_at, after.last_error) == (
@@ -99,7 +101,7 @@ def test_a_failed_attempt_backs_off_until_a_day_passed_since_the_event_was_owed_
     assert schedule.delivered(after).version > after.version
 
 
-def _row(**changes) -> dict:
+def _row(**changes: Any) -> dict[str, Any]:
     row = {
         "chain": 1,
         "seq": 41,
@@ -117,7 +119,7 @@ def _row(**changes) -> dict:
     return row | changes
 
 
-def test_a_delivery_is_signed_as_standard_webhooks_verifies_it_and_nothing_else_verifies():
+def test_a_delivery_is_signed_as_standard_webhooks_verifies_it_and_nothing_else_verifies() -> None:
     secret = messages.secret(b"k" * 32, "wh_a")
     assert secret != messages.secret(b"k" * 32, "wh_b") and len(secret) == 32
     whsec = messages.whsec(secret)
@@ -153,14 +155,14 @@ def test_a_delivery_is_signed_as_standard_webhooks_verifies_it_and_nothing_else_
         Webhook(whsec).verify(body, stale)
 
 
-def test_an_event_id_that_is_not_plain_is_sent_as_its_digest_so_the_signed_content_stays_unambiguous():
+def test_an_event_id_that_is_not_plain_is_sent_as_its_digest_so_the_signed_content_stays_unambiguous() -> None:
     assert messages.message_id("e0c3a1") == "e0c3a1"
     for odd in ("a.b", "a\nb", "", "x" * 129):
         sent = messages.message_id(odd)
         assert sent.startswith("evt_") and sent == messages.message_id(odd) and "." not in sent
 
 
-def test_large_details_are_left_out_with_their_digest_and_an_event_without_an_agent_says_so():
+def test_large_details_are_left_out_with_their_digest_and_an_event_without_an_agent_says_so() -> None:
     big = orjson.dumps({"payload_b64": "A" * (messages.MAX_DETAILS_BYTES + 1)}).decode()
     data = orjson.loads(messages.body(_row(details=big, agent_id="", intent_id="")))["data"]
     assert "details" not in data and len(data["details_sha256"]) == 64
@@ -182,12 +184,12 @@ def test_large_details_are_left_out_with_their_digest_and_an_event_without_an_ag
         ("https://example.com/ hook", "whitespace"),
     ],
 )
-def test_an_endpoint_url_is_https_or_loopback_http_with_no_credentials(url, problem):
+def test_an_endpoint_url_is_https_or_loopback_http_with_no_credentials(url: str, problem: str) -> None:
     with pytest.raises(WebhookUrlError, match=problem):
         checked_url(url)
 
 
-def test_urls_an_endpoint_may_have_and_events_it_may_choose():
+def test_urls_an_endpoint_may_have_and_events_it_may_choose() -> None:
     for url in (
         "https://hooks.example.com/warden?k=1",
         "http://127.0.0.1:8080/h",
@@ -205,7 +207,7 @@ def test_urls_an_endpoint_may_have_and_events_it_may_choose():
 
 
 @pytest.fixture
-def ledger_store(tmp_path):
+def ledger_store(tmp_path: Path) -> Iterator[ChdbStore]:
     home = tmp_path / "home"
     store = ChdbStore(store_path(Settings(home=home)))
     store.ensure_schema()
@@ -214,14 +216,14 @@ def ledger_store(tmp_path):
     store.close()
 
 
-class _CaughtUp:
+class _CaughtUp(asyncio.Event):
     def is_set(self) -> bool:
         return True
 
 
 def _registrar(store: ChdbStore, admin: Ed25519PrivateKey) -> Registrar:
     admins = Admins.with_threshold({"alice": public_key_hex(admin)}, 1)
-    return Registrar(admins, _CaughtUp(), store, b"k" * 32, [])  # type: ignore[arg-type]  # an Event's is_set alone
+    return Registrar(admins, _CaughtUp(), store, b"k" * 32, [])  # an Event's is_set alone
 
 
 def _add(admin: Ed25519PrivateKey, key_id: str = "alice", issued_at: datetime = NOW) -> WebhookRequest:
@@ -234,7 +236,7 @@ def _add(admin: Ed25519PrivateKey, key_id: str = "alice", issued_at: datetime = 
     return signed_request(request, admin, key_id)
 
 
-def test_only_a_pinned_admins_fresh_request_adds_once_and_the_store_holds_no_secret(ledger_store):
+def test_only_a_pinned_admins_fresh_request_adds_once_and_the_store_holds_no_secret(ledger_store: ChdbStore) -> None:
     alice, mallory = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     registrar = _registrar(ledger_store, alice)
     for request, status, why in [
@@ -282,7 +284,7 @@ def test_only_a_pinned_admins_fresh_request_adds_once_and_the_store_holds_no_sec
     assert again.value.status == 404
 
 
-def test_a_scan_owes_each_chosen_event_once_in_ledger_order_and_moves_its_cursor(ledger_store):
+def test_a_scan_owes_each_chosen_event_once_in_ledger_order_and_moves_its_cursor(ledger_store: ChdbStore) -> None:
     endpoint = stored.WebhookEndpoint(
         "wh_scan", "https://h.example.com/", (AuditAction.TX_SIGNED,), NOW, "alice", start={0: 0, 1: 3}
     )
@@ -308,7 +310,7 @@ def test_a_scan_owes_each_chosen_event_once_in_ledger_order_and_moves_its_cursor
     assert [(r["chain"], r["seq"]) for r in rows + rest] == sorted((r["chain"], r["seq"]) for r in every)
 
 
-def test_an_event_given_up_is_stored_listed_and_on_the_ledger_and_its_agents_next_events_go_on(tmp_path):
+def test_an_event_given_up_is_stored_listed_and_on_the_ledger_and_its_agents_next_events_go_on(tmp_path: Path) -> None:
     """A receiver that answers 500 to one event for ever: after ``give_up_after`` that event is
     given up (stored, listed, said as ``webhook.gave_up``), the agent's later events are delivered,
     and a restarted deliverer says the given-up event again under the same id and re-sends nothing."""
@@ -342,13 +344,13 @@ def _given_up(store: ChdbStore, home: Path) -> None:
         taken.append(request.headers["webhook-id"])
         return web.Response(status=204)
 
-    async def scenario() -> tuple[list, list]:
+    async def scenario() -> tuple[list[AuditEvent], list[AuditEvent]]:
         app = web.Application()
         app.router.add_post("/h", take)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        notices: list = []
+        notices: list[AuditEvent] = []
         deliverer = Deliverer(store, b"k" * 32, notices, options)
         try:
             async with aiohttp.ClientSession() as session:
@@ -356,7 +358,7 @@ def _given_up(store: ChdbStore, home: Path) -> None:
                 while len(taken) < len(rejected) - 1 and time.monotonic() < deadline:
                     await deliverer.turn(session)
                     await asyncio.sleep(0.01)
-                again: list = []
+                again: list[AuditEvent] = []
                 await Deliverer(store, b"k" * 32, again, options).turn(session)
         finally:
             await runner.cleanup()
@@ -383,8 +385,8 @@ def _given_up(store: ChdbStore, home: Path) -> None:
         f"{sql_string(said.resource)}, now64(6), {details})"
     )
 
-    async def restarted() -> list:
-        said_again: list = []
+    async def restarted() -> list[AuditEvent]:
+        said_again: list[AuditEvent] = []
         async with aiohttp.ClientSession() as session:
             await Deliverer(store, b"k" * 32, said_again, options).turn(session)
         return said_again
@@ -399,7 +401,9 @@ def _given_up(store: ChdbStore, home: Path) -> None:
     )
 
 
-def test_the_command_says_what_is_wrong_before_it_reads_a_key_and_when_no_ledger_answers(tmp_path, monkeypatch, capsys):
+def test_the_command_says_what_is_wrong_before_it_reads_a_key_and_when_no_ledger_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
     monkeypatch.setenv("WARDEN_LEDGER_HTTP", f"127.0.0.1:{free_port()}")  # nothing listens
     final = AuditAction.TX_FINAL.value
@@ -414,13 +418,15 @@ def test_the_command_says_what_is_wrong_before_it_reads_a_key_and_when_no_ledger
     assert "no ledger answers at http://" in capsys.readouterr().err
 
 
-def test_over_http_a_request_not_an_admins_is_refused_with_why_and_a_malformed_one_field_by_field(ledger_store):
+def test_over_http_a_request_not_an_admins_is_refused_with_why_and_a_malformed_one_field_by_field(
+    ledger_store: ChdbStore,
+) -> None:
     alice = Ed25519PrivateKey.generate()
     registrar = _registrar(ledger_store, alice)
     port = free_port()
     settings = dataclasses.replace(Settings(), ledger_http=f"127.0.0.1:{port}")
 
-    async def scenario() -> list:
+    async def scenario() -> list[Any]:
         runner = await serve(registrar.routes, "127.0.0.1", port)
         try:
             now = datetime.now(UTC)
@@ -447,7 +453,9 @@ def test_over_http_a_request_not_an_admins_is_refused_with_why_and_a_malformed_o
     assert junk[0] == 400 and "url: plain http is allowed only to a loopback host" in junk[1]["error"]
 
 
-def test_a_passkey_admins_request_is_checked_for_the_consoles_relying_party_over_its_exact_bytes(ledger_store):
+def test_a_passkey_admins_request_is_checked_for_the_consoles_relying_party_over_its_exact_bytes(
+    ledger_store: ChdbStore,
+) -> None:
     passkey = SoftPasskey()
     admins = Admins.with_threshold({"alice": passkey.pinned()}, 1, party=PARTY)
     registrar = Registrar(admins, _CaughtUp(), ledger_store, b"k" * 32, [])  # an Event's is_set alone
@@ -458,10 +466,11 @@ def test_a_passkey_admins_request_is_checked_for_the_consoles_relying_party_over
         issued_at=NOW,
         admin_key_id="alice",
     )
-    for made, why in [
+    forgeries: list[tuple[dict[str, Any], str]] = [
         ({"origin": "https://evil.example.com"}, "origin"),
         ({"challenge": hashlib.sha256(b"other bytes").digest()}, "challenge"),
-    ]:
+    ]
+    for made, why in forgeries:
         forged = request.model_copy(update={"signature": passkey.sign(request.signing_bytes(), **made)})
         with pytest.raises(WebhookRefused, match=why):
             registrar.register(forged, NOW)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,9 +25,11 @@ from ledger.store import ChdbStore, store_path
 from rules.prices import Price
 from runtime.config import Settings
 from schemas.actions import AuditAction
+from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex
 from schemas.codes import Code
-from schemas.intent import SealedSecret
+from schemas.emit import Emit
+from schemas.intent import SealedSecret, TransactionIntent
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from schemas.stages import Stage
@@ -52,7 +55,7 @@ FEED = "0x" + "cc" * 20
 QUOTE = FeeQuote(gas_limit=21_000, fee_per_gas=10**9)
 
 
-def policy(**fields) -> AgentPolicy:
+def policy(**fields: Any) -> AgentPolicy:
     return AgentPolicy(
         agent_id="agent-w",
         version=2,
@@ -63,13 +66,13 @@ def policy(**fields) -> AgentPolicy:
     )
 
 
-def recorded(n: int, to: str, value: str, outcome: str = "approved", **fields) -> Recorded:
+def recorded(n: int, to: str, value: str, outcome: str = "approved", **fields: Any) -> Recorded:
     at = T0 + timedelta(minutes=n)
     intent = new_intent(KEY, agent_id="agent-w", chain="anvil", to=to, value=value, now=at)
     return Recorded(intent, at, outcome, quote=fields.pop("quote", QUOTE), **fields)
 
 
-def test_windows_are_the_replays_own_and_in_order():
+def test_windows_are_the_replays_own_and_in_order() -> None:
     history = [recorded(0, A, "0.4"), recorded(1, A, "0.4"), recorded(2, B, "0.4")]
     replayed = asyncio.run(replay(history, policy(tx_daily_limit_eth="1"), 600 * 10**6))
     assert [r.outcome for r in replayed] == ["approved", "approved", "refused"]
@@ -80,7 +83,7 @@ def test_windows_are_the_replays_own_and_in_order():
     assert doc["totals"]["would_have_moved"] == {"native": str(8 * 10**17)}
 
 
-def test_a_fee_never_quoted_or_a_price_never_read_is_undetermined_not_guessed():
+def test_a_fee_never_quoted_or_a_price_never_read_is_undetermined_not_guessed() -> None:
     never_quoted = recorded(0, A, "0.1", "refused", quote=None)
     replayed = asyncio.run(replay([never_quoted], policy(), 600 * 10**6))
     assert (replayed[0].outcome, replayed[0].stage) == ("undetermined", Stage.FEE)
@@ -89,7 +92,7 @@ def test_a_fee_never_quoted_or_a_price_never_read_is_undetermined_not_guessed():
     assert (replayed[0].outcome, replayed[0].code) == ("undetermined", Code.PRICE_NOT_RECORDED)
 
 
-def test_recorded_prices_are_used_and_held_to_the_new_staleness_bound():
+def test_recorded_prices_are_used_and_held_to_the_new_staleness_bound() -> None:
     price = Price(FEED, 7, 3000 * 10**8, 8, int(T0.timestamp()) - 600)
     usd = dict(usd_max_per_tx="200", price_feeds=({"chain": "anvil", "asset": "native", "feed": FEED},))
     one = recorded(1, A, "0.1", prices={"native": price})  # $300 and a fee
@@ -102,7 +105,7 @@ def test_recorded_prices_are_used_and_held_to_the_new_staleness_bound():
 # -- what is replayed: only intents whose signature verifies under the key in force then ----------
 
 
-def _rows(emits, first_seq: int = 0) -> list[tuple]:
+def _rows(emits: list[Emit], first_seq: int = 0) -> list[tuple[Any, ...]]:
     """The ledger's rows of a worker's audit events, as `read_ledger` reads them (one chain)."""
     return [
         (0, first_seq + n, e.intent_id or "", e.action, e.ts, orjson.dumps(e.details).decode())
@@ -110,7 +113,9 @@ def _rows(emits, first_seq: int = 0) -> list[tuple]:
     ]
 
 
-def _ledger(world: World, steps) -> tuple[list[tuple], list[tuple]]:
+def _ledger(
+    world: World, steps: list[tuple[AgentPolicy, int] | tuple[bytes, int]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Each step (a policy, or an intent's bytes, with the minutes after T0 it came in) through the
     real streams engine; its audit events as the ledger's rows: (policy rows, intent rows)."""
     policy_rows: list[tuple[Any, ...]] = []
@@ -124,12 +129,12 @@ def _ledger(world: World, steps) -> tuple[list[tuple], list[tuple]]:
     return policy_rows, rows
 
 
-def _forged(intent, **changes) -> bytes:
+def _forged(intent: TransactionIntent, **changes: Any) -> bytes:
     """``intent`` as a keyless topic writer rewrites it: fields changed, its signature zeroed."""
     return intent.model_copy(update={**changes, "signature": "00" * 64}).to_bytes()
 
 
-def test_intents_whose_signature_never_verified_are_skipped_and_counted():
+def test_intents_whose_signature_never_verified_are_skipped_and_counted() -> None:
     world = World()
     paid = world.intent("0.1", now=T0)
     forged = [world.intent("0.5", now=T0 + timedelta(minutes=1)) for _ in range(2)]
@@ -157,7 +162,7 @@ def test_intents_whose_signature_never_verified_are_skipped_and_counted():
     assert doc["totals"]["skipped"] == 3 and doc["totals"]["intents"] == 1
 
 
-def test_the_key_is_the_one_in_force_when_the_intent_was_submitted():
+def test_the_key_is_the_one_in_force_when_the_intent_was_submitted() -> None:
     world = World()
     old_key, new_key = world.agent_key, Ed25519PrivateKey.generate()
     before = world.intent("0.1", now=T0)  # under the first key, while it was in force
@@ -187,7 +192,7 @@ def test_the_key_is_the_one_in_force_when_the_intent_was_submitted():
     )
 
 
-def test_what_cannot_be_checked_is_skipped_with_its_reason():
+def test_what_cannot_be_checked_is_skipped_with_its_reason() -> None:
     world = World()
     sealed = world.intent(
         "0.1", now=T0, sealed_client_share=(SealedSecret(key_id="0123456789abcdef", sealed="c2VhbGVk"),)
@@ -209,7 +214,7 @@ def test_what_cannot_be_checked_is_skipped_with_its_reason():
 # -- the rows read, checked against the ledger's chains and signed checkpoints first ---------------
 
 
-def _what_was_read(events, chains: set[int], oldest) -> LedgerRead:
+def _what_was_read(events: list[AuditEvent], chains: set[int], oldest: datetime) -> LedgerRead:
     """A replay's read of ``events`` (as `build_ledger` chains them): every row of ``chains``."""
     seqs: dict[int, int] = {}
     rows = []
@@ -221,7 +226,9 @@ def _what_was_read(events, chains: set[int], oldest) -> LedgerRead:
     return LedgerRead([], {}, rows, oldest)
 
 
-def test_the_rows_read_are_checked_against_the_chains_and_checkpoints_and_a_rewrite_refuses_the_replay(tmp_path):
+def test_the_rows_read_are_checked_against_the_chains_and_checkpoints_and_a_rewrite_refuses_the_replay(
+    tmp_path: Path,
+) -> None:
     home = tmp_path / "home"
     key = load_or_create_signing_key(home)
     settings = dataclasses.replace(Settings(), home=home, clickhouse_url=None, ledger_http=f"127.0.0.1:{free_port()}")

@@ -13,22 +13,22 @@ DAY_US = 86_400 * US
 NOW = 1_795_000_000 * US  # a fixed instant, in µs since the epoch
 
 
-def test_the_window_is_24_hours():
+def test_the_window_is_24_hours() -> None:
     assert WINDOW_SECONDS == 86_400
 
 
-def test_a_spend_exactly_24_hours_old_has_left_the_window():
+def test_a_spend_exactly_24_hours_old_has_left_the_window() -> None:
     window = SpendWindow({"old": (NOW - DAY_US, 5)})
     assert window.spent(NOW) == 0
 
 
-def test_a_spend_one_microsecond_younger_than_24_hours_still_counts():
+def test_a_spend_one_microsecond_younger_than_24_hours_still_counts() -> None:
     # 86,399.999999 s old.
     window = SpendWindow({"recent": (NOW - DAY_US + 1, 5)})
     assert window.spent(NOW) == 5
 
 
-def test_a_reservation_slides_out_exactly_24_hours_later():
+def test_a_reservation_slides_out_exactly_24_hours_later() -> None:
     window = SpendWindow()
     window.reserve("i-1", NOW, 7)
     assert window.spent(NOW) == 7
@@ -36,7 +36,7 @@ def test_a_reservation_slides_out_exactly_24_hours_later():
     assert window.spent(NOW + DAY_US) == 0
 
 
-def test_spent_sums_only_what_is_inside_the_window():
+def test_spent_sums_only_what_is_inside_the_window() -> None:
     window = SpendWindow()
     window.reserve("a", NOW - DAY_US + 1, 1)
     window.reserve("b", NOW - 3600 * US, 10)
@@ -47,7 +47,7 @@ def test_spent_sums_only_what_is_inside_the_window():
     assert window.spent(NOW - 1) == 11
 
 
-def test_reserve_is_idempotent_by_intent_id():
+def test_reserve_is_idempotent_by_intent_id() -> None:
     window = SpendWindow()
     window.reserve("i-1", NOW, 5 * 10**17)
     window.reserve("i-1", NOW + 10 * US, 9 * 10**18)
@@ -56,7 +56,7 @@ def test_reserve_is_idempotent_by_intent_id():
     assert window.spent(NOW + 30 * US) == 5 * 10**17
 
 
-def test_release_removes_the_reservation_once():
+def test_release_removes_the_reservation_once() -> None:
     window = SpendWindow()
     window.reserve("i-1", NOW, 5)
     window.reserve("i-2", NOW, 7)
@@ -69,7 +69,7 @@ def test_release_removes_the_reservation_once():
     assert window.spent(NOW) == 7
 
 
-def test_a_released_intent_can_be_reserved_again():
+def test_a_released_intent_can_be_reserved_again() -> None:
     window = SpendWindow()
     window.reserve("i-1", NOW, 5)
     window.release("i-1")
@@ -77,7 +77,7 @@ def test_a_released_intent_can_be_reserved_again():
     assert window.entries == {"i-1": (NOW + US, 6)}
 
 
-def test_prune_drops_only_entries_that_can_never_count_again():
+def test_prune_drops_only_entries_that_can_never_count_again() -> None:
     window = SpendWindow(
         {"gone": (NOW - DAY_US, 1), "older": (NOW - 2 * DAY_US, 2), "kept": (NOW - DAY_US + 1, 4), "fresh": (NOW, 8)}
     )
@@ -86,13 +86,13 @@ def test_prune_drops_only_entries_that_can_never_count_again():
     assert window.spent(NOW) == 12
 
 
-def test_reserve_prunes_as_it_goes():
+def test_reserve_prunes_as_it_goes() -> None:
     window = SpendWindow({"gone": (NOW - DAY_US, 1)})
     window.reserve("new", NOW, 2)
     assert set(window.entries) == {"new"}
 
 
-def test_values_beyond_2_to_the_64_stay_exact():
+def test_values_beyond_2_to_the_64_stay_exact() -> None:
     window = SpendWindow()
     window.reserve("big", NOW, 2**64 + 1)
     window.reserve("huge", NOW + 1, 2**256 - 1)
@@ -100,7 +100,7 @@ def test_values_beyond_2_to_the_64_stay_exact():
     assert window.spent(NOW + 2) == 2**64 + 1 + 2**256 - 1 + 1
 
 
-def test_in_window_is_the_rule_spent_applies():
+def test_in_window_is_the_rule_spent_applies() -> None:
     assert not in_window(NOW - DAY_US, NOW) and in_window(NOW - DAY_US + 1, NOW)
     assert in_window(NOW, NOW) and not in_window(NOW + 1, NOW)
     assert window_start_us(NOW) == NOW - DAY_US
@@ -118,10 +118,11 @@ def test_in_window_is_the_rule_spent_applies():
         max_size=60,
     )
 )
-def test_the_kept_total_always_equals_summing_every_reservation(operations):
+def test_the_kept_total_always_equals_summing_every_reservation(operations: list[tuple[str, int, int, int]]) -> None:
     """`spent` keeps a running total instead of summing the day's reservations: it must say
     exactly what the sum says, whatever the order of reservations, releases, prunes and moments."""
-    window, model = SpendWindow(), {}
+    window = SpendWindow()
+    model: dict[str, tuple[int, int]] = {}  # intent id: (at, wei), as `entries` holds them
     for op, n, offset, wei in operations:
         intent_id, at = f"i-{n}", NOW + offset
         if op == "reserve":

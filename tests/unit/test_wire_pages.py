@@ -7,6 +7,7 @@ import importlib
 import json
 import pkgutil
 import re
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -38,7 +39,9 @@ def _code(cell: str) -> str:
 
 
 @pytest.mark.parametrize("model", [TransactionIntent, AgentPolicy])
-def test_the_page_lists_every_field_with_its_default_and_whether_it_is_signed(model):
+def test_the_page_lists_every_field_with_its_default_and_whether_it_is_signed(
+    model: type[AgentPolicy] | type[TransactionIntent],
+) -> None:
     listed = {_code(name): (default, presence) for name, _kind, default, presence in _rows(f"fields {model.__name__}")}
     omitted = model._OMITTED_AT_DEFAULT
     expected = {}
@@ -68,7 +71,7 @@ def _schemas_classes() -> dict[str, type]:
     return classes
 
 
-def test_the_page_lists_every_field_left_out_at_its_default():
+def test_the_page_lists_every_field_left_out_at_its_default() -> None:
     listed = {(_code(record), _code(field)): json.loads(_code(default)) for record, field, default in _rows("omitted")}
     in_code = {}
     for name, cls in _schemas_classes().items():
@@ -79,7 +82,7 @@ def test_the_page_lists_every_field_left_out_at_its_default():
     assert listed == in_code
 
 
-def test_the_page_example_is_what_python_computes():
+def test_the_page_example_is_what_python_computes() -> None:
     sent = json.loads(block_after("example-sent"))
     key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(EXAMPLE_SEED))
     assert EXAMPLE_SEED in page_text() and public_key_hex(key) in page_text()
@@ -89,7 +92,7 @@ def test_the_page_example_is_what_python_computes():
     assert block_after("example-digest-signature").split() == digest_and_signature
 
 
-def _page_policy_bytes(full: dict, omit: bool) -> bytes:
+def _page_policy_bytes(full: dict[str, Any], omit: bool) -> bytes:
     """A policy's signing bytes as section 3 says to build them, from a record that names every
     field: the fields of the "omitted at default" table left out while at their default (and a
     contract-call rule's ``unsimulated`` while false), canonical JSON."""
@@ -112,7 +115,7 @@ def _page_policy_bytes(full: dict, omit: bool) -> bytes:
 
 
 @pytest.mark.parametrize("omit", [True, False])
-def test_a_policy_signed_as_the_page_says_verifies_and_one_that_keeps_defaults_does_not(omit):
+def test_a_policy_signed_as_the_page_says_verifies_and_one_that_keeps_defaults_does_not(omit: bool) -> None:
     from runtime.admins import Admins
     from schemas.auth import policy_signature_valid
 

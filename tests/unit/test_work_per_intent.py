@@ -23,10 +23,11 @@ from datetime import timedelta
 import pytest
 
 from schemas import topics
+from schemas.emit import Emit
 from tests.engine_support import INTENTS, T0, World, counting, on
 
 
-def test_the_worker_parses_and_verifies_each_intent_once():
+def test_the_worker_parses_and_verifies_each_intent_once() -> None:
     world = World()
     world.publish(world.policy())
     # The first intent under a policy reads the policy out of the worker's table (then held by
@@ -36,11 +37,11 @@ def test_the_worker_parses_and_verifies_each_intent_once():
     raws = [intent.to_bytes() for intent in intents]
     with pytest.MonkeyPatch.context() as patch:
         calls = counting(patch)
-        approved = []
+        approved: list[Emit] = []
         for i, raw in enumerate(raws):
             emits = world.submit(raw, now=T0 + timedelta(seconds=i))
             approved += on(emits, topics.INTENTS_APPROVED)
     assert len(approved) == INTENTS  # every intent went through every stage
     assert calls == collections.Counter(
-        {"parse TransactionIntent": INTENTS, **{f"verify {intent.signing_bytes()}": 1 for intent in intents}}
+        {"parse TransactionIntent": INTENTS, **{f"verify {intent.signing_bytes()!r}": 1 for intent in intents}}
     ), calls

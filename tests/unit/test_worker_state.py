@@ -13,6 +13,11 @@ test_worker_changelog.py, test_crash_recovery.py)."""
 from __future__ import annotations
 
 import asyncio
+from asyncio import Future
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
@@ -22,7 +27,7 @@ from runtime.changelog import ChangelogError, UnreadableRecord
 from runtime.config import Settings
 from schemas import topics
 from schemas.auth import AuditSigner
-from schemas.emit import Emit
+from schemas.emit import Emit, Source
 from signer.changelog import SIGNER_LOG
 from streams.redelivery import Published
 from streams.state import WORKER_LOG, PartitionTables, Table, WorkerStates
@@ -35,7 +40,7 @@ def _states(*owned: int) -> WorkerStates:
     return WorkerStates(set(owned))
 
 
-def test_a_decision_writes_into_the_partition_it_was_read_from_and_is_read_over_those_owned():
+def test_a_decision_writes_into_the_partition_it_was_read_from_and_is_read_over_those_owned() -> None:
     states = _states(0, 1)
     decisions = Table("decisions", states)
     with states.deciding(1):
@@ -52,7 +57,7 @@ def test_a_decision_writes_into_the_partition_it_was_read_from_and_is_read_over_
         Table("spend", states)
 
 
-def test_a_record_that_did_not_hold_rolls_back_and_a_replay_holds_the_same_rows():
+def test_a_record_that_did_not_hold_rolls_back_and_a_replay_holds_the_same_rows() -> None:
     states = _states(0)
     policies = Table("policies", states)
     with states.deciding(0):
@@ -75,13 +80,14 @@ def test_a_record_that_did_not_hold_rolls_back_and_a_replay_holds_the_same_rows(
         copy.replay([("put", ("spend", "agent", "1"))])
 
 
-def test_a_changelog_record_is_the_workers_and_holds_only_puts():
+def test_a_changelog_record_is_the_workers_and_holds_only_puts() -> None:
     value = WORKER_LOG.seal(partition=2, prev=4, writer="w", writes=[("put", ("decisions", "i", None))], key=KEY)
     pinned = {"w": "0x" + KEY.public_key().public_bytes_raw().hex()}.get
     entry = WORKER_LOG.open(value, 2, pinned)
     assert (entry.prev, entry.writes) == (4, [("put", ("decisions", "i", None))])
+    nobody: dict[str, str] = {}
     with pytest.raises(ChangelogError, match="not a pinned worker"):
-        WORKER_LOG.open(value, 2, {}.get)
+        WORKER_LOG.open(value, 2, nobody.get)
     with pytest.raises(ChangelogError, match="not w's"):  # a signer's record is no worker's: another domain
         forged = SIGNER_LOG.seal(partition=2, prev=4, writer="w", writes=[], key=KEY)
         WORKER_LOG.open(forged, 2, pinned)
@@ -94,8 +100,8 @@ class _Recorder:
     """Stand-ins for the worker's producer, consumer and partitions' owner, writing down in one list
     the order in which they were asked things."""
 
-    def __init__(self, states: WorkerStates, lose: frozenset[int] = frozenset()):
-        self.events: list[tuple] = []
+    def __init__(self, states: WorkerStates, lose: Iterable[int] = frozenset()) -> None:
+        self.events: list[tuple[Any, ...]] = []
         self.states = states
         self.owned = states.owned
         self.lose = set(lose)
@@ -105,7 +111,7 @@ class _Recorder:
     def pending_bytes(self) -> int:
         return 0
 
-    async def flush(self, touched=()) -> set[int]:
+    async def flush(self, touched: Collection[int] = ()) -> set[int]:
         written = sorted(p for p, state in self.states.opened() if state.writes)
         self.events.append(("append", written, sorted(touched)))
         lost = self.lose & (set(written) | set(touched))
@@ -122,17 +128,19 @@ class _Recorder:
         self.owned.update(partitions)
 
     # the producer
-    async def send(self, topic, value, key=None, headers=None):
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> Future[Any]:
         self.events.append(("send", topic, value))
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
     # the consumer
-    def assignment(self):
+    def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(t, p) for t in input_topics("fused") for p in (0, 1)}
 
-    async def seek_to_committed(self, *tps):
+    async def seek_to_committed(self, *tps: TopicPartition) -> dict[TopicPartition, int]:
         self.events.append(("seek", sorted({tp.partition for tp in tps})))
         return dict.fromkeys(tps, 5)
 
@@ -140,10 +148,10 @@ class _Recorder:
 class _Engine:
     """Decides every intent by writing a decision and emitting an approval named after it."""
 
-    def __init__(self, states: WorkerStates):
+    def __init__(self, states: WorkerStates) -> None:
         self.decisions = Table("decisions", states)
 
-    def on_intent(self, value: bytes, source, now):
+    def on_intent(self, value: bytes, source: Source, now: datetime) -> list[Emit]:
         self.decisions[value.decode()] = {"outcome": "approved"}
         return [Emit(topics.INTENTS_APPROVED, "agent", value)]
 
@@ -151,7 +159,7 @@ class _Engine:
         pass
 
 
-def _worker(tmp_path, states: WorkerStates, recorder: _Recorder) -> Worker:
+def _worker(tmp_path: Path, states: WorkerStates, recorder: _Recorder) -> Worker:
     worker = Worker.__new__(Worker)  # the loops without their broker connections
     worker.settings = Settings(home=tmp_path)
     worker.engine = _Engine(states)  # type: ignore[assignment]  # a stand-in that records what it is asked
@@ -174,7 +182,7 @@ def _batch(*items: tuple[int, bytes]) -> dict[TopicPartition, list[ConsumerRecor
     return out
 
 
-def test_nothing_a_batch_emitted_is_sent_before_its_writes_were_appended(tmp_path):
+def test_nothing_a_batch_emitted_is_sent_before_its_writes_were_appended(tmp_path: Path) -> None:
     states = _states(0, 1)
     recorder = _Recorder(states)
     worker = _worker(tmp_path, states, recorder)
@@ -184,7 +192,7 @@ def test_nothing_a_batch_emitted_is_sent_before_its_writes_were_appended(tmp_pat
     assert all(e[0] == "send" for e in recorder.events[1:])
 
 
-def test_a_partition_whose_record_did_not_hold_publishes_nothing_and_is_read_and_decided_again(tmp_path):
+def test_a_partition_whose_record_did_not_hold_publishes_nothing_and_is_read_and_decided_again(tmp_path: Path) -> None:
     states = _states(0, 1)
     recorder = _Recorder(states, lose={1})
     worker = _worker(tmp_path, states, recorder)
@@ -196,7 +204,7 @@ def test_a_partition_whose_record_did_not_hold_publishes_nothing_and_is_read_and
     assert states.partition(0).tables["decisions"] == {"i-1": {"outcome": "approved"}}
 
 
-def test_a_record_of_a_partition_not_owned_is_not_decided(tmp_path):
+def test_a_record_of_a_partition_not_owned_is_not_decided(tmp_path: Path) -> None:
     states = _states(0)
     recorder = _Recorder(states)
     worker = _worker(tmp_path, states, recorder)
@@ -205,20 +213,20 @@ def test_a_record_of_a_partition_not_owned_is_not_decided(tmp_path):
     assert not [e for e in recorder.events if e[0] == "send"]
 
 
-def test_a_partition_lost_mid_batch_decides_nothing_more_of_that_batch(tmp_path):
+def test_a_partition_lost_mid_batch_decides_nothing_more_of_that_batch(tmp_path: Path) -> None:
     """Its records come again from the committed offset, in order: deciding the batch's later
     ones now would decide them before the earlier ones are decided again."""
     states = _states(1)
     recorder = _Recorder(states, lose={1})
-    recorder.pending_bytes = lambda: 10**9  # every decision ends a lot, as a wait for the node does
+    cast(Any, recorder).pending_bytes = lambda: 10**9  # every decision ends a lot, as a wait for the node does
     flush = recorder.flush
 
-    async def lose_once(touched=()):
+    async def lose_once(touched: Collection[int] = ()) -> set[int]:
         lost = await flush(touched)
         recorder.lose.clear()
         return lost
 
-    recorder.flush = lose_once
+    cast(Any, recorder).flush = lose_once  # the recorder's own flush, then nothing more lost
     worker = _worker(tmp_path, states, recorder)
     asyncio.run(worker.one(_batch((1, b"i-1"), (1, b"i-2"))))
     assert ("seek", [1]) in recorder.events and ("restore", [1]) in recorder.events
