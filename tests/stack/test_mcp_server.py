@@ -75,7 +75,11 @@ async def _calls(settings: Settings, agent: str, address: str, errlog: TextIOWra
         # report it (the real outcome comes later, through the worker, the signer and Anvil).
         start = await end_offsets(settings, (topics.INTENTS_SUBMITTED,))
         forged: list[str] = []
-        forger = asyncio.create_task(forge_rejections(settings, agent, start, forged))
+        reading = asyncio.Event()
+        forger = asyncio.create_task(forge_rejections(settings, agent, start, forged, reading))
+        # The forger reads the topic before the submit: on a busy machine its consumer can start
+        # after the pipeline has answered, and then it forges nothing.
+        await asyncio.wait_for(reading.wait(), 60)
         try:
             got["mined"] = await call("submit_transaction", chain="anvil", to=DEST, value="0.01")
         finally:
