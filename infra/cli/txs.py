@@ -3,7 +3,7 @@ cancellation of a sign-only one whose bytes have not landed (a denial signed wit
 key, WARDEN_ADMIN_ID, on warden.approvals; the signer takes its nonce with a 0-value transfer).
 
 Reads ``warden.txs.signed``, ``warden.solana.signed`` and ``warden.intents.rejected`` from the
-start; ``list`` shows every family's transactions, ``show`` and ``cancel`` take an EVM one. Per intent, it keeps
+start; ``list`` and ``show`` take every family's transactions, ``cancel`` an EVM one. Per intent, it keeps
 the newest status the signer reported, and whether it is final (mined, failed, replaced or
 dropped at a block the chain finalized; until then a reorg can still move it), and the history of
 every status in order (``show`` prints it: the fee bumps, why it was stuck, a block that left the
@@ -152,6 +152,9 @@ def _list_or_show(args: argparse.Namespace) -> int:
             for refusal in refusals:
                 print(_rejected_line(refusal) + f"  (intent_digest {refusal.intent_digest})")
             return 0
+        solana = [r for r in found.solana_transactions if args.id in (r.intent_id, r.tx_signature, r.signature)]
+        if not wanted and solana:
+            return _show_solana(args, solana[0])
         if not wanted:
             return fail(
                 "warden txs show",
@@ -190,6 +193,33 @@ def _list_or_show(args: argparse.Namespace) -> int:
             print(row["receipt"], end="")
         return 0
     return _list(args, found)
+
+
+def _show_solana(args: argparse.Namespace, record: SignedSolanaTransaction) -> int:
+    """``warden txs show`` of a Solana transaction: its newest record, field by field (no fee
+    bumps or reorgs to tell: a Solana transaction lands as it was signed or not at all)."""
+    row = _row(record, args.include_signed_tx)
+    if args.proof:
+        if record.intent_digest is None:  # every signer names it; the field is optional for other outcomes
+            return fail(
+                "warden txs show --proof", "the transaction's record names no intent digest to ask a receipt by", 1
+            )
+        try:
+            row["receipt"] = asyncio.run(
+                outcome_receipt(load(), record.intent_id, record.agent_id, record.intent_digest)
+            )
+        except ReceiptUnavailable as exc:
+            return fail("warden txs show --proof", exc, 1)
+    if args.json:
+        print_json(row)
+        return 0
+    for name, value in row.items():
+        if name != "receipt":
+            print(f"{name:18} {value}")
+    if args.proof:
+        print("receipt (c2sp.org/tlog-proof; check it with `warden audit check-receipt`)")
+        print(row["receipt"], end="")
+    return 0
 
 
 def _list(args: argparse.Namespace, found: AgentRecords) -> int:

@@ -112,6 +112,10 @@ def test_an_agent_moves_sol_with_the_plain_commands_and_nothing_past_its_policy(
         (sent["intent_id"], CHAIN, address)
     ]
     assert [r["code"] for r in listed["rejected"]] == [Code.RECIPIENT_NOT_ALLOWLISTED, Code.VALUE_OVER_CAP]
+    shown = _json(warden(settings, "txs", "show", sent["tx_signature"], "--agent", agent, "--json"))
+    assert (shown["intent_id"], shown["chain"]) == (sent["intent_id"], CHAIN)
+    assert shown["status"] in ("confirmed", "finalized"), shown  # it may have been finalized since
+    assert "signed_tx" not in shown
     lines = warden(settings, "txs", "list", "--agent", agent).stdout.splitlines()
     assert lines[0].startswith(sent["intent_id"]) and f"{CHAIN}:{sent['tx_signature']}" in lines[0], lines
     assert lines[-1].startswith(f"1 transaction(s) of {agent}: ") and "2 intent(s) rejected" in lines[-1], lines
