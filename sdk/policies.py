@@ -160,7 +160,10 @@ def _family_of(address: object, families: set[Family]) -> Family:
 
 def _place_by_family(record: dict[str, Any], plain: Mapping[str, Any], own: Mapping[Family, str]) -> None:
     """Writes the recipients, cap and daily limit ``plain`` gives (under EVM's field names, as the
-    options set them) into the fields of each family of the networks the policy allows."""
+    options set them) into the fields of each family of the networks the policy allows. Without
+    them nothing is placed: an update of another field makes no family's section."""
+    if not plain:
+        return
     families = _families(record)
     allowlist = plain.get(_EVM_PLAIN.allowlist)
     recipients: dict[Family, list[Any]] = {family: [] for family in families}

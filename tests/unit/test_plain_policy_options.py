@@ -52,6 +52,13 @@ def test_an_update_changes_what_it_names_for_every_family_and_keeps_the_rest() -
     assert second.solana.address == SOL_AGENT
 
 
+def test_an_update_without_the_plain_options_makes_no_section() -> None:
+    without = _policy({"chains": "anvil,solana-local"}, own={})
+    assert without.solana is None
+    later = _policy({"approval_timeout": "120"}, current=without, own=OWN)
+    assert later.solana is None and later.approval_timeout_s == 120
+
+
 def test_an_evm_only_policy_is_written_as_before() -> None:
     policy = _policy({"chains": "anvil", "allowlist": EVM_ADDRESS, "max_value": "0.1", "daily_limit": "1"}, own={})
     assert (policy.tx_to_allowlist, policy.tx_max_value_eth, policy.tx_daily_limit_eth) == ((EVM_ADDRESS,), "0.1", "1")
