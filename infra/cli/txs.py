@@ -153,33 +153,48 @@ def _list_or_show(args: argparse.Namespace) -> int:
                 print(_rejected_line(refusal) + f"  (intent_digest {refusal.intent_digest})")
             return 0
         solana = [r for r in found.solana_transactions if args.id in (r.intent_id, r.tx_signature, r.signature)]
-        if not wanted and solana:
-            return _show_solana(args, solana[0])
-        if not wanted:
+        if wanted:
+            return _show(args, settings, wanted[0], history[wanted[0].intent_id])
+        if solana:
+            return _show(args, settings, solana[0], None)
+        return fail(
+            "warden txs show",
+            f"no transaction of agent {args.agent!r} with intent id or hash "
+            f"{args.id!r}; `warden txs list --agent {args.agent}` lists them",
+            1,
+        )
+    return _list(args, found)
+
+
+def _show(
+    args: argparse.Namespace,
+    settings: Settings,
+    record: SignedTransaction | SignedSolanaTransaction,
+    history: list[SignedTransaction] | None,
+) -> int:
+    """``warden txs show``: the transaction's newest record field by field, an EVM one's
+    ``history`` of statuses (a Solana transaction lands as it was signed or not at all: no fee
+    bumps or reorgs to tell), and with ``--proof`` its receipt."""
+    row = _row(record, args.include_signed_tx)
+    if history is not None:
+        row["history"] = status_history(history)
+    if args.proof:
+        digest = record.intent_digest
+        if digest is None:  # every signer names it; the field is optional for unreadable records' refusals
             return fail(
-                "warden txs show",
-                f"no transaction of agent {args.agent!r} with intent id or hash "
-                f"{args.id!r}; `warden txs list --agent {args.agent}` lists them",
-                1,
+                "warden txs show --proof", "the transaction's record names no intent digest to ask a receipt by", 1
             )
-        row = _row(wanted[0], args.include_signed_tx)
-        row["history"] = status_history(history[wanted[0].intent_id])
-        if args.proof:
-            digest = wanted[0].intent_digest
-            if digest is None:  # every signer names it; the field is optional for unreadable records' refusals
-                return fail(
-                    "warden txs show --proof", "the transaction's record names no intent digest to ask a receipt by", 1
-                )
-            try:
-                row["receipt"] = asyncio.run(outcome_receipt(settings, wanted[0].intent_id, wanted[0].agent_id, digest))
-            except ReceiptUnavailable as exc:
-                return fail("warden txs show --proof", exc, 1)
-        if args.json:
-            print_json(row)
-            return 0
-        for name, value in row.items():
-            if name not in ("history", "receipt"):
-                print(f"{name:18} {value}")
+        try:
+            row["receipt"] = asyncio.run(outcome_receipt(settings, record.intent_id, record.agent_id, digest))
+        except ReceiptUnavailable as exc:
+            return fail("warden txs show --proof", exc, 1)
+    if args.json:
+        print_json(row)
+        return 0
+    for name, value in row.items():
+        if name not in ("history", "receipt"):
+            print(f"{name:18} {value}")
+    if history is not None:
         print("history")
         for step in row["history"]:
             where = "" if step["block_number"] is None else f" block {step['block_number']}"
@@ -188,34 +203,6 @@ def _list_or_show(args: argparse.Namespace) -> int:
                 f"  {step['status']:9} {step['tx_hash']}{where}{final}"
                 + (f"  ({step['error']})" if step["error"] else "")
             )
-        if args.proof:
-            print("receipt (c2sp.org/tlog-proof; check it with `warden audit check-receipt`)")
-            print(row["receipt"], end="")
-        return 0
-    return _list(args, found)
-
-
-def _show_solana(args: argparse.Namespace, record: SignedSolanaTransaction) -> int:
-    """``warden txs show`` of a Solana transaction: its newest record, field by field (no fee
-    bumps or reorgs to tell: a Solana transaction lands as it was signed or not at all)."""
-    row = _row(record, args.include_signed_tx)
-    if args.proof:
-        if record.intent_digest is None:  # every signer names it; the field is optional for other outcomes
-            return fail(
-                "warden txs show --proof", "the transaction's record names no intent digest to ask a receipt by", 1
-            )
-        try:
-            row["receipt"] = asyncio.run(
-                outcome_receipt(load(), record.intent_id, record.agent_id, record.intent_digest)
-            )
-        except ReceiptUnavailable as exc:
-            return fail("warden txs show --proof", exc, 1)
-    if args.json:
-        print_json(row)
-        return 0
-    for name, value in row.items():
-        if name != "receipt":
-            print(f"{name:18} {value}")
     if args.proof:
         print("receipt (c2sp.org/tlog-proof; check it with `warden audit check-receipt`)")
         print(row["receipt"], end="")
