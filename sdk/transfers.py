@@ -29,33 +29,27 @@ class TransferInvalid(WardenError, ValueError):
     """The transfer cannot be written: the message names the field and what it takes."""
 
 
-async def transfer_fields(settings: Settings, chain: str, sender: str | None, to: str, value: str) -> dict[str, Any]:
+async def transfer_fields(
+    settings: Settings, chain: str, policy: AgentPolicy | None, to: str, value: str
+) -> dict[str, Any]:
     """The intent fields of a transfer of ``value`` (a decimal in ``chain``'s currency) to ``to``
-    from ``sender``, the agent's address on ``chain`` (None: not known; only an EVM network does
-    without it, its signer knows the key)."""
-    return await _WRITERS[REGISTRY.get(chain).family](settings, chain, sender, to, value)
+    from the agent whose policy in force is ``policy`` (None: it has none)."""
+    return await _WRITERS[REGISTRY.get(chain).family](settings, chain, policy, to, value)
 
 
-def sender_of(policy: AgentPolicy | None, chain: str) -> str | None:
-    """The agent's address on ``chain`` as its policy names it (None: it names none)."""
-    if policy is None:
-        return None
-    family = REGISTRY.get(chain).family
-    if family is Family.SOLANA:
-        return None if policy.solana is None else policy.solana.address
-    return policy.sender_address
-
-
-async def _evm(_settings: Settings, _chain: str, _sender: str | None, to: str, value: str) -> dict[str, Any]:
+async def _evm(_settings: Settings, _chain: str, _policy: AgentPolicy | None, to: str, value: str) -> dict[str, Any]:
+    # The signer writes the transaction from these, with the agent's key it opens.
     return {"to": to, "value": value}
 
 
-async def _solana(settings: Settings, chain: str, sender: str | None, to: str, value: str) -> dict[str, Any]:
-    if sender is None:
+async def _solana(settings: Settings, chain: str, policy: AgentPolicy | None, to: str, value: str) -> dict[str, Any]:
+    # The transfer is from the address the signer signs for: the policy's, whose key it checks.
+    if policy is None or policy.solana is None:
         raise TransferInvalid(
             f"chain {chain!r}: the agent's policy names no Solana address (solana.address); an admin sets it "
             "with `warden agents update` once the agent has a Solana key"
         )
+    sender = policy.solana.address
     form = FORMS[Family.SOLANA]
     try:
         recipient = parse_solana_address(to)
@@ -75,7 +69,7 @@ async def _solana(settings: Settings, chain: str, sender: str | None, to: str, v
     return {"intent_type": "solana_transaction", "solana_transaction": base64.b64encode(raw).decode()}
 
 
-_WRITERS: dict[Family, Callable[[Settings, str, str | None, str, str], Awaitable[dict[str, Any]]]] = {
+_WRITERS: dict[Family, Callable[[Settings, str, AgentPolicy | None, str, str], Awaitable[dict[str, Any]]]] = {
     Family.EVM: _evm,
     Family.SOLANA: _solana,
 }

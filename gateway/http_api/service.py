@@ -83,7 +83,7 @@ from sdk.mcp_results import (
 )
 from sdk.outcomes import Outcome
 from sdk.signing_keys import agent_signing_keys
-from sdk.transfers import TransferInvalid, sender_of, transfer_fields
+from sdk.transfers import TransferInvalid, transfer_fields
 
 SIMULATION_FAILED_CODES = frozenset({Code.SIMULATION_REVERTED})
 
@@ -171,9 +171,7 @@ class ApiService:
     ) -> tuple[int, dict[str, Any]]:
         policy = await policy_in_force(self.settings, agent_id)
         try:
-            fields = await transfer_fields(
-                self.settings, asked.chain, sender_of(policy, asked.chain), asked.to, asked.value
-            )
+            fields = await transfer_fields(self.settings, asked.chain, policy, asked.to, asked.value)
         except TransferInvalid as exc:
             raise Refused(422, "invalid_request", str(exc)) from None
         except (RpcError, OSError, TimeoutError) as exc:

@@ -55,7 +55,7 @@ from sdk.client import (
     read_outcome,
     wait_outcomes,
 )
-from sdk.transfers import sender_of, transfer_fields
+from sdk.transfers import transfer_fields
 from svm import messages as solana_messages
 
 
@@ -132,7 +132,7 @@ async def _plain_transfer(settings: Settings, args: argparse.Namespace) -> dict[
     if args.value is None:
         raise ValueError("a transfer needs --to and --value (a decimal in the network's currency, e.g. 0.25)")
     policy = await policy_in_force(settings, args.agent)
-    fields = await transfer_fields(settings, args.chain, sender_of(policy, args.chain), args.to, args.value)
+    fields = await transfer_fields(settings, args.chain, policy, args.to, args.value)
     if args.broadcast:
         fields["broadcast"] = True
     if args.simulate:
