@@ -174,8 +174,8 @@ def _utc(value: datetime) -> datetime:
 
 
 def parse_solana_address(value: object) -> str:
-    """A Solana address (base58 of 32 bytes), unchanged; any other text is a ValueError."""
-    """A Solana account address: the base58 of 32 bytes, in its one canonical spelling."""
+    """A Solana account address, the base58 of 32 bytes in its one canonical spelling, unchanged;
+    any other text is a ValueError."""
     try:
         raw = base58.b58decode(value) if isinstance(value, str) and 32 <= len(value) <= 44 else b""
     except ValueError:

@@ -71,9 +71,9 @@ async def agent_transactions(
     rejected: dict[tuple[Any, ...], IntentRejected] = {}
     forged = 0
     read = (topics.TXS_SIGNED, topics.SOLANA_SIGNED, topics.INTENTS_REJECTED)
+    kinds = (SignedTransaction, SignedSolanaTransaction, IntentRejected)
     async for topic, value in read_to_quiet(settings, read, idle_polls):
         record = read_outcome(topic, value)
-        kinds = (SignedTransaction, SignedSolanaTransaction, IntentRejected)
         if not isinstance(record, kinds) or record.agent_id != agent_id:
             continue
         if outcome_forgery(record, keys) is not None:

@@ -438,9 +438,6 @@ async def reannounce(
         await (await producer.send(topics.SIGNER_SEALING, again.to_bytes(), key=settings.signer_id.encode()))
 
 
-# How long a restored partition waits for a chain to answer before the signer gives up.
-
-
 class Trackers:
     """Each broadcast transaction's tracker task, by the partition its agent is in: a partition
     restored here tracks what was still open in it, a partition revoked stops its trackers (its
