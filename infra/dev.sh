@@ -126,7 +126,7 @@ case "${1:-}" in
   # ruff (lint and format), vulture (dead code it is sure of), then mypy ([tool.mypy] in pyproject.toml:
   # strict for every package).
   lint) shift; .venv/bin/ruff check "$@" . && .venv/bin/ruff format --check "$@" . \
-    && .venv/bin/vulture evm svm schemas runtime rules streams signer ledger sdk gateway infra tests --min-confidence 80 \
+    && .venv/bin/vulture evm svm btc schemas runtime rules streams signer ledger sdk gateway infra tests --min-confidence 80 \
     && exec .venv/bin/mypy ;;
   "") exec .venv/bin/warden --help ;;
   *) exec .venv/bin/warden "$@" ;;
