@@ -194,7 +194,7 @@ def _section(record: dict[str, Any], where: _PlainFields, family: Family, own: M
     section = dict(record.get(name) or {})
     if where.own not in section:
         if family not in own:
-            what = "a key" if where.own == "public_key" else "an address"
+            what = "key" if where.own == "public_key" else "address"
             raise PolicyInvalid(
                 f"{name}.{where.own}: the policy allows {family.a_network} and the agent has no {what} there yet; "
                 f"provision its key (`warden keys provision --agent {record['agent_id']} --chain "
