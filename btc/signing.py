@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from embit.ec import SchnorrSig, Signature
-from embit.script import Witness
+from embit.script import Witness, p2pkh_from_p2wpkh
 from embit.transaction import SIGHASH, Transaction, TransactionInput
 
 from btc import wallet
@@ -95,21 +95,28 @@ def _witnesses(psbt: Any, key: Any, own: wallet.OwnScripts) -> list[Any]:
         _clear(inp)
     psbt.sign_with(key)
     point = key.get_public_key()
+    output_key = point.taproot_tweak(b"")  # BIP-86: no script tree
+    # One transaction for every digest: embit caches the hashes over all inputs and outputs in it
+    # (`psbt.sighash` would build the transaction and those hashes again for each input).
+    tx = psbt.tx
+    spent = [inp.utxo for inp in psbt.inputs]
+    values, scripts = [out.value for out in spent], [out.script_pubkey for out in spent]
     witnesses = []
     for i, inp in enumerate(psbt.inputs):
-        if inp.utxo.script_pubkey.data == own.p2wpkh:
-            digest = psbt.sighash(i, sighash=SIGHASH.ALL)
+        if spent[i].script_pubkey.data == own.p2wpkh:
+            code = p2pkh_from_p2wpkh(spent[i].script_pubkey)  # BIP-143's script code for P2WPKH
+            digest = tx.sighash_segwit(i, code, values[i], sighash=SIGHASH.ALL)
             signature = inp.partial_sigs.get(point)
             if signature is None or signature[-1] != SIGHASH.ALL or not _ecdsa_ok(point, signature[:-1], digest):
                 raise SigningError(f"input {i}: embit made no valid P2WPKH signature for it")
             witnesses.append(Witness([signature, point.sec()]))
         else:
             sighash = SIGHASH.DEFAULT if inp.sighash_type is None else inp.sighash_type
-            digest = psbt.sighash(i, sighash=sighash)
+            digest = tx.sighash_taproot(i, script_pubkeys=scripts, values=values, sighash=sighash)
             final = inp.final_scriptwitness
             expected = bytes([sighash]) if sighash != SIGHASH.DEFAULT else b""
             items = list(final.items) if final is not None else []
-            if len(items) != 1 or items[0][64:] != expected or not _schnorr_ok(key, items[0][:64], digest):
+            if len(items) != 1 or items[0][64:] != expected or not _schnorr_ok(output_key, items[0][:64], digest):
                 raise SigningError(f"input {i}: embit made no valid P2TR key path signature for it")
             witnesses.append(final)
     return witnesses
@@ -119,9 +126,8 @@ def _ecdsa_ok(point: Any, der: bytes, digest: bytes) -> bool:
     return bool(point.verify(Signature.parse(der), digest))
 
 
-def _schnorr_ok(key: Any, signature: bytes, digest: bytes) -> bool:
-    tweaked = key.taproot_tweak(b"").get_public_key()
-    return bool(tweaked.schnorr_verify(SchnorrSig.parse(signature), digest))
+def _schnorr_ok(output_key: Any, signature: bytes, digest: bytes) -> bool:
+    return bool(output_key.schnorr_verify(SchnorrSig.parse(signature), digest))
 
 
 def _vsize(tx: Any) -> int:

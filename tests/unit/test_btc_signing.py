@@ -223,3 +223,24 @@ def test_mutated_psbts_are_signed_or_refused_with_signing_error(raw: bytes) -> N
     except SigningError:
         return
     assert Transaction.parse(signed.raw).txid().hex() == signed.txid
+
+
+def test_a_signature_that_does_not_verify_never_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sign checks embit's signatures before writing the transaction out."""
+    spends, outputs = [Spend(PREV, 1), Spend(PREV, 0)], [(119_000, PAYEE)]
+    real = PSBT.sign_with
+
+    def flips_the_taproot_signature(self: PSBT, key: object) -> int:
+        count = int(real(self, key))
+        item = self.inputs[0].final_scriptwitness.items[0]
+        self.inputs[0].final_scriptwitness.items[0] = item[:10] + bytes([item[10] ^ 1]) + item[11:]
+        return count
+
+    monkeypatch.setattr(PSBT, "sign_with", flips_the_taproot_signature)
+    with pytest.raises(SigningError, match="input 0: embit made no valid P2TR key path signature"):
+        sign(psbt(spends, outputs), seed())
+    monkeypatch.setattr(PSBT, "sign_with", lambda self, key: 0)
+    with pytest.raises(SigningError, match="input 0: embit made no valid P2TR"):
+        sign(psbt(spends, outputs), seed())
+    with pytest.raises(SigningError, match="input 0: embit made no valid P2WPKH signature"):
+        sign(psbt(spends[::-1], outputs), seed())
