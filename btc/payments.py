@@ -60,14 +60,14 @@ def payment(coins: Sequence[Coin], to: bytes, amount: int, own: OwnScripts, fee_
 def _draft(chosen: list[Coin], to: bytes, amount: int, own: OwnScripts, fee_rate: int) -> bytes | None:
     """The PSBT spending ``chosen``, or None when they do not cover the payment and its fee."""
     held = sum(c.amount for c in chosen)
-    with_change = _psbt(chosen, [(to, amount), (own.p2wpkh, 0)])
-    fee = fee_rate * psbts.vsize(psbts.read(with_change), own)
+    # A transaction's size does not depend on its amounts: priced with none, so a draft that
+    # pays more than its coins hold is still read.
+    fee = fee_rate * psbts.vsize(psbts.read(_psbt(chosen, [(to, 0), (own.p2wpkh, 0)])), own)
     change = held - amount - fee
     if change >= DUST_SATS:
         return _psbt(chosen, [(to, amount), (own.p2wpkh, change)])
-    without = _psbt(chosen, [(to, amount)])
-    if held - amount >= fee_rate * psbts.vsize(psbts.read(without), own):
-        return without
+    if held - amount >= fee_rate * psbts.vsize(psbts.read(_psbt(chosen, [(to, 0)])), own):
+        return _psbt(chosen, [(to, amount)])
     return None
 
 

@@ -17,7 +17,8 @@ spent in the last 24 h. Deny by default:
 
 An input spent by a transaction still in the mempool is read as unspent (the node's view without
 its mempool), so a replacement (BIP-125, a fee bump) is judged in full like any other intent; once
-the replacement is mined, the tracker finds the first one conflicted and its reservation voided.
+the node holds the replacement instead (in its mempool or a block), the tracker finds the first
+one conflicted and voids its reservation.
 """
 
 from __future__ import annotations

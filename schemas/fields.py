@@ -197,7 +197,7 @@ def _bitcoin_public_key(value: object) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"0[23][0-9a-f]{64}", value):
         raise ValueError(
             f"must be the agent's Bitcoin public key, 33 bytes compressed as 66 lowercase hex digits starting 02 or "
-            f"03 (`warden keys list --chain bitcoin`), got {str(value)[:80]!r}"
+            f"03 (`warden keys list --chain bitcoin --json`), got {str(value)[:80]!r}"
         )
     try:
         bitcoin_wallet.own_scripts(bytes.fromhex(value))

@@ -681,7 +681,7 @@ class Signer:
             raise SigningRefused(
                 Code.BITCOIN_KEY_MISMATCH,
                 f"the agent's Bitcoin key (address {address} on mainnet) is not the policy's bitcoin.public_key "
-                f"({named or 'not set'}): an admin sets it to the key's public key (`warden keys list --chain bitcoin`)",
+                f"({named or 'not set'}): an admin sets it to the key's public key (`warden keys list --chain bitcoin --json`)",
             )
         return named
 

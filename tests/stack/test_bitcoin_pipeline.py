@@ -106,7 +106,7 @@ def btc_agent(stack: LocalStack) -> BtcAgent:
     settings = stack.settings
     agent = f"plain-btc-{os.urandom(3).hex()}"
     key = _json(warden(settings, "keys", "provision", "--agent", agent, "--chain", "bitcoin", "--json"))
-    public_key = key["public_key"]
+    public_key = key["public_key_hex"]
     address = wallet.addresses(bytes.fromhex(public_key), "regtest")[0]
     funded = _json(warden(settings, "fund", "--agent", agent, "--chain", CHAIN, "--value", "1", "--json"))
     assert (funded["address"], funded["balance"], funded["unit"]) == (address, str(BTC), "satoshis"), funded
