@@ -209,15 +209,19 @@ def test_warden_up_json_names_the_bitcoin_node_without_its_password(
         stderr=log,
         start_new_session=True,
     )
+    doc: dict[str, Any] = {"processes": []}
     try:
         doc = _first_json(up, 300)
         info = json.loads(settings.bitcoin_info.read_text())
+        _until_supervised(settings, up, 120)
     finally:
         os.killpg(up.pid, signal.SIGINT)
         try:
             up.wait(timeout=90)
         finally:
             log.close()
+            left = _kill_left_running(doc)
+    assert not left, f"warden up left these running after Ctrl-C (killed now): {left}"
     password = urllib.parse.urlsplit(info["rpc"]).password
     assert password and password not in json.dumps(doc)
     (node,) = [n for n in doc["nodes"] if n["chain"] == CHAIN]
@@ -231,6 +235,27 @@ def test_warden_up_json_names_the_bitcoin_node_without_its_password(
     }
     names = {p["name"] for p in doc["processes"]}
     assert {"bitcoin", "bitcoin-miner"} <= names, names
+
+
+def _until_supervised(settings: Settings, up: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Until `warden up`'s supervisor runs, and has had a moment to take Ctrl-C: a SIGINT before
+    it does is Python's KeyboardInterrupt, and stops no part of the stack."""
+    status = settings.state_dir / "supervisor.json"
+    deadline = time.monotonic() + timeout_s
+    while not (status.exists() and orjson.loads(status.read_bytes()).get("running")):
+        assert up.poll() is None, f"warden up exited with code {up.returncode}"
+        assert time.monotonic() < deadline, f"warden up's supervisor did not run within {timeout_s:.0f} s"
+        time.sleep(0.2)
+    time.sleep(1)
+
+
+def _kill_left_running(doc: dict[str, Any]) -> list[str]:
+    """The processes `warden up` listed that still run, each killed (SIGKILL) so none outlives the test."""
+    left = [f"{p['name']} (pid {p['pid']})" for p in doc["processes"] if _runs(p["pid"])]
+    for process in doc["processes"]:
+        if _runs(process["pid"]):
+            os.kill(process["pid"], signal.SIGKILL)
+    return left
 
 
 def _first_json(proc: subprocess.Popen[bytes], timeout_s: float) -> Any:
