@@ -20,7 +20,7 @@ from runtime.config import Settings, load
 from runtime.trust import LOCAL_ADMIN_ID
 
 # What `warden up` starts (the stack benchmarks on the durable stack start the same).
-UP_PARTS = ("broker", "anvil", "solana", "streams", "signer", "ledger", "api", "console")
+UP_PARTS = ("broker", "anvil", "solana", "bitcoin", "streams", "signer", "ledger", "api", "console")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -52,8 +52,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         for row in rows:
             print(f"  {row['name']:8} pid {row['pid']:<7} {row['address']:45} log {row['log']}")
         for node in nodes:
+            # The URL without the user and password it may carry (btcd's): where they are instead.
+            kept = f", user and password in {node['credentials']}" if "credentials" in node else ""
             print(
-                f"  {node['family']} node: {node['chain']} at {node['rpc_url']} (`warden fund --chain {node['chain']}`)"
+                f"  {node['family']} node: {node['chain']} at {node['rpc_url']}{kept} "
+                f"(`warden fund --chain {node['chain']}`)"
             )
         print("A crashed Warden service is restarted; `warden status` shows them. Ctrl-C stops everything.")
     sys.stdout.flush()
