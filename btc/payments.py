@@ -52,7 +52,7 @@ def payment(coins: Sequence[Coin], to: bytes, amount: int, own: OwnScripts, fee_
             return raw
     held = sum(c.amount for c in coins)
     raise PaymentImpossible(
-        f"the agent's wallet holds {held} satoshis in {len(coins)} unspent outputs, and paying {amount} with its fee "
+        f"the wallet holds {held} satoshis in {len(coins)} unspent outputs, and paying {amount} with its fee "
         f"at {fee_rate} sat/vB needs more: fund it first"
     )
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from btc import addresses
 from runtime.rpc import Node, RpcError
 from schemas.errors import WardenError
 
@@ -98,12 +99,13 @@ async def block_count(node: Node) -> int:
     return answer
 
 
-async def tx_out(node: Node, txid: str, vout: int) -> TxOut | None:
-    """Output ``vout`` of ``txid`` while it is unspent (one made by a mempool transaction included);
-    None when it is spent or was never made. btcd's `gettxout` does not see a spend that is still in
-    its mempool: an output such a transaction spends is answered until the spend is mined
-    (`unspent` leaves it out, from the address's history)."""
-    answer = await node.call("gettxout", txid, vout, True)
+async def tx_out(node: Node, txid: str, vout: int, include_mempool: bool = True) -> TxOut | None:
+    """Output ``vout`` of ``txid`` while it is unspent (with ``include_mempool``, one made by a
+    mempool transaction too; without, only one in a block); None when it is spent or was never
+    made. btcd's `gettxout` does not see a spend that is still in its mempool: an output such a
+    transaction spends is answered until the spend is mined (`unspent` leaves it out, from the
+    address's history)."""
+    answer = await node.call("gettxout", txid, vout, include_mempool)
     if answer is None:
         return None
     if not isinstance(answer, dict):
@@ -113,6 +115,8 @@ async def tx_out(node: Node, txid: str, vout: int) -> TxOut | None:
         confirmations = int(answer.get("confirmations") or 0)
     except (KeyError, TypeError, ValueError):
         raise _unexpected("gettxout", answer, "an output with its scriptPubKey and confirmations") from None
+    if not include_mempool and confirmations < 1:
+        return None  # made by a transaction not in a block yet
     return TxOut(satoshis(answer.get("value"), "gettxout"), script, confirmations, bool(answer.get("coinbase")))
 
 
@@ -190,16 +194,11 @@ class NotAnAddress(WardenError, ValueError):
 
 
 def _script_of(address: str) -> bytes:
-    """``address``'s scriptPubKey. TODO(merge): btc.addresses.script_of."""
-    from embit.script import address_to_scriptpubkey  # embit: only for a caller that reads an address's coins
-
+    """``address``'s scriptPubKey."""
     try:
-        script = address_to_scriptpubkey(address)
-    except Exception:  # noqa: BLE001 - embit raises its own errors and ValueErrors alike
-        script = None
-    if script is None:
-        raise NotAnAddress(f"{address!r} is not a Bitcoin address")
-    return bytes(script.data)
+        return addresses.script_of(addresses.parse_address(address))
+    except ValueError:
+        raise NotAnAddress(f"{address!r} is not a Bitcoin address") from None
 
 
 async def _history(node: Node, address: str, skip: int) -> list[dict[str, Any]]:

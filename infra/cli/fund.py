@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from btc import addresses, payments, signing, wallet
 from infra.cli.output import add_json_flag, print_json
 from runtime import bitcoin, solana
 from runtime.config import Settings, load
@@ -21,11 +20,8 @@ from runtime.registry import REGISTRY
 from runtime.rpc import JsonRpc, RpcError, redacted
 from schemas.chains import KEY_CHAIN, Family
 from schemas.errors import WardenError
-from schemas.families import FORMS, FamilyForm
+from schemas.families import FORMS
 from schemas.fields import format_token_amount, parse_token_amount
-
-if TYPE_CHECKING:
-    from embit.ec import PrivateKey
 
 
 class FundError(WardenError):
@@ -58,25 +54,11 @@ def _agent_address(settings: Settings, agent_id: str, chain: str) -> str:
             next_step=f"an admin runs `warden keys provision --agent {agent_id} --chain {key_chain}` first",
         )
     if family is Family.BITCOIN:
-        return _p2wpkh_address(active[-1].public_key_hex, chain)
+        # Where a payment to the agent lands: its P2WPKH address on the chain's network.
+        return wallet.addresses(
+            bytes.fromhex(active[-1].public_key_hex), addresses.NETWORK_OF_CHAIN.get(chain, "main")
+        )[0]
     return active[-1].address
-
-
-# Warden's Bitcoin networks as embit names them. TODO(merge): btc.addresses.NETWORK_OF_CHAIN.
-_NETWORK_OF_CHAIN = {"bitcoin": "main", "bitcoin-regtest": "regtest"}
-
-
-def _p2wpkh_address(public_key_hex: str, chain: str) -> str:
-    """The P2WPKH address of the 33-byte public key on ``chain``'s network (bcrt1q… on regtest).
-    TODO(merge): btc.wallet.addresses(K, network)[0]."""
-    from embit.ec import PublicKey
-    from embit.networks import NETWORKS
-    from embit.script import p2wpkh
-
-    address: str = p2wpkh(PublicKey.parse(bytes.fromhex(public_key_hex))).address(
-        NETWORKS[_NETWORK_OF_CHAIN.get(chain, "main")]
-    )
-    return address
 
 
 async def fund(settings: Settings, chain: str, address: str, amount: int) -> Funded:
@@ -99,7 +81,7 @@ async def fund(settings: Settings, chain: str, address: str, amount: int) -> Fun
         ) from None
     finally:
         await node.close()
-    return Funded(chain, address, redacted(url), amount, after, _form(family).base_unit)
+    return Funded(chain, address, redacted(url), amount, after, FORMS[family].base_unit)
 
 
 async def _anvil(settings: Settings, node: JsonRpc, chain: str, address: str, wei: int) -> int:
@@ -119,8 +101,6 @@ async def _airdrop(settings: Settings, node: JsonRpc, chain: str, address: str, 
 # funder's coins beyond the amount, for that fee.
 FUND_FEE_RATE = 2
 FEE_MARGIN = 100_000
-# Change under this is left to the fee: an output worth less than it costs to spend is dust to a node.
-DUST = 546
 
 
 async def _pay_from_funder(settings: Settings, node: JsonRpc, chain: str, address: str, sats: int) -> int:
@@ -128,16 +108,19 @@ async def _pay_from_funder(settings: Settings, node: JsonRpc, chain: str, addres
     payment into a block, and return what ``address`` holds then (its unspent outputs)."""
     from infra.stack.bitcoin import funder_address, funder_key_file, load_funder_key
 
-    key = load_funder_key(settings.home) if chain == "bitcoin-regtest" else None
-    if key is None:
+    seed = load_funder_key(settings.home) if chain == "bitcoin-regtest" else None
+    if seed is None:
         raise FundError(
             f"{chain}'s node is not the local regtest node of this WARDEN_HOME (no funder key at "
             f"{funder_key_file(settings.home)}): nothing here holds coins to pay {address} from",
             next_step=f"send {address} a payment from a wallet of yours on {chain}",
         )
     recipient = _regtest_script(address)
-    coins = await bitcoin.unspent(node, funder_address(key), enough=sats + FEE_MARGIN)
-    raw = _payment(key, coins, recipient, sats)
+    coins = await bitcoin.unspent(node, funder_address(seed), enough=sats + FEE_MARGIN)
+    try:
+        raw = _payment(seed, coins, recipient, sats)
+    finally:
+        seed[:] = bytes(len(seed))
     try:
         txid = await bitcoin.send_raw(node, raw)
     except RpcError as exc:
@@ -157,77 +140,32 @@ async def _pay_from_funder(settings: Settings, node: JsonRpc, chain: str, addres
 
 def _regtest_script(address: str) -> bytes:
     """``address``'s scriptPubKey, if it is an address on regtest; FundError otherwise."""
-    from embit.networks import NETWORKS
-    from embit.script import address_to_scriptpubkey
-
-    written = address.lower() if address.isupper() else address  # bech32 may be written in capitals (BIP-173)
     try:
-        script = address_to_scriptpubkey(written)
-    except Exception:  # noqa: BLE001 - embit raises its own errors and ValueErrors alike
-        script = None
-    if script is None or script.address(NETWORKS["regtest"]) != written:
+        parsed = addresses.parse_address(address)
+    except ValueError:
+        parsed = None
+    if parsed is None or "regtest" not in addresses.networks_of(parsed):
         raise FundError(
             f"{address!r} is not an address on regtest",
             next_step="give a regtest address (bcrt1q…, bcrt1p…; m…, n…, 2… in base58)",
         )
-    return bytes(script.data)
+    return addresses.script_of(parsed)
 
 
-def _payment(key: PrivateKey, coins: Sequence[bitcoin.Utxo], recipient: bytes, sats: int) -> bytes:
-    """A signed transaction paying ``sats`` to ``recipient`` from the funder's ``coins`` (oldest
-    first, as many as it takes), at `FUND_FEE_RATE`, its change back to the funder."""
-    from embit.script import p2wpkh
-
-    own = p2wpkh(key.get_public_key()).data
-    chosen: list[bitcoin.Utxo] = []
-    for coin in coins:
-        if coin.script != own or coin.amount == 0:
-            continue
-        chosen.append(coin)
-        fee = FUND_FEE_RATE * _vsize(len(chosen), (recipient, own))
-        if sum(c.amount for c in chosen) >= sats + fee:
-            change = sum(c.amount for c in chosen) - sats - fee
-            outputs = [(sats, recipient)] + ([(change, own)] if change >= DUST else [])
-            return _signed(key, chosen, outputs)
-    held = sum(c.amount for c in coins if c.script == own)
-    raise FundError(
-        f"the funder holds {format_token_amount(held, 8)} BTC of mature coins, less than "
-        f"{format_token_amount(sats, 8)} BTC and the fee",
-        next_step="fund a smaller amount, or wait: the stack mines a block a second, and each block's coin "
-        "matures 100 blocks later",
-    )
-
-
-def _vsize(inputs: int, scripts: Sequence[bytes]) -> int:
-    """The virtual size of a transaction spending ``inputs`` P2WPKH outputs (72-byte signatures at
-    most) to outputs of ``scripts``: version, counts, inputs, outputs, locktime; the witness at a quarter."""
-    base = 4 + 1 + inputs * (32 + 4 + 1 + 4) + 1 + sum(8 + 1 + len(s) for s in scripts) + 4
-    witness = 2 + inputs * (1 + 1 + 72 + 1 + 33)
-    return math.ceil((4 * base + witness) / 4)
-
-
-def _signed(key: PrivateKey, coins: Sequence[bitcoin.Utxo], outputs: Sequence[tuple[int, bytes]]) -> bytes:
-    """``coins`` spent to ``outputs``, each input signed by ``key`` (P2WPKH, SIGHASH_ALL) through a
-    PSBT and its witness put in by hand: [signature, public key]."""
-    from embit.psbt import PSBT
-    from embit.script import Script, Witness
-    from embit.transaction import Transaction, TransactionInput, TransactionOutput
-
-    tx = Transaction(
-        version=2,
-        vin=[TransactionInput(bytes.fromhex(c.txid), c.vout, sequence=0xFFFFFFFD) for c in coins],
-        vout=[TransactionOutput(amount, Script(script)) for amount, script in outputs],
-    )
-    psbt = PSBT(tx)
-    for scope, coin in zip(psbt.inputs, coins, strict=True):
-        scope.witness_utxo = TransactionOutput(coin.amount, Script(coin.script))
-    if psbt.sign_with(key) != len(coins):
-        raise FundError("the funder key did not sign every input", next_step="report this: it is a bug in warden fund")
-    public = key.get_public_key()
-    for i, scope in enumerate(psbt.inputs):
-        tx.vin[i].witness = Witness([scope.partial_sigs[public], public.sec()])
-    raw: bytes = tx.serialize()
-    return raw
+def _payment(seed: bytearray, coins: Sequence[bitcoin.Utxo], recipient: bytes, sats: int) -> bytes:
+    """A signed transaction paying ``sats`` to ``recipient`` from the funder's ``coins`` at
+    `FUND_FEE_RATE`, its change back to the funder: written and signed as an agent's payment is."""
+    own = wallet.own_scripts(wallet.public_key(seed))
+    mine = [payments.Coin(c.txid, c.vout, c.amount, c.script) for c in coins if own.owns(c.script) and c.amount]
+    try:
+        psbt = payments.payment(mine, recipient, sats, own, FUND_FEE_RATE)
+    except payments.PaymentImpossible as exc:
+        raise FundError(
+            f"the funder cannot pay {format_token_amount(sats, 8)} BTC: {exc}",
+            next_step="fund a smaller amount, or wait: the stack mines a block a second, and each block's coin "
+            "matures 100 blocks later",
+        ) from None
+    return signing.sign(psbt, seed).raw
 
 
 _FUNDERS: dict[Family, Callable[[Settings, JsonRpc, str, str, int], Awaitable[int]]] = {
@@ -237,39 +175,10 @@ _FUNDERS: dict[Family, Callable[[Settings, JsonRpc, str, str, int], Awaitable[in
 }
 
 
-def _bitcoin_address(text: object) -> str:
-    """``text`` if it is a Bitcoin address of a network embit knows. TODO(merge): btc.addresses.parse_address."""
-    from embit.script import address_to_scriptpubkey
-
-    try:
-        script = address_to_scriptpubkey(text) if isinstance(text, str) else None
-    except Exception:  # noqa: BLE001 - embit raises its own errors and ValueErrors alike
-        script = None
-    if script is None or not isinstance(text, str):
-        raise ValueError("must be a Bitcoin address (bech32 bc1…/tb1…/bcrt1…, or base58)")
-    return text
-
-
-# Bitcoin's form until schemas.families has its entry (the lead's). TODO(merge): FORMS[Family.BITCOIN].
-_BITCOIN_FORM = FamilyForm(
-    Family.BITCOIN,
-    kinds=("bitcoin_psbt",),
-    address=_bitcoin_address,
-    address_form="a Bitcoin address",
-    guide="docs/bitcoin.md",
-    native_decimals=8,
-    base_unit="satoshis",
-)
-
-
-def _form(family: Family) -> FamilyForm:
-    return FORMS.get(family, _BITCOIN_FORM)
-
-
 def cmd_fund(args: argparse.Namespace) -> int:
     settings = load()
     network = REGISTRY.get(args.chain)
-    form = _form(network.family)
+    form = FORMS[network.family]
     try:
         amount = parse_token_amount(args.value, form.native_decimals, network.currency, form.base_unit)
     except ValueError as exc:

@@ -113,7 +113,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     stack = LocalStack(settings, extra_env={"WARDEN_LEDGER_CHECKPOINT_SECONDS": "1"})
     try:
         progress(
-            f"starting the embedded stack under {settings.home} (Tansu, Anvil, surfpool, a witness, ledger, streams, signer, API)..."
+            f"starting the embedded stack under {settings.home} (Tansu, Anvil, surfpool, btcd, a witness, ledger, streams, signer, API)..."
         )
         # The local Solana node first: it also plays solana-devnet for the x402 SDK (which knows
         # Solana clusters by name only), so the services start knowing it as devnet's RPC too.
@@ -121,9 +121,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         devnet = {"SOLANA_DEVNET": settings.solana_rpc_url("solana-local")}
         settings = stack.settings = dataclasses.replace(settings, rpc_urls={**settings.rpc_urls, **devnet})
         # The script sends a blob transaction: its trusted setup loads while the services start.
-        parts = ("broker", "anvil", "witness", "streams", "signer", "ledger", "api")
+        parts = ("broker", "anvil", "bitcoin", "witness", "streams", "signer", "ledger", "api")
         stack.start(parts, blobs=True, while_services_start=blobs.load_trusted_setup)
-        report = asyncio.run(demo.run_script(settings, progress, over_http=True, solana=True, x402_solana=True))
+        report = asyncio.run(
+            demo.run_script(settings, progress, over_http=True, solana=True, x402_solana=True, bitcoin=True)
+        )
         report["ledger"] = demo.verify_ledger(settings, progress, witnesses=(stack.witness,))
         report["receipt"] = demo.check_receipt(settings, report, stack.witness, progress)
     except StackError as exc:

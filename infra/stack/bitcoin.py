@@ -5,7 +5,9 @@ whose mature coins `warden fund` pays from.
 
 The funder key is a REGTEST-ONLY key: it is written in the clear (0600) under the home, never in
 custody, and nothing but the local regtest node's funding uses it. It holds nothing of value: its
-coins exist on this machine's regtest chain alone.
+coins exist on this machine's regtest chain alone. It is a BIP-32 seed, as an agent's Bitcoin key
+is (`btc.wallet`), so `warden fund` writes and signs its payments as an agent's are written and
+signed (`btc.payments`, `btc.signing`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # embit, at run time only where a key is made or read
-    from embit.ec import PrivateKey
+from btc import wallet
 
 # The version infra/dev.sh builds (`go install github.com/btcsuite/btcd@<version>`).
 BTCD_VERSION = "v0.26.2"
@@ -45,7 +46,7 @@ def _write_private(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
-def load_or_create_funder_key(home: Path) -> PrivateKey:
+def load_or_create_funder_key(home: Path) -> bytearray:
     """The home's funder key (REGTEST-ONLY: see the module), made at its first start."""
     key = load_funder_key(home)
     if key is not None:
@@ -56,24 +57,19 @@ def load_or_create_funder_key(home: Path) -> PrivateKey:
     return made
 
 
-def load_funder_key(home: Path) -> PrivateKey | None:
-    """The home's funder key, None when the home has none (its stack never ran a Bitcoin node)."""
-    from embit.ec import PrivateKey
-
+def load_funder_key(home: Path) -> bytearray | None:
+    """The home's funder key (a 32-byte BIP-32 seed), None when the home has none (its stack never
+    ran a Bitcoin node)."""
     try:
         text = funder_key_file(home).read_text().strip()
     except FileNotFoundError:
         return None
-    return PrivateKey(bytes.fromhex(text))
+    return bytearray(bytes.fromhex(text))
 
 
-def funder_address(key: PrivateKey) -> str:
+def funder_address(seed: bytearray) -> str:
     """The funder's P2WPKH address on regtest (bcrt1q…): btcd's ``--miningaddr``."""
-    from embit.networks import NETWORKS
-    from embit.script import p2wpkh
-
-    address: str = p2wpkh(key.get_public_key()).address(NETWORKS["regtest"])
-    return address
+    return wallet.addresses(wallet.public_key(seed), "regtest")[0]
 
 
 def chain_directory(home: Path) -> Path:

@@ -17,6 +17,7 @@ from infra.cli.fund import fund
 from infra.stack.provision import provision_bitcoin_agent
 from runtime.config import Settings
 from runtime.kafka import end_offsets
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedBitcoinTransaction
 from sdk.client import Client, new_intent
 from sdk.outcomes import OUTCOME_TOPICS, wait_outcomes
@@ -48,7 +49,10 @@ async def run_session(
     )
     funded = await fund(settings, CHAIN, agent.address, BTC)
     progress(f"agent {BITCOIN_AGENT}: Bitcoin address {agent.address} funded with 1 BTC on {CHAIN}")
-    script_ = [("0.1 BTC to bob, on its allowlist", bob, "0.1", "mined"), ("0.05 BTC to mallory", mallory, "0.05", "")]
+    script_ = [
+        ("0.1 BTC to bob, on its allowlist", bob, "0.1", "mined"),
+        ("0.05 BTC to mallory", mallory, "0.05", str(Code.RECIPIENT_NOT_ALLOWLISTED)),
+    ]
     began = time.monotonic()
     start = await end_offsets(settings, OUTCOME_TOPICS)
     intents = []
@@ -78,7 +82,6 @@ async def run_session(
     rows = []
     for (what, _, _, expected), intent in zip(script_, intents, strict=True):
         row, got = _outcome_row(outcomes.get(intent.intent_id))
-        expected = expected or "RECIPIENT_NOT_ALLOWLISTED"
         rows.append(
             {"what": what, "intent_id": intent.intent_id, "expected": expected, **row, "as_expected": got == expected}
         )

@@ -22,6 +22,7 @@ from embit.networks import NETWORKS
 from embit.script import p2wpkh
 from embit.transaction import Transaction
 
+from btc import wallet
 from infra.cli import fund
 from infra.stack.local import free_port, local_nodes
 from runtime import bitcoin
@@ -275,14 +276,15 @@ def test_a_transaction_the_node_does_not_know_is_none_and_the_mempools_is_unconf
 
 
 def test_the_funders_payment_pays_exactly_the_amount_with_change_back() -> None:
-    key = PrivateKey(b"\x03" * 32)
-    own = p2wpkh(key.get_public_key()).data
+    seed = bytearray(b"\x03" * 32)
+    public = wallet.public_key(seed)
+    own = wallet.own_scripts(public).p2wpkh
     coins = [bitcoin.Utxo(f"{n:02x}" * 32, 0, 5_000_000_000, own, 150 - n) for n in range(1, 4)]
-    raw = fund._payment(key, coins, A.data, 6_000_000_000)
+    raw = fund._payment(seed, coins, A.data, 6_000_000_000)
     tx = Transaction.parse(raw)
     assert [(i.txid.hex(), i.vout) for i in tx.vin] == [
         (c.txid, 0) for c in coins[:2]
-    ]  # oldest first, as many as needed
+    ]  # largest first (here all alike), as many as needed
     (paid, change) = tx.vout
     assert (paid.value, paid.script_pubkey.data) == (6_000_000_000, A.data)
     assert change.script_pubkey.data == own
@@ -291,9 +293,9 @@ def test_the_funders_payment_pays_exactly_the_amount_with_change_back() -> None:
     stripped = whole - 2 - sum(len(i.witness.serialize()) for i in tx.vin)  # no marker, flag nor witnesses
     vsize = math.ceil((3 * stripped + whole) / 4)
     assert fund.FUND_FEE_RATE * vsize <= fee <= fund.FUND_FEE_RATE * (vsize + 4)  # signatures of 71 or 72 bytes
-    assert all(len(i.witness.items) == 2 and i.witness.items[1] == key.get_public_key().sec() for i in tx.vin)
-    with pytest.raises(fund.FundError, match="the funder holds 150 BTC of mature coins"):
-        fund._payment(key, coins, A.data, 150 * 10**8)
+    assert all(len(i.witness.items) == 2 and i.witness.items[1] == public for i in tx.vin)
+    with pytest.raises(fund.FundError, match="the funder cannot pay 150 BTC: the wallet holds 15000000000 satoshis"):
+        fund._payment(seed, coins, A.data, 150 * 10**8)
 
 
 def test_fund_pays_to_a_regtest_address_only() -> None:
