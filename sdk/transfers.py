@@ -101,17 +101,19 @@ async def _bitcoin(settings: Settings, chain: str, policy: AgentPolicy | None, t
     key = bytes.fromhex(policy.bitcoin.public_key)
     node = JsonRpc(settings.rpc_url_for(chain), timeout_s=30)
     try:
+        # Outputs in a block only: the judge signs nothing that spends one not mined yet.
         coins = [
             payments.Coin(utxo.txid, utxo.vout, utxo.amount, utxo.script)
             for address in wallet.addresses(key, network)
             for utxo in await bitcoin_node.unspent(node, address)
+            if utxo.confirmations >= 1
         ]
     finally:
         await node.close()
     try:
         raw = payments.payment(coins, addresses.script_of(recipient), sats, wallet.own_scripts(key), BITCOIN_FEE_RATE)
     except payments.PaymentImpossible as exc:
-        raise TransferInvalid(f"value: {exc}") from None
+        raise TransferInvalid(f"value: {exc} (outputs in a block only: wait for the next block)") from None
     return {"intent_type": "bitcoin_psbt", "bitcoin_psbt": base64.b64encode(raw).decode()}
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import os
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from embit import ec, script
@@ -23,12 +24,12 @@ from embit.psbt import PSBT
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
 from btc import wallet
-from infra.stack.local import LocalStack
+from infra.stack.local import LocalStack, free_port
 from runtime import bitcoin
 from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from schemas.codes import Code
-from tests.support import warden
+from tests.support import serving, warden
 
 CHAIN = "bitcoin-regtest"
 BTC = 10**8
@@ -186,3 +187,63 @@ def test_what_the_policy_does_not_allow_is_refused_and_nothing_moves(
 def _fund(settings: Settings, address: str, run: Run) -> list[bitcoin.Utxo]:
     _json(warden(settings, "fund", "--address", address, "--chain", CHAIN, "--value", "0.05", "--json"))
     return _unspent(settings, run, address)
+
+
+@pytest.fixture(scope="module")
+def api(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`warden api` on the stack: its URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    with serving(stack.settings, ["api", "--listen", f"127.0.0.1:{port}", "--timeout", "120"], port, log, "warden api"):
+        yield f"http://127.0.0.1:{port}"
+
+
+def test_the_transactions_endpoint_pays_btc_from_chain_to_and_value(
+    stack: LocalStack, btc_agent: BtcAgent, api: str, run: Run
+) -> None:
+    settings = stack.settings
+    agent = btc_agent.agent_id
+    mallory, _ = _stranger()
+    key = _json(warden(settings, "agents", "api-key", "--agent", agent, "--json"))["api_key"]
+    mainnet_bob = wallet.addresses(bytes.fromhex(btc_agent.public_key), "main")[0]
+    received = sum(u.amount for u in _unspent(settings, run, btc_agent.bob))
+
+    async def scenario() -> dict[str, tuple[int, Any]]:
+        seen = {}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{api}/v1/auth/agent-token", json={"agent_id": agent, "api_key": key}) as answer:
+                auth = {"Authorization": f"Bearer {(await answer.json())['access_token']}"}
+            base = f"{api}/v1/agents/{agent}/transactions"
+            for what, path, body in (
+                ("signed", f"{base}/sign", {"chain": CHAIN, "to": btc_agent.bob, "value": "0.01"}),
+                ("stranger", base, {"chain": CHAIN, "to": mallory, "value": "0.01"}),
+                ("over the cap", base, {"chain": CHAIN, "to": btc_agent.bob, "value": "0.31"}),
+                ("finer than a satoshi", base, {"chain": CHAIN, "to": btc_agent.bob, "value": "0.000000001"}),
+                ("another network's address", base, {"chain": CHAIN, "to": mainnet_bob, "value": "0.01"}),
+                ("no address", base, {"chain": CHAIN, "to": "bcrt1qqqqqqqqqqqqqqqqqqq", "value": "0.01"}),
+                # Last: the agent's one coin is spent in the mempool until the next block.
+                ("sent", base, {"chain": CHAIN, "to": btc_agent.bob, "value": "0.02"}),
+            ):
+                async with http.post(path, json=body, headers=auth) as answer:
+                    seen[what] = (answer.status, await answer.json())
+        return seen
+
+    seen: dict[str, tuple[int, Any]] = run(scenario())
+    status, signed = seen["signed"]
+    assert (status, signed["status"], signed["final"]) == (201, "sign_only", True), signed
+    status, sent = seen["sent"]
+    assert status == 201 and sent["status"] in ("broadcast", "mined"), sent
+    assert int(sent["spend"]["BTC"]) == 2 * BTC // 100 + sent["fee_sats"] and sent["public_key"] == btc_agent.public_key
+    for case, code in (("stranger", Code.RECIPIENT_NOT_ALLOWLISTED), ("over the cap", Code.VALUE_OVER_CAP)):
+        assert (seen[case][0], seen[case][1]["code"]) == (403, code), (case, seen[case])
+    status, doc = seen["finer than a satoshi"]
+    assert status == 400 and [f["field"] for f in doc["fields"]] == ["value"], doc
+    status, doc = seen["another network's address"]
+    assert status == 422 and doc["detail"].startswith("to: ") and "another Bitcoin network" in doc["detail"], doc
+    status, doc = seen["no address"]
+    assert status == 422 and "must be a Bitcoin address" in doc["detail"] and "checksum" in doc["detail"], doc
+    deadline = time.monotonic() + 60
+    while sum(u.amount for u in _unspent(settings, run, btc_agent.bob)) < received + 2 * BTC // 100:
+        assert time.monotonic() < deadline, "the payment was never mined"
+        time.sleep(0.5)
+    assert _unspent(settings, run, mallory) == []
