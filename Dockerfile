@@ -22,6 +22,7 @@ WORKDIR /src
 COPY pyproject.toml ./
 COPY evm ./evm
 COPY svm ./svm
+COPY btc ./btc
 COPY schemas ./schemas
 COPY runtime ./runtime
 COPY rules ./rules

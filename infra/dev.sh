@@ -96,6 +96,17 @@ if [ "$(node -p "require('./.venv/npm/node_modules/@solana/surfpool-linux-x64-gn
   npm install --silent --no-audit --no-fund --save-exact --prefix .venv/npm "@solana/surfpool-linux-x64-gnu@$SURFPOOL_VERSION" >/dev/null
 fi
 
+# btcd: the local Bitcoin node (regtest, infra/stack/local.py's "bitcoin"), built by Go from the Go
+# module proxy into .venv/bin-go (Go's own caches keep the download and the build), again when the
+# version pinned here changes.
+BTCD_VERSION=v0.26.2
+if [ "$(cat .venv/bin-go/.btcd-version 2>/dev/null)" != "$BTCD_VERSION" ] || [ ! -x .venv/bin-go/btcd ]; then
+  say "building btcd $BTCD_VERSION (go install github.com/btcsuite/btcd)"
+  mkdir -p .venv/bin-go
+  GO111MODULE=on GOBIN="$PWD/.venv/bin-go" go install "github.com/btcsuite/btcd@$BTCD_VERSION"
+  echo "$BTCD_VERSION" > .venv/bin-go/.btcd-version
+fi
+
 # solc-js: the Solidity compiler of infra/contracts (python -m infra.contracts.build), pinned exactly so
 # that a fresh compile gives the committed artifacts byte for byte.
 SOLC_VERSION=0.8.30
@@ -126,7 +137,7 @@ case "${1:-}" in
   # ruff (lint and format), vulture (dead code it is sure of), then mypy ([tool.mypy] in pyproject.toml:
   # strict for every package).
   lint) shift; .venv/bin/ruff check "$@" . && .venv/bin/ruff format --check "$@" . \
-    && .venv/bin/vulture evm svm schemas runtime rules streams signer ledger sdk gateway infra tests --min-confidence 80 \
+    && .venv/bin/vulture evm svm btc schemas runtime rules streams signer ledger sdk gateway infra tests --min-confidence 80 \
     && exec .venv/bin/mypy ;;
   "") exec .venv/bin/warden --help ;;
   *) exec .venv/bin/warden "$@" ;;

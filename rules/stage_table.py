@@ -20,7 +20,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from rules import assets, fees, guardrails, movements, prices, sign_only, simulation, solana
+from rules import assets, bitcoin, fees, guardrails, movements, prices, sign_only, simulation, solana
 from runtime.rpc import Node
 from schemas.chains import ChainLookup
 from schemas.intent import TransactionIntent
@@ -54,6 +54,7 @@ class IntentKind(StrEnum):
     TYPED_DATA = "typed_data"
     SOLANA_TRANSACTION = "solana_transaction"
     SOLANA_MESSAGE = "solana_message"
+    BITCOIN_PSBT = "bitcoin_psbt"
 
 
 def kind_of(intent: TransactionIntent) -> IntentKind:
@@ -280,6 +281,12 @@ async def _solana_message(step: Step) -> Judged:
     return Judged(solana.check_message(step.intent, step.policy, step.ctx.sender))
 
 
+async def _bitcoin(step: Step) -> Judged:
+    spent = step.given(step.ctx.spent, "spent")
+    verdict, counted = await bitcoin.check(step.intent, step.policy, step.node, spent, step.ctx.sender)
+    return Judged(verdict, asset_spend=MappingProxyType(counted))
+
+
 # -- how each counting stage rechecks its windows --------------------------------------------------
 
 
@@ -312,6 +319,12 @@ def _recheck_solana(
     return solana.recheck_windows(intent, policy, judged.asset_spend, spent)
 
 
+def _recheck_bitcoin(
+    intent: TransactionIntent, policy: AgentPolicy, judged: Judgement, spent: Callable[[str], int]
+) -> StageVerdict | None:
+    return bitcoin.recheck_windows(intent, policy, judged.asset_spend, spent)
+
+
 def _native_over_threshold(
     intent: TransactionIntent, policy: AgentPolicy, _asset_spend: Mapping[str, int]
 ) -> str | None:
@@ -330,7 +343,8 @@ _EVERY_KIND = frozenset(IntentKind)
 # an intent moves, so it comes after every stage that counts what moves. A set-code transaction's
 # delegation is checked before it is priced. Messages move no native value by themselves: what
 # they may authorize is their own stage's business. A Solana transaction's instructions and the
-# node's simulation of it are one stage, which counts its cap, limits and fee per asset.
+# node's simulation of it are one stage, which counts its cap, limits and fee per asset; so are a
+# Bitcoin PSBT's inputs, outputs and fee, read against the node's unspent outputs.
 STAGE_TABLE: dict[Stage, StageRule] = {
     Stage.CHAIN: StageRule(_EVERY_KIND, _by_policy(guardrails.check_chain)),
     Stage.ALLOWLIST: StageRule(_EVM_TRANSACTIONS, _by_policy(guardrails.check_allowlist)),
@@ -365,6 +379,13 @@ STAGE_TABLE: dict[Stage, StageRule] = {
         parks=solana.approval_needed,
     ),
     Stage.SOLANA_MESSAGE: StageRule(frozenset({_K.SOLANA_MESSAGE}), _solana_message),
+    Stage.BITCOIN: StageRule(
+        frozenset({_K.BITCOIN_PSBT}),
+        _bitcoin,
+        needs=("spent", "node"),
+        recheck=_recheck_bitcoin,
+        parks=bitcoin.approval_needed,
+    ),
 }
 
 # Every guardrail stage (the split topology has a topic for each).

@@ -250,12 +250,17 @@ class Settings:
 
     def rpc_url_for(self, chain: str) -> str:
         """The JSON-RPC of ``chain``: WARDEN_RPC_URL_<CHAIN>, else its family's default: WARDEN_RPC_URL
-        for an EVM network, `solana_rpc_url` for a Solana one."""
+        for an EVM network, `solana_rpc_url` for a Solana one, `bitcoin_rpc_url` for a Bitcoin one."""
         try:
             family = REGISTRY.get(chain).family
         except UnknownChain:
             family = Family.EVM
-        return {Family.EVM: self.evm_rpc_url, Family.SOLANA: self.solana_rpc_url}[family](chain)
+        by_family = {
+            Family.EVM: self.evm_rpc_url,
+            Family.SOLANA: self.solana_rpc_url,
+            Family.BITCOIN: self.bitcoin_rpc_url,
+        }
+        return by_family[family](chain)
 
     def evm_rpc_url(self, chain: str) -> str:
         """The JSON-RPC of EVM network ``chain``: WARDEN_RPC_URL_<CHAIN>, else WARDEN_RPC_URL."""
@@ -283,6 +288,32 @@ class Settings:
                 raise RuntimeError(
                     f"the local Solana node is not running ({self.surfpool_info} is missing): start the stack "
                     "with `warden up`, or set WARDEN_RPC_URL_SOLANA_LOCAL"
+                ) from None
+        raise RuntimeError(f"no RPC for {chain!r}: set WARDEN_RPC_URL_{chain.upper().replace('-', '_')}")
+
+    @property
+    def bitcoin_info(self) -> Path:
+        """Where the local Bitcoin node (btcd) is described: its JSON-RPC URL with the user and
+        password of this start (0600), its P2P address, the funder's address."""
+        return self.home / "run" / "bitcoin.json"
+
+    def bitcoin_rpc_url(self, chain: str) -> str:
+        """The JSON-RPC of Bitcoin network ``chain``: WARDEN_RPC_URL_<CHAIN> (a node that asks for a
+        user and password takes them in the URL: ``http://user:password@host:port``), else for
+        ``bitcoin-regtest`` the node the local stack runs. Never the EVM default."""
+        url = self.rpc_urls.get(chain.upper().replace("-", "_"))
+        if url:
+            return url
+        if chain == "bitcoin-regtest":
+            try:
+                rpc = json.loads(self.bitcoin_info.read_text())["rpc"]
+                if not isinstance(rpc, str):
+                    raise ValueError(f"rpc is {type(rpc).__name__}, not a URL")
+                return rpc
+            except (OSError, ValueError, KeyError, TypeError):
+                raise RuntimeError(
+                    f"the local Bitcoin node is not running ({self.bitcoin_info} is missing): start the stack "
+                    "with `warden up`, or set WARDEN_RPC_URL_BITCOIN_REGTEST"
                 ) from None
         raise RuntimeError(f"no RPC for {chain!r}: set WARDEN_RPC_URL_{chain.upper().replace('-', '_')}")
 

@@ -1,10 +1,15 @@
-"""A small async Ethereum JSON-RPC client (aiohttp), and the per-chain cache of clients
-that the streams worker (simulation) and the signer share."""
+"""A small async JSON-RPC client (aiohttp) for Ethereum, Solana and Bitcoin nodes, and the per-chain
+cache of clients that the streams worker (simulation) and the signer share.
+
+A node's URL may carry a user and password (``http://user:password@127.0.0.1:18443``, btcd's
+basic auth): aiohttp sends them as the Authorization header, and every message that names the URL
+names it without them (`redacted`)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -12,6 +17,21 @@ from schemas.errors import WardenError
 
 if TYPE_CHECKING:
     import aiohttp
+
+
+# The user and password of a URL: what follows ``scheme://`` up to the last "@" before the path.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
+
+
+def redacted(url: str) -> str:
+    """``url`` without its user and password, for a message, a log line or a listing to name."""
+    return _USERINFO.sub(r"\1", url, count=1)
+
+
+def _scrubbed(text: str, url: str) -> str:
+    """``text`` (an exception's, which may quote the URL) without ``url``'s user and password."""
+    found = _USERINFO.match(url)
+    return text.replace(found.group(2) + "@", "") if found else text
 
 
 class RpcError(WardenError):
@@ -47,10 +67,13 @@ READS = (
     "eth_gasPrice",
     "eth_maxPriorityFeePerGas",
     "eth_blobBaseFee",
-    # Solana's reads (getAccountInfo, getSignatureStatuses, ...)
+    # Solana's reads (getAccountInfo, getSignatureStatuses, ...), and Bitcoin's (getblockcount,
+    # gettxout, getrawtransaction, ...)
     "get",
     "isBlockhashValid",
     "simulateTransaction",
+    "searchrawtransactions",
+    "testmempoolaccept",
 )
 
 
@@ -84,18 +107,30 @@ class JsonRpc:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        status = 0
         try:
             async with self._session.post(self.url, json=body) as resp:
+                status = resp.status
                 reply = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RpcUnavailable(
-                f"{method}: chain RPC at {self.url} unreachable ({exc.__class__.__name__}: {exc}); "
-                "check WARDEN_RPC_URL and that the node runs"
-            ) from exc
-        if "error" in reply:
-            err = reply["error"]
+                f"{method}: chain RPC at {redacted(self.url)} unreachable ({exc.__class__.__name__}: "
+                f"{_scrubbed(str(exc), self.url)}); check WARDEN_RPC_URL and that the node runs"
+            ) from None
+        except ValueError:  # not JSON: btcd answers a wrong user or password with a text 401
+            reply = None
+        if not isinstance(reply, dict):
+            raise RpcUnavailable(
+                f"{method}: chain RPC at {redacted(self.url)} answered HTTP {status} without a JSON-RPC reply; "
+                "check the URL (and, for a node that asks for them, the user and password it carries)"
+            )
+        # Bitcoin nodes (btcd, Bitcoin Core) answer JSON-RPC 1.0's envelope: "error" is null on success.
+        err = reply.get("error")
+        if err is not None:
+            if not isinstance(err, dict):
+                err = {"message": str(err)}
             raise RpcError(method, err.get("code", 0), err.get("message", ""), err.get("data"))
-        return reply["result"]
+        return reply.get("result")
 
     async def close(self) -> None:
         if self._session is not None:

@@ -66,6 +66,12 @@ class AuditAction(StrEnum):
     SOLANA_DROPPED = "solana.dropped"
     SOLANA_LANDED_AGAIN = "solana.landed_again"
     SOLANA_MESSAGE_SIGNED = "solana.message_signed"
+    BITCOIN_SIGN_ONLY = "bitcoin.sign_only"
+    BITCOIN_SIGNED = "bitcoin.signed"
+    BITCOIN_BROADCAST = "bitcoin.broadcast"
+    BITCOIN_MINED = "bitcoin.mined"
+    BITCOIN_FINAL = "bitcoin.final"
+    BITCOIN_CONFLICTED = "bitcoin.conflicted"
     # Custody: vaults, secrets, grants, keys released to a signer.
     VAULT_CREATED = "vault.created"
     VAULT_MODE_SET = "vault.mode_set"
@@ -115,6 +121,11 @@ def tx_action(status: str) -> AuditAction:
 def solana_action(status: str) -> AuditAction:
     """The action of a Solana transaction's status (``finalized`` → ``solana.finalized``)."""
     return _named("solana", status)
+
+
+def bitcoin_action(status: str) -> AuditAction:
+    """The action of a Bitcoin transaction's status (``mined`` → ``bitcoin.mined``)."""
+    return _named("bitcoin", status)
 
 
 def admin_record_action(subject: str, adopted: bool) -> AuditAction:

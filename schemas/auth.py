@@ -40,6 +40,7 @@ from schemas.outcomes import (
     HumanApproval,
     IntentRejected,
     Outcome,
+    SignedBitcoinTransaction,
     SignedMessage,
     SignedSolanaMessage,
     SignedSolanaTransaction,
@@ -343,7 +344,10 @@ def outcome_roles(record: Outcome) -> tuple[Role, ...]:
     """Who may say this: only a signer speaks of signatures and of refusals at stage "signing"
     (which release the worker's reservation); the workers speak of every other decision; either
     dead-letters a record it cannot process."""
-    if isinstance(record, (SignedTransaction, SignedMessage, SignedSolanaTransaction, SignedSolanaMessage)):
+    if isinstance(
+        record,
+        (SignedTransaction, SignedMessage, SignedSolanaTransaction, SignedSolanaMessage, SignedBitcoinTransaction),
+    ):
         return ("signer",)
     if isinstance(record, IntentRejected) and record.stage == Stage.SIGNING:
         return ("signer",)

@@ -51,6 +51,7 @@ class Family(StrEnum):
 
     EVM = "evm"
     SOLANA = "solana"
+    BITCOIN = "bitcoin"
 
     @property
     def a_network(self) -> str:
@@ -58,18 +59,28 @@ class Family(StrEnum):
         return _A_NETWORK[self]
 
 
-_A_NETWORK = {Family.EVM: "an EVM network", Family.SOLANA: "a Solana network"}
+_A_NETWORK = {Family.EVM: "an EVM network", Family.SOLANA: "a Solana network", Family.BITCOIN: "a Bitcoin network"}
 
 # The key chain each family's networks sign with (`signer.chain_keys`).
-KEY_CHAIN: Mapping[Family, str] = MappingProxyType({Family.EVM: "ethereum", Family.SOLANA: "solana"})
+KEY_CHAIN: Mapping[Family, str] = MappingProxyType(
+    {Family.EVM: "ethereum", Family.SOLANA: "solana", Family.BITCOIN: "bitcoin"}
+)
 FAMILY_OF_KEY_CHAIN: Mapping[str, Family] = MappingProxyType({key: family for family, key in KEY_CHAIN.items()})
 # Each family's CAIP-2 namespace.
-NAMESPACE: Mapping[Family, str] = MappingProxyType({Family.EVM: "eip155", Family.SOLANA: "solana"})
+NAMESPACE: Mapping[Family, str] = MappingProxyType(
+    {Family.EVM: "eip155", Family.SOLANA: "solana", Family.BITCOIN: "bip122"}
+)
 # A Solana cluster's CAIP-2 reference is the first 32 characters of its genesis hash (CAIP-30). A
 # cluster with none published here (the local node, whose genesis is made when it starts) is
 # referred to by its name.
 SOLANA_GENESIS: Mapping[str, str] = MappingProxyType(
     {"solana": "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "solana-devnet": "EtWTRABZaYq6iMfeYKouRu166VU2xqa1"}
+)
+
+# A Bitcoin network's CAIP-2 reference is the first 32 hex characters of its genesis block's hash
+# (CAIP-4, namespace bip122); regtest's genesis block is the same on every regtest node.
+BITCOIN_GENESIS: Mapping[str, str] = MappingProxyType(
+    {"bitcoin": "000000000019d6689c085ae165831e93", "bitcoin-regtest": "0f9188f13cb7b2c71f2a335e3a4fc328"}
 )
 
 
@@ -163,6 +174,12 @@ BUILTIN: tuple[Chain, ...] = (
     Chain("solana-devnet", 103, "SOL", "https://explorer.solana.com/?cluster=devnet", key_chain="solana", testnet=True),
     # the local node `warden up` runs (surfpool)
     Chain("solana-local", 104, "SOL", "", key_chain="solana", testnet=True),
+    # Bitcoin networks, named across families by their genesis block (`caip2`). chain_id is a
+    # number of Warden's own (8332 and 18443, their nodes' customary RPC ports). Final means
+    # `confirmations` blocks on top of the transaction's block; a Bitcoin node serves no
+    # finalized block. The regtest node `warden up` runs mines a block a second.
+    Chain("bitcoin", 8332, "BTC", "https://mempool.space", key_chain="bitcoin", finalized_tag=False, confirmations=6),
+    Chain("bitcoin-regtest", 18443, "BTC", "", key_chain="bitcoin", testnet=True, finalized_tag=False, confirmations=2),
 )
 
 
@@ -171,6 +188,7 @@ _REFERENCE: Mapping[Family, Callable[[Chain], str]] = MappingProxyType(
     {
         Family.EVM: lambda chain: str(chain.chain_id),
         Family.SOLANA: lambda chain: SOLANA_GENESIS.get(chain.name, chain.name),
+        Family.BITCOIN: lambda chain: BITCOIN_GENESIS.get(chain.name, chain.name),
     }
 )
 

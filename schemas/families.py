@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from schemas.chains import Family
-from schemas.fields import parse_address, parse_solana_address
+from schemas.fields import parse_address, parse_bitcoin_address, parse_solana_address
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,15 @@ FORMS: Mapping[Family, FamilyForm] = MappingProxyType(
             native_decimals=9,
             base_unit="lamports",
         ),
+        Family.BITCOIN: FamilyForm(
+            Family.BITCOIN,
+            kinds=("bitcoin_psbt",),
+            address=parse_bitcoin_address,
+            address_form="a Bitcoin address (bech32 bc1…, tb1…, bcrt1…, or base58)",
+            guide="docs/bitcoin.md",
+            native_decimals=8,
+            base_unit="satoshis",
+        ),
     }
 )
 
@@ -69,5 +78,5 @@ def wrong_kind(chain: str, family: Family, kind: str) -> str:
     form = FORMS[family]
     takes = FAMILY_OF_KIND.get(kind)
     elsewhere = f"; a {kind} names {takes.a_network}" if takes is not None else ""
-    kinds = ", ".join(form.kinds[:-1]) + " or " + form.kinds[-1]
+    kinds = form.kinds[0] if len(form.kinds) == 1 else ", ".join(form.kinds[:-1]) + " or " + form.kinds[-1]
     return f"chain {chain!r} is {family.a_network}: its intents are intent_type {kinds} (see {form.guide}){elsewhere}"

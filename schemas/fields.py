@@ -17,6 +17,8 @@ import base58
 from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
+from btc import addresses as bitcoin_addresses
+from btc import wallet as bitcoin_wallet
 from schemas.chains import Chain, Family, UnknownChain, chain_named
 
 WEI_PER_UNIT = 10**18
@@ -185,6 +187,25 @@ def parse_solana_address(value: object) -> str:
     return value
 
 
+def parse_bitcoin_address(value: object) -> str:
+    """A Bitcoin address of any network (P2PKH, P2SH, P2WPKH, P2WSH, P2TR) in its one written form;
+    any other text is a ValueError. Which network it is of, the judge checks against the intent's."""
+    return bitcoin_addresses.parse_address(value)
+
+
+def _bitcoin_public_key(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"0[23][0-9a-f]{64}", value):
+        raise ValueError(
+            f"must be the agent's Bitcoin public key, 33 bytes compressed as 66 lowercase hex digits starting 02 or "
+            f"03 (`warden keys list --chain bitcoin --json`), got {str(value)[:80]!r}"
+        )
+    try:
+        bitcoin_wallet.own_scripts(bytes.fromhex(value))
+    except ValueError:
+        raise ValueError(f"{value[:80]!r} is not a point on secp256k1: not a public key") from None
+    return value
+
+
 def _whole(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"must be a whole number (integer or decimal string), got {value!r}")
@@ -198,6 +219,8 @@ def _whole(value: object) -> int:
 
 NativeAmount = Annotated[str, BeforeValidator(_native_amount)]
 SolanaAddress = Annotated[str, BeforeValidator(parse_solana_address)]
+BitcoinAddress = Annotated[str, BeforeValidator(parse_bitcoin_address)]
+BitcoinPublicKey = Annotated[str, BeforeValidator(_bitcoin_public_key)]
 # Lamports and SPL token base units: u64 on chain; a decimal string on the wire, like wei.
 BaseUnits = Annotated[
     int,
@@ -221,6 +244,8 @@ UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 __all__ = [
     "Address",
     "BaseUnits",
+    "BitcoinAddress",
+    "BitcoinPublicKey",
     "HexData",
     "Identifier",
     "NativeAmount",
@@ -230,6 +255,7 @@ __all__ = [
     "format_native_amount",
     "format_token_amount",
     "evm_chain",
+    "parse_bitcoin_address",
     "parse_solana_address",
     "known_chain",
     "parse_address",

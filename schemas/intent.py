@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 import orjson
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from btc import psbt as bitcoin_psbts
 from evm.constants import BYTES_PER_BLOB, MAX_BLOBS_PER_TX, MAX_MESSAGE_BYTES, NONCE_LIMIT
 from schemas.chains import Family, chain_named
 from schemas.errors import Problem
@@ -60,11 +61,14 @@ PER_SUBMISSION_FIELDS = frozenset(
 INTENT_MAX_AGE_US = 600 * 1_000_000
 INTENT_MAX_FUTURE_US = 120 * 1_000_000
 
-IntentType = Literal["transaction", "personal_sign", "typed_data", "solana_transaction", "solana_message"]
+IntentType = Literal[
+    "transaction", "personal_sign", "typed_data", "solana_transaction", "solana_message", "bitcoin_psbt"
+]
 
 # A Solana transaction's wire bytes, base64: at most 1,232 bytes (svm.transactions).
 SOLANA_TRANSACTION_MAX_CHARS = 4 * ((1232 + 2) // 3)
 SOLANA_MESSAGE_MAX_CHARS = 4 * ((solana_messages.MAX_MESSAGE_BYTES + 2) // 3)
+BITCOIN_PSBT_MAX_CHARS = 4 * ((bitcoin_psbts.MAX_PSBT_BYTES + 2) // 3)
 
 
 def _base64(text: str | None, error: type[ValueError], what: str) -> bytes:
@@ -142,6 +146,7 @@ class TransactionIntent(Evolving):
         "unattested_signer_accepted": False,
         "solana_transaction": None,
         "solana_message": None,
+        "bitcoin_psbt": None,
     }
 
     intent_id: Identifier
@@ -191,6 +196,11 @@ class TransactionIntent(Evolving):
         max_length=SOLANA_MESSAGE_MAX_CHARS,
         description="solana_message: a Solana off-chain message's bytes (signing domain, version, ..., content), "
         "base64; the agent's address among its signatories",
+    )
+    bitcoin_psbt: str | None = Field(
+        default=None,
+        max_length=BITCOIN_PSBT_MAX_CHARS,
+        description="bitcoin_psbt: a PSBT (BIP-174), base64, spending the agent's own P2WPKH or P2TR outputs",
     )
     signing_key_path: str | None = Field(default=None, max_length=512)
     simulate_first: bool = False
@@ -244,6 +254,10 @@ class TransactionIntent(Evolving):
                     "then": {"required": ["solana_message"]},
                 },
                 {
+                    "if": {"properties": {"intent_type": {"const": "bitcoin_psbt"}}, "required": ["intent_type"]},
+                    "then": {"required": ["bitcoin_psbt"]},
+                },
+                {
                     "if": {"properties": {"intent_type": {"const": "transaction"}}},
                     "then": {"required": ["to", "value"]},
                 },
@@ -264,8 +278,10 @@ class TransactionIntent(Evolving):
         return _FAMILY_FIELDS[family](self)
 
     def _evm_fields(self) -> "TransactionIntent":
-        if self.solana_transaction is not None or self.solana_message is not None:
-            raise ValueError("solana_transaction and solana_message are for the intent_type of the same name only")
+        if self.solana_transaction is not None or self.solana_message is not None or self.bitcoin_psbt is not None:
+            raise ValueError(
+                "solana_transaction, solana_message and bitcoin_psbt are for the intent_type of the same name only"
+            )
         if self.intent_type != "transaction":
             return self._message_fields()
         if self.to is None:
@@ -336,8 +352,9 @@ class TransactionIntent(Evolving):
         if getattr(self, kind) is None:
             what = "the transaction's wire bytes" if kind == "solana_transaction" else "the off-chain message's bytes"
             raise ValueError(f"intent_type {kind} needs {kind}: {what}, base64")
-        if getattr(self, other) is not None:
-            raise ValueError(f"{other} is not part of an intent_type {kind} intent")
+        for stray_kind in (other, "bitcoin_psbt"):
+            if getattr(self, stray_kind) is not None:
+                raise ValueError(f"{stray_kind} is not part of an intent_type {kind} intent")
         try:
             if kind == "solana_transaction":
                 transactions.read(self.solana_transaction_bytes)
@@ -359,6 +376,35 @@ class TransactionIntent(Evolving):
                 "everything; leave them out"
             )
         return self
+
+    def _bitcoin_fields(self) -> "TransactionIntent":
+        if self.bitcoin_psbt is None:
+            raise ValueError("intent_type bitcoin_psbt needs bitcoin_psbt: the PSBT (BIP-174), base64")
+        for other in ("solana_transaction", "solana_message"):
+            if getattr(self, other) is not None:
+                raise ValueError(f"{other} is not part of an intent_type bitcoin_psbt intent")
+        try:
+            bitcoin_psbts.read(self.bitcoin_psbt_bytes)
+        except bitcoin_psbts.PsbtInvalid as exc:
+            raise ValueError(f"bitcoin_psbt: {exc}") from None
+        defaults = type(self).model_fields
+        # The PSBT says everything a payment is; it is sent (broadcast) or signed only.
+        stray = [
+            name
+            for name in (*_TRANSACTION_ONLY, "message", "typed_data", "simulate_first")
+            if name != "broadcast" and getattr(self, name) != defaults[name].default
+        ]
+        if stray:
+            raise ValueError(
+                f"{', '.join(stray)} belong to an EVM intent, not to a bitcoin_psbt: the PSBT says everything; "
+                "leave them out"
+            )
+        return self
+
+    @property
+    def bitcoin_psbt_bytes(self) -> bytes:
+        """The PSBT's bytes (`bitcoin_psbt` decoded)."""
+        return _base64(self.bitcoin_psbt, bitcoin_psbts.PsbtInvalid, "the PSBT")
 
     @property
     def solana_message_bytes(self) -> bytes:
@@ -493,4 +539,5 @@ def idempotency_slot_live(first_at_us: int, now_us: int) -> bool:
 _FAMILY_FIELDS: dict[Family, Callable[[TransactionIntent], TransactionIntent]] = {
     Family.EVM: TransactionIntent._evm_fields,
     Family.SOLANA: TransactionIntent._solana_fields,
+    Family.BITCOIN: TransactionIntent._bitcoin_fields,
 }

@@ -329,6 +329,38 @@ class SignedSolanaTransaction(Outcome):
     signed_at: UtcDatetime
 
 
+# A Bitcoin transaction's life: signed only, or signed then broadcast (in the node's mempool), mined
+# (in a block; final once the chain's confirmations are built on it), or conflicted: one of its
+# inputs was spent by another transaction, so it can never be mined.
+BitcoinStatus = Literal["sign_only", "signed", "broadcast", "mined", "conflicted"]
+
+
+class SignedBitcoinTransaction(Outcome):
+    """A Bitcoin transaction the signer signed for an intent (its PSBT), on
+    ``warden.bitcoin.signed``, and its status on the chain when the intent asked for broadcast.
+    ``signed_tx`` is exactly the network transaction: every input signed by the agent's key."""
+
+    intent_id: str
+    agent_id: str
+    chain: str
+    public_key: str = Field(description="the agent's Bitcoin public key (compressed, hex): the key that signed")
+    txid: str = Field(description="the transaction's id, hex, as explorers show it")
+    signed_tx: str = Field(description="the signed network transaction, hex")
+    inputs: tuple[str, ...] = Field(description="the outputs it spends, txid:vout")
+    spend: dict[str, str] = Field(
+        default_factory=dict, description="what it spends, per asset (BTC), satoshis: outputs to others and the fee"
+    )
+    fee_sats: int
+    vsize: int
+    status: BitcoinStatus
+    final: bool = False
+    block_hash: str | None = Field(default=None, description="the block that holds it, once one does")
+    confirmations: int = Field(default=0, description="its block and those on top, as the node last said")
+    error: str | None = Field(default=None, description="why the node refused it, or what spent its inputs")
+    tee: str
+    signed_at: UtcDatetime
+
+
 class SignedSolanaMessage(Outcome):
     """A Solana off-chain message the signer signed for an intent, on
     ``warden.solana.messages.signed``: ``message`` holds exactly the bytes signed (the agent's

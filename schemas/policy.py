@@ -14,6 +14,8 @@ from schemas.admins import ADMIN_SIGNATURE, AdminSignature
 from schemas.fields import (
     Address,
     BaseUnits,
+    BitcoinAddress,
+    BitcoinPublicKey,
     HexData,
     Identifier,
     NativeAmount,
@@ -346,6 +348,34 @@ class SolanaPolicy(Record):
         return next((p for p in self.programs if p.program == program), None)
 
 
+class BitcoinPolicy(Record):
+    """What the agent may do on Bitcoin networks (those of ``tx_allowed_chains`` whose key chain is
+    ``bitcoin``), in satoshis. The agent's wallet is its key's two scripts, P2WPKH and P2TR key
+    path (`btc.wallet`): an output to either is change; every other output, and the fee, is spent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    public_key: BitcoinPublicKey = Field(
+        description="the agent's Bitcoin public key, 33 bytes compressed hex (`warden keys provision --chain "
+        "bitcoin`): its wallet is wpkh(key) and tr(key), and the signer refuses to sign with another key"
+    )
+    allowlist: tuple[BitcoinAddress, ...] = Field(
+        default=(), max_length=1024, description="addresses that may be paid; the agent's own always may (change)"
+    )
+    max_sats_per_tx: BaseUnits | None = Field(
+        default=None, description="the most one intent spends (outputs to others plus the fee), satoshis"
+    )
+    daily_limit_sats: BaseUnits | None = Field(default=None, description="rolling 24 h limit, fees included, satoshis")
+    approval_threshold_sats: BaseUnits | None = Field(
+        default=None, description="an intent spending more than this, fee included, waits for an admin"
+    )
+    max_fee_sats: BaseUnits = Field(default=100_000, description="the most fee one transaction pays, satoshis")
+    max_fee_rate_sat_vb: int = Field(
+        default=100, ge=1, le=1_000_000, description="the most fee per virtual byte one transaction pays"
+    )
+
+
 class AgentPolicy(Evolving):
     """An agent's guardrails, versioned and signed by an admin key. What it does not describe is
     refused: messages, typed data and EIP-7702 delegations are off until their fields allow them."""
@@ -369,6 +399,7 @@ class AgentPolicy(Evolving):
         "price_feeds": (),
         "price_max_age_s": 3600,
         "solana": None,
+        "bitcoin": None,
         "max_sign_only_outstanding": None,
         "sign_only_ttl_s": None,
     }
@@ -467,6 +498,9 @@ class AgentPolicy(Evolving):
     )
     solana: SolanaPolicy | None = Field(
         default=None, description="what the agent may do on Solana networks; none: every Solana intent is refused"
+    )
+    bitcoin: BitcoinPolicy | None = Field(
+        default=None, description="what the agent may do on Bitcoin networks; none: every Bitcoin intent is refused"
     )
     agent_public_key: HexData = Field(description="the agent's Ed25519 public key, 32 bytes hex")
     issued_at: UtcDatetime

@@ -27,5 +27,6 @@ class Stage(StrEnum):
     TYPED_DATA = "typed_data"
     SOLANA = "solana"
     SOLANA_MESSAGE = "solana_message"
+    BITCOIN = "bitcoin"
     APPROVAL = "approval"
     SIGNING = "signing"

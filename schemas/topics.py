@@ -27,6 +27,8 @@ SOLANA_SIGNED = "warden.solana.signed"
 # Solana off-chain messages the signer signed (SignedSolanaMessage): a topic of their own, as EVM
 # messages have, so no reader of Solana transactions ever takes one for a transaction.
 SOLANA_MESSAGES_SIGNED = "warden.solana.messages.signed"
+# Bitcoin transactions the signer signed (SignedBitcoinTransaction), and their status on the chain.
+BITCOIN_SIGNED = "warden.bitcoin.signed"
 # Simulation requests (SimulationRequest, signed by the agent) and the worker's answers
 # (SimulationResult): topics of their own, so no reader of intents or approvals, and no signer,
 # ever takes a simulation for something to sign.
@@ -75,6 +77,7 @@ ALL = (
     MESSAGES_SIGNED,
     SOLANA_SIGNED,
     SOLANA_MESSAGES_SIGNED,
+    BITCOIN_SIGNED,
     SIMULATIONS_REQUESTED,
     SIMULATIONS_RESULTS,
     POLICIES,

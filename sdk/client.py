@@ -47,6 +47,7 @@ from schemas.intent import SealedSecret, TransactionIntent
 from schemas.outcomes import (
     HumanApproval,
     IntentParked,
+    SignedBitcoinTransaction,
     SignedSolanaTransaction,
     SignedTransaction,
 )
@@ -499,7 +500,8 @@ async def submit_and_wait(
     forged: list[tuple[str, str]] = []
     outcomes = await wait_outcomes(settings, [intent], timeout_s, start, final=False, forged=forged)
     outcome = outcomes.get(intent.intent_id)
-    if final and isinstance(outcome, SignedTransaction | SignedSolanaTransaction) and not is_final(outcome):
+    followed = SignedTransaction | SignedSolanaTransaction | SignedBitcoinTransaction
+    if final and isinstance(outcome, followed) and not is_final(outcome):
         remaining = deadline - time.monotonic()
         if remaining > 0:
             later = await wait_outcomes(settings, [intent], remaining, start, forged=forged)

@@ -19,6 +19,7 @@ from schemas.codes import Code
 from schemas.outcomes import (
     IntentParked,
     IntentRejected,
+    SignedBitcoinTransaction,
     SignedMessage,
     SignedSolanaMessage,
     SignedSolanaTransaction,
@@ -366,6 +367,59 @@ def solana_transaction_of(
     if isinstance(outcome, IntentParked):
         return SolanaTransactionResult(**base, status="awaiting_approval", awaiting_approval=_waiting(outcome))
     return SolanaTransactionResult(**base, status="no_outcome_yet")
+
+
+class BitcoinTransactionResult(BaseModel):
+    """A Bitcoin payment the agent asked Warden to sign, and where it stands. Amounts are
+    decimal strings of satoshis."""
+
+    intent_id: str
+    agent_id: str
+    chain: str
+    status: Literal[
+        "sign_only", "signed", "broadcast", "mined", "conflicted", "refused", "awaiting_approval", "no_outcome_yet"
+    ]
+    idempotency_key: str | None = None
+    public_key: str | None = Field(default=None, description="the agent's Bitcoin public key, which signed")
+    txid: str | None = Field(default=None, description="the transaction's id, hex")
+    signed_tx: str | None = Field(default=None, description="the signed network transaction, hex")
+    block_hash: str | None = None
+    confirmations: int = 0
+    final: bool = False
+    spend: dict[str, str] = Field(default_factory=dict, description="what it spends (BTC), satoshis, fee included")
+    fee_sats: int | None = None
+    error: str | None = None
+    tee: str | None = None
+    refusal: Refusal | None = None
+    awaiting_approval: AwaitingApproval | None = None
+    forged_outcomes_ignored: int = 0
+
+
+def bitcoin_transaction_of(
+    intent_id: str, agent_id: str, chain: str, idempotency_key: str, outcome: Outcome | None, forged: int
+) -> BitcoinTransactionResult:
+    base = dict(
+        intent_id=intent_id,
+        agent_id=agent_id,
+        chain=chain,
+        idempotency_key=idempotency_key,
+        forged_outcomes_ignored=forged,
+    )
+    if isinstance(outcome, SignedBitcoinTransaction):
+        return BitcoinTransactionResult(
+            **base,
+            **outcome.model_dump(
+                include={
+                    "status", "public_key", "txid", "signed_tx", "block_hash", "confirmations", "final", "spend",
+                    "fee_sats", "error", "tee",
+                }
+            ),
+        )  # fmt: skip
+    if isinstance(outcome, IntentRejected):
+        return BitcoinTransactionResult(**base, status="refused", refusal=_refusal(outcome), tee=outcome.tee)
+    if isinstance(outcome, IntentParked):
+        return BitcoinTransactionResult(**base, status="awaiting_approval", awaiting_approval=_waiting(outcome))
+    return BitcoinTransactionResult(**base, status="no_outcome_yet")
 
 
 def solana_summary(found: SolanaTransactionResult, timeout_s: float) -> str:

@@ -35,6 +35,7 @@ from schemas.outcomes import (
     FINAL_TX_STATUSES,
     IntentParked,
     IntentRejected,
+    SignedBitcoinTransaction,
     SignedMessage,
     SignedSolanaMessage,
     SignedSolanaTransaction,
@@ -76,16 +77,24 @@ def raw_submission(agent_id: str, raw: bytes, max_bytes: int) -> RawSubmission:
 
 
 Outcome = (
-    IntentRejected | SignedTransaction | SignedMessage | SignedSolanaTransaction | SignedSolanaMessage | IntentParked
+    IntentRejected
+    | SignedTransaction
+    | SignedMessage
+    | SignedSolanaTransaction
+    | SignedSolanaMessage
+    | SignedBitcoinTransaction
+    | IntentParked
 )
 # Where a client reads the answer to its intent: a refusal, a signed transaction, a signed message,
-# a signed Solana transaction or a signed Solana off-chain message; or that it waits for an admin.
+# a signed Solana transaction, a signed Solana off-chain message or a signed Bitcoin transaction;
+# or that it waits for an admin.
 OUTCOME_TOPICS = (
     topics.INTENTS_REJECTED,
     topics.TXS_SIGNED,
     topics.MESSAGES_SIGNED,
     topics.SOLANA_SIGNED,
     topics.SOLANA_MESSAGES_SIGNED,
+    topics.BITCOIN_SIGNED,
     topics.INTENTS_AWAITING_APPROVAL,
 )
 _OUTCOME_MODELS: dict[str, type[Outcome]] = {
@@ -94,6 +103,7 @@ _OUTCOME_MODELS: dict[str, type[Outcome]] = {
     topics.MESSAGES_SIGNED: SignedMessage,
     topics.SOLANA_SIGNED: SignedSolanaTransaction,
     topics.SOLANA_MESSAGES_SIGNED: SignedSolanaMessage,
+    topics.BITCOIN_SIGNED: SignedBitcoinTransaction,
     topics.INTENTS_AWAITING_APPROVAL: IntentParked,
 }
 
@@ -103,7 +113,7 @@ def is_final(outcome: Outcome) -> bool:
     awaiting an admin's approval is not."""
     if isinstance(outcome, IntentParked):
         return False
-    if isinstance(outcome, SignedSolanaTransaction):
+    if isinstance(outcome, SignedSolanaTransaction | SignedBitcoinTransaction):
         return outcome.final
     return not isinstance(outcome, SignedTransaction) or outcome.status in FINAL_TX_STATUSES
 

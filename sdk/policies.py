@@ -48,16 +48,23 @@ class _PlainFields:
     allowlist: str
     max_value: str
     daily_limit: str
+    # The section's field that names the agent's own wallet, from its key: an address, or (Bitcoin,
+    # whose addresses differ per network) the public key.
+    own: str = "address"
 
 
 # The options `--allowlist`, `--max-value` and `--daily-limit` read the same for every family:
 # addresses in the family's form, amounts in the network's currency. EVM networks keep them in
-# the policy's own fields as decimals; Solana networks in `solana`, in lamports.
+# the policy's own fields as decimals; Solana networks in `solana`, in lamports; Bitcoin networks in
+# `bitcoin`, in satoshis.
 _PLAIN_FIELDS = {
     Family.EVM: _PlainFields(None, "tx_to_allowlist", "tx_max_value_eth", "tx_daily_limit_eth"),
     Family.SOLANA: _PlainFields("solana", "allowlist", "max_lamports_per_tx", "daily_limit_lamports"),
+    Family.BITCOIN: _PlainFields("bitcoin", "allowlist", "max_sats_per_tx", "daily_limit_sats", own="public_key"),
 }
 _EVM_PLAIN = _PLAIN_FIELDS[Family.EVM]
+# What names the agent in each family's section (`unsigned_policy`'s ``own`` gives it).
+OWN_FIELDS = {family: plain.own for family, plain in _PLAIN_FIELDS.items() if plain.section is not None}
 
 
 class PolicyInvalid(WardenError, ValueError):
@@ -172,7 +179,7 @@ def _place_by_family(record: dict[str, Any], plain: Mapping[str, Any], own: Mapp
         recipients[next(iter(families)) if len(families) == 1 else _family_of(address, families)].append(address)
     for family in sorted(families):
         where = _PLAIN_FIELDS[family]
-        fields = record if where.section is None else _section(record, where.section, family, own)
+        fields = record if where.section is None else _section(record, where, family, own)
         if allowlist is not None:
             fields[where.allowlist] = tuple(recipients[family])
         for evm_name, name in ((_EVM_PLAIN.max_value, where.max_value), (_EVM_PLAIN.daily_limit, where.daily_limit)):
@@ -180,17 +187,20 @@ def _place_by_family(record: dict[str, Any], plain: Mapping[str, Any], own: Mapp
                 fields[name] = _in_base_units(plain[evm_name], family, where, name)
 
 
-def _section(record: dict[str, Any], name: str, family: Family, own: Mapping[Family, str]) -> dict[str, Any]:
-    """The policy's ``name`` section, made with the agent's address ``own`` gives when it has none."""
+def _section(record: dict[str, Any], where: _PlainFields, family: Family, own: Mapping[Family, str]) -> dict[str, Any]:
+    """The policy's section of ``family``, made with the agent's address (or key) ``own`` gives
+    when it names none."""
+    name = str(where.section)
     section = dict(record.get(name) or {})
-    if "address" not in section:
+    if where.own not in section:
         if family not in own:
+            what = "key" if where.own == "public_key" else "address"
             raise PolicyInvalid(
-                f"{name}.address: the policy allows {family.a_network} and the agent has no address there yet; "
+                f"{name}.{where.own}: the policy allows {family.a_network} and the agent has no {what} there yet; "
                 f"provision its key (`warden keys provision --agent {record['agent_id']} --chain "
-                f"{KEY_CHAIN[family]}`) or give {name}.address in --fields"
+                f"{KEY_CHAIN[family]}`) or give {name}.{where.own} in --fields"
             )
-        section["address"] = own[family]
+        section[where.own] = own[family]
     record[name] = section
     return section
 

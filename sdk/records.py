@@ -34,7 +34,14 @@ from schemas.audit import AuditEvent, readable_audit_events
 from schemas.auth import audit_writer, outcome_forgery, policy_signature_valid, record_id_of
 from schemas.chain_set import ChainSet
 from schemas.errors import Problem, WardenError
-from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedSolanaTransaction, SignedTransaction
+from schemas.outcomes import (
+    IntentApproved,
+    IntentParked,
+    IntentRejected,
+    SignedBitcoinTransaction,
+    SignedSolanaTransaction,
+    SignedTransaction,
+)
 from schemas.policy import AgentPolicy
 from sdk.outcomes import Outcome, read_outcome
 
@@ -44,20 +51,21 @@ _log = logging.getLogger("warden.chains")
 @dataclass
 class AgentRecords:
     """What the services said about an agent's intents: the newest authentic signed-transaction
-    record per intent (oldest first), EVM's and Solana's, every authentic rejection (oldest first,
+    record per intent (oldest first), EVM's, Solana's and Bitcoin's, every authentic rejection (oldest first,
     each once), and how many records about the agent were left out as forged."""
 
     transactions: list[SignedTransaction]
     rejected: list[IntentRejected]
     forged: int
     solana_transactions: list[SignedSolanaTransaction] = field(default_factory=list)
+    bitcoin_transactions: list[SignedBitcoinTransaction] = field(default_factory=list)
 
 
 async def agent_transactions(
     settings: Settings, agent_id: str, idle_polls: int = 5, history: dict[str, list[SignedTransaction]] | None = None
 ) -> AgentRecords:
     """The signed transactions and rejections of ``agent_id`` (`AgentRecords`), read from
-    ``warden.txs.signed``, ``warden.solana.signed`` and ``warden.intents.rejected`` from the start. Per intent, the newest
+    ``warden.txs.signed``, ``warden.solana.signed``, ``warden.bitcoin.signed`` and ``warden.intents.rejected`` from the start. Per intent, the newest
     status the signer reported (a final one wins over signed, broadcast and stuck). With
     ``history``, every authentic transaction record per intent id is added to it, in topic order.
 
@@ -68,10 +76,11 @@ async def agent_transactions(
     keys = PinnedServiceKeys(settings)
     newest: dict[str, SignedTransaction] = {}
     solana: dict[str, SignedSolanaTransaction] = {}
+    bitcoin: dict[str, SignedBitcoinTransaction] = {}
     rejected: dict[tuple[Any, ...], IntentRejected] = {}
     forged = 0
-    read = (topics.TXS_SIGNED, topics.SOLANA_SIGNED, topics.INTENTS_REJECTED)
-    kinds = (SignedTransaction, SignedSolanaTransaction, IntentRejected)
+    read = (topics.TXS_SIGNED, topics.SOLANA_SIGNED, topics.BITCOIN_SIGNED, topics.INTENTS_REJECTED)
+    kinds = (SignedTransaction, SignedSolanaTransaction, SignedBitcoinTransaction, IntentRejected)
     async for topic, value in read_to_quiet(settings, read, idle_polls):
         record = read_outcome(topic, value)
         if not isinstance(record, kinds) or record.agent_id != agent_id:
@@ -79,12 +88,13 @@ async def agent_transactions(
         if outcome_forgery(record, keys) is not None:
             forged += 1
             continue
-        if isinstance(record, SignedSolanaTransaction):
+        if isinstance(record, SignedSolanaTransaction | SignedBitcoinTransaction):
             # In order per intent (one partition): the newest, but never a redelivered earlier
             # record over a final one.
-            held = solana.get(record.intent_id)
+            by_intent: dict[str, Any] = solana if isinstance(record, SignedSolanaTransaction) else bitcoin
+            held = by_intent.get(record.intent_id)
             if held is None or not held.final or record.final:
-                solana[record.intent_id] = record
+                by_intent[record.intent_id] = record
             continue
         if isinstance(record, IntentRejected):
             # A redelivered record is rejected again, at another time: the same rejection.
@@ -112,6 +122,7 @@ async def agent_transactions(
         sorted(rejected.values(), key=lambda r: r.decided_at),
         forged,
         sorted(solana.values(), key=lambda r: r.signed_at),
+        sorted(bitcoin.values(), key=lambda r: r.signed_at),
     )
 
 

@@ -2,7 +2,8 @@
 one, so an agent asks for it the same way on every network: an EVM network's intent carries the
 two fields and the signer builds the transaction; a Solana network's carries a System transfer of
 lamports from the agent's address, built here over a recent blockhash of the network's node, and
-the judge reads it like any Solana transaction."""
+the judge reads it like any Solana transaction; a Bitcoin network's carries a PSBT paying from the
+agent's unspent outputs on the network's node (`btc.payments`), its change back to the agent."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 
+from btc import addresses, payments, wallet
+from runtime import bitcoin as bitcoin_node
 from runtime import solana as solana_node
 from runtime.config import Settings
 from runtime.registry import REGISTRY
@@ -20,7 +23,7 @@ from runtime.rpc import JsonRpc
 from schemas.chains import Family
 from schemas.errors import WardenError
 from schemas.families import FORMS
-from schemas.fields import parse_solana_address, parse_token_amount
+from schemas.fields import parse_bitcoin_address, parse_solana_address, parse_token_amount
 from schemas.policy import AgentPolicy
 from sdk import solana
 
@@ -69,7 +72,53 @@ async def _solana(settings: Settings, chain: str, policy: AgentPolicy | None, to
     return {"intent_type": "solana_transaction", "solana_transaction": base64.b64encode(raw).decode()}
 
 
+# The fee rate a plain Bitcoin payment offers, satoshis per virtual byte: the policy bounds what it
+# may be (bitcoin.max_fee_rate_sat_vb); a PSBT written elsewhere names its own.
+BITCOIN_FEE_RATE = 2
+
+
+async def _bitcoin(settings: Settings, chain: str, policy: AgentPolicy | None, to: str, value: str) -> dict[str, Any]:
+    # Paid from the wallet of the key the signer signs with: the policy's, which it checks.
+    if policy is None or policy.bitcoin is None:
+        raise TransferInvalid(
+            f"chain {chain!r}: the agent's policy names no Bitcoin key (bitcoin.public_key); an admin sets it "
+            "with `warden agents update` once the agent has a Bitcoin key"
+        )
+    network = addresses.NETWORK_OF_CHAIN.get(chain)
+    if network is None:
+        raise TransferInvalid(f"chain {chain!r}: Warden writes payments on {', '.join(addresses.NETWORK_OF_CHAIN)}")
+    try:
+        recipient = parse_bitcoin_address(to)
+    except ValueError as exc:
+        raise TransferInvalid(f"to: {exc}") from None
+    if network not in addresses.networks_of(recipient):
+        raise TransferInvalid(f"to: {recipient} is an address of another Bitcoin network than {chain}")
+    form = FORMS[Family.BITCOIN]
+    try:
+        sats = parse_token_amount(value, form.native_decimals, REGISTRY.get(chain).currency, form.base_unit)
+    except ValueError as exc:
+        raise TransferInvalid(f"value: {exc}") from None
+    key = bytes.fromhex(policy.bitcoin.public_key)
+    node = JsonRpc(settings.rpc_url_for(chain), timeout_s=30)
+    try:
+        # Outputs in a block only: the judge signs nothing that spends one not mined yet.
+        coins = [
+            payments.Coin(utxo.txid, utxo.vout, utxo.amount, utxo.script)
+            for address in wallet.addresses(key, network)
+            for utxo in await bitcoin_node.unspent(node, address)
+            if utxo.confirmations >= 1
+        ]
+    finally:
+        await node.close()
+    try:
+        raw = payments.payment(coins, addresses.script_of(recipient), sats, wallet.own_scripts(key), BITCOIN_FEE_RATE)
+    except payments.PaymentImpossible as exc:
+        raise TransferInvalid(f"value: {exc} (outputs in a block only: wait for the next block)") from None
+    return {"intent_type": "bitcoin_psbt", "bitcoin_psbt": base64.b64encode(raw).decode()}
+
+
 _WRITERS: dict[Family, Callable[[Settings, str, AgentPolicy | None, str, str], Awaitable[dict[str, Any]]]] = {
     Family.EVM: _evm,
     Family.SOLANA: _solana,
+    Family.BITCOIN: _bitcoin,
 }

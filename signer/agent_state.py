@@ -68,9 +68,14 @@ class AgentState:
         row = self._one("SELECT record FROM solana_messages WHERE intent_id = ?", (intent_id,))
         return None if row is None else row[0]
 
+    def bitcoin_record(self, intent_id: str) -> bytes | None:
+        row = self._one("SELECT record FROM bitcoin WHERE intent_id = ?", (intent_id,))
+        return None if row is None else row[0]
+
     def outcome(self, intent_id: str) -> tuple[str, bytes] | None:
         """The outcome already published for an intent, as (topic, record): its signed
-        transaction, message, Solana transaction (its newest status) or Solana message, or its refusal."""
+        transaction, message, Solana transaction (its newest status), Solana message or Bitcoin
+        transaction (its newest status), or its refusal."""
         signed = self.signed_record(intent_id)
         if signed is not None:
             return topics.TXS_SIGNED, signed
@@ -83,6 +88,9 @@ class AgentState:
         solana_message = self.solana_message_record(intent_id)
         if solana_message is not None:
             return topics.SOLANA_MESSAGES_SIGNED, solana_message
+        bitcoin = self.bitcoin_record(intent_id)
+        if bitcoin is not None:
+            return topics.BITCOIN_SIGNED, bitcoin
         row = self._one("SELECT record FROM refused WHERE intent_id = ?", (intent_id,))
         return None if row is None else (topics.INTENTS_REJECTED, row[0])
 
@@ -276,7 +284,7 @@ class AgentState:
         kind: str = "message",
     ) -> None:
         """A signed message (EIP-191 or EIP-712; ``kind`` "solana": a signed Solana transaction;
-        "solana_message": a signed Solana off-chain message)
+        "solana_message": a signed Solana off-chain message; "bitcoin": a signed Bitcoin transaction)
         with its idempotency entry and what it authorizes or spends, like `record_signed`: in the
         open batch, inside `intent_scope`, durable before it is published."""
         self.file.write(kind, (intent_id, self.agent_id, record, now_us))
@@ -287,9 +295,13 @@ class AgentState:
         """A Solana transaction's newest status (a tracker's, outside any intent's scope)."""
         self.file.write_outside_scope("solana_replaced", (record, intent_id))
 
+    def replace_bitcoin(self, intent_id: str, record: bytes) -> None:
+        """A Bitcoin transaction's newest status (a tracker's, outside any intent's scope)."""
+        self.file.write_outside_scope("bitcoin_replaced", (record, intent_id))
+
     def void_assets(self, intent_id: str) -> None:
         """What an intent reserved counts nothing: its transaction can never land (a Solana
-        transaction whose blockhash expired)."""
+        transaction whose blockhash expired, a Bitcoin one whose inputs another spent)."""
         self.file.write_outside_scope("assets_voided", (intent_id,))
 
     def count_landing(self, intent_id: str, landed: str, now_us: int) -> None:

@@ -2,32 +2,41 @@
 
 Every chain here has exactly one key type and one address form:
 
-=========  ==========  ==================  ==========================================
-chain      curve       ``public_key()``    ``address()``
-=========  ==========  ==================  ==========================================
-ethereum   secp256k1   65 B uncompressed   EIP-55 ``0x…`` of keccak256(X‖Y)[-20:]
-bitcoin    secp256k1   33 B compressed     BIP-173 P2WPKH ``bc1q…`` of hash160(key)
-solana     Ed25519     32 B                base58 of the public key
-xrp        secp256k1   33 B compressed     XRP-alphabet base58check(0x00‖hash160)
-cardano    Ed25519     32 B                CIP-19 enterprise ``addr1v…`` (0x61‖blake2b-224)
-tron       secp256k1   65 B uncompressed   base58check(0x41‖keccak256(X‖Y)[-20:])
-=========  ==========  ==================  ==========================================
+=========  ==========  =======================================  ==========================================
+chain      curve       ``public_key()``                         ``address()``
+=========  ==========  =======================================  ==========================================
+ethereum   secp256k1   65 B uncompressed                        EIP-55 ``0x…`` of keccak256(X‖Y)[-20:]
+bitcoin    secp256k1   BIP-32 seed → m/84'/0'/0'/0/0,           P2WPKH ``bc1q…`` of hash160(key) (embit)
+                       33 B compressed
+solana     Ed25519     32 B                                     base58 of the public key
+xrp        secp256k1   33 B compressed                          XRP-alphabet base58check(0x00‖hash160)
+cardano    Ed25519     32 B                                     CIP-19 enterprise ``addr1v…`` (0x61‖blake2b-224)
+tron       secp256k1   65 B uncompressed                        base58check(0x41‖keccak256(X‖Y)[-20:])
+=========  ==========  =======================================  ==========================================
 
 The public-key form is the one the chain's own tooling publishes, so published
 vectors compare byte for byte. ``address()`` also accepts the other secp256k1
 form (33 or 65 bytes) and converts it, after checking the point is on the curve.
+
+Bitcoin's stored secret is not a private key but a BIP-32 seed (16 to 64 bytes;
+Warden generates 32): its key is BIP-84's first receive key, and the wallet,
+addresses and signing over it are `btc.wallet`'s, on embit. The P2TR address of
+the same key is per network (`btc.wallet.addresses`); ``address()`` gives the
+mainnet P2WPKH one, the form BIP-84 publishes.
 
 Private keys are ``bytearray`` objects owned by the caller, who wipes them.
 Nothing here logs, formats or keeps them, and no error message includes them.
 Two limits of the libraries underneath are worth knowing: ``os.urandom`` returns
 an immutable ``bytes`` that is copied into the ``bytearray`` and then dropped,
 and coincurve (libsecp256k1 through cffi) only takes ``bytes``, so deriving a
-secp256k1 public key makes one short-lived immutable copy of the scalar.
+secp256k1 public key makes one short-lived immutable copy of the scalar (embit's
+BIP-32 keys likewise hold the derived key as ``bytes``).
 
 Codecs: base58/base58check use the ``base58`` package (Bitcoin and XRP
 alphabets). Bech32/bech32m are written here after the BIP-173/BIP-350 reference
-code, because Cardano needs bech32 without the 90-character limit (CIP-19) and
-the PyPI ``bech32`` package hard-codes that limit.
+code for Cardano, which needs bech32 without the 90-character limit (CIP-19):
+the PyPI ``bech32`` package and embit both hard-code that limit. Bitcoin's
+segwit addresses are embit's (`btc.addresses`), not these.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from Crypto.Hash import RIPEMD160
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_utils import keccak, to_checksum_address
 
+from btc import wallet as btc_wallet
 from schemas.errors import WardenError
 
 __all__ = [
@@ -64,14 +74,14 @@ __all__ = [
     "bech32_encode",
     "bech32_decode",
     "convertbits",
-    "segwit_encode",
-    "segwit_decode",
 ]
 
 KEY_CHAINS: tuple[str, ...] = ("ethereum", "bitcoin", "solana", "xrp", "cardano", "tron")
 
 _SECP256K1_CHAINS = frozenset({"ethereum", "bitcoin", "xrp", "tron"})
 _ED25519_CHAINS = frozenset({"solana", "cardano"})
+# Chains whose stored secret is a BIP-32 seed, from which the signing key is derived.
+_SEED_CHAINS = frozenset({"bitcoin"})
 _UNCOMPRESSED_CHAINS = frozenset({"ethereum", "tron"})
 
 # Order of the secp256k1 group, big-endian. A private key is valid iff 0 < k < n.
@@ -115,21 +125,24 @@ def generate_private_key(chain: str) -> bytearray:
 
     secp256k1 keys are redrawn until they are a valid scalar (1 <= k < n), the
     same rule libsecp256k1 and coincurve apply; any 32 bytes are a valid
-    Ed25519 seed (RFC 8032 private key).
+    Ed25519 seed (RFC 8032 private key) and a valid BIP-32 seed (bitcoin).
     """
     chain = _check_chain(chain)
     while True:
         key = bytearray(os.urandom(32))
-        if chain in _ED25519_CHAINS or _is_valid_secp256k1_scalar(key):
+        if chain in _ED25519_CHAINS or chain in _SEED_CHAINS or _is_valid_secp256k1_scalar(key):
             return key
         key[:] = _ZERO32  # astronomically unlikely; wipe and redraw
 
 
 def public_key(chain: str, private_key: bytearray) -> bytes:
-    """Derive the chain's public key (see the module table for its form)."""
+    """Derive the chain's public key (see the module table for its form); for bitcoin
+    ``private_key`` is the BIP-32 seed (`btc.wallet.public_key`)."""
     chain = _check_chain(chain)
     if not isinstance(private_key, (bytes, bytearray)):
         raise TypeError("private key must be a bytearray")
+    if chain in _SEED_CHAINS:
+        return btc_wallet.public_key(private_key)
     if len(private_key) != 32:
         raise ValueError(f"{chain} private key must be 32 bytes, got {len(private_key)}")
     if chain in _ED25519_CHAINS:
@@ -204,10 +217,10 @@ def address(chain: str, public_key: bytes) -> str:
         return eip55_checksum_address(_keccak_account(point))
     if chain == "tron":
         return base58check_encode(_TRON_ADDRESS_VERSION + _keccak_account(point))
-    account_id = _hash160(point.format(compressed=True))
     if chain == "bitcoin":
-        return segwit_encode("bc", 0, account_id)
+        return btc_wallet.addresses(point.format(compressed=True), "main")[0]
     # xrp
+    account_id = _hash160(point.format(compressed=True))
     return base58check_encode(_XRP_ACCOUNT_VERSION + account_id, alphabet=XRP_ALPHABET)
 
 
@@ -353,35 +366,3 @@ def convertbits(data: Iterable[int], frombits: int, tobits: int, pad: bool = Tru
     elif bits >= frombits or ((acc << (tobits - bits)) & maxv):
         raise Bech32Error("invalid padding in bit conversion")
     return ret
-
-
-def segwit_decode(hrp: str, addr: str) -> tuple[int, bytes]:
-    """Decode a segwit address for ``hrp`` into ``(witness_version, program)``.
-
-    v0 must use bech32 (BIP-173), v1..v16 bech32m (BIP-350).
-    """
-    hrp_got, data, variant = bech32_decode(addr)
-    if hrp_got != hrp:
-        raise Bech32Error(f"human-readable part {hrp_got!r} is not {hrp!r}")
-    if not data:
-        raise Bech32Error("empty data section")
-    version = data[0]
-    if version > 16:
-        raise Bech32Error("invalid witness version")
-    program = bytes(convertbits(data[1:], 5, 8, False))
-    if not 2 <= len(program) <= 40:
-        raise Bech32Error("invalid witness program length")
-    if version == 0 and len(program) not in (20, 32):
-        raise Bech32Error("invalid witness program length for version 0")
-    expected = Bech32Variant.BECH32 if version == 0 else Bech32Variant.BECH32M
-    if variant is not expected:
-        raise Bech32Error(f"witness version {version} must use {expected.name.lower()}")
-    return version, program
-
-
-def segwit_encode(hrp: str, witver: int, witprog: bytes) -> str:
-    """Encode a segwit address; the result is checked by decoding it again."""
-    variant = Bech32Variant.BECH32 if witver == 0 else Bech32Variant.BECH32M
-    result = bech32_encode(hrp, [witver] + convertbits(witprog, 8, 5, True), variant)
-    segwit_decode(hrp, result)
-    return result

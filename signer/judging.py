@@ -26,6 +26,7 @@ from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent, idempotency_
 from schemas.outcomes import (
     HumanApproval,
     IntentApproved,
+    SignedBitcoinTransaction,
     SignedMessage,
     SignedSolanaMessage,
     SignedSolanaTransaction,
@@ -38,7 +39,9 @@ from signer.policies import PolicyBook
 from signer.state import AgentStates
 
 # What a signature's record is, by kind: an idempotent copy answers with the first intent's, as that kind.
-SignedT = TypeVar("SignedT", SignedTransaction, SignedMessage, SignedSolanaTransaction, SignedSolanaMessage)
+SignedT = TypeVar(
+    "SignedT", SignedTransaction, SignedMessage, SignedSolanaTransaction, SignedSolanaMessage, SignedBitcoinTransaction
+)
 
 
 class Judging:

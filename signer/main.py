@@ -44,7 +44,6 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_event_problem
 from schemas.emit import Emit, Source, audit
-from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
 from schemas.sealing_key import SealingKey
 from signer import sign_only
 from signer.changelog import SIGNER_LOG
@@ -53,7 +52,7 @@ from signer.custody.keys import KeyStore
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
-from signer.service import SERVICE, Signer
+from signer.service import SERVICE, Followed, Signer
 from signer.state import PartitionedState
 from signer.vault_reader import VaultReader
 
@@ -486,7 +485,7 @@ class Trackers:
     async def _publish(self, emits: list[Emit]) -> None:
         await asyncio.gather(*await publish(self.producer, emits, self.max_record_bytes, self.audit_signer))
 
-    def track(self, signed: SignedTransaction | SignedSolanaTransaction) -> None:
+    def track(self, signed: Followed) -> None:
         partition = self.states.partition_of(signed.agent_id)
 
         def emit(emits: list[Emit]) -> Awaitable[None]:
@@ -588,7 +587,7 @@ class Batches:
         acks: list[asyncio.Future[Any]] = []
         unpublished: list[Emit] = []
         sent_changes: list[tuple[str, list[Emit]]] = []  # (agent, a send's status change): out of the outbox once acked
-        watched: list[SignedTransaction | SignedSolanaTransaction] = []
+        watched: list[Followed] = []
         assigned = self.consumer.assignment()
         for tp, messages in batch.items():
             if tp not in assigned:  # revoked since the fetch: its new owner reads these

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime import metrics, solana
 from runtime.clock import to_us
 from schemas import topics
-from schemas.actions import AuditAction, solana_action, tx_action
+from schemas.actions import AuditAction, bitcoin_action, solana_action, tx_action
 from schemas.auth import OutcomeT, sign_outcome
 from schemas.codes import Code
 from schemas.emit import Emit, IntentRef, Source, dead_letter, intent_audit, outcome_with_audit
@@ -27,6 +27,7 @@ from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     IntentApproved,
     IntentRejected,
+    SignedBitcoinTransaction,
     SignedMessage,
     SignedSolanaMessage,
     SignedSolanaTransaction,
@@ -364,6 +365,64 @@ class Outcomes:
         )
         ref = IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest)
         return ref, (signed.tx_signature or signed.signature, signed.status, signed.error or "", *about), details
+
+    def bitcoin_signed(
+        self,
+        intent: TransactionIntent,
+        result: SignedBitcoinTransaction,
+        policy: AgentPolicy,
+        now: datetime,
+        slot: str | None,
+        assets: dict[str, int] | None,
+        copy_of: str | None,
+    ) -> tuple[list[Emit], SignedBitcoinTransaction]:
+        """A signed Bitcoin transaction: signed as an outcome, recorded with its idempotency entry
+        and what it spends (inside the intent's scope), and reported on warden.bitcoin.signed."""
+        signed, record = self._recorded(intent, result, policy, now, slot, assets, "bitcoin")
+        return self._bitcoin_outcome(
+            bitcoin_action(signed.status),
+            signed,
+            record,
+            now,
+            policy_version=policy.version,
+            idempotent_copy_of=copy_of,
+        ), signed
+
+    def bitcoin_status(
+        self, signed: SignedBitcoinTransaction, update: dict[str, Any], at: datetime
+    ) -> tuple[list[Emit], SignedBitcoinTransaction]:
+        """A broadcast Bitcoin transaction's new status: signed, recorded (a redelivery re-publishes
+        the newest), reported on the topic and the ledger as ``bitcoin.<status>``."""
+        result = self.signed(signed.model_copy(update=update))
+        raw = result.to_bytes()
+        self.state.agent(signed.agent_id).replace_bitcoin(signed.intent_id, raw)
+        metrics.TXS.labels(result.status).inc()
+        action = AuditAction.BITCOIN_FINAL if result.final and result.status == "mined" else None
+        return self._bitcoin_outcome(action or bitcoin_action(result.status), result, raw, at), result
+
+    def _bitcoin_outcome(
+        self, action: AuditAction, signed: SignedBitcoinTransaction, record: bytes, at: datetime, **more: Any
+    ) -> list[Emit]:
+        """A Bitcoin transaction's record (``record``: ``signed``'s bytes) on warden.bitcoin.signed
+        and its audit event."""
+        details = dict(
+            chain=signed.chain,
+            public_key=signed.public_key,
+            txid=signed.txid,
+            inputs=list(signed.inputs),
+            status=signed.status,
+            final=signed.final,
+            block_hash=signed.block_hash,
+            confirmations=signed.confirmations,
+            spend=signed.spend,
+            fee_sats=signed.fee_sats,
+            error=signed.error,
+            tee=self.tee,
+            **more,
+        )
+        ref = IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest)
+        id_parts = (signed.txid, signed.status, str(signed.final), signed.block_hash or "", signed.error or "")
+        return outcome_with_audit(topics.BITCOIN_SIGNED, signed, record, SERVICE, action, ref, at, *id_parts, **details)
 
     def transition(
         self,

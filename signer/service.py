@@ -41,8 +41,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 from solders.signature import Signature
 
+from btc import psbt as bitcoin_psbts
 from evm import messages, typed_data
-from rules import judge, solana
+from rules import bitcoin, judge, solana
 from runtime.admins import Admins
 from runtime.clock import US_PER_SECOND, Clock
 from runtime.registry import REGISTRY
@@ -56,13 +57,15 @@ from schemas.intent import INTENT_MAX_AGE_US, TransactionIntent
 from schemas.outcomes import (
     IntentAbandoned,
     IntentApproved,
+    SignedBitcoinTransaction,
     SignedMessage,
     SignedSolanaMessage,
     SignedSolanaTransaction,
     SignedTransaction,
 )
 from schemas.policy import AgentPolicy
-from signer import lifecycle
+from signer import chain_keys, lifecycle
+from signer.bitcoin_tracking import BitcoinTracking
 from signer.custody.keys import KeyStore
 from signer.judging import Judging
 from signer.outcomes import SERVICE, Outcomes, SigningRefused, SigningResult, digest_of
@@ -81,7 +84,9 @@ __all__ = ["SERVICE", "Signer", "SigningRefused"]
 log = logging.getLogger("warden.signer")
 
 # What signing one intent gives: what to publish, and the transaction to send and follow, if any.
-Signed = tuple[list[Emit], SignedTransaction | SignedSolanaTransaction | None]
+# A transaction signed to send, which a family's tracker follows to final.
+Followed = SignedTransaction | SignedSolanaTransaction | SignedBitcoinTransaction
+Signed = tuple[list[Emit], Followed | None]
 
 
 class Tracker(Protocol):
@@ -91,7 +96,7 @@ class Tracker(Protocol):
 
     async def resume(
         self, state: SignerState, clock: Clock, publish: Callable[[list[Emit]], Awaitable[None]]
-    ) -> Sequence[SignedTransaction | SignedSolanaTransaction]: ...
+    ) -> Sequence[Followed]: ...
 
     def followed_unsent(self, signed: Any) -> bool: ...
 
@@ -145,6 +150,9 @@ class Signer:
             persist or self._commit,
         )
         self.solana_tracking = SolanaTracking(state, node_for, self.outcomes)
+        self.bitcoin_tracking = BitcoinTracking(
+            state, node_for, self.outcomes, lambda chain: self.judging.chains.get(chain).confirmations
+        )
         # How each kind of intent is signed, by family (`schemas.families.FORMS`): what it
         # publishes, and the transaction to send and follow, if any.
         self._signs: dict[str, Callable[[IntentApproved, datetime], Awaitable[Signed]]] = {
@@ -153,11 +161,13 @@ class Signer:
             "typed_data": self._sign_message,
             "solana_transaction": self._sign_solana,
             "solana_message": self._sign_solana_message,
+            "bitcoin_psbt": self._sign_bitcoin,
         }
         # Who follows a sent transaction of each family to final.
         self._trackers: dict[type, Tracker] = {
             SignedTransaction: self.tracking,
             SignedSolanaTransaction: self.solana_tracking,
+            SignedBitcoinTransaction: self.bitcoin_tracking,
         }
         # Sign-only transactions followed until their nonce is taken, and cancelled when asked.
         self.sign_only = SignOnly(
@@ -184,22 +194,22 @@ class Signer:
 
     async def resume(
         self, state: SignerState, clock: Clock, publish: Callable[[list[Emit]], Awaitable[None]]
-    ) -> list[SignedTransaction | SignedSolanaTransaction]:
+    ) -> list[Followed]:
         """A partition taken over, by each family's tracker: what each compares with the chain
         first (publishing what that changes), then every record to follow again."""
-        followed: list[SignedTransaction | SignedSolanaTransaction] = []
+        followed: list[Followed] = []
         for tracker in self._trackers.values():
             followed += await tracker.resume(state, clock, publish)
         return followed
 
-    def followed_unsent(self, signed: SignedTransaction | SignedSolanaTransaction) -> bool:
+    def followed_unsent(self, signed: Followed) -> bool:
         """Whether ``signed``, handed back by `handle`, is followed without being sent (a sign-only
         Solana transaction, watched for copies of its message)."""
         return self._trackers[type(signed)].followed_unsent(signed)
 
     async def follow(
         self,
-        signed: SignedTransaction | SignedSolanaTransaction,
+        signed: Followed,
         clock: Clock,
         emit: Callable[[list[Emit]], Awaitable[object]],
     ) -> object:
@@ -604,6 +614,77 @@ class Signer:
             )
         return self.outcomes.solana_message_signed(intent, result, policy, now, slot, copy_of), None
 
+    async def _sign_bitcoin(
+        self, approved: IntentApproved, now: datetime
+    ) -> tuple[list[Emit], SignedBitcoinTransaction | None]:
+        """A Bitcoin PSBT: judged like any intent (the policy in force, the agent's signature,
+        freshness, chain, then its inputs, outputs and fee against the signer's own node and spend
+        record, as the key's own public key), every input signed with the agent's Bitcoin key from
+        custody, recorded, then published on warden.bitcoin.signed and, asked to, sent."""
+        intent = approved.intent
+        judging = self.judging
+        policy, judged, reused = await judging.opening(
+            approved, now, SignedBitcoinTransaction, self.state.agent(intent.agent_id).bitcoin_record
+        )
+        slot, copy_of, assets = intent.idempotency_slot, None, None
+        if reused is not None:
+            copy_of, result = reused
+            slot = None
+        else:
+            with self.signing.agent_key(intent) as agent:
+                public_key = self._bitcoin_key_is_the_policys(agent.address, policy)
+                judged = await judging.run_stages(
+                    intent,
+                    policy,
+                    judge.Context(
+                        spent=judging.spent(intent, now),
+                        node=self.node_for(intent.chain),
+                        sender=public_key,
+                        now=now,
+                        chains=judging.chains,
+                    ),
+                    judged,
+                    complete=True,
+                )
+                assets = dict(judged.asset_spend)
+                judging.require_human_approval(approved, policy, assets, now)
+                tx = self.signing.bitcoin_transaction(intent, agent)
+            psbt = bitcoin_psbts.read(intent.bitcoin_psbt_bytes)
+            result = SignedBitcoinTransaction(
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                chain=intent.chain,
+                public_key=public_key,
+                txid=tx.txid,
+                signed_tx=tx.raw.hex(),
+                inputs=tuple(f"{i.txid}:{i.vout}" for i in psbt.inputs),
+                spend={bitcoin.BTC: str(assets.get(bitcoin.asset_key(intent.chain), 0))},
+                fee_sats=psbt.fee() or 0,
+                vsize=tx.vsize,
+                status="signed" if intent.broadcast else "sign_only",
+                final=not intent.broadcast,  # never sent: nothing the chain does changes it
+                tee=self.tee,
+                signed_at=now,
+                intent_digest=intent.digest(),
+            )
+        emits, signed = self.outcomes.bitcoin_signed(intent, result, policy, now, slot, assets, copy_of)
+        # Sent once its record is durable (the caller flushes first) and followed to final; an
+        # idempotent copy of one not final yet is followed too (the same bytes again change nothing).
+        return emits, None if signed.final else signed
+
+    @staticmethod
+    def _bitcoin_key_is_the_policys(address: str, policy: AgentPolicy) -> str:
+        """The policy's ``bitcoin.public_key`` when it is the custody key's (whose mainnet P2WPKH
+        address is ``address``); SigningRefused otherwise."""
+        named = None if policy.bitcoin is None else policy.bitcoin.public_key
+        if named is None or chain_keys.address("bitcoin", bytes.fromhex(named)) != address:
+            raise SigningRefused(
+                Code.BITCOIN_KEY_MISMATCH,
+                f"the agent's Bitcoin key (address {address} on mainnet) is not the policy's bitcoin.public_key "
+                f"({named or 'not set'}): an admin sets it to the key's public key (`warden keys list --chain bitcoin --json`)",
+            )
+        return named
+
     @staticmethod
     def _solana_address_is_the_policys(address: str, policy: AgentPolicy) -> None:
         if policy.solana is None or address != policy.solana.address:
@@ -613,9 +694,7 @@ class Signer:
                 f"{policy.solana.address if policy.solana else 'not set'}: an admin sets it to the key's address",
             )
 
-    async def send(
-        self, signed: SignedTransaction | SignedSolanaTransaction, now: datetime
-    ) -> tuple[list[Emit], SignedTransaction | SignedSolanaTransaction | None]:
+    async def send(self, signed: Followed, now: datetime) -> tuple[list[Emit], Followed | None]:
         """The signed bytes to the chain once, before the next intent is signed, by the tracker of
         their family (`Tracking.send`, `SolanaTracking.send`)."""
         return await self._trackers[type(signed)].send(signed, now)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from btc import signing as bitcoin_signing
 from evm import authorizations, blobs, messages
 from evm import transactions as txs
 from evm.authorizations import SignedAuthorization
@@ -282,6 +283,15 @@ class Signing:
                 raise SigningRefused(Code.SOLANA_SIGNATURE_INVALID, f"the signer cannot sign it: {exc}") from None
             except solana_transactions.TransactionError as exc:
                 raise SigningRefused(Code.SOLANA_TRANSACTION_INVALID, f"the signer cannot sign it: {exc}") from None
+
+    def bitcoin_transaction(self, intent: TransactionIntent, agent: AgentKey) -> bitcoin_signing.SignedTx:
+        """The intent's PSBT with every input signed by the agent's Bitcoin key, finalized into the
+        network transaction (the key's seed is wiped when `private_key`'s block ends)."""
+        with self.private_key(intent, agent) as key:
+            try:
+                return bitcoin_signing.sign(intent.bitcoin_psbt_bytes, key)
+            except bitcoin_signing.SigningError as exc:
+                raise SigningRefused(Code.BITCOIN_PSBT_INVALID, f"the signer cannot sign it: {exc}") from None
 
     def solana_message(self, intent: TransactionIntent, agent: AgentKey) -> bytes:
         """The agent's Ed25519 signature over the intent's Solana off-chain message (the key's

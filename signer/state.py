@@ -70,6 +70,8 @@ CREATE TABLE IF NOT EXISTS solana (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS solana_messages (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS bitcoin (
+    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS asset_spend (
     intent_id TEXT NOT NULL, agent_id TEXT NOT NULL, asset TEXT NOT NULL, at_us INTEGER NOT NULL,
     units TEXT NOT NULL, PRIMARY KEY (intent_id, asset));
@@ -121,6 +123,9 @@ WRITES = {
     "solana_replaced": "UPDATE solana SET record = ? WHERE intent_id = ?",
     # A signed Solana off-chain message (SignedSolanaMessage).
     "solana_message": "INSERT OR IGNORE INTO solana_messages VALUES (?, ?, ?, ?)",
+    # A signed Bitcoin transaction (SignedBitcoinTransaction), then its newest status.
+    "bitcoin": "INSERT OR IGNORE INTO bitcoin VALUES (?, ?, ?, ?)",
+    "bitcoin_replaced": "UPDATE bitcoin SET record = ? WHERE intent_id = ?",
     # An EVM sign-only transaction (open while its nonce is not taken: its spend is held in the
     # windows, `rules.window`), who asked to cancel it and why, its cancellation once one is signed
     # (the signed record), and its end (kept: the signer never sends its bytes, even after a restart).
@@ -249,6 +254,11 @@ class SignerState:
     def solana_open(self) -> list[bytes]:
         """Broadcast Solana transactions not final yet: followed again after a restart."""
         rows = self.db.execute(f"SELECT record FROM solana WHERE {_NOT_FINAL} ORDER BY at_us")
+        return [row[0] for row in rows]
+
+    def bitcoin_open(self) -> list[bytes]:
+        """Broadcast Bitcoin transactions not final yet: followed again after a restart."""
+        rows = self.db.execute(f"SELECT record FROM bitcoin WHERE {_NOT_FINAL} ORDER BY at_us")
         return [row[0] for row in rows]
 
     def solana_final_since(self, at_us: int) -> list[bytes]:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from btc.psbt import read as read_psbt
 from rules import judge
 from runtime.admins import Admins
 from runtime.registry import ChainRegistry
@@ -423,6 +424,17 @@ def _solana_message(intent: TransactionIntent) -> dict[str, Any]:
     }
 
 
+def _bitcoin_psbt(intent: TransactionIntent) -> dict[str, Any]:
+    psbt = read_psbt(intent.bitcoin_psbt_bytes)
+    return {
+        "txid": psbt.txid,
+        "inputs": [f"{i.txid}:{i.vout}" for i in psbt.inputs],
+        "outputs": [{"script": o.script.hex(), "amount_sats": o.amount} for o in psbt.outputs],
+        "fee_sats": psbt.fee(),
+        "signals_rbf": psbt.signals_rbf,
+    }
+
+
 # What the ledger keeps of each kind of intent (`schemas.families.FORMS` lists each family's kinds).
 WHAT_BY_KIND: dict[str, Callable[[TransactionIntent], dict[str, Any]]] = {
     "transaction": _transaction,
@@ -430,6 +442,7 @@ WHAT_BY_KIND: dict[str, Callable[[TransactionIntent], dict[str, Any]]] = {
     "typed_data": _typed_data,
     "solana_transaction": _solana_transaction,
     "solana_message": _solana_message,
+    "bitcoin_psbt": _bitcoin_psbt,
 }
 
 

@@ -23,11 +23,11 @@ from schemas.audit import AuditEvent
 from schemas.auth import outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
-from schemas.outcomes import IntentApproved, IntentRejected, SignedSolanaTransaction, SignedTransaction
+from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.client import new_intent
 from signer.custody.keys import KeyStore
-from signer.service import Signer
+from signer.service import Followed, Signer
 from signer.state import SignerState
 from tests.custody_support import ADMIN, make_vaults
 
@@ -121,9 +121,7 @@ class Harness:
     async def emit(self, emits: list[Emit]) -> None:
         self.published += emits
 
-    async def _handle(
-        self, intent: TransactionIntent, now: datetime
-    ) -> tuple[list[Emit], SignedTransaction | SignedSolanaTransaction | None]:
+    async def _handle(self, intent: TransactionIntent, now: datetime) -> tuple[list[Emit], Followed | None]:
         """``intent`` approved and handled by the signer at ``now``, its state committed (as the
         signer's loop does before sending): what it published, and the record to send if any."""
         approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)

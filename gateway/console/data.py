@@ -83,6 +83,12 @@ _WAY = (
     AuditAction.SOLANA_FAILED,
     AuditAction.SOLANA_DROPPED,
     AuditAction.SOLANA_MESSAGE_SIGNED,
+    AuditAction.BITCOIN_SIGN_ONLY,
+    AuditAction.BITCOIN_SIGNED,
+    AuditAction.BITCOIN_BROADCAST,
+    AuditAction.BITCOIN_MINED,
+    AuditAction.BITCOIN_FINAL,
+    AuditAction.BITCOIN_CONFLICTED,
 )
 # What the signer signed, counting its spend: EVM transactions, and Solana's (sign-only too).
 _SIGNED = (AuditAction.TX_SIGNED, AuditAction.SOLANA_SIGNED, AuditAction.SOLANA_SIGN_ONLY)

@@ -38,6 +38,7 @@ from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHAR
 from schemas.simulation import MAX_BUNDLE_STEPS
 from schemas.stages import Stage
 from sdk.mcp_results import (
+    BitcoinTransactionResult,
     SignatureResult,
     SolanaTransactionResult,
     Transaction,
@@ -59,6 +60,10 @@ ADDRESS_DESCRIPTION = "all one case, or mixed case with a valid EIP-55 checksum"
 AMOUNT_PATTERN = "^(0|[1-9][0-9]{0,58})(\\.[0-9]{1,18})?$"
 SOL_AMOUNT_PATTERN = "^(0|[1-9][0-9]{0,9})(\\.[0-9]{1,9})?$"  # below 2**64 lamports
 SOLANA_ADDRESS_PATTERN = "^[1-9A-HJ-NP-Za-km-z]{32,44}$"
+BTC_AMOUNT_PATTERN = "^(0|[1-9][0-9]{0,7})(\\.[0-9]{1,8})?$"  # to the satoshi, below 10**8 BTC
+# Letters and digits, as bech32 (bc1..., bcrt1...) and base58 write an address; whether it is one (its
+# checksum, its network) is the transfer's to say (422), as no pattern says it.
+BITCOIN_ADDRESS_PATTERN = "^[a-zA-Z0-9]{14,90}$"
 
 
 WEI_PATTERN = "^(0|[1-9][0-9]{0,76})$"
@@ -110,6 +115,17 @@ EvmChainName = Annotated[
         max_length=32, description="an EVM network of `GET /v1/chains`", json_schema_extra=_network_names(Family.EVM)
     ),
     AfterValidator(_network(Family.EVM)),
+]
+
+
+BitcoinChainName = Annotated[
+    str,
+    Field(
+        max_length=32,
+        description="a Bitcoin network of `GET /v1/chains`",
+        json_schema_extra=_network_names(Family.BITCOIN),
+    ),
+    AfterValidator(_network(Family.BITCOIN)),
 ]
 
 
@@ -348,11 +364,42 @@ class SolanaTransferRequest(Strict):
         return value
 
 
+class BitcoinTransferRequest(Strict):
+    """A payment of BTC, asked as a transfer on any network is (``chain``, ``to``, ``value``):
+    Warden writes the PSBT from the agent's own unspent outputs (its policy's
+    ``bitcoin.public_key``), its change back to the agent, and judges it like any Bitcoin
+    intent ([docs/bitcoin.md])."""
+
+    chain: BitcoinChainName
+    to: str = Field(
+        json_schema_extra={"pattern": BITCOIN_ADDRESS_PATTERN}, description="the recipient's address on that network"
+    )
+    value: str = Field(
+        description='BTC as a decimal string, e.g. "0.1" (at most 8 decimals)',
+        json_schema_extra={"pattern": BTC_AMOUNT_PATTERN},
+    )
+
+    @field_validator("to")
+    @classmethod
+    def _letters_and_digits(cls, value: str) -> str:
+        if not re.fullmatch(BITCOIN_ADDRESS_PATTERN, value):
+            raise ValueError(f"must be a Bitcoin address: 14-90 letters and digits, got {value[:60]!r}")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _in_btc(cls, value: str) -> str:
+        if not re.fullmatch(BTC_AMOUNT_PATTERN, value):
+            raise ValueError(f"must be BTC as a decimal with at most 8 decimals, below 100000000, got {value[:40]!r}")
+        return value
+
+
 class TransferRequest(RootModel[Any]):
     """What `POST /v1/agents/{id}/transactions` and `.../transactions/sign` take: a transaction on
-    an EVM network, or a transfer of SOL on a Solana one, by the family of ``chain``."""
+    an EVM network, a transfer of SOL on a Solana one, or a payment of BTC on a Bitcoin one, by the
+    family of ``chain``."""
 
-    root: TransactionRequest | SolanaTransferRequest
+    root: TransactionRequest | SolanaTransferRequest | BitcoinTransferRequest
 
 
 class SolanaSignRequest(SolanaRequest):
@@ -467,11 +514,21 @@ class SolanaTransactionResponse(SolanaTransactionResult):
     stage: Stage | None = None
 
 
+class BitcoinTransactionResponse(BitcoinTransactionResult):
+    """A Bitcoin payment of the agent's: ``id``, ``status``, ``txid``, the signed transaction
+    (``signed_tx``, hex), what it spends and its fee."""
+
+    id: str
+    detail: str | None = None
+    code: Code | None = None
+    stage: Stage | None = None
+
+
 class TransferResponse(RootModel[Any]):
     """What the transactions endpoints answer: a transaction on an EVM network, a Solana
-    transaction on a Solana one."""
+    transaction on a Solana one, a Bitcoin payment on a Bitcoin one."""
 
-    root: TransactionResponse | SolanaTransactionResponse
+    root: TransactionResponse | SolanaTransactionResponse | BitcoinTransactionResponse
 
 
 class SignResponse(RootModel[Any]):

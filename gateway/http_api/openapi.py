@@ -251,7 +251,7 @@ def _transaction_paths() -> dict[str, Any]:
     return {
         f"{_AGENT}/transactions": {
             "post": _signing(
-                "submit a transaction (on a Solana network: a transfer of SOL): signed and broadcast once the policy "
+                "submit a transaction (on a Solana network: a transfer of SOL; on a Bitcoin network: a payment of BTC): signed and broadcast once the policy "
                 "allows it",
                 TransferRequest,
                 TransferResponse,
@@ -264,7 +264,7 @@ def _transaction_paths() -> dict[str, Any]:
         },
         f"{_AGENT}/transactions/sign": {
             "post": _signing(
-                "sign a transaction (on a Solana network: a transfer of SOL), not broadcast (sign-only)",
+                "sign a transaction (on a Solana network: a transfer of SOL; on a Bitcoin network: a payment of BTC), not broadcast (sign-only)",
                 TransferRequest,
                 TransferResponse,
             )

@@ -24,7 +24,7 @@ from runtime.config import Settings
 from runtime.kafka import end_offsets, follow_records
 from schemas.auth import ServiceKeys
 from schemas.intent import TransactionIntent
-from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
+from schemas.outcomes import SignedBitcoinTransaction, SignedSolanaTransaction, SignedTransaction
 from sdk.client import Client
 from sdk.outcomes import OUTCOME_TOPICS, Awaited, Outcome, outcome_keys, outcome_problem, read_outcome
 
@@ -118,6 +118,7 @@ class OutcomeHub:
         waiting.latest = outcome
         # A transaction to broadcast is answered once it was broadcast (or went further), as the
         # Intents API's submit answers; that it was signed is only the step before.
-        signed = isinstance(outcome, SignedTransaction | SignedSolanaTransaction) and outcome.status == "signed"
+        sent = SignedTransaction | SignedSolanaTransaction | SignedBitcoinTransaction
+        signed = isinstance(outcome, sent) and outcome.status == "signed"
         if not (waiting.broadcast and signed):
             waiting.answer.set_result(outcome)

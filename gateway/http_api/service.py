@@ -24,6 +24,7 @@ from gateway.http_api.limits import FailedAttempts, Idempotency, RateLimit
 from gateway.http_api.models import (
     IDEMPOTENCY_KEY_PATTERN,
     BalanceChangeView,
+    BitcoinTransferRequest,
     BundleRequest,
     ChainsResponse,
     ChainView,
@@ -51,6 +52,7 @@ from schemas.chains import Family, UnknownChain
 from schemas.codes import Code
 from schemas.outcomes import (
     IntentRejected,
+    SignedBitcoinTransaction,
     SignedMessage,
     SignedSolanaMessage,
     SignedSolanaTransaction,
@@ -75,6 +77,7 @@ from sdk.client import (
 )
 from sdk.mcp_results import (
     Transaction,
+    bitcoin_transaction_of,
     refused_transaction,
     signature_of,
     solana_transaction_of,
@@ -155,13 +158,19 @@ class ApiService:
         return await self._transaction(request, broadcast=False)
 
     async def _transaction(self, request: web.Request, broadcast: bool) -> web.Response:
-        """A transaction on an EVM network; on a Solana one, a transfer of SOL (`chain`, `to`,
-        `value`) written here and signed like any Solana transaction."""
+        """A transaction on an EVM network; on a Solana one, a transfer of SOL, and on a Bitcoin one
+        a payment of BTC (`chain`, `to`, `value`), written here and judged like any intent of that
+        family."""
         agent_id = self.caller(request)
         doc = await read_body(request, self.body_timeout_s)
-        if _family_named(doc) is Family.SOLANA:
+        family = _family_named(doc)
+        if family is Family.SOLANA:
             transfer = read_model(SolanaTransferRequest, doc)
             work = lambda key: self._solana_transfer(agent_id, transfer, key, broadcast)  # noqa: E731
+            return await self._idempotent(request, agent_id, doc, work)
+        if family is Family.BITCOIN:
+            payment = read_model(BitcoinTransferRequest, doc)
+            work = lambda key: self._bitcoin_transfer(agent_id, payment, key, broadcast)  # noqa: E731
             return await self._idempotent(request, agent_id, doc, work)
         asked = read_model(TransactionRequest, doc)
         return await self._idempotent(request, agent_id, doc, lambda key: self._answer(agent_id, asked, key, broadcast))
@@ -179,6 +188,31 @@ class ApiService:
             raise Refused(503, "unavailable", why, headers={"Retry-After": "5"}) from None
         transaction = SolanaRequest(chain=asked.chain, transaction=fields["solana_transaction"])
         return await self._solana(agent_id, transaction, key, broadcast)
+
+    async def _bitcoin_transfer(
+        self, agent_id: str, asked: BitcoinTransferRequest, key: str | None, broadcast: bool
+    ) -> tuple[int, dict[str, Any]]:
+        policy = await policy_in_force(self.settings, agent_id)
+        try:
+            fields = await transfer_fields(self.settings, asked.chain, policy, asked.to, asked.value)
+        except TransferInvalid as exc:
+            raise Refused(422, "invalid_request", str(exc)) from None
+        except (RpcError, OSError, TimeoutError) as exc:
+            why = f"the node of {asked.chain} did not say the agent's unspent outputs ({exc}); retry later"
+            raise Refused(503, "unavailable", why, headers={"Retry-After": "5"}) from None
+        agent_key = self._agent_key(agent_id)
+        try:
+            intent = new_intent(
+                agent_key, agent_id=agent_id, chain=asked.chain, broadcast=broadcast, idempotency_key=key, **fields
+            )
+        except ValidationError as exc:
+            raise invalid_body(exc, "the payment is not a valid Bitcoin intent") from None
+        outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
+        found = bitcoin_transaction_of(intent.intent_id, agent_id, asked.chain, key or "", outcome, forged)
+        doc = {"id": intent.intent_id, **found.model_dump(mode="json", exclude_none=True)}
+        if isinstance(outcome, IntentRejected):
+            raise rejection(outcome)
+        return (201 if isinstance(outcome, SignedBitcoinTransaction) else 202), doc
 
     async def sign(self, request: web.Request) -> web.Response:
         """The unified sign endpoint: personal_sign, typed_data, or a transaction of any type."""

@@ -33,16 +33,18 @@ def _policy_fields(args: argparse.Namespace) -> dict[str, Any]:
     return policy_fields({option: getattr(args, option) for option in OPTIONS}, extra)
 
 
-def _agent_address(settings: Settings, agent_id: str, key_chain: str = "ethereum") -> str | None:
-    """The agent's active address of ``key_chain`` from the key store (public): an EVM one for
-    simulation, another family's for its policy section."""
+def _agent_address(
+    settings: Settings, agent_id: str, key_chain: str = "ethereum", public_key: bool = False
+) -> str | None:
+    """The agent's active address (``public_key``: its public key, hex) of ``key_chain`` from the
+    key store (public): an EVM one for simulation, another family's for its policy section."""
     from signer.custody_wiring import keystore_from_settings  # the key store: only when an address is needed
 
     try:
         keys = keystore_from_settings(settings).list_keys("admin:local-admin", agent_id=agent_id, chain=key_chain)
     except Exception:  # no key store configured here: simulation then runs without a sender
         return None
-    active = [k.address for k in keys if k.active]
+    active = [k.public_key_hex if public_key else k.address for k in keys if k.active]
     return active[-1] if active else None
 
 
@@ -61,13 +63,14 @@ def _intent_key(settings: Settings, args: argparse.Namespace, current: AgentPoli
 
 
 def _own_addresses(settings: Settings, agent_id: str) -> dict[Family, str]:
-    """The agent's address per family other than EVM, from the key store: a policy section a
-    plain option (`--allowlist`, `--max-value`, ...) makes for that family names it."""
+    """The agent's address (or public key: `sdk.policies.OWN_FIELDS`) per family that keeps its
+    policy in a section, from the key store: a section a plain option (`--allowlist`,
+    `--max-value`, ...) makes for that family names it."""
+    from sdk.policies import OWN_FIELDS
+
     own: dict[Family, str] = {}
-    for family in Family:
-        if family is Family.EVM:
-            continue
-        address = _agent_address(settings, agent_id, KEY_CHAIN[family])
+    for family, field in OWN_FIELDS.items():
+        address = _agent_address(settings, agent_id, KEY_CHAIN[family], public_key=field == "public_key")
         if address is not None:
             own[family] = address
     return own

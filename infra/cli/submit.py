@@ -37,6 +37,7 @@ from schemas.outcomes import (
     DeadLetter,
     IntentParked,
     IntentRejected,
+    SignedBitcoinTransaction,
     SignedMessage,
     SignedSolanaMessage,
     SignedSolanaTransaction,
@@ -76,8 +77,13 @@ def _kind_fields(args: argparse.Namespace) -> dict[str, Any]:
         return _solana_message_fields(args)
     if getattr(args, "solana_tx", None) is not None:
         return _solana_fields(args)
+    if getattr(args, "bitcoin_psbt", None) is not None:
+        return _bitcoin_fields(args)
     if args.to is None or args.value is None:
-        raise ValueError("a transaction needs --to and --value (a Solana transaction: --solana-tx FILE)")
+        raise ValueError(
+            "a transaction needs --to and --value (a Solana transaction: --solana-tx FILE; a Bitcoin PSBT: "
+            "--bitcoin-psbt FILE)"
+        )
     fields = {
         k: v
         for k, v in dict(
@@ -115,7 +121,8 @@ def _kind_fields(args: argparse.Namespace) -> dict[str, Any]:
 def _is_plain_transfer(args: argparse.Namespace) -> bool:
     """``--to`` on a network whose family is not EVM's: its plain transfer (an EVM network's
     intent carries ``to`` and ``value`` as they are)."""
-    if getattr(args, "kind", "tx") != "tx" or args.to is None or getattr(args, "solana_tx", None) is not None:
+    written = getattr(args, "solana_tx", None) is not None or getattr(args, "bitcoin_psbt", None) is not None
+    if getattr(args, "kind", "tx") != "tx" or args.to is None or written:
         return False
     try:
         return REGISTRY.get(args.chain).family is not Family.EVM
@@ -152,6 +159,21 @@ def _solana_fields(args: argparse.Namespace) -> dict[str, Any]:
         fields["broadcast"] = True
     if args.simulate:
         fields["simulate_first"] = True
+    return fields
+
+
+def _bitcoin_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """``--bitcoin-psbt FILE``: a PSBT (BIP-174), in the file as its bytes or as base64 text
+    (``-``: standard input)."""
+    evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if getattr(args, n, None) is not None]
+    if args.simulate:
+        evm.append("--simulate")
+    if evm:
+        raise ValueError(f"{', '.join(evm)} describe an EVM transaction; a PSBT says everything itself")
+    raw = _file_bytes(args.bitcoin_psbt)
+    fields: dict[str, Any] = {"intent_type": "bitcoin_psbt", "bitcoin_psbt": base64.b64encode(raw).decode()}
+    if args.broadcast:
+        fields["broadcast"] = True
     return fields
 
 
@@ -206,6 +228,7 @@ _INTENT_OPTIONS = (
     "value",
     "data",
     "solana_tx",
+    "bitcoin_psbt",
     "tx_type",
     "max_fee_per_blob_gas",
     "blob_file",
@@ -344,6 +367,8 @@ def _report(args: argparse.Namespace, submitted: dict[str, Any], line: str, outc
             if isinstance(outcome, SignedSolanaTransaction) and outcome.status == "sign_only":
                 # Sign only: the caller sends these bytes itself (`warden tail` keeps one line a record).
                 print(f"  signed transaction (base64): {outcome.signed_tx}")
+            if isinstance(outcome, SignedBitcoinTransaction) and outcome.status == "sign_only":
+                print(f"  signed transaction (hex): {outcome.signed_tx}")
         elif args.wait:
             print(f"no outcome within {args.timeout} s: is the stack up (`warden up`)?")
     return 1 if isinstance(outcome, IntentRejected) else 0
@@ -390,6 +415,15 @@ def _describe_outcome(outcome: Outcome) -> str:
         return (
             f"SIGNED {outcome.intent_id} {outcome.status}{at}{error} signature {outcome.signature} by {outcome.from_} "
             f"chain {outcome.chain} spends {spend or 'nothing'} tee={outcome.tee}"
+        )
+    if isinstance(outcome, SignedBitcoinTransaction):
+        block = f" block {outcome.block_hash}" if outcome.block_hash is not None else ""
+        final = " final" if outcome.final and outcome.status == "mined" else ""
+        error = f" ({outcome.error})" if outcome.error else ""
+        spend = ", ".join(f"{n} satoshis" for n in outcome.spend.values())
+        return (
+            f"SIGNED {outcome.intent_id} {outcome.status}{block}{final}{error} txid {outcome.txid} chain "
+            f"{outcome.chain} spends {spend or 'nothing'} (fee {outcome.fee_sats}) tee={outcome.tee}"
         )
     extra = f" block {outcome.block_number}" if outcome.block_number is not None else ""
     error = f" ({outcome.error})" if outcome.error else ""
@@ -533,6 +567,12 @@ def _add_destination_arguments(command: str, p: argparse.ArgumentParser) -> None
             metavar="FILE",
             help="a Solana network (--chain solana-local ...): the transaction's wire bytes, raw or base64, with the "
             "agent's signature slot empty (- for stdin)",
+        )
+        p.add_argument(
+            "--bitcoin-psbt",
+            metavar="FILE",
+            help="a Bitcoin network (--chain bitcoin-regtest ...): a PSBT (BIP-174) spending the agent's own outputs, "
+            "raw or base64 (- for stdin)",
         )
     p.add_argument("--data")
 

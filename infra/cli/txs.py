@@ -2,7 +2,7 @@
 cancellation of a sign-only one whose bytes have not landed (a denial signed with the local admin
 key, WARDEN_ADMIN_ID, on warden.approvals; the signer takes its nonce with a 0-value transfer).
 
-Reads ``warden.txs.signed``, ``warden.solana.signed`` and ``warden.intents.rejected`` from the
+Reads ``warden.txs.signed``, ``warden.solana.signed``, ``warden.bitcoin.signed`` and ``warden.intents.rejected`` from the
 start; ``list`` and ``show`` take every family's transactions, ``cancel`` an EVM one. Per intent, it keeps
 the newest status the signer reported, and whether it is final (mined, failed, replaced or
 dropped at a block the chain finalized; until then a reorg can still move it), and the history of
@@ -24,25 +24,32 @@ from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets
 from schemas.fields import format_native_amount
-from schemas.outcomes import IntentRejected, SignedSolanaTransaction, SignedTransaction
+from schemas.outcomes import IntentRejected, SignedBitcoinTransaction, SignedSolanaTransaction, SignedTransaction
 from sdk.client import Client, agent_transactions, status_history
 from sdk.outcomes import OUTCOME_TOPICS, RawSubmission, wait_outcomes
 from sdk.records import AgentRecords, ReceiptUnavailable, outcome_receipt
 
+# A transaction of any family, as the signer reports it.
+Signed = SignedTransaction | SignedSolanaTransaction | SignedBitcoinTransaction
 
-def _row(
-    record: SignedTransaction | SignedSolanaTransaction | IntentRejected, include_signed_tx: bool = False
-) -> dict[str, Any]:
+
+def _row(record: Signed | IntentRejected, include_signed_tx: bool = False) -> dict[str, Any]:
     row = record.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
     if not include_signed_tx:
         row.pop("signed_tx", None)
     return row
 
 
-def _status(record: SignedTransaction | SignedSolanaTransaction) -> str:
+def _status(record: Signed) -> str:
     """The status, and for what the chain decided whether its block is final yet."""
     if isinstance(record, SignedSolanaTransaction):
         return record.status
+    if isinstance(record, SignedBitcoinTransaction):
+        return (
+            f"{record.status} ({'final' if record.final else 'not final'})"
+            if record.status == "mined"
+            else record.status
+        )
     if record.status in ("mined", "failed", "replaced", "dropped"):
         return f"{record.status} ({'final' if record.final else 'not final'})"
     return record.status
@@ -65,6 +72,20 @@ def _solana_line(record: SignedSolanaTransaction) -> str:
         f"{record.intent_id:40} {_status(record):20} {record.chain}:{record.tx_signature or record.signature}"
         f"{slot}{error}"
     )
+
+
+def _bitcoin_line(record: SignedBitcoinTransaction) -> str:
+    block = "" if record.block_hash is None else f" block {record.block_hash} ({record.confirmations} conf.)"
+    error = f" ({record.error})" if record.error else ""
+    return f"{record.intent_id:40} {_status(record):20} {record.chain}:{record.txid} fee {record.fee_sats} sat{block}{error}"
+
+
+def _family_line(record: Signed) -> str:
+    if isinstance(record, SignedSolanaTransaction):
+        return _solana_line(record)
+    if isinstance(record, SignedBitcoinTransaction):
+        return _bitcoin_line(record)
+    return _line(record)
 
 
 def _rejected_line(record: IntentRejected) -> str:
@@ -152,11 +173,14 @@ def _list_or_show(args: argparse.Namespace) -> int:
             for refusal in refusals:
                 print(_rejected_line(refusal) + f"  (intent_digest {refusal.intent_digest})")
             return 0
-        solana = [r for r in found.solana_transactions if args.id in (r.intent_id, r.tx_signature, r.signature)]
+        others: list[Signed] = [
+            *(r for r in found.solana_transactions if args.id in (r.intent_id, r.tx_signature, r.signature)),
+            *(r for r in found.bitcoin_transactions if args.id in (r.intent_id, r.txid)),
+        ]
         if wanted:
             return _show(args, settings, wanted[0], history[wanted[0].intent_id])
-        if solana:
-            return _show(args, settings, solana[0], None)
+        if others:
+            return _show(args, settings, others[0], None)
         return fail(
             "warden txs show",
             f"no transaction of agent {args.agent!r} with intent id or hash "
@@ -169,7 +193,7 @@ def _list_or_show(args: argparse.Namespace) -> int:
 def _show(
     args: argparse.Namespace,
     settings: Settings,
-    record: SignedTransaction | SignedSolanaTransaction,
+    record: Signed,
     history: list[SignedTransaction] | None,
 ) -> int:
     """``warden txs show``: the transaction's newest record field by field, an EVM one's
@@ -213,8 +237,8 @@ def _list(args: argparse.Namespace, found: AgentRecords) -> int:
     """``warden txs list``: every family's transactions, oldest first (a row names its chain, a
     line its network and its id there), then the rejections."""
     records, forged = found.transactions, found.forged
-    listed: list[SignedTransaction | SignedSolanaTransaction] = sorted(
-        [*records, *found.solana_transactions], key=lambda r: r.signed_at
+    listed: list[Signed] = sorted(
+        [*records, *found.solana_transactions, *found.bitcoin_transactions], key=lambda r: r.signed_at
     )
     if args.json:
         print_json(
@@ -227,7 +251,7 @@ def _list(args: argparse.Namespace, found: AgentRecords) -> int:
         )
         return 0
     for record in listed:
-        print(_solana_line(record) if isinstance(record, SignedSolanaTransaction) else _line(record))
+        print(_family_line(record))
     for rejection in found.rejected:
         print(_rejected_line(rejection))
     counts = {s: sum(1 for r in listed if _status(r) == s) for s in sorted({_status(r) for r in listed})}

@@ -20,7 +20,7 @@ from runtime.config import Settings, load
 from runtime.trust import LOCAL_ADMIN_ID
 
 # What `warden up` starts (the stack benchmarks on the durable stack start the same).
-UP_PARTS = ("broker", "anvil", "solana", "streams", "signer", "ledger", "api", "console")
+UP_PARTS = ("broker", "anvil", "solana", "bitcoin", "streams", "signer", "ledger", "api", "console")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -52,8 +52,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         for row in rows:
             print(f"  {row['name']:8} pid {row['pid']:<7} {row['address']:45} log {row['log']}")
         for node in nodes:
+            # The URL without the user and password it may carry (btcd's): where they are instead.
+            kept = f", user and password in {node['credentials']}" if "credentials" in node else ""
             print(
-                f"  {node['family']} node: {node['chain']} at {node['rpc_url']} (`warden fund --chain {node['chain']}`)"
+                f"  {node['family']} node: {node['chain']} at {node['rpc_url']}{kept} "
+                f"(`warden fund --chain {node['chain']}`)"
             )
         print("A crashed Warden service is restarted; `warden status` shows them. Ctrl-C stops everything.")
     sys.stdout.flush()
@@ -110,7 +113,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     stack = LocalStack(settings, extra_env={"WARDEN_LEDGER_CHECKPOINT_SECONDS": "1"})
     try:
         progress(
-            f"starting the embedded stack under {settings.home} (Tansu, Anvil, surfpool, a witness, ledger, streams, signer, API)..."
+            f"starting the embedded stack under {settings.home} (Tansu, Anvil, surfpool, btcd, a witness, ledger, streams, signer, API)..."
         )
         # The local Solana node first: it also plays solana-devnet for the x402 SDK (which knows
         # Solana clusters by name only), so the services start knowing it as devnet's RPC too.
@@ -118,9 +121,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         devnet = {"SOLANA_DEVNET": settings.solana_rpc_url("solana-local")}
         settings = stack.settings = dataclasses.replace(settings, rpc_urls={**settings.rpc_urls, **devnet})
         # The script sends a blob transaction: its trusted setup loads while the services start.
-        parts = ("broker", "anvil", "witness", "streams", "signer", "ledger", "api")
+        parts = ("broker", "anvil", "bitcoin", "witness", "streams", "signer", "ledger", "api")
         stack.start(parts, blobs=True, while_services_start=blobs.load_trusted_setup)
-        report = asyncio.run(demo.run_script(settings, progress, over_http=True, solana=True, x402_solana=True))
+        report = asyncio.run(
+            demo.run_script(settings, progress, over_http=True, solana=True, x402_solana=True, bitcoin=True)
+        )
         report["ledger"] = demo.verify_ledger(settings, progress, witnesses=(stack.witness,))
         report["receipt"] = demo.check_receipt(settings, report, stack.witness, progress)
     except StackError as exc:

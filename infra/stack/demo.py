@@ -31,7 +31,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from infra import contracts
-from infra.stack import demo_http, demo_mcp, demo_solana
+from infra.stack import demo_bitcoin, demo_http, demo_mcp, demo_solana
 from infra.stack.demo_script import (
     AFTER_ALLOWLISTING,
     AGENT,
@@ -177,10 +177,12 @@ async def run_script(
     over_http: bool = False,
     solana: bool = False,
     x402_solana: bool = False,
+    bitcoin: bool = False,
 ) -> dict[str, Any]:
     """The scripted intents, the MCP session, ``over_http`` (the stack runs `warden api`) the
-    HTTP session, ``solana`` (the stack runs the local Solana node) the Solana session, and
-    ``x402_solana`` (that node is also solana-devnet's RPC) an x402 payment on Solana."""
+    HTTP session, ``solana`` (the stack runs the local Solana node) the Solana session,
+    ``x402_solana`` (that node is also solana-devnet's RPC) an x402 payment on Solana, and
+    ``bitcoin`` (the stack runs the regtest node) the Bitcoin session."""
     setup = await provision(settings)
     progress(
         f"agent {AGENT}: chain key {setup['address']} funded with 100 ETH on anvil; "
@@ -210,6 +212,9 @@ async def run_script(
         if x402_solana
         else None
     )
+    on_bitcoin = (
+        await demo_bitcoin.run_session(settings, setup["client_share"], progress, timeout_s) if bitcoin else None
+    )
     rows = [_outcome_row(scripted, intent, outcomes.get(intent.intent_id)) for scripted, intent in intents]
     return {
         "agent_id": AGENT,
@@ -223,11 +228,13 @@ async def run_script(
         "http_session": http,
         "solana_session": on_solana,
         "x402_solana_session": x402,
+        "bitcoin_session": on_bitcoin,
         "all_as_expected": all(r["as_expected"] for r in rows)
         and session["as_expected"]
         and (http is None or http["as_expected"])
         and (on_solana is None or on_solana["as_expected"])
-        and (x402 is None or x402["as_expected"]),
+        and (x402 is None or x402["as_expected"])
+        and (on_bitcoin is None or on_bitcoin["as_expected"]),
     }
 
 
@@ -432,6 +439,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(demo_solana.render(report["solana_session"]))
     if report.get("x402_solana_session") is not None:
         lines.append(demo_solana.render_x402(report["x402_solana_session"]))
+    if report.get("bitcoin_session") is not None:
+        lines.append(demo_bitcoin.render(report["bitcoin_session"]))
     receipt = report.get("receipt")
     if receipt is not None:
         lines.append(

@@ -1,4 +1,5 @@
-"""The local stack: a broker, Anvil (Ethereum), surfpool (Solana), and Warden's own processes.
+"""The local stack: a broker, Anvil (Ethereum), surfpool (Solana), btcd (Bitcoin regtest) and its
+miner, and Warden's own processes.
 
 Each part runs as a child process with its log under ``$WARDEN_HOME/logs``;
 `LocalStack` starts them in order, waits until each is really ready (the process
@@ -13,6 +14,8 @@ the broker is Apache Kafka (`infra.stack.kafka`: KRaft, one node or several,
 its log under ``$WARDEN_HOME/kafka``) and Anvil dumps its state to
 ``$WARDEN_HOME/anvil/state.json`` every second and on exit, so a restart
 continues where the last run stopped. Nothing durable is deleted on start.
+The Solana and Bitcoin chains (surfpool, btcd on regtest) are new at every
+start in both modes: neither node keeps such a chain from one run to the next.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import glob
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -42,12 +46,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from evm.blobs import versioned_hash
 from gateway.console.security import page_party
-from infra.stack import kafka, listeners
+from infra.stack import bitcoin, kafka, listeners
 from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, NoteKey
 from rules.stage_table import ALL_GUARDRAIL_STAGES
 from runtime.config import Settings, child_environment, environment, listen_ports_setting
 from runtime.readiness import clear_ready, ready_file
+from runtime.rpc import JsonRpc, RpcError, RpcUnavailable, redacted
 from schemas import topics
 from schemas.chains import Family
 from schemas.errors import WardenError
@@ -95,6 +100,20 @@ def surfpool_module() -> str:
     if not (found / "package.json").exists():
         raise StackError("surfpool is missing: run `./infra/dev.sh` (installs npm @solana/surfpool-linux-x64-gnu)")
     return str(found)
+
+
+def btcd_binary() -> str:
+    """btcd as infra/dev.sh builds it (the version it pins), else one on PATH."""
+    built = REPO / ".venv" / "bin-go" / "btcd"
+    if built.exists():
+        return str(built)
+    on_path = shutil.which("btcd")
+    if on_path:
+        return on_path
+    raise StackError(
+        "btcd is missing: run `./infra/dev.sh` (builds github.com/btcsuite/btcd "
+        f"{bitcoin.BTCD_VERSION} into .venv/bin-go) or put btcd on PATH"
+    )
 
 
 def listen_ports() -> range:
@@ -209,6 +228,38 @@ def _load_anvils_trusted_setup(rpc_url: str) -> None:
         urllib.request.urlopen(request, timeout=60).close()
 
 
+async def _mature_coins(url: str, process: Process, timeout_s: float) -> None:
+    """Once btcd at ``url`` answers, blocks up to `MATURE_AT` (none on a chain that has them)."""
+    from runtime import bitcoin as node_calls  # here: the stack's other parts never call a Bitcoin node
+
+    node = JsonRpc(url, timeout_s=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                count = await node_calls.block_count(node)
+                break
+            except (RpcError, RpcUnavailable) as exc:  # listening, not answering yet
+                if process.proc.poll() is not None:
+                    raise StackError(
+                        f"btcd exited with code {process.proc.returncode}; see {process.log_path}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"btcd did not answer within {timeout_s:.0f} s ({exc}); see {process.log_path}"
+                    ) from None
+                await asyncio.sleep(0.2)
+        if count < MATURE_AT:
+            try:
+                await node_calls.mine(node, MATURE_AT - count)
+            except (RpcError, RpcUnavailable) as exc:
+                raise StackError(
+                    f"btcd did not mine the first {MATURE_AT} blocks ({exc}); see {process.log_path}"
+                ) from None
+    finally:
+        await node.close()
+
+
 async def create_topics(broker: str, replication: int = 1) -> None:
     """Every topic Warden uses, each with ``replication`` replicas (given explicitly: aiokafka's
     CreateTopics cannot ask for the broker's default), the compacted ones compacted."""
@@ -257,11 +308,13 @@ async def _until_led(admin: AIOKafkaAdminClient, names: list[str], timeout_s: fl
         await asyncio.sleep(0.1)
 
 
-# What `LocalStack.start` runs unless told otherwise; "solana" (surfpool) and "api" are asked for.
+# What `LocalStack.start` runs unless told otherwise; "solana" (surfpool), "bitcoin" (btcd and its
+# miner) and "api" are asked for.
 DEFAULT_PARTS = ("broker", "anvil", "streams", "signer", "ledger")
 # What Warden's processes run on, started before them and stopped after them: the embedded broker,
-# Apache Kafka's nodes (kafka-1, kafka-2, ...: `is_broker`), and the chains.
-INFRASTRUCTURE = ("broker", "anvil", "solana")
+# Apache Kafka's nodes (kafka-1, kafka-2, ...: `is_broker`), and the chains (the Bitcoin node's
+# miner with its node).
+INFRASTRUCTURE = ("broker", "anvil", "solana", "bitcoin", "bitcoin-miner")
 
 # How long a component may take to exit after SIGTERM before it is killed. A Kafka node's clean
 # stop hands its partitions' leadership to the others and closes its logs, seconds.
@@ -280,6 +333,11 @@ def is_infrastructure(name: str) -> bool:
 # How long `start` waits for each Warden service to be ready, all of them starting at once.
 SERVICE_START_S = 90.0
 SURFPOOL_START_S = 90.0
+# btcd's start and its first 101 blocks take a fraction of a second on an idle machine; minutes on a busy one.
+BTCD_START_S = 120.0
+# Blocks on a new regtest chain before the funder's first coinbase output is mature: it is spendable
+# 100 blocks after its own (`runtime.bitcoin.COINBASE_MATURITY`).
+MATURE_AT = 101
 
 
 @dataclass(frozen=True)
@@ -539,6 +597,34 @@ class LocalStack:
                 raise StackError(f"surfpool did not start within {SURFPOOL_START_S:.0f} s; see {process.log_path}")
             time.sleep(0.05)
 
+    def start_bitcoin(self) -> None:
+        """btcd, the local Bitcoin node, on regtest, its JSON-RPC and P2P on two ports picked in
+        `listen_ports` like every listener of the stack, with a user and password new at each start;
+        then blocks up to `MATURE_AT`, mined to the home's funder key (`infra.stack.bitcoin`), so that
+        `warden fund` has a mature coin to pay from; then its miner, a block every `block_time_s`
+        (none when that is None). The URL with the credentials goes to `Settings.bitcoin_info`
+        (0600), where every process reads it, written once the node answers. Its chain lives and
+        dies with it in every mode, like surfpool's: btcd starts every regtest chain anew
+        (`bitcoin.chain_directory`)."""
+        home = self.settings.home
+        info = self.settings.bitcoin_info
+        info.unlink(missing_ok=True)
+        funder = bitcoin.funder_address(bitcoin.load_or_create_funder_key(home))
+        user, password = f"warden-{secrets.token_hex(4)}", secrets.token_hex(24)
+        rpc_port, p2p_port = free_ports(2, avoid=self.configured_ports())
+        config = bitcoin.btcd_config(home, user, password)
+        chain = bitcoin.chain_directory(home)
+        process = self._spawn("bitcoin", bitcoin.btcd_argv(btcd_binary(), config, chain, rpc_port, p2p_port, funder))
+        wait_for_port(f"127.0.0.1:{rpc_port}", BTCD_START_S, "btcd", process.proc, process.log_path)
+        url = f"http://{user}:{password}@127.0.0.1:{rpc_port}"
+        asyncio.run(_mature_coins(url, process, BTCD_START_S))
+        bitcoin.write_info(info, {"rpc": url, "p2p": f"127.0.0.1:{p2p_port}", "funder": funder})
+        if self.block_time_s is not None:
+            self._spawn(
+                "bitcoin-miner",
+                [sys.executable, "-m", "infra.stack.bitcoin_miner", "--interval", str(self.block_time_s)],
+            )
+
     def _set_aside_signer_state(self) -> None:
         """A fresh chain has no history: a signer record of nonces and spend on the chain that
         died with the last memory-mode run would open nonce gaps on this one. It is moved aside
@@ -612,6 +698,8 @@ class LocalStack:
             self.start_broker()
         if "solana" in parts:
             self.start_solana()
+        if "bitcoin" in parts:
+            self.start_bitcoin()
         if "anvil" in parts:
             self.start_anvil()
             if blobs:
@@ -699,6 +787,8 @@ class LocalStack:
         self.kill("witness", signal.SIGTERM, 15)
         for name in reversed([name for name in self.processes if is_infrastructure(name)]):
             self.kill(name, signal.SIGTERM, STOP_GRACE_S.get(name, 15))
+        if "bitcoin" in self.processes:  # nobody is told of a node that is gone (surfpool removes its own)
+            self.settings.bitcoin_info.unlink(missing_ok=True)
         self.processes.clear()
 
     def describe(self) -> list[dict[str, Any]]:
@@ -706,6 +796,7 @@ class LocalStack:
             "broker": self.settings.broker,
             "anvil": self.settings.rpc_url,
             "solana": self._solana_rpc(),
+            "bitcoin": self._bitcoin_rpc(),
             "ledger": f"http://{self.settings.ledger_http} (ClickHouse HTTP, read-only)",
             "api": f"http://{self.settings.api_http}/v1 (the Intents API; OpenAPI at /v1/openapi.json)",
             "console": f"{console_origin(self.settings)} (the console; listening on {self.settings.console_http})",
@@ -723,20 +814,45 @@ class LocalStack:
         except RuntimeError:
             return ""
 
+    def _bitcoin_rpc(self) -> str:
+        """btcd's JSON-RPC without its user and password (they are in `Settings.bitcoin_info`)."""
+        try:
+            return redacted(self.settings.bitcoin_rpc_url("bitcoin-regtest"))
+        except RuntimeError:
+            return ""
+
 
 # The network of each family whose node the local stack runs, and the process that is that node.
-LOCAL_NODES: dict[Family, tuple[str, str]] = {Family.EVM: ("anvil", "anvil"), Family.SOLANA: ("solana-local", "solana")}
+LOCAL_NODES: dict[Family, tuple[str, str]] = {
+    Family.EVM: ("anvil", "anvil"),
+    Family.SOLANA: ("solana-local", "solana"),
+    Family.BITCOIN: ("bitcoin-regtest", "bitcoin"),
+}
 
 
 def local_nodes(settings: Settings, running: Iterable[str]) -> list[dict[str, str]]:
     """Each family's local node among the processes ``running``: its family, network, process and
-    JSON-RPC address (where `warden fund --chain` adds to a balance)."""
+    JSON-RPC address (where `warden fund --chain` adds to a balance), without the user and password
+    a URL may carry (btcd's): where they are instead, as ``credentials``."""
     names = set(running)
-    return [
-        {"family": family.value, "chain": chain, "process": process, "rpc_url": settings.rpc_url_for(chain)}
-        for family, (chain, process) in LOCAL_NODES.items()
-        if process in names
-    ]
+    nodes = []
+    for family, (chain, process) in LOCAL_NODES.items():
+        if process not in names:
+            continue
+        url = settings.rpc_url_for(chain)
+        node = {"family": family.value, "chain": chain, "process": process, "rpc_url": redacted(url)}
+        if redacted(url) != url:
+            node["credentials"] = _credentials_of(settings, chain)
+        nodes.append(node)
+    return nodes
+
+
+def _credentials_of(settings: Settings, chain: str) -> str:
+    """Where the user and password of ``chain``'s RPC URL are kept."""
+    name = chain.upper().replace("-", "_")
+    if name in settings.rpc_urls:
+        return f"WARDEN_RPC_URL_{name}"
+    return str(settings.bitcoin_info) if chain == "bitcoin-regtest" else "WARDEN_RPC_URL"
 
 
 def console_origin(settings: Settings) -> str:

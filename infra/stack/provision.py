@@ -9,6 +9,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from btc import addresses, wallet
 from runtime import solana
 from runtime.clock import utcnow
 from runtime.config import Settings
@@ -16,7 +17,7 @@ from runtime.rpc import JsonRpc
 from schemas.actions import AuditAction
 from schemas.auth import cosign, public_key_hex
 from schemas.emit import Emit
-from schemas.policy import AgentPolicy, SolanaPolicy
+from schemas.policy import AgentPolicy, BitcoinPolicy, SolanaPolicy
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, load_or_create_agent_key, signed_policy
 from sdk.quorum import publish_custody_change
@@ -84,6 +85,26 @@ async def provision_solana_agent(
     )
     policy = await _publish(settings, agent_id, intent_key, fields, (), custody_events)
     return Agent(agent_id, intent_key, key.address, policy, client_share)
+
+
+async def provision_bitcoin_agent(
+    settings: Settings,
+    agent_id: str,
+    client_share: str | None = None,
+    chain: str = "bitcoin-regtest",
+    **bitcoin_policy: Any,
+) -> Agent:
+    """An agent with a Bitcoin signing key from custody and a policy allowing ``chain`` whose
+    ``bitcoin`` section is ``bitcoin_policy`` with the key's public key. ``address``: its P2WPKH
+    address on ``chain``. ``client_share`` as for `provision_agent`."""
+    intent_key, key, client_share, custody_events = _signing_key(settings, agent_id, "bitcoin", client_share)
+    fields = dict(
+        tx_allowed_chains=(chain,),
+        bitcoin=BitcoinPolicy(public_key=key.public_key_hex, **bitcoin_policy),
+    )
+    policy = await _publish(settings, agent_id, intent_key, fields, (), custody_events)
+    address = wallet.addresses(bytes.fromhex(key.public_key_hex), addresses.NETWORK_OF_CHAIN[chain])[0]
+    return Agent(agent_id, intent_key, address, policy, client_share)
 
 
 def _signing_key(

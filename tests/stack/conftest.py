@@ -82,7 +82,8 @@ def stack_passkey() -> SoftPasskey:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, stack_passkey: SoftPasskey) -> Iterator[LocalStack]:
-    """One running pipeline for the whole session (fused topology), with a Solana node. Its admins:
+    """One running pipeline for the whole session (fused topology), with a Solana node and a
+    Bitcoin regtest node. Its admins:
     the local admin (the CLI's key under its home) and a passkey admin (`stack_passkey`), whose
     assertions are believed from the console origin `tests.passkey_support.ORIGIN`; one signs."""
     home = tmp_path_factory.mktemp("warden-home")
@@ -92,7 +93,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, stack_passkey: SoftPasskey) 
         admin_keys=f"{LOCAL_ADMIN_ID}={local},{PASSKEY_ADMIN}={stack_passkey.pinned()}",
         console_origin=ORIGIN,
     )
-    with running_stack(settings, parts=(*DEFAULT_PARTS, "solana")) as running:
+    with running_stack(settings, parts=(*DEFAULT_PARTS, "solana", "bitcoin")) as running:
         yield running
 
 

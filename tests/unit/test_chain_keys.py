@@ -1,7 +1,7 @@
 """Tests for signer.chain_keys: the supported key chains, Ethereum against published vectors,
-fresh keys for every chain, and the input checks that never echo a private key. Bitcoin is in
-test_chain_keys_bitcoin.py; Solana, XRP, Cardano, Tron and Base58Check in
-test_chain_keys_solana_xrp_cardano_tron.py.
+fresh keys for every chain, and the input checks that never echo a private key (or a bitcoin
+seed). Bitcoin's vectors are in test_chain_keys_bitcoin.py; Solana, XRP, Cardano, Tron and
+Base58Check in test_chain_keys_solana_xrp_cardano_tron.py.
 
 Sources (each vector below names its own):
   EIP-55   ethereum/EIPs EIPS/eip-55.md
@@ -10,13 +10,16 @@ Sources (each vector below names its own):
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import base58
 import coincurve
 import pytest
+from Crypto.Hash import RIPEMD160
 from eth_utils import is_checksum_address
 
+from btc.addresses import script_of
 from signer.chain_keys import (
     KEY_CHAINS,
     XRP_ALPHABET,
@@ -28,7 +31,6 @@ from signer.chain_keys import (
     eip55_checksum_address,
     generate_private_key,
     public_key,
-    segwit_decode,
 )
 
 SECP256K1_N = int("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141", 16)
@@ -94,7 +96,7 @@ def test_generated_key_is_a_fresh_valid_bytearray(chain: str) -> None:
     second = generate_private_key(chain)
     assert isinstance(first, bytearray) and len(first) == 32
     assert first != second
-    if chain in ("ethereum", "bitcoin", "xrp", "tron"):
+    if chain in ("ethereum", "xrp", "tron"):  # bitcoin's is a BIP-32 seed: any 32 bytes
         assert 0 < int.from_bytes(first, "big") < SECP256K1_N
         coincurve.PrivateKey(bytes(first))  # libsecp256k1 accepts it
 
@@ -110,8 +112,8 @@ def test_fresh_key_address_has_the_chain_format(chain: str) -> None:
     elif chain == "bitcoin":
         assert len(pub) == 33
         assert addr.startswith("bc1q") and len(addr) == 42
-        version, program = segwit_decode("bc", addr)
-        assert version == 0 and len(program) == 20
+        key_hash = RIPEMD160.new(hashlib.sha256(pub).digest()).digest()
+        assert script_of(addr) == b"\x00\x14" + key_hash  # P2WPKH of the key, BIP-141
     elif chain == "solana":
         assert len(pub) == 32
         assert 32 <= len(addr) <= 44 and base58.b58decode(addr) == pub
@@ -140,7 +142,7 @@ def test_fresh_key_address_has_the_chain_format(chain: str) -> None:
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("chain", ["ethereum", "bitcoin", "xrp", "tron"])
+@pytest.mark.parametrize("chain", ["ethereum", "xrp", "tron"])
 def test_secp256k1_rejects_out_of_range_scalars_without_echoing_them(chain: str) -> None:
     order = SECP256K1_N.to_bytes(32, "big")
     for bad in (bytearray(32), bytearray(order), bytearray(b"\xff" * 32)):
@@ -151,10 +153,21 @@ def test_secp256k1_rejects_out_of_range_scalars_without_echoing_them(chain: str)
         public_key(chain, bytearray(31))
 
 
+def test_a_bitcoin_seed_is_16_to_64_bytes_and_never_echoed() -> None:
+    # BIP-32: a seed is 128 to 512 bits; any such bytes derive a key, the all-zero ones included.
+    for size in (16, 32, 64):
+        assert len(public_key("bitcoin", bytearray(size))) == 33
+    assert public_key("bitcoin", bytearray(32)) != public_key("bitcoin", bytearray(b"\x01" * 32))
+    for bad in (bytearray(b"\xab" * 15), bytearray(b"\xab" * 65)):
+        with pytest.raises(ValueError, match="16 to 64 bytes") as info:
+            public_key("bitcoin", bad)
+        assert "abab" not in str(info.value)
+
+
 @pytest.mark.parametrize("chain", KEY_CHAINS)
 def test_wrong_length_private_key_is_rejected(chain: str) -> None:
     with pytest.raises(ValueError):
-        public_key(chain, bytearray(33))
+        public_key(chain, bytearray(65 if chain == "bitcoin" else 33))
     hex_text: Any = "00" * 32  # not a bytearray, on purpose
     with pytest.raises(TypeError):
         public_key(chain, hex_text)

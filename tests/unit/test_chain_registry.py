@@ -43,9 +43,9 @@ def test_every_network_is_named_by_its_caip2_id_once() -> None:
 
 def test_a_network_signs_with_a_key_chain_of_a_family_warden_judges() -> None:
     with pytest.raises(
-        ValueError, match="key_chain 'bitcoin' signs for no family Warden judges; allowed: ethereum, solana"
+        ValueError, match="key_chain 'xrp' signs for no family Warden judges; allowed: ethereum, solana, bitcoin"
     ):
-        Chain("regtest", 18444, "BTC", "", key_chain="bitcoin")
+        Chain("xrpl", 18444, "XRP", "", key_chain="xrp")
 
 
 def test_a_solana_clusters_number_is_not_an_evm_chain_id() -> None:

@@ -16,7 +16,7 @@ from runtime.registry import ChainRegistry
 from schemas.chains import FAMILY_OF_KEY_CHAIN, KEY_CHAIN, NAMESPACE, Family
 from schemas.families import FAMILY_OF_KIND, FORMS
 from schemas.intent import IntentType, TransactionIntent
-from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
+from schemas.outcomes import SignedBitcoinTransaction, SignedSolanaTransaction, SignedTransaction
 from schemas.stages import Stage
 from signer import chain_keys
 from streams.admission import WHAT_BY_KIND
@@ -41,7 +41,7 @@ def test_each_kind_of_intent_is_one_familys_and_is_judged_described_and_signed(t
     assert set(WHAT_BY_KIND) == KINDS
     signer = LoneSigner(tmp_path, "http://127.0.0.1:9").signer
     assert signer.kinds_signed() == KINDS
-    assert signer.families_tracked() == {SignedTransaction, SignedSolanaTransaction}
+    assert signer.families_tracked() == {SignedTransaction, SignedSolanaTransaction, SignedBitcoinTransaction}
 
 
 def test_an_address_is_read_in_its_familys_one_form() -> None:

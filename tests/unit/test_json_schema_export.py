@@ -34,6 +34,7 @@ NAMES = [
     "SignedMessage",
     "SignedSolanaTransaction",
     "SignedSolanaMessage",
+    "SignedBitcoinTransaction",
     "AdminSet",
     "AdminProposal",
     "ChainSet",

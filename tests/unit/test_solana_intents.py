@@ -74,7 +74,8 @@ def test_an_evm_intent_names_no_solana_network_nor_transaction() -> None:
     with pytest.raises(ValidationError, match="is a Solana network"):
         new_intent(KEY, agent_id="a-1", chain="solana", to="0x" + "11" * 20, value="1")
     with pytest.raises(
-        ValidationError, match="solana_transaction and solana_message are for the intent_type of the same name only"
+        ValidationError,
+        match="solana_transaction, solana_message and bitcoin_psbt are for the intent_type of the same name only",
     ):
         new_intent(KEY, agent_id="a-1", chain="anvil", to="0x" + "11" * 20, value="1", solana_transaction="AA==")
 

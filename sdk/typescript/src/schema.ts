@@ -166,7 +166,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** submit a transaction (on a Solana network: a transfer of SOL): signed and broadcast once the policy allows it */
+        /** submit a transaction (on a Solana network: a transfer of SOL; on a Bitcoin network: a payment of BTC): signed and broadcast once the policy allows it */
         post: {
             parameters: {
                 query?: never;
@@ -256,7 +256,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** sign a transaction (on a Solana network: a transfer of SOL), not broadcast (sign-only) */
+        /** sign a transaction (on a Solana network: a transfer of SOL; on a Bitcoin network: a payment of BTC), not broadcast (sign-only) */
         post: {
             parameters: {
                 query?: never;
@@ -914,6 +914,129 @@ export interface components {
             /** Change */
             change: string;
         };
+        /**
+         * BitcoinTransactionResponse
+         * @description A Bitcoin payment of the agent's: ``id``, ``status``, ``txid``, the signed transaction
+         *     (``signed_tx``, hex), what it spends and its fee.
+         */
+        BitcoinTransactionResponse: {
+            /** Intent Id */
+            intent_id: string;
+            /** Agent Id */
+            agent_id: string;
+            /** Chain */
+            chain: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "sign_only" | "signed" | "broadcast" | "mined" | "conflicted" | "refused" | "awaiting_approval" | "no_outcome_yet";
+            /**
+             * Idempotency Key
+             * @default null
+             */
+            idempotency_key: string | null;
+            /**
+             * Public Key
+             * @description the agent's Bitcoin public key, which signed
+             * @default null
+             */
+            public_key: string | null;
+            /**
+             * Txid
+             * @description the transaction's id, hex
+             * @default null
+             */
+            txid: string | null;
+            /**
+             * Signed Tx
+             * @description the signed network transaction, hex
+             * @default null
+             */
+            signed_tx: string | null;
+            /**
+             * Block Hash
+             * @default null
+             */
+            block_hash: string | null;
+            /**
+             * Confirmations
+             * @default 0
+             */
+            confirmations: number;
+            /**
+             * Final
+             * @default false
+             */
+            final: boolean;
+            /**
+             * Spend
+             * @description what it spends (BTC), satoshis, fee included
+             */
+            spend?: {
+                [key: string]: string;
+            };
+            /**
+             * Fee Sats
+             * @default null
+             */
+            fee_sats: number | null;
+            /**
+             * Error
+             * @default null
+             */
+            error: string | null;
+            /**
+             * Tee
+             * @default null
+             */
+            tee: string | null;
+            /** @default null */
+            refusal: components["schemas"]["Refusal"] | null;
+            /** @default null */
+            awaiting_approval: components["schemas"]["AwaitingApproval"] | null;
+            /**
+             * Forged Outcomes Ignored
+             * @default 0
+             */
+            forged_outcomes_ignored: number;
+            /** Id */
+            id: string;
+            /**
+             * Detail
+             * @default null
+             */
+            detail: string | null;
+            /** @default null */
+            code: components["schemas"]["Code"] | null;
+            /** @default null */
+            stage: components["schemas"]["Stage"] | null;
+        };
+        /**
+         * BitcoinTransferRequest
+         * @description A payment of BTC, asked as a transfer on any network is (``chain``, ``to``, ``value``):
+         *     Warden writes the PSBT from the agent's own unspent outputs (its policy's
+         *     ``bitcoin.public_key``), its change back to the agent, and judges it like any Bitcoin
+         *     intent ([docs/bitcoin.md]).
+         */
+        BitcoinTransferRequest: {
+            /**
+             * Chain
+             * @description a Bitcoin network of `GET /v1/chains`
+             * @enum {string}
+             */
+            chain: "bitcoin" | "bitcoin-regtest";
+            /**
+             * To
+             * @description the recipient's address on that network
+             */
+            to: string;
+            /**
+             * Value
+             * @description BTC as a decimal string, e.g. "0.1" (at most 8 decimals)
+             */
+            value: string;
+        };
         /** BundleRequest */
         BundleRequest: {
             /** Transactions */
@@ -951,7 +1074,7 @@ export interface components {
          * Code
          * @enum {string}
          */
-        Code: "CHAIN_ALLOWED" | "CHAIN_NOT_ALLOWED" | "DAILY_LIMIT_EXCEEDED" | "SIGN_ONLY_OUTSTANDING_EXCEEDED" | "EIP712_CHAIN_MISMATCH" | "EIP712_DEFAULT_ALLOW" | "EIP712_DOMAIN_ALLOWED" | "EIP712_NO_VALUE_TYPE" | "EIP712_SPEND_AUTHORIZATION_REFUSED" | "EIP712_TYPE_NOT_NAMED" | "EIP712_TYPE_NOT_UNDERSTOOD" | "EIP7702_ANY_CHAIN_REFUSED" | "EIP7702_CHAIN_MISMATCH" | "EIP7702_DELEGATE_ALLOWED" | "EIP7702_DELEGATE_NOT_ALLOWLISTED" | "INTENT_EXPIRED" | "INTENT_FRESH" | "INTENT_FROM_THE_FUTURE" | "MESSAGE_ALLOWED" | "MESSAGE_SIGNING_DISABLED" | "MESSAGE_TOO_LARGE" | "RECIPIENT_ALLOWED" | "VALUE_OVER_CAP" | "VALUE_WITHIN_CAP" | "WITHIN_DAILY_LIMIT" | "INTENTS_API_DISABLED" | "AGENT_SIGNATURE_INVALID" | "INVALID_INTENT" | "ASSETS_WITHIN_POLICY" | "ASSET_DAILY_LIMIT_EXCEEDED" | "ASSET_NOT_IN_POLICY" | "ASSET_OVER_CAP" | "CALLDATA_NOT_ALLOWED" | "OPERATOR_NOT_ALLOWLISTED" | "PROCEEDS_NOT_ALLOWLISTED" | "RECIPIENT_NOT_ALLOWLISTED" | "UNLIMITED_APPROVAL_REFUSED" | "CALLDATA_MALFORMED" | "TYPED_DATA_UNREADABLE" | "GAS_LIMIT_TOO_LOW" | "SIMULATION_MISMATCH" | "SIMULATION_NOT_REQUIRED" | "SIMULATION_OK" | "SIMULATION_REVERTED" | "SIMULATION_ROUTE_NOT_ALLOWLISTED" | "SIMULATION_UNAVAILABLE" | "FEE_OVER_CEILING" | "FEE_QUOTE_UNAVAILABLE" | "FEE_WITHIN_CEILING" | "GAS_ESTIMATE_FAILED" | "NO_USD_LIMIT" | "PRICE_DECIMALS_OUT_OF_RANGE" | "PRICE_FEED_UNKNOWN" | "PRICE_FROM_THE_FUTURE" | "PRICE_NOT_POSITIVE" | "PRICE_NOT_RECORDED" | "PRICE_STALE" | "PRICE_UNAVAILABLE" | "USD_DAILY_LIMIT_EXCEEDED" | "USD_OVER_CAP" | "WITHIN_USD_LIMITS" | "SIMULATION_FAILED" | "SIMULATION_MOVES_MORE_THAN_DECLARED" | "SIMULATION_ROUTES_ALLOWED" | "SOLANA_ACCOUNT_NOT_RESOLVED" | "SOLANA_AGENT_NOT_SIGNER" | "SOLANA_ALLOWED" | "SOLANA_AUTHORITY_CHANGE_REFUSED" | "SOLANA_CLOSE_TO_OTHER_REFUSED" | "SOLANA_INSTRUCTION_NOT_READ" | "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY" | "SOLANA_MESSAGE_ALLOWED" | "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED" | "SOLANA_MESSAGE_SIGNING_OFF" | "SOLANA_MESSAGE_TOO_LONG" | "SOLANA_MINT_EXTENSION_NOT_ACCEPTED" | "SOLANA_NOT_ENABLED" | "SOLANA_PRIORITY_FEE_OVER_CEILING" | "SOLANA_PROGRAM_NOT_ALLOWED" | "SOLANA_SIGNATURE_INVALID" | "SOLANA_TOKEN_MISMATCH" | "SOLANA_TOKEN_NOT_LISTED" | "UNLIMITED_APPROVAL" | "APPROVED" | "AWAITING_APPROVAL" | "IDEMPOTENT_REPLAY" | "NO_OUTCOME" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" | "INTENT_ID_REUSED" | "APPROVAL_DENIED" | "APPROVAL_EXPIRED" | "HUMAN_APPROVED" | "INVALID_REQUEST" | "POLICY_MISSING" | "SIMULATION_SENDER_UNKNOWN" | "CHAIN_RPC_FAILED" | "CLIENT_SHARE_INVALID" | "SIGNER_ERROR" | "SOLANA_ADDRESS_MISMATCH" | "SOLANA_SIGNATURES_MISSING" | "TYPED_DATA_INVALID" | "HUMAN_APPROVAL_REQUIRED" | "IDEMPOTENT_ORIGINAL_NOT_SIGNED" | "POLICY_AGENT_MISMATCH" | "POLICY_SIGNATURE_INVALID" | "PASSKEY_ASSERTION_INVALID" | "POLICY_SUPERSEDED" | "STAGE_NOT_JUDGED" | "BLOB_HASH_MISMATCH" | "BLOB_INVALID" | "CLIENT_SHARE_SEALED_TO_OLD_KEY" | "CMEK_INVALID" | "CMEK_SEALED_TO_OLD_KEY" | "EIP7702_NONCE_MISMATCH" | "NONCE_EXHAUSTED" | "NONCE_NOT_ALLOWED" | "ROOT_PROVIDER_UNAVAILABLE" | "SIGNING_KEY_UNAVAILABLE" | "SOLANA_MESSAGE_INVALID" | "SOLANA_TRANSACTION_INVALID" | "SIGNED" | "ATTESTATION_REQUIRED" | "API_INTERNAL_ERROR" | "ADMINS_ONLY" | "AGENT_NOT_PROVISIONED" | "BODY_INCOMPLETE" | "BODY_NOT_JSON" | "BODY_TIMEOUT" | "BODY_TOO_LARGE" | "BROADCAST_REFUSED" | "CREDENTIALS_REFUSED" | "HEADERS_TOO_LARGE" | "HTTP_MALFORMED" | "METHOD_NOT_ALLOWED" | "PATH_NOT_FOUND" | "PIPELINE_UNAVAILABLE" | "RATE_LIMITED" | "REQUEST_IN_PROGRESS" | "TOKEN_AGENT_MISMATCH" | "TOO_MANY_FAILED_ATTEMPTS" | "TRANSACTION_NOT_FOUND" | "URL_TOO_LONG" | "NOT_RECORDED";
+        Code: "CHAIN_ALLOWED" | "CHAIN_NOT_ALLOWED" | "DAILY_LIMIT_EXCEEDED" | "SIGN_ONLY_OUTSTANDING_EXCEEDED" | "EIP712_CHAIN_MISMATCH" | "EIP712_DEFAULT_ALLOW" | "EIP712_DOMAIN_ALLOWED" | "EIP712_NO_VALUE_TYPE" | "EIP712_SPEND_AUTHORIZATION_REFUSED" | "EIP712_TYPE_NOT_NAMED" | "EIP712_TYPE_NOT_UNDERSTOOD" | "EIP7702_ANY_CHAIN_REFUSED" | "EIP7702_CHAIN_MISMATCH" | "EIP7702_DELEGATE_ALLOWED" | "EIP7702_DELEGATE_NOT_ALLOWLISTED" | "INTENT_EXPIRED" | "INTENT_FRESH" | "INTENT_FROM_THE_FUTURE" | "MESSAGE_ALLOWED" | "MESSAGE_SIGNING_DISABLED" | "MESSAGE_TOO_LARGE" | "RECIPIENT_ALLOWED" | "VALUE_OVER_CAP" | "VALUE_WITHIN_CAP" | "WITHIN_DAILY_LIMIT" | "INTENTS_API_DISABLED" | "AGENT_SIGNATURE_INVALID" | "INVALID_INTENT" | "ASSETS_WITHIN_POLICY" | "ASSET_DAILY_LIMIT_EXCEEDED" | "ASSET_NOT_IN_POLICY" | "ASSET_OVER_CAP" | "CALLDATA_NOT_ALLOWED" | "OPERATOR_NOT_ALLOWLISTED" | "PROCEEDS_NOT_ALLOWLISTED" | "RECIPIENT_NOT_ALLOWLISTED" | "UNLIMITED_APPROVAL_REFUSED" | "CALLDATA_MALFORMED" | "TYPED_DATA_UNREADABLE" | "GAS_LIMIT_TOO_LOW" | "SIMULATION_MISMATCH" | "SIMULATION_NOT_REQUIRED" | "SIMULATION_OK" | "SIMULATION_REVERTED" | "SIMULATION_ROUTE_NOT_ALLOWLISTED" | "SIMULATION_UNAVAILABLE" | "FEE_OVER_CEILING" | "FEE_QUOTE_UNAVAILABLE" | "FEE_WITHIN_CEILING" | "GAS_ESTIMATE_FAILED" | "NO_USD_LIMIT" | "PRICE_DECIMALS_OUT_OF_RANGE" | "PRICE_FEED_UNKNOWN" | "PRICE_FROM_THE_FUTURE" | "PRICE_NOT_POSITIVE" | "PRICE_NOT_RECORDED" | "PRICE_STALE" | "PRICE_UNAVAILABLE" | "USD_DAILY_LIMIT_EXCEEDED" | "USD_OVER_CAP" | "WITHIN_USD_LIMITS" | "SIMULATION_FAILED" | "SIMULATION_MOVES_MORE_THAN_DECLARED" | "SIMULATION_ROUTES_ALLOWED" | "SOLANA_ACCOUNT_NOT_RESOLVED" | "SOLANA_AGENT_NOT_SIGNER" | "SOLANA_ALLOWED" | "SOLANA_AUTHORITY_CHANGE_REFUSED" | "SOLANA_CLOSE_TO_OTHER_REFUSED" | "SOLANA_INSTRUCTION_NOT_READ" | "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY" | "SOLANA_MESSAGE_ALLOWED" | "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED" | "SOLANA_MESSAGE_SIGNING_OFF" | "SOLANA_MESSAGE_TOO_LONG" | "SOLANA_MINT_EXTENSION_NOT_ACCEPTED" | "SOLANA_NOT_ENABLED" | "SOLANA_PRIORITY_FEE_OVER_CEILING" | "SOLANA_PROGRAM_NOT_ALLOWED" | "SOLANA_SIGNATURE_INVALID" | "SOLANA_TOKEN_MISMATCH" | "SOLANA_TOKEN_NOT_LISTED" | "UNLIMITED_APPROVAL" | "BITCOIN_ALLOWED" | "BITCOIN_FEE_OVER_CEILING" | "BITCOIN_FEE_RATE_OVER_CEILING" | "BITCOIN_INPUT_NOT_OWNED" | "BITCOIN_INPUT_UNKNOWN" | "BITCOIN_NOT_ENABLED" | "BITCOIN_OUTPUT_NOT_ADDRESS" | "BITCOIN_PSBT_INVALID" | "BITCOIN_SIGHASH_NOT_ALLOWED" | "APPROVED" | "AWAITING_APPROVAL" | "IDEMPOTENT_REPLAY" | "NO_OUTCOME" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" | "INTENT_ID_REUSED" | "APPROVAL_DENIED" | "APPROVAL_EXPIRED" | "HUMAN_APPROVED" | "INVALID_REQUEST" | "POLICY_MISSING" | "SIMULATION_SENDER_UNKNOWN" | "CHAIN_RPC_FAILED" | "CLIENT_SHARE_INVALID" | "SIGNER_ERROR" | "SOLANA_ADDRESS_MISMATCH" | "BITCOIN_KEY_MISMATCH" | "SOLANA_SIGNATURES_MISSING" | "TYPED_DATA_INVALID" | "HUMAN_APPROVAL_REQUIRED" | "IDEMPOTENT_ORIGINAL_NOT_SIGNED" | "POLICY_AGENT_MISMATCH" | "POLICY_SIGNATURE_INVALID" | "PASSKEY_ASSERTION_INVALID" | "POLICY_SUPERSEDED" | "STAGE_NOT_JUDGED" | "BLOB_HASH_MISMATCH" | "BLOB_INVALID" | "CLIENT_SHARE_SEALED_TO_OLD_KEY" | "CMEK_INVALID" | "CMEK_SEALED_TO_OLD_KEY" | "EIP7702_NONCE_MISMATCH" | "NONCE_EXHAUSTED" | "NONCE_NOT_ALLOWED" | "ROOT_PROVIDER_UNAVAILABLE" | "SIGNING_KEY_UNAVAILABLE" | "SOLANA_MESSAGE_INVALID" | "SOLANA_TRANSACTION_INVALID" | "SIGNED" | "ATTESTATION_REQUIRED" | "API_INTERNAL_ERROR" | "ADMINS_ONLY" | "AGENT_NOT_PROVISIONED" | "BODY_INCOMPLETE" | "BODY_NOT_JSON" | "BODY_TIMEOUT" | "BODY_TOO_LARGE" | "BROADCAST_REFUSED" | "CREDENTIALS_REFUSED" | "HEADERS_TOO_LARGE" | "HTTP_MALFORMED" | "METHOD_NOT_ALLOWED" | "PATH_NOT_FOUND" | "PIPELINE_UNAVAILABLE" | "RATE_LIMITED" | "REQUEST_IN_PROGRESS" | "TOKEN_AGENT_MISMATCH" | "TOO_MANY_FAILED_ATTEMPTS" | "TRANSACTION_NOT_FOUND" | "URL_TOO_LONG" | "NOT_RECORDED";
         /**
          * ErrorResponse
          * @description Every error: ``code`` says what went wrong, for programs (a refusal's rule, or the API's own
@@ -993,7 +1116,7 @@ export interface components {
          * @description A family of networks: one transaction format, one address form, one kind of key.
          * @enum {string}
          */
-        Family: "evm" | "solana";
+        Family: "evm" | "solana" | "bitcoin";
         /** FieldProblem */
         FieldProblem: {
             /** Field */
@@ -1478,7 +1601,7 @@ export interface components {
          * @description A guardrail stage's name, as verdicts, refusals and the ledger carry it.
          * @enum {string}
          */
-        Stage: "intake" | "chain" | "allowlist" | "delegation" | "assets" | "simulation" | "fee" | "value_cap" | "daily_limit" | "usd_limit" | "message" | "typed_data" | "solana" | "solana_message" | "approval" | "signing";
+        Stage: "intake" | "chain" | "allowlist" | "delegation" | "assets" | "simulation" | "fee" | "value_cap" | "daily_limit" | "usd_limit" | "message" | "typed_data" | "solana" | "solana_message" | "bitcoin" | "approval" | "signing";
         /** StatusStep */
         StatusStep: {
             /** Status */
@@ -1885,15 +2008,16 @@ export interface components {
         /**
          * TransferRequest
          * @description What `POST /v1/agents/{id}/transactions` and `.../transactions/sign` take: a transaction on
-         *     an EVM network, or a transfer of SOL on a Solana one, by the family of ``chain``.
+         *     an EVM network, a transfer of SOL on a Solana one, or a payment of BTC on a Bitcoin one, by the
+         *     family of ``chain``.
          */
-        TransferRequest: components["schemas"]["TransactionRequest"] | components["schemas"]["SolanaTransferRequest"];
+        TransferRequest: components["schemas"]["TransactionRequest"] | components["schemas"]["SolanaTransferRequest"] | components["schemas"]["BitcoinTransferRequest"];
         /**
          * TransferResponse
          * @description What the transactions endpoints answer: a transaction on an EVM network, a Solana
-         *     transaction on a Solana one.
+         *     transaction on a Solana one, a Bitcoin payment on a Bitcoin one.
          */
-        TransferResponse: components["schemas"]["TransactionResponse"] | components["schemas"]["SolanaTransactionResponse"];
+        TransferResponse: components["schemas"]["TransactionResponse"] | components["schemas"]["SolanaTransactionResponse"] | components["schemas"]["BitcoinTransactionResponse"];
         /** TypedDataSignRequest */
         TypedDataSignRequest: {
             /**

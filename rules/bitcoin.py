@@ -1,0 +1,306 @@
+"""The guardrails on a Bitcoin PSBT (`btc.psbt`): one judge for the streams worker and the signer.
+
+`judge` is a pure function of the PSBT, the agent's public key, its policy, the outputs its inputs
+spend as the chain holds them (read by the caller: `runtime.bitcoin.tx_out`) and what the agent
+spent in the last 24 h. Deny by default:
+
+- every input spends an output of the agent's own wallet (its key's P2WPKH or P2TR script,
+  `btc.wallet`), which the chain holds unspent in a block, with the amount and script the PSBT
+  says (the signature commits to them: a PSBT that understates an input would make the fee look
+  small); an input of another script is never signed;
+- every input asks for the default signature hash only (ALL; DEFAULT on P2TR): a signature under
+  NONE, SINGLE or ANYONECANPAY lets someone else change what the transaction pays;
+- every output pays the agent's own wallet (change) or an address on the allowlist, written for the
+  intent's network; a script with no address (OP_RETURN, bare multisig) is refused;
+- the fee (inputs less outputs) is bounded absolutely and per virtual byte, and counted as spend;
+- spend (outputs to others plus the fee) is capped per transaction and per rolling 24 h.
+
+An input spent by a transaction still in the mempool is read as unspent (the node's view without
+its mempool), so a replacement (BIP-125, a fee bump) is judged in full like any other intent; once
+the node holds the replacement instead (in its mempool or a block), the tracker finds the first
+one conflicted and voids its reservation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from btc import addresses, wallet
+from btc import psbt as psbts
+from runtime import bitcoin as bitcoin_rpc
+from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.codes import Code
+from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
+from schemas.policy import AgentPolicy, BitcoinPolicy
+from schemas.stages import Stage
+
+BTC = "BTC"
+SIGHASH_DEFAULT = 0  # P2TR only (BIP-341): ALL, with a 64-byte signature
+SIGHASH_ALL = 1
+_ALLOWED_SIGHASH = {False: (None, SIGHASH_ALL), True: (None, SIGHASH_DEFAULT, SIGHASH_ALL)}  # by "is P2TR"
+
+
+@dataclass(frozen=True)
+class Held:
+    """An output an input spends, as the chain holds it: unspent, in a block."""
+
+    amount: int
+    script: bytes
+
+
+@dataclass(frozen=True)
+class BitcoinVerdict:
+    passed: bool
+    code: Code
+    reason: str
+    spend: int = 0  # satoshis: outputs to others plus the fee
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def _refuse(code: Code, reason: str, **facts: Any) -> BitcoinVerdict:
+    return BitcoinVerdict(False, code, reason, facts=facts)
+
+
+def judge(
+    psbt: psbts.Psbt,
+    *,
+    public_key: str,
+    chain: str,
+    allowed_chains: tuple[str, ...],
+    policy: BitcoinPolicy | None,
+    held: Mapping[tuple[str, int], Held | None],
+    spent: int,
+) -> BitcoinVerdict:
+    """Whether the agent (its Bitcoin ``public_key``, hex) may sign ``psbt`` on ``chain``.
+    ``held``: each input's outpoint → the output the chain holds there (None: none, or spent);
+    ``spent``: satoshis the agent spent on ``chain`` in the last 24 h."""
+    if chain not in allowed_chains:
+        return _refuse(Code.CHAIN_NOT_ALLOWED, f"chain {chain!r} is not in this agent's tx_allowed_chains")
+    if policy is None:
+        return _refuse(
+            Code.BITCOIN_NOT_ENABLED, "the agent's policy has no `bitcoin` section: every Bitcoin intent is refused"
+        )
+    network = addresses.NETWORK_OF_CHAIN.get(chain)
+    if network is None:
+        return _refuse(Code.CHAIN_NOT_ALLOWED, f"chain {chain!r}: Warden knows no Bitcoin network by that name")
+    own = wallet.own_scripts(bytes.fromhex(public_key))
+    refused = _inputs_refused(psbt, own, held)
+    if refused is not None:
+        return refused
+    paid, refused = _outputs(psbt, own, network, policy)
+    if refused is not None:
+        return refused
+    fee = psbt.fee()
+    if fee is None or fee < 0:
+        return _refuse(
+            Code.BITCOIN_PSBT_INVALID, f"its outputs pay more than its inputs hold (fee {fee}): it cannot be valid"
+        )
+    vsize = psbts.vsize(psbt, own)
+    rate = -(-fee // vsize)  # satoshis per virtual byte, rounded up
+    facts: dict[str, Any] = {"fee_sats": fee, "vsize": vsize, "fee_rate_sat_vb": rate, "payments": paid}
+    if fee > policy.max_fee_sats:
+        return _refuse(
+            Code.BITCOIN_FEE_OVER_CEILING,
+            f"the fee is {fee} satoshis (inputs less outputs); the policy allows at most {policy.max_fee_sats} "
+            "(bitcoin.max_fee_sats)",
+            **facts,
+        )
+    if rate > policy.max_fee_rate_sat_vb:
+        return _refuse(
+            Code.BITCOIN_FEE_RATE_OVER_CEILING,
+            f"the fee is {rate} satoshis per virtual byte ({fee} over {vsize} vB signed); the policy allows at most "
+            f"{policy.max_fee_rate_sat_vb} (bitcoin.max_fee_rate_sat_vb)",
+            **facts,
+        )
+    spend = sum(amount for _, amount in paid) + fee
+    refused = check_limits(policy, spend, spent)
+    if refused is not None:
+        return refused
+    return BitcoinVerdict(
+        True, Code.BITCOIN_ALLOWED, "every input is the agent's and every payment allowed", spend, facts
+    )
+
+
+def _inputs_refused(
+    psbt: psbts.Psbt, own: wallet.OwnScripts, held: Mapping[tuple[str, int], Held | None]
+) -> BitcoinVerdict | None:
+    for index, spent_input in enumerate(psbt.inputs):
+        where = f"input {index} ({spent_input.txid}:{spent_input.vout})"
+        if spent_input.script is None or spent_input.amount is None:
+            return _refuse(
+                Code.BITCOIN_INPUT_UNKNOWN,
+                f"{where} does not say the output it spends: add its witness_utxo (amount and script)",
+                input=index,
+            )
+        if not own.owns(spent_input.script):
+            return _refuse(
+                Code.BITCOIN_INPUT_NOT_OWNED,
+                f"{where} spends script {spent_input.script.hex()}, which is not the agent's wallet (its key's "
+                "P2WPKH or P2TR script): Warden signs only the agent's own outputs",
+                input=index,
+            )
+        taproot = spent_input.script == own.p2tr
+        if spent_input.sighash not in _ALLOWED_SIGHASH[taproot]:
+            allowed = "DEFAULT (0) or ALL (1)" if taproot else "ALL (1)"
+            return _refuse(
+                Code.BITCOIN_SIGHASH_NOT_ALLOWED,
+                f"{where} asks for signature hash type {spent_input.sighash}; Warden signs {allowed} only, so nobody "
+                "can change what the transaction pays after it is signed",
+                input=index,
+            )
+        chain_holds = held.get((spent_input.txid, spent_input.vout))
+        if chain_holds is None:
+            return _refuse(
+                Code.BITCOIN_INPUT_UNKNOWN,
+                f"{where}: the node holds no unspent output there in a block (spent, never made, or not mined yet)",
+                input=index,
+            )
+        if (chain_holds.amount, chain_holds.script) != (spent_input.amount, spent_input.script):
+            return _refuse(
+                Code.BITCOIN_INPUT_UNKNOWN,
+                f"{where}: the PSBT says {spent_input.amount} satoshis to {spent_input.script.hex()}, the chain holds "
+                f"{chain_holds.amount} satoshis to {chain_holds.script.hex()}",
+                input=index,
+            )
+    return None
+
+
+def _outputs(
+    psbt: psbts.Psbt, own: wallet.OwnScripts, network: str, policy: BitcoinPolicy
+) -> tuple[list[tuple[str, int]], BitcoinVerdict | None]:
+    """The payments to others (address, satoshis), or the refusal of the first output not allowed."""
+    paid: list[tuple[str, int]] = []
+    for index, output in enumerate(psbt.outputs):
+        if own.owns(output.script):
+            continue  # change: it stays in the agent's wallet
+        address = addresses.address_of(output.script, network)
+        if address is None:
+            return paid, _refuse(
+                Code.BITCOIN_OUTPUT_NOT_ADDRESS,
+                f"output {index} pays script {output.script.hex()}, which is no address (OP_RETURN, bare script): "
+                "Warden pays addresses only",
+                output=index,
+            )
+        if address not in policy.allowlist:
+            return paid, _refuse(
+                Code.RECIPIENT_NOT_ALLOWLISTED,
+                f"output {index} pays {output.amount} satoshis to {address}, which is neither the agent's own wallet "
+                "nor on its Bitcoin allowlist",
+                output=index,
+                recipient=address,
+            )
+        paid.append((address, output.amount))
+    return paid, None
+
+
+def check_limits(policy: BitcoinPolicy, spend: int, spent: int) -> BitcoinVerdict | None:
+    """``spend`` against the per-transaction cap and, with ``spent`` before it, the rolling 24 h
+    limit: the first refusal, or None."""
+    cap, daily = policy.max_sats_per_tx, policy.daily_limit_sats
+    if cap is not None and spend > cap:
+        return _refuse(
+            Code.VALUE_OVER_CAP,
+            f"the transaction spends {spend} satoshis (payments to others and the fee); the cap is {cap}",
+            amount=spend,
+            cap=cap,
+        )
+    if daily is not None and spent + spend > daily:
+        return _refuse(
+            Code.DAILY_LIMIT_EXCEEDED,
+            f"{spent} satoshis spent in the last 24 h plus {spend} is over the daily limit of {daily}",
+            amount=spend,
+            spent=spent,
+            limit=daily,
+        )
+    return None
+
+
+# -- the stage --------------------------------------------------------------------------------
+
+
+def asset_key(chain: str) -> str:
+    """Bitcoin's key in the agent's spend windows: per network."""
+    return f"{chain}:{BTC}"
+
+
+async def held_by(node: Node, psbt: psbts.Psbt) -> dict[tuple[str, int], Held | None]:
+    """The outputs ``psbt``'s inputs spend, as ``node`` holds them in its blocks (its mempool left
+    out, so a replacement of a transaction not mined yet reads them unspent)."""
+    held: dict[tuple[str, int], Held | None] = {}
+    for spent_input in psbt.inputs:
+        out = await bitcoin_rpc.tx_out(node, spent_input.txid, spent_input.vout, include_mempool=False)
+        held[(spent_input.txid, spent_input.vout)] = None if out is None else Held(out.amount, out.script)
+    return held
+
+
+async def check(
+    intent: TransactionIntent, policy: AgentPolicy, node: Node, spent: Callable[[str], int], agent: str | None = None
+) -> tuple[StageVerdict, dict[str, int]]:
+    """The ``bitcoin`` stage of a bitcoin_psbt intent (`judge`), with its inputs read from ``node``
+    (the worker's node and the signer's own alike). ``agent``: the agent's public key, hex (the
+    signer's from the key itself; the worker's the policy's ``bitcoin.public_key``). Returns the
+    verdict and what it spends per asset key (`asset_key`), which the caller reserves."""
+    if agent is None:
+        agent = policy.bitcoin.public_key if policy.bitcoin is not None else ""
+    try:
+        psbt = psbts.read(intent.bitcoin_psbt_bytes)
+        judged = judge(
+            psbt,
+            public_key=agent,
+            chain=intent.chain,
+            allowed_chains=policy.tx_allowed_chains,
+            policy=policy.bitcoin,
+            held=await held_by(node, psbt) if policy.bitcoin is not None else {},
+            spent=spent(asset_key(intent.chain)),
+        )
+    except psbts.PsbtInvalid as exc:  # the intent's validation read it: only a hand-made record lands here
+        judged = _refuse(Code.BITCOIN_PSBT_INVALID, f"bitcoin_psbt: {exc}")
+    except (RpcError, RpcUnavailable) as exc:
+        judged = _refuse(
+            Code.CHAIN_RPC_FAILED,
+            f"the {intent.chain} node could not be asked ({exc}); nothing is signed on a guess: submit it again",
+        )
+    if judged.passed and policy.usd_limited:
+        # No price source is read for bitcoin: its USD value is unknown, so a USD limit cannot be kept.
+        judged = _refuse(
+            Code.PRICE_FEED_UNKNOWN,
+            "the policy sets USD limits, and Warden reads no price for BTC, so this intent's USD value is unknown; "
+            "an admin removes usd_max_per_tx and usd_daily_limit to sign on Bitcoin",
+        )
+    verdict = StageVerdict.judged(
+        intent_id=intent.intent_id,
+        stage=Stage.BITCOIN,
+        passed=judged.passed,
+        code=judged.code,
+        reason=judged.reason,
+        facts={**judged.facts, **({"spend_sats": judged.spend} if judged.passed else {})},
+    )
+    return verdict, ({asset_key(intent.chain): judged.spend} if judged.passed else {})
+
+
+def recheck_windows(
+    intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int], spent: Callable[[str], int]
+) -> StageVerdict | None:
+    """The rolling limit of what the ``bitcoin`` stage counted, against ``spent`` as it is now."""
+    key = asset_key(intent.chain)
+    if policy.bitcoin is None or key not in asset_spend:
+        return None
+    refused = check_limits(policy.bitcoin, asset_spend[key], spent(key))
+    if refused is None:
+        return None
+    return StageVerdict.refusing(
+        intent_id=intent.intent_id, stage=Stage.BITCOIN, code=refused.code, reason=refused.reason, facts=refused.facts
+    )
+
+
+def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int]) -> str | None:
+    """Why a Bitcoin intent that passed every guardrail still waits for a human, or None: what it
+    spends, fee included, is above the approval threshold."""
+    threshold = None if policy.bitcoin is None else policy.bitcoin.approval_threshold_sats
+    amount = asset_spend.get(asset_key(intent.chain), 0)
+    if threshold is not None and amount > threshold:
+        return f"{amount} satoshis is above the approval threshold of {threshold}"
+    return None
