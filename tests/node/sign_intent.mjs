@@ -48,6 +48,7 @@ const FIELDS = {
   typed_data: ["typed_data", null, OMIT],
   solana_transaction: ["string", null, OMIT],
   solana_message: ["string", null, OMIT],
+  bitcoin_psbt: ["string", null, OMIT],
   signing_key_path: ["string", null, ALWAYS],
   simulate_first: ["boolean", false, ALWAYS],
   broadcast: ["boolean", false, ALWAYS],

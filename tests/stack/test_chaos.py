@@ -97,6 +97,8 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings: Settings, monk
             "kafka-1": 0,
             "anvil": 0,
             "solana": 0,
+            "bitcoin": 0,
+            "bitcoin-miner": 0,
             "ledger": 1,
             "streams": 1,
             "signer": 1,

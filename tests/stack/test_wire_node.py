@@ -26,6 +26,7 @@ from schemas.auth import intent_signature_valid, public_key_hex, sign_intent
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy
 from svm import messages
+from tests import btc_support
 from tests.wire_support import (
     CHECKSUMMED,
     EXAMPLE_SEED,
@@ -39,6 +40,13 @@ from tests.wire_support import (
 )
 
 OTHER_SEED = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb"  # RFC 8032, test 2
+# A PSBT paying another key from the agent's P2WPKH coin, written by embit.
+BITCOIN_PSBT = base64.b64encode(
+    btc_support.psbt(
+        [btc_support.Spend(btc_support.funding((100_000, btc_support.OWN.p2wpkh)), 0)],
+        [(90_000, btc_support.OTHER.p2wpkh)],
+    )
+).decode()
 UPPERCASE = "0xD1220A0CF47C7B9BE7A2E6BA89F429762E7B9ADB"  # all uppercase: accepted, made EIP-55
 
 TYPED_DATA = {
@@ -179,6 +187,18 @@ INTENTS: dict[str, tuple[str, dict[str, Any] | None]] = {
             "chain": "solana-local",
             "intent_type": "solana_message",
             "solana_message": SOLANA_MESSAGE,
+            "created_at": "2026-11-21T10:00:00Z",
+        },
+    ),
+    "bitcoin_psbt": (
+        OTHER_SEED,
+        {
+            "agent_id": "agent-7",
+            "intent_id": "btc-1",
+            "chain": "bitcoin-regtest",
+            "intent_type": "bitcoin_psbt",
+            "bitcoin_psbt": BITCOIN_PSBT,
+            "broadcast": True,
             "created_at": "2026-11-21T10:00:00Z",
         },
     ),
