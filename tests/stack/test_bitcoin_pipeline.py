@@ -75,10 +75,11 @@ def _submit(settings: Settings, agent: str, *how: str) -> Any:
     )
 
 
-def _psbt(tmp: Path, coins: Sequence[bitcoin.Utxo], outputs: Sequence[tuple[bytes, int]]) -> str:
+def _psbt(tmp: Path, coins: Sequence[bitcoin.Utxo], outputs: Sequence[tuple[bytes, int]], locktime: int = 0) -> str:
     """A PSBT spending ``coins`` to ``outputs`` (script, satoshis), written to a file: its path."""
     tx = Transaction(
         version=2,
+        locktime=locktime,
         vin=[TransactionInput(bytes.fromhex(c.txid), c.vout, sequence=0xFFFFFFFD) for c in coins],
         vout=[TransactionOutput(amount, script.Script(spk)) for spk, amount in outputs],
     )
@@ -247,3 +248,79 @@ def test_the_transactions_endpoint_pays_btc_from_chain_to_and_value(
         assert time.monotonic() < deadline, "the payment was never mined"
         time.sleep(0.5)
     assert _unspent(settings, run, mallory) == []
+
+
+def _record(settings: Settings, agent: str, intent_id: str, until: Callable[[Any], bool], what: str) -> Any:
+    """The intent's Bitcoin record as `warden txs show` prints it, once ``until`` holds of it."""
+    deadline = time.monotonic() + 90
+    while True:
+        done = warden(settings, "txs", "show", intent_id, "--agent", agent, "--json")
+        record = orjson.loads(done.stdout) if done.returncode == 0 else None
+        if record is not None and until(record):
+            return record
+        assert time.monotonic() < deadline, f"{what}: {record}"
+        time.sleep(1)
+
+
+def test_a_replacement_is_judged_like_any_payment_and_the_one_it_replaced_ends_conflicted(
+    stack: LocalStack, run: Run, tmp_path: Path
+) -> None:
+    """A payment no block can hold yet (locked 1,000 blocks ahead: regtest's mempool takes it, its
+    miner leaves it out) waits in broadcast; a second payment spending the same coin with a higher
+    fee (a BIP-125 replacement) is judged in full, replaces it in the mempool and is mined; the
+    first is then conflicted, final, naming the coin another transaction took."""
+    settings = stack.settings
+    agent = f"rbf-btc-{os.urandom(3).hex()}"
+    public_key = _json(warden(settings, "keys", "provision", "--agent", agent, "--chain", "bitcoin", "--json"))[
+        "public_key_hex"
+    ]
+    address = wallet.addresses(bytes.fromhex(public_key), "regtest")[0]
+    _json(warden(settings, "fund", "--agent", agent, "--chain", CHAIN, "--value", "0.5", "--json"))
+    bob, bob_script = _stranger()
+    created = warden(
+        settings, "agents", "create", "--agent", agent, "--chains", CHAIN, "--allowlist", bob, "--max-value", "0.3"
+    )
+    assert created.returncode == 0, created.stderr
+    (coin,) = _unspent(settings, run, address)
+    own = wallet.own_scripts(bytes.fromhex(public_key))
+
+    async def height() -> int:
+        node = JsonRpc(settings.rpc_url_for(CHAIN), timeout_s=30)
+        try:
+            return await bitcoin.block_count(node)
+        finally:
+            await node.close()
+
+    locked = _psbt(
+        tmp_path,
+        [coin],
+        [(bob_script, BTC // 100), (own.p2wpkh, coin.amount - BTC // 100 - 1_000)],
+        run(height()) + 1_000,
+    )
+    sent = warden(
+        settings,
+        "submit",
+        "--agent",
+        agent,
+        "--chain",
+        CHAIN,
+        "--bitcoin-psbt",
+        locked,
+        "--broadcast",
+        "--no-wait",
+        "--json",
+    )
+    first = _json(sent)["intent"]["intent_id"]
+    _record(settings, agent, first, lambda r: r["status"] == "broadcast", "in the mempool")
+    time.sleep(3)  # blocks are mined meanwhile; none holds it
+    waiting = _record(settings, agent, first, lambda _: True, "still waiting")
+    assert (waiting["status"], waiting["final"], waiting["block_hash"]) == ("broadcast", False, None), waiting
+
+    replacement = _psbt(
+        tmp_path, [coin], [(bob_script, 2 * BTC // 100), (own.p2wpkh, coin.amount - 2 * BTC // 100 - 2_000)]
+    )
+    mined = _submit(settings, agent, "--bitcoin-psbt", replacement)
+    assert (mined["status"], mined["final"]) == ("mined", True), mined
+    conflicted = _record(settings, agent, first, lambda r: r["final"], "conflicted")
+    assert conflicted["status"] == "conflicted" and f"{coin.txid}:{coin.vout}" in conflicted["error"], conflicted
+    assert [u.amount for u in _unspent(settings, run, bob)] == [2 * BTC // 100]
