@@ -7,6 +7,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
+from btc import addresses, wallet
 from infra.cli.custody import WAIT_HELP, WAIT_S, UsageError, cli_hint, publish, read_client_share_text, read_cmek
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.config import load
@@ -97,11 +98,13 @@ def _run_action(store: KeyStore, args: argparse.Namespace, share: str | None) ->
     """Do what ``args.action`` names on the key store: one key's record, or the list's rows."""
     actor = args.actor
     if args.action == "provision":
-        return dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor, client_share=share))
+        return _with_networks(
+            dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor, client_share=share))
+        )
     if args.action == "provision-signer":
-        return dataclasses.asdict(store.provision_signer(args.chain, actor=actor, client_share=share))
+        return _with_networks(dataclasses.asdict(store.provision_signer(args.chain, actor=actor, client_share=share)))
     if args.action == "rotate":
-        return dataclasses.asdict(store.rotate(args.agent, args.chain, actor=actor, client_share=share))
+        return _with_networks(dataclasses.asdict(store.rotate(args.agent, args.chain, actor=actor, client_share=share)))
     if args.action == "deactivate":
         return {
             "agent_id": args.agent,
@@ -109,9 +112,19 @@ def _run_action(store: KeyStore, args: argparse.Namespace, share: str | None) ->
             "deactivated_versions": store.deactivate(args.agent, args.chain, actor=actor, version=args.version),
         }
     return [
-        {**dataclasses.asdict(k), "created_at": k.created_at.isoformat()}
+        _with_networks({**dataclasses.asdict(k), "created_at": k.created_at.isoformat()})
         for k in store.list_keys(actor, agent_id=args.agent, chain=args.chain)
     ]
+
+
+def _with_networks(row: dict[str, Any]) -> dict[str, Any]:
+    """A Bitcoin key's record with its addresses on each Bitcoin network (``address`` is its mainnet
+    P2WPKH one): network → [P2WPKH, P2TR], the two the signer signs for there."""
+    if row.get("chain") != "bitcoin":
+        return row
+    public_key = bytes.fromhex(row["public_key_hex"])
+    networks = {name: list(wallet.addresses(public_key, net)) for name, net in addresses.NETWORK_OF_CHAIN.items()}
+    return {**row, "networks": networks}
 
 
 def _unwrap_hint(store: KeyStore) -> str:
@@ -135,9 +148,17 @@ def _print_keys(doc: dict[str, Any] | list[dict[str, Any]], as_json: bool) -> No
         print_json(doc)
     elif isinstance(doc, list):
         for row in doc:
-            print("  ".join(f"{k}={v}" for k, v in row.items() if k != "public_key_hex"))
+            print("  ".join(f"{k}={_text(v)}" for k, v in row.items() if k != "public_key_hex"))
     else:
-        print("  ".join(f"{k}={v}" for k, v in doc.items()))
+        print("  ".join(f"{k}={_text(v)}" for k, v in doc.items()))
+
+
+def _text(value: object) -> str:
+    """A field as the ``name=value`` line shows it: a Bitcoin key's networks as
+    ``network:p2wpkh,p2tr`` each."""
+    if isinstance(value, dict):
+        return " ".join(f"{name}:{','.join(found)}" for name, found in value.items())
+    return str(value)
 
 
 def _hand_over_client_share(share: str, out: str | None, mode: str, doc: dict[str, Any]) -> None:

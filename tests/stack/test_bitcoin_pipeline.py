@@ -109,7 +109,14 @@ def btc_agent(stack: LocalStack) -> BtcAgent:
     agent = f"plain-btc-{os.urandom(3).hex()}"
     key = _json(warden(settings, "keys", "provision", "--agent", agent, "--chain", "bitcoin", "--json"))
     public_key = key["public_key_hex"]
-    address = wallet.addresses(bytes.fromhex(public_key), "regtest")[0]
+    # The addresses it prints are those the signer signs for: P2WPKH and P2TR, per network.
+    address, taproot = key["networks"][CHAIN]
+    assert (address, taproot) == wallet.addresses(bytes.fromhex(public_key), "regtest")
+    assert (
+        key["networks"]["bitcoin"][0] == key["address"]
+        and address.startswith("bcrt1q")
+        and taproot.startswith("bcrt1p")
+    )
     funded = _json(warden(settings, "fund", "--agent", agent, "--chain", CHAIN, "--value", "1", "--json"))
     assert (funded["address"], funded["balance"], funded["unit"]) == (address, str(BTC), "satoshis"), funded
     bob, bob_script = _stranger()
