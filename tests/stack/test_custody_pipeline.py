@@ -202,6 +202,13 @@ def test_demo_on_each_custody_mode(mode: str, demos: DemoRuns) -> None:
     solana = report["solana_session"]
     assert solana["as_expected"] and [r["status"] for r in solana["intents"]][:2] == ["finalized"] * 2, solana
     assert solana["intents"][-1]["status"] == "signed"  # the off-chain message, in the same custody
+    # The Bitcoin agent's key too (its seed in the same vault, the client share sealed alike): paid
+    # and final, and the stranger refused by the judge.
+    bitcoin = report["bitcoin_session"]
+    assert bitcoin["as_expected"] and [(r["status"], r.get("final")) for r in bitcoin["intents"]] == [
+        ("mined", True),
+        ("rejected", None),
+    ], bitcoin
     # x402 on Solana, paid to the official SDK's server: `warden pay` holds no client share, so in
     # the client-custody modes the signer refuses the payment and the payee gets nothing.
     x402 = report["x402_solana_session"]
