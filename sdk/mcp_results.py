@@ -422,7 +422,9 @@ def bitcoin_transaction_of(
     return BitcoinTransactionResult(**base, status="no_outcome_yet")
 
 
-def solana_summary(found: SolanaTransactionResult, timeout_s: float) -> str:
+def _undecided(found: SolanaTransactionResult | BitcoinTransactionResult, timeout_s: float) -> str | None:
+    """What a Solana or Bitcoin answer says when nothing was signed: refused, waiting for an
+    admin, or no outcome yet; None when it was signed."""
     ident = f"intent {found.intent_id}"
     if found.status == "refused":
         refusal = stated_refusal(found.refusal, ident)
@@ -432,8 +434,30 @@ def solana_summary(found: SolanaTransactionResult, timeout_s: float) -> str:
         return f"awaiting an admin's approval until {until.isoformat()} ({ident})"
     if found.status == "no_outcome_yet":
         return f"no outcome within {timeout_s:.0f} s ({ident})"
+    return None
+
+
+def solana_summary(found: SolanaTransactionResult, timeout_s: float) -> str:
+    undecided = _undecided(found, timeout_s)
+    if undecided is not None:
+        return undecided
     where = "" if found.slot is None else f" in slot {found.slot}"
-    return f"{found.status}{where}: {ident}, signature {found.signature} by {found.from_} on {found.chain}"
+    return f"{found.status}{where}: intent {found.intent_id}, signature {found.signature} by {found.from_} on {found.chain}"
+
+
+def bitcoin_summary(found: BitcoinTransactionResult, timeout_s: float) -> str:
+    undecided = _undecided(found, timeout_s)
+    if undecided is not None:
+        return undecided
+    where = (
+        ""
+        if found.block_hash is None
+        else f" in block {found.block_hash} ({'final' if found.final else 'not final yet'})"
+    )
+    return (
+        f"{found.status}{where}: intent {found.intent_id}, txid {found.txid} on {found.chain}, spends "
+        f"{found.spend.get('BTC', '0')} satoshis, fee included ({found.fee_sats})"
+    )
 
 
 def submitted_transaction(

@@ -33,6 +33,9 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from runtime.clock import utcnow
 from runtime.config import Settings
+from runtime.registry import REGISTRY
+from runtime.rpc import RpcError
+from schemas.chains import Family, UnknownChain
 from schemas.errors import WardenError, explain
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
@@ -60,6 +63,7 @@ from sdk.client import (
 from sdk.dry_run import PolicyCheck
 from sdk.mcp_results import (
     AdminOnly,
+    BitcoinTransactionResult,
     PendingApprovals,
     PolicyView,
     SignatureResult,
@@ -69,6 +73,8 @@ from sdk.mcp_results import (
     TransactionList,
     TransactionStatus,
     VerifiedSimulation,
+    bitcoin_summary,
+    bitcoin_transaction_of,
     pending_approval,
     policy_view,
     refused_transaction,
@@ -84,6 +90,7 @@ from sdk.mcp_results import (
 )
 from sdk.records import ReceiptUnavailable, outcome_receipt
 from sdk.signing_keys import agent_signing_keys
+from sdk.transfers import TransferInvalid, transfer_fields
 from sdk.x402 import X402Error
 from sdk.x402_pay import Payment, pay, payment_summary
 from svm import messages as solana_messages
@@ -105,6 +112,7 @@ TOOLS = (
     "sign_typed_data",
     "submit_solana_transaction",
     "sign_solana_message",
+    "pay_bitcoin",
     "pay_x402",
     "check_policy",
     "get_transaction",
@@ -301,6 +309,43 @@ class AgentTools:
         outcome, forged = await self._ask(intent, final=broadcast)
         found = solana_transaction_of(intent.intent_id, self.agent_id, chain, key, outcome, forged)
         return _answer(solana_summary(found, self.timeout_s), found)
+
+    async def pay_bitcoin(
+        self,
+        chain: Annotated[str, Field(description='a Bitcoin network: "bitcoin" or "bitcoin-regtest"')],
+        to: Annotated[str, Field(description="the recipient's address on that network")],
+        value: Annotated[str, Field(description='BTC as a decimal string, e.g. "0.01" (at most 8 decimals)')],
+        broadcast: Annotated[
+            bool, Field(description="send it and wait until it is mined and final; false: sign only")
+        ] = True,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Annotated[CallToolResult, BitcoinTransactionResult]:
+        """Pay BTC from the agent's own coins once Warden's policy checks pass: Warden writes the
+        payment (a PSBT of the agent's coins in blocks, change back to the agent, 2 sat/vB), judges
+        its inputs, outputs, fee and limits, signs it and, with broadcast, waits until it is mined and
+        final. A refusal names the stage and code of the rule that decided it."""
+        key = idempotency_key or str(uuid.uuid4())
+        try:
+            family = REGISTRY.get(chain).family
+        except UnknownChain as exc:
+            raise ToolError(str(exc)) from None
+        if family is not Family.BITCOIN:
+            raise ToolError(f"chain {chain!r} is {family.a_network}: pay_bitcoin pays on a Bitcoin network")
+        policy = await self._policy()
+        try:
+            fields = await transfer_fields(self.settings, chain, policy, to, value)
+        except TransferInvalid as exc:
+            raise ToolError(str(exc)) from None
+        except (RpcError, OSError, TimeoutError) as exc:
+            raise ToolError(f"the node of {chain} did not say the agent's coins ({exc}); try again") from None
+        intent = self._build(
+            lambda: new_intent(
+                self._key, agent_id=self.agent_id, chain=chain, broadcast=broadcast, idempotency_key=key, **fields
+            )
+        )
+        outcome, forged = await self._ask(intent, final=broadcast)
+        found = bitcoin_transaction_of(intent.intent_id, self.agent_id, chain, key, outcome, forged)
+        return _answer(bitcoin_summary(found, self.timeout_s), found)
 
     async def sign_solana_message(
         self,

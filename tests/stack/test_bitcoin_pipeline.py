@@ -22,6 +22,9 @@ from embit import ec, script
 from embit.networks import NETWORKS
 from embit.psbt import PSBT
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
+from mcp import ClientSession
+from mcp.client.stdio import stdio_client
+from mcp_types import CallToolResult
 
 from btc import wallet
 from infra.stack.local import LocalStack, free_port
@@ -29,7 +32,8 @@ from runtime import bitcoin
 from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from schemas.codes import Code
-from tests.support import serving, warden
+from schemas.stages import Stage
+from tests.support import serving, warden, warden_mcp
 
 CHAIN = "bitcoin-regtest"
 BTC = 10**8
@@ -331,3 +335,42 @@ def test_a_replacement_is_judged_like_any_payment_and_the_one_it_replaced_ends_c
     conflicted = _record(settings, agent, first, lambda r: r["final"], "conflicted")
     assert conflicted["status"] == "conflicted" and f"{coin.txid}:{coin.vout}" in conflicted["error"], conflicted
     assert [u.amount for u in _unspent(settings, run, bob)] == [2 * BTC // 100]
+
+
+def test_an_mcp_client_pays_btc_mined_and_final_and_is_refused_a_stranger(
+    stack: LocalStack, btc_agent: BtcAgent, run: Run, tmp_path: Path
+) -> None:
+    """A real MCP client session with `warden mcp` for the agent: pay_bitcoin, on a Bitcoin network
+    and on an EVM one."""
+    settings = stack.settings
+    mallory, _ = _stranger()
+    received = sum(u.amount for u in _unspent(settings, run, btc_agent.bob))
+
+    async def calls() -> tuple[set[str], CallToolResult, CallToolResult, CallToolResult]:
+        with open(tmp_path / "mcp.log", "w") as errlog:
+            server = warden_mcp(settings, btc_agent.agent_id)
+            async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                tools = {tool.name for tool in (await session.list_tools()).tools}
+
+                async def call(**arguments: Any) -> CallToolResult:
+                    return await session.call_tool("pay_bitcoin", arguments, read_timeout_seconds=150)
+
+                refused = await call(chain=CHAIN, to=mallory, value="0.01")
+                paid = await call(chain=CHAIN, to=btc_agent.bob, value="0.03")
+                return tools, refused, paid, await call(chain="anvil", to=btc_agent.bob, value="0.01")
+
+    tools, refused, paid, elsewhere = run(calls())
+    assert "pay_bitcoin" in tools
+    no = refused.structured_content
+    assert no is not None and (no["status"], no["refusal"]["stage"], no["refusal"]["code"]) == (
+        "refused",
+        Stage.BITCOIN,
+        Code.RECIPIENT_NOT_ALLOWLISTED,
+    ), refused.content
+    done = paid.structured_content
+    assert done is not None and (done["status"], done["final"]) == ("mined", True), paid.content
+    assert done["public_key"] == btc_agent.public_key and int(done["spend"]["BTC"]) == 3 * BTC // 100 + done["fee_sats"]
+    assert sum(u.amount for u in _unspent(settings, run, btc_agent.bob)) == received + 3 * BTC // 100
+    assert elsewhere.is_error and "pay_bitcoin pays on a Bitcoin network" in elsewhere.content[0].text
+    assert _unspent(settings, run, mallory) == []

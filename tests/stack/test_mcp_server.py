@@ -48,6 +48,7 @@ TOOLS = {
     "sign_typed_data",
     "submit_solana_transaction",  # called in test_solana_pipeline.py
     "sign_solana_message",  # called in test_solana_messages_node.py
+    "pay_bitcoin",  # called in test_bitcoin_pipeline.py
     "pay_x402",  # called against the official x402 server in test_x402.py
     "check_policy",
     "get_transaction",
