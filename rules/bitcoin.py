@@ -44,14 +44,6 @@ _ALLOWED_SIGHASH = {False: (None, SIGHASH_ALL), True: (None, SIGHASH_DEFAULT, SI
 
 
 @dataclass(frozen=True)
-class Held:
-    """An output an input spends, as the chain holds it: unspent, in a block."""
-
-    amount: int
-    script: bytes
-
-
-@dataclass(frozen=True)
 class BitcoinVerdict:
     passed: bool
     code: Code
@@ -71,11 +63,12 @@ def judge(
     chain: str,
     allowed_chains: tuple[str, ...],
     policy: BitcoinPolicy | None,
-    held: Mapping[tuple[str, int], Held | None],
+    held: Mapping[tuple[str, int], psbts.Output | None],
     spent: int,
 ) -> BitcoinVerdict:
     """Whether the agent (its Bitcoin ``public_key``, hex) may sign ``psbt`` on ``chain``.
-    ``held``: each input's outpoint → the output the chain holds there (None: none, or spent);
+    ``held``: each input's outpoint → the output the chain holds there, unspent in a block (None:
+    none, or spent);
     ``spent``: satoshis the agent spent on ``chain`` in the last 24 h."""
     if chain not in allowed_chains:
         return _refuse(Code.CHAIN_NOT_ALLOWED, f"chain {chain!r} is not in this agent's tx_allowed_chains")
@@ -125,7 +118,7 @@ def judge(
 
 
 def _inputs_refused(
-    psbt: psbts.Psbt, own: wallet.OwnScripts, held: Mapping[tuple[str, int], Held | None]
+    psbt: psbts.Psbt, own: wallet.OwnScripts, held: Mapping[tuple[str, int], psbts.Output | None]
 ) -> BitcoinVerdict | None:
     for index, spent_input in enumerate(psbt.inputs):
         where = f"input {index} ({spent_input.txid}:{spent_input.vout})"
@@ -226,13 +219,13 @@ def asset_key(chain: str) -> str:
     return f"{chain}:{BTC}"
 
 
-async def held_by(node: Node, psbt: psbts.Psbt) -> dict[tuple[str, int], Held | None]:
+async def held_by(node: Node, psbt: psbts.Psbt) -> dict[tuple[str, int], psbts.Output | None]:
     """The outputs ``psbt``'s inputs spend, as ``node`` holds them in its blocks (its mempool left
     out, so a replacement of a transaction not mined yet reads them unspent)."""
-    held: dict[tuple[str, int], Held | None] = {}
+    held: dict[tuple[str, int], psbts.Output | None] = {}
     for spent_input in psbt.inputs:
         out = await bitcoin_rpc.tx_out(node, spent_input.txid, spent_input.vout, include_mempool=False)
-        held[(spent_input.txid, spent_input.vout)] = None if out is None else Held(out.amount, out.script)
+        held[(spent_input.txid, spent_input.vout)] = None if out is None else psbts.Output(out.script, out.amount)
     return held
 
 

@@ -362,11 +362,7 @@ def solana_transaction_of(
             error=outcome.error,
             tee=outcome.tee,
         )
-    if isinstance(outcome, IntentRejected):
-        return SolanaTransactionResult(**base, status="refused", refusal=_refusal(outcome), tee=outcome.tee)
-    if isinstance(outcome, IntentParked):
-        return SolanaTransactionResult(**base, status="awaiting_approval", awaiting_approval=_waiting(outcome))
-    return SolanaTransactionResult(**base, status="no_outcome_yet")
+    return SolanaTransactionResult(**base, **_not_signed(outcome))
 
 
 class BitcoinTransactionResult(BaseModel):
@@ -395,6 +391,16 @@ class BitcoinTransactionResult(BaseModel):
     forged_outcomes_ignored: int = 0
 
 
+def _not_signed(outcome: Outcome | None) -> dict[str, Any]:
+    """A Solana or Bitcoin answer's fields when nothing was signed: refused (with the refusal),
+    waiting for an admin, or no outcome yet."""
+    if isinstance(outcome, IntentRejected):
+        return {"status": "refused", "refusal": _refusal(outcome), "tee": outcome.tee}
+    if isinstance(outcome, IntentParked):
+        return {"status": "awaiting_approval", "awaiting_approval": _waiting(outcome)}
+    return {"status": "no_outcome_yet"}
+
+
 def bitcoin_transaction_of(
     intent_id: str, agent_id: str, chain: str, idempotency_key: str, outcome: Outcome | None, forged: int
 ) -> BitcoinTransactionResult:
@@ -415,11 +421,7 @@ def bitcoin_transaction_of(
                 }
             ),
         )  # fmt: skip
-    if isinstance(outcome, IntentRejected):
-        return BitcoinTransactionResult(**base, status="refused", refusal=_refusal(outcome), tee=outcome.tee)
-    if isinstance(outcome, IntentParked):
-        return BitcoinTransactionResult(**base, status="awaiting_approval", awaiting_approval=_waiting(outcome))
-    return BitcoinTransactionResult(**base, status="no_outcome_yet")
+    return BitcoinTransactionResult(**base, **_not_signed(outcome))
 
 
 def _undecided(found: SolanaTransactionResult | BitcoinTransactionResult, timeout_s: float) -> str | None:

@@ -178,28 +178,29 @@ class ApiService:
     async def _solana_transfer(
         self, agent_id: str, asked: SolanaTransferRequest, key: str | None, broadcast: bool
     ) -> tuple[int, dict[str, Any]]:
+        fields = await self._transfer_fields(agent_id, asked.chain, asked.to, asked.value, "no recent blockhash")
+        transaction = SolanaRequest(chain=asked.chain, transaction=fields["solana_transaction"])
+        return await self._solana(agent_id, transaction, key, broadcast)
+
+    async def _transfer_fields(self, agent_id: str, chain: str, to: str, value: str, node_gave: str) -> dict[str, Any]:
+        """The intent fields of a plain transfer on ``chain`` (`sdk.transfers`), written from the
+        agent's policy in force: 422 when it cannot be written, 503 when the node did not answer
+        (``node_gave``: what it gave instead of what the writer needs)."""
         policy = await policy_in_force(self.settings, agent_id)
         try:
-            fields = await transfer_fields(self.settings, asked.chain, policy, asked.to, asked.value)
+            return await transfer_fields(self.settings, chain, policy, to, value)
         except TransferInvalid as exc:
             raise Refused(422, "invalid_request", str(exc)) from None
         except (RpcError, OSError, TimeoutError) as exc:
-            why = f"the node of {asked.chain} gave no recent blockhash ({exc}); retry later"
+            why = f"the node of {chain} gave {node_gave} ({exc}); retry later"
             raise Refused(503, "unavailable", why, headers={"Retry-After": "5"}) from None
-        transaction = SolanaRequest(chain=asked.chain, transaction=fields["solana_transaction"])
-        return await self._solana(agent_id, transaction, key, broadcast)
 
     async def _bitcoin_transfer(
         self, agent_id: str, asked: BitcoinTransferRequest, key: str | None, broadcast: bool
     ) -> tuple[int, dict[str, Any]]:
-        policy = await policy_in_force(self.settings, agent_id)
-        try:
-            fields = await transfer_fields(self.settings, asked.chain, policy, asked.to, asked.value)
-        except TransferInvalid as exc:
-            raise Refused(422, "invalid_request", str(exc)) from None
-        except (RpcError, OSError, TimeoutError) as exc:
-            why = f"the node of {asked.chain} did not say the agent's unspent outputs ({exc}); retry later"
-            raise Refused(503, "unavailable", why, headers={"Retry-After": "5"}) from None
+        fields = await self._transfer_fields(
+            agent_id, asked.chain, asked.to, asked.value, "no list of the agent's unspent outputs"
+        )
         agent_key = self._agent_key(agent_id)
         try:
             intent = new_intent(

@@ -14,7 +14,7 @@ from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
 from btc import addresses, wallet
 from btc import psbt as psbts
-from rules.bitcoin import BitcoinVerdict, Held, judge
+from rules.bitcoin import BitcoinVerdict, judge
 from schemas.codes import Code
 from schemas.policy import BitcoinPolicy
 
@@ -52,16 +52,16 @@ def _psbt(
     return psbts.read(psbt.serialize())
 
 
-def _held(psbt: psbts.Psbt) -> dict[tuple[str, int], Held | None]:
+def _held(psbt: psbts.Psbt) -> dict[tuple[str, int], psbts.Output | None]:
     assert all(i.amount is not None and i.script is not None for i in psbt.inputs)
-    return {(i.txid, i.vout): Held(i.amount or 0, i.script or b"") for i in psbt.inputs}
+    return {(i.txid, i.vout): psbts.Output(i.script or b"", i.amount or 0) for i in psbt.inputs}
 
 
 def _judge(
     psbt: psbts.Psbt,
     policy: BitcoinPolicy | None = None,
     spent: int = 0,
-    held: dict[tuple[str, int], Held | None] | None = None,
+    held: dict[tuple[str, int], psbts.Output | None] | None = None,
 ) -> BitcoinVerdict:
     return judge(
         psbt,
@@ -143,7 +143,7 @@ def test_an_input_the_chain_does_not_hold_as_the_psbt_says_is_refused() -> None:
     assert spent_already.code == Code.BITCOIN_INPUT_UNKNOWN
     assert "holds no unspent output" in spent_already.reason
     # The PSBT understates the input (a fee that looks small): the chain's amount is believed.
-    larger = _judge(psbt, held={outpoint: Held(COIN * 2, OWN.p2wpkh)})
+    larger = _judge(psbt, held={outpoint: psbts.Output(OWN.p2wpkh, COIN * 2)})
     assert larger.code == Code.BITCOIN_INPUT_UNKNOWN and "the chain holds 100000000" in larger.reason
 
 
