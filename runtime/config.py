@@ -17,6 +17,7 @@ from pathlib import Path
 
 from runtime.registry import REGISTRY
 from schemas.chains import Family, UnknownChain
+from schemas.errors import WardenError
 
 
 def _env(name: str, default: str) -> str:
@@ -58,6 +59,11 @@ def _flag(name: str) -> bool:
 
 def _names(name: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in os.environ.get(name, "").split(",") if n.strip())
+
+
+class NoRpc(WardenError, RuntimeError):
+    """No JSON-RPC is configured for a chain, or the local node that would serve it is not running;
+    ``next_step`` names the variable to set or what to start."""
 
 
 @dataclass(frozen=True)
@@ -285,11 +291,11 @@ class Settings:
                     raise ValueError(f"rpc is {type(rpc).__name__}, not a URL")
                 return rpc
             except (OSError, ValueError, KeyError):
-                raise RuntimeError(
-                    f"the local Solana node is not running ({self.surfpool_info} is missing): start the stack "
-                    "with `warden up`, or set WARDEN_RPC_URL_SOLANA_LOCAL"
+                raise NoRpc(
+                    f"the local Solana node is not running ({self.surfpool_info} is missing)",
+                    "start the stack with `warden up`, or set WARDEN_RPC_URL_SOLANA_LOCAL",
                 ) from None
-        raise RuntimeError(f"no RPC for {chain!r}: set WARDEN_RPC_URL_{chain.upper().replace('-', '_')}")
+        raise NoRpc(f"no RPC for {chain!r}", f"set WARDEN_RPC_URL_{chain.upper().replace('-', '_')}")
 
     @property
     def bitcoin_info(self) -> Path:
@@ -311,11 +317,11 @@ class Settings:
                     raise ValueError(f"rpc is {type(rpc).__name__}, not a URL")
                 return rpc
             except (OSError, ValueError, KeyError, TypeError):
-                raise RuntimeError(
-                    f"the local Bitcoin node is not running ({self.bitcoin_info} is missing): start the stack "
-                    "with `warden up`, or set WARDEN_RPC_URL_BITCOIN_REGTEST"
+                raise NoRpc(
+                    f"the local Bitcoin node is not running ({self.bitcoin_info} is missing)",
+                    "start the stack with `warden up`, or set WARDEN_RPC_URL_BITCOIN_REGTEST",
                 ) from None
-        raise RuntimeError(f"no RPC for {chain!r}: set WARDEN_RPC_URL_{chain.upper().replace('-', '_')}")
+        raise NoRpc(f"no RPC for {chain!r}", f"set WARDEN_RPC_URL_{chain.upper().replace('-', '_')}")
 
     @property
     def state_dir(self) -> Path:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from runtime.config import NoRpc
 from schemas.errors import WardenError
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class Nodes:
         if node is None:
             try:
                 url = self._url_for(chain)
-            except RuntimeError as exc:  # no RPC configured for it: each call says so, nothing is cached
+            except NoRpc as exc:  # no RPC configured for it: each call says so, nothing is cached
                 return Unconfigured(str(exc))
             node = self._nodes[chain] = JsonRpc(url)
         return node

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from btc import addresses, payments, signing, wallet
 from infra.cli.output import add_json_flag, print_json
 from runtime import bitcoin, solana
-from runtime.config import Settings, load
+from runtime.config import NoRpc, Settings, load
 from runtime.registry import REGISTRY
 from runtime.rpc import JsonRpc, RpcError, redacted
 from schemas.chains import KEY_CHAIN, Family
@@ -66,7 +66,7 @@ async def fund(settings: Settings, chain: str, address: str, amount: int) -> Fun
     family = REGISTRY.get(chain).family
     try:
         url = settings.rpc_url_for(chain)
-    except RuntimeError as exc:  # no RPC configured for it, or the local node is not running
+    except NoRpc as exc:  # no RPC configured for it, or the local node is not running
         raise FundError(
             str(exc), next_step=f"or send {address} a transfer from an account of yours on {chain}"
         ) from None
