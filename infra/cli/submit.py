@@ -3,14 +3,13 @@
 ``warden sign tx`` is ``warden submit``; ``warden sign message`` (EIP-191) and ``warden sign
 typed-data`` (EIP-712, from a JSON file) ask for a signature over a message instead. ``warden
 submit --raw FILE`` publishes a file's bytes as they are (a producer's own JSON) and shows the
-answer the same way."""
+answer the same way. What the options make of an intent is `infra.cli.intent_options`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import base64
-import binascii
 import contextlib
 import dataclasses
 import hashlib
@@ -22,17 +21,16 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from infra.cli.intent_options import INTENT_OPTIONS, intent_fields, read_cmek_text
 from infra.cli.output import add_json_flag, fail, print_json
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets, follow
-from runtime.registry import REGISTRY
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
-from schemas.chains import Family, UnknownChain
 from schemas.errors import explain
-from schemas.intent import AuthorizationRequest, TransactionIntent
+from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     DeadLetter,
     IntentParked,
@@ -43,209 +41,15 @@ from schemas.outcomes import (
     SignedSolanaTransaction,
 )
 from schemas.sealing import SealingRefused
-from schemas.typed_data import TypedData
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
     Outcome,
     RawSubmission,
-    blob_fields,
     load_or_create_agent_key,
     new_intent,
-    policy_in_force,
     read_outcome,
     wait_outcomes,
-)
-from sdk.transfers import transfer_fields
-from svm import messages as solana_messages
-
-
-def _kind_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The intent's fields for what `warden sign` (or `warden submit`) was asked to sign."""
-    kind = getattr(args, "kind", "tx")
-    if kind == "message":
-        if (args.text is None) == (args.hex is None):
-            raise ValueError("give the message as --text (signed as UTF-8) or --hex (bytes), one of them")
-        raw = args.text.encode() if args.text is not None else bytes.fromhex(args.hex.removeprefix("0x"))
-        return {"intent_type": "personal_sign", "message": "0x" + raw.hex()}
-    if kind == "typed-data":
-        if args.file is None:
-            raise ValueError("give the EIP-712 document with --file (the eth_signTypedData_v4 JSON)")
-        with open(args.file, "rb") as fh:
-            return {"intent_type": "typed_data", "typed_data": TypedData.model_validate_json(fh.read())}
-    if kind == "solana-message":
-        return _solana_message_fields(args)
-    if getattr(args, "solana_tx", None) is not None:
-        return _solana_fields(args)
-    if getattr(args, "bitcoin_psbt", None) is not None:
-        return _bitcoin_fields(args)
-    if args.to is None or args.value is None:
-        raise ValueError(
-            "a transaction needs --to and --value (a Solana transaction: --solana-tx FILE; a Bitcoin PSBT: "
-            "--bitcoin-psbt FILE)"
-        )
-    fields = {
-        k: v
-        for k, v in dict(
-            to=args.to,
-            value=args.value,
-            tx_type=args.tx_type,
-            data=args.data,
-            gas_limit=args.gas_limit,
-            gas_price=args.gas_price,
-            max_fee_per_gas=args.max_fee_per_gas,
-            max_priority_fee_per_gas=args.max_priority_fee_per_gas,
-            max_fee_per_blob_gas=args.max_fee_per_blob_gas,
-            simulate_first=args.simulate,
-            broadcast=args.broadcast,
-            nonce=args.nonce,
-            signing_key_path=args.key_path,
-        ).items()
-        if v is not None
-    }
-    if args.blob_file:
-        blobs = []
-        for path in args.blob_file:
-            with open(path, "rb") as fh:
-                blobs.append(fh.read())
-        fields.update(blob_fields(blobs))
-    if args.delegate is not None:
-        fields["tx_type"] = 4
-        chain_id = args.authorization_chain_id
-        if chain_id is None:
-            chain_id = REGISTRY.get(args.chain).chain_id
-        fields["authorization_list"] = (AuthorizationRequest(chain_id=chain_id, address=args.delegate),)
-    return fields
-
-
-def _is_plain_transfer(args: argparse.Namespace) -> bool:
-    """``--to`` on a network whose family is not EVM's: its plain transfer (an EVM network's
-    intent carries ``to`` and ``value`` as they are)."""
-    written = getattr(args, "solana_tx", None) is not None or getattr(args, "bitcoin_psbt", None) is not None
-    if getattr(args, "kind", "tx") != "tx" or args.to is None or written:
-        return False
-    try:
-        return REGISTRY.get(args.chain).family is not Family.EVM
-    except UnknownChain:
-        return False  # the intent's own check names it
-
-
-async def _plain_transfer(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    """``--to ADDRESS --value V`` on a Solana network: a transfer of V in its currency from the
-    agent's address its policy in force names, with ``--broadcast`` and ``--simulate``."""
-    evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if n not in ("to", "value") and getattr(args, n, None)]
-    if evm:
-        raise ValueError(f"{', '.join(evm)} describe an EVM transaction; on {args.chain} --to and --value are all")
-    if args.value is None:
-        raise ValueError("a transfer needs --to and --value (a decimal in the network's currency, e.g. 0.25)")
-    policy = await policy_in_force(settings, args.agent)
-    fields = await transfer_fields(settings, args.chain, policy, args.to, args.value)
-    if args.broadcast:
-        fields["broadcast"] = True
-    if args.simulate:
-        fields["simulate_first"] = True
-    return fields
-
-
-def _solana_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """``--solana-tx FILE``: a Solana transaction's wire bytes, in the file as they are or as
-    base64 text (``-``: standard input)."""
-    evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if getattr(args, n, None) is not None]
-    if evm:
-        raise ValueError(f"{', '.join(evm)} describe an EVM transaction; a Solana transaction says everything itself")
-    raw = _file_bytes(args.solana_tx)
-    fields: dict[str, Any] = {"intent_type": "solana_transaction", "solana_transaction": base64.b64encode(raw).decode()}
-    if args.broadcast:
-        fields["broadcast"] = True
-    if args.simulate:
-        fields["simulate_first"] = True
-    return fields
-
-
-def _bitcoin_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """``--bitcoin-psbt FILE``: a PSBT (BIP-174), in the file as its bytes or as base64 text
-    (``-``: standard input)."""
-    evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if getattr(args, n, None) is not None]
-    if args.simulate:
-        evm.append("--simulate")
-    if evm:
-        raise ValueError(f"{', '.join(evm)} describe an EVM transaction; a PSBT says everything itself")
-    raw = _file_bytes(args.bitcoin_psbt)
-    fields: dict[str, Any] = {"intent_type": "bitcoin_psbt", "bitcoin_psbt": base64.b64encode(raw).decode()}
-    if args.broadcast:
-        fields["broadcast"] = True
-    return fields
-
-
-def _file_bytes(path: str) -> bytes:
-    """A file's bytes (``-``: standard input), decoded when the file holds base64 text."""
-    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    try:
-        text = raw.strip().decode("ascii")
-        return base64.b64decode(text, validate=True) if text else raw
-    except (UnicodeDecodeError, binascii.Error):
-        return raw  # not base64 text: the bytes themselves
-
-
-def _solana_message_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """``warden sign solana-message``: ``--text`` written as an off-chain message naming each
-    ``--signatory`` (the agent's Solana address among them) for ``--application-domain``, or
-    ``--file``: a message's bytes built elsewhere, as they are or as base64 text."""
-    if (args.text is None) == (args.file is None):
-        raise ValueError("give the message as --text (with --signatory) or --file (its bytes), one of them")
-    if args.file is not None:
-        raw = _file_bytes(args.file)
-    else:
-        if not args.signatory:
-            raise ValueError("--text needs --signatory ADDRESS: the agent's Solana address (and any co-signer's)")
-        try:
-            raw = solana_messages.encode(args.text, args.signatory, args.message_version, args.application_domain)
-        except ValueError as exc:  # MessageError, or an address that is not base58 of 32 bytes
-            raise ValueError(f"the message cannot be written: {exc}") from None
-    return {"intent_type": "solana_message", "solana_message": base64.b64encode(raw).decode()}
-
-
-_EVM_ONLY = (
-    "to",
-    "value",
-    "data",
-    "tx_type",
-    "max_fee_per_blob_gas",
-    "blob_file",
-    "delegate",
-    "gas_limit",
-    "gas_price",
-    "max_fee_per_gas",
-    "max_priority_fee_per_gas",
-    "nonce",
-)
-
-
-# What builds an intent here: none of it applies to a file sent as it is (``--raw``).
-_INTENT_OPTIONS = (
-    "chain",
-    "to",
-    "value",
-    "data",
-    "solana_tx",
-    "bitcoin_psbt",
-    "tx_type",
-    "max_fee_per_blob_gas",
-    "blob_file",
-    "delegate",
-    "authorization_chain_id",
-    "gas_limit",
-    "gas_price",
-    "max_fee_per_gas",
-    "max_priority_fee_per_gas",
-    "expires_in",
-    "nonce",
-    "key_path",
-    "idempotency_key",
-    "simulate",
-    "broadcast",
-    "client_share_file",
-    "cmek_file",
 )
 
 
@@ -256,7 +60,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.chain is None:
         return fail(f"warden {args.command}", "--chain is required (or send a JSON file as it is: --raw FILE)", 2)
     try:
-        fields = asyncio.run(_plain_transfer(settings, args)) if _is_plain_transfer(args) else _kind_fields(args)
+        fields = asyncio.run(intent_fields(settings, args))
     except ValidationError as exc:
         return fail(f"warden {args.command}", "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
     except (ValueError, OSError) as exc:
@@ -274,7 +78,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 from infra.cli.custody import read_client_share_text
 
                 share = await client.client_share(read_client_share_text(args.client_share_file))
-            cmek = None if args.cmek_file is None else await client.cmek(_read_cmek_text(args.cmek_file))
+            cmek = None if args.cmek_file is None else await client.cmek(read_cmek_text(args.cmek_file))
             try:
                 intent = new_intent(
                     key,
@@ -312,7 +116,7 @@ def _submit_raw(args: argparse.Namespace, settings: Settings) -> int:
     ``--agent``, with no validation here; then the worker's answer, as for any intent. A record
     the worker cannot read gets an INVALID_INTENT rejection bound to the SHA-256 of these bytes."""
     command = f"warden {args.command}"
-    given = [f"--{name.replace('_', '-')}" for name in _INTENT_OPTIONS if getattr(args, name) is not None]
+    given = [f"--{name.replace('_', '-')}" for name in INTENT_OPTIONS if getattr(args, name) is not None]
     if given:
         return fail(
             command,
@@ -372,20 +176,6 @@ def _report(args: argparse.Namespace, submitted: dict[str, Any], line: str, outc
         elif args.wait:
             print(f"no outcome within {args.timeout} s: is the stack up (`warden up`)?")
     return 1 if isinstance(outcome, IntentRejected) else 0
-
-
-def _read_cmek_text(path: str) -> str:
-    """A customer-managed key file (32 raw bytes or base64 text) as base64 text for the SDK."""
-    from infra.cli.custody import UsageError, read_cmek  # custody: only with --cmek-file
-
-    try:
-        key = read_cmek(path, "--cmek-file")
-    except UsageError as exc:
-        raise ValueError(str(exc)) from None
-    try:
-        return base64.b64encode(key).decode()
-    finally:
-        key[:] = bytes(len(key))
 
 
 def _describe_outcome(outcome: Outcome) -> str:
