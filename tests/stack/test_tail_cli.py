@@ -145,7 +145,12 @@ def _lines(proc: subprocess.Popen[str]) -> Callable[[], str]:
     """Each next line ``proc`` prints, as it prints it (up to 90 s for one)."""
     assert proc.stdout is not None
     out, rows = proc.stdout, queue.Queue[str]()
-    threading.Thread(target=lambda: [rows.put(row.rstrip("\n")) for row in out], daemon=True).start()
+
+    def read() -> None:
+        for row in out:
+            rows.put(row.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
     return lambda: rows.get(timeout=90)
 
 
