@@ -8,6 +8,8 @@ as everywhere else in Warden, ``chain`` is the blockchain a transaction is on.
 
 from __future__ import annotations
 
+from schemas.codes import Code
+
 AUDIT_LOG = "audit_log"
 # Each chain's signed checkpoints (`ledger.checkpoint`): what the note says (seq + 1 rows, their
 # merkle_root), the row it ends at (head_hash), when it was signed, the log's signature line of
@@ -129,7 +131,22 @@ CREATE TABLE IF NOT EXISTS {AUDIT_NOTE_SIGNATURES} (
 """,
 )
 
-_LIFECYCLE = "('intent.submitted', 'intent.approved', 'intent.rejected', 'tx.signed', 'tx.sign_failed', 'tx.mined', 'tx.failed', 'tx.reorged')"
+# The events that say where an intent is: the worker's decisions and an admin's, then what a signer
+# reported of what it signed (each transaction status of every family carries it as ``status``).
+_LIFECYCLE = (
+    "('intent.submitted', 'intent.approved', 'intent.parked', 'intent.human_approved', 'intent.rejected', "
+    "'intent.abandoned', 'tx.signed', 'tx.sign_failed', 'tx.broadcast', 'tx.stuck', 'tx.mined', 'tx.failed', "
+    "'tx.replaced', 'tx.dropped', 'tx.reorged', 'tx.final', 'tx.cancelled', 'message.signed', 'solana.sign_only', "
+    "'solana.signed', 'solana.broadcast', 'solana.processed', 'solana.confirmed', 'solana.finalized', "
+    "'solana.failed', 'solana.dropped', 'solana.message_signed', 'bitcoin.sign_only', 'bitcoin.signed', "
+    "'bitcoin.broadcast', 'bitcoin.mined', 'bitcoin.final', 'bitcoin.conflicted')"
+)
+# Where an intent is, by its last lifecycle event: a signer's status as it said it, else the
+# decision (an admin's approval is an approval).
+_STATUS_OF = (
+    "if(JSONExtractString(details, 'status') != '' AND action NOT LIKE 'intent.%', JSONExtractString(details, 'status'), "
+    "replaceRegexpOne(replaceOne(action, 'human_approved', 'approved'), '^[a-z]+[.]', ''))"
+)
 
 # The events that say a signed transaction's status, each with it in its details.
 _TX_STATUS = (
@@ -137,11 +154,23 @@ _TX_STATUS = (
     "'tx.reorged', 'tx.final')"
 )
 
+# What the streams worker reserves in an agent's rolling windows, at approval or at parking (its
+# ``intent.approved`` / ``intent.parked``: ``spend_wei``, an EVM transaction's value plus its
+# worst-case fee, and ``asset_spend``, each asset's amount by its window's key).
+_RESERVES = "action IN ('intent.approved', 'intent.parked') AND actor = 'service:streams'"
+# An EVM sign-only transaction's nonce taken at a final block: its held reservation becomes what the
+# chain took (or nothing, when another transaction took the nonce).
+_LANDED = (
+    "(action IN ('tx.mined', 'tx.failed', 'tx.dropped', 'tx.final', 'tx.cancelled') "
+    "AND JSONExtractBool(details, 'final') AND JSONExtractString(details, 'status') IN ('mined', 'failed', "
+    "'cancelled', 'dropped'))"
+)
+
 VIEWS = (
     # One row per intent record, named by its agent, id and digest (the SHA-256 its outcomes are
-    # bound to): where it ended and the guardrails it passed, in order. A forged copy that reused an
-    # intent's id is another record with another digest: its refusal is its own row, never the
-    # intent's.
+    # bound to): where it ended and the guardrails it passed, in order; for an intent parked for
+    # admins, where their decision stands. A forged copy that reused an intent's id is another
+    # record with another digest: its refusal is its own row, never the intent's.
     f"""
 CREATE OR REPLACE VIEW intent_status AS
 SELECT
@@ -150,53 +179,119 @@ SELECT
     JSONExtractString(details, 'intent_digest') AS intent_digest,
     minIf(ts, action = 'intent.submitted') AS submitted_at,
     max(ts) AS last_event_at,
-    replaceRegexpOne(argMaxIf(action, seq, action IN {_LIFECYCLE}), '^(intent|tx)[.]', '') AS final_status,
+    argMaxIf({_STATUS_OF}, seq, action IN {_LIFECYCLE}) AS final_status,
+    argMaxIf(JSONExtractBool(details, 'final'), seq, action IN {_LIFECYCLE}) AS final,
     arrayMap(x -> x.2, arraySort(groupArrayIf((seq, JSONExtractString(details, 'stage')), action = 'stage.passed')))
         AS stages_passed,
     argMaxIf(JSONExtractString(details, 'stage'), seq, action IN ('stage.failed', 'intent.rejected')) AS failed_stage,
     argMaxIf(JSONExtractString(details, 'code'), seq, action IN ('stage.failed', 'intent.rejected')) AS failed_code,
+    minIfOrNull(ts, action = 'intent.parked') AS parked_since,
+    multiIf(
+        countIf(action = 'intent.parked') = 0, '',
+        countIf(action = 'intent.human_approved') > 0, 'approved',
+        countIf(action = 'intent.denied') > 0, 'denied',
+        failed_code = '{Code.APPROVAL_EXPIRED}', 'expired',
+        'awaiting'
+    ) AS approval,
+    argMaxIf(JSONExtract(details, 'approved_by', 'Array(String)'), seq, action = 'intent.human_approved')
+        AS approved_by,
+    parseDateTime64BestEffortOrNull(
+        argMinIf(JSONExtractString(details, 'expires_at'), seq, action = 'intent.parked'), 6, 'UTC'
+    ) AS approval_expires_at,
     count() AS events
 FROM {AUDIT_LOG}
 WHERE intent_id != ''
 GROUP BY agent_id, intent_id, intent_digest
 """,
-    # Each signed transaction with the agent's spend on that chain over the 24 h
-    # ending at it (millisecond resolution): the sliding window the daily-limit
-    # guardrail applies.
+    # Each reservation the streams worker holds in an agent's rolling windows, one row per asset:
+    # its window's key (``native``: value plus worst-case fee of the agent's EVM transactions, every
+    # EVM network together, in wei; ``<chain>:<token>`` an EVM token's base units; ``<chain>:SOL``
+    # lamports, fee included, and ``<chain>:<mint>``; ``<chain>:BTC`` satoshis paid to others and
+    # the fee; ``usd`` millionths of a dollar), its amount and the moment it counts from. Released
+    # reservations are left out (a denial, an expiry, a signer's refusal, a sign-only transaction
+    # whose nonce another took). A sign-only EVM transaction not landed yet is ``held``: it counts
+    # whatever its age; once its nonce is taken at a final block it counts what the chain took
+    # (fee, and value and assets if it executed) from then.
     f"""
-CREATE OR REPLACE VIEW agent_spend_rolling_24h AS
+CREATE OR REPLACE VIEW spend_reservations AS
 SELECT
     agent_id,
-    chain,
-    ts,
     intent_id,
-    value_wei,
-    sum(value_wei) OVER (
-        PARTITION BY agent_id, chain ORDER BY ts_ms RANGE BETWEEN 86399999 PRECEDING AND CURRENT ROW
-    ) AS spend_24h_wei
+    intent_digest,
+    pair.1 AS asset,
+    multiIf(
+        asset = 'native', 'wei', asset = 'usd', 'micro_usd', endsWith(asset, ':SOL'), 'lamports',
+        endsWith(asset, ':BTC'), 'satoshis', 'base_units'
+    ) AS unit,
+    multiIf(
+        NOT landed, pair.2,
+        asset = 'native', fee_wei + if(executed, value_wei, toUInt256(0)),
+        executed, pair.2,
+        toUInt256(0)
+    ) AS units,
+    if(landed, landed_at, reserved_at) AS counted_from,
+    sign_only AND NOT landed AS held
 FROM (
     SELECT
         agent_id,
-        JSONExtractString(details, 'chain') AS chain,
-        ts,
-        toUnixTimestamp64Milli(ts) AS ts_ms,
         intent_id,
-        toUInt256(JSONExtractString(details, 'value_wei')) AS value_wei
+        JSONExtractString(details, 'intent_digest') AS intent_digest,
+        minIf(ts, {_RESERVES}) AS reserved_at,
+        argMinIf(details, seq, {_RESERVES}) AS reserved,
+        -- Released by the worker's own refusal of a parked intent (denied or expired), or by a
+        -- signer's refusal of an approved one.
+        countIf(action = 'intent.rejected' AND actor = 'service:streams') > 0
+            OR (countIf(action = 'intent.rejected' AND actor = 'service:signer') > 0
+                AND countIf(action IN ('intent.approved', 'intent.human_approved')) > 0) AS released,
+        countIf(action = 'tx.signed' AND JSONExtractString(details, 'status') = 'sign_only') > 0 AS sign_only,
+        countIf({_LANDED}) > 0 AS landed,
+        minIf(ts, {_LANDED}) AS landed_at,
+        argMinIf(JSONExtractString(details, 'status'), seq, {_LANDED}) AS landed_status,
+        landed_status = 'mined' AS executed,
+        toUInt256OrZero(argMinIf(JSONExtractString(details, 'fee_wei'), seq, {_LANDED})) AS fee_wei,
+        toUInt256OrZero(argMinIf(JSONExtractString(details, 'value_wei'), seq, action = 'tx.signed')) AS value_wei
     FROM {AUDIT_LOG}
-    WHERE action = 'tx.signed'
+    WHERE intent_id != ''
+    GROUP BY agent_id, intent_id, intent_digest
+    HAVING countIf({_RESERVES}) > 0 AND NOT released AND landed_status != 'dropped'
 )
+ARRAY JOIN arrayConcat(
+    [('native', toUInt256OrZero(JSONExtractString(reserved, 'spend_wei')))],
+    arrayMap(kv -> (kv.1, toUInt256OrZero(kv.2)), JSONExtractKeysAndValues(reserved, 'asset_spend', 'String'))
+) AS pair
+WHERE units > 0
 """,
-    # Spend per agent and chain in the 24 h ending now.
-    f"""
+    # Each reservation with the agent's spend of its asset over the 24 h ending at it (millisecond
+    # resolution), as the rolling limits count it then; a held one counts here at its signing.
+    """
+CREATE OR REPLACE VIEW agent_spend_rolling_24h AS
+SELECT
+    agent_id,
+    asset,
+    unit,
+    counted_from AS ts,
+    intent_id,
+    units,
+    sum(units) OVER (
+        PARTITION BY agent_id, asset ORDER BY toUnixTimestamp64Milli(counted_from)
+        RANGE BETWEEN 86399999 PRECEDING AND CURRENT ROW
+    ) AS spend_24h
+FROM spend_reservations
+""",
+    # What each agent's rolling windows count now, per asset: the reservations of the 24 h ending
+    # now, and every held one (the spend the judge measures a new intent against).
+    """
 CREATE OR REPLACE VIEW agent_spend_24h AS
 SELECT
     agent_id,
-    JSONExtractString(details, 'chain') AS chain,
-    sum(toUInt256(JSONExtractString(details, 'value_wei'))) AS spend_24h_wei,
-    count() AS txs
-FROM {AUDIT_LOG}
-WHERE action = 'tx.signed' AND ts > now64(6) - INTERVAL 1 DAY
-GROUP BY agent_id, chain
+    asset,
+    any(unit) AS unit,
+    sum(units) AS spend_24h,
+    count() AS intents,
+    countIf(held) AS held_intents
+FROM spend_reservations
+WHERE held OR (counted_from > now64(6) - INTERVAL 1 DAY AND counted_from <= now64(6))
+GROUP BY agent_id, asset
 """,
     f"""
 CREATE OR REPLACE VIEW rejections_by_stage AS

@@ -118,7 +118,9 @@ def pipeline_events(n: int, agents: int = 8, start: datetime = T0) -> list[Audit
                 {"stage": "value_cap", "code": "ok", "reason": "under cap", "facts": {}},
                 "value_cap",
             )
-            add("service:streams", AuditAction.INTENT_APPROVED, {}, "approved")
+            # What the worker reserves: the value plus the worst-case fee (none here: sign-only, priced at 0).
+            spend = {"chain": "base", "value_wei": "10000000000000000", "spend_wei": "10000000000000000"}
+            add("service:streams", AuditAction.INTENT_APPROVED, {**spend, "asset_spend": {}}, "approved")
             add(
                 "service:signer",
                 AuditAction.TX_SIGNED,

@@ -3,36 +3,41 @@
 ``warden sign tx`` is ``warden submit``; ``warden sign message`` (EIP-191) and ``warden sign
 typed-data`` (EIP-712, from a JSON file) ask for a signature over a message instead. ``warden
 submit --raw FILE`` publishes a file's bytes as they are (a producer's own JSON) and shows the
-answer the same way."""
+answer the same way. What the options make of an intent is `infra.cli.intent_options`.
+
+``submit`` prints the intent's id once it is published, a parked intent's ``PARKED`` line (and
+who must approve it) once the worker parks it, then the outcome it waited for. Its exit code says
+how it ended (`Ended`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import base64
-import binascii
 import contextlib
 import dataclasses
 import hashlib
 import sys
+import time
 from datetime import timedelta
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from infra.cli.output import add_json_flag, fail, print_json
+from infra.cli.intent_options import INTENT_OPTIONS, intent_fields, read_cmek_text
+from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets, follow
-from runtime.registry import REGISTRY
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
-from schemas.chains import Family, UnknownChain
 from schemas.errors import explain
-from schemas.intent import AuthorizationRequest, TransactionIntent
+from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     DeadLetter,
     IntentParked,
@@ -43,268 +48,81 @@ from schemas.outcomes import (
     SignedSolanaTransaction,
 )
 from schemas.sealing import SealingRefused
-from schemas.typed_data import TypedData
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
     Outcome,
     RawSubmission,
-    blob_fields,
+    is_final,
     load_or_create_agent_key,
     new_intent,
-    policy_in_force,
     read_outcome,
     wait_outcomes,
 )
-from sdk.transfers import transfer_fields
-from svm import messages as solana_messages
+from sdk.records import admins_in_force
 
 
-def _kind_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The intent's fields for what `warden sign` (or `warden submit`) was asked to sign."""
-    kind = getattr(args, "kind", "tx")
-    if kind == "message":
-        if (args.text is None) == (args.hex is None):
-            raise ValueError("give the message as --text (signed as UTF-8) or --hex (bytes), one of them")
-        raw = args.text.encode() if args.text is not None else bytes.fromhex(args.hex.removeprefix("0x"))
-        return {"intent_type": "personal_sign", "message": "0x" + raw.hex()}
-    if kind == "typed-data":
-        if args.file is None:
-            raise ValueError("give the EIP-712 document with --file (the eth_signTypedData_v4 JSON)")
-        with open(args.file, "rb") as fh:
-            return {"intent_type": "typed_data", "typed_data": TypedData.model_validate_json(fh.read())}
-    if kind == "solana-message":
-        return _solana_message_fields(args)
-    if getattr(args, "solana_tx", None) is not None:
-        return _solana_fields(args)
-    if getattr(args, "bitcoin_psbt", None) is not None:
-        return _bitcoin_fields(args)
-    if args.to is None or args.value is None:
-        raise ValueError(
-            "a transaction needs --to and --value (a Solana transaction: --solana-tx FILE; a Bitcoin PSBT: "
-            "--bitcoin-psbt FILE)"
-        )
-    fields = {
-        k: v
-        for k, v in dict(
-            to=args.to,
-            value=args.value,
-            tx_type=args.tx_type,
-            data=args.data,
-            gas_limit=args.gas_limit,
-            gas_price=args.gas_price,
-            max_fee_per_gas=args.max_fee_per_gas,
-            max_priority_fee_per_gas=args.max_priority_fee_per_gas,
-            max_fee_per_blob_gas=args.max_fee_per_blob_gas,
-            simulate_first=args.simulate,
-            broadcast=args.broadcast,
-            nonce=args.nonce,
-            signing_key_path=args.key_path,
-        ).items()
-        if v is not None
-    }
-    if args.blob_file:
-        blobs = []
-        for path in args.blob_file:
-            with open(path, "rb") as fh:
-                blobs.append(fh.read())
-        fields.update(blob_fields(blobs))
-    if args.delegate is not None:
-        fields["tx_type"] = 4
-        chain_id = args.authorization_chain_id
-        if chain_id is None:
-            chain_id = REGISTRY.get(args.chain).chain_id
-        fields["authorization_list"] = (AuthorizationRequest(chain_id=chain_id, address=args.delegate),)
-    return fields
+class Ended(IntEnum):
+    """`warden submit`'s exit code: how the wait for the outcome ended."""
 
-
-def _is_plain_transfer(args: argparse.Namespace) -> bool:
-    """``--to`` on a network whose family is not EVM's: its plain transfer (an EVM network's
-    intent carries ``to`` and ``value`` as they are)."""
-    written = getattr(args, "solana_tx", None) is not None or getattr(args, "bitcoin_psbt", None) is not None
-    if getattr(args, "kind", "tx") != "tx" or args.to is None or written:
-        return False
-    try:
-        return REGISTRY.get(args.chain).family is not Family.EVM
-    except UnknownChain:
-        return False  # the intent's own check names it
-
-
-async def _plain_transfer(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    """``--to ADDRESS --value V`` on a Solana network: a transfer of V in its currency from the
-    agent's address its policy in force names, with ``--broadcast`` and ``--simulate``."""
-    evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if n not in ("to", "value") and getattr(args, n, None)]
-    if evm:
-        raise ValueError(f"{', '.join(evm)} describe an EVM transaction; on {args.chain} --to and --value are all")
-    if args.value is None:
-        raise ValueError("a transfer needs --to and --value (a decimal in the network's currency, e.g. 0.25)")
-    policy = await policy_in_force(settings, args.agent)
-    fields = await transfer_fields(settings, args.chain, policy, args.to, args.value)
-    if args.broadcast:
-        fields["broadcast"] = True
-    if args.simulate:
-        fields["simulate_first"] = True
-    return fields
-
-
-def _solana_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """``--solana-tx FILE``: a Solana transaction's wire bytes, in the file as they are or as
-    base64 text (``-``: standard input)."""
-    evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if getattr(args, n, None) is not None]
-    if evm:
-        raise ValueError(f"{', '.join(evm)} describe an EVM transaction; a Solana transaction says everything itself")
-    raw = _file_bytes(args.solana_tx)
-    fields: dict[str, Any] = {"intent_type": "solana_transaction", "solana_transaction": base64.b64encode(raw).decode()}
-    if args.broadcast:
-        fields["broadcast"] = True
-    if args.simulate:
-        fields["simulate_first"] = True
-    return fields
-
-
-def _bitcoin_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """``--bitcoin-psbt FILE``: a PSBT (BIP-174), in the file as its bytes or as base64 text
-    (``-``: standard input)."""
-    evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if getattr(args, n, None) is not None]
-    if args.simulate:
-        evm.append("--simulate")
-    if evm:
-        raise ValueError(f"{', '.join(evm)} describe an EVM transaction; a PSBT says everything itself")
-    raw = _file_bytes(args.bitcoin_psbt)
-    fields: dict[str, Any] = {"intent_type": "bitcoin_psbt", "bitcoin_psbt": base64.b64encode(raw).decode()}
-    if args.broadcast:
-        fields["broadcast"] = True
-    return fields
-
-
-def _file_bytes(path: str) -> bytes:
-    """A file's bytes (``-``: standard input), decoded when the file holds base64 text."""
-    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    try:
-        text = raw.strip().decode("ascii")
-        return base64.b64decode(text, validate=True) if text else raw
-    except (UnicodeDecodeError, binascii.Error):
-        return raw  # not base64 text: the bytes themselves
-
-
-def _solana_message_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """``warden sign solana-message``: ``--text`` written as an off-chain message naming each
-    ``--signatory`` (the agent's Solana address among them) for ``--application-domain``, or
-    ``--file``: a message's bytes built elsewhere, as they are or as base64 text."""
-    if (args.text is None) == (args.file is None):
-        raise ValueError("give the message as --text (with --signatory) or --file (its bytes), one of them")
-    if args.file is not None:
-        raw = _file_bytes(args.file)
-    else:
-        if not args.signatory:
-            raise ValueError("--text needs --signatory ADDRESS: the agent's Solana address (and any co-signer's)")
-        try:
-            raw = solana_messages.encode(args.text, args.signatory, args.message_version, args.application_domain)
-        except ValueError as exc:  # MessageError, or an address that is not base58 of 32 bytes
-            raise ValueError(f"the message cannot be written: {exc}") from None
-    return {"intent_type": "solana_message", "solana_message": base64.b64encode(raw).decode()}
-
-
-_EVM_ONLY = (
-    "to",
-    "value",
-    "data",
-    "tx_type",
-    "max_fee_per_blob_gas",
-    "blob_file",
-    "delegate",
-    "gas_limit",
-    "gas_price",
-    "max_fee_per_gas",
-    "max_priority_fee_per_gas",
-    "nonce",
-)
-
-
-# What builds an intent here: none of it applies to a file sent as it is (``--raw``).
-_INTENT_OPTIONS = (
-    "chain",
-    "to",
-    "value",
-    "data",
-    "solana_tx",
-    "bitcoin_psbt",
-    "tx_type",
-    "max_fee_per_blob_gas",
-    "blob_file",
-    "delegate",
-    "authorization_chain_id",
-    "gas_limit",
-    "gas_price",
-    "max_fee_per_gas",
-    "max_priority_fee_per_gas",
-    "expires_in",
-    "nonce",
-    "key_path",
-    "idempotency_key",
-    "simulate",
-    "broadcast",
-    "client_share_file",
-    "cmek_file",
-)
+    SIGNED = 0  # signed (or, with --no-wait, published: it waits for nothing)
+    REJECTED = 1  # refused, with its stage and code
+    NO_OUTCOME = 3  # nothing authentic heard within --timeout
+    PARKED = 4  # still waiting for admins when --timeout ran out
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     settings = load()
     if getattr(args, "raw", None) is not None:
         return _submit_raw(args, settings)
+    command = f"warden {args.command}"
     if args.chain is None:
-        return fail(f"warden {args.command}", "--chain is required (or send a JSON file as it is: --raw FILE)", 2)
+        return fail(command, "--chain is required (or send a JSON file as it is: --raw FILE)", 2)
     try:
-        fields = asyncio.run(_plain_transfer(settings, args)) if _is_plain_transfer(args) else _kind_fields(args)
+        fields = asyncio.run(intent_fields(settings, args))
     except ValidationError as exc:
-        return fail(f"warden {args.command}", "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
+        return fail(command, "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
     except (ValueError, OSError) as exc:
-        return fail(f"warden {args.command}", exc, 2)
+        return fail(command, exc, 2)
     if args.expires_in is not None:
         fields["expires_at"] = utcnow() + timedelta(seconds=args.expires_in)
-
-    async def run() -> tuple[TransactionIntent, Outcome | None]:
-        key = load_or_create_agent_key(settings.home, args.agent)
-        start = await end_offsets(settings, OUTCOME_TOPICS)
-        async with Client(settings) as client:
-            share = None
-            if args.client_share_file is not None:
-                # The custody helpers (and the vaults' code): only with --client-share-file or --cmek-file
-                from infra.cli.custody import read_client_share_text
-
-                share = await client.client_share(read_client_share_text(args.client_share_file))
-            cmek = None if args.cmek_file is None else await client.cmek(_read_cmek_text(args.cmek_file))
-            try:
-                intent = new_intent(
-                    key,
-                    agent_id=args.agent,
-                    chain=args.chain,
-                    idempotency_key=args.idempotency_key,
-                    client_share=share,
-                    cmek=cmek,
-                    **fields,
-                )
-            finally:
-                for held in (share, cmek):
-                    if held is not None:
-                        held.wipe()
-            await (await client.submit(intent))
-        if not args.wait:
-            return intent, None
-        forged: list[tuple[str, str]] = []
-        outcomes = await wait_outcomes(settings, [intent], args.timeout, start, forged=forged)
-        for intent_id, why in forged:
-            print(f"FORGED outcome for {intent_id} ignored: {why}", file=sys.stderr)
-        return intent, outcomes.get(intent.intent_id)
-
     try:
-        intent, outcome = asyncio.run(run())
+        return asyncio.run(_submit(settings, args, fields))
     except ValidationError as exc:
-        return fail(f"warden {args.command}", "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
+        return fail(command, "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
     except (SealingRefused, ValueError, OSError) as exc:
-        return fail(f"warden {args.command}", exc, 2)
-    return _report(args, {"intent": intent.model_dump(mode="json")}, f"submitted {intent.intent_id}", outcome)
+        return fail(command, exc, 2)
+
+
+async def _submit(settings: Settings, args: argparse.Namespace, fields: dict[str, Any]) -> int:
+    """The intent signed with the agent's key and published, then its outcome (`_answer`)."""
+    key = load_or_create_agent_key(settings.home, args.agent)
+    start = await end_offsets(settings, OUTCOME_TOPICS)
+    async with Client(settings) as client:
+        share = None
+        if args.client_share_file is not None:
+            # The custody helpers (and the vaults' code): only with --client-share-file or --cmek-file
+            from infra.cli.custody import read_client_share_text
+
+            share = await client.client_share(read_client_share_text(args.client_share_file))
+        cmek = None if args.cmek_file is None else await client.cmek(read_cmek_text(args.cmek_file))
+        try:
+            intent = new_intent(
+                key,
+                agent_id=args.agent,
+                chain=args.chain,
+                idempotency_key=args.idempotency_key,
+                client_share=share,
+                cmek=cmek,
+                **fields,
+            )
+        finally:
+            for held in (share, cmek):
+                if held is not None:
+                    held.wipe()
+        await (await client.submit(intent))
+    submitted = {"intent": intent.model_dump(mode="json")}
+    return await _answer(settings, args, intent, start, (submitted, f"submitted {intent.intent_id}"))
 
 
 def _submit_raw(args: argparse.Namespace, settings: Settings) -> int:
@@ -312,7 +130,7 @@ def _submit_raw(args: argparse.Namespace, settings: Settings) -> int:
     ``--agent``, with no validation here; then the worker's answer, as for any intent. A record
     the worker cannot read gets an INVALID_INTENT rejection bound to the SHA-256 of these bytes."""
     command = f"warden {args.command}"
-    given = [f"--{name.replace('_', '-')}" for name in _INTENT_OPTIONS if getattr(args, name) is not None]
+    given = [f"--{name.replace('_', '-')}" for name in INTENT_OPTIONS if getattr(args, name) is not None]
     if given:
         return fail(
             command,
@@ -325,67 +143,115 @@ def _submit_raw(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         return fail(command, exc, 2)
 
-    async def run() -> tuple[RawSubmission, Outcome | None]:
+    async def run() -> int:
         start = await end_offsets(settings, OUTCOME_TOPICS)
         async with Client(settings) as client:
             submission = await client.submit_raw(args.agent, raw)
-        if not args.wait:
-            return submission, None
-        forged: list[tuple[str, str]] = []
-        outcomes = await wait_outcomes(settings, [submission], args.timeout, start, forged=forged)
-        for intent_id, why in forged:
-            print(f"FORGED outcome for {intent_id} ignored: {why}", file=sys.stderr)
-        return submission, outcomes.get(submission.intent_id)
-
-    try:
-        submission, outcome = asyncio.run(run())
-    except (ValueError, OSError) as exc:
-        return fail(command, exc, 2)
-    sent = {**dataclasses.asdict(submission), "bytes": len(raw)}
-    return _report(
-        args,
-        {"submission": sent},
-        (
+        sent = {"submission": {**dataclasses.asdict(submission), "bytes": len(raw)}}
+        line = (
             f"submitted {submission.intent_id} as it is ({len(raw)} bytes, sha256 {submission.digest}) for agent "
             f"{submission.agent_id}"
-        ),
-        outcome,
+        )
+        return await _answer(settings, args, submission, start, (sent, line))
+
+    try:
+        return asyncio.run(run())
+    except (ValueError, OSError) as exc:
+        return fail(command, exc, 2)
+
+
+async def _answer(
+    settings: Settings,
+    args: argparse.Namespace,
+    awaited: TransactionIntent | RawSubmission,
+    start: dict[TopicPartition, int],
+    submitted: tuple[dict[str, Any], str],
+) -> int:
+    """What became of ``awaited``, published: its id at once (``submitted``: what ``--json``
+    shows of it, and the line for people), the ``PARKED`` line as soon as the worker parks it,
+    then the outcome once final or when ``--timeout`` runs out (`_report`). Only outcomes that
+    verify count (`wait_outcomes`); a forgery is named on stderr."""
+    doc, line = submitted
+    if not args.json:
+        print(line, flush=True)
+    if not args.wait:
+        return _report(args, doc, None, None)
+    deadline, forged = time.monotonic() + args.timeout, list[tuple[str, str]]()
+    first = (await wait_outcomes(settings, [awaited], args.timeout, start, final=False, forged=forged)).get(
+        awaited.intent_id
+    )
+    approvers = None
+    if isinstance(first, IntentParked):
+        approvers = await _approvers(settings)
+        if not args.json:
+            print(_describe_outcome(first), flush=True)
+            print(f"  {_approvers_line(approvers)}", flush=True)
+    outcome = first
+    if first is not None and not is_final(first) and deadline > time.monotonic():
+        later = await wait_outcomes(settings, [awaited], deadline - time.monotonic(), start, forged=forged)
+        outcome = later.get(awaited.intent_id, first)
+    for intent_id, why in dict.fromkeys(forged):
+        note(f"FORGED outcome for {intent_id} ignored: {why}")
+    return _report(args, doc, outcome, approvers, shown=first if isinstance(first, IntentParked) else None)
+
+
+async def _approvers(settings: Settings) -> dict[str, Any]:
+    """Who may approve a parked intent: the admin set in force and its threshold for approvals."""
+    admins = await admins_in_force(settings)
+    return {
+        "needed": admins.threshold("approval"),
+        "admins": sorted(admins.keys),
+        "admin_set_version": admins.version,
+    }
+
+
+def _approvers_line(approvers: dict[str, Any]) -> str:
+    return (
+        f"waiting for {approvers['needed']} of the admins of set v{approvers['admin_set_version']} "
+        f"({', '.join(approvers['admins'])}) to approve: `warden approvals approve|deny`, or a passkey admin "
+        "in the console"
     )
 
 
-def _report(args: argparse.Namespace, submitted: dict[str, Any], line: str, outcome: Outcome | None) -> int:
-    """What was submitted and its outcome: a JSON document (``submitted`` and the outcome) or
-    lines for people. Exit code 1 for a rejection."""
+def _report(
+    args: argparse.Namespace,
+    submitted: dict[str, Any],
+    outcome: Outcome | None,
+    approvers: dict[str, Any] | None,
+    shown: IntentParked | None = None,
+) -> int:
+    """The outcome, as a JSON document (``submitted``, the outcome, how it ended and, for a parked
+    intent, who may approve it) or lines for people (``shown``: the parked line already printed);
+    how it ended is the exit code (`Ended`)."""
+    ended = _ended(args, outcome)
     if args.json:
-        print_json(
-            {**submitted, "outcome": None if outcome is None else outcome.model_dump(mode="json", by_alias=True)}
-        )
-    else:
-        print(line)
-        if outcome is not None:
-            print(_describe_outcome(outcome))
-            if isinstance(outcome, SignedSolanaTransaction) and outcome.status == "sign_only":
-                # Sign only: the caller sends these bytes itself (`warden tail` keeps one line a record).
-                print(f"  signed transaction (base64): {outcome.signed_tx}")
-            if isinstance(outcome, SignedBitcoinTransaction) and outcome.status == "sign_only":
-                print(f"  signed transaction (hex): {outcome.signed_tx}")
-        elif args.wait:
-            print(f"no outcome within {args.timeout} s: is the stack up (`warden up`)?")
-    return 1 if isinstance(outcome, IntentRejected) else 0
+        dumped = None if outcome is None else outcome.model_dump(mode="json", by_alias=True)
+        extra = {} if approvers is None else {"approvers": approvers}
+        said = ended.name.lower() if args.wait else "published"
+        print_json({**submitted, "outcome": dumped, "ended": said, **extra})
+        return ended
+    if outcome is None:
+        if args.wait:
+            note(f"no outcome within {args.timeout:g} s: is the stack up (`warden up`)? `warden txs` follows it")
+        return ended
+    if shown is None or not isinstance(outcome, IntentParked):  # a parked line is printed once
+        print(_describe_outcome(outcome))
+    if isinstance(outcome, SignedSolanaTransaction) and outcome.status == "sign_only":
+        # Sign only: the caller sends these bytes itself (`warden tail` keeps one line a record).
+        print(f"  signed transaction (base64): {outcome.signed_tx}")
+    if isinstance(outcome, SignedBitcoinTransaction) and outcome.status == "sign_only":
+        print(f"  signed transaction (hex): {outcome.signed_tx}")
+    if ended is Ended.PARKED:
+        note(f"still parked after {args.timeout:g} s; `warden txs` and `warden tail` follow it")
+    return ended
 
 
-def _read_cmek_text(path: str) -> str:
-    """A customer-managed key file (32 raw bytes or base64 text) as base64 text for the SDK."""
-    from infra.cli.custody import UsageError, read_cmek  # custody: only with --cmek-file
-
-    try:
-        key = read_cmek(path, "--cmek-file")
-    except UsageError as exc:
-        raise ValueError(str(exc)) from None
-    try:
-        return base64.b64encode(key).decode()
-    finally:
-        key[:] = bytes(len(key))
+def _ended(args: argparse.Namespace, outcome: Outcome | None) -> Ended:
+    if isinstance(outcome, IntentRejected):
+        return Ended.REJECTED
+    if isinstance(outcome, IntentParked):
+        return Ended.PARKED
+    return Ended.NO_OUTCOME if outcome is None and args.wait else Ended.SIGNED
 
 
 def _describe_outcome(outcome: Outcome) -> str:

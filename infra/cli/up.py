@@ -160,7 +160,13 @@ def _broker_count(text: str) -> int:
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_demo if command == "demo" else cmd_up)
     add_json_flag(p)
-    p.add_argument("--topology", choices=("fused", "split"), default=load().topology)
+    p.add_argument(
+        "--topology",
+        choices=("fused", "split"),
+        default=load().topology,
+        help="fused: intake and every guardrail in one hop of the worker; split: the intent handed from stage to "
+        "stage over warden.stage.<stage> topics (default: WARDEN_TOPOLOGY, else fused)",
+    )
     if command == "up":
         p.add_argument(
             "--memory",

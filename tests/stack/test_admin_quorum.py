@@ -25,6 +25,7 @@ from infra.stack.provision import Agent, balance, provision_agent
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets
+from runtime.trust import admin_key_file
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.admins import ACTIONS, AdminProposal, AdminSet, VaultChange
@@ -279,6 +280,11 @@ def _one_admin_cannot_change_the_admin_set(
     me_alone = f"a={public_key_hex(keys['a'])}"
     proposal = _cli(settings, "a", "admins", "propose", "--admins", me_alone, "--quorum", "1")
     assert proposal["published"] is False and proposal["needed"] == 2
+    assert proposal["outcome"] == AuditAction.PROPOSAL_SIGNED, proposal  # the worker counted a's signature
+    # An id the set does not hold proposes nothing: no key made, nothing signed or published.
+    stranger = warden(_as(settings, "z"), "admins", "propose", "--admins", me_alone, "--quorum", "1")
+    assert stranger.returncode == 1 and "z (WARDEN_ADMIN_ID) is not an admin of the set in force" in stranger.stderr
+    assert not admin_key_file(settings.home, "z").exists()
     # ... nor straight onto warden.admins: both services keep the set, so one key still signs nothing.
     forged = sign_admin_set(
         AdminSet(

@@ -8,6 +8,7 @@ and caps in it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.stack.local import LocalStack
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
-from runtime.trust import LOCAL_ADMIN_ID
+from runtime.trust import LOCAL_ADMIN_ID, admin_key_file
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import AuditSigner, public_key_hex, sign_policy
@@ -213,3 +214,36 @@ def test_update_keeps_the_agents_intent_key_and_public_key_registers_another(
 
     bad = warden(settings, "agents", "update", "--agent", agent, "--public-key", "0x1234")
     assert bad.returncode == 2 and "agent_public_key" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_admins_propose_reports_what_the_services_said_and_signs_nothing_for_a_stranger(stack: LocalStack) -> None:
+    """`warden admins propose` as an id the admin set in force does not hold used to make a key for
+    it, sign, print "signed and published" and exit 0, while both services refused the set
+    (`admins.refused`). It signs nothing, makes no key and publishes nothing; an admin in force
+    whose set is published hears both services' verdict and exits 0 only once they took it."""
+    settings = stack.settings
+    shown = orjson.loads(warden(settings, "admins", "show", "--json").stdout)
+    stranger = f"stranger-{os.urandom(3).hex()}"
+    their_key = public_key_hex(Ed25519PrivateKey.generate())  # the key they would be pinned with
+    pairs = ",".join(f"{admin}={key}" for admin, key in {**shown["admins"], stranger: their_key}.items())
+    quorum = ",".join(f"{action}={m}" for action, m in shown["thresholds"].items())
+
+    refused = warden(
+        dataclasses.replace(settings, admin_id=stranger), "admins", "propose", "--admins", pairs, "--quorum", quorum
+    )
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert f"{stranger} (WARDEN_ADMIN_ID) is not an admin of the set in force" in refused.stderr, refused.stderr
+    assert "nothing was signed or published" in refused.stderr and not refused.stdout, refused
+    assert not admin_key_file(settings.home, stranger).exists()
+
+    # The set in force again, as its own next version: both services take it.
+    same = ",".join(f"{admin}={key}" for admin, key in shown["admins"].items())
+    taken = warden(settings, "admins", "propose", "--admins", same, "--quorum", quorum, "--json")
+    assert taken.returncode == 0, taken.stderr
+    said = orjson.loads(taken.stdout)
+    assert said["published"] and said["outcome"] == AuditAction.ADMINS_CHANGED, said
+    assert {role: v["action"] for role, v in said["verdicts"].items()} == dict.fromkeys(
+        ("signer", "worker"), AuditAction.ADMINS_CHANGED
+    )
+    after = orjson.loads(warden(settings, "admins", "show", "--json").stdout)
+    assert (after["version"], after["admins"]) == (shown["version"] + 1, shown["admins"]), after

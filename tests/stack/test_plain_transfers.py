@@ -139,6 +139,24 @@ def test_a_plain_option_in_another_familys_form_is_refused_by_name(stack: LocalS
     assert done.returncode == 2 and "solana.address" in done.stderr, done.stderr
 
 
+def test_submit_names_an_amount_past_u64_and_a_network_without_rpc_and_prints_no_traceback(
+    stack: LocalStack, sol_agent: SolAgent
+) -> None:
+    """A transfer of 2**64 lamports has no bytes (a System transfer's amount is a u64), and a
+    network with no RPC configured has no node to write a transfer on: `warden submit` printed a
+    Python traceback for each. It says what is wrong, by its option or its setting."""
+    settings, agent, alice = stack.settings, sol_agent.agent_id, sol_agent.alice
+    huge = warden(
+        settings, "submit", "--agent", agent, "--chain", CHAIN, "--to", alice, "--value", "18446744073.709551616"
+    )
+    assert huge.returncode == 2 and "Traceback" not in huge.stderr, huge.stderr
+    assert "value: 18446744073.709551616 is 18446744073709551616 lamports" in huge.stderr, huge.stderr
+    assert "at most 18446744073709551615 (18446744073.709551615 SOL)" in huge.stderr, huge.stderr
+    unserved = warden(settings, "submit", "--agent", agent, "--chain", "solana", "--to", alice, "--value", "0.1")
+    assert unserved.returncode == 1 and "Traceback" not in unserved.stderr, unserved.stderr
+    assert unserved.stderr.startswith("warden submit: ") and "WARDEN_RPC_URL_SOLANA" in unserved.stderr, unserved.stderr
+
+
 @pytest.fixture(scope="module")
 def api(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`warden api` on the stack: its URL."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import queue
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -23,11 +25,12 @@ from infra.stack.local import LocalStack
 from runtime.clock import utcnow
 from runtime.config import child_environment
 from runtime.kafka import end_offsets
+from runtime.trust import LOCAL_ADMIN_ID
 from schemas import topics
 from schemas.auth import sign_outcome
 from schemas.outcomes import DeadLetter, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
-from tests.support import make_agent, tail_json
+from tests.support import make_agent, tail_json, warden
 
 DEST = "0x000000000000000000000000000000000000dEaD"
 
@@ -138,9 +141,27 @@ def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(
     ][:3]
 
 
-def test_a_parked_intent_is_shown_as_parked_by_submit_and_by_tail(stack: LocalStack, run: Callable[..., Any]) -> None:
-    """An intent waiting for an admin is an outcome that is not final: `warden submit` that waited
-    for it, and `warden tail` that met it, both failed on it (it has no transaction status)."""
+def _lines(proc: subprocess.Popen[str]) -> Callable[[], str]:
+    """Each next line ``proc`` prints, as it prints it (up to 90 s for one)."""
+    assert proc.stdout is not None
+    out, rows = proc.stdout, queue.Queue[str]()
+
+    def read() -> None:
+        for row in out:
+            rows.put(row.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return lambda: rows.get(timeout=90)
+
+
+def test_submit_says_at_once_what_it_published_and_that_it_parked_then_what_the_admins_decided(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
+    """`warden submit` on an intent that parks used to print nothing, not even the intent's id,
+    for the whole --timeout. It prints the id once it is published and PARKED, with who may
+    approve, as soon as the worker parks it, while it goes on waiting: the admin's approval and
+    the signature that follows end it (exit 0). With --json it prints one document, the intent
+    still parked when --timeout runs out (exit 4). `warden tail` shows the parked intent too."""
     settings = stack.settings
     agent = f"agent-parked-{os.urandom(3).hex()}"
     run(
@@ -154,33 +175,48 @@ def test_a_parked_intent_is_shown_as_parked_by_submit_and_by_tail(stack: LocalSt
         )
     )
     env = child_environment(settings)
-    submitted = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "infra.cli",
-            "submit",
-            "--agent",
-            agent,
-            "--chain",
-            "anvil",
-            "--to",
-            DEST,
-            "--value",
-            "0.01",
-            "--timeout",
-            "10",
-        ],
+    submit = [sys.executable, "-m", "infra.cli", "submit", "--agent", agent, "--chain", "anvil", "--to", DEST]
+    proc = subprocess.Popen(
+        [*submit, "--value", "0.01", "--timeout", "180"],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
     )
-    assert submitted.returncode == 0, submitted.stderr
-    intent_id = submitted.stdout.split()[1]
-    parked = [row for row in submitted.stdout.splitlines() if row.startswith(f"PARKED {intent_id} until ")]
-    assert parked and f"`warden approvals approve|deny {intent_id}`" in parked[0], submitted.stdout
+    try:
+        line = _lines(proc)
+        published = line()
+        assert published.startswith("submitted ") and proc.poll() is None, published
+        intent_id = published.split()[1]
+        parked = line()
+        assert parked.startswith(f"PARKED {intent_id} until ") and proc.poll() is None, parked
+        assert f"`warden approvals approve|deny {intent_id}`" in parked, parked
+        who = line()
+        assert "waiting for 1 of the admins of set v" in who and LOCAL_ADMIN_ID in who, who
+        approved = warden(settings, "approvals", "approve", intent_id)
+        assert approved.returncode == 0, approved.stderr
+        assert line().startswith(f"SIGNED {intent_id} sign_only "), "the submit printed no signature"
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
 
+    waited = subprocess.run(
+        [*submit, "--value", "0.02", "--timeout", "5", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert waited.returncode == 4, waited.stderr
+    doc = orjson.loads(waited.stdout)
+    assert (doc["ended"], doc["outcome"]["intent_id"], doc["approvers"]["needed"]) == (
+        "parked",
+        doc["intent"]["intent_id"],
+        1,
+    ), doc
+    _tail_shows_parked(env, doc["intent"]["intent_id"])
+
+
+def _tail_shows_parked(env: dict[str, str], intent_id: str) -> None:
+    """`warden tail --from-beginning` shows ``intent_id`` as parked."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "tail", "--from-beginning"],
         env=env,
