@@ -24,12 +24,9 @@ from schemas.amounts import SATOSHIS, U64, checked
 from schemas.chains import Family
 from schemas.errors import WardenError
 from schemas.families import FORMS
-from schemas.fields import format_token_amount, parse_bitcoin_address, parse_solana_address, parse_token_amount
+from schemas.fields import parse_bitcoin_address, parse_solana_address, parse_token_amount
 from schemas.policy import AgentPolicy
 from sdk import solana
-
-# A System transfer's lamports, and every Solana amount, are a u64.
-_U64_MAX = 2**64 - 1
 
 
 class TransferInvalid(WardenError, ValueError):
@@ -67,12 +64,6 @@ async def _solana(settings: Settings, chain: str, policy: AgentPolicy | None, to
         checked(U64, lamports, "the lamports of the transfer")
     except ValueError as exc:
         raise TransferInvalid(f"value: {exc}") from None
-    if lamports > _U64_MAX:
-        # A System transfer carries its lamports as a u64: a larger amount has no bytes to sign.
-        raise TransferInvalid(
-            f"value: {value} is {lamports} lamports; a Solana transfer carries at most {_U64_MAX} "
-            f"({format_token_amount(_U64_MAX, form.native_decimals)} {REGISTRY.get(chain).currency})"
-        )
     node = JsonRpc(settings.rpc_url_for(chain), timeout_s=30)
     try:
         recent = Hash.from_string(await solana_node.latest_blockhash(node))

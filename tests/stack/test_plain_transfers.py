@@ -150,8 +150,8 @@ def test_submit_names_an_amount_past_u64_and_a_network_without_rpc_and_prints_no
         settings, "submit", "--agent", agent, "--chain", CHAIN, "--to", alice, "--value", "18446744073.709551616"
     )
     assert huge.returncode == 2 and "Traceback" not in huge.stderr, huge.stderr
-    assert "value: 18446744073.709551616 is 18446744073709551616 lamports" in huge.stderr, huge.stderr
-    assert "at most 18446744073709551615 (18446744073.709551615 SOL)" in huge.stderr, huge.stderr
+    assert "value: the lamports of the transfer is 18446744073709551616" in huge.stderr, huge.stderr
+    assert "outside the u64 the chain holds it in (0 to 18446744073709551615)" in huge.stderr, huge.stderr
     unserved = warden(settings, "submit", "--agent", agent, "--chain", "solana", "--to", alice, "--value", "0.1")
     assert unserved.returncode == 1 and "Traceback" not in unserved.stderr, unserved.stderr
     assert unserved.stderr.startswith("warden submit: ") and "WARDEN_RPC_URL_SOLANA" in unserved.stderr, unserved.stderr
