@@ -41,4 +41,28 @@ BAD_BODIES = {
     ),
     "tx_type 3": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "tx_type": 3}, "tx_type"),
     "gas_limit a fraction": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "gas_limit": 21000.5}, "gas_limit"),
+    # A JSON integer as written: a float is refused even when its fraction is zero, and so is a boolean.
+    "gas_limit a float": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "gas_limit": 21000.0}, "gas_limit"),
+    "tx_type a float": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "tx_type": 2.0}, "tx_type"),
+    "tx_type a boolean": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "tx_type": True}, "tx_type"),
+    "nonce a float": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "nonce": 7.0}, "nonce"),
 }
+
+# Bodies `POST /v1/agents/{id}/sign` must refuse, with the field their 400 must name.
+_DELEGATION = {"intent_type": "transaction", "chain": "anvil", "to": RECIPIENT, "value": "0", "tx_type": 4}
+BAD_SIGN_BODIES = {
+    "an authorization's chain_id a float": (
+        {**_DELEGATION, "authorization_list": [{"chain_id": 31337.0, "address": RECIPIENT}]},
+        "authorization_list.0.chain_id",
+    ),
+    "an authorization's chain_id a boolean": (
+        {**_DELEGATION, "authorization_list": [{"chain_id": True, "address": RECIPIENT}]},
+        "authorization_list.0.chain_id",
+    ),
+    "an authorization's nonce a string": (
+        {**_DELEGATION, "authorization_list": [{"chain_id": 31337, "address": RECIPIENT, "nonce": "3"}]},
+        "authorization_list.0.nonce",
+    ),
+    "tx_type a float": ({**_DELEGATION, "tx_type": 4.0}, "tx_type"),
+}
+

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from evm.constants import NONCE_LIMIT
 from runtime.registry import REGISTRY
 from schemas.chains import Family
 from schemas.codes import Code
@@ -34,7 +35,7 @@ from schemas.fields import (
     known_chain,
     parse_token_amount,
 )
-from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
+from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry
 from schemas.simulation import MAX_BUNDLE_STEPS
 from schemas.stages import Stage
 from sdk.mcp_results import (
@@ -140,22 +141,24 @@ SolanaChainName = Annotated[
 ]
 
 
-def _integral(value: Any) -> Any:
-    # JSON has numbers, not integers: 21000.0 is the integer JSON Schema calls 21000, and is taken
-    # as it; 21000.5 is still refused.
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+def _json_integer(value: Any) -> Any:
+    # An integer field takes a JSON integer as written: no fraction, no exponent, no boolean. JSON
+    # Schema calls 21000.0 the integer 21000 and pydantic's Literal takes 2.0 and true for 2 and 1:
+    # a producer that writes a float for a count has made a mistake, named here, not guessed at.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(
+            f"must be a JSON integer, written without a fraction or an exponent (21000, not 21000.0); got {value!r:.40}"
+        )
+    return value
 
 
-_INTEGRAL = BeforeValidator(_integral)
+_INTEGER = BeforeValidator(_json_integer)
 
 
-Integer = Annotated[int, _INTEGRAL]
+GasLimit = Annotated[int, Field(ge=21000, le=30_000_000), _INTEGER]
 
 
-GasLimit = Annotated[int, Field(ge=21000, le=30_000_000), _INTEGRAL]
-
-
-Nonce = Annotated[int, Field(ge=0, le=2**64 - 2), _INTEGRAL]
+Nonce = Annotated[int, Field(ge=0, le=2**64 - 2), _INTEGER]
 
 
 def _base64(text: str) -> str:
@@ -279,7 +282,7 @@ class _TransactionFields(Strict):
 class TransactionRequest(_TransactionFields):
     """A transaction the agent asks for, as the Intents API takes it."""
 
-    tx_type: Annotated[Literal[0, 1, 2], _INTEGRAL] | None = Field(
+    tx_type: Annotated[Literal[0, 1, 2], _INTEGER] | None = Field(
         default=None, description="EIP-2718 type (default 2); type 4 through POST /v1/agents/{agent_id}/sign"
     )
 
@@ -290,11 +293,23 @@ class TransactionRequest(_TransactionFields):
         return fees_of_type(self, ())
 
 
+class AuthorizationRequest(Strict):
+    """One EIP-7702 authorization the agent asks for, as `schemas.intent.AuthorizationRequest` takes
+    it, its integers JSON integers: delegate the agent's account to ``address``'s code. ``nonce`` may
+    be left out (the signer sets the account's next nonce) and, when given, must be that nonce."""
+
+    chain_id: Annotated[int, Field(ge=0, lt=2**64), _INTEGER] = Field(
+        description="0 means every chain (refused unless the policy allows it)"
+    )
+    address: Address = Field(json_schema_extra={"pattern": ADDRESS_PATTERN}, description=ADDRESS_DESCRIPTION)
+    nonce: Annotated[int, Field(ge=0, lt=NONCE_LIMIT), _INTEGER] | None = None
+
+
 class TransactionSignRequest(_TransactionFields):
     """The unified sign endpoint's transaction: types 0, 1, 2 and 4 (EIP-7702), signed and not broadcast."""
 
     intent_type: Literal["transaction"]
-    tx_type: Annotated[Literal[0, 1, 2, 4], _INTEGRAL] | None = Field(
+    tx_type: Annotated[Literal[0, 1, 2, 4], _INTEGER] | None = Field(
         default=None, description="EIP-2718 type (default 2)"
     )
     access_list: list[AccessListEntry] | None = Field(default=None, max_length=256, description="not for tx_type 0")

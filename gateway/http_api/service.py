@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from gateway.http_api import api_keys
 from gateway.http_api.bodies import BODY_TIMEOUT_S, flag, read_body, read_model
 from gateway.http_api.errors import Refused, invalid_body, json_answer, rejection
+from gateway.http_api.key_store import KeyStoreBehind, KeyStoreView
 from gateway.http_api.limits import FailedAttempts, Idempotency, RateLimit
 from gateway.http_api.models import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -85,7 +86,6 @@ from sdk.mcp_results import (
     transaction_of,
 )
 from sdk.outcomes import Outcome
-from sdk.signing_keys import agent_signing_keys
 from sdk.transfers import TransferInvalid, transfer_fields
 
 SIMULATION_FAILED_CODES = frozenset({Code.SIMULATION_REVERTED})
@@ -101,6 +101,11 @@ class ApiService:
     idempotency: Idempotency = field(default_factory=Idempotency)
     token_attempts: FailedAttempts = field(default_factory=FailedAttempts)
     submit: Callable[..., Awaitable[tuple[Outcome | None, int]]] = submit_and_wait
+    # What `GET .../signing-keys` answers from, kept current once `app.serve` starts it.
+    key_store: KeyStoreView = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key_store = KeyStoreView(self.settings)
 
     # -- credentials -------------------------------------------------------------------------
 
@@ -133,15 +138,15 @@ class ApiService:
     async def agent_token(self, request: web.Request) -> web.Response:
         body = read_model(TokenRequest, await read_body(request, self.body_timeout_s))
         now = self.now()
-        address = request.remote or "unknown"
-        wait_s = self.token_attempts.wait(body.agent_id, address, now.timestamp())
-        if wait_s > 0:
-            why = f"too many failed attempts for agent {body.agent_id!r} or from this address"
-            raise _limited("too_many_failed_attempts", why, wait_s)
         try:
             record = api_keys.check_api_key(self.settings.home, body.agent_id, body.api_key, now)
         except api_keys.CredentialRefused as exc:
-            self.token_attempts.failed(body.agent_id, address, now.timestamp())
+            # Counted after the check: failures limit the one who fails, never a valid key.
+            presented = hashlib.sha256(f"{body.agent_id}\0{body.api_key}".encode()).hexdigest()
+            wait_s = self.token_attempts.failed(request.remote or "unknown", presented, now.timestamp())
+            if wait_s > 0:
+                why = "too many failed attempts from this address or with this key"
+                raise _limited("too_many_failed_attempts", why, wait_s) from None
             raise Refused(401, "unauthorized", str(exc)) from None
         token, expires_at = api_keys.issue_token(self.settings.home, record, body.agent_id, now)
         answer = TokenResponse(
@@ -219,7 +224,7 @@ class ApiService:
         """The unified sign endpoint: personal_sign, typed_data, or a transaction of any type."""
         agent_id = self.caller(request)
         doc = await read_body(request, self.body_timeout_s)
-        asked = read_model(SignRequest, doc).root
+        asked = read_model(SignRequest, doc, tagged_by="intent_type").root
         if isinstance(asked, TransactionSignRequest):
             work = lambda key: self._answer(agent_id, asked, key, broadcast=False)  # noqa: E731
         elif isinstance(asked, SolanaSignRequest):
@@ -417,7 +422,10 @@ class ApiService:
     async def signing_keys(self, request: web.Request) -> web.Response:
         """The addresses of the agent's keys in the key store the signer reads (never a key)."""
         agent_id = self.caller(request)
-        found = await agent_signing_keys(self.settings, agent_id)
+        try:
+            found = await self.key_store.keys(agent_id)
+        except KeyStoreBehind as exc:
+            raise Refused(503, "unavailable", f"{exc}; retry later", headers={"Retry-After": "5"}) from None
         return json_answer(200, found.model_dump(mode="json", exclude_none=True))
 
     async def admins_only(self, request: web.Request) -> web.Response:

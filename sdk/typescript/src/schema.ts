@@ -850,17 +850,11 @@ export interface components {
         };
         /**
          * AuthorizationRequest
-         * @description One EIP-7702 authorization the agent asks for: delegate its account to ``address``'s code.
-         *     The signer signs it with the agent's key; ``nonce`` may be left out (the signer sets the
-         *     account's next nonce) and, when given, must be that nonce.
+         * @description One EIP-7702 authorization the agent asks for, as `schemas.intent.AuthorizationRequest` takes
+         *     it, its integers JSON integers: delegate the agent's account to ``address``'s code. ``nonce`` may
+         *     be left out (the signer sets the account's next nonce) and, when given, must be that nonce.
          */
         AuthorizationRequest: {
-            /**
-             * Schema Version
-             * @default 1
-             * @constant
-             */
-            schema_version: 1;
             /**
              * Chain Id
              * @description 0 means every chain (refused unless the policy allows it)
@@ -2095,7 +2089,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description a request line (the URL) over 4096 bytes */
+        /** @description a URL (its path and query, as sent) over 4096 bytes */
         UrlTooLong: {
             headers: {
                 [name: string]: unknown;
