@@ -39,6 +39,8 @@ ERROR_CODES = {
     "too_many_failed_attempts": Code.TOO_MANY_FAILED_ATTEMPTS,
     "broadcast_refused": Code.BROADCAST_REFUSED,
     "unavailable": Code.PIPELINE_UNAVAILABLE,
+    "no_rpc": Code.NO_RPC,
+    "node_unavailable": Code.CHAIN_RPC_FAILED,
     "internal_error": Code.API_INTERNAL_ERROR,
 }
 

@@ -510,10 +510,15 @@ class SimulationResponse(BaseModel):
 
 
 class TransactionResponse(Transaction):
-    """A transaction of the agent: the Intents API's ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
-    of what Warden knows of it. ``signed_tx`` only on the first POST, or when asked for."""
+    """A transaction of the agent on an EVM network (``family`` evm), or a refusal of any family
+    (``status`` refused, no ``family``: the refusal's record names no network): the Intents API's
+    ``id``, ``tx_hash``, ``chain``, ``status``, and the rest of what Warden knows of it.
+    ``signed_tx`` only on the first POST, or when asked for."""
 
     id: str = Field(description="the transaction's id (Warden's intent id)")
+    family: Literal["evm"] | None = Field(
+        default=None, description="evm; none on a refusal, whose record names no network"
+    )
     detail: str | None = Field(default=None, description="a refusal's human reason (data, not instructions)")
     code: Code | None = Field(default=None, description="a refusal's code")
     stage: Stage | None = Field(default=None, description="the stage whose rule refused it")
@@ -524,6 +529,7 @@ class SolanaTransactionResponse(SolanaTransactionResult):
     signed bytes (``signed_tx``, base64), what it may spend per asset."""
 
     id: str
+    family: Literal["solana"] = "solana"
     detail: str | None = None
     code: Code | None = None
     stage: Stage | None = None
@@ -534,16 +540,22 @@ class BitcoinTransactionResponse(BitcoinTransactionResult):
     (``signed_tx``, hex), what it spends and its fee."""
 
     id: str
+    family: Literal["bitcoin"] = "bitcoin"
     detail: str | None = None
     code: Code | None = None
     stage: Stage | None = None
 
 
-class TransferResponse(RootModel[Any]):
-    """What the transactions endpoints answer: a transaction on an EVM network, a Solana
-    transaction on a Solana one, a Bitcoin payment on a Bitcoin one."""
+# One transaction of the agent's, in its family's shape, named by ``family``.
+AnyTransaction = TransactionResponse | SolanaTransactionResponse | BitcoinTransactionResponse
 
-    root: TransactionResponse | SolanaTransactionResponse | BitcoinTransactionResponse
+
+class TransferResponse(RootModel[Any]):
+    """What the transactions endpoints answer, and a lookup of one: a transaction on an EVM
+    network, a Solana transaction on a Solana one, a Bitcoin payment on a Bitcoin one, each named
+    by ``family`` (a refusal, looked up, names none)."""
+
+    root: AnyTransaction
 
 
 class SignResponse(RootModel[Any]):
@@ -555,7 +567,10 @@ class SignResponse(RootModel[Any]):
 
 class TransactionListResponse(BaseModel):
     agent_id: str
-    transactions: list[TransactionResponse] = Field(description="newest first")
+    transactions: list[AnyTransaction] = Field(
+        description="newest first: every family's transactions, each in its family's shape named by `family`, and "
+        "the refusals"
+    )
     forged_records_ignored: int
 
 

@@ -16,6 +16,7 @@ from gateway.http_api.models import (
     BYTES32_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     IDENTIFIER_PATTERN,
+    BitcoinTransactionResponse,
     BundleRequest,
     ChainsResponse,
     ErrorResponse,
@@ -114,6 +115,7 @@ ANSWERS = (
     TransactionListResponse,
     SignResponse,
     SolanaTransactionResponse,
+    BitcoinTransactionResponse,
     SimulationResponse,
     SigningKeys,
     ChainsResponse,
@@ -286,8 +288,8 @@ def _transaction_paths() -> dict[str, Any]:
         },
         f"{_AGENT}/transactions/{{tx_id}}": {
             "get": _operation(
-                "one transaction, by id or hash",
-                {200: (TransactionResponse, "the transaction")},
+                "one transaction, by its id or its hash on chain (a Solana signature, a Bitcoin txid)",
+                {200: (TransferResponse, "the transaction, in its family's shape")},
                 params=(_path_param("tx_id"), _include_param()),
             )
         },

@@ -17,7 +17,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from gateway.http_api import api_keys
+from gateway.http_api import api_keys, lookups
 from gateway.http_api.bodies import BODY_TIMEOUT_S, flag, read_body, read_model
 from gateway.http_api.errors import Refused, invalid_body, json_answer, rejection
 from gateway.http_api.key_store import KeyStoreBehind, KeyStoreView
@@ -46,9 +46,9 @@ from gateway.http_api.models import (
     TypedDataSignRequest,
 )
 from gateway.http_api.openapi import openapi_text
+from gateway.http_api.transfers import transfer_fields_of
 from runtime.config import Settings
 from runtime.registry import REGISTRY
-from runtime.rpc import RpcError
 from schemas.chains import Family, UnknownChain
 from schemas.codes import Code
 from schemas.outcomes import (
@@ -72,21 +72,16 @@ from sdk.client import (
     new_solana_intent,
     new_solana_message_intent,
     new_typed_data_intent,
-    policy_in_force,
-    status_history,
     submit_and_wait,
 )
 from sdk.mcp_results import (
     Transaction,
     bitcoin_transaction_of,
-    refused_transaction,
     signature_of,
     solana_transaction_of,
     submitted_transaction,
-    transaction_of,
 )
 from sdk.outcomes import Outcome
-from sdk.transfers import TransferInvalid, transfer_fields
 
 SIMULATION_FAILED_CODES = frozenset({Code.SIMULATION_REVERTED})
 
@@ -183,28 +178,17 @@ class ApiService:
     async def _solana_transfer(
         self, agent_id: str, asked: SolanaTransferRequest, key: str | None, broadcast: bool
     ) -> tuple[int, dict[str, Any]]:
-        fields = await self._transfer_fields(agent_id, asked.chain, asked.to, asked.value, "no recent blockhash")
+        fields = await transfer_fields_of(
+            self.settings, agent_id, asked.chain, asked.to, asked.value, "no recent blockhash"
+        )
         transaction = SolanaRequest(chain=asked.chain, transaction=fields["solana_transaction"])
         return await self._solana(agent_id, transaction, key, broadcast)
-
-    async def _transfer_fields(self, agent_id: str, chain: str, to: str, value: str, node_gave: str) -> dict[str, Any]:
-        """The intent fields of a plain transfer on ``chain`` (`sdk.transfers`), written from the
-        agent's policy in force: 422 when it cannot be written, 503 when the node did not answer
-        (``node_gave``: what it gave instead of what the writer needs)."""
-        policy = await policy_in_force(self.settings, agent_id)
-        try:
-            return await transfer_fields(self.settings, chain, policy, to, value)
-        except TransferInvalid as exc:
-            raise Refused(422, "invalid_request", str(exc)) from None
-        except (RpcError, OSError, TimeoutError) as exc:
-            why = f"the node of {chain} gave {node_gave} ({exc}); retry later"
-            raise Refused(503, "unavailable", why, headers={"Retry-After": "5"}) from None
 
     async def _bitcoin_transfer(
         self, agent_id: str, asked: BitcoinTransferRequest, key: str | None, broadcast: bool
     ) -> tuple[int, dict[str, Any]]:
-        fields = await self._transfer_fields(
-            agent_id, asked.chain, asked.to, asked.value, "no list of the agent's unspent outputs"
+        fields = await transfer_fields_of(
+            self.settings, agent_id, asked.chain, asked.to, asked.value, "no list of the agent's unspent outputs"
         )
         agent_key = self._agent_key(agent_id)
         try:
@@ -215,7 +199,7 @@ class ApiService:
             raise invalid_body(exc, "the payment is not a valid Bitcoin intent") from None
         outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
         found = bitcoin_transaction_of(intent.intent_id, agent_id, asked.chain, key or "", outcome, forged)
-        doc = {"id": intent.intent_id, **found.model_dump(mode="json", exclude_none=True)}
+        doc = lookups.family_view(found, key)
         if isinstance(outcome, IntentRejected):
             raise rejection(outcome)
         return (201 if isinstance(outcome, SignedBitcoinTransaction) else 202), doc
@@ -261,7 +245,7 @@ class ApiService:
             raise invalid_body(exc, "the request is not a valid Solana transaction") from None
         outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
         found = solana_transaction_of(intent.intent_id, agent_id, asked.chain, key or "", outcome, forged)
-        doc = {"id": intent.intent_id, **found.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        doc = lookups.family_view(found, key)
         if isinstance(outcome, IntentRejected):
             raise rejection(outcome)
         return (201 if isinstance(outcome, SignedSolanaTransaction) else 202), doc
@@ -478,7 +462,7 @@ class ApiService:
                 status=outcome.status,
             )
         status = 201 if isinstance(outcome, SignedTransaction) else 202
-        return status, _view(found)
+        return status, lookups.evm_view(found)
 
     def _agent_key(self, agent_id: str) -> Ed25519PrivateKey:
         if not intent_key_file(self.settings.home, agent_id).exists():
@@ -494,10 +478,8 @@ class ApiService:
         agent_id = self.caller(request)
         include = flag(request, "include_signed_tx")
         found = await agent_transactions(self.settings, agent_id)
-        dated = [(r.signed_at, transaction_of(r, include)) for r in found.transactions]
-        dated += [(r.decided_at, refused_transaction(r)) for r in found.rejected]
-        listed = [_view(t) for _, t in sorted(dated, key=lambda pair: pair[0], reverse=True)]
-        return json_answer(200, {"agent_id": agent_id, "transactions": listed, "forged_records_ignored": found.forged})
+        rows = lookups.listed(found, include)
+        return json_answer(200, {"agent_id": agent_id, "transactions": rows, "forged_records_ignored": found.forged})
 
     async def get_transaction(self, request: web.Request) -> web.Response:
         agent_id = self.caller(request)
@@ -505,15 +487,9 @@ class ApiService:
         tx_id = request.match_info["tx_id"]
         history: dict[str, list[SignedTransaction]] = {}
         found = await agent_transactions(self.settings, agent_id, history=history)
-        wanted = [r for r in found.transactions if tx_id in (r.intent_id, r.tx_hash, *r.replaces)]
-        if wanted:
-            record = wanted[0]
-            return json_answer(
-                200, _view(transaction_of(record, include, history=status_history(history[record.intent_id])))
-            )
-        refusals = [r for r in found.rejected if r.intent_id == tx_id]
-        if refusals:
-            return json_answer(200, _view(refused_transaction(refusals[-1])))
+        view = lookups.looked_up(found, history, tx_id, include)
+        if view is not None:
+            return json_answer(200, view)
         raise Refused(
             404,
             "not_found",
@@ -598,12 +574,3 @@ def with_domain_type(typed_data: dict[str, Any]) -> dict[str, Any]:
         return typed_data
     declared = [{"name": name, "type": kind} for name, kind in DOMAIN_FIELDS if name in domain]
     return {**typed_data, "types": {"EIP712Domain": declared, **types}}
-
-
-def _view(found: Transaction) -> dict[str, Any]:
-    """A transaction as the API answers it: ``signed_tx`` only where ``found`` holds it
-    (`transaction_of` leaves it out unless asked)."""
-    doc = found.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if found.refusal is not None:
-        doc.update(detail=found.refusal.reason, code=found.refusal.code, stage=found.refusal.stage)
-    return {"id": found.intent_id, **doc}
