@@ -70,6 +70,10 @@ LEDGER_LAG = Gauge(
 API_REQUESTS = Counter(
     "warden_api_requests_total", "Requests warden api answered, by route and status", ["route", "status"]
 )
+API_KEY_STORE_RECORDS = Counter(
+    "warden_api_key_store_records_total",
+    "Records of warden.admins and warden.vault the HTTP API's signing-key reader has read",
+)
 API_SECONDS = Histogram(
     "warden_api_request_seconds",
     "Time warden api took to answer, by route (a signing request: until its verified outcome)",

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import http_exceptions, web
 from aiohttp.web_request import BaseRequest
 
-from gateway.http_api.bodies import MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_URL_BYTES
+from gateway.http_api.bodies import MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_REQUEST_LINE_BYTES, MAX_URL_BYTES
 from gateway.http_api.errors import Refused
 from gateway.http_api.outcome_hub import OutcomeHub
 from gateway.http_api.service import ApiService
@@ -56,6 +56,19 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return Refused(500, "internal_error", "the API failed on this request; its log says why").response()
 
 
+@web.middleware
+async def _url_within_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """414 for a URL over `MAX_URL_BYTES`, counted as sent: the limit the docs state, whichever
+    parser read the request (each limits something else: `MAX_REQUEST_LINE_BYTES`)."""
+    if len(request.raw_path.encode("utf-8", "surrogateescape")) > MAX_URL_BYTES:
+        raise _url_too_long()
+    return await handler(request)
+
+
+def _url_too_long() -> Refused:
+    return Refused(414, "url_too_long", f"the URL (its path and query) is over {MAX_URL_BYTES} bytes")
+
+
 def _routing_refusal(request: web.Request, exc: web.HTTPException) -> Refused:
     """aiohttp's answer for a path or method no route has, as the API's JSON error (405 keeps its
     ``Allow``)."""
@@ -76,9 +89,9 @@ def _routing_refusal(request: web.Request, exc: web.HTTPException) -> Refused:
 
 def build_app(service: ApiService) -> web.Application:
     app = web.Application(
-        middlewares=[_measured, _errors],
+        middlewares=[_measured, _errors, _url_within_limit],
         client_max_size=MAX_BODY_BYTES,
-        handler_args={"max_line_size": MAX_URL_BYTES, "max_field_size": MAX_HEADER_BYTES},
+        handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES, "max_field_size": MAX_HEADER_BYTES},
     )
     agent = "/v1/agents/{agent_id}"
     app.add_routes(
@@ -132,8 +145,8 @@ def _protocol_refusal(status: int, exc: BaseException | None, message: str | Non
     """What aiohttp's parser refused (``exc``, ``status`` and ``message`` as it gives them), as the
     API's error."""
     if isinstance(exc, http_exceptions.LineTooLong):
-        if exc.args[1] == MAX_URL_BYTES:
-            return Refused(414, "url_too_long", f"the request line (method and URL) is over {MAX_URL_BYTES} bytes")
+        if exc.args[1] == MAX_REQUEST_LINE_BYTES:
+            return _url_too_long()
         return Refused(431, "headers_too_large", f"a header is over {MAX_HEADER_BYTES} bytes")
     if status >= 500:
         return Refused(500, "internal_error", "the API failed on this request; its log says why")
@@ -167,7 +180,8 @@ class ApiRunner(web.AppRunner):
 
 async def serve(service: ApiService, listen: str) -> None:
     """Serve the API at ``listen`` (host:port) until cancelled, submitting through one
-    `OutcomeHub`; the ready file says it listens."""
+    `OutcomeHub` and answering for signing keys from one `KeyStoreView`; the ready file says it
+    listens."""
     host, _, port = listen.rpartition(":")
     metrics.serve(service.settings, "api")
     hub = OutcomeHub(service.settings)
@@ -175,6 +189,7 @@ async def serve(service: ApiService, listen: str) -> None:
     runner = ApiRunner(build_app(service), access_log=None)
     try:
         await hub.start()
+        await service.key_store.start()
         await runner.setup()
         await web.TCPSite(runner, host.strip("[]"), int(port)).start()
         mark_ready(service.settings, "api")
@@ -187,4 +202,5 @@ async def serve(service: ApiService, listen: str) -> None:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+        await service.key_store.stop()
         await hub.stop()

@@ -25,11 +25,17 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 MAX_BODY_BYTES = 64 * 1024
 
 
-# A request line (the URL) and a header line over these are refused by the HTTP parser (414, 431).
-# The two differ so that the parser's one error for both says which it was by the limit it names.
+# A URL as sent (its path and query) over this is refused, 414, whichever HTTP parser aiohttp
+# runs: its C parser limits the URL, its pure-Python one the whole request line, so the parser is
+# given room for the method and the version (`MAX_REQUEST_LINE_BYTES`) and the app checks the URL.
 MAX_URL_BYTES = 4096
 
 
+MAX_REQUEST_LINE_BYTES = MAX_URL_BYTES + 32
+
+
+# A header line over this is refused by the parser (431). It differs from the request line's limit,
+# so that the parser's one error for both says which it was by the limit it names.
 MAX_HEADER_BYTES = 8190
 
 
@@ -71,10 +77,14 @@ async def read_body(request: web.Request, timeout_s: float) -> Any:
         raise Refused(400, "invalid_json", f"the body is not JSON ({exc}); send a JSON object") from None
 
 
-def read_model(model: type[ModelT], doc: Any) -> ModelT:
+def read_model(model: type[ModelT], doc: Any, tagged_by: str | None = None) -> ModelT:
+    """``doc`` as ``model``, or 400 naming each field and what was wrong. ``tagged_by``: the field
+    whose value picks one of ``model``'s kinds (pydantic names a field of that kind under the
+    value, as ``transaction.tx_type``; the answer names the field of the body, ``tx_type``)."""
     if not isinstance(doc, dict):
         raise Refused(400, "invalid_request", f"the body is a JSON {type(doc).__name__}, not an object")
     try:
         return model.model_validate(doc, context=REGISTRY.context)
     except ValidationError as exc:
-        raise invalid_body(exc, "the request body is not valid", 400) from None
+        tag = doc.get(tagged_by) if tagged_by is not None else None
+        raise invalid_body(exc, "the request body is not valid", 400, tag if isinstance(tag, str) else None) from None

@@ -39,6 +39,8 @@ ERROR_CODES = {
     "too_many_failed_attempts": Code.TOO_MANY_FAILED_ATTEMPTS,
     "broadcast_refused": Code.BROADCAST_REFUSED,
     "unavailable": Code.PIPELINE_UNAVAILABLE,
+    "no_rpc": Code.NO_RPC,
+    "node_unavailable": Code.CHAIN_RPC_FAILED,
     "internal_error": Code.API_INTERNAL_ERROR,
 }
 
@@ -84,11 +86,12 @@ def json_answer(status: int, doc: Any, headers: dict[str, str] | None = None) ->
     return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json", headers=headers)
 
 
-def invalid_body(exc: ValidationError, what: str, status: int = 422) -> Refused:
+def invalid_body(exc: ValidationError, what: str, status: int = 422, tag: str | None = None) -> Refused:
     """A body refused by pydantic: 400 when it is not what the OpenAPI document allows (the request
     models are the document), 422 when it is but a rule the document cannot state refuses it (the
-    intent built from it: a priority fee over the maximum fee, bytes that do not parse)."""
-    lines = [_named(line) for line in explain(exc)]
+    intent built from it: a priority fee over the maximum fee, bytes that do not parse). ``tag``:
+    the kind a tagged body named, which pydantic puts before each field's name and the answer does not."""
+    lines = [_named(line.removeprefix(f"{tag}.") if tag else line) for line in explain(exc)]
     problems = [FieldProblem(field=line.partition(": ")[0], problem=line.partition(": ")[2]) for line in lines]
     return Refused(status, "invalid_request", f"{what}: " + "; ".join(lines), fields=problems)
 

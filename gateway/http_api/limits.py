@@ -109,19 +109,17 @@ class RateLimit:
 
 @dataclass
 class FailedAttempts:
-    """Failed `POST /v1/auth/agent-token` attempts, limited by the agent named and by the client's
-    address: past either, the endpoint answers 429 before it looks at the key, so guessing keys
-    costs time as well as luck. A request with the right key counts nothing, so an agent that
-    does not fail is never limited by its own use; one an attacker has named waits at most
-    ``Retry-After`` seconds."""
+    """Failed `POST /v1/auth/agent-token` attempts, counted by the client's address and by the
+    credentials presented (the agent named and the key given, as one digest): past either budget,
+    a wrong key is answered 429 rather than 401, with how long to wait. The key is checked before
+    this is asked, so a valid key is never refused here: a stranger who names an agent and fails
+    spends only their own address's and their own keys' budgets, never the agent's. (A key is 256
+    random bits: the limit is what a client that keeps failing costs, not a guess's chance.)"""
 
-    by_agent: RateLimit = field(default_factory=lambda: RateLimit(per_s=0.2, burst=10))
-    by_address: RateLimit = field(default_factory=lambda: RateLimit(per_s=0.5, burst=30))
+    by_source: RateLimit = field(default_factory=lambda: RateLimit(per_s=0.5, burst=30))
+    by_key: RateLimit = field(default_factory=lambda: RateLimit(per_s=0.2, burst=10))
 
-    def wait(self, agent_id: str, address: str, now_s: float) -> float:
-        """0 if an attempt for ``agent_id`` from ``address`` may be checked, else the seconds to wait."""
-        return max(self.by_agent.wait(agent_id, now_s), self.by_address.wait(address, now_s))
-
-    def failed(self, agent_id: str, address: str, now_s: float) -> None:
-        self.by_agent.take(agent_id, now_s)
-        self.by_address.take(address, now_s)
+    def failed(self, address: str, presented: str, now_s: float) -> float:
+        """Count a failed attempt from ``address`` with the credentials whose digest is
+        ``presented``: 0 while both are within their budgets, else the seconds until both are."""
+        return max(self.by_source.take(address, now_s), self.by_key.take(presented, now_s))

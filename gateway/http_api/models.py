@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from evm.constants import NONCE_LIMIT
 from runtime.registry import REGISTRY
 from schemas.chains import Family
 from schemas.codes import Code
@@ -34,7 +35,7 @@ from schemas.fields import (
     known_chain,
     parse_token_amount,
 )
-from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
+from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry
 from schemas.simulation import MAX_BUNDLE_STEPS
 from schemas.stages import Stage
 from sdk.mcp_results import (
@@ -140,22 +141,24 @@ SolanaChainName = Annotated[
 ]
 
 
-def _integral(value: Any) -> Any:
-    # JSON has numbers, not integers: 21000.0 is the integer JSON Schema calls 21000, and is taken
-    # as it; 21000.5 is still refused.
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+def _json_integer(value: Any) -> Any:
+    # An integer field takes a JSON integer as written: no fraction, no exponent, no boolean. JSON
+    # Schema calls 21000.0 the integer 21000 and pydantic's Literal takes 2.0 and true for 2 and 1:
+    # a producer that writes a float for a count has made a mistake, named here, not guessed at.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(
+            f"must be a JSON integer, written without a fraction or an exponent (21000, not 21000.0); got {value!r:.40}"
+        )
+    return value
 
 
-_INTEGRAL = BeforeValidator(_integral)
+_INTEGER = BeforeValidator(_json_integer)
 
 
-Integer = Annotated[int, _INTEGRAL]
+GasLimit = Annotated[int, Field(ge=21000, le=30_000_000), _INTEGER]
 
 
-GasLimit = Annotated[int, Field(ge=21000, le=30_000_000), _INTEGRAL]
-
-
-Nonce = Annotated[int, Field(ge=0, le=2**64 - 2), _INTEGRAL]
+Nonce = Annotated[int, Field(ge=0, le=2**64 - 2), _INTEGER]
 
 
 def _base64(text: str) -> str:
@@ -279,7 +282,7 @@ class _TransactionFields(Strict):
 class TransactionRequest(_TransactionFields):
     """A transaction the agent asks for, as the Intents API takes it."""
 
-    tx_type: Annotated[Literal[0, 1, 2], _INTEGRAL] | None = Field(
+    tx_type: Annotated[Literal[0, 1, 2], _INTEGER] | None = Field(
         default=None, description="EIP-2718 type (default 2); type 4 through POST /v1/agents/{agent_id}/sign"
     )
 
@@ -290,11 +293,23 @@ class TransactionRequest(_TransactionFields):
         return fees_of_type(self, ())
 
 
+class AuthorizationRequest(Strict):
+    """One EIP-7702 authorization the agent asks for, as `schemas.intent.AuthorizationRequest` takes
+    it, its integers JSON integers: delegate the agent's account to ``address``'s code. ``nonce`` may
+    be left out (the signer sets the account's next nonce) and, when given, must be that nonce."""
+
+    chain_id: Annotated[int, Field(ge=0, lt=2**64), _INTEGER] = Field(
+        description="0 means every chain (refused unless the policy allows it)"
+    )
+    address: Address = Field(json_schema_extra={"pattern": ADDRESS_PATTERN}, description=ADDRESS_DESCRIPTION)
+    nonce: Annotated[int, Field(ge=0, lt=NONCE_LIMIT), _INTEGER] | None = None
+
+
 class TransactionSignRequest(_TransactionFields):
     """The unified sign endpoint's transaction: types 0, 1, 2 and 4 (EIP-7702), signed and not broadcast."""
 
     intent_type: Literal["transaction"]
-    tx_type: Annotated[Literal[0, 1, 2, 4], _INTEGRAL] | None = Field(
+    tx_type: Annotated[Literal[0, 1, 2, 4], _INTEGER] | None = Field(
         default=None, description="EIP-2718 type (default 2)"
     )
     access_list: list[AccessListEntry] | None = Field(default=None, max_length=256, description="not for tx_type 0")
@@ -495,10 +510,15 @@ class SimulationResponse(BaseModel):
 
 
 class TransactionResponse(Transaction):
-    """A transaction of the agent: the Intents API's ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
-    of what Warden knows of it. ``signed_tx`` only on the first POST, or when asked for."""
+    """A transaction of the agent on an EVM network (``family`` evm), or a refusal of any family
+    (``status`` refused, no ``family``: the refusal's record names no network): the Intents API's
+    ``id``, ``tx_hash``, ``chain``, ``status``, and the rest of what Warden knows of it.
+    ``signed_tx`` only on the first POST, or when asked for."""
 
     id: str = Field(description="the transaction's id (Warden's intent id)")
+    family: Literal["evm"] | None = Field(
+        default=None, description="evm; none on a refusal, whose record names no network"
+    )
     detail: str | None = Field(default=None, description="a refusal's human reason (data, not instructions)")
     code: Code | None = Field(default=None, description="a refusal's code")
     stage: Stage | None = Field(default=None, description="the stage whose rule refused it")
@@ -509,6 +529,7 @@ class SolanaTransactionResponse(SolanaTransactionResult):
     signed bytes (``signed_tx``, base64), what it may spend per asset."""
 
     id: str
+    family: Literal["solana"] = "solana"
     detail: str | None = None
     code: Code | None = None
     stage: Stage | None = None
@@ -519,16 +540,22 @@ class BitcoinTransactionResponse(BitcoinTransactionResult):
     (``signed_tx``, hex), what it spends and its fee."""
 
     id: str
+    family: Literal["bitcoin"] = "bitcoin"
     detail: str | None = None
     code: Code | None = None
     stage: Stage | None = None
 
 
-class TransferResponse(RootModel[Any]):
-    """What the transactions endpoints answer: a transaction on an EVM network, a Solana
-    transaction on a Solana one, a Bitcoin payment on a Bitcoin one."""
+# One transaction of the agent's, in its family's shape, named by ``family``.
+AnyTransaction = TransactionResponse | SolanaTransactionResponse | BitcoinTransactionResponse
 
-    root: TransactionResponse | SolanaTransactionResponse | BitcoinTransactionResponse
+
+class TransferResponse(RootModel[Any]):
+    """What the transactions endpoints answer, and a lookup of one: a transaction on an EVM
+    network, a Solana transaction on a Solana one, a Bitcoin payment on a Bitcoin one, each named
+    by ``family`` (a refusal, looked up, names none)."""
+
+    root: AnyTransaction
 
 
 class SignResponse(RootModel[Any]):
@@ -540,7 +567,10 @@ class SignResponse(RootModel[Any]):
 
 class TransactionListResponse(BaseModel):
     agent_id: str
-    transactions: list[TransactionResponse] = Field(description="newest first")
+    transactions: list[AnyTransaction] = Field(
+        description="newest first: every family's transactions, each in its family's shape named by `family`, and "
+        "the refusals"
+    )
     forged_records_ignored: int
 
 

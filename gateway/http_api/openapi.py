@@ -16,6 +16,7 @@ from gateway.http_api.models import (
     BYTES32_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     IDENTIFIER_PATTERN,
+    BitcoinTransactionResponse,
     BundleRequest,
     ChainsResponse,
     ErrorResponse,
@@ -53,7 +54,7 @@ ERROR_RESPONSES = {
     "NotFound": (404, "no such transaction or path"),
     "BodyTimeout": (408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s"),
     "BodyTooLarge": (413, "a body over the size limit"),
-    "UrlTooLong": (414, f"a request line (the URL) over {MAX_URL_BYTES} bytes"),
+    "UrlTooLong": (414, f"a URL (its path and query, as sent) over {MAX_URL_BYTES} bytes"),
     "RateLimited": (429, "too many requests for this agent (Retry-After)"),
     "TooManyFailedAttempts": (429, "too many failed attempts for the agent or from the address (Retry-After)"),
     "HeadersTooLarge": (431, f"a header over {MAX_HEADER_BYTES} bytes"),
@@ -104,7 +105,6 @@ RECORD_PATTERNS: dict[str, dict[str, dict[str, Any]]] = {
         "address": {"pattern": ADDRESS_PATTERN, "description": ADDRESS_DESCRIPTION},
         "storage_keys": {"items": {"type": "string", "pattern": BYTES32_PATTERN}},
     },
-    "AuthorizationRequest": {"address": {"pattern": ADDRESS_PATTERN, "description": ADDRESS_DESCRIPTION}},
 }
 
 
@@ -115,6 +115,7 @@ ANSWERS = (
     TransactionListResponse,
     SignResponse,
     SolanaTransactionResponse,
+    BitcoinTransactionResponse,
     SimulationResponse,
     SigningKeys,
     ChainsResponse,
@@ -287,8 +288,8 @@ def _transaction_paths() -> dict[str, Any]:
         },
         f"{_AGENT}/transactions/{{tx_id}}": {
             "get": _operation(
-                "one transaction, by id or hash",
-                {200: (TransactionResponse, "the transaction")},
+                "one transaction, by its id or its hash on chain (a Solana signature, a Bitcoin txid)",
+                {200: (TransferResponse, "the transaction, in its family's shape")},
                 params=(_path_param("tx_id"), _include_param()),
             )
         },

@@ -17,9 +17,10 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from gateway.http_api import api_keys
+from gateway.http_api import api_keys, lookups
 from gateway.http_api.bodies import BODY_TIMEOUT_S, flag, read_body, read_model
 from gateway.http_api.errors import Refused, invalid_body, json_answer, rejection
+from gateway.http_api.key_store import KeyStoreBehind, KeyStoreView
 from gateway.http_api.limits import FailedAttempts, Idempotency, RateLimit
 from gateway.http_api.models import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -45,9 +46,9 @@ from gateway.http_api.models import (
     TypedDataSignRequest,
 )
 from gateway.http_api.openapi import openapi_text
+from gateway.http_api.transfers import transfer_fields_of
 from runtime.config import Settings
 from runtime.registry import REGISTRY
-from runtime.rpc import RpcError
 from schemas.chains import Family, UnknownChain
 from schemas.codes import Code
 from schemas.outcomes import (
@@ -71,22 +72,16 @@ from sdk.client import (
     new_solana_intent,
     new_solana_message_intent,
     new_typed_data_intent,
-    policy_in_force,
-    status_history,
     submit_and_wait,
 )
 from sdk.mcp_results import (
     Transaction,
     bitcoin_transaction_of,
-    refused_transaction,
     signature_of,
     solana_transaction_of,
     submitted_transaction,
-    transaction_of,
 )
 from sdk.outcomes import Outcome
-from sdk.signing_keys import agent_signing_keys
-from sdk.transfers import TransferInvalid, transfer_fields
 
 SIMULATION_FAILED_CODES = frozenset({Code.SIMULATION_REVERTED})
 
@@ -101,6 +96,11 @@ class ApiService:
     idempotency: Idempotency = field(default_factory=Idempotency)
     token_attempts: FailedAttempts = field(default_factory=FailedAttempts)
     submit: Callable[..., Awaitable[tuple[Outcome | None, int]]] = submit_and_wait
+    # What `GET .../signing-keys` answers from, kept current once `app.serve` starts it.
+    key_store: KeyStoreView = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key_store = KeyStoreView(self.settings)
 
     # -- credentials -------------------------------------------------------------------------
 
@@ -133,15 +133,15 @@ class ApiService:
     async def agent_token(self, request: web.Request) -> web.Response:
         body = read_model(TokenRequest, await read_body(request, self.body_timeout_s))
         now = self.now()
-        address = request.remote or "unknown"
-        wait_s = self.token_attempts.wait(body.agent_id, address, now.timestamp())
-        if wait_s > 0:
-            why = f"too many failed attempts for agent {body.agent_id!r} or from this address"
-            raise _limited("too_many_failed_attempts", why, wait_s)
         try:
             record = api_keys.check_api_key(self.settings.home, body.agent_id, body.api_key, now)
         except api_keys.CredentialRefused as exc:
-            self.token_attempts.failed(body.agent_id, address, now.timestamp())
+            # Counted after the check: failures limit the one who fails, never a valid key.
+            presented = hashlib.sha256(f"{body.agent_id}\0{body.api_key}".encode()).hexdigest()
+            wait_s = self.token_attempts.failed(request.remote or "unknown", presented, now.timestamp())
+            if wait_s > 0:
+                why = "too many failed attempts from this address or with this key"
+                raise _limited("too_many_failed_attempts", why, wait_s) from None
             raise Refused(401, "unauthorized", str(exc)) from None
         token, expires_at = api_keys.issue_token(self.settings.home, record, body.agent_id, now)
         answer = TokenResponse(
@@ -178,28 +178,17 @@ class ApiService:
     async def _solana_transfer(
         self, agent_id: str, asked: SolanaTransferRequest, key: str | None, broadcast: bool
     ) -> tuple[int, dict[str, Any]]:
-        fields = await self._transfer_fields(agent_id, asked.chain, asked.to, asked.value, "no recent blockhash")
+        fields = await transfer_fields_of(
+            self.settings, agent_id, asked.chain, asked.to, asked.value, "no recent blockhash"
+        )
         transaction = SolanaRequest(chain=asked.chain, transaction=fields["solana_transaction"])
         return await self._solana(agent_id, transaction, key, broadcast)
-
-    async def _transfer_fields(self, agent_id: str, chain: str, to: str, value: str, node_gave: str) -> dict[str, Any]:
-        """The intent fields of a plain transfer on ``chain`` (`sdk.transfers`), written from the
-        agent's policy in force: 422 when it cannot be written, 503 when the node did not answer
-        (``node_gave``: what it gave instead of what the writer needs)."""
-        policy = await policy_in_force(self.settings, agent_id)
-        try:
-            return await transfer_fields(self.settings, chain, policy, to, value)
-        except TransferInvalid as exc:
-            raise Refused(422, "invalid_request", str(exc)) from None
-        except (RpcError, OSError, TimeoutError) as exc:
-            why = f"the node of {chain} gave {node_gave} ({exc}); retry later"
-            raise Refused(503, "unavailable", why, headers={"Retry-After": "5"}) from None
 
     async def _bitcoin_transfer(
         self, agent_id: str, asked: BitcoinTransferRequest, key: str | None, broadcast: bool
     ) -> tuple[int, dict[str, Any]]:
-        fields = await self._transfer_fields(
-            agent_id, asked.chain, asked.to, asked.value, "no list of the agent's unspent outputs"
+        fields = await transfer_fields_of(
+            self.settings, agent_id, asked.chain, asked.to, asked.value, "no list of the agent's unspent outputs"
         )
         agent_key = self._agent_key(agent_id)
         try:
@@ -210,7 +199,7 @@ class ApiService:
             raise invalid_body(exc, "the payment is not a valid Bitcoin intent") from None
         outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
         found = bitcoin_transaction_of(intent.intent_id, agent_id, asked.chain, key or "", outcome, forged)
-        doc = {"id": intent.intent_id, **found.model_dump(mode="json", exclude_none=True)}
+        doc = lookups.family_view(found, key)
         if isinstance(outcome, IntentRejected):
             raise rejection(outcome)
         return (201 if isinstance(outcome, SignedBitcoinTransaction) else 202), doc
@@ -219,7 +208,7 @@ class ApiService:
         """The unified sign endpoint: personal_sign, typed_data, or a transaction of any type."""
         agent_id = self.caller(request)
         doc = await read_body(request, self.body_timeout_s)
-        asked = read_model(SignRequest, doc).root
+        asked = read_model(SignRequest, doc, tagged_by="intent_type").root
         if isinstance(asked, TransactionSignRequest):
             work = lambda key: self._answer(agent_id, asked, key, broadcast=False)  # noqa: E731
         elif isinstance(asked, SolanaSignRequest):
@@ -256,7 +245,7 @@ class ApiService:
             raise invalid_body(exc, "the request is not a valid Solana transaction") from None
         outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
         found = solana_transaction_of(intent.intent_id, agent_id, asked.chain, key or "", outcome, forged)
-        doc = {"id": intent.intent_id, **found.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        doc = lookups.family_view(found, key)
         if isinstance(outcome, IntentRejected):
             raise rejection(outcome)
         return (201 if isinstance(outcome, SignedSolanaTransaction) else 202), doc
@@ -417,7 +406,10 @@ class ApiService:
     async def signing_keys(self, request: web.Request) -> web.Response:
         """The addresses of the agent's keys in the key store the signer reads (never a key)."""
         agent_id = self.caller(request)
-        found = await agent_signing_keys(self.settings, agent_id)
+        try:
+            found = await self.key_store.keys(agent_id)
+        except KeyStoreBehind as exc:
+            raise Refused(503, "unavailable", f"{exc}; retry later", headers={"Retry-After": "5"}) from None
         return json_answer(200, found.model_dump(mode="json", exclude_none=True))
 
     async def admins_only(self, request: web.Request) -> web.Response:
@@ -470,7 +462,7 @@ class ApiService:
                 status=outcome.status,
             )
         status = 201 if isinstance(outcome, SignedTransaction) else 202
-        return status, _view(found)
+        return status, lookups.evm_view(found)
 
     def _agent_key(self, agent_id: str) -> Ed25519PrivateKey:
         if not intent_key_file(self.settings.home, agent_id).exists():
@@ -486,10 +478,8 @@ class ApiService:
         agent_id = self.caller(request)
         include = flag(request, "include_signed_tx")
         found = await agent_transactions(self.settings, agent_id)
-        dated = [(r.signed_at, transaction_of(r, include)) for r in found.transactions]
-        dated += [(r.decided_at, refused_transaction(r)) for r in found.rejected]
-        listed = [_view(t) for _, t in sorted(dated, key=lambda pair: pair[0], reverse=True)]
-        return json_answer(200, {"agent_id": agent_id, "transactions": listed, "forged_records_ignored": found.forged})
+        rows = lookups.listed(found, include)
+        return json_answer(200, {"agent_id": agent_id, "transactions": rows, "forged_records_ignored": found.forged})
 
     async def get_transaction(self, request: web.Request) -> web.Response:
         agent_id = self.caller(request)
@@ -497,15 +487,9 @@ class ApiService:
         tx_id = request.match_info["tx_id"]
         history: dict[str, list[SignedTransaction]] = {}
         found = await agent_transactions(self.settings, agent_id, history=history)
-        wanted = [r for r in found.transactions if tx_id in (r.intent_id, r.tx_hash, *r.replaces)]
-        if wanted:
-            record = wanted[0]
-            return json_answer(
-                200, _view(transaction_of(record, include, history=status_history(history[record.intent_id])))
-            )
-        refusals = [r for r in found.rejected if r.intent_id == tx_id]
-        if refusals:
-            return json_answer(200, _view(refused_transaction(refusals[-1])))
+        view = lookups.looked_up(found, history, tx_id, include)
+        if view is not None:
+            return json_answer(200, view)
         raise Refused(
             404,
             "not_found",
@@ -590,12 +574,3 @@ def with_domain_type(typed_data: dict[str, Any]) -> dict[str, Any]:
         return typed_data
     declared = [{"name": name, "type": kind} for name, kind in DOMAIN_FIELDS if name in domain]
     return {**typed_data, "types": {"EIP712Domain": declared, **types}}
-
-
-def _view(found: Transaction) -> dict[str, Any]:
-    """A transaction as the API answers it: ``signed_tx`` only where ``found`` holds it
-    (`transaction_of` leaves it out unless asked)."""
-    doc = found.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if found.refusal is not None:
-        doc.update(detail=found.refusal.reason, code=found.refusal.code, stage=found.refusal.stage)
-    return {"id": found.intent_id, **doc}

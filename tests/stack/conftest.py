@@ -38,6 +38,7 @@ LONGEST_FIRST = (
     "test_broker_loss.py",
     "test_supervised_stack.py",
     "test_http_api.py",
+    "test_http_api_families.py",
     "test_chaos.py",
     "test_solana_pipeline.py",
     "test_paused_worker.py",

@@ -24,7 +24,7 @@ from gateway.http_api.service import ApiService
 from runtime.config import Settings
 from schemas.codes import Code
 from sdk.client import load_or_create_agent_key
-from tests.http_support import BAD_BODIES, RECIPIENT, Clock
+from tests.http_support import BAD_BODIES, BAD_SIGN_BODIES, RECIPIENT, Clock
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 ApiClient = TestClient[web.Request, web.Application]
@@ -143,19 +143,27 @@ def test_a_key_past_its_expiry_gets_no_token(settings: Settings) -> None:
     assert status == 401 and "expired" in body["detail"]
 
 
-@pytest.mark.parametrize("case", BAD_BODIES)
+# Each bad body with the path it is sent to: the transactions endpoint's, and the sign endpoint's.
+BAD_REQUESTS = {
+    **{case: ("transactions", doc, field) for case, (doc, field) in BAD_BODIES.items()},
+    **{f"sign: {case}": ("sign", doc, field) for case, (doc, field) in BAD_SIGN_BODIES.items()},
+}
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS)
 def test_a_bad_body_is_400_naming_the_field_and_nothing_is_signed(settings: Settings, case: str) -> None:
+    """Named as the body names it: on the sign endpoint, without the `intent_type` pydantic puts before it."""
     key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
-    doc, field = BAD_BODIES[case]
+    path, doc, field = BAD_REQUESTS[case]
 
     async def scenario(client: ApiClient) -> tuple[int, Any]:
         _, issued = await token(client, "a1", key)
-        answer = await client.post("/v1/agents/a1/transactions", json=doc, headers=bearer(issued["access_token"]))
+        answer = await client.post(f"/v1/agents/a1/{path}", json=doc, headers=bearer(issued["access_token"]))
         return answer.status, await answer.json()
 
     (status, body), submitted = run(settings, Clock(T0), scenario)
     assert status == 400, body
-    assert field in [f["field"] for f in body["fields"]] and body["detail"]
+    assert field in [f["field"] for f in body["fields"]] and f"{field}: " in body["detail"], body
     assert submitted == []
 
 

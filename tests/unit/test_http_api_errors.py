@@ -2,8 +2,8 @@
 of aiohttp's HTTP parser too (sent as raw bytes over a socket: an oversized URL or header, a body
 framed two ways, bytes that are not HTTP); 405 names what the path allows; a body cut short or
 never sent is the client's error, not the pipeline's; a broadcast the node refused is 422
-BROADCAST_REFUSED, never 201; failed token attempts are limited by agent and by address, on the
-clock the service is given."""
+BROADCAST_REFUSED, never 201; failed token attempts are limited by address and by the key presented,
+on the clock the service is given, and never refuse a valid key."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from aiohttp import web
+from aiohttp import http_parser, web, web_protocol
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.http_api import api_keys
@@ -115,6 +115,37 @@ def test_the_parsers_refusals_are_json_errors_with_their_code(settings: Settings
         assert headers["content-type"].startswith("application/json") and body["detail"] and body["error"]
 
 
+@pytest.mark.parametrize("parser", ["C", "pure Python"])
+def test_a_url_of_4096_bytes_is_served_and_one_byte_more_is_414(
+    settings: Settings, parser: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit docs/http-api.md states, counted on the URL as sent (path and query), whichever of
+    aiohttp's two HTTP parsers reads the request (the C one counts the URL, the pure-Python one the
+    whole request line)."""
+    if parser == "pure Python":
+        monkeypatch.setattr(web_protocol, "HttpRequestParser", http_parser.HttpRequestParserPy)
+    elif http_parser.HttpRequestParserC is http_parser.HttpRequestParserPy:
+        raise AssertionError("aiohttp's C parser is not installed: the API's limits are set for it")
+
+    def url(size: int) -> bytes:
+        return b"/v1/chains?pad=" + b"a" * (size - len(b"/v1/chains?pad="))
+
+    def scenario(port: int) -> dict[int, Parsed]:
+        sizes = (MAX_URL_BYTES, MAX_URL_BYTES + 1, MAX_URL_BYTES + 40, 2 * MAX_URL_BYTES)
+        return {
+            size: _parsed(_exchange(port, b"GET " + url(size) + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+            for size in sizes
+        }
+
+    answers = serve_raw(ApiService(settings, now=Clock(T0)), scenario)
+    status, _, body = answers[MAX_URL_BYTES]
+    assert status == 200 and body["chains"], body
+    for size in (MAX_URL_BYTES + 1, MAX_URL_BYTES + 40, 2 * MAX_URL_BYTES):
+        status, headers, body = answers[size]
+        assert (status, body["code"]) == (414, Code.URL_TOO_LONG), (size, body)
+        assert headers["content-type"].startswith("application/json") and "4096 bytes" in body["detail"]
+
+
 def test_an_unknown_path_is_404_and_a_method_the_path_lacks_is_405_naming_the_methods_it_takes(
     settings: Settings,
 ) -> None:
@@ -204,43 +235,76 @@ def test_a_broadcast_the_node_refused_is_422_broadcast_refused_and_replayed_so(s
     assert again == (status, body)  # the idempotent replay is the same refusal
 
 
-def test_failed_token_attempts_are_limited_by_agent_and_by_address_and_the_right_key_works_after(
-    settings: Settings,
-) -> None:
+TokenAnswer = tuple[int, str | None, dict[str, Any]]  # status, Retry-After, JSON body
+
+
+def _token_exchange(
+    settings: Settings, clock: Clock, attempts: FailedAttempts, scenario: Callable[[Any], Awaitable[T]]
+) -> T:
+    """``scenario(ask)`` against the API on aiohttp's test server, where ``await ask(agent, key)``
+    is the token exchange's answer (`TokenAnswer`)."""
+
+    async def go() -> T:
+        service = ApiService(settings, now=clock, token_attempts=attempts)
+        async with TestClient(TestServer(build_app(service))) as client:
+
+            async def ask(agent: str, api_key: str) -> TokenAnswer:
+                answer = await client.post("/v1/auth/agent-token", json={"agent_id": agent, "api_key": api_key})
+                return answer.status, answer.headers.get("Retry-After"), await answer.json()
+
+            return await scenario(ask)
+
+    return asyncio.run(go())
+
+
+def test_failed_token_attempts_are_limited_by_address_and_by_the_key_presented(settings: Settings) -> None:
     load_or_create_agent_key(settings.home, "a2")
     key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
     other, _ = api_keys.issue_api_key(settings.home, "a2", T0)
     wrong = key[:-4] + "AAAA"
     clock = Clock(T0)
-    attempts = FailedAttempts(by_agent=RateLimit(per_s=0.1, burst=3), by_address=RateLimit(per_s=0.1, burst=5))
+    attempts = FailedAttempts(by_source=RateLimit(per_s=0.1, burst=5), by_key=RateLimit(per_s=0.1, burst=3))
 
-    async def go() -> dict[str, Any]:
-        service = ApiService(settings, now=clock, token_attempts=attempts)
-        async with TestClient(TestServer(build_app(service))) as client:
+    async def scenario(ask: Callable[[str, str], Awaitable[TokenAnswer]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {"one wrong key again and again": [await ask("a1", wrong) for _ in range(4)]}
+        seen["the right key"] = await ask("a1", key)
+        # Other wrong keys: the address's budget (5) is spent by the sixth failure in all.
+        seen["other wrong keys"] = [await ask("a2", other[:-4] + f"{n:04d}") for n in range(2)]
+        seen["the other agent's right key"] = await ask("a2", other)
+        clock.at = T0 + timedelta(seconds=11)  # one attempt back for the address and the key
+        seen["the wrong key later"] = await ask("a1", wrong)
+        return seen
 
-            async def ask(agent: str, api_key: str) -> tuple[int, str | None, dict[str, Any]]:
-                answer = await client.post("/v1/auth/agent-token", json={"agent_id": agent, "api_key": api_key})
-                return answer.status, answer.headers.get("Retry-After"), await answer.json()
-
-            seen: dict[str, Any] = {"guesses": [await ask("a1", wrong) for _ in range(4)]}
-            seen["right key, agent limited"] = await ask("a1", key)
-            seen["other agent"] = await ask("a2", other)  # the address has failures left
-            seen["other agent guesses"] = [await ask("a2", wrong) for _ in range(2)]
-            seen["other agent, address limited"] = await ask("a2", other)
-            clock.at = T0 + timedelta(seconds=11)  # one attempt back for the agent and the address
-            seen["right key later"] = await ask("a1", key)
-            return seen
-
-    seen = asyncio.run(go())
-    assert [status for status, _, _ in seen["guesses"]] == [401, 401, 401, 429]
-    status, retry, body = seen["guesses"][3]
+    seen = _token_exchange(settings, clock, attempts, scenario)
+    assert [status for status, _, _ in seen["one wrong key again and again"]] == [401, 401, 401, 429]
+    status, retry, body = seen["one wrong key again and again"][3]
     assert body["code"] == Code.TOO_MANY_FAILED_ATTEMPTS and 1 <= int(retry) <= 10, body
-    status, retry, body = seen["right key, agent limited"]
-    assert (status, body["code"]) == (429, Code.TOO_MANY_FAILED_ATTEMPTS) and int(retry) >= 1
-    assert seen["other agent"][0] == 200
-    assert [status for status, _, _ in seen["other agent guesses"]] == [401, 401]
-    assert seen["other agent, address limited"][0] == 429
-    assert seen["right key later"][0] == 200 and seen["right key later"][2]["access_token"]
+    # Checked before anything is counted: a valid key is never the limit's to refuse.
+    assert seen["the right key"][0] == 200 and seen["the right key"][2]["access_token"]
+    assert [status for status, _, _ in seen["other wrong keys"]] == [401, 429]
+    assert seen["the other agent's right key"][0] == 200
+    assert seen["the wrong key later"][0] == 401
+
+
+def test_a_stranger_naming_the_agent_never_refuses_its_right_key(settings: Settings) -> None:
+    """The attack: a stranger who knows only the agent's id sends a wrong key every 0.25 s while
+    the agent trades its right key 20 times, at the API's own limits. Every one of the agent's is
+    answered with a token; the stranger is slowed, with Retry-After."""
+    key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
+    clock = Clock(T0)
+
+    async def scenario(ask: Callable[[str, str], Awaitable[TokenAnswer]]) -> tuple[list[int], list[int]]:
+        stranger, agent = [], []
+        for _ in range(20):
+            for _every_quarter_second in range(2):
+                clock.at += timedelta(seconds=0.25)
+                stranger.append((await ask("a1", "wak_0123456789ab.not-the-key"))[0])
+            agent.append((await ask("a1", key))[0])
+        return stranger, agent
+
+    stranger, agent = _token_exchange(settings, clock, FailedAttempts(), scenario)
+    assert agent == [200] * 20
+    assert set(stranger) == {401, 429} and stranger[-1] == 429, stranger
 
 
 def test_a_rate_limit_forgets_refilled_buckets_past_its_size() -> None:

@@ -26,6 +26,8 @@ type Schemas = components["schemas"];
 // document.
 export const requiredFields = {
   TransactionRequest: ["chain", "to", "value"],
+  SolanaTransferRequest: ["chain", "to", "value"],
+  BitcoinTransferRequest: ["chain", "to", "value"],
   SimulateRequest: ["chain", "to", "value"],
   BundleRequest: ["transactions"],
   TransactionSignRequest: ["chain", "to", "value", "intent_type"],
@@ -43,6 +45,12 @@ type RequiredOf<N extends Named> = Extract<(typeof requiredFields)[N][number], k
 type Body<N extends Named> = Pick<Schemas[N], RequiredOf<N>> & Partial<Omit<Schemas[N], RequiredOf<N>>>;
 
 export type TransactionRequest = Body<"TransactionRequest">;
+/** A transfer of SOL on a Solana network: `to` a wallet (base58), `value` in SOL. */
+export type SolanaTransferRequest = Body<"SolanaTransferRequest">;
+/** A payment of BTC on a Bitcoin network: `to` an address of that network, `value` in BTC. */
+export type BitcoinTransferRequest = Body<"BitcoinTransferRequest">;
+/** What the transactions endpoints take: a transaction on an EVM network, or a transfer on a Solana or a Bitcoin one. */
+export type TransferRequest = TransactionRequest | SolanaTransferRequest | BitcoinTransferRequest;
 export type SimulateRequest = Body<"SimulateRequest">;
 export type BundleRequest = Omit<Body<"BundleRequest">, "transactions"> & { transactions: SimulateRequest[] };
 export type AuthorizationRequest = Body<"AuthorizationRequest">;
@@ -58,6 +66,16 @@ export type SignRequest =
   | Body<"SolanaSignRequest">
   | Body<"SolanaMessageSignRequest">;
 export type TransactionResponse = Schemas["TransactionResponse"];
+export type SolanaTransactionResponse = Schemas["SolanaTransactionResponse"];
+export type BitcoinTransactionResponse = Schemas["BitcoinTransactionResponse"];
+/** A transaction of any family, in its family's shape: `family` says which ("evm", "solana", "bitcoin"; none on a refusal). */
+export type AnyTransaction = Schemas["TransferResponse"];
+/** The answer to a transfer request `B`: in the shape of the family of the network its `chain` names. */
+export type TransferAnswer<B extends TransferRequest> = B extends { chain: SolanaTransferRequest["chain"] }
+  ? SolanaTransactionResponse
+  : B extends { chain: BitcoinTransferRequest["chain"] }
+    ? BitcoinTransactionResponse
+    : TransactionResponse;
 export type TransactionList = Schemas["TransactionListResponse"];
 export type SignResponse = Schemas["SignResponse"];
 export type SimulationResponse = Schemas["SimulationResponse"];
@@ -199,13 +217,17 @@ export function createClient(options: ClientOptions) {
   const path = (agentId: string) => ({ path: { agent_id: agentId } });
   const transaction =
     (route: "/v1/agents/{agent_id}/transactions" | "/v1/agents/{agent_id}/transactions/sign") =>
-    (agentId: string, body: TransactionRequest, given?: IdempotencyOptions) =>
-      keyed<TransactionResponse>(agentId, given, (params, headers) =>
-        http.POST(route, { params, headers, body: body as Schemas["TransactionRequest"] }),
+    <B extends TransferRequest>(agentId: string, body: B, given?: IdempotencyOptions) =>
+      keyed<TransferAnswer<B>>(agentId, given, (params, headers) =>
+        http.POST(route, { params, headers, body: body as Schemas["TransferRequest"] }),
       );
 
   const agents = {
-    /** Sign and broadcast once the agent's policy allows it: 201 signed, 202 parked for an admin. */
+    /**
+     * Sign and broadcast once the agent's policy allows it: 201 signed, 202 parked for an admin. On a
+     * Solana or a Bitcoin network `chain`, `to` and `value` make a transfer of SOL or a payment of BTC,
+     * answered in that family's shape.
+     */
     submitTransaction: transaction("/v1/agents/{agent_id}/transactions"),
     /** Sign without broadcasting (sign-only): `signed_tx` to send through your own RPC. */
     signTransaction: transaction("/v1/agents/{agent_id}/transactions/sign"),
@@ -229,8 +251,9 @@ export function createClient(options: ClientOptions) {
       asAgent<TransactionList>(agentId, (headers) =>
         http.GET("/v1/agents/{agent_id}/transactions", { params: { ...path(agentId), query }, headers }),
       ),
+    /** One transaction of any family, by its id or its hash on chain (a Solana signature, a Bitcoin txid). */
     getTransaction: (agentId: string, txId: string, query?: { include_signed_tx?: boolean }) =>
-      asAgent<TransactionResponse>(agentId, (headers) =>
+      asAgent<AnyTransaction>(agentId, (headers) =>
         http.GET("/v1/agents/{agent_id}/transactions/{tx_id}", {
           params: { path: { agent_id: agentId, tx_id: txId }, query },
           headers,

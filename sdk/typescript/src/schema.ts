@@ -450,7 +450,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** one transaction, by id or hash */
+        /** one transaction, by its id or its hash on chain (a Solana signature, a Bitcoin txid) */
         get: {
             parameters: {
                 query?: {
@@ -465,13 +465,13 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description the transaction */
+                /** @description the transaction, in its family's shape */
                 200: {
                     headers: {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["TransactionResponse"];
+                        "application/json": components["schemas"]["TransferResponse"];
                     };
                 };
                 400: components["responses"]["BadRequest"];
@@ -850,17 +850,11 @@ export interface components {
         };
         /**
          * AuthorizationRequest
-         * @description One EIP-7702 authorization the agent asks for: delegate its account to ``address``'s code.
-         *     The signer signs it with the agent's key; ``nonce`` may be left out (the signer sets the
-         *     account's next nonce) and, when given, must be that nonce.
+         * @description One EIP-7702 authorization the agent asks for, as `schemas.intent.AuthorizationRequest` takes
+         *     it, its integers JSON integers: delegate the agent's account to ``address``'s code. ``nonce`` may
+         *     be left out (the signer sets the account's next nonce) and, when given, must be that nonce.
          */
         AuthorizationRequest: {
-            /**
-             * Schema Version
-             * @default 1
-             * @constant
-             */
-            schema_version: 1;
             /**
              * Chain Id
              * @description 0 means every chain (refused unless the policy allows it)
@@ -1003,6 +997,12 @@ export interface components {
             /** Id */
             id: string;
             /**
+             * Family
+             * @default bitcoin
+             * @constant
+             */
+            family: "bitcoin";
+            /**
              * Detail
              * @default null
              */
@@ -1074,7 +1074,7 @@ export interface components {
          * Code
          * @enum {string}
          */
-        Code: "CHAIN_ALLOWED" | "CHAIN_NOT_ALLOWED" | "DAILY_LIMIT_EXCEEDED" | "SIGN_ONLY_OUTSTANDING_EXCEEDED" | "EIP712_CHAIN_MISMATCH" | "EIP712_DEFAULT_ALLOW" | "EIP712_DOMAIN_ALLOWED" | "EIP712_NO_VALUE_TYPE" | "EIP712_SPEND_AUTHORIZATION_REFUSED" | "EIP712_TYPE_NOT_NAMED" | "EIP712_TYPE_NOT_UNDERSTOOD" | "EIP7702_ANY_CHAIN_REFUSED" | "EIP7702_CHAIN_MISMATCH" | "EIP7702_DELEGATE_ALLOWED" | "EIP7702_DELEGATE_NOT_ALLOWLISTED" | "INTENT_EXPIRED" | "INTENT_FRESH" | "INTENT_FROM_THE_FUTURE" | "MESSAGE_ALLOWED" | "MESSAGE_SIGNING_DISABLED" | "MESSAGE_TOO_LARGE" | "RECIPIENT_ALLOWED" | "VALUE_OVER_CAP" | "VALUE_WITHIN_CAP" | "WITHIN_DAILY_LIMIT" | "AMOUNT_OUT_OF_RANGE" | "INTENTS_API_DISABLED" | "AGENT_SIGNATURE_INVALID" | "INVALID_INTENT" | "ASSETS_WITHIN_POLICY" | "ASSET_DAILY_LIMIT_EXCEEDED" | "ASSET_NOT_IN_POLICY" | "ASSET_OVER_CAP" | "CALLDATA_NOT_ALLOWED" | "OPERATOR_NOT_ALLOWLISTED" | "PROCEEDS_NOT_ALLOWLISTED" | "RECIPIENT_NOT_ALLOWLISTED" | "UNLIMITED_APPROVAL_REFUSED" | "CALLDATA_MALFORMED" | "TYPED_DATA_UNREADABLE" | "GAS_LIMIT_TOO_LOW" | "SIMULATION_MISMATCH" | "SIMULATION_NOT_REQUIRED" | "SIMULATION_OK" | "SIMULATION_REVERTED" | "SIMULATION_ROUTE_NOT_ALLOWLISTED" | "SIMULATION_UNAVAILABLE" | "FEE_OVER_CEILING" | "FEE_QUOTE_UNAVAILABLE" | "FEE_WITHIN_CEILING" | "GAS_ESTIMATE_FAILED" | "NO_USD_LIMIT" | "PRICE_DECIMALS_OUT_OF_RANGE" | "PRICE_FEED_UNKNOWN" | "PRICE_FROM_THE_FUTURE" | "PRICE_NOT_POSITIVE" | "PRICE_NOT_RECORDED" | "PRICE_STALE" | "PRICE_UNAVAILABLE" | "USD_DAILY_LIMIT_EXCEEDED" | "USD_OVER_CAP" | "WITHIN_USD_LIMITS" | "SIMULATION_FAILED" | "SIMULATION_MOVES_MORE_THAN_DECLARED" | "SIMULATION_ROUTES_ALLOWED" | "SOLANA_ACCOUNT_NOT_RESOLVED" | "SOLANA_AGENT_NOT_SIGNER" | "SOLANA_ALLOWED" | "SOLANA_AUTHORITY_CHANGE_REFUSED" | "SOLANA_CLOSE_TO_OTHER_REFUSED" | "SOLANA_INSTRUCTION_NOT_READ" | "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY" | "SOLANA_MESSAGE_ALLOWED" | "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED" | "SOLANA_MESSAGE_SIGNING_OFF" | "SOLANA_MESSAGE_TOO_LONG" | "SOLANA_MINT_EXTENSION_NOT_ACCEPTED" | "SOLANA_NOT_ENABLED" | "SOLANA_PRIORITY_FEE_OVER_CEILING" | "SOLANA_PROGRAM_NOT_ALLOWED" | "SOLANA_SIGNATURE_INVALID" | "SOLANA_TOKEN_MISMATCH" | "SOLANA_TOKEN_NOT_LISTED" | "UNLIMITED_APPROVAL" | "BITCOIN_ALLOWED" | "BITCOIN_FEE_OVER_CEILING" | "BITCOIN_FEE_RATE_OVER_CEILING" | "BITCOIN_INPUT_NOT_OWNED" | "BITCOIN_INPUT_UNKNOWN" | "BITCOIN_NOT_ENABLED" | "BITCOIN_OUTPUT_NOT_ADDRESS" | "BITCOIN_PSBT_INVALID" | "BITCOIN_SIGHASH_NOT_ALLOWED" | "APPROVED" | "AWAITING_APPROVAL" | "IDEMPOTENT_REPLAY" | "NO_OUTCOME" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" | "INTENT_ID_REUSED" | "APPROVAL_DENIED" | "APPROVAL_EXPIRED" | "HUMAN_APPROVED" | "INVALID_REQUEST" | "POLICY_MISSING" | "SIMULATION_SENDER_UNKNOWN" | "CHAIN_RPC_FAILED" | "CLIENT_SHARE_INVALID" | "SIGNER_ERROR" | "SOLANA_ADDRESS_MISMATCH" | "BITCOIN_KEY_MISMATCH" | "SOLANA_SIGNATURES_MISSING" | "TYPED_DATA_INVALID" | "HUMAN_APPROVAL_REQUIRED" | "IDEMPOTENT_ORIGINAL_NOT_SIGNED" | "POLICY_AGENT_MISMATCH" | "POLICY_SIGNATURE_INVALID" | "PASSKEY_ASSERTION_INVALID" | "POLICY_SUPERSEDED" | "STAGE_NOT_JUDGED" | "BLOB_HASH_MISMATCH" | "BLOB_INVALID" | "CLIENT_SHARE_SEALED_TO_OLD_KEY" | "CMEK_INVALID" | "CMEK_SEALED_TO_OLD_KEY" | "EIP7702_NONCE_MISMATCH" | "NONCE_EXHAUSTED" | "NONCE_NOT_ALLOWED" | "ROOT_PROVIDER_UNAVAILABLE" | "SIGNING_KEY_UNAVAILABLE" | "SOLANA_MESSAGE_INVALID" | "SOLANA_TRANSACTION_INVALID" | "SIGNED" | "ATTESTATION_REQUIRED" | "API_INTERNAL_ERROR" | "ADMINS_ONLY" | "AGENT_NOT_PROVISIONED" | "BODY_INCOMPLETE" | "BODY_NOT_JSON" | "BODY_TIMEOUT" | "BODY_TOO_LARGE" | "BROADCAST_REFUSED" | "CREDENTIALS_REFUSED" | "HEADERS_TOO_LARGE" | "HTTP_MALFORMED" | "METHOD_NOT_ALLOWED" | "PATH_NOT_FOUND" | "PIPELINE_UNAVAILABLE" | "RATE_LIMITED" | "REQUEST_IN_PROGRESS" | "TOKEN_AGENT_MISMATCH" | "TOO_MANY_FAILED_ATTEMPTS" | "TRANSACTION_NOT_FOUND" | "URL_TOO_LONG" | "NOT_RECORDED";
+        Code: "CHAIN_ALLOWED" | "CHAIN_NOT_ALLOWED" | "DAILY_LIMIT_EXCEEDED" | "SIGN_ONLY_OUTSTANDING_EXCEEDED" | "EIP712_CHAIN_MISMATCH" | "EIP712_DEFAULT_ALLOW" | "EIP712_DOMAIN_ALLOWED" | "EIP712_NO_VALUE_TYPE" | "EIP712_SPEND_AUTHORIZATION_REFUSED" | "EIP712_TYPE_NOT_NAMED" | "EIP712_TYPE_NOT_UNDERSTOOD" | "EIP7702_ANY_CHAIN_REFUSED" | "EIP7702_CHAIN_MISMATCH" | "EIP7702_DELEGATE_ALLOWED" | "EIP7702_DELEGATE_NOT_ALLOWLISTED" | "INTENT_EXPIRED" | "INTENT_FRESH" | "INTENT_FROM_THE_FUTURE" | "MESSAGE_ALLOWED" | "MESSAGE_SIGNING_DISABLED" | "MESSAGE_TOO_LARGE" | "RECIPIENT_ALLOWED" | "VALUE_OVER_CAP" | "VALUE_WITHIN_CAP" | "WITHIN_DAILY_LIMIT" | "AMOUNT_OUT_OF_RANGE" | "INTENTS_API_DISABLED" | "AGENT_SIGNATURE_INVALID" | "INVALID_INTENT" | "ASSETS_WITHIN_POLICY" | "ASSET_DAILY_LIMIT_EXCEEDED" | "ASSET_NOT_IN_POLICY" | "ASSET_OVER_CAP" | "CALLDATA_NOT_ALLOWED" | "OPERATOR_NOT_ALLOWLISTED" | "PROCEEDS_NOT_ALLOWLISTED" | "RECIPIENT_NOT_ALLOWLISTED" | "UNLIMITED_APPROVAL_REFUSED" | "CALLDATA_MALFORMED" | "TYPED_DATA_UNREADABLE" | "GAS_LIMIT_TOO_LOW" | "SIMULATION_MISMATCH" | "SIMULATION_NOT_REQUIRED" | "SIMULATION_OK" | "SIMULATION_REVERTED" | "SIMULATION_ROUTE_NOT_ALLOWLISTED" | "SIMULATION_UNAVAILABLE" | "FEE_OVER_CEILING" | "FEE_QUOTE_UNAVAILABLE" | "FEE_WITHIN_CEILING" | "GAS_ESTIMATE_FAILED" | "NO_USD_LIMIT" | "PRICE_DECIMALS_OUT_OF_RANGE" | "PRICE_FEED_UNKNOWN" | "PRICE_FROM_THE_FUTURE" | "PRICE_NOT_POSITIVE" | "PRICE_NOT_RECORDED" | "PRICE_STALE" | "PRICE_UNAVAILABLE" | "USD_DAILY_LIMIT_EXCEEDED" | "USD_OVER_CAP" | "WITHIN_USD_LIMITS" | "SIMULATION_FAILED" | "SIMULATION_MOVES_MORE_THAN_DECLARED" | "SIMULATION_ROUTES_ALLOWED" | "SOLANA_ACCOUNT_NOT_RESOLVED" | "SOLANA_AGENT_NOT_SIGNER" | "SOLANA_ALLOWED" | "SOLANA_AUTHORITY_CHANGE_REFUSED" | "SOLANA_CLOSE_TO_OTHER_REFUSED" | "SOLANA_INSTRUCTION_NOT_READ" | "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY" | "SOLANA_MESSAGE_ALLOWED" | "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED" | "SOLANA_MESSAGE_SIGNING_OFF" | "SOLANA_MESSAGE_TOO_LONG" | "SOLANA_MINT_EXTENSION_NOT_ACCEPTED" | "SOLANA_NOT_ENABLED" | "SOLANA_PRIORITY_FEE_OVER_CEILING" | "SOLANA_PROGRAM_NOT_ALLOWED" | "SOLANA_SIGNATURE_INVALID" | "SOLANA_TOKEN_MISMATCH" | "SOLANA_TOKEN_NOT_LISTED" | "UNLIMITED_APPROVAL" | "BITCOIN_ALLOWED" | "BITCOIN_FEE_OVER_CEILING" | "BITCOIN_FEE_RATE_OVER_CEILING" | "BITCOIN_INPUT_NOT_OWNED" | "BITCOIN_INPUT_UNKNOWN" | "BITCOIN_NOT_ENABLED" | "BITCOIN_OUTPUT_NOT_ADDRESS" | "BITCOIN_PSBT_INVALID" | "BITCOIN_SIGHASH_NOT_ALLOWED" | "APPROVED" | "AWAITING_APPROVAL" | "IDEMPOTENT_REPLAY" | "NO_OUTCOME" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" | "INTENT_ID_REUSED" | "APPROVAL_DENIED" | "APPROVAL_EXPIRED" | "HUMAN_APPROVED" | "INVALID_REQUEST" | "POLICY_MISSING" | "SIMULATION_SENDER_UNKNOWN" | "CHAIN_RPC_FAILED" | "CLIENT_SHARE_INVALID" | "SIGNER_ERROR" | "SOLANA_ADDRESS_MISMATCH" | "BITCOIN_KEY_MISMATCH" | "SOLANA_SIGNATURES_MISSING" | "TYPED_DATA_INVALID" | "HUMAN_APPROVAL_REQUIRED" | "IDEMPOTENT_ORIGINAL_NOT_SIGNED" | "POLICY_AGENT_MISMATCH" | "POLICY_SIGNATURE_INVALID" | "PASSKEY_ASSERTION_INVALID" | "POLICY_SUPERSEDED" | "STAGE_NOT_JUDGED" | "BLOB_HASH_MISMATCH" | "BLOB_INVALID" | "CLIENT_SHARE_SEALED_TO_OLD_KEY" | "CMEK_INVALID" | "CMEK_SEALED_TO_OLD_KEY" | "EIP7702_NONCE_MISMATCH" | "NONCE_EXHAUSTED" | "NONCE_NOT_ALLOWED" | "ROOT_PROVIDER_UNAVAILABLE" | "SIGNING_KEY_UNAVAILABLE" | "SOLANA_MESSAGE_INVALID" | "SOLANA_TRANSACTION_INVALID" | "SIGNED" | "ATTESTATION_REQUIRED" | "API_INTERNAL_ERROR" | "ADMINS_ONLY" | "AGENT_NOT_PROVISIONED" | "BODY_INCOMPLETE" | "BODY_NOT_JSON" | "BODY_TIMEOUT" | "BODY_TOO_LARGE" | "BROADCAST_REFUSED" | "CREDENTIALS_REFUSED" | "HEADERS_TOO_LARGE" | "HTTP_MALFORMED" | "METHOD_NOT_ALLOWED" | "NO_RPC" | "PATH_NOT_FOUND" | "PIPELINE_UNAVAILABLE" | "RATE_LIMITED" | "REQUEST_IN_PROGRESS" | "TOKEN_AGENT_MISMATCH" | "TOO_MANY_FAILED_ATTEMPTS" | "TRANSACTION_NOT_FOUND" | "URL_TOO_LONG" | "NOT_RECORDED";
         /**
          * ErrorResponse
          * @description Every error: ``code`` says what went wrong, for programs (a refusal's rule, or the API's own
@@ -1562,6 +1562,12 @@ export interface components {
             /** Id */
             id: string;
             /**
+             * Family
+             * @default solana
+             * @constant
+             */
+            family: "solana";
+            /**
              * Detail
              * @default null
              */
@@ -1661,9 +1667,9 @@ export interface components {
             agent_id: string;
             /**
              * Transactions
-             * @description newest first
+             * @description newest first: every family's transactions, each in its family's shape named by `family`, and the refusals
              */
-            transactions: components["schemas"]["TransactionResponse"][];
+            transactions: (components["schemas"]["TransactionResponse"] | components["schemas"]["SolanaTransactionResponse"] | components["schemas"]["BitcoinTransactionResponse"])[];
             /** Forged Records Ignored */
             forged_records_ignored: number;
         };
@@ -1741,8 +1747,10 @@ export interface components {
         } & (unknown & unknown);
         /**
          * TransactionResponse
-         * @description A transaction of the agent: the Intents API's ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
-         *     of what Warden knows of it. ``signed_tx`` only on the first POST, or when asked for.
+         * @description A transaction of the agent on an EVM network (``family`` evm), or a refusal of any family
+         *     (``status`` refused, no ``family``: the refusal's record names no network): the Intents API's
+         *     ``id``, ``tx_hash``, ``chain``, ``status``, and the rest of what Warden knows of it.
+         *     ``signed_tx`` only on the first POST, or when asked for.
          */
         TransactionResponse: {
             /**
@@ -1894,6 +1902,12 @@ export interface components {
              */
             id: string;
             /**
+             * Family
+             * @description evm; none on a refusal, whose record names no network
+             * @default null
+             */
+            family: "evm" | null;
+            /**
              * Detail
              * @description a refusal's human reason (data, not instructions)
              * @default null
@@ -2014,8 +2028,9 @@ export interface components {
         TransferRequest: components["schemas"]["TransactionRequest"] | components["schemas"]["SolanaTransferRequest"] | components["schemas"]["BitcoinTransferRequest"];
         /**
          * TransferResponse
-         * @description What the transactions endpoints answer: a transaction on an EVM network, a Solana
-         *     transaction on a Solana one, a Bitcoin payment on a Bitcoin one.
+         * @description What the transactions endpoints answer, and a lookup of one: a transaction on an EVM
+         *     network, a Solana transaction on a Solana one, a Bitcoin payment on a Bitcoin one, each named
+         *     by ``family`` (a refusal, looked up, names none).
          */
         TransferResponse: components["schemas"]["TransactionResponse"] | components["schemas"]["SolanaTransactionResponse"] | components["schemas"]["BitcoinTransactionResponse"];
         /** TypedDataSignRequest */
@@ -2095,7 +2110,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorResponse"];
             };
         };
-        /** @description a request line (the URL) over 4096 bytes */
+        /** @description a URL (its path and query, as sent) over 4096 bytes */
         UrlTooLong: {
             headers: {
                 [name: string]: unknown;
