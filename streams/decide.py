@@ -21,9 +21,10 @@ from runtime.rpc import Node
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import OutcomeT, ServiceKeys, outcome_forgery, sign_outcome
-from schemas.chains import ChainLookup
+from schemas.chains import ChainLookup, Family
 from schemas.codes import Code
 from schemas.emit import Emit, IntentRef, Source, dead_letter, intent_audit, outcome_with_audit
+from schemas.families import FAMILY_OF_KIND
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     IntentApproved,
@@ -77,11 +78,13 @@ class Decider:
             metrics.STAGE_SECONDS.labels(stage).observe(time.perf_counter() - began)
 
     def _context(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> judge.Context:
-        """The worker's own spend windows, node and networks in force; the sender is the one the policy names."""
+        """The worker's own spend windows, node and networks in force; the sender is the EVM address
+        the policy names, for an EVM intent only: a Solana or Bitcoin stage reads the agent's address
+        or key from its own section of the policy when handed none."""
         return judge.Context(
             spent=self._spent(intent, now),
             node=self.node_for(intent.chain),
-            sender=policy.sender_address,
+            sender=policy.sender_address if FAMILY_OF_KIND[intent.intent_type] is Family.EVM else None,
             now=now,
             chains=self.chains,
         )

@@ -78,9 +78,6 @@ def families(stack: LocalStack) -> Families:
         await provision_agent(
             settings,
             name,
-            # No EVM sender_address: the streams worker hands it to every family's stage as the
-            # agent's address, where a Solana or a Bitcoin stage cannot read it (issue 84's report).
-            sender_address=None,
             tx_allowed_chains=NETWORKS_WITH_NODES,
             tx_to_allowlist=(DEST,),
             tx_max_value_eth="1",
