@@ -12,7 +12,9 @@ spent in the last 24 h. Deny by default:
   NONE, SINGLE or ANYONECANPAY lets someone else change what the transaction pays;
 - every output pays the agent's own wallet (change) or an address on the allowlist, written for the
   intent's network; a script with no address (OP_RETURN, bare multisig) is refused;
-- the fee (inputs less outputs) is bounded absolutely and per virtual byte, and counted as spend;
+- the fee (inputs less outputs) is bounded absolutely and per virtual byte of the signed
+  transaction (`btc.psbt.vsize` counts the size `btc.signing` signs, and the signer checks the
+  rate again on what it signed: `fee_rate_refused`), and counted as spend;
 - spend (outputs to others plus the fee) is capped per transaction and per rolling 24 h.
 
 An input spent by a transaction still in the mempool is read as unspent (the node's view without
@@ -92,8 +94,7 @@ def judge(
             Code.BITCOIN_PSBT_INVALID, f"its outputs pay more than its inputs hold (fee {fee}): it cannot be valid"
         )
     vsize = psbts.vsize(psbt, own)
-    rate = -(-fee // vsize)  # satoshis per virtual byte, rounded up
-    facts: dict[str, Any] = {"fee_sats": fee, "vsize": vsize, "fee_rate_sat_vb": rate, "payments": paid}
+    facts: dict[str, Any] = {"fee_sats": fee, "vsize": vsize, "fee_rate_sat_vb": _rate(fee, vsize), "payments": paid}
     if fee > policy.max_fee_sats:
         return _refuse(
             Code.BITCOIN_FEE_OVER_CEILING,
@@ -101,13 +102,9 @@ def judge(
             "(bitcoin.max_fee_sats)",
             **facts,
         )
-    if rate > policy.max_fee_rate_sat_vb:
-        return _refuse(
-            Code.BITCOIN_FEE_RATE_OVER_CEILING,
-            f"the fee is {rate} satoshis per virtual byte ({fee} over {vsize} vB signed); the policy allows at most "
-            f"{policy.max_fee_rate_sat_vb} (bitcoin.max_fee_rate_sat_vb)",
-            **facts,
-        )
+    refused = fee_rate_refused(policy, fee, vsize, Code.BITCOIN_FEE_RATE_OVER_CEILING)
+    if refused is not None:
+        return BitcoinVerdict(False, refused.code, refused.reason, facts=facts)
     spend = sum(amount for _, amount in paid) + fee
     refused = check_limits(policy, spend, spent)
     if refused is not None:
@@ -187,6 +184,30 @@ def _outputs(
             )
         paid.append((address, output.amount))
     return paid, None
+
+
+def _rate(fee: int, vsize: int) -> int:
+    """Satoshis per virtual byte, rounded up."""
+    return -(-fee // vsize)
+
+
+def fee_rate_refused(policy: BitcoinPolicy, fee: int, vsize: int, code: Code) -> BitcoinVerdict | None:
+    """``fee`` over ``vsize`` virtual bytes against the policy's ceiling per virtual byte: the
+    refusal with ``code``, or None. The judge asks it of the size it counts (`btc.psbt.vsize`), the
+    signer of the transaction it signed (`Code.BITCOIN_SIGNED_FEE_RATE_OVER_CEILING`), so that no
+    transaction leaves the signer paying more per virtual byte than the policy allows, as the
+    network measures it."""
+    ceiling = policy.max_fee_rate_sat_vb
+    if fee <= ceiling * vsize:
+        return None
+    return _refuse(
+        code,
+        f"the fee is {_rate(fee, vsize)} satoshis per virtual byte ({fee} over {vsize} vB signed); the policy allows "
+        f"at most {ceiling} (bitcoin.max_fee_rate_sat_vb)",
+        fee_sats=fee,
+        vsize=vsize,
+        fee_rate_sat_vb=_rate(fee, vsize),
+    )
 
 
 def check_limits(policy: BitcoinPolicy, spend: int, spent: int) -> BitcoinVerdict | None:

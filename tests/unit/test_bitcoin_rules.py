@@ -14,7 +14,7 @@ from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
 from btc import addresses, wallet
 from btc import psbt as psbts
-from rules.bitcoin import BitcoinVerdict, judge
+from rules.bitcoin import BitcoinVerdict, fee_rate_refused, judge
 from schemas.codes import Code
 from schemas.policy import BitcoinPolicy
 
@@ -159,3 +159,14 @@ def test_an_address_of_another_network_on_the_allowlist_does_not_allow_the_same_
     psbt = _psbt([(BOB.data, 1_000), (OWN.p2wpkh, COIN - 2_000)])
     verdict = _judge(psbt, _policy(allowlist=[mainnet_bob]))
     assert verdict.code == Code.RECIPIENT_NOT_ALLOWLISTED
+
+
+@pytest.mark.parametrize(("fee", "refused"), [(1_410, False), (1_411, True)])
+def test_the_fee_rate_is_held_to_the_ceiling_on_an_exact_size(fee: int, refused: bool) -> None:
+    """`fee_rate_refused`, which the judge asks of the size it counts and the signer of the size it
+    signed: at most the ceiling times the virtual size, to the satoshi."""
+    verdict = fee_rate_refused(_policy(max_fee_rate_sat_vb=10), fee, 141, Code.BITCOIN_SIGNED_FEE_RATE_OVER_CEILING)
+    assert (verdict is not None) == refused
+    if verdict is not None:
+        assert verdict.code == Code.BITCOIN_SIGNED_FEE_RATE_OVER_CEILING
+        assert verdict.facts == {"fee_sats": 1_411, "vsize": 141, "fee_rate_sat_vb": 11}
