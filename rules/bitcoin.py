@@ -10,7 +10,8 @@ spent in the last 24 h. Deny by default:
   small); an input of another script is never signed;
 - every input asks for the default signature hash only (ALL; DEFAULT on P2TR): a signature under
   NONE, SINGLE or ANYONECANPAY lets someone else change what the transaction pays;
-- every output pays the agent's own wallet (change) or an address on the allowlist, written for the
+- every output pays at least the dust threshold of its script (`btc.dust`, Bitcoin Core's relay
+  rule), and pays the agent's own wallet (change) or an address on the allowlist, written for the
   intent's network; a script with no address (OP_RETURN, bare multisig) is refused;
 - the fee (inputs less outputs) is bounded absolutely and per virtual byte of the signed
   transaction (`btc.psbt.vsize` counts the size `btc.signing` signs, and the signer checks the
@@ -29,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from btc import addresses, wallet
+from btc import addresses, dust, wallet
 from btc import psbt as psbts
 from runtime import bitcoin as bitcoin_rpc
 from runtime.rpc import Node, RpcError, RpcUnavailable
@@ -164,6 +165,17 @@ def _outputs(
     """The payments to others (address, satoshis), or the refusal of the first output not allowed."""
     paid: list[tuple[str, int]] = []
     for index, output in enumerate(psbt.outputs):
+        least = dust.threshold(output.script)
+        if output.amount < least:
+            return paid, _refuse(
+                Code.BITCOIN_OUTPUT_DUST,
+                f"output {index} pays {output.amount} satoshis, below the dust threshold of {least} for its script "
+                f"({output.script.hex()}): the network relays no transaction with an output worth less than "
+                "spending it costs (Bitcoin Core's standard relay rule); pay at least that much",
+                output=index,
+                amount=output.amount,
+                least=least,
+            )
         if own.owns(output.script):
             continue  # change: it stays in the agent's wallet
         address = addresses.address_of(output.script, network)

@@ -1,6 +1,7 @@
 """What a Bitcoin transaction pays, on the real stack and its regtest node (btcd), with PSBTs
 written here with embit: a fee at exactly the policy's ceiling per virtual byte pays no more than
-that ceiling on the transaction the node holds, by the node's own count of its size."""
+that ceiling on the transaction the node holds, by the node's own count of its size; an output
+below the dust threshold is refused by the worker and by the signer."""
 
 from __future__ import annotations
 
@@ -164,3 +165,26 @@ def test_a_fee_at_the_ceiling_pays_no_more_per_virtual_byte_than_the_ceiling_on_
         assert done.fee_sats <= CEILING * on_the_node, (done.fee_sats, on_the_node)
         assert done.vsize == on_the_node  # the size signed, as the judge counted it, is the node's
     assert isinstance(outcome, SignedBitcoinTransaction)  # it is at the ceiling, not above: it is signed
+
+
+def test_an_output_below_the_dust_threshold_is_refused_by_the_worker_and_the_signer(
+    stack: LocalStack, run: Run, payer: tuple[Agent, str, bytes]
+) -> None:
+    """1 satoshi to bob, through the worker; 293 (a satoshi below P2WPKH's threshold), straight to
+    the signer. Nothing is signed: the node would not relay either."""
+    settings = stack.settings
+    agent, _, bob_script = payer
+    own = _own(agent)
+    coins = run(_coins(settings, agent.address))
+    one = _intent(agent, _at_the_ceiling(coins, [(bob_script, 1)], own.p2wpkh, own))
+    below = _intent(agent, _at_the_ceiling(coins, [(bob_script, 293)], own.p2wpkh, own), broadcast=False)
+    outcomes = run(_decided(settings, [one], [(agent, below)]))
+    assert _refusals(outcomes) == {
+        one.intent_id: (Stage.BITCOIN, Code.BITCOIN_OUTPUT_DUST),
+        below.intent_id: (Stage.SIGNING, Code.BITCOIN_OUTPUT_DUST),
+    }
+
+
+def _refusals(outcomes: dict[str, Outcome]) -> dict[str, tuple[str, str]]:
+    """Each refusal's (stage, code), by intent id."""
+    return {i: (o.stage, o.code) for i, o in outcomes.items() if isinstance(o, IntentRejected)}

@@ -161,6 +161,30 @@ def test_an_address_of_another_network_on_the_allowlist_does_not_allow_the_same_
     assert verdict.code == Code.RECIPIENT_NOT_ALLOWLISTED
 
 
+# Bitcoin Core's dust thresholds at its dust relay fee of 3 sat/vB (src/policy/policy.cpp), as its
+# comments and docs give them, for each kind of address an output can pay.
+_P2PKH = bytes.fromhex("76a914") + bytes(20) + bytes.fromhex("88ac")
+_P2SH = bytes.fromhex("a914") + bytes(20) + bytes.fromhex("87")
+_P2WSH = bytes.fromhex("0020") + bytes(32)
+
+
+@pytest.mark.parametrize(
+    ("paid", "least"),
+    [(BOB.data, 294), (OWN.p2tr, 330), (_P2WSH, 330), (_P2PKH, 546), (_P2SH, 540), (OWN.p2wpkh, 294)],
+)
+def test_an_output_below_the_dust_threshold_of_its_script_is_refused(paid: bytes, least: int) -> None:
+    """Dust: a payment (or change) worth less than spending it costs, which nodes do not relay."""
+    allowed = [addresses.address_of(s, "regtest") for s in (BOB.data, _P2WSH, _P2PKH, _P2SH)]
+    policy = _policy(allowlist=allowed)
+    below = _judge(_psbt([(paid, least - 1), (OWN.p2wpkh, COIN - least - 1_000)]), policy)
+    assert (below.passed, below.code, below.facts["least"]) == (False, Code.BITCOIN_OUTPUT_DUST, least), below.reason
+    assert f"output 0 pays {least - 1} satoshis, below the dust threshold of {least}" in below.reason
+    at = _judge(_psbt([(paid, least), (OWN.p2wpkh, COIN - least - 1_000)]), policy)
+    assert at.passed, at.reason
+    one_sat = _judge(_psbt([(BOB.data, 10_000), (paid, 1), (OWN.p2wpkh, COIN - 20_000)]), policy)
+    assert (one_sat.code, one_sat.facts["output"]) == (Code.BITCOIN_OUTPUT_DUST, 1), one_sat.reason
+
+
 @pytest.mark.parametrize(("fee", "refused"), [(1_410, False), (1_411, True)])
 def test_the_fee_rate_is_held_to_the_ceiling_on_an_exact_size(fee: int, refused: bool) -> None:
     """`fee_rate_refused`, which the judge asks of the size it counts and the signer of the size it
