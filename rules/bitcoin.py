@@ -4,6 +4,8 @@
 spend as the chain holds them (read by the caller: `runtime.bitcoin.tx_out`) and what the agent
 spent in the last 24 h. Deny by default:
 
+- at most `MAX_INPUTS` inputs, each read from the node in one batch (`held_by`): one intent
+  cannot hold the node, and the worker behind it, for the time of a thousand lookups;
 - every input spends an output of the agent's own wallet (its key's P2WPKH or P2TR script,
   `btc.wallet`), which the chain holds unspent in a block, with the amount and script the PSBT
   says (the signature commits to them: a PSBT that understates an input would make the fee look
@@ -44,6 +46,9 @@ BTC = "BTC"
 SIGHASH_DEFAULT = 0  # P2TR only (BIP-341): ALL, with a 64-byte signature
 SIGHASH_ALL = 1
 _ALLOWED_SIGHASH = {False: (None, SIGHASH_ALL), True: (None, SIGHASH_DEFAULT, SIGHASH_ALL)}  # by "is P2TR"
+# The most inputs one intent may spend: each is read from the node before the intent is decided,
+# and a PSBT of the largest size Warden reads (`btc.psbt.MAX_PSBT_BYTES`) holds about 1,250 of them.
+MAX_INPUTS = 500
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,14 @@ def judge(
     network = addresses.NETWORK_OF_CHAIN.get(chain)
     if network is None:
         return _refuse(Code.CHAIN_NOT_ALLOWED, f"chain {chain!r}: Warden knows no Bitcoin network by that name")
+    if len(psbt.inputs) > MAX_INPUTS:
+        return _refuse(
+            Code.BITCOIN_TOO_MANY_INPUTS,
+            f"it spends {len(psbt.inputs)} inputs; Warden reads at most {MAX_INPUTS} for one intent: pay in "
+            "several transactions, or first gather the coins into fewer with payments to the agent's own address",
+            inputs=len(psbt.inputs),
+            most=MAX_INPUTS,
+        )
     own = wallet.own_scripts(bytes.fromhex(public_key))
     refused = _inputs_refused(psbt, own, held)
     if refused is not None:
@@ -254,12 +267,13 @@ def asset_key(chain: str) -> str:
 
 async def held_by(node: Node, psbt: psbts.Psbt) -> dict[tuple[str, int], psbts.Output | None]:
     """The outputs ``psbt``'s inputs spend, as ``node`` holds them in its blocks (its mempool left
-    out, so a replacement of a transaction not mined yet reads them unspent)."""
-    held: dict[tuple[str, int], psbts.Output | None] = {}
-    for spent_input in psbt.inputs:
-        out = await bitcoin_rpc.tx_out(node, spent_input.txid, spent_input.vout, include_mempool=False)
-        held[(spent_input.txid, spent_input.vout)] = None if out is None else psbts.Output(out.script, out.amount)
-    return held
+    out, so a replacement of a transaction not mined yet reads them unspent), asked in one batch."""
+    outpoints = [(spent_input.txid, spent_input.vout) for spent_input in psbt.inputs]
+    outs = await bitcoin_rpc.tx_outs(node, outpoints, include_mempool=False)
+    return {
+        outpoint: None if out is None else psbts.Output(out.script, out.amount)
+        for outpoint, out in zip(outpoints, outs, strict=True)
+    }
 
 
 async def check(
@@ -279,7 +293,8 @@ async def check(
             chain=intent.chain,
             allowed_chains=policy.tx_allowed_chains,
             policy=policy.bitcoin,
-            held=await held_by(node, psbt) if policy.bitcoin is not None else {},
+            # A PSBT of more inputs than are read is refused without asking the node about any.
+            held=await held_by(node, psbt) if policy.bitcoin is not None and len(psbt.inputs) <= MAX_INPUTS else {},
             spent=spent(asset_key(intent.chain)),
         )
     except psbts.PsbtInvalid as exc:  # the intent's validation read it: only a hand-made record lands here

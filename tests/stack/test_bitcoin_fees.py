@@ -1,7 +1,9 @@
-"""What a Bitcoin transaction pays, on the real stack and its regtest node (btcd), with PSBTs
-written here with embit: a fee at exactly the policy's ceiling per virtual byte pays no more than
-that ceiling on the transaction the node holds, by the node's own count of its size; an output
-below the dust threshold is refused by the worker and by the signer."""
+"""What a Bitcoin transaction pays and how much of the node one intent may ask for, on the real stack
+and its regtest node (btcd), with PSBTs written here with embit: a fee at exactly the policy's
+ceiling per virtual byte pays no more than that ceiling on the transaction the node holds, by the
+node's own count of its size; an output below the dust threshold is refused by the worker and by
+the signer; a PSBT of more inputs than Warden reads for one intent is refused without asking the
+node about them, by the worker and by the signer, while another agent's payment is decided."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from btc import wallet
 from infra.cli.fund import fund
 from infra.stack.local import LocalStack
 from infra.stack.provision import Agent, provision_bitcoin_agent
+from rules.bitcoin import MAX_INPUTS
 from runtime import bitcoin
 from runtime.clock import utcnow
 from runtime.config import Settings
@@ -69,6 +72,12 @@ def _at_the_ceiling(
     size = psbts.vsize(psbts.read(_psbt(inputs, [*outputs, (rest, 0)])), own)
     left = sum(c.amount for c in coins) - sum(amount for _, amount in outputs) - CEILING * size
     return _psbt(inputs, [*outputs, (rest, left)])
+
+
+def _nowhere(own: wallet.OwnScripts, count: int, to: bytes) -> bytes:
+    """A PSBT of ``count`` inputs of the agent's script at outpoints no transaction ever made."""
+    inputs = [(os.urandom(32).hex(), 0, 10_000, own.p2wpkh) for _ in range(count)]
+    return _psbt(inputs, [(to, count * 10_000 - 100_000)])
 
 
 def _own(agent: Agent) -> wallet.OwnScripts:
@@ -165,6 +174,34 @@ def test_a_fee_at_the_ceiling_pays_no_more_per_virtual_byte_than_the_ceiling_on_
         assert done.fee_sats <= CEILING * on_the_node, (done.fee_sats, on_the_node)
         assert done.vsize == on_the_node  # the size signed, as the judge counted it, is the node's
     assert isinstance(outcome, SignedBitcoinTransaction)  # it is at the ceiling, not above: it is signed
+
+
+def test_more_inputs_than_are_read_are_refused_by_the_worker_and_the_signer_while_a_payment_is_decided(
+    stack: LocalStack, run: Run, payer: tuple[Agent, str, bytes]
+) -> None:
+    """One agent sends two PSBTs of 1,250 inputs that exist nowhere (a PSBT of 100,000 bytes holds
+    that many), one of `MAX_INPUTS` (read from the node in one batch) and, straight to the signer,
+    one more of 1,250; another agent pays bob, submitted last."""
+    settings = stack.settings
+    agent, _, bob_script = payer
+    own = _own(agent)
+    hoarder: Agent = run(provision_bitcoin_agent(settings, f"btc-many-{os.urandom(3).hex()}"))
+    theirs = _own(hoarder)
+    big = [_intent(hoarder, _nowhere(theirs, 1_250, theirs.p2tr)) for _ in range(2)]
+    batch = _intent(hoarder, _nowhere(theirs, MAX_INPUTS, theirs.p2tr))
+    payment = _intent(
+        agent, _at_the_ceiling(run(_coins(settings, agent.address)), [(bob_script, 1_000_000)], own.p2wpkh, own)
+    )
+    signer_only = _intent(hoarder, _nowhere(theirs, 1_250, theirs.p2tr))
+    outcomes = run(_decided(settings, [*big, batch, payment], [(hoarder, signer_only)]))
+    assert _refusals(outcomes) == {
+        big[0].intent_id: (Stage.BITCOIN, Code.BITCOIN_TOO_MANY_INPUTS),
+        big[1].intent_id: (Stage.BITCOIN, Code.BITCOIN_TOO_MANY_INPUTS),
+        batch.intent_id: (Stage.BITCOIN, Code.BITCOIN_INPUT_UNKNOWN),
+        signer_only.intent_id: (Stage.SIGNING, Code.BITCOIN_TOO_MANY_INPUTS),
+    }
+    done = outcomes.get(payment.intent_id)
+    assert isinstance(done, SignedBitcoinTransaction) and done.status == "mined", done
 
 
 def test_an_output_below_the_dust_threshold_is_refused_by_the_worker_and_the_signer(

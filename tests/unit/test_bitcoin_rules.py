@@ -14,7 +14,7 @@ from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
 from btc import addresses, wallet
 from btc import psbt as psbts
-from rules.bitcoin import BitcoinVerdict, fee_rate_refused, judge
+from rules.bitcoin import MAX_INPUTS, BitcoinVerdict, fee_rate_refused, judge
 from schemas.codes import Code
 from schemas.policy import BitcoinPolicy
 
@@ -183,6 +183,14 @@ def test_an_output_below_the_dust_threshold_of_its_script_is_refused(paid: bytes
     assert at.passed, at.reason
     one_sat = _judge(_psbt([(BOB.data, 10_000), (paid, 1), (OWN.p2wpkh, COIN - 20_000)]), policy)
     assert (one_sat.code, one_sat.facts["output"]) == (Code.BITCOIN_OUTPUT_DUST, 1), one_sat.reason
+
+
+def test_more_inputs_than_are_read_are_refused() -> None:
+    most = _psbt([(BOB.data, MAX_INPUTS * 10_000 - 50_000)], inputs=[(OWN.p2wpkh, 10_000)] * MAX_INPUTS)
+    assert _judge(most).passed
+    over = _psbt([(BOB.data, MAX_INPUTS * 10_000 - 50_000)], inputs=[(OWN.p2wpkh, 10_000)] * (MAX_INPUTS + 1))
+    refused = _judge(over, held={})
+    assert (refused.code, refused.facts) == (Code.BITCOIN_TOO_MANY_INPUTS, {"inputs": 501, "most": 500})
 
 
 @pytest.mark.parametrize(("fee", "refused"), [(1_410, False), (1_411, True)])
