@@ -1,22 +1,27 @@
 """The Bitcoin judge (`rules.bitcoin.judge`) on PSBTs written with embit: each rule tried around,
-with the chain's view of the inputs given as the caller reads it from its node."""
+with the chain's view of the inputs given as the caller reads it from its node; and the policy's
+bounds in satoshis."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import pytest
 from embit import ec, script
 from embit.networks import NETWORKS
 from embit.psbt import PSBT
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
+from pydantic import ValidationError
 
 from btc import addresses, wallet
 from btc import psbt as psbts
 from rules.bitcoin import MAX_INPUTS, BitcoinVerdict, fee_rate_refused, judge
+from schemas.chains import Family
 from schemas.codes import Code
 from schemas.policy import BitcoinPolicy
+from sdk.policies import PolicyInvalid, unsigned_policy
 
 CHAIN = "bitcoin-regtest"
 KEY = ec.PrivateKey(bytes.fromhex("11" * 32)).get_public_key().sec()
@@ -202,3 +207,17 @@ def test_the_fee_rate_is_held_to_the_ceiling_on_an_exact_size(fee: int, refused:
     if verdict is not None:
         assert verdict.code == Code.BITCOIN_SIGNED_FEE_RATE_OVER_CEILING
         assert verdict.facts == {"fee_sats": 1_411, "vsize": 141, "fee_rate_sat_vb": 11}
+
+
+def test_a_cap_above_every_bitcoin_there_is_is_refused_in_the_policy() -> None:
+    for field in ("max_sats_per_tx", "daily_limit_sats", "approval_threshold_sats", "max_fee_sats"):
+        assert getattr(_policy(**{field: str(psbts.MAX_MONEY)}), field) == psbts.MAX_MONEY
+        with pytest.raises(ValidationError) as refused:
+            _policy(**{field: str(psbts.MAX_MONEY + 1)})
+        (error,) = refused.value.errors()
+        assert error["loc"] == (field,), error
+        assert "at most 2100000000000000 satoshis (21,000,000 BTC" in error["msg"]
+    # As `warden agents create --chains bitcoin-regtest --max-value 21000000.00000001` writes it.
+    fields = {"tx_allowed_chains": (CHAIN,), "tx_max_value_eth": "21000000.00000001"}
+    with pytest.raises(PolicyInvalid, match=r"bitcoin\.max_sats_per_tx: must be at most 2100000000000000 satoshis"):
+        unsigned_policy("a", None, "ab" * 32, fields, datetime.now(timezone.utc), own={Family.BITCOIN: KEY.hex()})
