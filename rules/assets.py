@@ -8,11 +8,12 @@ rolling 24 h limit in its own units, unlimited approvals refused where the polic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rules import movements, typed_movements
 from rules.verdicts import allowlisted, simulation_required, verdict
+from schemas.amounts import UINT256, first_out_of_range
 from schemas.codes import Code
 from schemas.fields import MAX_UINT256, format_token_amount
 from schemas.intent import TransactionIntent
@@ -53,6 +54,9 @@ def assess_assets(
     def refuse(code: Code, reason: str) -> tuple[StageVerdict, dict[str, int]]:
         return verdict(intent, Stage.ASSETS, False, code, reason, **facts), {}
 
+    refusal = _out_of_range(((f"the amount {m.via} moves of {m.asset}", m.amount) for m in reading.movements), facts)
+    if refusal is not None:
+        return refuse(*refusal)
     if reading.other_call is not None:
         contract, selector = reading.other_call
         facts.update(contract=contract, selector=selector)
@@ -67,13 +71,25 @@ def assess_assets(
         elif judged is not None:
             return refuse(*judged)
     facts["asset_spend"] = {key: str(amount) for key, amount in totals.items()}
-    refusal = _limits_refusal(policy, totals, spent, facts)
+    refusal = _out_of_range(((f"what the intent moves of {key} together", n) for key, n in totals.items()), facts)
+    if refusal is None:
+        refusal = _limits_refusal(policy, totals, spent, facts)
     if refusal is not None:
         return refuse(*refusal)
     what = ", ".join(f"{m['via']} {m['amount']}" for m in moved) or "no token movement"
     return verdict(
         intent, Stage.ASSETS, True, Code.ASSETS_WITHIN_POLICY, f"{what} within the asset rules", **facts
     ), totals
+
+
+def _out_of_range(amounts: Iterable[tuple[str, int]], facts: dict[str, Any]) -> _Refusal | None:
+    """The refusal of the first of ``amounts`` (what each is, how much) past the uint256 a token
+    amount is, recorded in ``facts``; or None."""
+    found = first_out_of_range(UINT256, amounts)
+    if found is None:
+        return None
+    facts.update(found.facts())
+    return Code.AMOUNT_OUT_OF_RANGE, str(found.problem)
 
 
 def _read_movements(intent: TransactionIntent, policy: AgentPolicy) -> movements.Reading:

@@ -6,6 +6,8 @@ spent in the last 24 h. Deny by default:
 
 - at most `MAX_INPUTS` inputs, each read from the node in one batch (`held_by`): one intent
   cannot hold the node, and the worker behind it, for the time of a thousand lookups;
+- every input's and output's satoshis, and the inputs' and the outputs' together, are within
+  MAX_MONEY (`schemas.amounts`), as consensus holds them;
 - every input spends an output of the agent's own wallet (its key's P2WPKH or P2TR script,
   `btc.wallet`), which the chain holds unspent in a block, with the amount and script the PSBT
   says (the signature commits to them: a PSBT that understates an input would make the fee look
@@ -36,6 +38,7 @@ from btc import addresses, dust, wallet
 from btc import psbt as psbts
 from runtime import bitcoin as bitcoin_rpc
 from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.amounts import SATOSHIS, first_out_of_range
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
@@ -95,6 +98,9 @@ def judge(
             inputs=len(psbt.inputs),
             most=MAX_INPUTS,
         )
+    refused = _amounts_refused(psbt)
+    if refused is not None:
+        return refused
     own = wallet.own_scripts(bytes.fromhex(public_key))
     refused = _inputs_refused(psbt, own, held)
     if refused is not None:
@@ -126,6 +132,22 @@ def judge(
     return BitcoinVerdict(
         True, Code.BITCOIN_ALLOWED, "every input is the agent's and every payment allowed", spend, facts
     )
+
+
+def _amounts_refused(psbt: psbts.Psbt) -> BitcoinVerdict | None:
+    """Each input's and output's satoshis, and the inputs' and the outputs' together, within
+    MAX_MONEY, as consensus holds them (an input that does not say its amount is refused with the
+    inputs)."""
+    spent = [
+        (f"the satoshis input {i} spends", put.amount) for i, put in enumerate(psbt.inputs) if put.amount is not None
+    ]
+    paid = [(f"the satoshis output {i} pays", output.amount) for i, output in enumerate(psbt.outputs)]
+    together = [
+        ("the satoshis the inputs spend together", sum(amount for _, amount in spent)),
+        ("the satoshis the outputs pay together", sum(amount for _, amount in paid)),
+    ]
+    found = first_out_of_range(SATOSHIS, spent + paid + together)
+    return None if found is None else _refuse(Code.AMOUNT_OUT_OF_RANGE, str(found.problem), **found.facts())
 
 
 def _inputs_refused(

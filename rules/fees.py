@@ -19,6 +19,7 @@ from evm.constants import GAS_PER_BLOB, PER_AUTHORIZATION_GAS
 from rules.simulation import call_object, decode_revert
 from rules.verdicts import verdict
 from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.amounts import UINT256, AmountOutOfRange, first_out_of_range
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
@@ -35,7 +36,7 @@ async def quote(intent: TransactionIntent, sender: str | None, node: Node, ceili
     A type-2 max fee the node suggests is 2 × base fee + tip (room for the base fee to double);
     with a ceiling it is lowered to the ceiling when base fee + tip still fits under it, so the
     transaction can be included now without ever paying more than the ceiling. Raises RpcError
-    / RpcUnavailable when the node cannot answer."""
+    / RpcUnavailable when the node cannot answer, `AmountOutOfRange` for a fee past uint256."""
     gas = intent.gas_limit
     if gas is None:
         estimate = int(await node.call("eth_estimateGas", call_object(intent, sender), "pending"), 16)
@@ -45,7 +46,7 @@ async def quote(intent: TransactionIntent, sender: str | None, node: Node, ceili
     blob_fee = len(intent.blob_versioned_hashes) * GAS_PER_BLOB * (intent.max_fee_per_blob_gas or 0)
     if intent.tx_type in (0, 1):
         price = intent.gas_price if intent.gas_price is not None else int(await node.call("eth_gasPrice"), 16)
-        return FeeQuote(gas_limit=gas, fee_per_gas=price)
+        return _priced(gas, price)
     priority = intent.max_priority_fee_per_gas
     if priority is None:
         priority = int(await node.call("eth_maxPriorityFeePerGas"), 16)
@@ -57,10 +58,26 @@ async def quote(intent: TransactionIntent, sender: str | None, node: Node, ceili
         max_fee = 2 * base + priority
         if ceiling is not None and base + priority <= ceiling:
             max_fee = min(max_fee, ceiling)
+    return _priced(gas, max_fee, min(priority, max_fee), base, blob_fee)
+
+
+def _priced(
+    gas: int, fee_per_gas: int, priority: int | None = None, base: int | None = None, blob_fee: int = 0
+) -> FeeQuote:
+    """The quote of these numbers, each fee a uint256 as a transaction's fields and cost are, or
+    `AmountOutOfRange`: a node's suggestion is anyone's to move, and an intent's blob fee cap times
+    its blobs' gas can pass what any account holds."""
+    named = {"the fee per gas": fee_per_gas, "the priority fee per gas": priority, "the base fee per gas": base}
+    fees = [(f"{what} in wei", n) for what, n in named.items() if n is not None]
+    found = first_out_of_range(
+        UINT256, [*fees, ("the blob gas fee in wei (blobs x 131072 x max_fee_per_blob_gas)", blob_fee)]
+    )
+    if found is not None:
+        raise AmountOutOfRange(found)
     return FeeQuote(
         gas_limit=gas,
-        fee_per_gas=max_fee,
-        priority_fee_per_gas=min(priority, max_fee),
+        fee_per_gas=fee_per_gas,
+        priority_fee_per_gas=priority,
         base_fee_per_gas=base,
         blob_fee_wei=blob_fee,
     )
@@ -73,14 +90,14 @@ def named_quote(intent: TransactionIntent) -> FeeQuote | None:
         return None
     blob_fee = len(intent.blob_versioned_hashes) * GAS_PER_BLOB * (intent.max_fee_per_blob_gas or 0)
     if intent.tx_type in (0, 1):
-        return None if intent.gas_price is None else FeeQuote(gas_limit=intent.gas_limit, fee_per_gas=intent.gas_price)
+        return None if intent.gas_price is None else _priced(intent.gas_limit, intent.gas_price)
     if intent.max_fee_per_gas is None or intent.max_priority_fee_per_gas is None:
         return None
-    return FeeQuote(
-        gas_limit=intent.gas_limit,
-        fee_per_gas=intent.max_fee_per_gas,
-        priority_fee_per_gas=min(intent.max_priority_fee_per_gas, intent.max_fee_per_gas),
-        blob_fee_wei=blob_fee,
+    return _priced(
+        intent.gas_limit,
+        intent.max_fee_per_gas,
+        min(intent.max_priority_fee_per_gas, intent.max_fee_per_gas),
+        blob_fee=blob_fee,
     )
 
 
@@ -131,4 +148,6 @@ async def check_price(
     except RpcUnavailable as exc:
         # Fail closed: an intent whose cost is unknown is not approved.
         return verdict(intent, Stage.FEE, False, Code.FEE_QUOTE_UNAVAILABLE, str(exc)), None
+    except AmountOutOfRange as exc:
+        return verdict(intent, Stage.FEE, False, Code.AMOUNT_OUT_OF_RANGE, str(exc), **exc.found.facts()), None
     return check_fee(intent, policy, fee), fee

@@ -21,6 +21,7 @@ from typing import Any
 
 from rules import typed_movements
 from rules.verdicts import verdict
+from schemas.amounts import UINT256, first_out_of_range
 from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.intent import TransactionIntent
@@ -262,9 +263,16 @@ def check_delegation(intent: TransactionIntent, policy: AgentPolicy, chain_id: i
 
 
 def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuote) -> StageVerdict:
+    """Spend (value + worst-case fee) within the uint256 a transaction's cost is reckoned in, then
+    within the per-transaction cap."""
     cap = policy.max_value_wei
     spend = fee.spend_wei(intent)
     facts = dict(fee.facts(intent), cap_wei=None if cap is None else str(cap))
+    found = first_out_of_range(UINT256, [("the spend in wei (value + worst-case fee)", spend)])
+    if found is not None:
+        return verdict(
+            intent, Stage.VALUE_CAP, False, Code.AMOUNT_OUT_OF_RANGE, str(found.problem), **facts, **found.facts()
+        )
     if cap is None or spend <= cap:
         return verdict(
             intent,

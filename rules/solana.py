@@ -15,7 +15,8 @@ What is counted as spent, per asset (``SOL`` in lamports, each mint in base unit
   multisig authority (one of m is enough: its signature moves them all);
 - of a Token-2022 mint with a transfer fee, what the transfer withholds, as a movement to the fee's
   withdraw authority (the worse of the mint's two fee settings; the recipient gets the rest).
-Each movement's recipient is an owner: a System account for SOL, a token account's owner (resolved,
+Each amount, and what the transaction moves of each asset together, must fit the u64 the runtime
+holds it in (`schemas.amounts`). Each movement's recipient is an owner: a System account for SOL, a token account's owner (resolved,
 or created in the same transaction) for tokens; it must be the agent or on the allowlist. A
 Token-2022 mint is read whole from the chain: an extension Warden does not read whole (a permanent
 delegate, a transfer hook, ...) is refused unless the policy's entry for the mint accepts it.
@@ -23,12 +24,13 @@ delegate, a transfer hook, ...) is refused unless the policy's entry for the min
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime import solana as solana_rpc
 from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.amounts import U64, first_out_of_range
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
@@ -47,7 +49,6 @@ from svm.mints import READ_WHOLE, Extension, Mint, associated_account_bytes, ext
 from svm.transactions import SolanaTransaction, read
 
 SOL = "SOL"
-U64_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,14 @@ class SolanaVerdict:
 
     def spend(self) -> dict[str, int]:
         """What the transaction spends, per asset: what the rolling limits count."""
-        out: dict[str, int] = {}
-        for m in self.movements:
-            out[m.asset] = out.get(m.asset, 0) + m.amount
-        return out
+        return _per_asset(self.movements)
+
+
+def _per_asset(movements: Iterable[SolanaMovement]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for m in movements:
+        out[m.asset] = out.get(m.asset, 0) + m.amount
+    return out
 
 
 def _refuse(code: Code, reason: str, **facts: Any) -> SolanaVerdict:
@@ -140,27 +145,45 @@ def judge(
             return refused
         movements += moved
     if tx.fee_payer == agent:
-        priority = tx.priority_fee_lamports
-        if priority > policy.max_priority_fee_lamports:
-            return _refuse(
-                Code.SOLANA_PRIORITY_FEE_OVER_CEILING,
-                f"the priority fee is {priority} lamports ({tx.compute_unit_limit} compute units at "
-                f"{tx.compute_unit_price} micro-lamports); the policy allows at most {policy.max_priority_fee_lamports}",
-                priority_fee_lamports=priority,
-            )
         movements.append(SolanaMovement(SOL, tx.fee_lamports, None, None, "fee"))
+    refused = _out_of_range(movements)
+    if refused is not None:
+        return refused
+    priority = tx.priority_fee_lamports
+    if tx.fee_payer == agent and priority > policy.max_priority_fee_lamports:
+        return _refuse(
+            Code.SOLANA_PRIORITY_FEE_OVER_CEILING,
+            f"the priority fee is {priority} lamports ({tx.compute_unit_limit} compute units at "
+            f"{tx.compute_unit_price} micro-lamports); the policy allows at most {policy.max_priority_fee_lamports}",
+            priority_fee_lamports=priority,
+        )
     for m in movements:
         if m.owner is not None and m.owner != agent and m.owner not in policy.allowlist:
-            where = "the fee" if m.index is None else f"instruction {m.index} ({m.what})"
             return _refuse(
                 Code.RECIPIENT_NOT_ALLOWLISTED,
-                f"{where} sends {m.amount} {_unit(m.asset)} to {m.owner}, who is not on the agent's Solana allowlist",
+                f"{_moved_by(m)} sends {m.amount} {_unit(m.asset)} to {m.owner}, who is not on the agent's Solana allowlist",
                 recipient=m.owner,
                 asset=m.asset,
             )
     verdict = SolanaVerdict(True, Code.SOLANA_ALLOWED, "every instruction is within the policy", tuple(movements))
     refused = check_limits(policy, verdict.spend(), spent)
     return verdict if refused is None else refused
+
+
+def _out_of_range(movements: list[SolanaMovement]) -> SolanaVerdict | None:
+    """Each amount the transaction moves, and all it moves of each asset together (the fee
+    counted as SOL), within the u64 the runtime holds lamports and token amounts in."""
+    each = [(f"the {_unit(m.asset)} of {_moved_by(m)}", m.amount) for m in movements]
+    together = [
+        (f"the {_unit(asset)} the transaction moves together (the fee included for SOL)", amount)
+        for asset, amount in _per_asset(movements).items()
+    ]
+    found = first_out_of_range(U64, each + together)
+    return None if found is None else _refuse(Code.AMOUNT_OUT_OF_RANGE, str(found.problem), **found.facts())
+
+
+def _moved_by(m: SolanaMovement) -> str:
+    return "the fee" if m.index is None else f"instruction {m.index} ({m.what})"
 
 
 def check_limits(policy: SolanaPolicy, spend: Mapping[str, int], spent: Callable[[str], int]) -> SolanaVerdict | None:
@@ -401,7 +424,7 @@ def _approval(
     """An approval lets the delegate move ``amount``: judged and counted as if moved to it. Of a
     mint with a transfer fee, what the delegate's transfers withhold (at whatever fee is in force
     when it moves) goes to the fee's withdraw authority, who must be allowed to receive too."""
-    if amount == U64_MAX:
+    if amount == U64.most:
         return _refuse(
             Code.UNLIMITED_APPROVAL,
             f"{where} approves {ix.destination} for an unlimited amount of {asset}",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field, TypeAdapter
 
 from schemas.actions import AuditAction
 from schemas.fields import UtcDatetime
-from schemas.record import Record
+from schemas.record import JsonObject, Record
 
 Actor = str  # "agent:<id>", "admin:<key id>" or "service:<name>"
 
@@ -30,7 +30,7 @@ class AuditEvent(Record):
     ts: UtcDatetime
     intent_id: str | None = None
     agent_id: str | None = None
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: JsonObject = Field(default_factory=dict)
 
 
 # A record on warden.audit.events holds one AuditEvent (a JSON object) or several of one agent's

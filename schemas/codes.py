@@ -38,6 +38,8 @@ class Code(StrEnum):
     VALUE_OVER_CAP = "VALUE_OVER_CAP"
     VALUE_WITHIN_CAP = "VALUE_WITHIN_CAP"
     WITHIN_DAILY_LIMIT = "WITHIN_DAILY_LIMIT"
+    # Every family's amounts (schemas/amounts.py): an amount, or a sum of one asset, its chain's type cannot hold.
+    AMOUNT_OUT_OF_RANGE = "AMOUNT_OUT_OF_RANGE"
     # The judge itself (rules/judge.py).
     INTENTS_API_DISABLED = "INTENTS_API_DISABLED"
     AGENT_SIGNATURE_INVALID = "AGENT_SIGNATURE_INVALID"

@@ -160,7 +160,7 @@ def _plain_event_bytes(fields: dict[str, Any]) -> bytes | None:
     at = (ts if ts.tzinfo is timezone.utc else ts.astimezone(timezone.utc)).isoformat()[: -len("+00:00")] + "Z"
     try:
         return orjson.dumps({"schema_version": SCHEMA_VERSION, **fields, "ts": at})
-    except TypeError:  # an int past 64 bits: the model raises what it does for it
+    except TypeError:  # an int past 64 bits: the model writes it as its decimal text (`schemas.record.JsonObject`)
         return None
 
 

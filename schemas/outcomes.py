@@ -16,7 +16,7 @@ from schemas.intent import TransactionIntent
 from schemas.passkeys import MAX_ASSERTION_CHARS
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
-from schemas.record import Evolving, Record
+from schemas.record import Evolving, JsonObject, Record
 from schemas.stages import Stage
 
 
@@ -49,7 +49,7 @@ class StageVerdict(Record):
     passed: bool
     code: Code
     reason: str
-    facts: dict[str, Any] = Field(default_factory=dict)
+    facts: JsonObject = Field(default_factory=dict)
 
     @classmethod
     def passing(

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any, ClassVar, Final, Literal, Self
+from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -22,6 +22,45 @@ SCHEMA_VERSION: Final = 1
 # The JSON Schema keyword on a property that a record's bytes, and so its signing bytes, leave
 # out while it holds its default (docs/wire-formats.md, "omitted at default").
 OMIT_WHEN_DEFAULT: Final = "x-omit-when-default"
+
+
+# The integers orjson writes: 64 bits, signed or not. It raises on any other.
+_WRITABLE_INTS = range(-(2**63), 2**64)
+
+
+def _wide(value: Any) -> bool:
+    """Whether ``value`` (JSON-shaped) holds an integer orjson cannot write."""
+    kind = type(value)
+    if kind is int:
+        return value not in _WRITABLE_INTS
+    if kind is dict:
+        return any(_wide(item) for item in value.values())
+    if kind is list or kind is tuple:
+        return any(_wide(item) for item in value)
+    return False
+
+
+def _as_text(value: Any) -> Any:
+    """``value`` with every integer orjson cannot write as its decimal text."""
+    kind = type(value)
+    if kind is int:
+        return value if value in _WRITABLE_INTS else str(value)
+    if kind is dict:
+        return {key: _as_text(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_as_text(item) for item in value]
+    return value
+
+
+def _writable(facts: dict[str, Any]) -> dict[str, Any]:
+    return _as_text(facts) if _wide(facts) else facts
+
+
+# A free-form JSON object a record carries (a verdict's facts, an audit event's details): an integer
+# in it past 64 bits (a sum of u64 amounts, a value plus a fee) is kept as its decimal text, as
+# amounts travel everywhere else. Left an integer, orjson would refuse to write the record, and the
+# intent it answers would get no outcome.
+JsonObject = Annotated[dict[str, Any], AfterValidator(_writable)]
 
 
 class Record(BaseModel):

@@ -32,6 +32,7 @@ from runtime.trust import PinnedAuditKeys, PinnedServiceKeys
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.admins import VaultChange
+from schemas.amounts import AmountOutOfRange
 from schemas.audit import readable_audit_events
 from schemas.auth import (
     AuditSigner,
@@ -83,6 +84,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OUTCOME_TOPICS",
     "AgentRecords",
+    "AmountOutOfRange",
     "Awaited",
     "Client",
     "ClientKey",

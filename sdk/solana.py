@@ -21,6 +21,9 @@ from solders.signature import Signature
 from solders.system_program import CreateAccountParams, TransferParams, create_account, transfer
 from solders.transaction import VersionedTransaction
 
+# What a builder raises for an amount past the u64 the runtime holds, re-exported for its callers.
+from schemas.amounts import U64, checked
+from schemas.amounts import AmountOutOfRange as AmountOutOfRange
 from svm import programs
 
 TOKEN = Pubkey.from_string(programs.TOKEN)
@@ -28,6 +31,16 @@ TOKEN_2022 = Pubkey.from_string(programs.TOKEN_2022)
 ATA = Pubkey.from_string(programs.ASSOCIATED_TOKEN)
 SYSTEM = Pubkey.from_string(programs.SYSTEM)
 MINT_RENT = 1_461_600  # rent-exempt balance of an 82-byte mint
+
+
+def _u64(amount: int, what: str) -> int:
+    """``amount``, which the runtime reads as a u64; `AmountOutOfRange` naming ``what`` it is
+    otherwise, so no instruction is written with an amount that wraps or does not encode."""
+    return checked(U64, amount, f"an amount of {what}")
+
+
+def _u64_bytes(amount: int, what: str = "a token's base units") -> bytes:
+    return struct.pack("<Q", _u64(amount, what))
 
 
 def w(key: Pubkey) -> AccountMeta:
@@ -43,7 +56,7 @@ def signer(key: Pubkey, writable: bool = True) -> AccountMeta:
 
 
 def sol_transfer(source: Pubkey, to: Pubkey, lamports: int) -> Instruction:
-    return transfer(TransferParams(from_pubkey=source, to_pubkey=to, lamports=lamports))
+    return transfer(TransferParams(from_pubkey=source, to_pubkey=to, lamports=_u64(lamports, "lamports")))
 
 
 def ata_address(owner: Pubkey, mint: Pubkey, token_program: Pubkey = TOKEN) -> Pubkey:
@@ -75,15 +88,11 @@ def create_mint(payer: Pubkey, mint: Pubkey, authority: Pubkey, decimals: int) -
 def mint_to(
     mint: Pubkey, account: Pubkey, authority: Pubkey, amount: int, token_program: Pubkey = TOKEN
 ) -> Instruction:
-    return Instruction(
-        token_program, bytes([7]) + struct.pack("<Q", amount), [w(mint), w(account), signer(authority, False)]
-    )
+    return Instruction(token_program, bytes([7]) + _u64_bytes(amount), [w(mint), w(account), signer(authority, False)])
 
 
 def token_transfer(source: Pubkey, destination: Pubkey, authority: Pubkey, amount: int) -> Instruction:
-    return Instruction(
-        TOKEN, bytes([3]) + struct.pack("<Q", amount), [w(source), w(destination), signer(authority, False)]
-    )
+    return Instruction(TOKEN, bytes([3]) + _u64_bytes(amount), [w(source), w(destination), signer(authority, False)])
 
 
 def token_transfer_checked(
@@ -101,13 +110,13 @@ def token_transfer_checked(
     owner = signer(authority, False) if not multisig_signers else ro(authority)
     return Instruction(
         token_program,
-        bytes([12]) + struct.pack("<QB", amount, decimals),
+        bytes([12]) + _u64_bytes(amount) + struct.pack("<B", decimals),
         [w(source), ro(mint), w(destination), owner, *(signer(key, False) for key in multisig_signers)],
     )
 
 
 def approve(source: Pubkey, delegate: Pubkey, owner: Pubkey, amount: int) -> Instruction:
-    return Instruction(TOKEN, bytes([4]) + struct.pack("<Q", amount), [w(source), ro(delegate), signer(owner, False)])
+    return Instruction(TOKEN, bytes([4]) + _u64_bytes(amount), [w(source), ro(delegate), signer(owner, False)])
 
 
 def set_authority(account: Pubkey, current: Pubkey, new: Pubkey | None, kind: int = 2) -> Instruction:
@@ -124,7 +133,8 @@ def compute_limit(units: int) -> Instruction:
 
 
 def compute_price(micro_lamports: int) -> Instruction:
-    return Instruction(Pubkey.from_string(programs.COMPUTE_BUDGET), bytes([3]) + struct.pack("<Q", micro_lamports), [])
+    price = _u64_bytes(micro_lamports, "micro-lamports per compute unit")
+    return Instruction(Pubkey.from_string(programs.COMPUTE_BUDGET), bytes([3]) + price, [])
 
 
 def memo(text: bytes) -> Instruction:

@@ -20,6 +20,7 @@ from runtime import solana as solana_node
 from runtime.config import Settings
 from runtime.registry import REGISTRY
 from runtime.rpc import JsonRpc
+from schemas.amounts import SATOSHIS, U64, checked
 from schemas.chains import Family
 from schemas.errors import WardenError
 from schemas.families import FORMS
@@ -60,6 +61,7 @@ async def _solana(settings: Settings, chain: str, policy: AgentPolicy | None, to
         raise TransferInvalid(f"to: {exc}") from None
     try:
         lamports = parse_token_amount(value, form.native_decimals, REGISTRY.get(chain).currency, form.base_unit)
+        checked(U64, lamports, "the lamports of the transfer")
     except ValueError as exc:
         raise TransferInvalid(f"value: {exc}") from None
     node = JsonRpc(settings.rpc_url_for(chain), timeout_s=30)
@@ -96,6 +98,7 @@ async def _bitcoin(settings: Settings, chain: str, policy: AgentPolicy | None, t
     form = FORMS[Family.BITCOIN]
     try:
         sats = parse_token_amount(value, form.native_decimals, REGISTRY.get(chain).currency, form.base_unit)
+        checked(SATOSHIS, sats, "the satoshis of the payment")
     except ValueError as exc:
         raise TransferInvalid(f"value: {exc}") from None
     key = bytes.fromhex(policy.bitcoin.public_key)

@@ -17,7 +17,6 @@ only what it reads.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -87,7 +86,9 @@ class SolanaTransaction:
 
     @property
     def priority_fee_lamports(self) -> int:
-        return math.ceil(self.compute_unit_limit * self.compute_unit_price / programs.MICRO_LAMPORTS_PER_LAMPORT)
+        # Rounded up in integers, as the runtime does: a float holds 53 bits, and a u64 price at the
+        # most compute units is 85 bits of micro-lamports.
+        return -(-self.compute_unit_limit * self.compute_unit_price // programs.MICRO_LAMPORTS_PER_LAMPORT)
 
     @property
     def fee_lamports(self) -> int:

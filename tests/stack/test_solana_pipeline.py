@@ -36,6 +36,7 @@ from runtime.metrics import metrics_file
 from runtime.rpc import JsonRpc, Node
 from schemas import topics
 from schemas.actions import AuditAction
+from schemas.amounts import U64
 from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.emit import Emit
@@ -309,6 +310,8 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker(stack: LocalSta
         Code.SOLANA_PROGRAM_NOT_ALLOWED: [Instruction(program, b"\x01" * 8, [sol.signer(me)])],
         Code.VALUE_OVER_CAP: [sol.sol_transfer(me, alice, 1_000_000 - FEE + 1)],
         Code.SOLANA_PRIORITY_FEE_OVER_CEILING: [sol.compute_price(1), sol.sol_transfer(me, alice, 1_000)],
+        # 18446744073.709551615 SOL: u64::MAX lamports, the fee on top past what the runtime holds.
+        Code.AMOUNT_OUT_OF_RANGE: [sol.sol_transfer(me, alice, U64.most)],
     }
     intents = {code: intent_for(agent, sol.unsigned(me, ixs, recent)) for code, ixs in cases.items()}
     outcomes = outcomes_of(settings, run, list(intents.values()))
@@ -340,9 +343,10 @@ def test_fifty_concurrent_intents_spend_exactly_the_daily_limit(stack: LocalStac
 def test_the_signer_judges_an_approval_written_straight_to_its_topic(
     stack: LocalStack, run: Callable[..., Any]
 ) -> None:
-    """A topic writer with no key approves, itself, SOL to mallory and SOL above the admins'
-    threshold: the signer re-runs the judge with its own state and node, requires the admins'
-    approval itself, and refuses both; nothing is signed."""
+    """A topic writer with no key approves, itself, SOL to mallory, SOL above the admins'
+    threshold and u64::MAX lamports (the fee on top past the runtime's u64): the signer re-runs the
+    judge with its own state and node, requires the admins' approval itself, and refuses all three,
+    each with a signed refusal; nothing is signed."""
     settings = stack.settings
     alice, mallory = Keypair().pubkey(), Keypair().pubkey()
     agent = agent_with(settings, run, allowlist=(str(alice),), approval_threshold_lamports=1_500_000)
@@ -350,8 +354,13 @@ def test_the_signer_judges_an_approval_written_straight_to_its_topic(
     recent = blockhash(settings, run)
     to_mallory = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, mallory, 1_000_000)], recent))
     unapproved = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, alice, 2_000_000)], recent))
-    outcomes = approved_straight(settings, run, agent, [to_mallory, unapproved])
-    for intent, code in ((to_mallory, Code.RECIPIENT_NOT_ALLOWLISTED), (unapproved, Code.HUMAN_APPROVAL_REQUIRED)):
+    past_u64 = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, alice, U64.most)], recent))
+    outcomes = approved_straight(settings, run, agent, [to_mallory, unapproved, past_u64])
+    for intent, code in (
+        (to_mallory, Code.RECIPIENT_NOT_ALLOWLISTED),
+        (unapproved, Code.HUMAN_APPROVAL_REQUIRED),
+        (past_u64, Code.AMOUNT_OUT_OF_RANGE),
+    ):
         outcome = outcomes[intent.intent_id]
         assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
 
@@ -667,7 +676,9 @@ def test_a_multisig_the_agent_signs_for_alone_moves_only_within_the_agents_limit
     """A multisig token account: a token account owned by a 1-of-2 multisig of [agent, other] holds 500
     TKN, and the agent's signature alone moves them. 400 to alice against a 100 cap is refused by
     the worker and by the signer, and nothing moves; 60 is signed and lands; the window counts it,
-    so 60 more is over the daily 100; mallory is refused by her name."""
+    so 60 more is over the daily 100; mallory is refused by her name. Two TransferChecked of u64::MAX
+    in one transaction move more together than the token program holds: a signed refusal by the
+    worker and by the signer, not a dead letter."""
     settings, payer = stack.settings, bank(stack.settings, run)
     alice, mallory, other, multisig, mint = Keypair(), Keypair(), Keypair(), Keypair(), Keypair()
     limit = SolanaTokenLimit(mint=str(mint.pubkey()), decimals=6, max_per_tx=100 * 10**6, daily_limit=100 * 10**6)
@@ -686,23 +697,34 @@ def test_a_multisig_the_agent_signs_for_alone_moves_only_within_the_agents_limit
         ix = sol.token_transfer_checked(held, mint.pubkey(), destination, owner, amount, 6, multisig_signers=[me])
         return intent_for(agent, sol.unsigned(me, [ix], recent))
 
-    over, within, again, to_mallory = (
+    def twice_u64_max() -> TransactionIntent:
+        """Two TransferChecked of u64::MAX: together past what the token program holds."""
+        destination = sol.ata_address(alice.pubkey(), mint.pubkey())
+        ix = sol.token_transfer_checked(held, mint.pubkey(), destination, owner, U64.most, 6, multisig_signers=[me])
+        return intent_for(agent, sol.unsigned(me, [ix, ix], recent))
+
+    over, within, again, to_mallory, past_u64 = (
         move(400 * 10**6, alice),
         move(60 * 10**6, alice),
         move(60 * 10**6, alice),
         (move(10**6, mallory)),
+        twice_u64_max(),
     )
-    outcomes = outcomes_of(settings, run, [over, within, again, to_mallory])
+    outcomes = outcomes_of(settings, run, [over, within, again, to_mallory, past_u64])
     for intent, code in (
         (over, Code.VALUE_OVER_CAP),
         (again, Code.DAILY_LIMIT_EXCEEDED),
         (to_mallory, Code.RECIPIENT_NOT_ALLOWLISTED),
+        (past_u64, Code.AMOUNT_OUT_OF_RANGE),
     ):
         refused = outcomes[intent.intent_id]
         assert isinstance(refused, IntentRejected) and (refused.stage, refused.code) == (Stage.SOLANA, code), refused
-    (by_signer,) = approved_straight(settings, run, agent, [move(400 * 10**6, alice)]).values()
-    assert isinstance(by_signer, IntentRejected), by_signer
-    assert (by_signer.stage, by_signer.code) == (Stage.SIGNING, Code.VALUE_OVER_CAP), by_signer
+    straight = [move(400 * 10**6, alice), twice_u64_max()]
+    by_signer = approved_straight(settings, run, agent, straight)
+    for intent, code in zip(straight, (Code.VALUE_OVER_CAP, Code.AMOUNT_OUT_OF_RANGE), strict=True):
+        refused = by_signer[intent.intent_id]
+        assert isinstance(refused, IntentRejected), refused
+        assert (refused.stage, refused.code) == (Stage.SIGNING, code), refused
     assert token_balance(settings, run, held) == 500 * 10**6  # nothing moved
     signed = outcomes[within.intent_id]
     assert isinstance(signed, SignedSolanaTransaction), signed
