@@ -38,7 +38,19 @@ from embit.transaction import Transaction, TransactionInput, TransactionOutput
 
 from btc.wallet import OwnScripts
 
-__all__ = ["MAX_PSBT_BYTES", "MAX_MONEY", "PsbtInvalid", "Input", "Output", "Psbt", "read", "vsize", "Parsed", "parse"]
+__all__ = [
+    "MAX_PSBT_BYTES",
+    "MAX_MONEY",
+    "ECDSA_DER_BYTES",
+    "PsbtInvalid",
+    "Input",
+    "Output",
+    "Psbt",
+    "read",
+    "vsize",
+    "Parsed",
+    "parse",
+]
 
 MAX_PSBT_BYTES = 100_000
 MAX_MONEY = 21_000_000 * 100_000_000  # sats: no amount on the network is larger (consensus)
@@ -384,18 +396,22 @@ def summary(parsed: Parsed) -> Psbt:
 # Size
 # --------------------------------------------------------------------------
 
-# The witness of each own input once signed, at its largest. A P2WPKH signature is DER (at most 71
-# bytes with a low S, which standardness requires; BIP-146) and its sighash byte: 72 bytes. A key
-# path P2TR one is 64 bytes, 65 with an explicit sighash byte (SIGHASH_ALL given in the PSBT).
-_P2WPKH_WITNESS = len(Witness([bytes(72), bytes(33)]).serialize())
+# The witness of each own input as `btc.signing` signs it, byte for byte. A P2WPKH signature is
+# DER at exactly `ECDSA_DER_BYTES` (the signer grinds its nonce until it is: a low R and a low S,
+# neither short) and its sighash byte; a key path P2TR one is 64 bytes, 65 with an explicit sighash
+# byte (SIGHASH_ALL given in the PSBT). So the size judged is the size signed, and a fee rate the
+# judge allows is the rate the network sees, not a little over it.
+ECDSA_DER_BYTES = 70
+_P2WPKH_WITNESS = len(Witness([bytes(ECDSA_DER_BYTES + 1), bytes(33)]).serialize())
 _P2TR_WITNESS = len(Witness([bytes(64)]).serialize())
 _SEGWIT_MARKER = 2  # the marker and flag bytes, counted at witness weight
 
 
 def vsize(psbt: Psbt, own: OwnScripts) -> int:
     """The signed transaction's virtual size (BIP-141) once every input is signed as an own
-    P2WPKH or an own P2TR key path input; an upper bound (DER signatures at their largest).
-    `ValueError` for an input of another script, which Warden does not sign."""
+    P2WPKH or an own P2TR key path input by `btc.signing` (its signatures are of the sizes above,
+    so this is the signed transaction's size exactly). `ValueError` for an input of another
+    script, which Warden does not sign."""
     tx = Transaction(
         version=psbt.version,
         locktime=psbt.locktime,

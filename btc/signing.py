@@ -1,36 +1,40 @@
 """Signing a PSBT that spends only the agent's own outputs, into a network transaction.
 
 `sign` reads the PSBT as `btc.psbt.read` does (the same checks, so what was judged is what is
-signed), derives the agent's key from its BIP-32 seed (`btc.wallet`), and signs every input
-with embit's `PSBT.sign_with`: ECDSA over BIP-143's digest with SIGHASH_ALL for the P2WPKH
-script, BIP-340 Schnorr over BIP-341's digest for the P2TR key path (SIGHASH_DEFAULT, or ALL when
-the PSBT asks for it). It refuses anything else Warden did not judge: an input of another script,
-an input whose amount the PSBT does not give (both signatures commit to it), and a sighash type
-that lets others change the transaction after it is signed (NONE, SINGLE, ANYONECANPAY).
+signed), derives the agent's key from its BIP-32 seed (`btc.wallet`), and signs every input over
+the digest it computes itself from the PSBT's transaction and the outputs it spends: ECDSA over
+BIP-143's digest with SIGHASH_ALL for the P2WPKH script, at exactly the size `btc.psbt.vsize`
+counts (`_ecdsa_at_size`), and BIP-340 Schnorr over BIP-341's digest by the BIP-86 tweaked key for
+the P2TR key path (SIGHASH_DEFAULT, or ALL when the PSBT asks for it). It refuses anything else
+Warden did not judge: an input of another script, an input whose amount the PSBT does not give
+(both signatures commit to it), and a sighash type that lets others change the transaction after
+it is signed (NONE, SINGLE, ANYONECANPAY).
 
-embit finalizes a taproot key path input itself (its witness is the one signature); a P2WPKH
-input's witness, [signature, K], is put together here. Each signature is checked against K (or
-the tweaked key) before the transaction is written out.
+Each witness is put together here ([signature, K] for P2WPKH, [signature] for P2TR), and each
+signature is checked against K (or the tweaked key) before the transaction is written out.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from embit.ec import SchnorrSig, Signature
 from embit.script import Witness, p2pkh_from_p2wpkh
 from embit.transaction import SIGHASH, Transaction, TransactionInput
+from embit.util import secp256k1
 
 from btc import wallet
-from btc.psbt import Psbt, PsbtInvalid, parse, summary
+from btc.psbt import ECDSA_DER_BYTES, Psbt, PsbtInvalid, parse, summary
 
 __all__ = ["SigningError", "SignedTx", "sign"]
 
 _P2WPKH_SIGHASHES = frozenset({None, SIGHASH.ALL})
 _P2TR_SIGHASHES = frozenset({None, SIGHASH.DEFAULT, SIGHASH.ALL})
 _SIGHASH_NAMES = {0: "DEFAULT", 1: "ALL", 2: "NONE", 3: "SINGLE"}
+# Nonces tried for an ECDSA signature of the size judged: each gives one with a probability of
+# about 1/2, so all of them fail together with a probability below 2^-250.
+_SIZE_ATTEMPTS = 256
 
 
 class SigningError(ValueError):
@@ -41,7 +45,8 @@ class SigningError(ValueError):
 class SignedTx:
     raw: bytes  # the final network transaction
     txid: str
-    vsize: int
+    vsize: int  # BIP-141's virtual size, as the network computes it
+    fee: int  # satoshis: the inputs less the outputs
 
 
 def _sighash_name(sighash: int) -> str:
@@ -71,31 +76,15 @@ def _check_inputs(psbt: Psbt, own: wallet.OwnScripts) -> None:
             )
 
 
-def _clear(inp: Any) -> None:
-    """Drop what a PSBT input carries beyond what Warden signs: earlier signatures (each input
-    is signed afresh), BIP-32 derivations (embit would also sign with keys derived from the
-    agent's along them), scripts (embit would take one as the P2WPKH input's script code) and a
-    taproot script tree (tr(K) has none)."""
-    inp.partial_sigs = OrderedDict()
-    inp.taproot_sigs = OrderedDict()
-    inp.final_scriptsig = None
-    inp.final_scriptwitness = None
-    inp.redeem_script = None
-    inp.witness_script = None
-    inp.bip32_derivations = OrderedDict()
-    inp.taproot_bip32_derivations = OrderedDict()
-    inp.taproot_scripts = OrderedDict()
-    inp.taproot_merkle_root = None
-    inp.taproot_internal_key = None
-
-
 def _witnesses(psbt: Any, key: Any, own: wallet.OwnScripts) -> list[Any]:
-    """Sign every input with ``key`` and return their witnesses, each checked against K."""
-    for inp in psbt.inputs:
-        _clear(inp)
-    psbt.sign_with(key)
-    point = key.get_public_key()
-    output_key = point.taproot_tweak(b"")  # BIP-86: no script tree
+    """Every input's witness, each signature made here over the digest computed here and checked
+    against K (or the tweaked key) before it is used. Nothing the PSBT carries besides its
+    transaction and the outputs it spends is read: earlier signatures, BIP-32 derivations and
+    scripts are left where they are."""
+    private = key.key  # embit's ec.PrivateKey at the wallet's path
+    point = private.get_public_key()
+    tweaked = private.taproot_tweak(b"")  # BIP-86: no script tree
+    output_key = point.taproot_tweak(b"")
     # One transaction for every digest: embit caches the hashes over all inputs and outputs in it
     # (`psbt.sighash` would build the transaction and those hashes again for each input).
     tx = psbt.tx
@@ -106,20 +95,33 @@ def _witnesses(psbt: Any, key: Any, own: wallet.OwnScripts) -> list[Any]:
         if spent[i].script_pubkey.data == own.p2wpkh:
             code = p2pkh_from_p2wpkh(spent[i].script_pubkey)  # BIP-143's script code for P2WPKH
             digest = tx.sighash_segwit(i, code, values[i], sighash=SIGHASH.ALL)
-            signature = inp.partial_sigs.get(point)
-            if signature is None or signature[-1] != SIGHASH.ALL or not _ecdsa_ok(point, signature[:-1], digest):
-                raise SigningError(f"input {i}: embit made no valid P2WPKH signature for it")
-            witnesses.append(Witness([signature, point.sec()]))
+            der = _ecdsa_at_size(private, digest)
+            if not _ecdsa_ok(point, der, digest):
+                raise SigningError(f"input {i}: the P2WPKH signature made for it does not verify")
+            witnesses.append(Witness([der + bytes([SIGHASH.ALL]), point.sec()]))
         else:
             sighash = SIGHASH.DEFAULT if inp.sighash_type is None else inp.sighash_type
             digest = tx.sighash_taproot(i, script_pubkeys=scripts, values=values, sighash=sighash)
-            final = inp.final_scriptwitness
-            expected = bytes([sighash]) if sighash != SIGHASH.DEFAULT else b""
-            items = list(final.items) if final is not None else []
-            if len(items) != 1 or items[0][64:] != expected or not _schnorr_ok(output_key, items[0][:64], digest):
-                raise SigningError(f"input {i}: embit made no valid P2TR key path signature for it")
-            witnesses.append(final)
+            signature = bytes(tweaked.schnorr_sign(digest).serialize())
+            if not _schnorr_ok(output_key, signature, digest):
+                raise SigningError(f"input {i}: the P2TR key path signature made for it does not verify")
+            witnesses.append(Witness([signature + (bytes([sighash]) if sighash != SIGHASH.DEFAULT else b"")]))
     return witnesses
+
+
+def _ecdsa_at_size(private: Any, digest: bytes) -> bytes:
+    """The DER signature of ``digest`` by ``private`` at exactly `ECDSA_DER_BYTES`, the size
+    `btc.psbt.vsize` counts. RFC 6979's nonce first, then the same with a counter as extra data,
+    as Bitcoin Core grinds for a low R (`CKey::Sign`), until the signature is that long: most are,
+    but a high R makes it a byte longer and an R or S below 2^248 a byte shorter, and a shorter
+    signature would make the transaction smaller than judged, its fee per virtual byte higher than
+    the policy allows. Deterministic: the same key and digest give the same bytes."""
+    for counter in range(_SIZE_ATTEMPTS):
+        extra = None if counter == 0 else counter.to_bytes(32, "little")
+        der = bytes(Signature(secp256k1.ecdsa_sign(digest, private.secret, None, extra)).serialize())
+        if len(der) == ECDSA_DER_BYTES:
+            return der
+    raise SigningError(f"no ECDSA signature of {ECDSA_DER_BYTES} bytes in {_SIZE_ATTEMPTS} attempts")
 
 
 def _ecdsa_ok(point: Any, der: bytes, digest: bytes) -> bool:
@@ -158,7 +160,11 @@ def sign(raw_psbt: bytes, seed: bytearray) -> SignedTx:
     try:
         key = wallet.derived_key(seed)
         own = wallet.own_scripts(bytes(key.sec()))
-        _check_inputs(summary(parsed), own)
+        read = summary(parsed)
+        _check_inputs(read, own)
+        fee = read.fee()
+        if fee is None:  # _check_inputs refused an input without its amount
+            raise SigningError("the PSBT does not give every input's amount")
         psbt = parsed.embit
         try:
             witnesses = _witnesses(psbt, key, own)
@@ -166,7 +172,7 @@ def sign(raw_psbt: bytes, seed: bytearray) -> SignedTx:
             for vin, witness in zip(tx.vin, witnesses, strict=True):
                 vin.witness = witness
             raw = bytes(tx.serialize())
-            return SignedTx(raw=raw, txid=bytes(tx.txid()).hex(), vsize=_vsize(tx))
+            return SignedTx(raw=raw, txid=bytes(tx.txid()).hex(), vsize=_vsize(tx), fee=fee)
         except SigningError:
             raise
         except Exception as exc:  # noqa: BLE001 - embit's errors while signing: name them, never the key

@@ -11,7 +11,20 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("evm", "svm", "schemas", "runtime", "rules", "streams", "signer", "ledger", "sdk", "gateway", "infra")
+PACKAGES = (
+    "evm",
+    "svm",
+    "btc",
+    "schemas",
+    "runtime",
+    "rules",
+    "streams",
+    "signer",
+    "ledger",
+    "sdk",
+    "gateway",
+    "infra",
+)
 INDEX = REPO / "docs" / "modules.md"
 
 

@@ -4,6 +4,8 @@
 spend as the chain holds them (read by the caller: `runtime.bitcoin.tx_out`) and what the agent
 spent in the last 24 h. Deny by default:
 
+- at most `MAX_INPUTS` inputs, each read from the node in one batch (`held_by`): one intent
+  cannot hold the node, and the worker behind it, for the time of a thousand lookups;
 - every input's and output's satoshis, and the inputs' and the outputs' together, are within
   MAX_MONEY (`schemas.amounts`), as consensus holds them;
 - every input spends an output of the agent's own wallet (its key's P2WPKH or P2TR script,
@@ -12,9 +14,12 @@ spent in the last 24 h. Deny by default:
   small); an input of another script is never signed;
 - every input asks for the default signature hash only (ALL; DEFAULT on P2TR): a signature under
   NONE, SINGLE or ANYONECANPAY lets someone else change what the transaction pays;
-- every output pays the agent's own wallet (change) or an address on the allowlist, written for the
+- every output pays at least the dust threshold of its script (`btc.dust`, Bitcoin Core's relay
+  rule), and pays the agent's own wallet (change) or an address on the allowlist, written for the
   intent's network; a script with no address (OP_RETURN, bare multisig) is refused;
-- the fee (inputs less outputs) is bounded absolutely and per virtual byte, and counted as spend;
+- the fee (inputs less outputs) is bounded absolutely and per virtual byte of the signed
+  transaction (`btc.psbt.vsize` counts the size `btc.signing` signs, and the signer checks the
+  rate again on what it signed: `fee_rate_refused`), and counted as spend;
 - spend (outputs to others plus the fee) is capped per transaction and per rolling 24 h.
 
 An input spent by a transaction still in the mempool is read as unspent (the node's view without
@@ -29,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from btc import addresses, wallet
+from btc import addresses, dust, wallet
 from btc import psbt as psbts
 from runtime import bitcoin as bitcoin_rpc
 from runtime.rpc import Node, RpcError, RpcUnavailable
@@ -44,6 +49,9 @@ BTC = "BTC"
 SIGHASH_DEFAULT = 0  # P2TR only (BIP-341): ALL, with a 64-byte signature
 SIGHASH_ALL = 1
 _ALLOWED_SIGHASH = {False: (None, SIGHASH_ALL), True: (None, SIGHASH_DEFAULT, SIGHASH_ALL)}  # by "is P2TR"
+# The most inputs one intent may spend: each is read from the node before the intent is decided,
+# and a PSBT of the largest size Warden reads (`btc.psbt.MAX_PSBT_BYTES`) holds about 1,250 of them.
+MAX_INPUTS = 500
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,14 @@ def judge(
     network = addresses.NETWORK_OF_CHAIN.get(chain)
     if network is None:
         return _refuse(Code.CHAIN_NOT_ALLOWED, f"chain {chain!r}: Warden knows no Bitcoin network by that name")
+    if len(psbt.inputs) > MAX_INPUTS:
+        return _refuse(
+            Code.BITCOIN_TOO_MANY_INPUTS,
+            f"it spends {len(psbt.inputs)} inputs; Warden reads at most {MAX_INPUTS} for one intent: pay in "
+            "several transactions, or first gather the coins into fewer with payments to the agent's own address",
+            inputs=len(psbt.inputs),
+            most=MAX_INPUTS,
+        )
     refused = _amounts_refused(psbt)
     if refused is not None:
         return refused
@@ -98,8 +114,7 @@ def judge(
             Code.BITCOIN_PSBT_INVALID, f"its outputs pay more than its inputs hold (fee {fee}): it cannot be valid"
         )
     vsize = psbts.vsize(psbt, own)
-    rate = -(-fee // vsize)  # satoshis per virtual byte, rounded up
-    facts: dict[str, Any] = {"fee_sats": fee, "vsize": vsize, "fee_rate_sat_vb": rate, "payments": paid}
+    facts: dict[str, Any] = {"fee_sats": fee, "vsize": vsize, "fee_rate_sat_vb": _rate(fee, vsize), "payments": paid}
     if fee > policy.max_fee_sats:
         return _refuse(
             Code.BITCOIN_FEE_OVER_CEILING,
@@ -107,13 +122,9 @@ def judge(
             "(bitcoin.max_fee_sats)",
             **facts,
         )
-    if rate > policy.max_fee_rate_sat_vb:
-        return _refuse(
-            Code.BITCOIN_FEE_RATE_OVER_CEILING,
-            f"the fee is {rate} satoshis per virtual byte ({fee} over {vsize} vB signed); the policy allows at most "
-            f"{policy.max_fee_rate_sat_vb} (bitcoin.max_fee_rate_sat_vb)",
-            **facts,
-        )
+    refused = fee_rate_refused(policy, fee, vsize, Code.BITCOIN_FEE_RATE_OVER_CEILING)
+    if refused is not None:
+        return BitcoinVerdict(False, refused.code, refused.reason, facts=facts)
     spend = sum(amount for _, amount in paid) + fee
     refused = check_limits(policy, spend, spent)
     if refused is not None:
@@ -189,6 +200,17 @@ def _outputs(
     """The payments to others (address, satoshis), or the refusal of the first output not allowed."""
     paid: list[tuple[str, int]] = []
     for index, output in enumerate(psbt.outputs):
+        least = dust.threshold(output.script)
+        if output.amount < least:
+            return paid, _refuse(
+                Code.BITCOIN_OUTPUT_DUST,
+                f"output {index} pays {output.amount} satoshis, below the dust threshold of {least} for its script "
+                f"({output.script.hex()}): the network relays no transaction with an output worth less than "
+                "spending it costs (Bitcoin Core's standard relay rule); pay at least that much",
+                output=index,
+                amount=output.amount,
+                least=least,
+            )
         if own.owns(output.script):
             continue  # change: it stays in the agent's wallet
         address = addresses.address_of(output.script, network)
@@ -209,6 +231,30 @@ def _outputs(
             )
         paid.append((address, output.amount))
     return paid, None
+
+
+def _rate(fee: int, vsize: int) -> int:
+    """Satoshis per virtual byte, rounded up."""
+    return -(-fee // vsize)
+
+
+def fee_rate_refused(policy: BitcoinPolicy, fee: int, vsize: int, code: Code) -> BitcoinVerdict | None:
+    """``fee`` over ``vsize`` virtual bytes against the policy's ceiling per virtual byte: the
+    refusal with ``code``, or None. The judge asks it of the size it counts (`btc.psbt.vsize`), the
+    signer of the transaction it signed (`Code.BITCOIN_SIGNED_FEE_RATE_OVER_CEILING`), so that no
+    transaction leaves the signer paying more per virtual byte than the policy allows, as the
+    network measures it."""
+    ceiling = policy.max_fee_rate_sat_vb
+    if fee <= ceiling * vsize:
+        return None
+    return _refuse(
+        code,
+        f"the fee is {_rate(fee, vsize)} satoshis per virtual byte ({fee} over {vsize} vB signed); the policy allows "
+        f"at most {ceiling} (bitcoin.max_fee_rate_sat_vb)",
+        fee_sats=fee,
+        vsize=vsize,
+        fee_rate_sat_vb=_rate(fee, vsize),
+    )
 
 
 def check_limits(policy: BitcoinPolicy, spend: int, spent: int) -> BitcoinVerdict | None:
@@ -243,12 +289,13 @@ def asset_key(chain: str) -> str:
 
 async def held_by(node: Node, psbt: psbts.Psbt) -> dict[tuple[str, int], psbts.Output | None]:
     """The outputs ``psbt``'s inputs spend, as ``node`` holds them in its blocks (its mempool left
-    out, so a replacement of a transaction not mined yet reads them unspent)."""
-    held: dict[tuple[str, int], psbts.Output | None] = {}
-    for spent_input in psbt.inputs:
-        out = await bitcoin_rpc.tx_out(node, spent_input.txid, spent_input.vout, include_mempool=False)
-        held[(spent_input.txid, spent_input.vout)] = None if out is None else psbts.Output(out.script, out.amount)
-    return held
+    out, so a replacement of a transaction not mined yet reads them unspent), asked in one batch."""
+    outpoints = [(spent_input.txid, spent_input.vout) for spent_input in psbt.inputs]
+    outs = await bitcoin_rpc.tx_outs(node, outpoints, include_mempool=False)
+    return {
+        outpoint: None if out is None else psbts.Output(out.script, out.amount)
+        for outpoint, out in zip(outpoints, outs, strict=True)
+    }
 
 
 async def check(
@@ -268,7 +315,8 @@ async def check(
             chain=intent.chain,
             allowed_chains=policy.tx_allowed_chains,
             policy=policy.bitcoin,
-            held=await held_by(node, psbt) if policy.bitcoin is not None else {},
+            # A PSBT of more inputs than are read is refused without asking the node about any.
+            held=await held_by(node, psbt) if policy.bitcoin is not None and len(psbt.inputs) <= MAX_INPUTS else {},
             spent=spent(asset_key(intent.chain)),
         )
     except psbts.PsbtInvalid as exc:  # the intent's validation read it: only a hand-made record lands here

@@ -1,7 +1,7 @@
 """What Warden reads from and sends to a Bitcoin node over its JSON-RPC (`runtime.rpc.JsonRpc`): the
-chain's height, an output while it is unspent, a transaction's confirmations, an address's unspent
-outputs, sends and the node's verdict on a transaction without sending it, and blocks mined on
-regtest.
+chain's height, an output while it is unspent (many in one batch), a transaction's confirmations,
+an address's unspent outputs, sends and the node's verdict on a transaction without sending it,
+and blocks mined on regtest.
 
 The node is btcd (``--txindex --addrindex``: `searchrawtransactions` is its address index), or any
 node with the same calls. It has no wallet: an address's unspent outputs are read from its history.
@@ -11,13 +11,13 @@ Amounts are integers in satoshis; a node's JSON amount in BTC is converted exact
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from btc import addresses
-from runtime.rpc import Node, RpcError
+from runtime.rpc import Node, RpcError, call_each
 from schemas.errors import WardenError
 
 SATS_PER_BTC = 10**8
@@ -105,7 +105,19 @@ async def tx_out(node: Node, txid: str, vout: int, include_mempool: bool = True)
     made. btcd's `gettxout` does not see a spend that is still in its mempool: an output such a
     transaction spends is answered until the spend is mined (`unspent` leaves it out, from the
     address's history)."""
-    answer = await node.call("gettxout", txid, vout, include_mempool)
+    return _tx_out(await node.call("gettxout", txid, vout, include_mempool), include_mempool)
+
+
+async def tx_outs(node: Node, outpoints: Sequence[tuple[str, int]], include_mempool: bool = True) -> list[TxOut | None]:
+    """`tx_out` of each (txid, vout) of ``outpoints``, in their order, asked of the node in one
+    JSON-RPC batch (`runtime.rpc.call_each`): one request however many there are, so a long list
+    costs the node's lookups, not a round trip each."""
+    calls = [(txid, vout, include_mempool) for txid, vout in outpoints]
+    return [_tx_out(answer, include_mempool) for answer in await call_each(node, "gettxout", calls)]
+
+
+def _tx_out(answer: object, include_mempool: bool) -> TxOut | None:
+    """A `gettxout` answer as a TxOut (None: no unspent output there)."""
     if answer is None:
         return None
     if not isinstance(answer, dict):

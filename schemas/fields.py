@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonS
 
 from btc import addresses as bitcoin_addresses
 from btc import wallet as bitcoin_wallet
+from btc.psbt import MAX_MONEY
 from schemas.chains import Chain, Family, UnknownChain, chain_named
 
 WEI_PER_UNIT = 10**18
@@ -217,6 +218,15 @@ def _whole(value: object) -> int:
     return number
 
 
+def _satoshis(value: object) -> int:
+    number = _whole(value)
+    if number > MAX_MONEY:
+        raise ValueError(
+            f"must be at most {MAX_MONEY} satoshis (21,000,000 BTC, every bitcoin there will ever be), got {number}"
+        )
+    return number
+
+
 NativeAmount = Annotated[str, BeforeValidator(_native_amount)]
 SolanaAddress = Annotated[str, BeforeValidator(parse_solana_address)]
 BitcoinAddress = Annotated[str, BeforeValidator(parse_bitcoin_address)]
@@ -225,6 +235,14 @@ BitcoinPublicKey = Annotated[str, BeforeValidator(_bitcoin_public_key)]
 BaseUnits = Annotated[
     int,
     BeforeValidator(_whole),
+    PlainSerializer(str, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": "^(0|[1-9][0-9]*)$"}),
+]
+# Satoshis: base units that a Bitcoin amount can be, so a cap above all the bitcoin there is, which
+# bounds nothing, is refused where it is written.
+Satoshis = Annotated[
+    int,
+    BeforeValidator(_satoshis),
     PlainSerializer(str, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": "^(0|[1-9][0-9]*)$"}),
 ]
@@ -246,6 +264,7 @@ __all__ = [
     "BaseUnits",
     "BitcoinAddress",
     "BitcoinPublicKey",
+    "Satoshis",
     "HexData",
     "Identifier",
     "NativeAmount",

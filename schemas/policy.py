@@ -19,6 +19,7 @@ from schemas.fields import (
     HexData,
     Identifier,
     NativeAmount,
+    Satoshis,
     SolanaAddress,
     UtcDatetime,
     Wei,
@@ -363,14 +364,14 @@ class BitcoinPolicy(Record):
     allowlist: tuple[BitcoinAddress, ...] = Field(
         default=(), max_length=1024, description="addresses that may be paid; the agent's own always may (change)"
     )
-    max_sats_per_tx: BaseUnits | None = Field(
+    max_sats_per_tx: Satoshis | None = Field(
         default=None, description="the most one intent spends (outputs to others plus the fee), satoshis"
     )
-    daily_limit_sats: BaseUnits | None = Field(default=None, description="rolling 24 h limit, fees included, satoshis")
-    approval_threshold_sats: BaseUnits | None = Field(
+    daily_limit_sats: Satoshis | None = Field(default=None, description="rolling 24 h limit, fees included, satoshis")
+    approval_threshold_sats: Satoshis | None = Field(
         default=None, description="an intent spending more than this, fee included, waits for an admin"
     )
-    max_fee_sats: BaseUnits = Field(default=100_000, description="the most fee one transaction pays, satoshis")
+    max_fee_sats: Satoshis = Field(default=100_000, description="the most fee one transaction pays, satoshis")
     max_fee_rate_sat_vb: int = Field(
         default=100, ge=1, le=1_000_000, description="the most fee per virtual byte one transaction pays"
     )

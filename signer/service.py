@@ -648,7 +648,7 @@ class Signer:
                 )
                 assets = dict(judged.asset_spend)
                 judging.require_human_approval(approved, policy, assets, now)
-                tx = self.signing.bitcoin_transaction(intent, agent)
+                tx = self.signing.bitcoin_transaction(intent, agent, policy)
             psbt = bitcoin_psbts.read(intent.bitcoin_psbt_bytes)
             result = SignedBitcoinTransaction(
                 intent_id=intent.intent_id,

@@ -20,12 +20,14 @@ from btc import signing as bitcoin_signing
 from evm import authorizations, blobs, messages
 from evm import transactions as txs
 from evm.authorizations import SignedAuthorization
+from rules import bitcoin
 from runtime.clock import US_PER_SECOND, to_us
 from runtime.registry import REGISTRY
 from runtime.rpc import Node
 from schemas.codes import Code
 from schemas.intent import SealedSecret, TransactionIntent
 from schemas.outcomes import SignedTransaction
+from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from signer import chain_keys
 from signer.custody import fingerprint
@@ -284,14 +286,25 @@ class Signing:
             except solana_transactions.TransactionError as exc:
                 raise SigningRefused(Code.SOLANA_TRANSACTION_INVALID, f"the signer cannot sign it: {exc}") from None
 
-    def bitcoin_transaction(self, intent: TransactionIntent, agent: AgentKey) -> bitcoin_signing.SignedTx:
+    def bitcoin_transaction(
+        self, intent: TransactionIntent, agent: AgentKey, policy: AgentPolicy
+    ) -> bitcoin_signing.SignedTx:
         """The intent's PSBT with every input signed by the agent's Bitcoin key, finalized into the
-        network transaction (the key's seed is wiped when `private_key`'s block ends)."""
+        network transaction (the key's seed is wiped when `private_key`'s block ends), and refused
+        when that transaction pays more per virtual byte than ``policy`` allows: the judge counted
+        the size `btc.signing` signs, and the ceiling holds on the size signed all the same."""
+        limits = policy.bitcoin
+        if limits is None:  # the judge refused it already; nothing is signed without its ceiling
+            raise SigningRefused(Code.BITCOIN_NOT_ENABLED, "the agent's policy has no `bitcoin` section")
         with self.private_key(intent, agent) as key:
             try:
-                return bitcoin_signing.sign(intent.bitcoin_psbt_bytes, key)
+                signed = bitcoin_signing.sign(intent.bitcoin_psbt_bytes, key)
             except bitcoin_signing.SigningError as exc:
                 raise SigningRefused(Code.BITCOIN_PSBT_INVALID, f"the signer cannot sign it: {exc}") from None
+        refused = bitcoin.fee_rate_refused(limits, signed.fee, signed.vsize, Code.BITCOIN_SIGNED_FEE_RATE_OVER_CEILING)
+        if refused is not None:
+            raise SigningRefused(refused.code, f"as signed, {refused.reason}")
+        return signed
 
     def solana_message(self, intent: TransactionIntent, agent: AgentKey) -> bytes:
         """The agent's Ed25519 signature over the intent's Solana off-chain message (the key's

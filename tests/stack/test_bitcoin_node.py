@@ -3,7 +3,7 @@
 P2WPKH address, from the funder's mature coins and mines it, as the node itself says
 (`runtime.bitcoin`); the miner adds a block every second with nobody asking, and stops with the
 stack, or by itself when the stack's process is gone; `warden up --json` names the node without the
-password of its JSON-RPC."""
+password of its JSON-RPC; the inputs of a PSBT are read from it in one request."""
 
 from __future__ import annotations
 
@@ -21,16 +21,21 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import orjson
 import pytest
-from embit.ec import PublicKey
+from aiohttp import web
+from embit.ec import PrivateKey, PublicKey
 from embit.networks import NETWORKS
 from embit.script import address_to_scriptpubkey, p2wpkh
 
+from btc import psbt as psbts
 from infra.stack.local import REPO, LocalStack, listen_ports, local_settings
+from rules.bitcoin import held_by
 from runtime import bitcoin
 from runtime.config import Settings, child_environment, environment
 from runtime.rpc import JsonRpc
+from tests.rpc_support import rpc_node
 from tests.support import warden
 from tests.up_support import home_settings  # noqa: F401 - a fixture
 
@@ -281,3 +286,41 @@ def _first_json(proc: subprocess.Popen[bytes], timeout_s: float) -> Any:
         text += line
         if line == b"}\n":
             return orjson.loads(text)
+
+
+def test_the_outputs_a_psbts_inputs_spend_are_asked_of_the_node_in_one_request(bitcoin_stack: LocalStack) -> None:
+    """`rules.bitcoin.held_by`, as the judge reads a PSBT's inputs, through a proxy in front of
+    btcd that counts the requests: one JSON-RPC batch for all 500, answered in their order, the
+    one coin that exists with its amount and script, the rest (never made) as nothing."""
+    settings = bitcoin_stack.settings
+    address = str(p2wpkh(PrivateKey(os.urandom(32)).get_public_key()).address(NETWORKS["regtest"]))
+    _fund(settings, "--address", address, value="0.001")
+    ((coin,),) = run(_on_node(settings, (bitcoin.unspent, address)))
+    spent = [(coin.txid, coin.vout)] + [(os.urandom(32).hex(), n % 3) for n in range(499)]
+    inputs = tuple(psbts.Input(txid, vout, 0xFFFFFFFD, 1, coin.script, None, False) for txid, vout in spent)
+    psbt = psbts.Psbt("00" * 32, 2, 0, inputs, (psbts.Output(coin.script, 1),))
+
+    async def through_a_counting_proxy() -> tuple[dict[tuple[str, int], psbts.Output | None], int]:
+        requests = 0
+        async with aiohttp.ClientSession() as session:
+
+            async def forward(request: web.Request) -> web.StreamResponse:
+                nonlocal requests
+                requests += 1
+                body = await request.read()
+                async with session.post(settings.rpc_url_for(CHAIN), data=body) as answer:
+                    return web.Response(body=await answer.read(), status=answer.status)
+
+            runner, url = await rpc_node(forward)
+            node = JsonRpc(url, timeout_s=60)
+            try:
+                return await held_by(node, psbt), requests
+            finally:
+                await node.close()
+                await runner.cleanup()
+
+    held, requests = run(through_a_counting_proxy())
+    assert requests == 1
+    assert list(held) == spent
+    assert held[spent[0]] == psbts.Output(coin.script, 100_000)
+    assert all(out is None for out in list(held.values())[1:])

@@ -1,8 +1,9 @@
 """runtime.bitcoin over a Bitcoin node's JSON-RPC: amounts converted exactly (never through a binary
 float), btcd's envelope and basic auth understood by `runtime.rpc.JsonRpc`, the user and password of
 a node's URL never in a message or a listing, an address's unspent outputs read from its history,
-and `warden fund`'s payment from the regtest funder. The nodes are real HTTP servers in this process,
-or a table of answers; btcd itself is tests/stack/test_bitcoin_node.py."""
+many outputs asked in one JSON-RPC batch, and `warden fund`'s payment from the regtest funder. The
+nodes are real HTTP servers in this process, or a table of answers; btcd itself is
+tests/stack/test_bitcoin_node.py."""
 
 from __future__ import annotations
 
@@ -312,3 +313,71 @@ def test_fund_on_a_bitcoin_node_that_is_not_the_local_one_says_to_send_a_payment
         asyncio.run(fund.fund(settings, "bitcoin", "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu", 1000))
     assert "is not the local regtest node" in str(refused.value)
     assert "send bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu a payment from a wallet of yours" in str(refused.value)
+
+
+def _batch_answered(reply: Callable[[list[dict[str, Any]]], Any], calls: list[tuple[Any, ...]]) -> tuple[object, int]:
+    """What ``JsonRpc.batch("gettxout", calls)`` returned or raised against a node that answers each
+    request's body with ``reply(body)``, and how many requests the node got."""
+    requests = 0
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        nonlocal requests
+        requests += 1
+        return web.json_response(reply(await request.json()))
+
+    async def go() -> object:
+        runner, url = await rpc_node(serve)
+        node = JsonRpc(url, timeout_s=10)
+        try:
+            return await bitcoin.tx_outs(node, [(txid, vout) for txid, vout, *_ in calls])
+        except (RpcError, RpcUnavailable) as exc:
+            return exc
+        finally:
+            await node.close()
+            await runner.cleanup()
+
+    return asyncio.run(go()), requests
+
+
+def test_many_outputs_are_asked_in_one_batch_and_answered_in_their_order() -> None:
+    """btcd answers a batch as JSON-RPC 2.0 allows, in any order: each answer goes by its id."""
+    a = A.data
+    held = {("aa" * 32, 1): _out(0.5, a, 7), ("cc" * 32, 0): _out(1e-08, a, 1)}
+
+    def answers(body: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        assert [c["method"] for c in body] == ["gettxout"] * len(body)
+        return [
+            {"jsonrpc": "2.0", "id": c["id"], "result": held.get(tuple(c["params"][:2])), "error": None}
+            for c in reversed(body)
+        ]
+
+    calls: list[tuple[Any, ...]] = [("aa" * 32, 1), ("bb" * 32, 0), ("cc" * 32, 0)]
+    got, requests = _batch_answered(answers, calls)
+    assert requests == 1
+    assert got == [bitcoin.TxOut(50_000_000, a, 7, False), None, bitcoin.TxOut(1, a, 1, False)]
+
+
+@pytest.mark.parametrize(
+    ("reply", "raised", "words"),
+    [
+        # One call of the batch refused: the batch is refused, naming the method and the node's reason.
+        (
+            lambda body: [{"id": c["id"], "result": None, "error": {"code": -8, "message": "bad txid"}} for c in body],
+            RpcError,
+            "gettxout: bad txid (code -8)",
+        ),
+        # A node that takes no batch answers one error for the whole request.
+        (
+            lambda body: {"id": None, "result": None, "error": {"code": -32600, "message": "no batch"}},
+            RpcError,
+            "no batch",
+        ),
+        (lambda body: [{"id": body[0]["id"], "result": None, "error": None}], RpcError, "answered 1 of the batch's 2"),
+        (lambda body: {"result": 7, "error": None}, RpcUnavailable, "without a JSON-RPC batch reply to 2 calls"),
+    ],
+)
+def test_a_batch_the_node_does_not_answer_in_full_is_refused(
+    reply: Callable[[list[dict[str, Any]]], Any], raised: type[Exception], words: str
+) -> None:
+    got, _ = _batch_answered(reply, [("aa" * 32, 0), ("bb" * 32, 0)])
+    assert isinstance(got, raised) and words in str(got), got

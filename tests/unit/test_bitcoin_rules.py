@@ -1,22 +1,27 @@
 """The Bitcoin judge (`rules.bitcoin.judge`) on PSBTs written with embit: each rule tried around,
-with the chain's view of the inputs given as the caller reads it from its node."""
+with the chain's view of the inputs given as the caller reads it from its node; and the policy's
+bounds in satoshis."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import pytest
 from embit import ec, script
 from embit.networks import NETWORKS
 from embit.psbt import PSBT
 from embit.transaction import Transaction, TransactionInput, TransactionOutput
+from pydantic import ValidationError
 
 from btc import addresses, wallet
 from btc import psbt as psbts
-from rules.bitcoin import BitcoinVerdict, judge
+from rules.bitcoin import MAX_INPUTS, BitcoinVerdict, fee_rate_refused, judge
+from schemas.chains import Family
 from schemas.codes import Code
 from schemas.policy import BitcoinPolicy
+from sdk.policies import PolicyInvalid, unsigned_policy
 
 CHAIN = "bitcoin-regtest"
 KEY = ec.PrivateKey(bytes.fromhex("11" * 32)).get_public_key().sec()
@@ -159,3 +164,60 @@ def test_an_address_of_another_network_on_the_allowlist_does_not_allow_the_same_
     psbt = _psbt([(BOB.data, 1_000), (OWN.p2wpkh, COIN - 2_000)])
     verdict = _judge(psbt, _policy(allowlist=[mainnet_bob]))
     assert verdict.code == Code.RECIPIENT_NOT_ALLOWLISTED
+
+
+# Bitcoin Core's dust thresholds at its dust relay fee of 3 sat/vB (src/policy/policy.cpp), as its
+# comments and docs give them, for each kind of address an output can pay.
+_P2PKH = bytes.fromhex("76a914") + bytes(20) + bytes.fromhex("88ac")
+_P2SH = bytes.fromhex("a914") + bytes(20) + bytes.fromhex("87")
+_P2WSH = bytes.fromhex("0020") + bytes(32)
+
+
+@pytest.mark.parametrize(
+    ("paid", "least"),
+    [(BOB.data, 294), (OWN.p2tr, 330), (_P2WSH, 330), (_P2PKH, 546), (_P2SH, 540), (OWN.p2wpkh, 294)],
+)
+def test_an_output_below_the_dust_threshold_of_its_script_is_refused(paid: bytes, least: int) -> None:
+    """Dust: a payment (or change) worth less than spending it costs, which nodes do not relay."""
+    allowed = [addresses.address_of(s, "regtest") for s in (BOB.data, _P2WSH, _P2PKH, _P2SH)]
+    policy = _policy(allowlist=allowed)
+    below = _judge(_psbt([(paid, least - 1), (OWN.p2wpkh, COIN - least - 1_000)]), policy)
+    assert (below.passed, below.code, below.facts["least"]) == (False, Code.BITCOIN_OUTPUT_DUST, least), below.reason
+    assert f"output 0 pays {least - 1} satoshis, below the dust threshold of {least}" in below.reason
+    at = _judge(_psbt([(paid, least), (OWN.p2wpkh, COIN - least - 1_000)]), policy)
+    assert at.passed, at.reason
+    one_sat = _judge(_psbt([(BOB.data, 10_000), (paid, 1), (OWN.p2wpkh, COIN - 20_000)]), policy)
+    assert (one_sat.code, one_sat.facts["output"]) == (Code.BITCOIN_OUTPUT_DUST, 1), one_sat.reason
+
+
+def test_more_inputs_than_are_read_are_refused() -> None:
+    most = _psbt([(BOB.data, MAX_INPUTS * 10_000 - 50_000)], inputs=[(OWN.p2wpkh, 10_000)] * MAX_INPUTS)
+    assert _judge(most).passed
+    over = _psbt([(BOB.data, MAX_INPUTS * 10_000 - 50_000)], inputs=[(OWN.p2wpkh, 10_000)] * (MAX_INPUTS + 1))
+    refused = _judge(over, held={})
+    assert (refused.code, refused.facts) == (Code.BITCOIN_TOO_MANY_INPUTS, {"inputs": 501, "most": 500})
+
+
+@pytest.mark.parametrize(("fee", "refused"), [(1_410, False), (1_411, True)])
+def test_the_fee_rate_is_held_to_the_ceiling_on_an_exact_size(fee: int, refused: bool) -> None:
+    """`fee_rate_refused`, which the judge asks of the size it counts and the signer of the size it
+    signed: at most the ceiling times the virtual size, to the satoshi."""
+    verdict = fee_rate_refused(_policy(max_fee_rate_sat_vb=10), fee, 141, Code.BITCOIN_SIGNED_FEE_RATE_OVER_CEILING)
+    assert (verdict is not None) == refused
+    if verdict is not None:
+        assert verdict.code == Code.BITCOIN_SIGNED_FEE_RATE_OVER_CEILING
+        assert verdict.facts == {"fee_sats": 1_411, "vsize": 141, "fee_rate_sat_vb": 11}
+
+
+def test_a_cap_above_every_bitcoin_there_is_is_refused_in_the_policy() -> None:
+    for field in ("max_sats_per_tx", "daily_limit_sats", "approval_threshold_sats", "max_fee_sats"):
+        assert getattr(_policy(**{field: str(psbts.MAX_MONEY)}), field) == psbts.MAX_MONEY
+        with pytest.raises(ValidationError) as refused:
+            _policy(**{field: str(psbts.MAX_MONEY + 1)})
+        (error,) = refused.value.errors()
+        assert error["loc"] == (field,), error
+        assert "at most 2100000000000000 satoshis (21,000,000 BTC" in error["msg"]
+    # As `warden agents create --chains bitcoin-regtest --max-value 21000000.00000001` writes it.
+    fields = {"tx_allowed_chains": (CHAIN,), "tx_max_value_eth": "21000000.00000001"}
+    with pytest.raises(PolicyInvalid, match=r"bitcoin\.max_sats_per_tx: must be at most 2100000000000000 satoshis"):
+        unsigned_policy("a", None, "ab" * 32, fields, datetime.now(timezone.utc), own={Family.BITCOIN: KEY.hex()})

@@ -1,6 +1,6 @@
 """A plain payment written as a PSBT (`btc.payments`): coins largest first, change back to the
 agent unless it is dust, the fee at the rate asked for the signed size, and a PSBT the signer
-signs into a transaction of at most the size it was priced at."""
+signs into a transaction of exactly the size it was priced at."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_a_payment_takes_the_largest_coin_first_and_returns_the_change() -> None
     fee = psbt.fee()
     assert fee == 3 * psbts.vsize(psbt, OWN) and change.amount == 5_000_000 - 1_000_000 - fee
     signed = signing.sign(payments.payment(coins, OTHER.p2wpkh, 1_000_000, OWN, fee_rate=3), seed())
-    assert signed.vsize <= psbts.vsize(psbt, OWN)  # priced at an upper bound of what is signed
+    assert signed.vsize == psbts.vsize(psbt, OWN)  # priced at the size signed: the rate asked is the rate paid
 
 
 def test_coins_are_added_until_they_cover_the_payment_and_its_fee() -> None:

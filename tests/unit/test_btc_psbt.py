@@ -278,8 +278,9 @@ def test_vsize_counts_each_own_input_signed() -> None:
     got = read(psbt(spends, outputs))
     base = len(unsigned_tx(spends, outputs))
     # BIP-141: the witness (marker and flag, then per input) at 1 weight unit a byte. P2WPKH: 2
-    # items, a 72-byte signature and a 33-byte key; P2TR key path: 1 item of 64 bytes.
-    witness = 2 + (1 + 1 + 72 + 1 + 33) * 2 + (1 + 1 + 64)
+    # items, a 71-byte signature (as btc.signing makes it) and a 33-byte key; P2TR key path: 1 item
+    # of 64 bytes.
+    witness = 2 + (1 + 1 + 71 + 1 + 33) * 2 + (1 + 1 + 64)
     assert vsize(got, OWN) == -(-(4 * base + witness) // 4)
     # SIGHASH_ALL on the P2TR input adds its byte to the signature.
     with_all = read(psbt([Spend(PREV, 1, sighash=1)], [(69_000, PAYEE)]))
