@@ -115,10 +115,20 @@ class RestartAudit:
             await kafka.stop()
 
     def _load(self) -> list[Emit]:
+        """What an earlier `warden up` left unrecorded. A file that cannot be read is set aside
+        (``.unreadable``), said, and does not stop this one."""
         if not self.path.exists():
             return []
-        rows = json.loads(self.path.read_text())
-        return [Emit(row["topic"], row["key"], base64.b64decode(row["value"])) for row in rows]
+        try:
+            rows = json.loads(self.path.read_text())
+            return [Emit(row["topic"], row["key"], base64.b64decode(row["value"])) for row in rows]
+        except (ValueError, KeyError, TypeError) as exc:
+            aside = self.path.with_suffix(".unreadable")
+            self.path.replace(aside)
+            log.error(
+                "%s could not be read (%s): its restarts are not recorded; set aside as %s", self.path, exc, aside
+            )
+            return []
 
     def _save(self) -> None:
         """Called holding the lock."""
