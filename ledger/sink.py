@@ -59,7 +59,7 @@ from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.holes import settle_s
-from runtime.kafka import fetched_ends, partition_ids
+from runtime.kafka import client_options, fetched_ends, partition_ids
 from runtime.kafka import service_producer as new_producer
 from runtime.readiness import mark_ready
 from runtime.trust import PinnedAuditKeys
@@ -353,6 +353,7 @@ async def run_sink(
         # 35 s (`warden up` 40 s against 9.5 s).
         fetch_max_wait_ms=options.poll_ms,
         max_partition_fetch_bytes=settings.max_message_bytes,
+        **client_options(settings),
     )
     producer = new_producer(settings)
     checks = WriterChecks()

@@ -17,6 +17,31 @@ from schemas import topics
 from schemas.auth import AuditSigner
 from schemas.emit import Emit, join_audits
 
+# How long a Warden client waits for a broker's answer to one request on Apache Kafka before it
+# takes that node for gone: the request fails, the client asks another node where the partition
+# lives now and sends there. aiokafka's default, 40 s, kept every client on a node that stopped
+# answering (SIGSTOP, a JVM in a long pause) for 40 s after the cluster had moved its partitions
+# to the others (~9 s: the controllers fence a node silent for `broker.session.timeout.ms`), and the
+# partitions of a request in flight to it wait behind that request. Longer than any answer a
+# healthy broker may hold back: a fetch's wait (`KAFKA_FETCH_WAIT_MS`, 5 s) and an acks=all write's
+# (its followers' copies; up to the ~9 s in which a stopped follower is dropped from the in-sync
+# replicas).
+REQUEST_TIMEOUT_MS = 15_000
+# How often a client asks the cluster where each partition lives when nothing failed: a partition
+# whose leader moved is found within this, not only once a request to the old leader fails
+# (aiokafka's default: 5 minutes).
+METADATA_MAX_AGE_MS = 10_000
+
+
+def client_options(settings: Settings) -> dict[str, int]:
+    """What every Warden producer and consumer is given besides its own options: on Apache Kafka,
+    `REQUEST_TIMEOUT_MS` and `METADATA_MAX_AGE_MS`, so that a client follows a partition to its new
+    leader within seconds of the cluster moving it. The embedded broker is one node, with nowhere
+    to move a partition to: there aiokafka's defaults stand."""
+    if not settings.on_kafka:
+        return {}
+    return {"request_timeout_ms": REQUEST_TIMEOUT_MS, "metadata_max_age_ms": METADATA_MAX_AGE_MS}
+
 
 def partition_of(key: str, count: int = topics.PARTITIONS) -> int:
     """The partition a record keyed ``key`` lands in: the Java client's default partitioner, which
@@ -111,7 +136,7 @@ async def fetched_ends(
 
 
 async def end_offsets(settings: Settings, topic_names: tuple[str, ...]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False, **client_options(settings))
     await consumer.start()
     try:
         ends: dict[TopicPartition, int] = await consumer.end_offsets(await partitions(consumer, topic_names))
@@ -191,7 +216,10 @@ async def follow_records(
     if fetch_max_wait_ms is None:
         fetch_max_wait_ms = settings.fetch_wait_ms if settings.on_kafka else 500
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker, enable_auto_commit=False, fetch_max_wait_ms=fetch_max_wait_ms
+        bootstrap_servers=settings.broker,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        **client_options(settings),
     )
     await consumer.start()
     try:
@@ -264,30 +292,37 @@ async def read_to_quiet(
 PRODUCER_BATCH_BYTES = 1_048_576
 
 
-def producer(settings: Settings, idempotent: bool = False) -> AIOKafkaProducer:
+def producer(settings: Settings, idempotent: bool | None = None) -> AIOKafkaProducer:
     """A producer that waits for every in-sync replica. No linger: someone waits on every record
     these producers send (an agent on its intent, a client on its outcome), and a lone record must
     not wait for company. Under load records still share requests and batches
     (`PRODUCER_BATCH_BYTES`): aiokafka keeps one request in flight per broker and batches what
-    arrives meanwhile. ``idempotent``: `service_producer`."""
+    arrives meanwhile.
+
+    ``idempotent`` (default: on Apache Kafka, `Settings.on_kafka`): a batch the broker stored but
+    whose answer was lost is sent again and stored once, and a batch is sent again until a broker
+    takes it, however long its partition's leader takes to move (aiokafka expires a batch of a
+    producer that is not idempotent after one `request_timeout_ms`, so a record sent to a node that
+    stopped answering failed instead of going to the new leader). The embedded broker refuses
+    InitProducerId, so there (and from a client whose settings do not name the broker's storage) a
+    record sent twice is absorbed downstream by its deterministic id. False for a producer that must
+    never wait on the cluster's controllers, which hand out producer ids (the supervisor's)."""
     return AIOKafkaProducer(
         bootstrap_servers=settings.broker,
         acks="all",
-        enable_idempotence=idempotent,
+        enable_idempotence=settings.on_kafka if idempotent is None else idempotent,
         linger_ms=0,
         max_request_size=settings.max_message_bytes,
         max_batch_size=PRODUCER_BATCH_BYTES,
         partitioner=KeyedPartitioner(),
+        **client_options(settings),
     )
 
 
 def service_producer(settings: Settings) -> AIOKafkaProducer:
-    """A Warden service's producer: idempotent on Apache Kafka (durable storage), so a batch the
-    broker stored but whose answer was lost is sent again and stored once. The stack starts its
-    services with its own broker storage, which a client's environment may not name; and the
-    embedded broker refuses InitProducerId, so there (and from clients) a record sent twice is
-    absorbed downstream by its deterministic id."""
-    return producer(settings, idempotent=settings.on_kafka)
+    """A Warden service's producer: idempotent on Apache Kafka (`producer`). The stack starts its
+    services with its own broker storage, so a service always knows which broker it writes to."""
+    return producer(settings)
 
 
 async def publish(

@@ -25,13 +25,13 @@ from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, OffsetOutOfRangeError
+from aiokafka.errors import CommitFailedError, KafkaError, OffsetOutOfRangeError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.changelog import ChangelogChain, ChangelogError, ChangelogFormat, Entry, Write
 from runtime.config import Settings
 from runtime.holes import Holes, missing, settle_s
-from runtime.kafka import partition_ids, quiet_ms
+from runtime.kafka import client_options, partition_ids, quiet_ms
 from schemas.errors import WardenError
 
 log = logging.getLogger("warden.owner")
@@ -41,6 +41,12 @@ log = logging.getLogger("warden.owner")
 FLUSH_BYTES = 256 * 1024
 # How long a read waits for the broker to answer before it says so (and keeps asking).
 READ_TIMEOUT_S = 30.0
+# How long fetches must go on saying that a partition ends before a record this process appended
+# and the broker acknowledged before the log is taken for lost (`ChangelogGone`): a node just
+# elected leader answers with a high watermark that trails the old leader's until its followers
+# fetch from it (seen after a leader was SIGSTOPped). ListOffsets must agree: Kafka answers it with
+# a retriable error while a new leader's high watermark trails. Nothing is decided there meanwhile.
+GONE_AFTER_S = 30.0
 
 
 class Fenced(WardenError, RuntimeError):
@@ -165,6 +171,7 @@ class PartitionOwner(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
             auto_offset_reset="none",
             fetch_max_wait_ms=settings.seek_fetch_wait_ms,
             max_partition_fetch_bytes=settings.max_message_bytes,
+            **client_options(settings),
         )
 
     async def start(self) -> None:
@@ -464,6 +471,7 @@ class PartitionOwner(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
         began_ms = time.time() * 1000  # aiokafka stamps each fetch answer in epoch ms
         heard = dict.fromkeys(starts, began_ms)  # each partition's last fetch answer
         waits, quiet_since = Backoff(READ_TIMEOUT_S), time.monotonic()
+        short: dict[int, float] = {}  # partitions whose answers end before what they acknowledged, since when
         with self._reading(starts):
             while True:
                 # A quiet read ends when its quiet period does, not up to a poll later.
@@ -485,7 +493,7 @@ class PartitionOwner(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
                     return got, passed
                 if any(answers[p] > heard[p] for p in heard):
                     heard = answers
-                    self._check_end(ends, passed)
+                    await self._check_end(ends, passed, short)
                     waits.answered()
                 elif waits.due():
                     await waits.wait(log, self._unanswered(starts, ends, passed))
@@ -504,17 +512,48 @@ class PartitionOwner(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
                 "and broker) move the state directory aside"
             ) from None
 
-    def _check_end(self, ends: dict[int, int] | None, passed: dict[int, int]) -> None:
-        """A broker that answers, with an end at or before an offset this process was told it wrote,
-        lost the log: waiting would never end."""
+    async def _check_end(self, ends: dict[int, int] | None, passed: dict[int, int], short: dict[int, float]) -> None:
+        """A broker whose answers say, for `GONE_AFTER_S` and with ListOffsets agreeing, that a
+        partition ends at or before an offset this process was told it wrote, lost the log. One such
+        answer alone is not believed (a leader just elected): the client asks where the partition
+        lives now, and the read goes on. ``short``: the partitions answered so, since when."""
         for partition, end in (ends or {}).items():
-            highwater = self.reader.highwater(TopicPartition(self.topic, partition))
-            if passed[partition] <= end and highwater is not None and highwater <= end:
-                raise ChangelogGone(
-                    f"{self.topic} partition {partition} ends at offset {highwater}, before offset {end + 1}, "
-                    "a record this process appended and the broker acknowledged: the broker lost the log. Not "
-                    "deciding; restore the broker's data"
+            tp = TopicPartition(self.topic, partition)
+            highwater = self.reader.highwater(tp)
+            if passed[partition] > end or highwater is None or highwater > end:
+                short.pop(partition, None)
+                continue
+            now = time.monotonic()
+            if partition not in short:
+                short[partition] = now
+                log.warning(
+                    "%s partition %d: a fetch says it ends at offset %d, before offset %d, which the broker "
+                    "acknowledged to this process; asking again (a leader just elected may not know it yet)",
+                    self.topic,
+                    partition,
+                    highwater,
+                    end + 1,
                 )
+                self.reader._client.force_metadata_update()  # aiokafka keeps no public way to this
+            if now - short[partition] < GONE_AFTER_S:
+                continue
+            listed = await self._listed_end(tp)
+            if listed is None or listed > end:  # not confirmed: the fetches' answer was stale
+                continue
+            raise ChangelogGone(
+                f"{self.topic} partition {partition} ends at offset {highwater}, before offset {end + 1}, "
+                f"a record this process appended and the broker acknowledged, and has said so for "
+                f"{now - short[partition]:.0f} s: the broker lost the log. Not deciding; restore the broker's data"
+            )
+
+    async def _listed_end(self, tp: TopicPartition) -> int | None:
+        """The partition's end as ListOffsets answers it now; None when the broker does not answer."""
+        try:
+            listed: dict[TopicPartition, int] = await self.reader.end_offsets([tp])
+        except KafkaError as exc:
+            log.warning("%s partition %d: no end listed (%s)", tp.topic, tp.partition, exc)
+            return None
+        return listed[tp]
 
     def _unanswered(self, starts: dict[int, int], ends: dict[int, int] | None, passed: dict[int, int]) -> str:
         wanted = ", ".join(

@@ -10,8 +10,11 @@ chain's confirmations) a reorg can replace it. On each block read `Finality.conf
   Nowhere: the same signed bytes are sent again, and the record goes back to broadcast
   (``tx.reorged``); the tracker (`Tracking.track`) follows it from there, fee bumps included.
 - replaced / dropped: is the nonce still used? No (the transaction that used it left the
-  chain): this one's bytes are sent again, back to broadcast. Used at the final block: final,
-  and the spend settles to nothing.
+  chain): this one's bytes are sent again, back to broadcast. Used at the final block: final.
+  Replaced settles the spend to nothing (another intent's transaction used the nonce); dropped
+  keeps its worst case counted, since what used the nonce is not known (a node that lost the
+  block holding this very transaction still counts its nonce and its spend), and a dropped record
+  whose transaction shows up in a block while it is watched is re-reported there.
 
 Until a record is final its worst case stays reserved in the agent's rolling window: a
 transaction that can still be mined (or mined again) is never released.
@@ -113,7 +116,7 @@ class Finality:
             depth = await watch.head() - signed.block_number + 1
         elif signed.status in ("replaced", "dropped"):
             if await watch.nonce(signed.from_) > signed.nonce:
-                return None
+                return await self._found(signed, node, at) if signed.status == "dropped" else None
             what = f"the transaction that used nonce {signed.nonce} of {signed.from_}"
         else:
             return None
@@ -126,6 +129,17 @@ class Finality:
             return None  # the watch's view lags the node's: looked at again on the next block
         self.state.agent(signed.agent_id).reserve_again(signed.intent_id, signed.max_spend_wei)
         return [self.violated(signed, left, depth, at), *looked[0]], looked[1]
+
+    async def _found(
+        self, signed: SignedTransaction, node: Node, at: datetime
+    ) -> tuple[list[Emit], SignedTransaction] | None:
+        """A dropped record whose transaction the chain now holds in a block (its node found again
+        the block it had lost): re-reported there, followed until that block is final, and its spend
+        settled to what the chain took. None while no transaction of its intent has a receipt."""
+        if await receipt_of(node, hashes_of(self.state, signed)) is None:
+            return None
+        left = f"it was reported dropped (nonce {signed.nonce} used, none of its transactions in a block)"
+        return await self._where_now(signed, node, at, left, reopen=True)
 
     async def _where_now(
         self, signed: SignedTransaction, node: Node, at: datetime, left: str, reopen: bool = False
@@ -150,8 +164,12 @@ class Finality:
             return await self._send_again(signed, node, at, left)
         if await watch.nonce(signed.from_, await watch.finalized(chain)) <= signed.nonce:
             return None
-        # None of this intent's transactions executed, at a final block: nothing it would have spent counts.
-        self.state.agent(signed.agent_id).settle_spend(signed.intent_id, 0, executed=False)
+        if signed.status == "replaced":
+            # Another intent's transaction used the nonce at a final block, and counts for that
+            # intent: nothing this one would have spent does.
+            self.state.agent(signed.agent_id).settle_spend(signed.intent_id, 0, executed=False)
+        # Dropped: what used the nonce is not known (a block the node lost may have held this very
+        # transaction, and the account's state spent it), so its worst case stays counted.
         return self.transition(signed, {"status": signed.status, "final": True}, at, action=AuditAction.TX_FINAL)
 
     async def _send_again(

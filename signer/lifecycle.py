@@ -10,7 +10,10 @@
       │          │  ▲   └──► failed    a receipt, reverted; or the node refused it (final at once)
       │          ▼  │ fee bump
       │        stuck ──► replaced      another transaction this signer signed at the nonce was mined
-      └──────────────────► dropped     the nonce was used by a transaction this signer never signed
+      └──────────────────► dropped     the nonce is used and no transaction of the intent is in a
+                                       block: what used it is not known (a block the node lost,
+                                       or a transaction this signer never signed); its worst
+                                       case stays counted
 
 Mined, failed, replaced and dropped are what the chain said at some block: the record is
 ``final`` once that block is (`signer.finality`). Until then a reorg can move the transaction to
@@ -30,7 +33,8 @@ transaction is still tracked.
 
 Every status change is a signer-signed record on ``warden.txs.signed`` and an audit event.
 What the tracker does next is decided here from what the chain said and the time, with no
-I/O (`next_step`, `bumped_fees`); `signer.service.Signer.track` does the asking and signing.
+I/O (`next_step`, `bumped_fees`), and what a record says of it (`dropped_reason`, `gap_reason`);
+`signer.service.Signer.track` does the asking and signing.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from dataclasses import dataclass
 
 from runtime.clock import US_PER_SECOND
 from schemas.errors import WardenError
+from schemas.outcomes import SignedTransaction
 
 # The statuses with an outcome are schemas.outcomes.FINAL_TX_STATUSES; these are the others.
 OPEN = ("signed", "broadcast", "stuck")
@@ -193,3 +198,41 @@ def bumped_fees(
     if tip is not None:
         tip = min(tip, wanted)
     return wanted, tip
+
+
+def dropped_reason(signed: SignedTransaction) -> str:
+    """What is known of a transaction whose nonce the chain used with none of its intent's
+    transactions in a block: not who used the nonce. A node that lost the block holding it (a
+    power loss: Anvil saves its state once a second) still counts the nonce, and the spend, in the
+    sender's account."""
+    before = (
+        f"; it was in a block before ({signed.reorgs} time(s) taken out of the chain since)" if signed.reorgs else ""
+    )
+    return (
+        f"nonce {signed.nonce} of {signed.from_} on {signed.chain} is used, and no transaction this signer signed "
+        f"for intent {signed.intent_id} is in a block on the chain{before}: it can no longer be mined. What used the "
+        "nonce is not known here: a block that held this transaction which the node lost, or a transaction this "
+        "signer did not sign. What it would have spent stays counted at its worst case, for 24 h from its signing; "
+        "if it shows up in a block, it is reported mined there. If the address is used outside Warden, stop that: "
+        "it races the signer's nonces"
+    )
+
+
+def gap_reason(signed: SignedTransaction, chain_next_nonce: int, unfilled: list[int], sign_only: list[str]) -> str:
+    """Why a transaction behind unused nonces (``unfilled``, none held by a transaction this signer
+    can send) cannot be mined; ``sign_only``: intents whose sign-only bytes hold some of them."""
+    held_by_client = (
+        f" Sign-only transaction(s) of intent(s) {', '.join(sign_only[:5])} hold some of them: broadcast those."
+        if sign_only
+        else ""
+    )
+    return (
+        f"nonce gap: the chain's next nonce for {signed.from_} on {signed.chain} is {chain_next_nonce}, this "
+        f"transaction has {signed.nonce}, and nonce(s) {_ranges(unfilled)} have no pending transaction this "
+        f"signer can send, so it cannot be mined until they are used.{held_by_client} The signer signs only "
+        "what an intent asks for: it does not fill the gap by itself"
+    )
+
+
+def _ranges(nonces: list[int]) -> str:
+    return ", ".join(str(n) for n in nonces[:10]) + (f" and {len(nonces) - 10} more" if len(nonces) > 10 else "")

@@ -33,7 +33,7 @@ from runtime.attestation.announcement import attest
 from runtime.chains import follow_chain_sets
 from runtime.clock import utcnow
 from runtime.config import Settings, load
-from runtime.kafka import follow, follow_records, publish
+from runtime.kafka import client_options, follow, follow_records, publish
 from runtime.kafka import service_producer as new_producer
 from runtime.owner import FLUSH_BYTES, Offsets, PartitionOwner
 from runtime.readiness import mark_ready
@@ -337,6 +337,7 @@ def _consumer(settings: Settings) -> AIOKafkaConsumer:
         max_poll_records=500,
         max_partition_fetch_bytes=settings.max_message_bytes,
         fetch_max_wait_ms=settings.fetch_wait_ms,
+        **client_options(settings),
     )
 
 

@@ -536,18 +536,7 @@ class Tracking:
                         },
                         at,
                     )
-        return self.transition(
-            signed,
-            {
-                "status": "dropped",
-                "error": (
-                    f"nonce {signed.nonce} of {signed.from_} on {signed.chain} was used by a transaction this signer did "
-                    "not sign; this one can no longer be mined and nothing it would have spent is counted. If the address "
-                    "is used outside Warden, stop that: it races the signer's nonces"
-                ),
-            },
-            at,
-        )
+        return self.transition(signed, {"status": "dropped", "error": lifecycle.dropped_reason(signed)}, at)
 
     def _gap(self, signed: SignedTransaction, missing: range) -> str | None:
         """Nonces below this transaction's are unused on chain: the reason to report if any of them
@@ -568,17 +557,7 @@ class Tracking:
         if not unfilled:
             return None
         log.warning("nonce gap before %s of intent %s: nonces %s unused", signed.tx_hash, signed.intent_id, unfilled)
-        held_by_client = (
-            f" Sign-only transaction(s) of intent(s) {', '.join(sign_only[:5])} hold some of them: broadcast those."
-            if sign_only
-            else ""
-        )
-        return (
-            f"nonce gap: the chain's next nonce for {signed.from_} on {signed.chain} is {missing.start}, this "
-            f"transaction has {signed.nonce}, and nonce(s) {_ranges(unfilled)} have no pending transaction this "
-            f"signer can send, so it cannot be mined until they are used.{held_by_client} The signer signs only "
-            "what an intent asks for: it does not fill the gap by itself"
-        )
+        return lifecycle.gap_reason(signed, missing.start, unfilled, sign_only)
 
 
 def _last_nonce(signed: SignedTransaction) -> int:
@@ -615,7 +594,3 @@ def already_sent(message: str) -> bool:
     receipt (or the nonce) will tell which."""
     message = message.lower()
     return "already known" in message or "nonce too low" in message or "already imported" in message
-
-
-def _ranges(nonces: list[int]) -> str:
-    return ", ".join(str(n) for n in nonces[:10]) + (f" and {len(nonces) - 10} more" if len(nonces) > 10 else "")

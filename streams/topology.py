@@ -40,7 +40,7 @@ from runtime.admins import follow_admin_sets, settled_event
 from runtime.chains import follow_chain_sets
 from runtime.clock import utcnow
 from runtime.config import Settings, load
-from runtime.kafka import group_lag, partition_of, seek_to_committed
+from runtime.kafka import client_options, group_lag, partition_of, seek_to_committed
 from runtime.kafka import publish as send_all
 from runtime.kafka import service_producer as new_producer
 from runtime.owner import FLUSH_BYTES, Offsets, PartitionOwner
@@ -460,6 +460,7 @@ def _consumer(settings: Settings) -> AIOKafkaConsumer:
         partition_assignment_strategy=(RangePartitionAssignor,),
         max_partition_fetch_bytes=settings.max_message_bytes,
         fetch_max_wait_ms=settings.fetch_wait_ms,
+        **client_options(settings),
     )
 
 

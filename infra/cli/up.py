@@ -40,6 +40,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     except StackError as exc:
         stack.stop()
         return fail("warden up", exc)
+    except KeyboardInterrupt:  # Ctrl-C while starting: what started stops too
+        note("stopping...")
+        stack.stop()
+        return 130
     rows = stack.describe()
     nodes = local_nodes(stack.settings, stack.processes)
     if args.json:
@@ -80,6 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             time.sleep(0.5)
     finally:
         note("stopping...")
+        supervisor.stopping()
         stack.stop()
         supervisor.stopped()
     return code

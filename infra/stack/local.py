@@ -763,6 +763,8 @@ class LocalStack:
         if process is None or process.proc.poll() is not None:
             return False
         os.killpg(process.proc.pid, sig)
+        if sig != signal.SIGKILL:  # a stopped process (SIGSTOP) acts on no other signal until continued
+            os.killpg(process.proc.pid, signal.SIGCONT)
         return True
 
     def _reap(self, name: str, grace_s: float) -> None:

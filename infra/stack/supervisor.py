@@ -2,7 +2,10 @@
 
 The streams worker, the signer and the ledger sink are restarted with exponential
 backoff (1 s, doubling, at most 30 s; back to 1 s once a run has lasted a minute),
-each restart logged and recorded as a ``component.restarted`` audit event. Their
+each restart logged and recorded as a ``component.restarted`` audit event, queued
+for the audit topic and written when the broker takes it (`infra.stack.restart_audit`): a
+restart never waits on the bus it may be restarting. A process that cannot be started is tried
+again with the same backoff, for as long as `warden up` runs. Their
 work is safe to resume: the worker recovers its tables and redelivers undecided
 intents, the signer re-publishes what it recorded, the sink resumes from the
 ledger. A Kafka node of a cluster of several is restarted the same way: the
@@ -11,12 +14,12 @@ are not Warden's to restart: if one of them dies, the supervisor says so and
 stops everything cleanly.
 
 What it knows is written to ``$WARDEN_HOME/state/supervisor.json`` for
-`warden status`.
+`warden status`: at each change, and every `HEARTBEAT_S` besides, so that a supervisor that
+stopped looking shows.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -25,10 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from infra.stack.local import SERVICES, LocalStack, is_broker
+from infra.stack.restart_audit import RestartAudit
 from runtime import metrics
 from runtime.clock import utcnow
-from runtime.kafka import publish
-from runtime.kafka import service_producer as new_producer
 from runtime.readiness import clear_ready
 from runtime.trust import audit_signer
 from schemas.actions import AuditAction
@@ -37,6 +39,11 @@ from schemas.emit import audit
 log = logging.getLogger("warden.supervisor")
 
 FIRST_DELAY_S, MAX_DELAY_S, STEADY_S = 1.0, 30.0, 60.0
+# How often the status file is written when nothing changed: `warden status` calls a supervisor
+# whose file is older than a few of these stalled.
+HEARTBEAT_S = 5.0
+# How long a stopping supervisor gives the restarts not yet on the audit topic.
+AUDIT_GRACE_S = 5.0
 
 
 @dataclass
@@ -48,6 +55,7 @@ class Component:
     last_exit_code: int | None = None
     delay_s: float = FIRST_DELAY_S
     restart_at: float | None = None  # monotonic time of the next restart, while it is down
+    restart_due_at: float | None = None  # the same as time.time(), for `warden status`
 
 
 def next_delay(previous_s: float, ran_for_s: float) -> float:
@@ -65,7 +73,8 @@ class Supervisor:
 
     def __post_init__(self) -> None:
         metrics.serve(self.stack.settings, "supervisor")
-        self.audit_signer = audit_signer(self.stack.settings, "supervisor")  # signs the restarts it records
+        self.audits = RestartAudit(self.stack.settings, audit_signer(self.stack.settings, "supervisor"))
+        self.written_at = 0.0  # monotonic
         for name, process in self.stack.processes.items():
             self.components[name] = Component(name, process.pid, time.time())
         # Where each part listens (the API, Anvil's JSON-RPC, the broker), for `warden status`.
@@ -94,6 +103,7 @@ class Supervisor:
                 component.last_exit_code = process.proc.returncode
                 component.delay_s = next_delay(component.delay_s, ran_for) if component.restarts else FIRST_DELAY_S
                 component.restart_at = now + component.delay_s
+                component.restart_due_at = time.time() + component.delay_s
                 log.warning(
                     "%s exited with code %s after %.0f s; restarting in %.0f s (see %s)",
                     name,
@@ -105,6 +115,8 @@ class Supervisor:
                 self.write()
             elif now >= component.restart_at:
                 self._restart(component)
+        if now - self.written_at >= HEARTBEAT_S:
+            self.write()
         return None
 
     def _replicated(self, name: str) -> bool:
@@ -114,49 +126,52 @@ class Supervisor:
         return cluster is not None and len(cluster.nodes) > 1 and name.startswith("kafka-")
 
     def _restart(self, component: Component) -> None:
+        """Start the component again and queue its audit event: nothing here waits on the bus."""
         name = component.name
-        clear_ready(self.stack.settings, name)
-        process = self.stack._spawn(name, self.stack.processes[name].argv)
-        component.pid, component.started_at, component.restart_at = process.pid, time.time(), None
+        try:
+            clear_ready(self.stack.settings, name)
+            process = self.stack._spawn(name, self.stack.processes[name].argv)
+        except OSError as exc:  # tried again after the next delay, for as long as `warden up` runs
+            component.delay_s = min(MAX_DELAY_S, component.delay_s * 2)
+            component.restart_at = time.monotonic() + component.delay_s
+            component.restart_due_at = time.time() + component.delay_s
+            log.error("%s could not be started (%s); trying again in %.0f s", name, exc, component.delay_s)
+            self.write()
+            return
+        component.pid, component.started_at = process.pid, time.time()
+        component.restart_at = component.restart_due_at = None
         component.restarts += 1
         metrics.RESTARTS.labels(name).inc()
         log.warning("%s restarted (pid %d, restart %d)", name, process.pid, component.restarts)
         self.write()
-        try:
-            asyncio.run(self._audit(component))
-        except Exception as exc:  # noqa: BLE001 - the restart happened; a broker hiccup must not undo it
-            log.warning("could not record the restart of %s on the audit topic: %s", name, exc)
-
-    async def _audit(self, component: Component) -> None:
-        now = utcnow()
-        event = audit(
-            "service:supervisor",
-            AuditAction.COMPONENT_RESTARTED,
-            f"component:{component.name}",
-            now,
-            component.name,
-            str(component.restarts),
-            str(component.pid),
-            component=component.name,
-            pid=component.pid,
-            restarts=component.restarts,
-            exit_code=component.last_exit_code,
-            backoff_s=component.delay_s,
-        )
-        producer = new_producer(self.stack.settings)
-        await producer.start()
-        try:
-            await asyncio.gather(
-                *await publish(producer, [event], self.stack.settings.max_record_bytes, self.audit_signer)
+        self.audits.add(
+            audit(
+                "service:supervisor",
+                AuditAction.COMPONENT_RESTARTED,
+                f"component:{name}",
+                utcnow(),
+                name,
+                str(component.restarts),
+                str(component.pid),
+                component=name,
+                pid=component.pid,
+                restarts=component.restarts,
+                exit_code=component.last_exit_code,
+                backoff_s=component.delay_s,
             )
-        finally:
-            await producer.stop()
+        )
+
+    def stopping(self) -> None:
+        """Before the stack stops: the restarts not on the audit topic yet get `AUDIT_GRACE_S` while
+        the broker still runs; what is left is recorded by the next `warden up`."""
+        self.audits.stop(AUDIT_GRACE_S)
 
     def stopped(self) -> None:
         self.running = False
         self.write()
 
     def write(self) -> None:
+        self.written_at = time.monotonic()
         self.status_file.parent.mkdir(parents=True, exist_ok=True)
         doc = {
             "supervisor_pid": os.getpid(),
@@ -166,6 +181,7 @@ class Supervisor:
             "broker_storage": self.stack.settings.broker_storage,
             "components": {name: asdict(c) for name, c in self.components.items()},
             "addresses": self.addresses,
+            "restarts_unrecorded": self.audits.unrecorded(),
         }
         temporary = self.status_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(doc, indent=1))

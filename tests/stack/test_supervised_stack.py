@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
@@ -32,7 +34,9 @@ from aiokafka.structs import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 
-from infra.stack.local import REPO
+from infra.cli.status import component_state, process_runs, process_state
+from infra.stack.local import REPO, LocalStack, free_port
+from infra.stack.supervisor import Supervisor
 from ledger.verify import NOT_BELIEVED_SQL
 from runtime.config import Settings
 from runtime.kafka import end_offsets, follow
@@ -169,6 +173,82 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
     finally:
         if up.proc.poll() is None:  # not after the power loss, which killed it
             assert up.stop() == 0
+
+
+def test_a_restart_made_while_the_broker_is_down_is_recorded_once_it_answers(tmp_path: Path) -> None:
+    """The supervisor restarts a crashed service while nothing listens at the broker's address,
+    then the broker starts. Once, the restart's audit record was sent right there, within the
+    restart (which then waited on the bus: with a cluster below its quorum, forever), and a broker
+    that did not answer lost it; no one recorded it later. Now it is queued and written when the
+    broker takes it. A `sleep` stands for the service: what is tested is the supervisor."""
+    settings = dataclasses.replace(
+        Settings(),
+        home=tmp_path / "home",
+        broker=f"127.0.0.1:{free_port()}",
+        broker_storage="memory",
+        allow_dev_root=True,
+        clickhouse_url=None,
+    )
+    stack = LocalStack(settings)
+    stack._spawn("streams", ["sleep", "600"])
+    supervisor = Supervisor(stack)
+    try:
+        os.kill(stack.processes["streams"].pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while supervisor.components["streams"].restarts == 0:
+            assert supervisor.tick() is None
+            assert time.monotonic() < deadline, "the supervisor did not restart the service"
+            time.sleep(0.2)
+        pid = supervisor.components["streams"].pid
+        stack.start_tansu()  # the broker, after the restart
+        deadline = time.monotonic() + 90
+        while not (recorded := asyncio.run(_restarts_recorded(settings))):
+            assert time.monotonic() < deadline, "the restart was never recorded on the audit topic"
+            time.sleep(1)
+        assert recorded == [("streams", pid, 1)], recorded
+    finally:
+        supervisor.stopping()
+        stack.stop()
+        supervisor.stopped()
+
+
+async def _restarts_recorded(settings: Settings) -> list[tuple[str, int, int]]:
+    """(component, pid, restarts) of each `component.restarted` event on the audit topic."""
+    return [
+        (e.details["component"], e.details["pid"], e.details["restarts"])
+        for v in await read_topic(settings, topics.AUDIT_EVENTS, idle_polls=2)
+        for e in audit_events_of(v)
+        if e.action == AuditAction.COMPONENT_RESTARTED
+    ]
+
+
+def test_status_says_a_zombie_is_down_and_a_stopped_process_paused() -> None:
+    """`warden status` once said "up 449 s" of a Kafka node SIGKILLed minutes before: no one had
+    reaped it (the supervisor was stuck), and a zombie answers signal 0. It reads each process's
+    state from /proc: running, paused (SIGSTOP), gone (a zombie too)."""
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        assert process_state(sleeper.pid) == "running"
+        os.kill(sleeper.pid, signal.SIGSTOP)
+        _until_state(sleeper.pid, "paused")
+        os.kill(sleeper.pid, signal.SIGKILL)  # not reaped: a zombie until `wait`
+        _until_state(sleeper.pid, "gone")
+        assert not process_runs(sleeper.pid)
+        now = time.time()
+        row = {"name": "kafka-1", "pid": sleeper.pid, "restarts": 0, "last_exit_code": -9, "started_at": now - 449}
+        assert component_state(row, True, now)["state"] == "down"
+        waiting = component_state({**row, "restart_due_at": now + 2}, True, now)
+        assert (waiting["state"], waiting["restart_in_s"], waiting["alive"]) == ("restarting", 2, False)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _until_state(pid: int, state: str) -> None:
+    deadline = time.monotonic() + 10
+    while process_state(pid) != state:
+        assert time.monotonic() < deadline, f"pid {pid} is {process_state(pid)}, not {state}"
+        time.sleep(0.05)
 
 
 def ledger_caught_up(settings: Settings) -> None:

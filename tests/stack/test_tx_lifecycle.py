@@ -218,8 +218,47 @@ def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(cha
 
     h, (first, final) = on_chain(tmp_path, chain, scenario)
     assert final.status == "dropped" and final.error is not None and "did not sign" in final.error
-    assert h.state.agent(h.agent).spend_of(first.intent_id) == 0
+    # What used the nonce is not known to the signer: its worst case stays counted (fail closed).
+    assert h.state.agent(h.agent).spend_of(first.intent_id) == first.max_spend_wei
     assert AuditAction.TX_DROPPED in h.audit_actions(first.intent_id)
+
+
+def test_a_transaction_whose_block_the_node_lost_ends_dropped_saying_what_is_known_and_stays_counted(
+    chain: str, tmp_path: Path
+) -> None:
+    """After a power loss the node can come back with the sender's account as the block left it
+    (nonce used, balance spent) and without the block (Anvil saves its state once a second): made
+    here by taking the transaction out of the pool and setting the account's nonce and balance as
+    its block left them. The record once said `dropped`, "used by a transaction this signer did not
+    sign", "nothing it would have spent is counted", and the signer counted nothing. Now it says
+    what is known (the nonce is used; no transaction of the intent is in a block) and keeps the
+    worst case counted; when the transaction shows up in a block, the watch of final records
+    reports it mined there."""
+
+    async def scenario(h: Harness) -> tuple[SignedTransaction, SignedTransaction, Any]:
+        first = await h.sign()
+        balance = int(await h.node.call("eth_getBalance", h.address, "latest"), 16)
+        await h.node.call("anvil_dropTransaction", first.tx_hash)
+        await h.node.call("anvil_setNonce", h.address, hex(first.nonce + 1))
+        await h.node.call("anvil_setBalance", h.address, hex(balance - first.max_spend_wei))
+        await h.node.call("evm_mine")
+        final = await finish(h, first)
+        # The block comes back (the same bytes in a block): the record is put right.
+        await h.node.call("anvil_setNonce", h.address, hex(first.nonce))
+        await h.node.call("anvil_setBalance", h.address, hex(balance))
+        await h.node.call("eth_sendRawTransaction", first.signed_tx)
+        await h.node.call("evm_mine")
+        return first, final, await h.signer.tracking.finality.look(final, utcnow())
+
+    h, (first, final, found) = on_chain(tmp_path, chain, scenario)
+    assert final.status == "dropped" and final.final and final.error is not None, final
+    assert f"nonce {first.nonce} of {first.from_} on {first.chain} is used" in final.error
+    assert "no transaction this signer signed" in final.error and "is counted" not in final.error
+    assert h.state.agent(h.agent).spend_of(first.intent_id) == first.max_spend_wei
+    assert found is not None, "the watch of final records did not find the transaction in its block"
+    _, mined = found
+    assert mined.status == "mined" and not mined.final and mined.tx_hash == first.tx_hash, mined
+    assert mined.error is not None and "it was reported dropped" in mined.error
 
 
 def test_a_transaction_replaced_by_another_intent_naming_its_nonce_ends_replaced(chain: str, tmp_path: Path) -> None:

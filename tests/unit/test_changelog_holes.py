@@ -51,6 +51,7 @@ class FakeConsumer:
         self.positions: dict[TopicPartition, int] = {}
         self.stamps: dict[TopicPartition, int] = {}
         self.fetches = 0
+        self._client = MetadataCounter()  # the aiokafka client inside a consumer, as the owner reaches it
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset
@@ -69,6 +70,10 @@ class FakeConsumer:
 
     def highwater(self, tp: TopicPartition) -> int | None:
         return max((end for _, end, _ in self.batches), default=0) if tp in self.stamps else None
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """ListOffsets: the end of what is stored now."""
+        return {tp: max((end for _, end, _ in self.batches), default=0) for tp in tps}
 
     async def getmany(self, *tps: TopicPartition, timeout_ms: int = 0) -> dict[TopicPartition, list[Record]]:
         await asyncio.sleep(0.01)
@@ -90,6 +95,14 @@ class FakeConsumer:
             if records:
                 out[tp] = records
         return out
+
+
+class MetadataCounter:
+    def __init__(self) -> None:
+        self.updates = 0
+
+    def force_metadata_update(self) -> None:
+        self.updates += 1
 
 
 @pytest.fixture
@@ -225,10 +238,35 @@ def test_a_broker_that_answers_nothing_is_asked_again_and_the_read_goes_on_when_
     assert "Nothing is decided on these partitions until it does" in said[0]
 
 
-def test_a_broker_whose_log_ends_before_our_own_record_lost_it(owner: Callable[[FakeConsumer], PartitionOwner]) -> None:
+def test_a_broker_whose_log_ends_before_our_own_record_lost_it(
+    monkeypatch: pytest.MonkeyPatch, owner: Callable[[FakeConsumer], PartitionOwner]
+) -> None:
+    """Its fetches say so for GONE_AFTER_S, and ListOffsets agrees."""
+    monkeypatch.setattr(owner_module, "GONE_AFTER_S", 0.3)
+
     async def scenario() -> None:
         reader = owner(FakeConsumer([(158, 159, {158: b"r158"})]))
         await asyncio.wait_for(reader._read(PARTITION, 159, 159), timeout=5)
 
     with pytest.raises(ChangelogGone, match=f"partition {PARTITION} ends at offset 159, before offset 160"):
         asyncio.run(scenario())
+
+
+def test_a_new_leader_whose_first_answers_end_before_our_own_record_is_asked_again(
+    caplog: pytest.LogCaptureFixture, owner: Callable[[FakeConsumer], PartitionOwner]
+) -> None:
+    """A leader just elected answers with a high watermark that trails what the old leader
+    acknowledged, until its followers fetch from it: seen with one of three Kafka nodes
+    SIGSTOPped, where the worker and the signer exited with ChangelogGone at the first such answer
+    though nothing was lost. Now the client is told to ask where the partition lives, and the
+    read ends once the record is served (here from the fifth fetch)."""
+    consumer = FakeConsumer([(158, 159, {158: b"r158"})], later=[(5, (159, 160, {159: b"own"}))])
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        return await asyncio.wait_for(owner(consumer)._read(PARTITION, 159, 159), timeout=5)
+
+    with caplog.at_level(logging.WARNING, logger="warden.owner"):
+        assert asyncio.run(scenario()) == [(159, b"own")]
+    assert consumer._client.updates == 1
+    said = [r.getMessage() for r in caplog.records if "asking again" in r.getMessage()]
+    assert len(said) == 1 and f"{TOPIC} partition {PARTITION}: a fetch says it ends at offset 159" in said[0]
