@@ -74,13 +74,17 @@ def test_one_agents_later_event_waits_for_its_earlier_one_and_other_agents_do_no
     other = _delivery(2, agent="agent-2")
     elsewhere = dataclasses.replace(_delivery(3), webhook_id="wh_b")  # another endpoint: its own lane
     pending = [later, first, other, elsewhere]
-    assert schedule.due(pending, NOW) == [other, elsewhere]
-    assert schedule.due(pending, NOW + timedelta(minutes=5)) == [other, elsewhere, first]  # the longest due first
+
+    def due(pending: list[Delivery], now: datetime) -> list[Delivery]:
+        return schedule.to_send(pending, now, busy=(), per_endpoint=4)[0]
+
+    assert due(pending, NOW) == [other, elsewhere]
+    assert due(pending, NOW + timedelta(minutes=5)) == [other, elsewhere, first]  # the longest due first
     # Once the first is acknowledged, the later one is the head.
-    assert schedule.due([schedule.delivered(first), later], NOW) == [later]
+    assert due([schedule.delivered(first), later], NOW) == [later]
     # And once it is given up on, too: a dead event does not hold an agent's lane for ever.
     given_up = dataclasses.replace(first, state="given_up")
-    assert schedule.due([given_up, later], NOW) == [later]
+    assert due([given_up, later], NOW) == [later]
 
 
 def test_a_failed_attempt_backs_off_until_a_day_passed_since_the_event_was_owed_then_gives_up() -> None:
@@ -358,8 +362,11 @@ def _given_up(store: ChdbStore, home: Path) -> None:
                 while len(taken) < len(rejected) - 1 and time.monotonic() < deadline:
                     await deliverer.turn(session)
                     await asyncio.sleep(0.01)
+                await deliverer.drain()
                 again: list[AuditEvent] = []
-                await Deliverer(store, b"k" * 32, again, options).turn(session)
+                restarted = Deliverer(store, b"k" * 32, again, options)
+                await restarted.turn(session)
+                await restarted.drain()
         finally:
             await runner.cleanup()
         return notices, again
@@ -388,7 +395,9 @@ def _given_up(store: ChdbStore, home: Path) -> None:
     async def restarted() -> list[AuditEvent]:
         said_again: list[AuditEvent] = []
         async with aiohttp.ClientSession() as session:
-            await Deliverer(store, b"k" * 32, said_again, options).turn(session)
+            restarted = Deliverer(store, b"k" * 32, said_again, options)
+            await restarted.turn(session)
+            await restarted.drain()
         return said_again
 
     assert asyncio.run(restarted()) == []
