@@ -143,11 +143,21 @@ def _hang_beside(store: ChdbStore, home: Path) -> None:
         running = asyncio.create_task(deliverer.run(stop))
         try:
             fast_ids = {e.event_id for e in owed["wh_fast"]}
-            await _until(lambda: fast_ids <= set(receivers.fast), 60, "the endpoint that answers to get every event")
+            await _until(
+                lambda: fast_ids <= set(receivers.fast),
+                60,
+                lambda: (
+                    f"the endpoint that answers to get all {len(fast_ids)} events (it has {len(set(receivers.fast))})"
+                ),
+            )
             held_then = receivers.slow_held
             receivers.release.set()
             slow_ids = {e.event_id for e in owed["wh_slow"]}
-            await _until(lambda: slow_ids <= set(receivers.slow), 60, "the released endpoint to get every event")
+            await _until(
+                lambda: slow_ids <= set(receivers.slow),
+                60,
+                lambda: f"the released endpoint to get all {len(slow_ids)} events (it has {len(set(receivers.slow))})",
+            )
             await asyncio.sleep(0.5)  # whatever more it would send
         finally:
             receivers.release.set()  # a deliverer waiting on a held request would wait for its timeout
@@ -171,8 +181,8 @@ def _hang_beside(store: ChdbStore, home: Path) -> None:
     assert listed == {webhook_id: (len(owed[webhook_id]), 0) for webhook_id in chosen}
 
 
-async def _until(done: Callable[[], bool], seconds: float, what: str) -> None:
+async def _until(done: Callable[[], bool], seconds: float, what: Callable[[], str]) -> None:
     deadline = time.monotonic() + seconds
     while not done():
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what()}"
         await asyncio.sleep(0.05)

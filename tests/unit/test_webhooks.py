@@ -283,9 +283,13 @@ def test_only_a_pinned_admins_fresh_request_adds_once_and_the_store_holds_no_sec
     remove = signed_request(removal_request(answer["id"], "alice", NOW), alice, "alice")
     assert registrar.register(remove, NOW) == {"id": answer["id"], "removed": True}
     assert not stored.endpoints(ledger_store) and registrar.notices[-1].action == AuditAction.WEBHOOK_REMOVED
-    with pytest.raises(WebhookRefused, match="no endpoint") as again:
+    with pytest.raises(WebhookRefused, match="was removed before, at .* by alice") as again:
         registrar.register(remove, NOW)
-    assert again.value.status == 404
+    assert again.value.status == 409
+    unknown = signed_request(removal_request("wh_0123456789abcdef01234567", "alice", NOW), alice, "alice")
+    with pytest.raises(WebhookRefused, match="no endpoint") as never:
+        registrar.register(unknown, NOW)
+    assert never.value.status == 404
 
 
 def test_a_scan_owes_each_chosen_event_once_in_ledger_order_and_moves_its_cursor(ledger_store: ChdbStore) -> None:
@@ -460,6 +464,43 @@ def test_over_http_a_request_not_an_admins_is_refused_with_why_and_a_malformed_o
     )
     assert added["id"].startswith("wh_") and added["secret"].startswith("whsec_")
     assert junk[0] == 400 and "url: plain http is allowed only to a loopback host" in junk[1]["error"]
+
+
+def test_concurrent_copies_of_one_signed_request_are_carried_out_once_and_the_others_answered_409(
+    ledger_store: ChdbStore,
+) -> None:
+    """Copies of one admin's signed request sent at once over HTTP, as a retrying client or a
+    replaying attacker sends them: one adds (or removes) the endpoint, every other is a 409, and
+    none meets a store that another request is using (a 500)."""
+    alice = Ed25519PrivateKey.generate()
+    registrar = _registrar(ledger_store, alice)
+    port = free_port()
+    now = datetime.now(UTC)
+    added = _add(alice, issued_at=now)
+    removal = signed_request(removal_request(added.added_id(), "alice", now), alice, "alice")
+
+    async def copies(request: WebhookRequest, session: aiohttp.ClientSession) -> list[tuple[int, str]]:
+        async def one() -> tuple[int, str]:
+            async with session.post(f"http://127.0.0.1:{port}/webhooks", data=request.to_bytes()) as answer:
+                return answer.status, await answer.text()
+
+        return sorted(await asyncio.gather(*(one() for _ in range(8))), key=lambda said: said[0])
+
+    async def scenario() -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        runner = await serve(registrar.routes, "127.0.0.1", port)
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await copies(added, session), await copies(removal, session)
+        finally:
+            await runner.cleanup()
+
+    adds, removes = asyncio.run(scenario())
+    assert [status for status, _ in adds] == [200] + [409] * 7, adds
+    assert orjson.loads(adds[0][1])["id"] == added.added_id()
+    assert all("added by this very request before" in orjson.loads(said)["error"] for _, said in adds[1:])
+    assert [status for status, _ in removes] == [200] + [409] * 7, removes
+    assert all("was removed before" in orjson.loads(said)["error"] for _, said in removes[1:])
+    assert [n.action for n in registrar.notices] == [AuditAction.WEBHOOK_ADDED, AuditAction.WEBHOOK_REMOVED]
 
 
 def test_a_passkey_admins_request_is_checked_for_the_consoles_relying_party_over_its_exact_bytes(
