@@ -381,6 +381,21 @@ def test_the_topics_service_creates_every_topic_as_warden_expects_it(
     assert "--describe" in script and "PartitionCount:" in script and "exit 1" in script
 
 
+def test_the_deployment_page_counts_the_topics_as_warden_makes_them() -> None:
+    """docs/deployment.md's table of topics: the compacted ones by name, the other topics of
+    `schemas.topics.ALL` and the stage topics counted, each with Warden's partitions."""
+    page = (REPO / "docs" / "deployment.md").read_text()
+    rows = re.findall(r"^\| (.+?) \| (\d+) \| (compact|delete) \|$", page, re.M)
+    assert len(rows) == 3, rows
+    (compacted, _, policy), (others, _, _), (stages, _, _) = rows
+    assert policy == "compact" and set(re.findall(r"`(warden\.[a-z._]+)`", compacted)) == topics.COMPACTED
+    other = re.search(r"the other (\d+) of `schemas\.topics\.ALL`", others)
+    assert other and int(other[1]) == len(topics.ALL) - len(topics.COMPACTED), others
+    stage = re.search(r"one per guardrail stage \((\d+);", stages)
+    assert stage and int(stage[1]) == len(ALL_GUARDRAIL_STAGES), stages
+    assert {int(partitions) for _, partitions, _ in rows} == {topics.PARTITIONS}
+
+
 def test_prometheus_finds_every_warden_service(
     config: dict[str, Any],
 ) -> None:
