@@ -36,9 +36,9 @@ from infra.stack import kafka
 from infra.stack.local import SERVICES, LocalStack
 from rules.stage_table import ALL_GUARDRAIL_STAGES
 from runtime.config import Settings
-from runtime.trust import CONSOLE_KEY_ID, PinnedServiceKeys, read_ed25519, service_key_file
+from runtime.trust import CONSOLE_KEY_ID, PinnedServiceKeys, service_key_file
 from schemas import topics
-from schemas.auth import public_key_hex
+from schemas.auth import Role, public_key_hex, read_ed25519
 from tests.compose_support import REPO, dockerfile, loopback_settings, settings_read_by
 
 ADMIN_KEYS = "admin-1=0x" + "ab" * 32
@@ -220,9 +220,10 @@ def test_the_keys_service_run_gives_every_home_every_service_key_it_believes_the
     homes = tmp_path / "homes"
     printed = run_keys(config, homes)
     warden = long_running(config)
-    owners = {
+    instances: tuple[tuple[Role, str], ...] = (("worker", "WARDEN_WORKER_ID"), ("signer", "WARDEN_SIGNER_ID"))
+    owners: dict[tuple[Role, str], str] = {
         (role, key_id): public_key_hex(read_ed25519(service_key_file(homes / key_id, role, key_id)))
-        for role, setting in (("worker", "WARDEN_WORKER_ID"), ("signer", "WARDEN_SIGNER_ID"))
+        for role, setting in instances
         for key_id in (s["environment"].get(setting) for s in warden.values())
         if key_id
     }
@@ -268,8 +269,8 @@ def test_every_address_a_warden_service_reads_names_a_service_of_the_file_or_whe
     `LocalStack.listen_addresses`), on every interface with the port published on 127.0.0.1 (or
     given by ``--listen``); any other, to a service of the file (the ledger's webhook requests
     from the console: `ledger:18123`), never to loopback."""
-    for variable in [v for v in os.environ if v.startswith("WARDEN_")]:
-        monkeypatch.delenv(variable)
+    for set_here in [v for v in os.environ if v.startswith("WARDEN_")]:
+        monkeypatch.delenv(set_here)
     monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
     addresses = loopback_settings()
     assert {"WARDEN_BROKER", "WARDEN_RPC_URL", "WARDEN_LEDGER_HTTP", "WARDEN_API_HTTP"} <= set(addresses)

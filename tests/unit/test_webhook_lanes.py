@@ -97,11 +97,11 @@ class _Receivers:
         return web.Response(status=204)
 
 
-def _in_order(taken: list[str], owed: list[AuditEvent]) -> dict[str, list[str]]:
-    """Each agent's events as first taken, beside the ledger's order of them."""
+def _in_order(taken: list[str], owed: list[AuditEvent]) -> dict[str | None, list[str]]:
+    """Each agent's events in the order first taken."""
     firsts = list(dict.fromkeys(taken))
     agent_of = {e.event_id: e.agent_id for e in owed}
-    by_agent: dict[str, list[str]] = {}
+    by_agent: dict[str | None, list[str]] = {}
     for event_id in firsts:
         by_agent.setdefault(agent_of[event_id], []).append(event_id)
     return by_agent
