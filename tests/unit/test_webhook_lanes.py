@@ -18,14 +18,12 @@ from aiohttp import web
 from infra.stack.local import free_port
 from ledger import webhook_schedule as schedule
 from ledger import webhook_store as stored
-from ledger.keys import load_or_create_signing_key
-from ledger.store import ChdbStore, store_path
+from ledger.store import ChdbStore
 from ledger.webhook_schedule import Delivery, Retries
 from ledger.webhooks import PER_ENDPOINT, Deliverer, WebhookOptions
-from runtime.config import Settings
 from schemas.actions import AuditAction
 from schemas.audit import AuditEvent
-from tests.ledger_support import build_ledger, pipeline_events
+from tests.ledger_support import chdb_ledger, pipeline_events
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 AGENTS = PER_ENDPOINT + 2  # more agents than one endpoint may have in flight
@@ -112,18 +110,12 @@ def test_an_endpoint_that_hangs_delays_no_other_and_gets_its_events_in_order_onc
     attempts' timeout is ten minutes). The one that answers gets every event it chose, each agent's
     in ledger order, while the other still holds its first requests, at most `PER_ENDPOINT` of
     them; once released, the other gets all of its own, in order too, and nothing is left pending."""
-    home = tmp_path / "home"
-    store = ChdbStore(store_path(Settings(home=home)))
-    try:  # closed whatever happens: chDB holds one store per process, and the next test opens its own
-        _hang_beside(store, home)
-    finally:
-        store.close()
-
-
-def _hang_beside(store: ChdbStore, home: Path) -> None:
-    store.ensure_schema()
     events = pipeline_events(250, agents=AGENTS)
-    build_ledger(store, events, load_or_create_signing_key(home))
+    with chdb_ledger(tmp_path / "home", events) as store:
+        _hang_beside(store, events)
+
+
+def _hang_beside(store: ChdbStore, events: list[AuditEvent]) -> None:
     receivers = _Receivers()
     chosen = {
         "wh_fast": (AuditAction.INTENT_SUBMITTED, AuditAction.STAGE_PASSED),
@@ -154,7 +146,7 @@ def _hang_beside(store: ChdbStore, home: Path) -> None:
             receivers.release.set()
             slow_ids = {e.event_id for e in owed["wh_slow"]}
             await _until(
-                lambda: slow_ids <= set(receivers.slow),
+                lambda: slow_ids <= set(receivers.slow) and not deliverer.lanes,  # each answer written too
                 60,
                 lambda: f"the released endpoint to get all {len(slow_ids)} events (it has {len(set(receivers.slow))})",
             )

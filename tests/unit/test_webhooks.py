@@ -26,9 +26,8 @@ from infra.stack.local import free_port
 from ledger import webhook_messages as messages
 from ledger import webhook_schedule as schedule
 from ledger import webhook_store as stored
-from ledger.keys import load_or_create_signing_key
 from ledger.schema import WEBHOOK_CURSORS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
-from ledger.store import ChdbStore, sql_string, store_path
+from ledger.store import ChdbStore, sql_string
 from ledger.webhook_admin import Registrar, WebhookRefused, serve
 from ledger.webhook_schedule import Delivery, Retries
 from ledger.webhooks import Deliverer, WebhookOptions
@@ -39,7 +38,7 @@ from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex
 from schemas.webhooks import WebhookEventsError, WebhookRequest, WebhookUrlError, checked_events, checked_url
 from sdk.webhooks import WebhookError, removal_request, send, signed_request
-from tests.ledger_support import build_ledger, intent_digest_of, pipeline_events
+from tests.ledger_support import chdb_ledger, intent_digest_of, pipeline_events
 from tests.passkey_support import PARTY, SoftPasskey
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -212,12 +211,8 @@ def test_urls_an_endpoint_may_have_and_events_it_may_choose() -> None:
 
 @pytest.fixture
 def ledger_store(tmp_path: Path) -> Iterator[ChdbStore]:
-    home = tmp_path / "home"
-    store = ChdbStore(store_path(Settings(home=home)))
-    store.ensure_schema()
-    build_ledger(store, pipeline_events(60, agents=3), load_or_create_signing_key(home))
-    yield store
-    store.close()
+    with chdb_ledger(tmp_path / "home", pipeline_events(60, agents=3)) as store:
+        yield store
 
 
 class _CaughtUp(asyncio.Event):
@@ -322,18 +317,12 @@ def test_an_event_given_up_is_stored_listed_and_on_the_ledger_and_its_agents_nex
     """A receiver that answers 500 to one event for ever: after ``give_up_after`` that event is
     given up (stored, listed, said as ``webhook.gave_up``), the agent's later events are delivered,
     and a restarted deliverer says the given-up event again under the same id and re-sends nothing."""
-    home = tmp_path / "home"
-    store = ChdbStore(store_path(Settings(home=home)))
-    try:  # closed whatever happens: chDB holds one store per process, and the next test opens its own
-        _given_up(store, home)
-    finally:
-        store.close()
-
-
-def _given_up(store: ChdbStore, home: Path) -> None:
-    store.ensure_schema()
     events = pipeline_events(200, agents=2)
-    build_ledger(store, events, load_or_create_signing_key(home))
+    with chdb_ledger(tmp_path / "home", events) as store:
+        _given_up(store, events)
+
+
+def _given_up(store: ChdbStore, events: list[AuditEvent]) -> None:
     rejected = [e for e in events if e.action == AuditAction.INTENT_REJECTED]
     doomed = rejected[0]
     port = free_port()
@@ -363,7 +352,8 @@ def _given_up(store: ChdbStore, home: Path) -> None:
         try:
             async with aiohttp.ClientSession() as session:
                 deadline = time.monotonic() + 60
-                while len(taken) < len(rejected) - 1 and time.monotonic() < deadline:
+                # Until every answer is written too: a lane is busy until its outcome is.
+                while (len(taken) < len(rejected) - 1 or deliverer.lanes) and time.monotonic() < deadline:
                     await deliverer.turn(session)
                     await asyncio.sleep(0.01)
                 await deliverer.drain()
