@@ -1,16 +1,25 @@
-"""What the compose and build-context tests read of the repository: the Dockerfile as its
-instructions, and which of runtime/config.py's settings each Warden process reads (the settings
-whose default is a loopback address, and the modules a process imports that read them)."""
+"""What the compose and build-context tests read of the repository: docker-compose.yml as Debian's
+`docker-compose config` resolves it, the Dockerfile as its instructions, the `keys` service's
+program run on local homes, and which of runtime/config.py's settings each Warden process reads
+(the settings whose default is a loopback address, and the modules a process imports that read
+them)."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import getpass
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import grimp
+import pytest
+import yaml
 
 from runtime.config import Settings, environment
 
@@ -32,6 +41,8 @@ PACKAGES = (
 )
 _LOOPBACK = re.compile(r"\b(127\.0\.0\.1|localhost)\b")
 _PROBE = "probe.invalid:9"
+# The admins the file is resolved with (it requires WARDEN_ADMIN_KEYS).
+ADMIN_KEYS = "admin-1=0x" + "ab" * 32
 
 
 def dockerfile() -> list[tuple[str, str]]:
@@ -39,6 +50,63 @@ def dockerfile() -> list[tuple[str, str]]:
     text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+
+
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` of the file with ``env`` alone; a failed test where it is not installed."""
+    if shutil.which("docker-compose") is None:
+        pytest.fail(
+            "docker-compose is not installed: run ./infra/dev.sh, which installs Debian's docker-compose "
+            "(as root: apt-get install docker-compose); this test parses docker-compose.yml with it"
+        )
+    # Only what the command needs: a WARDEN_* variable of the caller's must not change the result.
+    return subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yml", "config"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+    )
+
+
+def resolved(home: Path) -> dict[str, Any]:
+    """docker-compose.yml as `docker-compose config` resolves it with `ADMIN_KEYS` (``home``: its HOME)."""
+    result = compose_config({"HOME": str(home), "WARDEN_ADMIN_KEYS": ADMIN_KEYS})
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, Any] = yaml.safe_load(result.stdout)
+    return loaded
+
+
+def command(service: dict[str, Any]) -> list[str]:
+    """A service's command as a list of arguments."""
+    value = service.get("command", [])
+    return value.split() if isinstance(value, str) else value
+
+
+def run_keys(config: dict[str, Any], homes: Path) -> str:
+    """The `keys` service's program, run as the file gives it, on ``homes`` (for /homes) and handing
+    them to this user (for the image's); what it printed."""
+    keys = config["services"]["keys"]
+    argv = command(keys)
+    assert argv[:2] == ["python", "-c"] and argv[3:] == ["/homes", "warden"], argv
+    # "warden": the image's user, who runs the services.
+    assert ("USER", "10001:10001") in dockerfile()
+    assert any(re.search(r"useradd [^&]*--uid 10001 [^&]* warden\b", args) for op, args in dockerfile() if op == "RUN")
+    script = argv[2].replace("$$", "$")  # `config` prints $ escaped
+    for _, target, *_ in (v.split(":") for v in keys["volumes"]):
+        (homes / Path(target).name).mkdir(parents=True, exist_ok=True)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO), "HOME": str(homes)}
+    ran = subprocess.run(
+        [sys.executable, "-c", script, str(homes), getpass.getuser()],
+        env=env,
+        cwd=homes,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout
 
 
 def _attributes(settings: Any, prefix: str = "") -> dict[str, Any]:

@@ -9,21 +9,18 @@ share an id or a home; every service's home gets every service key it believes, 
 included; every address a service reads from runtime/config.py (derived: the settings whose
 default is a loopback address, which in a container reaches nothing, and the modules each
 process imports that read them) names a service of the file, or where it listens, published on
-127.0.0.1; the `topics` service makes every topic Warden uses with the partitions and compaction
+127.0.0.1 (the `api` service run as a local process is tests/stack/test_compose_api.py); the
+`topics` service makes every topic Warden uses with the partitions and compaction
 Warden expects, from the same definitions the embedded stack and the worker use, and
 docs/deployment.md counts them as they are.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import re
 import shlex
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -39,9 +36,18 @@ from runtime.config import Settings
 from runtime.trust import CONSOLE_KEY_ID, PinnedServiceKeys, service_key_file
 from schemas import topics
 from schemas.auth import Role, public_key_hex, read_ed25519
-from tests.compose_support import REPO, dockerfile, loopback_settings, settings_read_by
+from tests.compose_support import (
+    ADMIN_KEYS,
+    REPO,
+    command,
+    compose_config,
+    dockerfile,
+    loopback_settings,
+    resolved,
+    run_keys,
+    settings_read_by,
+)
 
-ADMIN_KEYS = "admin-1=0x" + "ab" * 32
 # The variables docker-compose.yml has always documented; every Warden service keeps them.
 DOCUMENTED = (
     "WARDEN_HOME",
@@ -56,34 +62,9 @@ DOCUMENTED = (
 )
 
 
-def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    if shutil.which("docker-compose") is None:
-        pytest.fail(
-            "docker-compose is not installed: run ./infra/dev.sh, which installs Debian's docker-compose "
-            "(as root: apt-get install docker-compose); this test parses docker-compose.yml with it"
-        )
-    # Only what the command needs: a WARDEN_* variable of the caller's must not change the result.
-    return subprocess.run(
-        ["docker-compose", "-f", "docker-compose.yml", "config"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-    )
-
-
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    result = compose_config({"HOME": str(tmp_path_factory.mktemp("home")), "WARDEN_ADMIN_KEYS": ADMIN_KEYS})
-    assert result.returncode == 0, result.stderr
-    loaded: dict[str, Any] = yaml.safe_load(result.stdout)
-    return loaded
-
-
-def command(service: dict[str, Any]) -> list[str]:
-    value = service.get("command", [])
-    return value.split() if isinstance(value, str) else value
+    return resolved(tmp_path_factory.mktemp("home"))
 
 
 def long_running(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -182,31 +163,6 @@ def test_the_keys_service_mounts_every_warden_services_home_under_its_instance(
     wanted = {f"/homes/{instance(name, s)}": home_volume(config, s) for name, s in long_running(config).items()}
     assert mounted == wanted
     assert "/homes/api" in mounted and "/homes/console" in mounted
-
-
-def run_keys(config: dict[str, Any], homes: Path) -> str:
-    """The `keys` service's program, run as the file gives it, on ``homes`` (for /homes) and handing
-    them to this user (for the image's); what it printed."""
-    keys = config["services"]["keys"]
-    argv = command(keys)
-    assert argv[:2] == ["python", "-c"] and argv[3:] == ["/homes", "warden"], argv
-    # "warden": the image's user, who runs the services.
-    assert ("USER", "10001:10001") in dockerfile()
-    assert any(re.search(r"useradd [^&]*--uid 10001 [^&]* warden\b", args) for op, args in dockerfile() if op == "RUN")
-    script = argv[2].replace("$$", "$")  # `config` prints $ escaped
-    for _, target, *_ in (v.split(":") for v in keys["volumes"]):
-        (homes / Path(target).name).mkdir(parents=True, exist_ok=True)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO), "HOME": str(homes)}
-    ran = subprocess.run(
-        [sys.executable, "-c", script, str(homes), getpass.getuser()],
-        env=env,
-        cwd=homes,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert ran.returncode == 0, ran.stderr
-    return ran.stdout
 
 
 def test_the_keys_service_run_gives_every_home_every_service_key_it_believes_the_apis_included(
