@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,7 +29,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from ledger.store import Store
+from ledger.store import Store, StoreError
 from ledger.webhook_messages import secret, whsec
 from ledger.webhook_store import WebhookEndpoint, chain_heads, endpoints, write_endpoint
 from runtime.admins import Admins
@@ -71,6 +71,9 @@ class Registrar:
     refresh: Callable[[], Awaitable[Admins]] | None = None
     # Set once an endpoint was added or removed: the deliverer reads the endpoints again.
     changed: asyncio.Event | None = None
+    # One request carried out at a time: each reads the store, then writes it, on the one
+    # connection, so concurrent copies of a request find the first one's endpoint (409).
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def register(self, request: WebhookRequest, now: datetime) -> dict[str, Any]:
         """Carry out ``request``: its answer (an added endpoint's ``id`` and ``secret``, once), or
@@ -113,10 +116,16 @@ class Registrar:
         }
 
     def _remove(self, request: WebhookRequest, now: datetime) -> dict[str, Any]:
-        found = endpoints(self.store, request.webhook_id)
+        found = endpoints(self.store, request.webhook_id, removed=True)
         if not found:
             raise WebhookRefused(
                 404, f"no endpoint {request.webhook_id} is registered", "`warden webhooks list` shows them"
+            )
+        if found[0].removed_at is not None:
+            raise WebhookRefused(
+                409,
+                f"endpoint {request.webhook_id} was removed before, at {found[0].removed_at.isoformat()} "
+                f"by {found[0].removed_by}",
             )
         removed = dataclasses.replace(found[0], removed_at=now, removed_by=request.admin_key_id)
         write_endpoint(self.store, removed)
@@ -144,13 +153,18 @@ class Registrar:
         try:
             if self.refresh is not None:
                 await self._refreshed()
-            answer = await asyncio.to_thread(self.register, request, utcnow())
+            async with self.turn:
+                answer = await asyncio.to_thread(self.register, request, utcnow())
             if self.changed is not None:
                 self.changed.set()
         except WebhookRefused as exc:
             # Said in the log, not on the ledger: anyone who reaches the endpoint can send requests.
             log.warning("webhooks: refused a %s request from %s: %s", request.op, http.remote, exc)
             return web.json_response({"error": str(exc)}, status=exc.status)
+        except StoreError as exc:
+            log.error("webhooks: the store failed on a %s request: %s", request.op, exc)
+            failed = WebhookRefused(503, f"the ledger's store failed ({exc})", "try again in a moment")
+            return web.json_response({"error": str(failed)}, status=failed.status)
         return web.json_response(answer, headers={"cache-control": "no-store"})
 
 

@@ -1,10 +1,11 @@
 """When each webhook delivery is due, and what an attempt's answer makes of it: pure, time and
 the jitter passed in, no I/O.
 
-A delivery is one ledger event owed to one endpoint. Per endpoint and agent the events go out in
-ledger order (chain, seq): only the oldest delivery of an (endpoint, agent) still pending is ever
-sent, so a later event of an agent never reaches an endpoint before an earlier one was
-acknowledged (2xx) or given up on. A failed attempt waits ``first * 2**(n-1)`` times a jitter
+A delivery is one ledger event owed to one endpoint. Each (endpoint, agent) is a lane whose events
+go out in ledger order (chain, seq), one at a time: only the oldest delivery of a lane still
+pending is ever sent, so a later event of an agent never reaches an endpoint before an earlier one
+was acknowledged (2xx) or given up on. Lanes wait for nothing but their own attempts: one endpoint
+has at most a few lanes in flight at once, and its slow answers never hold another's. A failed attempt waits ``first * 2**(n-1)`` times a jitter
 factor from 0.5 to 1, at most ``cap`` (and at least what the endpoint's ``Retry-After`` asked,
 within the cap); once ``give_up_after`` has passed since the event was owed, a failed attempt gives
 it up, and that is recorded (`ledger.webhooks`), never dropped.
@@ -12,7 +13,8 @@ it up, and that is recorded (`ledger.webhooks`), never dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -77,9 +79,26 @@ def heads(pending: Iterable[Delivery]) -> dict[tuple[str, str], Delivery]:
     return first
 
 
-def due(pending: Iterable[Delivery], now: datetime) -> list[Delivery]:
-    """The deliveries to attempt at ``now``: each lane's head whose time has come, oldest first."""
-    return sorted((d for d in heads(pending).values() if d.next_at <= now), key=lambda d: (d.next_at, d.position))
+def to_send(
+    pending: Iterable[Delivery], now: datetime, busy: Collection[tuple[str, str]], per_endpoint: int
+) -> tuple[list[Delivery], datetime | None]:
+    """What to attempt at ``now`` beside the lanes ``busy`` (an attempt in flight, or its outcome
+    not yet written): each other lane's head whose time has come, oldest first, at most
+    ``per_endpoint`` lanes of one endpoint busy at once; and when the next head of a lane not
+    busy comes due (None: none waits). A lane's head held back by its endpoint's limit waits for
+    that endpoint's attempts, not for a time."""
+    in_flight = Counter(webhook_id for webhook_id, _ in busy)
+    chosen: list[Delivery] = []
+    later: datetime | None = None
+    for delivery in sorted(heads(pending).values(), key=lambda d: (d.next_at, d.position)):
+        if delivery.lane in busy or in_flight[delivery.webhook_id] >= per_endpoint:
+            continue
+        if delivery.next_at > now:
+            later = delivery.next_at if later is None else min(later, delivery.next_at)
+            continue
+        in_flight[delivery.webhook_id] += 1
+        chosen.append(delivery)
+    return chosen, later
 
 
 def delivered(delivery: Delivery) -> Delivery:

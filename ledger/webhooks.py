@@ -6,12 +6,15 @@ chained. A record nobody pinned signed is a ``dlq.recorded`` row of the ledger's
 event it claims to be, so a keyless topic writer cannot make Warden announce a ``tx.final``.
 
 Each turn: every endpoint's scan reads the rows appended since its cursor (`webhook_store`), each
-becomes a delivery owed, written before the cursor moves; then every delivery due
-(`webhook_schedule.due`: per endpoint and agent, in ledger order) is attempted, at most
-`CONCURRENCY` at once, and its outcome written. The state lives in the ledger's store, so a
-restart continues where the last write left it: an event is sent again only when its
-acknowledgement was not yet written. A delivery given up on stays in the store and is on the
-ledger as ``webhook.gave_up``.
+becomes a delivery owed, written before the cursor moves; the outcomes of the attempts that
+finished are written; then each lane (an endpoint and an agent: `webhook_schedule.to_send`) whose
+oldest delivery is due gets an attempt of its own, a task the turn does not wait for, at most
+`PER_ENDPOINT` of one endpoint at once. So an endpoint that hangs holds its own lanes until its
+timeout, and nothing else: another endpoint's events go out as fast as that one answers. Every
+read and write of the store is the turn's, one at a time on its connection. The state lives in the
+ledger's store, so a restart continues where the last write left it: an event is sent again only
+when its acknowledgement was not yet written. A delivery given up on stays in the store and is on
+the ledger as ``webhook.gave_up``.
 
 The HTTP client follows no redirect (a 3xx is a failure: the endpoint's URL is what an admin
 added), reads no proxy from the environment and gives each attempt `WebhookOptions.timeout`.
@@ -20,7 +23,6 @@ added), reads no proxy from the environment and gives each attempt `WebhookOptio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -46,7 +48,8 @@ from schemas.audit import AuditEvent, event_id
 
 log = logging.getLogger("warden.webhooks")
 
-CONCURRENCY = 16
+# Attempts in flight at once to one endpoint, each another agent's: endpoints never share them.
+PER_ENDPOINT = 8
 STOP_GRACE = timedelta(seconds=3)
 _USER_AGENT = "warden-webhooks/1"
 
@@ -76,7 +79,8 @@ ENDPOINTS_READ_EVERY_S = 60.0
 
 
 class Deliverer:
-    """The deliveries of every endpoint: those pending held in memory as last written."""
+    """The deliveries of every endpoint: those pending held in memory as last written, and each
+    lane's attempt in flight as a task of its own."""
 
     def __init__(self, store: Store, key: bytes, notices: list[AuditEvent], options: WebhookOptions) -> None:
         self.store = store
@@ -94,24 +98,54 @@ class Deliverer:
         self.endpoints_changed = asyncio.Event()
         self.endpoints_changed.set()
         self.endpoints_read_at = float("-inf")
+        # Each busy lane's attempt, from its start until its outcome is written: the lane sends
+        # nothing else meanwhile. The attempts touch no store: every read and write is the turn's.
+        self.lanes: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.finished: list[tuple[Delivery, WebhookEndpoint]] = []  # outcomes not yet written
+        self.woken = asyncio.Event()  # set when an attempt finishes
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=self.options.timeout.total_seconds())
         async with aiohttp.ClientSession(timeout=timeout, headers={"user-agent": _USER_AGENT}) as session:
-            while not stop.is_set():
-                busy = False
-                try:
-                    busy = await self.turn(session)
-                except Exception as exc:  # noqa: BLE001 - a failed turn must not end deliveries for good
-                    if isinstance(exc, StoreError):
-                        log.error("webhooks: the store failed (%s); reading the deliveries from it again", exc)
-                    else:
-                        log.exception("webhooks: a turn failed; reading the deliveries from the store again")
-                    self.pending.clear()
-                    self.loaded.clear()
-                if not busy:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self.options.poll.total_seconds())
+            try:
+                while not stop.is_set():
+                    wait = self.options.poll.total_seconds()
+                    try:
+                        wait = await self.turn(session)
+                    except Exception as exc:  # noqa: BLE001 - a failed turn must not end deliveries for good
+                        if isinstance(exc, StoreError):
+                            log.error("webhooks: the store failed (%s); reading the deliveries from it again", exc)
+                        else:
+                            log.exception("webhooks: a turn failed; reading the deliveries from the store again")
+                        self.pending.clear()
+                        self.loaded.clear()
+                    await self._rest(stop, wait)
+            finally:
+                await self.drain()
+
+    async def _rest(self, stop: asyncio.Event, seconds: float) -> None:
+        """Until ``stop``, an attempt finished, or ``seconds`` passed."""
+        if seconds <= 0:
+            return
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.woken.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    async def drain(self) -> None:
+        """At a stop: the attempts in flight given `STOP_GRACE` to end, the rest cancelled (sent
+        again after the restart), and every outcome written."""
+        if self.lanes:
+            await asyncio.wait(list(self.lanes.values()), timeout=STOP_GRACE.total_seconds())
+        for task in self.lanes.values():
+            task.cancel()
+        await asyncio.gather(*self.lanes.values(), return_exceptions=True)
+        try:
+            await self._write_finished()
+        except StoreError as exc:
+            log.error("webhooks: the store failed (%s); the last outcomes are sent again after the restart", exc)
 
     def _say_given_up(self) -> None:
         """Each delivery given up on whose event the ledger does not hold, said again: the store
@@ -122,8 +156,11 @@ class Deliverer:
             if delivery.webhook_id in every:
                 self.notices.append(gave_up_event(delivery, every[delivery.webhook_id], when))
 
-    async def turn(self, session: aiohttp.ClientSession) -> bool:
-        """One scan and one round of attempts; whether there may be more to do at once."""
+    async def turn(self, session: aiohttp.ClientSession) -> float:
+        """One round: the endpoints read again when they changed, a scan once a poll, the finished
+        attempts' outcomes written, and each lane's due delivery started; the seconds until the next
+        round has something to do (0: at once), unless an attempt finishes first."""
+        self.woken.clear()
         if not self.loaded_once:
             await asyncio.to_thread(self._say_given_up)
             self.loaded_once = True
@@ -131,9 +168,8 @@ class Deliverer:
             self.endpoints_changed.clear()
             self.endpoints_read_at = time.monotonic()
             self.active = {e.webhook_id: e for e in await asyncio.to_thread(stored.endpoints, self.store)}
+            self._forget_removed()
         active = self.active
-        self.pending = {k: d for k, d in self.pending.items() if d.webhook_id in active}
-        self.loaded &= set(active)
         unloaded = set(active) - self.loaded
         if unloaded:
             for delivery in await asyncio.to_thread(stored.pending, self.store, unloaded):
@@ -141,12 +177,26 @@ class Deliverer:
             self.loaded |= unloaded
         # Attempts go on as fast as endpoints answer; the scans (each a write when the ledger grew)
         # once a poll, unless the last one stopped at its limit.
-        if self.more_to_scan or time.monotonic() - self.scanned_at >= self.options.poll.total_seconds():
+        poll = self.options.poll.total_seconds()
+        if self.more_to_scan or time.monotonic() - self.scanned_at >= poll:
             self.scanned_at, self.more_to_scan = time.monotonic(), False
             for endpoint in active.values():
                 self.more_to_scan |= await asyncio.to_thread(self._scan, endpoint, utcnow())
-        attempted = await self._attempt_due(session, active)
-        return self.more_to_scan or attempted
+        await self._write_finished()
+        later = await self._start_due(session)
+        if self.more_to_scan or self.woken.is_set():
+            return 0.0
+        wait = poll - (time.monotonic() - self.scanned_at)
+        if later is not None:
+            wait = min(wait, (later - utcnow()).total_seconds())
+        return max(wait, 0.0)
+
+    def _forget_removed(self) -> None:
+        """A removed endpoint is sent nothing more: its deliveries dropped, its attempts cancelled."""
+        self.pending = {k: d for k, d in self.pending.items() if d.webhook_id in self.active}
+        self.loaded &= set(self.active)
+        for lane in [lane for lane in self.lanes if lane[0] not in self.active]:
+            self.lanes.pop(lane).cancel()
 
     def _scan(self, endpoint: WebhookEndpoint, now: datetime) -> bool:
         """The rows ``endpoint`` is owed since its cursor, as deliveries written before the cursor
@@ -173,27 +223,48 @@ class Deliverer:
             self.pending.setdefault((delivery.webhook_id, delivery.chain, delivery.seq), delivery)
         return len(rows) >= self.options.scan_limit
 
-    async def _attempt_due(self, session: aiohttp.ClientSession, active: dict[str, WebhookEndpoint]) -> bool:
-        # At most a few rounds of attempts a turn: the scan and a stop come round between them.
-        due = schedule.due(self.pending.values(), utcnow())[: 4 * CONCURRENCY]
+    async def _start_due(self, session: aiohttp.ClientSession) -> datetime | None:
+        """An attempt started for each lane whose head is due (`webhook_schedule.to_send`); when the
+        next head comes due."""
+        due, later = schedule.to_send(self.pending.values(), utcnow(), self.lanes.keys(), PER_ENDPOINT)
         if not due:
-            return False
+            return later
         rows = await asyncio.to_thread(stored.rows_at, self.store, [d.position for d in due])
-        gate = asyncio.Semaphore(CONCURRENCY)
+        for delivery in due:
+            endpoint = self.active[delivery.webhook_id]
+            self.lanes[delivery.lane] = asyncio.create_task(
+                self._lane(session, endpoint, delivery, rows[delivery.position])
+            )
+        return later
 
-        async def one(delivery: Delivery) -> Delivery:
-            async with gate:
-                return await self._attempt(session, active[delivery.webhook_id], delivery, rows[delivery.position])
+    async def _lane(
+        self, session: aiohttp.ClientSession, endpoint: WebhookEndpoint, delivery: Delivery, row: dict[str, Any]
+    ) -> None:
+        """One lane's attempt, its outcome left for the turn to write."""
+        try:
+            outcome = await self._attempt(session, endpoint, delivery, row)
+        except Exception as exc:  # noqa: BLE001 - an attempt that fails in any way is a failed attempt, never a stuck lane
+            log.exception("webhook %s: an attempt at event %s failed", endpoint.webhook_id, delivery.event_id)
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            outcome = schedule.failed(delivery, utcnow(), error, self.options.retries, random.random())
+        self.finished.append((outcome, endpoint))
+        self.woken.set()
 
-        outcomes = await asyncio.gather(*(one(d) for d in due))
+    async def _write_finished(self) -> None:
+        """The finished attempts' outcomes, written in one insert; then their lanes are free."""
+        finished = list(self.finished)
+        if not finished:
+            return
         now = utcnow()
-        await asyncio.to_thread(stored.write_deliveries, self.store, outcomes, now)
-        for outcome in outcomes:
+        await asyncio.to_thread(stored.write_deliveries, self.store, [outcome for outcome, _ in finished], now)
+        del self.finished[: len(finished)]
+        for outcome, endpoint in finished:
+            self.lanes.pop(outcome.lane, None)
             key = (outcome.webhook_id, outcome.chain, outcome.seq)
-            if outcome.state == "pending":
+            if outcome.state == "pending" and outcome.webhook_id in self.active:
                 self.pending[key] = outcome
                 continue
-            del self.pending[key]
+            self.pending.pop(key, None)
             if outcome.state == "given_up":
                 log.warning(
                     "webhook %s: gave up on event %s after %d attempts (%s)",
@@ -202,8 +273,7 @@ class Deliverer:
                     outcome.attempts,
                     outcome.last_error,
                 )
-                self.notices.append(gave_up_event(outcome, active[outcome.webhook_id], now))
-        return any(o.state != "pending" for o in outcomes)
+                self.notices.append(gave_up_event(outcome, endpoint, now))
 
     async def _attempt(
         self, session: aiohttp.ClientSession, endpoint: WebhookEndpoint, delivery: Delivery, row: dict[str, Any]
@@ -290,9 +360,10 @@ class Webhooks:
     async def stop(self) -> None:
         self.halt.set()
         (deliverer,) = self.tasks
-        # The deliverer ends its turn, so that what it sent is written; an endpoint that hangs
-        # does not hold the ledger's stop for long: its attempt is sent again after the restart.
-        await asyncio.wait([deliverer], timeout=STOP_GRACE.total_seconds())
+        # The deliverer gives its attempts in flight STOP_GRACE and writes what they answered; an
+        # endpoint that hangs does not hold the ledger's stop for long: its attempt is sent again
+        # after the restart. The store's write gets a grace of its own.
+        await asyncio.wait([deliverer], timeout=2 * STOP_GRACE.total_seconds())
         deliverer.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.runner is not None:

@@ -193,6 +193,13 @@ class PinnedServiceKeys:
             self._read_local()
         return self._local.get(role, {}).get(key_id)
 
+    def pins_any(self, role: Role) -> bool:
+        """Whether this reader believes any key of ``role``: one configured, or a local key file now."""
+        if role in self._fixed:
+            return bool(self._fixed[role])
+        self._read_local()
+        return bool(self._local.get(role))
+
     def key_now(self, role: Role, key_id: str) -> str | None:
         """Like `key`, reading the local key files again for an unknown id however recently they
         were read: for a reader whose "unknown" voids a record rather than delaying it."""

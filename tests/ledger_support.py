@@ -26,10 +26,10 @@ from infra.stack.local import LocalStack, free_port, local_settings
 from ledger import checkpoint
 from ledger.append import Ledger, SeenIds
 from ledger.batch import checkpoint_table
-from ledger.keys import load_or_create_witness_key
+from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, Note, NoteCheckpoint, NoteKey, verified_by
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
-from ledger.store import Store
+from ledger.store import ChdbStore, Store, store_path
 from runtime.config import Settings
 from runtime.trust import audit_signer
 from schemas import topics
@@ -147,6 +147,20 @@ def chain_of(event: AuditEvent, chains: int) -> int:
 
 
 LOG_NAME = "warden.local/audit"  # the default log name: what `warden audit` assumes
+
+
+@contextlib.contextmanager
+def chdb_ledger(home: Path, events: list[AuditEvent]) -> Iterator[ChdbStore]:
+    """A chDB ledger under ``home`` holding ``events`` as the sink appends them (`build_ledger`,
+    with the home's ledger key), closed whatever happens: chDB holds one store per process, and the
+    next test opens its own."""
+    store = ChdbStore(store_path(Settings(home=home)))
+    try:
+        store.ensure_schema()
+        build_ledger(store, events, load_or_create_signing_key(home))
+        yield store
+    finally:
+        store.close()
 
 
 def build_ledger(

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 
 from aiokafka.errors import KafkaError
 
@@ -14,9 +15,37 @@ from gateway.http_api.limits import RateLimit
 from gateway.http_api.openapi import openapi_text
 from gateway.http_api.service import ApiService
 from runtime.clock import utcnow
-from runtime.config import load
+from runtime.config import Settings, load
+from runtime.trust import PinnedServiceKeys
+from schemas.auth import Role
 
 _log = logging.getLogger("warden.api")
+
+
+# How long a start waits for the services' key files in its home when no key is configured: under
+# `warden up` the API starts beside the streams worker and the signer, which make theirs as they start.
+KEYS_WAIT_S = 60.0
+# The roles whose outcomes the API verifies, by the variable that pins their keys, and their name.
+_PINNED: dict[str, tuple[Role, str]] = {
+    "WARDEN_WORKER_KEYS": ("worker", "the streams workers"),
+    "WARDEN_SIGNER_KEYS": ("signer", "the signers"),
+}
+
+
+def unpinned(settings: Settings, wait_s: float) -> list[str]:
+    """The variables of the roles this API pins no key of (none configured, no key file in its
+    home), after waiting up to ``wait_s`` for their key files; [] once it pins a key of each."""
+    keys = PinnedServiceKeys(settings)
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        missing = [variable for variable, (role, _) in _PINNED.items() if not keys.pins_any(role)]
+        if not missing or time.monotonic() >= deadline:
+            return missing
+        if not said:
+            _log.info("waiting up to %.0f s for the services' keys under %s/services", wait_s, settings.home)
+            said = True
+        time.sleep(0.25)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +72,17 @@ def run(args: argparse.Namespace) -> int:
         _log.error("--timeout and --rate must be positive")
         return 2
     settings = load()
+    missing = unpinned(settings, KEYS_WAIT_S)
+    if missing:
+        _log.error(
+            "the API pins no key of %s, so it would believe no outcome and answer every request no_outcome_yet: "
+            "set %s (key_id=<public key hex>,...: docker-compose.yml's `keys` service prints them), or run it "
+            "with the home of the services, whose $WARDEN_HOME/services/<role>/*.pub it reads (%s)",
+            " nor of ".join(_PINNED[variable][1] for variable in missing),
+            " and ".join(missing),
+            settings.home,
+        )
+        return 1
     listen = args.listen or settings.api_http
     service = ApiService(
         settings, now=utcnow, timeout_s=args.timeout, rate=RateLimit(per_s=args.rate, burst=2 * args.rate)

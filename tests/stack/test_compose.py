@@ -1,11 +1,18 @@
 """docker-compose.yml, read the way Docker Compose reads it: Debian's `docker-compose config`
 parses and resolves the file, and the tests hold the result to what Warden needs.
 
-No engine runs here, so nothing is built or started (docs/deployment.md, "What was run here"):
-these tests check the file and the Dockerfile. Every Warden service runs the image built from
-the Dockerfile (`pip install .` at build time, never at start); no two workers or signers share an
-id or a home; the `topics` service makes every topic Warden uses with the partitions and
-compaction Warden expects, from the same definitions the embedded stack and the worker use.
+No engine runs here, so no image is built and no container started (docs/deployment.md, "What
+is checked here"): these tests check the file and the Dockerfile, and run the `keys` service's
+program on homes laid out as the file mounts them. Every Warden service runs the image built
+from the Dockerfile (`pip install .` at build time, never at start); no two workers or signers
+share an id or a home; every service's home gets every service key it believes, the API's
+included; every address a service reads from runtime/config.py (derived: the settings whose
+default is a loopback address, which in a container reaches nothing, and the modules each
+process imports that read them) names a service of the file, or where it listens, published on
+127.0.0.1 (the `api` service run as a local process is tests/stack/test_compose_api.py); the
+`topics` service makes every topic Warden uses with the partitions and compaction
+Warden expects, from the same definitions the embedded stack and the worker use, and
+docs/deployment.md counts them as they are.
 """
 
 from __future__ import annotations
@@ -14,8 +21,6 @@ import json
 import os
 import re
 import shlex
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -23,14 +28,26 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
+from gateway.http_api.main import unpinned
 from infra.stack import kafka
-from infra.stack.local import SERVICES
+from infra.stack.local import SERVICES, LocalStack
 from rules.stage_table import ALL_GUARDRAIL_STAGES
 from runtime.config import Settings
+from runtime.trust import CONSOLE_KEY_ID, PinnedServiceKeys, service_key_file
 from schemas import topics
-from tests.compose_support import REPO, dockerfile
+from schemas.auth import Role, public_key_hex, read_ed25519
+from tests.compose_support import (
+    ADMIN_KEYS,
+    REPO,
+    command,
+    compose_config,
+    dockerfile,
+    loopback_settings,
+    resolved,
+    run_keys,
+    settings_read_by,
+)
 
-ADMIN_KEYS = "admin-1=0x" + "ab" * 32
 # The variables docker-compose.yml has always documented; every Warden service keeps them.
 DOCUMENTED = (
     "WARDEN_HOME",
@@ -45,34 +62,9 @@ DOCUMENTED = (
 )
 
 
-def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    if shutil.which("docker-compose") is None:
-        pytest.fail(
-            "docker-compose is not installed: run ./infra/dev.sh, which installs Debian's docker-compose "
-            "(as root: apt-get install docker-compose); this test parses docker-compose.yml with it"
-        )
-    # Only what the command needs: a WARDEN_* variable of the caller's must not change the result.
-    return subprocess.run(
-        ["docker-compose", "-f", "docker-compose.yml", "config"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-    )
-
-
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    result = compose_config({"HOME": str(tmp_path_factory.mktemp("home")), "WARDEN_ADMIN_KEYS": ADMIN_KEYS})
-    assert result.returncode == 0, result.stderr
-    loaded: dict[str, Any] = yaml.safe_load(result.stdout)
-    return loaded
-
-
-def command(service: dict[str, Any]) -> list[str]:
-    value = service.get("command", [])
-    return value.split() if isinstance(value, str) else value
+    return resolved(tmp_path_factory.mktemp("home"))
 
 
 def long_running(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -155,21 +147,122 @@ def test_no_two_workers_or_signers_share_an_id_or_a_home(
     assert len(workers) >= 2, "the file shows N workers in one group"
 
 
-def test_the_keys_service_makes_a_key_in_each_instances_own_home(
+def instance(name: str, service: dict[str, Any]) -> str:
+    """Under which name `keys` mounts the service's home: a worker's or a signer's id (its key id),
+    else the service's name (`console` is the one whose audit key `keys` makes)."""
+    env = service["environment"]
+    named = {"streams": env.get("WARDEN_WORKER_ID"), "signer": env.get("WARDEN_SIGNER_ID")}.get(role_of(service))
+    return named or name
+
+
+def test_the_keys_service_mounts_every_warden_services_home_under_its_instance(
     config: dict[str, Any],
 ) -> None:
     keys = config["services"]["keys"]
     mounted = {target: source for source, target, *_ in (v.split(":") for v in keys["volumes"])}
-    wanted = {}
-    for service in long_running(config).values():
-        env = service["environment"]
-        instance = {
-            "streams": env.get("WARDEN_WORKER_ID"),
-            "signer": env.get("WARDEN_SIGNER_ID"),
-            "console": "console",  # its audit key
-        }.get(role_of(service), "ledger")
-        wanted[f"/homes/{instance}"] = home_volume(config, service)
+    wanted = {f"/homes/{instance(name, s)}": home_volume(config, s) for name, s in long_running(config).items()}
     assert mounted == wanted
+    assert "/homes/api" in mounted and "/homes/console" in mounted
+
+
+def test_the_keys_service_run_gives_every_home_every_service_key_it_believes_the_apis_included(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    """The `keys` program, run on homes laid out as the file mounts them: each worker's and
+    signer's private key only in its own home, the console's audit key in its; every Warden
+    service's home believes every one of them (the API's too: without them it answered
+    `no_outcome_yet` for every outcome, and now refuses to start), and the lines it prints are
+    those keys."""
+    homes = tmp_path / "homes"
+    printed = run_keys(config, homes)
+    warden = long_running(config)
+    instances: tuple[tuple[Role, str], ...] = (("worker", "WARDEN_WORKER_ID"), ("signer", "WARDEN_SIGNER_ID"))
+    owners: dict[tuple[Role, str], str] = {
+        (role, key_id): public_key_hex(read_ed25519(service_key_file(homes / key_id, role, key_id)))
+        for role, setting in instances
+        for key_id in (s["environment"].get(setting) for s in warden.values())
+        if key_id
+    }
+    owners[("supervisor", CONSOLE_KEY_ID)] = public_key_hex(
+        read_ed25519(service_key_file(homes / "console", "supervisor", CONSOLE_KEY_ID))
+    )
+    assert len([o for o in owners if o[0] == "worker"]) >= 2 and len([o for o in owners if o[0] == "signer"]) >= 2
+    for name, service in warden.items():
+        home = homes / instance(name, service)
+        env = service["environment"]
+        assert not any(f"WARDEN_{r}_KEYS" in env for r in ("WORKER", "SIGNER", "SUPERVISOR")), name
+        believed = PinnedServiceKeys(Settings(home=home))
+        for (role, key_id), public in owners.items():
+            assert believed.key(role, key_id) == public, f"{name} does not believe {role} {key_id}"
+        held = sorted(p.relative_to(home).as_posix() for p in home.rglob("*.pem"))
+        own = [key for key in owners if (homes / key[1]) == home or (key[1] == CONSOLE_KEY_ID and name == "console")]
+        assert held == sorted(f"services/{role}/{key_id}.pem" for role, key_id in own), name
+    api = next(name for name, s in warden.items() if role_of(s) == "api")
+    assert unpinned(Settings(home=homes / instance(api, warden[api])), 0) == []
+    for role, variable in (("worker", "WARDEN_WORKER_KEYS"), ("signer", "WARDEN_SIGNER_KEYS")):
+        pins = sorted(f"{key_id}={public}" for (r, key_id), public in owners.items() if r == role)
+        assert f"{variable}={','.join(pins)}" in printed.splitlines()
+
+
+def published(service: dict[str, Any]) -> set[str]:
+    """The service's ports as `config` prints them, without the protocol: host_ip:host:container."""
+    return {str(port).removesuffix("/tcp") for port in service.get("ports", [])}
+
+
+def listen_flag(service: dict[str, Any]) -> str | None:
+    """The address its command gives with ``--listen``, if it does."""
+    argv = command(service)
+    return argv[argv.index("--listen") + 1] if "--listen" in argv else None
+
+
+def test_every_address_a_warden_service_reads_names_a_service_of_the_file_or_where_it_listens(
+    config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a container, runtime/config.py's loopback defaults reach nothing. For each address
+    setting (derived: the settings whose default is a loopback address) that a service's process
+    reads (derived: its modules and every Warden module they import, as `settings.<name>`), the
+    service sets it: where it listens itself (the part `warden up` starts it as listens there,
+    `LocalStack.listen_addresses`), on every interface with the port published on 127.0.0.1 (or
+    given by ``--listen``); any other, to a service of the file (the ledger's webhook requests
+    from the console: `ledger:18123`), never to loopback."""
+    for set_here in [v for v in os.environ if v.startswith("WARDEN_")]:
+        monkeypatch.delenv(set_here)
+    monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
+    addresses = loopback_settings()
+    assert {"WARDEN_BROKER", "WARDEN_RPC_URL", "WARDEN_LEDGER_HTTP", "WARDEN_API_HTTP"} <= set(addresses)
+    listens = {listener.part: listener.setting for listener in LocalStack(Settings()).listen_addresses()}
+    names = {
+        alias: name
+        for name, s in config["services"].items()
+        for alias in (name, *s.get("networks", {}).get("default", {}).get("aliases", []))
+    }
+    warden = long_running(config)
+    listening: dict[str, str] = {}  # variable -> the port its service listens on
+    for name, service in warden.items():
+        variable = listens.get(role_of(service))
+        if variable is None:
+            continue
+        address = listen_flag(service) or service["environment"].get(variable)
+        assert address, f"{name} listens where {variable} says, unset: on its container's loopback, out of reach"
+        host, _, port = address.rpartition(":")
+        assert host == "0.0.0.0", f"{name} listens on {address}: other containers and the host reach 0.0.0.0 only"
+        assert f"127.0.0.1:{port}:{port}" in published(service), f"{name}'s port {port} is not published on 127.0.0.1"
+        listening[variable] = port
+    assert "WARDEN_LEDGER_HTTP" in listening, "the ledger takes webhook requests: it must listen"
+    for name, service in warden.items():
+        role, env = role_of(service), service["environment"]
+        read = settings_read_by(SERVICES[role])
+        for variable, attribute in sorted(addresses.items()):
+            if attribute not in read or listens.get(role) == variable:
+                continue
+            value = env.get(variable)
+            assert value, f"{name} reads {variable} ({attribute}) and does not set it: it would reach its own loopback"
+            for address in value.split(","):
+                host, _, port = address.split("://")[-1].split("/")[0].rpartition(":")
+                assert host in names, f"{name}: {variable}={value} names {host!r}, no service of the file"
+                target = warden.get(names[host])
+                if target is not None and listens.get(role_of(target)) == variable:
+                    assert port == listening[variable], f"{name}: {variable}={value}, but {host} listens on {port}"
 
 
 def kafka_nodes(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -243,6 +336,21 @@ def test_the_topics_service_creates_every_topic_as_warden_expects_it(
     assert created == expected_topics(tmp_path, monkeypatch)
     # And it checks what the broker holds: a topic left with other partitions stops the deployment.
     assert "--describe" in script and "PartitionCount:" in script and "exit 1" in script
+
+
+def test_the_deployment_page_counts_the_topics_as_warden_makes_them() -> None:
+    """docs/deployment.md's table of topics: the compacted ones by name, the other topics of
+    `schemas.topics.ALL` and the stage topics counted, each with Warden's partitions."""
+    page = (REPO / "docs" / "deployment.md").read_text()
+    rows = re.findall(r"^\| (.+?) \| (\d+) \| (compact|delete) \|$", page, re.M)
+    assert len(rows) == 3, rows
+    (compacted, _, policy), (others, _, _), (stages, _, _) = rows
+    assert policy == "compact" and set(re.findall(r"`(warden\.[a-z._]+)`", compacted)) == topics.COMPACTED
+    other = re.search(r"the other (\d+) of `schemas\.topics\.ALL`", others)
+    assert other and int(other[1]) == len(topics.ALL) - len(topics.COMPACTED), others
+    stage = re.search(r"one per guardrail stage \((\d+);", stages)
+    assert stage and int(stage[1]) == len(ALL_GUARDRAIL_STAGES), stages
+    assert {int(partitions) for _, partitions, _ in rows} == {topics.PARTITIONS}
 
 
 def test_prometheus_finds_every_warden_service(

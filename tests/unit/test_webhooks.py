@@ -26,9 +26,8 @@ from infra.stack.local import free_port
 from ledger import webhook_messages as messages
 from ledger import webhook_schedule as schedule
 from ledger import webhook_store as stored
-from ledger.keys import load_or_create_signing_key
 from ledger.schema import WEBHOOK_CURSORS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
-from ledger.store import ChdbStore, sql_string, store_path
+from ledger.store import ChdbStore, sql_string
 from ledger.webhook_admin import Registrar, WebhookRefused, serve
 from ledger.webhook_schedule import Delivery, Retries
 from ledger.webhooks import Deliverer, WebhookOptions
@@ -39,7 +38,7 @@ from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex
 from schemas.webhooks import WebhookEventsError, WebhookRequest, WebhookUrlError, checked_events, checked_url
 from sdk.webhooks import WebhookError, removal_request, send, signed_request
-from tests.ledger_support import build_ledger, intent_digest_of, pipeline_events
+from tests.ledger_support import chdb_ledger, intent_digest_of, pipeline_events
 from tests.passkey_support import PARTY, SoftPasskey
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -74,13 +73,17 @@ def test_one_agents_later_event_waits_for_its_earlier_one_and_other_agents_do_no
     other = _delivery(2, agent="agent-2")
     elsewhere = dataclasses.replace(_delivery(3), webhook_id="wh_b")  # another endpoint: its own lane
     pending = [later, first, other, elsewhere]
-    assert schedule.due(pending, NOW) == [other, elsewhere]
-    assert schedule.due(pending, NOW + timedelta(minutes=5)) == [other, elsewhere, first]  # the longest due first
+
+    def due(pending: list[Delivery], now: datetime) -> list[Delivery]:
+        return schedule.to_send(pending, now, busy=(), per_endpoint=4)[0]
+
+    assert due(pending, NOW) == [other, elsewhere]
+    assert due(pending, NOW + timedelta(minutes=5)) == [other, elsewhere, first]  # the longest due first
     # Once the first is acknowledged, the later one is the head.
-    assert schedule.due([schedule.delivered(first), later], NOW) == [later]
+    assert due([schedule.delivered(first), later], NOW) == [later]
     # And once it is given up on, too: a dead event does not hold an agent's lane for ever.
     given_up = dataclasses.replace(first, state="given_up")
-    assert schedule.due([given_up, later], NOW) == [later]
+    assert due([given_up, later], NOW) == [later]
 
 
 def test_a_failed_attempt_backs_off_until_a_day_passed_since_the_event_was_owed_then_gives_up() -> None:
@@ -208,12 +211,8 @@ def test_urls_an_endpoint_may_have_and_events_it_may_choose() -> None:
 
 @pytest.fixture
 def ledger_store(tmp_path: Path) -> Iterator[ChdbStore]:
-    home = tmp_path / "home"
-    store = ChdbStore(store_path(Settings(home=home)))
-    store.ensure_schema()
-    build_ledger(store, pipeline_events(60, agents=3), load_or_create_signing_key(home))
-    yield store
-    store.close()
+    with chdb_ledger(tmp_path / "home", pipeline_events(60, agents=3)) as store:
+        yield store
 
 
 class _CaughtUp(asyncio.Event):
@@ -279,9 +278,13 @@ def test_only_a_pinned_admins_fresh_request_adds_once_and_the_store_holds_no_sec
     remove = signed_request(removal_request(answer["id"], "alice", NOW), alice, "alice")
     assert registrar.register(remove, NOW) == {"id": answer["id"], "removed": True}
     assert not stored.endpoints(ledger_store) and registrar.notices[-1].action == AuditAction.WEBHOOK_REMOVED
-    with pytest.raises(WebhookRefused, match="no endpoint") as again:
+    with pytest.raises(WebhookRefused, match="was removed before, at .* by alice") as again:
         registrar.register(remove, NOW)
-    assert again.value.status == 404
+    assert again.value.status == 409
+    unknown = signed_request(removal_request("wh_0123456789abcdef01234567", "alice", NOW), alice, "alice")
+    with pytest.raises(WebhookRefused, match="no endpoint") as never:
+        registrar.register(unknown, NOW)
+    assert never.value.status == 404
 
 
 def test_a_scan_owes_each_chosen_event_once_in_ledger_order_and_moves_its_cursor(ledger_store: ChdbStore) -> None:
@@ -314,18 +317,12 @@ def test_an_event_given_up_is_stored_listed_and_on_the_ledger_and_its_agents_nex
     """A receiver that answers 500 to one event for ever: after ``give_up_after`` that event is
     given up (stored, listed, said as ``webhook.gave_up``), the agent's later events are delivered,
     and a restarted deliverer says the given-up event again under the same id and re-sends nothing."""
-    home = tmp_path / "home"
-    store = ChdbStore(store_path(Settings(home=home)))
-    try:  # closed whatever happens: chDB holds one store per process, and the next test opens its own
-        _given_up(store, home)
-    finally:
-        store.close()
-
-
-def _given_up(store: ChdbStore, home: Path) -> None:
-    store.ensure_schema()
     events = pipeline_events(200, agents=2)
-    build_ledger(store, events, load_or_create_signing_key(home))
+    with chdb_ledger(tmp_path / "home", events) as store:
+        _given_up(store, events)
+
+
+def _given_up(store: ChdbStore, events: list[AuditEvent]) -> None:
     rejected = [e for e in events if e.action == AuditAction.INTENT_REJECTED]
     doomed = rejected[0]
     port = free_port()
@@ -355,11 +352,15 @@ def _given_up(store: ChdbStore, home: Path) -> None:
         try:
             async with aiohttp.ClientSession() as session:
                 deadline = time.monotonic() + 60
-                while len(taken) < len(rejected) - 1 and time.monotonic() < deadline:
+                # Until every answer is written too: a lane is busy until its outcome is.
+                while (len(taken) < len(rejected) - 1 or deliverer.lanes) and time.monotonic() < deadline:
                     await deliverer.turn(session)
                     await asyncio.sleep(0.01)
+                await deliverer.drain()
                 again: list[AuditEvent] = []
-                await Deliverer(store, b"k" * 32, again, options).turn(session)
+                restarted = Deliverer(store, b"k" * 32, again, options)
+                await restarted.turn(session)
+                await restarted.drain()
         finally:
             await runner.cleanup()
         return notices, again
@@ -388,7 +389,9 @@ def _given_up(store: ChdbStore, home: Path) -> None:
     async def restarted() -> list[AuditEvent]:
         said_again: list[AuditEvent] = []
         async with aiohttp.ClientSession() as session:
-            await Deliverer(store, b"k" * 32, said_again, options).turn(session)
+            restarted = Deliverer(store, b"k" * 32, said_again, options)
+            await restarted.turn(session)
+            await restarted.drain()
         return said_again
 
     assert asyncio.run(restarted()) == []
@@ -451,6 +454,43 @@ def test_over_http_a_request_not_an_admins_is_refused_with_why_and_a_malformed_o
     )
     assert added["id"].startswith("wh_") and added["secret"].startswith("whsec_")
     assert junk[0] == 400 and "url: plain http is allowed only to a loopback host" in junk[1]["error"]
+
+
+def test_concurrent_copies_of_one_signed_request_are_carried_out_once_and_the_others_answered_409(
+    ledger_store: ChdbStore,
+) -> None:
+    """Copies of one admin's signed request sent at once over HTTP, as a retrying client or a
+    replaying attacker sends them: one adds (or removes) the endpoint, every other is a 409, and
+    none meets a store that another request is using (a 500)."""
+    alice = Ed25519PrivateKey.generate()
+    registrar = _registrar(ledger_store, alice)
+    port = free_port()
+    now = datetime.now(UTC)
+    added = _add(alice, issued_at=now)
+    removal = signed_request(removal_request(added.added_id(), "alice", now), alice, "alice")
+
+    async def copies(request: WebhookRequest, session: aiohttp.ClientSession) -> list[tuple[int, str]]:
+        async def one() -> tuple[int, str]:
+            async with session.post(f"http://127.0.0.1:{port}/webhooks", data=request.to_bytes()) as answer:
+                return answer.status, await answer.text()
+
+        return sorted(await asyncio.gather(*(one() for _ in range(8))), key=lambda said: said[0])
+
+    async def scenario() -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        runner = await serve(registrar.routes, "127.0.0.1", port)
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await copies(added, session), await copies(removal, session)
+        finally:
+            await runner.cleanup()
+
+    adds, removes = asyncio.run(scenario())
+    assert [status for status, _ in adds] == [200] + [409] * 7, adds
+    assert orjson.loads(adds[0][1])["id"] == added.added_id()
+    assert all("added by this very request before" in orjson.loads(said)["error"] for _, said in adds[1:])
+    assert [status for status, _ in removes] == [200] + [409] * 7, removes
+    assert all("was removed before" in orjson.loads(said)["error"] for _, said in removes[1:])
+    assert [n.action for n in registrar.notices] == [AuditAction.WEBHOOK_ADDED, AuditAction.WEBHOOK_REMOVED]
 
 
 def test_a_passkey_admins_request_is_checked_for_the_consoles_relying_party_over_its_exact_bytes(
