@@ -224,11 +224,12 @@ def _print_processes(report: dict[str, Any], supervisor_pid: int, written_s: int
         print(
             f"  {report['restarts_unrecorded']} restart(s) not on the audit topic yet: written when the broker takes them"
         )
+    width = max((len(c["name"]) for c in report["components"]), default=0)
     for c in report["components"]:
         state = _state_words(c)
         exit_note = f", last exit code {c['last_exit_code']}" if c["last_exit_code"] is not None else ""
         where = f"  metrics {c['metrics']}" if c["metrics"] and c["alive"] else ""
-        print(f"  {c['name']:8} pid {str(c['pid']):7} {state:12} restarts {c['restarts']}{exit_note}{where}")
+        print(f"  {c['name']:{width}} pid {str(c['pid']):7} {state:12} restarts {c['restarts']}{exit_note}{where}")
 
 
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:

@@ -53,8 +53,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"Warden is up (WARDEN_HOME={settings.home}, topology={settings.topology}, WARDEN_TEE={settings.tee}, "
             f"broker storage={settings.broker_storage})"
         )
+        width = max(len(row["name"]) for row in rows)
         for row in rows:
-            print(f"  {row['name']:8} pid {row['pid']:<7} {row['address']:45} log {row['log']}")
+            print(f"  {row['name']:{width}} pid {row['pid']:<7} {row['address']:45} log {row['log']}")
         for node in nodes:
             # The URL without the user and password it may carry (btcd's): where they are instead.
             kept = f", user and password in {node['credentials']}" if "credentials" in node else ""
