@@ -63,33 +63,35 @@ from sdk.client import (
 from sdk.dry_run import PolicyCheck
 from sdk.mcp_results import (
     AdminOnly,
-    BitcoinTransactionResult,
     PendingApprovals,
     PolicyView,
     SignatureResult,
     SigningKeys,
-    SolanaTransactionResult,
-    Transaction,
-    TransactionList,
-    TransactionStatus,
     VerifiedSimulation,
-    bitcoin_summary,
-    bitcoin_transaction_of,
     pending_approval,
     policy_view,
-    refused_transaction,
     signature_of,
     signature_summary,
     simulation_of,
     simulation_summary,
+)
+from sdk.records import ReceiptUnavailable, outcome_receipt
+from sdk.signing_keys import agent_signing_keys
+from sdk.transaction_results import (
+    BitcoinTransactionResult,
+    SolanaTransactionResult,
+    Transaction,
+    TransactionList,
+    TransactionStatus,
+    bitcoin_summary,
+    bitcoin_transaction_of,
+    refused_transaction,
     solana_summary,
     solana_transaction_of,
     submitted_transaction,
     transaction_of,
     transaction_summary,
 )
-from sdk.records import ReceiptUnavailable, outcome_receipt
-from sdk.signing_keys import agent_signing_keys
 from sdk.transfers import TransferInvalid, transfer_fields
 from sdk.x402 import X402Error
 from sdk.x402_pay import Payment, pay, payment_summary
