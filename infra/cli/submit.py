@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from infra.cli.output import add_json_flag, fail, print_json
+from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets, follow
@@ -31,6 +31,7 @@ from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
 from schemas.chains import Family, UnknownChain
+from schemas.codes import Code
 from schemas.errors import explain
 from schemas.intent import AuthorizationRequest, TransactionIntent
 from schemas.outcomes import (
@@ -56,7 +57,7 @@ from sdk.client import (
     read_outcome,
     wait_outcomes,
 )
-from sdk.transfers import transfer_fields
+from sdk.transfers import claimed_inputs, transfer_fields
 from svm import messages as solana_messages
 
 
@@ -130,16 +131,19 @@ def _is_plain_transfer(args: argparse.Namespace) -> bool:
         return False  # the intent's own check names it
 
 
-async def _plain_transfer(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    """``--to ADDRESS --value V`` on a Solana network: a transfer of V in its currency from the
-    agent's address its policy in force names, with ``--broadcast`` and ``--simulate``."""
+async def _plain_transfer(
+    settings: Settings, args: argparse.Namespace, taken: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """``--to ADDRESS --value V`` on a Solana or Bitcoin network: a transfer of V in its currency
+    from the agent's address its policy in force names, with ``--broadcast`` and ``--simulate``;
+    ``taken``: Bitcoin outputs to leave out (`sdk.transfers.claimed_inputs`)."""
     evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if n not in ("to", "value") and getattr(args, n, None)]
     if evm:
         raise ValueError(f"{', '.join(evm)} describe an EVM transaction; on {args.chain} --to and --value are all")
     if args.value is None:
         raise ValueError("a transfer needs --to and --value (a decimal in the network's currency, e.g. 0.25)")
     policy = await policy_in_force(settings, args.agent)
-    fields = await transfer_fields(settings, args.chain, policy, args.to, args.value)
+    fields = await transfer_fields(settings, args.chain, policy, args.to, args.value, taken)
     if args.broadcast:
         fields["broadcast"] = True
     if args.simulate:
@@ -249,6 +253,10 @@ _INTENT_OPTIONS = (
 )
 
 
+# How many times a plain payment refused BITCOIN_INPUT_CLAIMED is written again from other coins.
+_WRITTEN_AGAIN = 3
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     settings = load()
     if getattr(args, "raw", None) is not None:
@@ -264,7 +272,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.expires_in is not None:
         fields["expires_at"] = utcnow() + timedelta(seconds=args.expires_in)
 
-    async def run() -> tuple[TransactionIntent, Outcome | None]:
+    async def run(fields: dict[str, Any]) -> tuple[TransactionIntent, Outcome | None]:
         key = load_or_create_agent_key(settings.home, args.agent)
         start = await end_offsets(settings, OUTCOME_TOPICS)
         async with Client(settings) as client:
@@ -298,8 +306,28 @@ def cmd_submit(args: argparse.Namespace) -> int:
             print(f"FORGED outcome for {intent_id} ignored: {why}", file=sys.stderr)
         return intent, outcomes.get(intent.intent_id)
 
+    async def paid() -> tuple[TransactionIntent, Outcome | None]:
+        """A plain payment refused because another open payment of the agent spends its coins
+        (written at the same moment from the same coins) is written again from other coins."""
+        intent, outcome = await run(fields)
+        taken: frozenset[str] = frozenset()
+        for _ in range(_WRITTEN_AGAIN):
+            more = claimed_inputs(outcome) - taken
+            if not more or not _is_plain_transfer(args) or args.idempotency_key is not None:
+                break
+            taken |= more
+            note(
+                f"{intent.intent_id} refused {Code.BITCOIN_INPUT_CLAIMED}: another open payment of the agent spends "
+                f"{', '.join(sorted(more))}; written again from other coins"
+            )
+            again = await _plain_transfer(settings, args, taken)
+            intent, outcome = await run(
+                {**again, **({"expires_at": fields["expires_at"]} if "expires_at" in fields else {})}
+            )
+        return intent, outcome
+
     try:
-        intent, outcome = asyncio.run(run())
+        intent, outcome = asyncio.run(paid())
     except ValidationError as exc:
         return fail(f"warden {args.command}", "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
     except (SealingRefused, ValueError, OSError) as exc:
