@@ -4,9 +4,6 @@
 spend as the chain holds them (read by the caller: `runtime.bitcoin.tx_out`) and what the agent
 spent in the last 24 h. Deny by default:
 
-- no input spends an output another open intent of the agent spends (approved or parked, and its
-  payment not final: mined, conflicted or cancelled), so no two intents ever claim one
-  transaction; the caller says which intent holds an output (``claimed``);
 - every input spends an output of the agent's own wallet (its key's P2WPKH or P2TR script,
   `btc.wallet`), which the chain holds unspent in a block, with the amount and script the PSBT
   says (the signature commits to them: a PSBT that understates an input would make the fee look
@@ -18,7 +15,10 @@ spent in the last 24 h. Deny by default:
 - the fee (inputs less outputs) is bounded absolutely and per virtual byte, and counted as spend;
 - spend (outputs to others plus the fee) is capped per transaction and per rolling 24 h, and a
   sign-only payment's, with what the agent's payments not yet final can spend, by
-  ``max_sign_only_outstanding_sats`` (`rules.sign_only`).
+  ``max_sign_only_outstanding_sats`` (`rules.sign_only`);
+- last, no input spends an output another open intent of the agent spends (approved or parked,
+  and its payment not yet mined, conflicted or cancelled at a final block), so no two intents ever
+  claim one transaction; the caller says which intent holds an output (``claimed``).
 
 An input spent by a transaction still in the mempool is read as unspent (the node's view without
 its mempool), so a replacement (BIP-125, a fee bump) is judged in full like any other intent; once
@@ -280,15 +280,12 @@ async def check(
     claimed: Claimed | None = None,
 ) -> tuple[StageVerdict, dict[str, int]]:
     """The ``bitcoin`` stage of a bitcoin_psbt intent (`judge`), with its inputs read from ``node``
-    (the worker's node and the signer's own alike), after `claims_refused`. ``agent``: the agent's
+    (the worker's node and the signer's own alike), then `claims_refused`. ``agent``: the agent's
     public key, hex (the signer's from the key itself; the worker's the policy's
     ``bitcoin.public_key``). Returns the verdict and what it spends per asset key (`asset_key`),
     which the caller reserves."""
     if agent is None:
         agent = policy.bitcoin.public_key if policy.bitcoin is not None else ""
-    refused = claims_refused(intent, claimed)
-    if refused is not None:
-        return refused, {}
     try:
         psbt = psbts.read(intent.bitcoin_psbt_bytes)
         judged = judge(
@@ -316,6 +313,9 @@ async def check(
             "the policy sets USD limits, and Warden reads no price for BTC, so this intent's USD value is unknown; "
             "an admin removes usd_max_per_tx and usd_daily_limit to sign on Bitcoin",
         )
+    claimed_refusal = claims_refused(intent, claimed) if judged.passed else None
+    if claimed_refusal is not None:  # last: what else the policy refuses it for is said first
+        return claimed_refusal, {}
     verdict = StageVerdict.judged(
         intent_id=intent.intent_id,
         stage=Stage.BITCOIN,

@@ -43,7 +43,7 @@ def _intent(broadcast: bool = False, salt: int = 0) -> TransactionIntent:
 
 def _policy(**fields: object) -> AgentPolicy:
     section = BitcoinPolicy(public_key=K_HEX, **fields)
-    return AgentPolicy(agent_id="a1", version=1, agent_public_key="00" * 32, issued_at=NOW, bitcoin=section)
+    return AgentPolicy(agent_id="a1", version=1, agent_public_key="0x" + "00" * 32, issued_at=NOW, bitcoin=section)
 
 
 def test_an_output_another_open_intent_spends_is_refused_naming_each_output_and_intent() -> None:
@@ -70,7 +70,7 @@ def test_sign_only_payments_are_bounded_together_sent_ones_are_not() -> None:
 
 
 def test_a_sign_only_transaction_is_cancelled_when_asked_or_past_its_ttl() -> None:
-    policy = AgentPolicy(agent_id="a1", version=1, agent_public_key="00" * 32, issued_at=NOW, sign_only_ttl_s=60)
+    policy = AgentPolicy(agent_id="a1", version=1, agent_public_key="0x" + "00" * 32, issued_at=NOW, sign_only_ttl_s=60)
     signed_at = to_us(NOW)
     assert sign_only.why_cancel(None, signed_at, policy, signed_at + 59_000_000) is None
     assert "sign_only_ttl_s (60 s)" in (sign_only.why_cancel(None, signed_at, policy, signed_at + 60_000_000) or "")
