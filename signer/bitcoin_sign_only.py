@@ -141,13 +141,8 @@ class BitcoinSignOnly:
     ) -> list[Emit]:
         """Write, judge and sign the cancellation, record it (its fee held if more than what the
         payment holds), make it durable, send it, and report the intent cancelled."""
-        context = agent.tx_context(signed.intent_id)
-        unusable = self.signing.cannot_replace(context)
-        if context is None or unusable is not None:
-            return self.unable(signed, by, unusable or "", now)
-        raw_intent, path, version = context
-        intent = TransactionIntent.model_validate_json(raw_intent)
         try:
+            intent, path, version = self.signing.kept_key(agent.tx_context(signed.intent_id))
             psbt = await self._judged_cancellation(intent, signed, node, now)
             tx = self.signing.bitcoin_replacement(intent, psbt, path, version)
         except SigningRefused as refused:

@@ -259,13 +259,8 @@ class SignOnly:
     ) -> list[Emit]:
         """Sign the cancellation, record it (its worst case held with the intent's spend), make it
         durable, send it, and report the intent cancelled."""
-        context = agent.tx_context(signed.intent_id)
-        unusable = self.signing.cannot_replace(context)
-        if context is None or unusable is not None:
-            return self.cannot(signed, by, unusable or "", now)
-        raw_intent, path, version = context
-        intent = TransactionIntent.model_validate_json(raw_intent)
         try:
+            intent, path, version = self.signing.kept_key(agent.tx_context(signed.intent_id))
             cancel = await self._signed_cancel(intent, signed, path, version, node, by, now)
         except SigningRefused as refused:
             return self.cannot(signed, by, refused.reason, now)

@@ -264,14 +264,19 @@ class Signing:
         except CustodyError as exc:
             raise self.key_unavailable(intent, exc) from None
 
-    def cannot_replace(self, context: tuple[bytes, str, int] | None) -> str | None:
-        """Why a transaction this signer signed cannot be replaced here (a cancellation), given
-        what it kept of its signing (`AgentState.tx_context`); None: it can."""
+    def kept_key(self, context: tuple[bytes, str, int] | None) -> tuple[TransactionIntent, str, int]:
+        """What a replacement of a transaction this signer signed (a cancellation) signs with,
+        from what it kept of its signing (`AgentState.tx_context`): the intent, and the key path
+        and version that signed it. SigningRefused when it cannot be replaced here."""
         if context is None:
-            return "the signer kept no key version for it"
+            raise SigningRefused(Code.SIGNING_KEY_UNAVAILABLE, "the signer kept no key version for it")
         if self.client_held:
-            return "its key needs the client's share or customer-managed key, which the signer does not keep"
-        return None
+            raise SigningRefused(
+                Code.SIGNING_KEY_UNAVAILABLE,
+                "its key needs the client's share or customer-managed key, which the signer does not keep",
+            )
+        raw_intent, path, version = context
+        return TransactionIntent.model_validate_json(raw_intent), path, version
 
     def bitcoin_replacement(
         self, intent: TransactionIntent, psbt: bytes, path: str, version: int
