@@ -373,7 +373,16 @@ class BitcoinTransactionResult(BaseModel):
     agent_id: str
     chain: str
     status: Literal[
-        "sign_only", "signed", "broadcast", "mined", "conflicted", "refused", "awaiting_approval", "no_outcome_yet"
+        "sign_only",
+        "signed",
+        "broadcast",
+        "mined",
+        "conflicted",
+        "cancelled",
+        "unknown",
+        "refused",
+        "awaiting_approval",
+        "no_outcome_yet",
     ]
     idempotency_key: str | None = None
     public_key: str | None = Field(default=None, description="the agent's Bitcoin public key, which signed")
