@@ -27,6 +27,7 @@ from schemas.auth import AdminSigned
 from schemas.chain_set import ChainSet
 from schemas.outcomes import HumanApproval, IntentParked
 from schemas.policy import AgentPolicy
+from schemas.record import Record
 
 # Who signed is not what changes: the signatures, and the proposer (shown as ``proposed_by``).
 _NOT_CHANGES = frozenset({"signature", "cosignatures", "admin_key_id", "schema_version"})
@@ -108,9 +109,10 @@ def admin_set_change(in_force: Admins, proposed: AdminSet, signed_by: Collection
     }
 
 
-def _fields(record: AgentPolicy) -> dict[str, Any]:
+def _fields(record: Record) -> dict[str, Any]:
     # Each field as JSON, defaults included: a record leaves out fields at their defaults
-    # (`schemas.record.Evolving`), and a change from a default is still a change.
+    # (`schemas.record.Evolving`), and a change from a default is still a change (and a reader of
+    # an intent's ``intent_type`` finds it whatever it holds).
     return {
         name: to_jsonable_python(getattr(record, name))
         for name in type(record).model_fields
@@ -207,13 +209,13 @@ def vault_change(change: VaultChange) -> dict[str, Any]:
 
 
 def approval_change(approval: HumanApproval, parked: IntentParked | None) -> dict[str, Any]:
-    """The decision and the parked intent it is about, whole (but its signature), when it still
-    waits with the digest the decision names; else ``intent`` is null: the decision releases
-    nothing that this client can show."""
+    """The decision and the parked intent it is about, whole (every field, those at their defaults
+    too, but its signature), when it still waits with the digest the decision names; else
+    ``intent`` is null: the decision releases nothing that this client can show."""
     intent: dict[str, Any] | None = None
     parked_because: str | None = None
     if parked is not None and parked.intent_digest == approval.intent_digest:
-        intent = parked.intent.model_dump(mode="json", exclude={"signature"})
+        intent = _fields(parked.intent)
         parked_because = parked.reason
     return {
         "kind": "approval",

@@ -10,6 +10,7 @@ prints."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.console.layout import esc
@@ -81,7 +82,32 @@ def signing_block(kind: str, label: str, message: bytes, fields: dict[str, str])
     )
 
 
-def parked_section(parked: IntentParked, admin_id: str, now: datetime) -> str:
+def _approvals_open(parked: IntentParked, proposals: Sequence[Gathered]) -> list[Gathered]:
+    """The open proposals (the quorum for ``approval`` is more than one admin) that approve
+    ``parked`` as it waits: the same intent, the same digest."""
+    return [
+        g
+        for g in proposals
+        if isinstance(g.record, HumanApproval)
+        and g.record.decision == "approve"
+        and (g.record.intent_id, g.record.intent_digest) == (parked.intent_id, parked.intent_digest)
+    ]
+
+
+def _proposed(gathered: Gathered) -> str:
+    """Where an approval proposed for a parked intent stands, and where it is cosigned."""
+    signers = ", ".join(gathered.signers) or "none"
+    return (
+        f'<p class="proposed">Approval proposed by {esc(gathered.record.admin_key_id)}: '
+        f"{len(gathered.signers)} of {esc(gathered.needed)} signatures ({esc(signers)}); "
+        f'<a href="#proposal-{esc(gathered.proposal_id)}">cosign it under the proposals</a>.</p>'
+    )
+
+
+def parked_section(parked: IntentParked, admin_id: str, now: datetime, proposals: Sequence[Gathered] = ()) -> str:
+    """One parked intent, in full, with the bytes that approve it and those that deny it; where an
+    approval of it is already proposed (a quorum of more than one admin), that proposal instead of a
+    second approval: the admins cosign the one proposed."""
     intent = parked.intent
     rows = [
         ("agent", parked.agent_id),
@@ -95,6 +121,7 @@ def parked_section(parked: IntentParked, admin_id: str, now: datetime) -> str:
         ("intent digest", parked.intent_digest),
     ]
     table = "".join(f"<tr><th>{esc(name)}</th><td>{esc(value)}</td></tr>" for name, value in rows)
+    proposed = _approvals_open(parked, proposals)
     blocks = "".join(
         signing_block(
             decision,
@@ -103,11 +130,12 @@ def parked_section(parked: IntentParked, admin_id: str, now: datetime) -> str:
             {"intent": parked.intent_id},
         )
         for decision in DECISIONS
+        if not (decision == "approve" and proposed)
     )
     return (
         f'<section class="parked" id="intent-{esc(parked.intent_id)}"><h3>{esc(parked.agent_id)}: '
         f"{esc(intent.value or intent.intent_type)} to {esc(intent.to or '')}</h3>"
-        f"<table>{table}</table>{_facts(parked)}{blocks}</section>"
+        f"<table>{table}</table>{_facts(parked)}{''.join(_proposed(g) for g in proposed)}{blocks}</section>"
     )
 
 
@@ -144,6 +172,6 @@ def decisions_body(
     admin_id: str,
     now: datetime,
 ) -> str:
-    parked = "".join(parked_section(p, admin_id, now) for p in waiting) or "<p>No intent is waiting.</p>"
+    parked = "".join(parked_section(p, admin_id, now, proposals) for p in waiting) or "<p>No intent is waiting.</p>"
     open_ = "".join(proposal_section(g, in_force, admin_id) for g in proposals) or "<p>No proposal is open.</p>"
     return f"<h2>Intents parked for a decision</h2>{parked}<h2>Proposals under the quorum</h2>{open_}"

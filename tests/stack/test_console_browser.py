@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import shlex
@@ -25,7 +26,7 @@ import pytest
 from playwright.sync_api import Locator, Page, sync_playwright
 
 from infra.stack.local import DEFAULT_PARTS, REPO, LocalStack, console_origin, local_settings, running_stack
-from infra.stack.provision import provision_agent
+from infra.stack.provision import Agent, provision_agent
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
@@ -34,7 +35,8 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import public_key_hex
 from schemas.codes import Code
-from schemas.outcomes import IntentParked
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentParked, SignedTransaction
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, wait_outcomes
 from sdk.records import admins_in_force, policy_in_force
@@ -129,12 +131,11 @@ def _pin(settings: Settings, command: str) -> None:
         time.sleep(0.5)
 
 
-def _park(settings: Settings) -> tuple[str, str]:
-    """Two intents above the agent's approval threshold, parked: their ids."""
-    agent = aside(provision_agent(settings, AGENT, tx_allowed_chains=("anvil",), approval_threshold_eth="1"))
+def _park(settings: Settings, agent: Agent, *values: str) -> list[TransactionIntent]:
+    """Intents of ``values`` (above the agent's approval threshold of 1), parked."""
     intents = [
         new_intent(agent.intent_key, agent_id=AGENT, chain="anvil", to=DEST, value=value, broadcast=True)
-        for value in ("2", "3")
+        for value in values
     ]
     start = aside(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
 
@@ -146,7 +147,7 @@ def _park(settings: Settings) -> tuple[str, str]:
     aside(submit())
     outcomes = aside(wait_outcomes(settings, intents, 60, start, final=False))
     assert all(isinstance(outcomes[i.intent_id], IntentParked) for i in intents), outcomes
-    return intents[0].intent_id, intents[1].intent_id
+    return intents
 
 
 def _mined(settings: Settings, tx_hash: str) -> dict[str, Any]:
@@ -176,7 +177,8 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
     with chromium_with_passkey() as page:
         _key, command = _enrol(page, settings, shots)
         _pin(settings, command)
-        intent_id, denied_id = _park(settings)
+        agent = aside(provision_agent(settings, AGENT, tx_allowed_chains=("anvil",), approval_threshold_eth="1"))
+        intent_id, denied_id = (i.intent_id for i in _park(settings, agent, "2", "3"))
 
         page.goto(console_origin(settings) + "/login")
         page.click("#login")
@@ -205,6 +207,8 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
         _a_webhook_added_with_the_passkey(page, settings, shots)
         _a_key_swap_is_flagged(page, settings, shots)
         _a_proposal_cosigned(page, settings, shots)
+        _an_approval_two_admins_sign(page, settings, shots, agent)
+        _an_approval_three_admins_sign(page, settings, shots, agent)
         _the_ledger_believes_the_consoles_events(settings)
         _the_versions_compared(page, settings, shots, before)
         _plain_forms_post_with_the_consoles_origin(page, settings, shots)
@@ -329,23 +333,102 @@ def _other_bytes_are_not_relayed(page: Page, section: Locator, shown: str) -> No
 
 
 def _a_proposal_cosigned(page: Page, settings: Settings, shots: Path) -> None:
-    """local-admin proposes carol as a third admin; alice cosigns it in the console: in force."""
+    """local-admin proposes carol as a third admin, and every threshold at two; alice cosigns it
+    in the console: in force."""
     carol = public_key_hex(load_or_create_admin_key(settings.home, "carol"))
     keys = aside(admins_in_force(settings)).keys
     pairs = ",".join(f"{admin}={key}" for admin, key in {**keys, "carol": carol}.items())
-    done = warden(settings, "admins", "propose", "--admins", pairs, "--quorum", "2", "--json")
-    assert done.returncode == 0, done.stderr
-    proposal_id = json.loads(done.stdout)["proposal_id"]
-    page.goto(console_origin(settings) + "/decisions")
-    section = page.locator(f"section.proposal[id='proposal-{proposal_id}']")
+    section = _cosigned(page, settings, pairs, "2")
     assert not section.locator(".flag").count()  # adds an admin, changes nobody's key
-    section.locator("button.sign-button").click()
-    section.locator(".result").filter(has_text="quorum reached").wait_for(timeout=30_000)
     _shoot(page, shots, "7-cosigned")
     deadline = time.monotonic() + 30
     while "carol" not in aside(admins_in_force(settings)).keys:
         assert time.monotonic() < deadline, "the cosigned admin set did not come into force"
         time.sleep(0.5)
+
+
+def _cosigned(page: Page, settings: Settings, pairs: str, quorum: str) -> Locator:
+    """The admin set of ``pairs`` and ``quorum``, proposed by local-admin with the CLI and cosigned
+    by alice in the console (two admins sign an admin set): its section on the decisions page."""
+    proposed = _cli(settings, LOCAL_ADMIN_ID, "admins", "propose", "--admins", pairs, "--quorum", quorum)
+    proposal_id = proposed["proposal_id"]
+    page.goto(console_origin(settings) + "/decisions")
+    section = page.locator(f"section.proposal[id='proposal-{proposal_id}']")
+    section.locator("button.sign-button").click()
+    section.locator(".result").filter(has_text="quorum reached").wait_for(timeout=30_000)
+    return section
+
+
+def _cli(settings: Settings, admin_id: str, *args: str) -> dict[str, Any]:
+    """`warden ARGS --json` as admin ``admin_id`` (an Ed25519 key under the home): what it printed."""
+    done = warden(dataclasses.replace(settings, admin_id=admin_id), *args, "--json")
+    assert done.returncode == 0, done.stderr
+    said: dict[str, Any] = json.loads(done.stdout)
+    return said
+
+
+def _decisions(page: Page, settings: Settings) -> None:
+    """The decisions page, drawn (200) for the admin logged in."""
+    response = page.goto(console_origin(settings) + "/decisions")
+    assert response is not None and response.status == 200, response and response.text()
+
+
+def _an_approval_two_admins_sign(page: Page, settings: Settings, shots: Path, agent: Agent) -> None:
+    """Approvals need two admins (every threshold is two since carol came in): local-admin, an
+    Ed25519 admin, proposes the approval of a parked intent with the CLI; alice's decisions page
+    is drawn, the intent pointing at that proposal and offering no second approval, and alice
+    cosigns the proposal with her passkey: it is mined."""
+    (intent,) = _park(settings, agent, "1.5")
+    proposed = _cli(settings, LOCAL_ADMIN_ID, "approvals", "approve", intent.intent_id)
+    assert proposed["needed"] == 2, proposed
+    _decisions(page, settings)
+    parked = page.locator(f"section.parked[id='intent-{intent.intent_id}']")
+    assert f"Approval proposed by {LOCAL_ADMIN_ID}: 1 of 2 signatures" in parked.inner_text()
+    assert not parked.locator("div.sign.approve").count() and parked.locator("div.sign.deny").count()
+    section = page.locator(f"section.proposal[id='proposal-{proposed['proposal_id']}']")
+    assert f"approve intent {intent.intent_id} of {AGENT}" in section.locator("pre.change").inner_text()
+    section.locator("button.sign-button").click()
+    section.locator(".result").filter(has_text="quorum reached").wait_for(timeout=30_000)
+    _shoot(page, shots, "7a-approved-by-two")
+    _is_mined(settings, intent)
+
+
+def _an_approval_three_admins_sign(page: Page, settings: Settings, shots: Path, agent: Agent) -> None:
+    """Approvals need three admins (local-admin proposes it, alice cosigns it in the console; the
+    set's own threshold is at least every other's): alice approves a parked intent with her
+    passkey, which proposes it; carol signs it with the CLI: two of three, nothing published, as
+    alice's page says; local-admin's signature completes it, and it is mined."""
+    keys = aside(admins_in_force(settings)).keys
+    pairs = ",".join(f"{a}={k}" for a, k in keys.items())
+    _cosigned(page, settings, pairs, "policy=2,approval=3,keys=2,chains=2,admins=3")
+    deadline = time.monotonic() + 30
+    while aside(admins_in_force(settings)).threshold("approval") != 3:
+        assert time.monotonic() < deadline, "the quorum of three for approvals did not come into force"
+        time.sleep(0.5)
+    (intent,) = _park(settings, agent, "1.25")
+    _decisions(page, settings)
+    approve = page.locator(f"section.parked[id='intent-{intent.intent_id}'] div.sign.approve")
+    approve.locator("button").click()
+    approve.locator(".result").filter(has_text="approval proposed").wait_for(timeout=30_000)
+    _decisions(page, settings)
+    parked = page.locator(f"section.parked[id='intent-{intent.intent_id}']")
+    assert "Approval proposed by alice: 1 of 3 signatures" in parked.inner_text()
+    # A proposal's id is the digest of the bytes its admins sign.
+    digest = str(parked.locator("p.proposed a").get_attribute("href")).removeprefix("#proposal-")
+    signed = _cli(settings, "carol", "approvals", "sign", digest[:16], "--digest", digest)
+    assert not signed["published"] and sorted(signed["signed_by"]) == ["alice", "carol"], signed
+    _decisions(page, settings)
+    section = page.locator(f"section.proposal[id='proposal-{digest}']")
+    assert "2 of 3 signatures" in section.inner_text() and "You have signed this proposal" in section.inner_text()
+    _shoot(page, shots, "7b-two-of-three")
+    done = _cli(settings, LOCAL_ADMIN_ID, "approvals", "sign", digest[:16], "--digest", digest)
+    assert done["published"], done
+    _is_mined(settings, intent)
+
+
+def _is_mined(settings: Settings, intent: TransactionIntent) -> None:
+    outcome = aside(wait_outcomes(settings, [intent], 120, final=True))[intent.intent_id]
+    assert isinstance(outcome, SignedTransaction) and outcome.status == "mined", outcome
 
 
 def _the_ledger_believes_the_consoles_events(settings: Settings) -> None:

@@ -485,6 +485,25 @@ def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world: World
     assert {"agent_public_key", "tx_to_allowlist", "tx_max_value_eth"} <= {row["field"] for row in first["fields"]}
 
 
+def test_an_approval_proposed_shows_the_parked_intent_whole_its_defaults_too(world: World) -> None:
+    """An approval under a quorum of more than one admin is shown with the intent it releases: a
+    plain transfer leaves ``intent_type`` (and other fields at their defaults) out of its bytes,
+    and the change still has every field, which the lines people read name."""
+    from sdk.changes import InForce, change_of
+    from sdk.pending import change_lines as _change_lines
+
+    intent = world.intent("0.5")
+    parked = parked_of(world.submit(intent))
+    approval = HumanApproval(
+        intent_id=intent.intent_id, agent_id=AGENT, intent_digest=intent.digest(), decision="approve", decided_at=T0
+    )
+    change = change_of(approval, InForce(NO_ADMINS, parked={intent.intent_id: parked}))
+    assert change["intent"]["intent_type"] == "transaction" and change["intent"]["message"] is None
+    assert "signature" not in change["intent"]
+    lines = _change_lines(change)
+    assert '    intent_type: "transaction"' in lines and f'    to: "{DEST}"' in lines and '    value: "0.5"' in lines
+
+
 def test_a_chain_set_and_a_key_change_show_their_entries() -> None:
     from schemas.admins import VaultChange
     from schemas.chain_set import ChainSet
