@@ -28,7 +28,7 @@ from schemas.emit import Emit
 from schemas.errors import Problem
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentParked
-from schemas.passkeys import b64url
+from schemas.passkeys import assertion_problem, b64url
 from sdk.changes import InForce
 from tests.passkey_support import ORIGIN, PARTY, SoftPasskey
 
@@ -190,6 +190,28 @@ def test_a_login_is_the_pinned_passkeys_assertion_over_the_challenge_for_this_or
         logged_in(keys, credential, other.sign(message), message, PARTY, counters),  # another device's
     ]
     assert all(isinstance(r, Problem) for r in refusals), refusals
+
+
+def test_a_login_made_in_another_sites_frame_or_whose_counter_falls_back_to_0_is_refused() -> None:
+    """An assertion made in a frame on another site's page (``crossOrigin: true``) is refused
+    (py_webauthn does not look), at login as by the worker and the signer (`assertion_problem`);
+    so is a login whose counter says 0 after a passkey counted: a clone of a device that counts."""
+    passkey = SoftPasskey()
+    keys, credential, message = {"alice": passkey.pinned()}, b64url(passkey.credential_id), b"login bytes"
+    framed = passkey.sign(message, framed_by="https://evil.example")
+    refused = logged_in(keys, credential, framed, message, PARTY, Counters())
+    assert isinstance(refused, Problem) and "crossOrigin: true" in str(refused), refused
+    assert isinstance(assertion_problem(passkey.pinned(), framed, message, PARTY), Problem)
+
+    counters = Counters()
+    assert logged_in(keys, credential, passkey.sign(message, count=0), message, PARTY, counters) == "alice"
+    assert (
+        logged_in(keys, credential, passkey.sign(message, count=0), message, PARTY, counters) == "alice"
+    )  # keeps none
+    assert logged_in(keys, credential, passkey.sign(message, count=5), message, PARTY, counters) == "alice"
+    clone = logged_in(keys, credential, passkey.sign(message, count=0), message, PARTY, counters)
+    assert isinstance(clone, Problem) and "clone" in str(clone), clone
+    assert logged_in(keys, credential, passkey.sign(message, count=6), message, PARTY, counters) == "alice"
 
 
 def test_an_enrolment_link_is_the_consoles_own_and_short_lived(tmp_path: Path) -> None:
