@@ -37,6 +37,7 @@ from gateway.console import webhooks as webhooks_page
 from gateway.console.data import LedgerSource
 from gateway.console.enrolment import (
     EnrolTicket,
+    UsedLinks,
     enrol_key,
     pin_command,
     read_enrol_token,
@@ -114,13 +115,17 @@ class Console:
     now: Callable[[], datetime] = utcnow
     sessions: Sessions = field(default_factory=Sessions)
     counters: Counters = field(default_factory=Counters)
-    # Enrolment: each link's registration challenge while it is open, and the links used.
+    # Enrolment: each link's registration challenge while it is open, and the links used (kept in
+    # the home, so a link used stays used after a restart).
     enrol_challenges: dict[str, bytes] = field(default_factory=dict)
-    enrol_used: set[str] = field(default_factory=set)
+    enrol_used: UsedLinks = field(init=False)
     # The records built for a passkey to sign, by a random id the page sends back; each taken once.
     drafts: dict[str, Draft] = field(default_factory=dict)
     # Failed logins per client address, which lock that address out for a while.
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+
+    def __post_init__(self) -> None:
+        self.enrol_used = UsedLinks(self.settings.home)
 
     @property
     def origin(self) -> str:
@@ -210,6 +215,15 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
             content_type="text/plain",
             headers=HEADERS,
         ) from None
+    except Exception:  # noqa: BLE001 - a bug answers 500 with every header (aiohttp's own 500 carries none); logged
+        _log.exception("%s %s failed", request.method, request.path)
+        return web.Response(
+            status=500,
+            text="The console failed to answer this request (a bug, written to its log); nothing was changed by it. "
+            "Reload, and report it if it stays.",
+            content_type="text/plain",
+            headers=HEADERS,
+        )
     response.headers.update(HEADERS)
     return response
 
@@ -417,7 +431,7 @@ async def enrol(request: web.Request) -> web.Response:
     enrolled = registration_problem(json.dumps(body.get("credential")), challenge, console.party, ticket.admin_id)
     if isinstance(enrolled, Problem):
         return web.json_response({"error": str(enrolled)}, status=403)
-    console.enrol_used.add(token)
+    console.enrol_used.add(token, ticket.expires_at, console.now())
     admins = await admins_in_force(console.settings)
     await console.record(
         AuditAction.CONSOLE_PASSKEY_REGISTERED,

@@ -1,7 +1,7 @@
 """The console in a real browser: Debian's Chromium driven by Playwright, Chrome's virtual
 authenticator (DevTools' WebAuthn domain) standing in for the admin's device, on a real stack
 whose `console` process `LocalStack` started. An admin registers a passkey from the link
-`warden console enrol` printed, pins it with the command the page showed, logs in with it, sees an
+`warden console enrol` printed (taken once, and still after the console restarts), pins it with the command the page showed, logs in with it, sees an
 intent parked with what parked it, approves it with the passkey over the bytes shown, and the
 transaction is mined on Anvil, and denies another; raises the agent's cap with the passkey on the agents
 page and adds an audit webhook; then a proposal that swaps the admin's key is shown flagged, and
@@ -16,6 +16,7 @@ import dataclasses
 import json
 import re
 import shlex
+import signal
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,15 @@ from typing import Any, TypeVar
 import pytest
 from playwright.sync_api import Locator, Page, sync_playwright
 
-from infra.stack.local import DEFAULT_PARTS, REPO, LocalStack, console_origin, local_settings, running_stack
+from infra.stack.local import (
+    DEFAULT_PARTS,
+    REPO,
+    SERVICES,
+    LocalStack,
+    console_origin,
+    local_settings,
+    running_stack,
+)
 from infra.stack.provision import Agent, provision_agent
 from runtime.config import Settings
 from runtime.kafka import end_offsets
@@ -99,8 +108,10 @@ def _shoot(page: Page, folder: Path, name: str) -> None:
     print(f"screenshot: {path}")
 
 
-def _enrol(page: Page, settings: Settings, shots: Path) -> tuple[str, str]:
-    """A passkey registered from the link `warden console enrol` printed: its key and the command shown."""
+def _enrol(page: Page, stack: LocalStack, shots: Path) -> tuple[str, str]:
+    """A passkey registered from the link `warden console enrol` printed: its key and the command
+    shown. The link is taken once, and stays taken when the console restarts."""
+    settings = stack.settings
     done = warden(settings, "console", "enrol", "--admin", "alice", "--json")
     assert done.returncode == 0, done.stderr
     link = json.loads(done.stdout)["link"]
@@ -113,6 +124,10 @@ def _enrol(page: Page, settings: Settings, shots: Path) -> tuple[str, str]:
     assert key.startswith("passkey:") and f"alice={key}" in command
     page.goto(link)  # a link is taken once
     assert "used already" in page.content()
+    stack.kill("console", signal.SIGTERM)
+    stack.start_service("console", SERVICES["console"])
+    page.goto(link)
+    assert "used already" in page.content(), page.content()
     return key, command
 
 
@@ -175,7 +190,7 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
     shots = REPO / ".warden" / "screenshots" / f"console-{time.strftime('%Y%m%dT%H%M%S')}"
     shots.mkdir(parents=True)
     with chromium_with_passkey() as page:
-        _key, command = _enrol(page, settings, shots)
+        _key, command = _enrol(page, console_stack, shots)
         _pin(settings, command)
         agent = aside(provision_agent(settings, AGENT, tx_allowed_chains=("anvil",), approval_threshold_eth="1"))
         intent_id, denied_id = (i.intent_id for i in _park(settings, agent, "2", "3"))

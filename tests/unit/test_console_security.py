@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import stat
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,15 @@ from aiohttp.client_reqrep import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.console.decisions import decisions_body
-from gateway.console.enrolment import Enrolled, EnrolTicket, enrol_token, pin_command, read_enrol_token
+from gateway.console.enrolment import (
+    Enrolled,
+    EnrolTicket,
+    UsedLinks,
+    enrol_key,
+    enrol_token,
+    pin_command,
+    read_enrol_token,
+)
 from gateway.console.login import Counters, logged_in
 from gateway.console.security import CSP, change_problem, cookie_attributes, cookie_name
 from gateway.console.server import Console, build_app
@@ -212,6 +221,43 @@ def test_a_login_made_in_another_sites_frame_or_whose_counter_falls_back_to_0_is
     clone = logged_in(keys, credential, passkey.sign(message, count=0), message, PARTY, counters)
     assert isinstance(clone, Problem) and "clone" in str(clone), clone
     assert logged_in(keys, credential, passkey.sign(message, count=6), message, PARTY, counters) == "alice"
+
+
+def test_a_500_carries_every_header(tmp_path: Path) -> None:
+    """A request the console fails on (here: its home is a file, so the enrolment key cannot be
+    made) is answered 500 with the same headers as every other answer, its reason in the log."""
+    home = tmp_path / "home"
+    home.write_text("not a directory")
+
+    async def scenario(client: ConsoleClient) -> None:
+        answer = await client.get("/enrol/any.token")
+        assert answer.status == 500, await answer.text()
+        _assert_headers(answer)
+        assert "a bug" in await answer.text() and "Traceback" not in await answer.text()
+
+    _run_app(_console(home, []), scenario)
+
+
+def test_an_enrolment_link_used_stays_used_after_a_restart(tmp_path: Path) -> None:
+    """A link taken by a console is refused by the next console on the same home (a restart),
+    until it expires; the home keeps the link's digest, not the link."""
+    token = enrol_token(enrol_key(tmp_path), "alice", T0)
+    before = _console(tmp_path, [])
+    ticket = read_enrol_token(enrol_key(tmp_path), token, T0)
+    assert isinstance(ticket, EnrolTicket)
+    before.enrol_used.add(token, ticket.expires_at, T0)  # what a registration that verifies does
+    kept = (tmp_path / "console" / "enrol.used").read_text()
+    assert token not in kept and stat.S_IMODE((tmp_path / "console" / "enrol.used").stat().st_mode) == 0o600
+
+    async def scenario(client: ConsoleClient) -> None:
+        answer = await client.get(f"/enrol/{token}")
+        assert answer.status == 403 and "used already" in await answer.text()
+        assert (await client.get(f"/enrol/{enrol_token(enrol_key(tmp_path), 'bob', T0)}")).status == 200
+
+    _run_app(_console(tmp_path, []), scenario)  # another console: the restarted one
+    later = UsedLinks(tmp_path)
+    later.add("another", ticket.expires_at + 600, T0 + timedelta(minutes=11))  # the first link has expired
+    assert token not in later and "another" in later
 
 
 def test_an_enrolment_link_is_the_consoles_own_and_short_lived(tmp_path: Path) -> None:
