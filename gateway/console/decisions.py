@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from gateway.console.layout import esc
+from gateway.console.layout import attr, esc
 from runtime.proposals import Gathered
 from schemas.outcomes import HumanApproval, IntentParked
 from sdk.changes import InForce
@@ -70,14 +70,14 @@ def _facts(parked: IntentParked) -> str:
 
 def signing_block(kind: str, label: str, message: bytes, fields: dict[str, str]) -> str:
     """The bytes to sign, shown verbatim, and the button that asks the passkey to sign them."""
-    data = "".join(f' data-{esc(name)}="{esc(value)}"' for name, value in fields.items())
+    data = "".join(f' data-{attr(name)}="{attr(value)}"' for name, value in fields.items())
     return (
-        f'<div class="sign {esc(kind)}"><p>The exact bytes your passkey signs to {esc(label)} '
+        f'<div class="sign {attr(kind)}"><p>The exact bytes your passkey signs to {esc(label)} '
         "(its challenge is their SHA-256, computed by this page"
         + (f"; {ZERO_SHOWN} is a zero byte" if b"\x00" in message else "")
         + "):</p>"
         f'<pre class="bytes">{esc(shown_text(message))}</pre>'
-        f'<button class="sign-button" data-kind="{esc(kind)}"{data}>{esc(label)} with my passkey</button>'
+        f'<button class="sign-button" data-kind="{attr(kind)}"{data}>{esc(label)} with my passkey</button>'
         '<p class="result"></p></div>'
     )
 
@@ -100,7 +100,7 @@ def _proposed(gathered: Gathered) -> str:
     return (
         f'<p class="proposed">Approval proposed by {esc(gathered.record.admin_key_id)}: '
         f"{len(gathered.signers)} of {esc(gathered.needed)} signatures ({esc(signers)}); "
-        f'<a href="#proposal-{esc(gathered.proposal_id)}">cosign it under the proposals</a>.</p>'
+        f'<a href="#proposal-{attr(gathered.proposal_id)}">cosign it under the proposals</a>.</p>'
     )
 
 
@@ -133,7 +133,7 @@ def parked_section(parked: IntentParked, admin_id: str, now: datetime, proposals
         if not (decision == "approve" and proposed)
     )
     return (
-        f'<section class="parked" id="intent-{esc(parked.intent_id)}"><h3>{esc(parked.agent_id)}: '
+        f'<section class="parked" id="intent-{attr(parked.intent_id)}"><h3>{esc(parked.agent_id)}: '
         f"{esc(intent.value or intent.intent_type)} to {esc(intent.to or '')}</h3>"
         f"<table>{table}</table>{_facts(parked)}{''.join(_proposed(g) for g in proposed)}{blocks}</section>"
     )
@@ -148,7 +148,7 @@ def proposal_section(gathered: Gathered, in_force: InForce, admin_id: str) -> st
     signers = ", ".join(row["signed_by"]) or "none"
     flagged = any("KEY CHANGED" in line for line in change_lines(row["change"]))
     head = (
-        f'<section class="proposal" id="proposal-{esc(row["proposal_id"])}"><h3>{esc(row["what"])}</h3>'
+        f'<section class="proposal" id="proposal-{attr(row["proposal_id"])}"><h3>{esc(row["what"])}</h3>'
         + ('<p class="flag">KEY CHANGED: this proposal replaces an admin\'s key</p>' if flagged else "")
         + f"<p>proposed by {esc(row['proposed_by'])}; {len(row['signed_by'])} of {esc(row['needed'])} signatures "
         f"({esc(signers)}); expires {esc(row['expires_at'])}; digest <code>{esc(row['digest'])}</code></p>"

@@ -44,7 +44,7 @@ from gateway.console.enrolment import (
     registration_options,
     registration_problem,
 )
-from gateway.console.layout import esc, page
+from gateway.console.layout import attr, esc, page
 from gateway.console.login import Counters, logged_in, passkey_admins, request_options
 from gateway.console.pages import SOURCE
 from gateway.console.relay import RelayRefused, relay_cosignature, relay_decision, relay_policy, relay_webhook
@@ -402,7 +402,7 @@ async def enrol_page(request: web.Request) -> web.Response:
     body = (
         f"<p>Register a passkey as the admin key of <strong>{esc(ticket.admin_id)}</strong>. Registering pins "
         "nothing: the page then shows the key and the command that proposes it to the admins' quorum.</p>"
-        f'<button id="enrol" data-token="{esc(token)}">Register a passkey</button>'
+        f'<button id="enrol" data-token="{attr(token)}">Register a passkey</button>'
         '<p class="result" id="enrol-result"></p>'
         '<div id="enrolled" hidden><p>The admin key (fingerprint <code id="fingerprint"></code>):</p>'
         '<pre id="passkey"></pre><p>To pin it, run (the admin set in force, with this key for this admin, '
@@ -471,7 +471,7 @@ def _me(request: web.Request, keys: dict[str, str], admin_id: str) -> str:
     if credential is None:
         console.sessions.end(request[SESSION].id)
         raise web.HTTPSeeOther("/login")
-    return f'<div id="me" data-credential="{esc(credential)}" data-rp="{esc(console.party.rp_id)}"></div>'
+    return f'<div id="me" data-credential="{attr(credential)}" data-rp="{attr(console.party.rp_id)}"></div>'
 
 
 async def relay(request: web.Request) -> web.Response:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway.console.layout import esc
+from gateway.console.layout import attr, esc, plain
 from schemas.actions import AuditAction
 
 
@@ -48,8 +48,8 @@ def webhooks_table(rows: Sequence[Mapping[str, Any]], csrf: str) -> str:
 def _removal_form(webhook_id: str, csrf: str) -> str:
     return (
         '<form class="webhook-removal draft" method="post" action="/webhooks/removal">'
-        f'<input type="hidden" name="csrf" value="{esc(csrf)}"><input type="hidden" name="webhook_id" '
-        f'value="{esc(webhook_id)}"><button>Remove</button><span class="result"></span></form>'
+        f'<input type="hidden" name="csrf" value="{attr(csrf)}"><input type="hidden" name="webhook_id" '
+        f'value="{attr(webhook_id)}"><button>Remove</button><span class="result"></span></form>'
     )
 
 
@@ -59,13 +59,13 @@ def webhook_form(csrf: str, values: Mapping[str, Any] | None = None) -> str:
     values = values or {}
     chosen = set(values.get("events", ()))
     options = "".join(
-        f'<option value="{esc(a.value)}"{" selected" if a.value in chosen else ""}>{esc(a.value)}</option>'
+        f'<option value="{attr(a.value)}"{" selected" if a.value in chosen else ""}>{plain(a.value)}</option>'
         for a in AuditAction
     )
     return (
         f'<h2>Add an endpoint</h2><form class="webhook draft" method="post" action="/webhooks/draft">'
-        f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
-        f'<label>URL (https://; plain http only to localhost) <input name="url" value="{esc(values.get("url", ""))}" '
+        f'<input type="hidden" name="csrf" value="{attr(csrf)}">'
+        f'<label>URL (https://; plain http only to localhost) <input name="url" value="{attr(values.get("url", ""))}" '
         "required></label>"
         f'<label>events (the audit actions it is sent) <select name="events" multiple size="12">{options}</select></label>'
         '<button>Show the request to sign</button><p class="result"></p></form>'

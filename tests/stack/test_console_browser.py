@@ -222,6 +222,7 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
         _a_webhook_added_with_the_passkey(page, settings, shots)
         _a_key_swap_is_flagged(page, settings, shots)
         _a_proposal_cosigned(page, settings, shots)
+        _unseen_characters_are_shown_and_signed_as_they_are(page, settings, shots)
         _an_approval_two_admins_sign(page, settings, shots, agent)
         _an_approval_three_admins_sign(page, settings, shots, agent)
         _the_ledger_believes_the_consoles_events(settings)
@@ -297,7 +298,8 @@ def _the_versions_compared(page: Page, settings: Settings, shots: Path, before: 
             break
         assert time.monotonic() < deadline, section.inner_text()
         time.sleep(1)
-    assert f"v{before + 1} (in force)" in section.locator("table.history").inner_text()
+    history = section.locator("table.history").inner_text()  # newest first: the policy with SYMBOL is in force
+    assert f"\nv{before + 2} (in force)\t" in history and f"\nv{before + 1}\t" in history, history
     assert "tx_max_value_eth" in section.locator("table.diff").inner_text()
     _shoot(page, shots, "8-versions")
 
@@ -360,6 +362,40 @@ def _a_proposal_cosigned(page: Page, settings: Settings, shots: Path) -> None:
     while "carol" not in aside(admins_in_force(settings)).keys:
         assert time.monotonic() < deadline, "the cosigned admin set did not come into force"
         time.sleep(0.5)
+
+
+# A token symbol an admin chose: a right-to-left override and a zero-width space, which draw
+# nothing themselves and (the override) reverse how what follows is drawn.
+SYMBOL = "US\u202eDC\u200b"
+
+
+def _unseen_characters_are_shown_and_signed_as_they_are(page: Page, settings: Settings, shots: Path) -> None:
+    """local-admin proposes the agent's next policy, limiting a token whose symbol holds U+202E
+    and U+200B (policies need two admins now). On alice's decisions page the change shows them as
+    JSON escapes and the exact bytes as marked boxes naming them; her passkey signs the bytes
+    themselves (the page's script reads each box back as its character), and the policy is in force
+    with the symbol as it was written."""
+    token = "0x" + "7e" * 20
+    fields = settings.home / "unseen-fields.json"
+    fields.write_text(
+        json.dumps({"asset_limits": [{"chain": "anvil", "token": token, "symbol": SYMBOL, "decimals": 6}]})
+    )
+    proposed = _cli(settings, LOCAL_ADMIN_ID, "agents", "update", "--agent", AGENT, "--fields", str(fields))
+    _decisions(page, settings)
+    section = page.locator(f"section.proposal[id='proposal-{proposed['proposal_id']}']")
+    # The change shows the symbol as JSON does (escaped); the bytes hold the characters themselves.
+    assert '"symbol":"US\\u202eDC\\u200b"' in section.locator("pre.change").inner_text()
+    marked = section.locator("div.sign.cosign pre.bytes span.cc")
+    assert [marked.nth(n).inner_text() for n in range(marked.count())] == ["U+202E", "U+200B"]
+    assert "\u202e" not in section.inner_text() and "\u200b" not in section.inner_text()
+    _shoot(page, shots, "7c-unseen-characters")
+    section.locator("button.sign-button").click()
+    section.locator(".result").filter(has_text="quorum reached").wait_for(timeout=30_000)
+    deadline = time.monotonic() + 30
+    while (policy := aside(policy_in_force(settings, AGENT))) is None or not policy.asset_limits:
+        assert time.monotonic() < deadline, "the cosigned policy did not come into force"
+        time.sleep(0.5)
+    assert policy.asset_limits[0].symbol == SYMBOL
 
 
 def _cosigned(page: Page, settings: Settings, pairs: str, quorum: str) -> Locator:

@@ -26,6 +26,7 @@ from gateway.console.enrolment import (
     pin_command,
     read_enrol_token,
 )
+from gateway.console.layout import attr, esc, plain
 from gateway.console.login import Counters, logged_in
 from gateway.console.security import CSP, change_problem, cookie_attributes, cookie_name
 from gateway.console.server import Console, build_app
@@ -182,6 +183,34 @@ def test_every_value_a_page_shows_is_escaped() -> None:
     )
     html = decisions_body([parked], [], InForce(Admins({}, {})), "alice", T0)
     assert "<script" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+
+
+def test_characters_that_draw_nothing_are_shown_as_what_they_are() -> None:
+    """A bidi override, a zero-width space, a zero byte or a no-break space in text someone else
+    wrote is drawn as a marked box naming it (as text where no markup is drawn); an attribute a
+    form sends back keeps it; and a page drawing a parked intent's reason shows it."""
+    hostile = "pay\u202egnp.exe\u200b\x00\u00a0<b>"
+    shown = esc(hostile)
+    assert re.findall(r'<span class="cc" data-cp="([0-9A-F]+)"', shown) == ["202E", "200B", "0", "A0"]
+    assert ">U+202E</span>" in shown and "&lt;b&gt;" in shown and "\u202e" not in shown
+    assert plain(hostile) == "pay[U+202E]gnp.exe[U+200B][U+0000][U+00A0]&lt;b&gt;"
+    assert attr(hostile) == "pay\u202egnp.exe\u200b\x00\u00a0&lt;b&gt;"
+    assert esc("a b\nc\td") == "a b\nc\td"  # the space, a line break and a tab are drawn
+    intent = TransactionIntent.model_construct(  # type: ignore[call-arg]  # partial on purpose
+        intent_id="i-1", intent_type="transaction", chain="anvil", to="0x" + "11" * 20, value="1"
+    )
+    parked = IntentParked.model_construct(
+        intent_id="i-1",
+        agent_id="a",
+        intent_digest="0" * 64,
+        reason=hostile,
+        intent=intent,
+        verdicts=(),
+        parked_at=T0,
+        expires_at=T0 + timedelta(hours=1),
+    )
+    html = decisions_body([parked], [], InForce(Admins({}, {})), "alice", T0)
+    assert 'data-cp="202E"' in html and "\u202e" not in html
 
 
 def test_a_login_is_the_pinned_passkeys_assertion_over_the_challenge_for_this_origin_once() -> None:
