@@ -10,14 +10,15 @@ prints."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from gateway.console.layout import attr, esc
 from runtime.proposals import Gathered
 from schemas.outcomes import HumanApproval, IntentParked
 from sdk.changes import InForce
-from sdk.pending import change_lines, proposal_row
+from sdk.moves import Move, headline, moves_of
+from sdk.pending import change_lines, proposal_row, solana_lines
 
 DECISIONS = ("approve", "deny")
 # A record's signing bytes may start with a domain and a zero byte (``warden.admins\x00``), which
@@ -104,23 +105,47 @@ def _proposed(gathered: Gathered) -> str:
     )
 
 
-def parked_section(parked: IntentParked, admin_id: str, now: datetime, proposals: Sequence[Gathered] = ()) -> str:
-    """One parked intent, in full, with the bytes that approve it and those that deny it; where an
+def _moves_rows(moves: Sequence[Move]) -> str:
+    """What the intent moves, a row each: the amount in the asset's symbol and decimals, to whom,
+    exactly in base units, and in US dollars where a feed prices it (or why not)."""
+    return "".join(
+        f'<tr class="move {attr(m.kind)}"><th>{esc(m.kind)}</th><td>'
+        + (f'<strong class="amount">{esc(m.amount)}</strong>' if m.amount else "")
+        + ("" if m.to is None else f' to <code class="to">{esc(m.to)}</code>')
+        + ("" if not m.units else f"<br><small>exactly {esc(m.units)}</small>")
+        + ("" if m.usd is None else f'<br><small class="usd">{esc(m.usd)}</small>')
+        + "</td></tr>"
+        for m in moves
+    )
+
+
+def parked_section(
+    parked: IntentParked,
+    admin_id: str,
+    now: datetime,
+    proposals: Sequence[Gathered] = (),
+    moves: Sequence[Move] | None = None,
+) -> str:
+    """One parked intent, headed by what it moves (``moves``: `sdk.moves`; None: read here, by no
+    policy and unpriced), in full, with the bytes that approve it and those that deny it; where an
     approval of it is already proposed (a quorum of more than one admin), that proposal instead of a
     second approval: the admins cosign the one proposed."""
     intent = parked.intent
+    moved = list(moves_of(parked, None) if moves is None else moves)
     rows = [
         ("agent", parked.agent_id),
         ("intent", parked.intent_id),
         ("kind", intent.intent_type),
         ("chain", intent.chain),
-        ("to", intent.to or ""),
-        ("value", intent.value or ""),
         ("parked because", parked.reason),
         ("time left", _left(parked.expires_at, now)),
         ("intent digest", parked.intent_digest),
     ]
-    table = "".join(f"<tr><th>{esc(name)}</th><td>{esc(value)}</td></tr>" for name, value in rows)
+    if intent.solana_transaction is not None:  # set exactly for intent_type solana_transaction
+        rows.append(("instructions", "\n".join(solana_lines(intent.solana_transaction))))
+    table = _moves_rows(moved) + "".join(
+        f"<tr><th>{esc(name)}</th><td>{esc(value).replace(chr(10), '<br>')}</td></tr>" for name, value in rows
+    )
     proposed = _approvals_open(parked, proposals)
     blocks = "".join(
         signing_block(
@@ -134,8 +159,9 @@ def parked_section(parked: IntentParked, admin_id: str, now: datetime, proposals
     )
     return (
         f'<section class="parked" id="intent-{attr(parked.intent_id)}"><h3>{esc(parked.agent_id)}: '
-        f"{esc(intent.value or intent.intent_type)} to {esc(intent.to or '')}</h3>"
-        f"<table>{table}</table>{_facts(parked)}{''.join(_proposed(g) for g in proposed)}{blocks}</section>"
+        f'<span class="headline">{esc(headline(moved))}</span></h3>'
+        f'<table class="intent">{table}</table>{_facts(parked)}{"".join(_proposed(g) for g in proposed)}{blocks}'
+        "</section>"
     )
 
 
@@ -171,7 +197,12 @@ def decisions_body(
     in_force: InForce,
     admin_id: str,
     now: datetime,
+    moves: Mapping[str, Sequence[Move]] | None = None,
 ) -> str:
-    parked = "".join(parked_section(p, admin_id, now, proposals) for p in waiting) or "<p>No intent is waiting.</p>"
+    """The page: each parked intent (``moves``: what each moves, by intent id,
+    `sdk.moves.parked_moves`) and each open proposal."""
+    moved = moves or {}
+    parked = "".join(parked_section(p, admin_id, now, proposals, moved.get(p.intent_id)) for p in waiting)
+    parked = parked or "<p>No intent is waiting.</p>"
     open_ = "".join(proposal_section(g, in_force, admin_id) for g in proposals) or "<p>No proposal is open.</p>"
     return f"<h2>Intents parked for a decision</h2>{parked}<h2>Proposals under the quorum</h2>{open_}"

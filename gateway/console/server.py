@@ -72,6 +72,7 @@ from schemas.errors import Problem, WardenError
 from schemas.passkeys import RelyingParty
 from schemas.webhooks import WEBHOOK_ID_PREFIX, WebhookEventsError, WebhookUrlError
 from sdk.changes import policy_change
+from sdk.moves import parked_moves
 from sdk.pending import change_lines, open_decisions
 from sdk.policies import PolicyInvalid, unsigned_policy
 from sdk.records import admins_in_force, policy_in_force
@@ -457,8 +458,9 @@ async def decisions(request: web.Request) -> web.Response:
     admin_id = _admin(request)
     now = console.now()
     waiting, proposals, in_force = await open_decisions(console.settings, now)
+    moves = await parked_moves(console.settings, waiting, in_force.policies, now)
     body = _me(request, in_force.admins.keys, admin_id) + decisions_page.decisions_body(
-        waiting, proposals, in_force, admin_id, now
+        waiting, proposals, in_force, admin_id, now, moves
     )
     return _html(page("Decisions", body, who=admin_id, scripts=("console.js",), csrf=request[SESSION].csrf))
 

@@ -199,6 +199,7 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
         page.click("#login")
         page.wait_for_url("**/decisions", timeout=30_000)
         section = page.locator(f"section.parked[id='intent-{intent_id}']")
+        assert section.locator("h3 .headline").inner_text() == f"2 ETH to {DEST}"  # what moves, in ETH
         assert "approval" in section.inner_text().lower()  # the limit that parked it
         assert "signed_tx" not in page.content()
         _shoot(page, shots, "2-parked")
