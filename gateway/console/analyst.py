@@ -79,7 +79,8 @@ def _transaction_row(t: Transaction) -> str:
         f"<code>{esc(t.tx_hash)}</code>{esc(block)}",
         esc(t.last_at.strftime("%Y-%m-%d %H:%M:%S")),
     )
-    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+    classes = ("agent", "intent", "status", "stage", "code", "chain", "to", "value", "hash", "when")
+    return "<tr>" + "".join(f'<td class="{c}">{cell}</td>' for c, cell in zip(classes, cells, strict=True)) + "</tr>"
 
 
 def _value(t: Transaction) -> str:

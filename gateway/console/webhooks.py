@@ -22,24 +22,29 @@ from schemas.actions import AuditAction
 
 
 def _when(moment: datetime | None) -> str:
-    return "" if moment is None else moment.isoformat()
+    return "" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _deliveries(r: Mapping[str, Any]) -> str:
+    pending = f"{esc(r['pending'])} pending" + (
+        f" (the oldest since {esc(_when(r['oldest_pending']))})" if r["oldest_pending"] else ""
+    )
+    return f"{esc(r['delivered'])} delivered<br>{pending}<br>{esc(r['given_up'])} given up"
 
 
 def webhooks_table(rows: Sequence[Mapping[str, Any]], csrf: str) -> str:
-    """Each endpoint in force (`ledger.webhook_store.summaries`): its URL and events, who added
-    it when, what was delivered, what is pending (since when), given up, the last error, and the
-    form that builds the request removing it."""
+    """Each endpoint in force (`ledger.webhook_store.summaries`): its id and URL, its events, who
+    added it when, what was delivered, what is pending (since when), given up, the last error, and
+    the form that builds the request removing it; six columns whose long words wrap, so the page
+    fits a window 1280 pixels wide."""
     if not rows:
         return "<p>No webhook endpoint is registered.</p>"
-    head = (
-        "<tr><th>id</th><th>URL</th><th>events</th><th>added (UTC)</th><th>by</th><th>delivered</th>"
-        "<th>pending</th><th>oldest pending since</th><th>given up</th><th>last error</th><th></th></tr>"
-    )
+    head = "<tr><th>endpoint</th><th>events</th><th>added</th><th>deliveries</th><th>last error</th><th></th></tr>"
     body = "".join(
-        f'<tr class="webhook"><td><code>{esc(r["webhook_id"])}</code></td><td>{esc(r["url"])}</td>'
-        f"<td>{esc(', '.join(r['events']))}</td><td>{esc(_when(r['added_at']))}</td><td>{esc(r['added_by'])}</td>"
-        f"<td>{esc(r['delivered'])}</td><td>{esc(r['pending'])}</td><td>{esc(_when(r['oldest_pending']))}</td>"
-        f"<td>{esc(r['given_up'])}</td><td>{esc(r['last_error'] or '')}</td><td>{_removal_form(r['webhook_id'], csrf)}</td></tr>"
+        f'<tr class="webhook"><td><code class="id">{esc(r["webhook_id"])}</code><br>'
+        f'<code class="url">{esc(r["url"])}</code></td><td>{esc(", ".join(r["events"]))}</td>'
+        f"<td>{esc(_when(r['added_at']))}<br>by {esc(r['added_by'])}</td><td>{_deliveries(r)}</td>"
+        f'<td class="error">{esc(r["last_error"] or "")}</td><td>{_removal_form(r["webhook_id"], csrf)}</td></tr>'
         for r in rows
     )
     return f'<table class="webhooks">{head}{body}</table>'

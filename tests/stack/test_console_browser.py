@@ -228,7 +228,35 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
         _an_approval_three_admins_sign(page, settings, shots, agent)
         _the_ledger_believes_the_consoles_events(settings)
         _the_versions_compared(page, settings, shots, before)
+        _pages_fit_a_1280_pixel_window(page, settings, shots)
         _plain_forms_post_with_the_consoles_origin(page, settings, shots)
+
+
+# The width of the document (it scrolls sideways when wider than the window) and, in the
+# transactions table, how many lines each recipient's address takes.
+_WIDTH = "() => document.documentElement.scrollWidth"
+_RECIPIENT_LINES = """() => [...document.querySelectorAll("table.transactions td.to code")].map(
+  (code) => Math.round(code.getBoundingClientRect().height / parseFloat(getComputedStyle(code).lineHeight)))"""
+
+
+def _fits(page: Page, path: str) -> None:
+    """``path``'s page, in the 1280-pixel window, is no wider than it."""
+    width = page.evaluate(_WIDTH)
+    assert width <= 1280, f"{path} is {width} pixels wide in a window of 1280"
+
+
+def _pages_fit_a_1280_pixel_window(page: Page, settings: Settings, shots: Path) -> None:
+    """Every page the test went through fits a window 1280 pixels wide (no sideways scrolling), and
+    a recipient's address in the transactions table takes two lines at most (it wrapped two
+    characters a line)."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    for path in ("/transactions", "/decisions", "/agents", "/spend", "/refusals", "/ledger"):
+        page.goto(console_origin(settings) + path)
+        _fits(page, path)
+    page.goto(console_origin(settings) + "/transactions")
+    lines = page.evaluate(_RECIPIENT_LINES)
+    assert lines and max(lines) <= 2, lines
+    _shoot(page, shots, "8a-transactions-1280")
 
 
 def _plain_forms_post_with_the_consoles_origin(page: Page, settings: Settings, shots: Path) -> None:
@@ -272,15 +300,17 @@ def _a_webhook_added_with_the_passkey(page: Page, settings: Settings, shots: Pat
     """alice adds an audit webhook with her passkey: its secret is shown once, and it is listed.
     Then she removes it with her passkey, and it is listed no more."""
     page.goto(console_origin(settings) + "/webhooks")
-    page.fill("input[name=url]", "http://127.0.0.1:9/warden")
+    page.fill("input[name=url]", "http://127.0.0.1:9/warden/" + "/".join(["a-long-path-segment"] * 6))
     page.select_option("select[name=events]", [AuditAction.INTENT_REJECTED.value])
     page.click("form.webhook button")
     page.locator("div.sign.webhook button").click()
     page.wait_for_selector("#secret:not([hidden])", timeout=30_000)
     assert page.inner_text("pre.secret").startswith("whsec_")
     (webhook_id,) = re.findall(r"webhook (wh_[0-9a-f]+) added", page.inner_text("div.sign.webhook .result"))
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(console_origin(settings) + "/webhooks")
     assert webhook_id in page.inner_text("table.webhooks")
+    _fits(page, "/webhooks")  # it was wider than 1280 pixels
     _shoot(page, shots, "5-webhook-added")
     page.locator(f'tr.webhook:has-text("{webhook_id}") form.webhook-removal button').click()
     page.locator("div.sign.webhook button").click()

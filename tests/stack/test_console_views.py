@@ -167,7 +167,7 @@ def test_the_pages_show_what_the_ledger_holds(stack: LocalStack, run: Callable[.
     assert 'data-status="mined">mined, final<' in _row(txs, ids["mined"])
     refused = _row(txs, ids["refused"])
     assert 'data-status="refused"' in refused and f"<code>{ids['code']}</code>" in refused
-    assert f"<td>{Stage.ALLOWLIST}</td>" in refused
+    assert f'<td class="stage">{Stage.ALLOWLIST}</td>' in refused
     assert 'data-status="parked"' in _row(txs, ids["parked"])
     assert all("signed_tx" not in html for html in pages.values())
 
