@@ -34,6 +34,7 @@ from gateway.console.sessions import IDLE, LIFETIME, Sessions
 from runtime.admins import Admins
 from runtime.config import Settings
 from schemas.actions import AuditAction
+from schemas.admins import Action
 from schemas.emit import Emit
 from schemas.errors import Problem
 from schemas.intent import TransactionIntent
@@ -308,6 +309,17 @@ def test_the_pin_command_proposes_the_set_in_force_with_the_passkey_in_the_admin
     assert f"alice={enrolled.key}" in command and "bob=0x" in command and command.endswith("--quorum policy=1,admins=2")
     new_admin = pin_command(Enrolled("carol", enrolled.key), {"bob": "0x" + "bb" * 32}, {"policy": 1})
     assert new_admin.startswith("warden admins propose --admins ")  # any admin in force proposes a new one
+
+
+def test_the_pin_commands_docs_console_shows_are_the_ones_the_enrolment_page_shows() -> None:
+    """docs/console.md shows the command the enrolment page shows, for a new admin and for one whose
+    key changes (its keys elided as the page's are not): the same words, the same quoting."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "console.md").read_text()
+    shown = re.findall(r"^  ((?:WARDEN_ADMIN_ID=\S+ )?warden admins propose .*)$", docs, re.M)
+    thresholds: dict[Action, int] = {"policy": 1, "approval": 1, "keys": 1, "chains": 1, "admins": 2}
+    new_admin = pin_command(Enrolled("alice", "passkey:…"), {"local-admin": "0x…"}, thresholds)
+    changed_key = pin_command(Enrolled("alice", "passkey:…"), {"local-admin": "0x…", "alice": "0x…"}, thresholds)
+    assert shown == [new_admin, changed_key], shown
 
 
 def test_every_page_but_the_login_and_enrolment_needs_an_admin_logged_in(tmp_path: Path) -> None:
