@@ -1,11 +1,15 @@
 """The console in a real browser: Debian's Chromium driven by Playwright, Chrome's virtual
 authenticator (DevTools' WebAuthn domain) standing in for the admin's device, on a real stack
 whose `console` process `LocalStack` started. An admin registers a passkey from the link
-`warden console enrol` printed (taken once, and still after the console restarts), pins it with the command the page showed, logs in with it, sees an
-intent parked with what parked it, approves it with the passkey over the bytes shown, and the
-transaction is mined on Anvil, and denies another; raises the agent's cap with the passkey on the agents
-page and adds an audit webhook; then a proposal that swaps the admin's key is shown flagged, and
-the agent's two policy versions are compared.
+`warden console enrol` printed (taken once, still after the console restarts), pins it with the
+command the page showed, logs in with it, sees an intent parked, headed by what it moves, with
+what parked it, approves it with the passkey over the bytes shown, and the transaction is mined
+on Anvil, and denies another; raises the agent's cap with the passkey on the agents page and adds
+an audit webhook; a proposal that swaps the admin's key is shown flagged; a third admin comes in
+and every threshold is two: a policy whose token symbol holds U+202E and U+200B is shown with
+those characters marked and cosigned; approvals under quorums of two and three are signed by the
+passkey and Ed25519 admins (the CLI) together and mined; the agent's policy versions are
+compared, and every page fits a window 1280 pixels wide.
 Screenshots go to .warden/screenshots/console-<time> in the checkout (the path is printed)."""
 
 from __future__ import annotations

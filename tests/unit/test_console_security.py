@@ -167,14 +167,15 @@ def test_a_change_without_the_token_or_from_another_origin_is_refused_and_with_b
     assert AuditAction.CONSOLE_LOGGED_OUT.value.encode() in event.value and b"service:console" in event.value
 
 
-def test_every_value_a_page_shows_is_escaped() -> None:
-    hostile = '<script>alert("x")</script>'
+def _decisions_with(hostile: str, intent_id: str, to: str) -> str:
+    """The decisions page with one parked intent whose ids, recipient and reason someone chose
+    (built past validation, as a forged record would be)."""
     intent = TransactionIntent.model_construct(  # type: ignore[call-arg]  # partial on purpose; pydantic's plugin types it as __init__
-        intent_id=hostile, intent_type="transaction", chain="anvil", to=hostile, value="1"
+        intent_id=intent_id, intent_type="transaction", chain="anvil", to=to, value="1"
     )
     parked = IntentParked.model_construct(
-        intent_id=hostile,
-        agent_id=hostile,
+        intent_id=intent_id,
+        agent_id=intent_id,
         intent_digest="0" * 64,
         reason=hostile,
         intent=intent,
@@ -182,7 +183,12 @@ def test_every_value_a_page_shows_is_escaped() -> None:
         parked_at=T0,
         expires_at=T0 + timedelta(hours=1),
     )
-    html = decisions_body([parked], [], InForce(Admins({}, {})), "alice", T0)
+    return decisions_body([parked], [], InForce(Admins({}, {})), "alice", T0)
+
+
+def test_every_value_a_page_shows_is_escaped() -> None:
+    hostile = '<script>alert("x")</script>'
+    html = _decisions_with(hostile, hostile, hostile)
     assert "<script" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
 
 
@@ -197,20 +203,7 @@ def test_characters_that_draw_nothing_are_shown_as_what_they_are() -> None:
     assert plain(hostile) == "pay[U+202E]gnp.exe[U+200B][U+0000][U+00A0]&lt;b&gt;"
     assert attr(hostile) == "pay\u202egnp.exe\u200b\x00\u00a0&lt;b&gt;"
     assert esc("a b\nc\td") == "a b\nc\td"  # the space, a line break and a tab are drawn
-    intent = TransactionIntent.model_construct(  # type: ignore[call-arg]  # partial on purpose
-        intent_id="i-1", intent_type="transaction", chain="anvil", to="0x" + "11" * 20, value="1"
-    )
-    parked = IntentParked.model_construct(
-        intent_id="i-1",
-        agent_id="a",
-        intent_digest="0" * 64,
-        reason=hostile,
-        intent=intent,
-        verdicts=(),
-        parked_at=T0,
-        expires_at=T0 + timedelta(hours=1),
-    )
-    html = decisions_body([parked], [], InForce(Admins({}, {})), "alice", T0)
+    html = _decisions_with(hostile, "i-1", "0x" + "11" * 20)
     assert 'data-cp="202E"' in html and "\u202e" not in html
 
 
