@@ -755,12 +755,69 @@ def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_
     assert again.returncode == 0 and "key change proposed" in again.stderr, again.stderr
 
 
+def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
+    """The policy in force is the one the worker holds: policy v2 is signed by a and c; then the
+    quorum removes c. The worker holds v2 (it took it under the set in force then); a client that
+    judged every policy under today's set would show v1, and `agents update` build a "v2" the
+    worker refuses as not newer. Clients read the policy the worker holds, and update builds v3. A policy c signs after its
+    removal (with a) is one the worker refuses: clients do not take it for the one in force.
+
+    On the module's stack, after every test that needs a, b and c in force."""
+    from schemas.policy import AgentPolicy
+
+    settings, keys = quorum.settings, quorum.keys
+    agent = "treasury-admins-changed"
+    fields = dict(
+        agent_id=agent,
+        agent_public_key=public_key_hex(Ed25519PrivateKey.generate()),
+        tx_allowed_chains=("anvil",),
+        tx_to_allowlist=(DEST,),
+    )
+
+    def published(version: int, *signers: str, **more: Any) -> str | None:
+        first, *others = signers
+        policy = sign_policy(AgentPolicy(version=version, issued_at=utcnow(), **fields, **more), keys[first], first)
+        for name in others:
+            policy = cosign(policy, keys[name], name)
+
+        async def publish() -> str | None:
+            async with Client(settings) as client:
+                return await client.publish_policy(policy)
+
+        verdict: str | None = run(publish())
+        return verdict
+
+    assert published(1, "a", "b", tx_max_value_eth="1") == AuditAction.POLICY_UPDATED
+    assert published(2, "a", "c", tx_max_value_eth="2") == AuditAction.POLICY_UPDATED
+    # The quorum removes c: a proposes, b signs.
+    ab = f"a={public_key_hex(keys['a'])},b={public_key_hex(keys['b'])}"
+    proposal = _cli(settings, "a", "admins", "propose", "--admins", ab, "--quorum", "2")
+    removed = _cli(settings, "b", "approvals", "sign", proposal["proposal_id"][:16])
+    assert removed["published"] and removed["outcome"] == AuditAction.ADMINS_CHANGED, removed
+    assert _cli(settings, "a", "admins", "show")["version"] == proposal["version"]
+
+    shown = _cli(settings, "a", "agents", "show", "--agent", agent)
+    assert (shown["version"], shown["tx_max_value_eth"]) == (2, "2"), shown
+    change = _cli(settings, "a", "agents", "update", "--agent", agent, "--daily-limit", "5")
+    done = _cli(settings, "b", "approvals", "sign", change["proposal_id"][:16])
+    assert done["published"] and done["outcome"] == AuditAction.POLICY_UPDATED, done
+    shown = _cli(settings, "b", "agents", "show", "--agent", agent)
+    assert (shown["version"], shown["tx_max_value_eth"], shown["tx_daily_limit_eth"]) == (3, "2", "5"), shown
+
+    # c, removed, signs v4 with a: the worker judges it under the set in force and refuses it.
+    assert published(4, "a", "c", tx_max_value_eth="1000") == AuditAction.POLICY_REFUSED
+    shown = _cli(settings, "b", "agents", "show", "--agent", agent)
+    assert (shown["version"], shown["tx_max_value_eth"]) == (3, "2"), shown
+
+
 def test_an_approval_that_needs_three_admins_a_passkey_among_them(
     quorum: Quorum, run: typing.Callable[..., Any]
 ) -> None:
     """The quorum for approvals raised to three and a passkey admin p added (a software passkey,
-    its assertions made as the console's page makes them; the module's last test but one: the
-    admin set changes). a proposes the approval of a parked
+    its assertions made as the console's page makes them; the module's last test: the admin set
+    changes). a proposes the approval of a parked
     intent with the CLI; b reads it in `warden approvals list` and `show`; p cosigns it through the
     console's relay; two of three publish nothing; b's signature completes it, and the worker and
     the signer, each checking the three signatures, have it mined."""
@@ -813,60 +870,3 @@ def test_an_approval_that_needs_three_admins_a_passkey_among_them(
 async def _submit(settings: Settings, intent: TransactionIntent) -> None:
     async with Client(settings) as client:
         await (await client.submit(intent))
-
-
-def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(
-    quorum: Quorum, run: typing.Callable[..., Any]
-) -> None:
-    """The policy in force is the one the worker holds: policy v2 is signed by a and c; then the
-    quorum removes c. The worker holds v2 (it took it under the set in force then); a client that
-    judged every policy under today's set would show v1, and `agents update` build a "v2" the
-    worker refuses as not newer. Clients read the policy the worker holds, and update builds v3. A policy c signs after its
-    removal (with a) is one the worker refuses: clients do not take it for the one in force.
-
-    On the module's stack, and its last test there: the tests before it need a, b and c in force."""
-    from schemas.policy import AgentPolicy
-
-    settings, keys = quorum.settings, quorum.keys
-    agent = "treasury-admins-changed"
-    fields = dict(
-        agent_id=agent,
-        agent_public_key=public_key_hex(Ed25519PrivateKey.generate()),
-        tx_allowed_chains=("anvil",),
-        tx_to_allowlist=(DEST,),
-    )
-
-    def published(version: int, *signers: str, **more: Any) -> str | None:
-        first, *others = signers
-        policy = sign_policy(AgentPolicy(version=version, issued_at=utcnow(), **fields, **more), keys[first], first)
-        for name in others:
-            policy = cosign(policy, keys[name], name)
-
-        async def publish() -> str | None:
-            async with Client(settings) as client:
-                return await client.publish_policy(policy)
-
-        verdict: str | None = run(publish())
-        return verdict
-
-    assert published(1, "a", "b", tx_max_value_eth="1") == AuditAction.POLICY_UPDATED
-    assert published(2, "a", "c", tx_max_value_eth="2") == AuditAction.POLICY_UPDATED
-    # The quorum removes c: a proposes, b signs.
-    ab = f"a={public_key_hex(keys['a'])},b={public_key_hex(keys['b'])}"
-    proposal = _cli(settings, "a", "admins", "propose", "--admins", ab, "--quorum", "2")
-    removed = _cli(settings, "b", "approvals", "sign", proposal["proposal_id"][:16])
-    assert removed["published"] and removed["outcome"] == AuditAction.ADMINS_CHANGED, removed
-    assert _cli(settings, "a", "admins", "show")["version"] == proposal["version"]
-
-    shown = _cli(settings, "a", "agents", "show", "--agent", agent)
-    assert (shown["version"], shown["tx_max_value_eth"]) == (2, "2"), shown
-    change = _cli(settings, "a", "agents", "update", "--agent", agent, "--daily-limit", "5")
-    done = _cli(settings, "b", "approvals", "sign", change["proposal_id"][:16])
-    assert done["published"] and done["outcome"] == AuditAction.POLICY_UPDATED, done
-    shown = _cli(settings, "b", "agents", "show", "--agent", agent)
-    assert (shown["version"], shown["tx_max_value_eth"], shown["tx_daily_limit_eth"]) == (3, "2", "5"), shown
-
-    # c, removed, signs v4 with a: the worker judges it under the set in force and refuses it.
-    assert published(4, "a", "c", tx_max_value_eth="1000") == AuditAction.POLICY_REFUSED
-    shown = _cli(settings, "b", "agents", "show", "--agent", agent)
-    assert (shown["version"], shown["tx_max_value_eth"]) == (3, "2"), shown
