@@ -54,7 +54,7 @@ class Move:
     """One thing a parked intent does with value. ``amount``: in the asset's symbol and decimals
     ("2.5 ETH"), ``units`` exactly in its base units; ``to`` whom (a recipient, a spender, a
     delegate; None for a fee or a burn); ``kind`` what it is (transfer, approval, operator,
-    delegation, fee, burn, call, message); ``dollars`` its value in US dollars ("$5000") and
+    delegation, fee, max_fee (an EVM transaction's worst case), burn, call, message); ``dollars`` its value in US dollars ("$5000") and
     ``usd`` how it was priced, or why it has no price (None: not asked). ``asset``,
     ``base_units`` and ``decimals`` are what it is priced by (an asset key of the policy's price
     feeds: ``native`` or chain:contract)."""
@@ -77,7 +77,8 @@ class Move:
             "approval": f"approval of {amount} to spender {self.to}",
             "operator": f"{amount}, operator {self.to}",
             "delegation": f"the agent's account delegated to {self.to} (EIP-7702)",
-            "fee": f"fee up to {amount}",
+            "fee": f"fee {amount}",
+            "max_fee": f"fee up to {amount}",
             "burn": f"{amount} burned",
         }.get(self.kind, amount)
 
@@ -100,7 +101,7 @@ class Move:
 def headline(moves: Sequence[Move]) -> str:
     """What a person reads first: the first thing the intent moves that is not its fee (the fee
     when that is all), and how many such things more (the fee is listed below them)."""
-    main = [m for m in moves if m.kind != "fee"] or list(moves)
+    main = [m for m in moves if m.kind not in ("fee", "max_fee")] or list(moves)
     if not main:
         return "nothing Warden reads as moving value"
     more = len(main) - 1
@@ -195,7 +196,7 @@ def _evm_moves(parked: IntentParked, policy: AgentPolicy | None) -> list[Move]:
         moves.append(Move("message", f"an EIP-712 {intent.typed_data.primaryType} to sign, read as moving nothing"))
     fee = _fee_wei(parked)
     if fee:
-        moves.append(_native(intent.chain, Family.EVM, fee, kind="fee"))
+        moves.append(_native(intent.chain, Family.EVM, fee, kind="max_fee"))
     return moves
 
 

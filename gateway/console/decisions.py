@@ -109,7 +109,7 @@ def _moves_rows(moves: Sequence[Move]) -> str:
     """What the intent moves, a row each: the amount in the asset's symbol and decimals, to whom,
     exactly in base units, and in US dollars where a feed prices it (or why not)."""
     return "".join(
-        f'<tr class="move {attr(m.kind)}"><th>{esc(m.kind)}</th><td>'
+        f'<tr class="move {attr(m.kind)}"><th>{esc(m.kind.replace("_", " "))}</th><td>'
         + (f'<strong class="amount">{esc(m.amount)}</strong>' if m.amount else "")
         + ("" if m.to is None else f' to <code class="to">{esc(m.to)}</code>')
         + ("" if not m.units else f"<br><small>exactly {esc(m.units)}</small>")
