@@ -2,14 +2,14 @@
 unspent outputs, its change back to its own P2WPKH script, the fee at a rate per virtual byte.
 
 Coins are taken largest first until they cover the payment and the fee the transaction then
-needs; change below the dust limit is left to the fee rather than made into an output nobody
+needs (a payment's cancellation, `cancellation`, the same way from the outputs it spends); change below the dust limit is left to the fee rather than made into an output nobody
 can spend at a profit. Every input says the output it spends (witness_utxo) and signals BIP-125
 replacement, so a payment that waits can be bumped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from embit.psbt import PSBT
@@ -54,6 +54,23 @@ def payment(coins: Sequence[Coin], to: bytes, amount: int, own: OwnScripts, fee_
     raise PaymentImpossible(
         f"the wallet holds {held} satoshis in {len(coins)} unspent outputs, and paying {amount} with its fee "
         f"at {fee_rate} sat/vB needs more: fund it first"
+    )
+
+
+def cancellation(coins: Sequence[Coin], own: OwnScripts, fee_of: Callable[[int], int]) -> bytes:
+    """The PSBT (serialized) spending ``coins`` (outputs a payment spends: the largest first, as
+    few as pay the fee) back to the agent's own P2WPKH script, paying ``fee_of(its vsize)``: once
+    it is in a block, the payment can never be."""
+    chosen: list[Coin] = []
+    for coin in sorted(coins, key=lambda c: (-c.amount, c.txid, c.vout)):
+        chosen.append(coin)
+        fee = fee_of(psbts.vsize(psbts.read(_psbt(chosen, [(own.p2wpkh, 0)])), own))
+        back = sum(c.amount for c in chosen) - fee
+        if back >= DUST_SATS:
+            return _psbt(chosen, [(own.p2wpkh, back)])
+    raise PaymentImpossible(
+        f"the {len(coins)} outputs the payment spends hold {sum(c.amount for c in coins)} satoshis, too little to "
+        "pay a cancellation's fee and keep an output above the dust limit"
     )
 
 

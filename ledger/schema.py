@@ -165,6 +165,12 @@ _LANDED = (
     "AND JSONExtractBool(details, 'final') AND JSONExtractString(details, 'status') IN ('mined', 'failed', "
     "'cancelled', 'dropped'))"
 )
+# A Bitcoin payment's fate at a final block: its held reservation becomes what the chain took from
+# then (``mined``: its spend; ``cancelled``: the cancellation's fee), or nothing (``conflicted``).
+_SETTLED = (
+    "(startsWith(action, 'bitcoin.') AND JSONExtractBool(details, 'final') "
+    "AND JSONExtractString(details, 'status') IN ('mined', 'cancelled', 'conflicted'))"
+)
 
 VIEWS = (
     # One row per intent record, named by its agent, id and digest (the SHA-256 its outcomes are
@@ -223,14 +229,16 @@ SELECT
         asset = 'native', 'wei', asset = 'usd', 'micro_usd', endsWith(asset, ':SOL'), 'lamports',
         endsWith(asset, ':BTC'), 'satoshis', 'base_units'
     ) AS unit,
+    endsWith(asset, ':BTC') AS bitcoin,
     multiIf(
+        bitcoin, if(NOT settled, pair.2, if(settled_status = 'conflicted', toUInt256(0), settled_sats)),
         NOT landed, pair.2,
         asset = 'native', fee_wei + if(executed, value_wei, toUInt256(0)),
         executed, pair.2,
         toUInt256(0)
     ) AS units,
-    if(landed, landed_at, reserved_at) AS counted_from,
-    sign_only AND NOT landed AS held
+    multiIf(bitcoin AND settled, settled_at, landed, landed_at, reserved_at) AS counted_from,
+    if(bitcoin, NOT settled, sign_only AND NOT landed) AS held
 FROM (
     SELECT
         agent_id,
@@ -244,16 +252,22 @@ FROM (
             OR (countIf(action = 'intent.rejected' AND actor = 'service:signer') > 0
                 AND countIf(action IN ('intent.approved', 'intent.human_approved')) > 0) AS released,
         countIf(action = 'tx.signed' AND JSONExtractString(details, 'status') = 'sign_only') > 0 AS sign_only,
-        countIf({_LANDED}) > 0 AS landed,
+        -- Only a held (sign-only) transaction's reservation moves when it lands; a broadcast one
+        -- stays counted from its approval, as the worker keeps it, whatever the chain did.
+        sign_only AND countIf({_LANDED}) > 0 AS landed,
         minIf(ts, {_LANDED}) AS landed_at,
         argMinIf(JSONExtractString(details, 'status'), seq, {_LANDED}) AS landed_status,
         landed_status = 'mined' AS executed,
         toUInt256OrZero(argMinIf(JSONExtractString(details, 'fee_wei'), seq, {_LANDED})) AS fee_wei,
-        toUInt256OrZero(argMinIf(JSONExtractString(details, 'value_wei'), seq, action = 'tx.signed')) AS value_wei
+        toUInt256OrZero(argMinIf(JSONExtractString(details, 'value_wei'), seq, action = 'tx.signed')) AS value_wei,
+        countIf({_SETTLED}) > 0 AS settled,
+        minIf(ts, {_SETTLED}) AS settled_at,
+        argMinIf(JSONExtractString(details, 'status'), seq, {_SETTLED}) AS settled_status,
+        toUInt256OrZero(argMinIf(JSONExtractString(details, 'spend', 'BTC'), seq, {_SETTLED})) AS settled_sats
     FROM {AUDIT_LOG}
     WHERE intent_id != ''
     GROUP BY agent_id, intent_id, intent_digest
-    HAVING countIf({_RESERVES}) > 0 AND NOT released AND landed_status != 'dropped'
+    HAVING countIf({_RESERVES}) > 0 AND NOT released AND NOT (landed AND landed_status = 'dropped')
 )
 ARRAY JOIN arrayConcat(
     [('native', toUInt256OrZero(JSONExtractString(reserved, 'spend_wei')))],

@@ -20,7 +20,12 @@ spent in the last 24 h. Deny by default:
 - the fee (inputs less outputs) is bounded absolutely and per virtual byte of the signed
   transaction (`btc.psbt.vsize` counts the size `btc.signing` signs, and the signer checks the
   rate again on what it signed: `fee_rate_refused`), and counted as spend;
-- spend (outputs to others plus the fee) is capped per transaction and per rolling 24 h.
+- spend (outputs to others plus the fee) is capped per transaction and per rolling 24 h, and a
+  sign-only payment's, with what the agent's payments not yet final can spend, by
+  ``max_sign_only_outstanding_sats`` (`rules.sign_only`);
+- last, no input spends an output another open intent of the agent spends (approved or parked,
+  and its payment not yet mined, conflicted or cancelled at a final block), so no two intents ever
+  claim one transaction; the caller says which intent holds an output (``claimed``).
 
 An input spent by a transaction still in the mempool is read as unspent (the node's view without
 its mempool), so a replacement (BIP-125, a fee bump) is judged in full like any other intent; once
@@ -36,6 +41,7 @@ from typing import Any
 
 from btc import addresses, dust, wallet
 from btc import psbt as psbts
+from rules import sign_only
 from runtime import bitcoin as bitcoin_rpc
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.amounts import SATOSHIS, first_out_of_range
@@ -298,13 +304,55 @@ async def held_by(node: Node, psbt: psbts.Psbt) -> dict[tuple[str, int], psbts.O
     }
 
 
+def inputs_of(intent: TransactionIntent) -> tuple[str, ...]:
+    """The outputs a bitcoin_psbt intent's PSBT spends, ``txid:vout`` (none for another kind, or a
+    PSBT that does not read: it is refused before it holds anything)."""
+    if intent.intent_type != "bitcoin_psbt":
+        return ()
+    try:
+        return tuple(f"{i.txid}:{i.vout}" for i in psbts.read(intent.bitcoin_psbt_bytes).inputs)
+    except psbts.PsbtInvalid:
+        return ()
+
+
+# Which open intent of the agent, other than the one judged, spends an output (``txid:vout``), if one does.
+Claimed = Callable[[str], str | None]
+
+
+def claims_refused(intent: TransactionIntent, claimed: Claimed | None) -> StageVerdict | None:
+    """The refusal of a PSBT that spends an output another open intent of the agent spends
+    (``claimed``), naming each such output and that intent; None when none does (or the caller
+    holds no claims: a replay of the ledger)."""
+    if claimed is None:
+        return None
+    held = {outpoint: other for outpoint in inputs_of(intent) if (other := claimed(outpoint)) is not None}
+    if not held:
+        return None
+    named = "; ".join(f"{outpoint} by intent {other}" for outpoint, other in held.items())
+    return StageVerdict.refusing(
+        intent_id=intent.intent_id,
+        stage=Stage.BITCOIN,
+        code=Code.BITCOIN_INPUT_CLAIMED,
+        reason=f"it spends outputs another intent of the agent spends and whose payment is not final: {named}. "
+        "One payment, one transaction: spend other outputs, or wait until that payment is mined, conflicted or "
+        "cancelled (`warden txs cancel`)",
+        facts={"claimed": held},
+    )
+
+
 async def check(
-    intent: TransactionIntent, policy: AgentPolicy, node: Node, spent: Callable[[str], int], agent: str | None = None
+    intent: TransactionIntent,
+    policy: AgentPolicy,
+    node: Node,
+    spent: Callable[[str], int],
+    agent: str | None = None,
+    claimed: Claimed | None = None,
 ) -> tuple[StageVerdict, dict[str, int]]:
     """The ``bitcoin`` stage of a bitcoin_psbt intent (`judge`), with its inputs read from ``node``
-    (the worker's node and the signer's own alike). ``agent``: the agent's public key, hex (the
-    signer's from the key itself; the worker's the policy's ``bitcoin.public_key``). Returns the
-    verdict and what it spends per asset key (`asset_key`), which the caller reserves."""
+    (the worker's node and the signer's own alike), then `claims_refused`. ``agent``: the agent's
+    public key, hex (the signer's from the key itself; the worker's the policy's
+    ``bitcoin.public_key``). Returns the verdict and what it spends per asset key (`asset_key`),
+    which the caller reserves."""
     if agent is None:
         agent = policy.bitcoin.public_key if policy.bitcoin is not None else ""
     try:
@@ -326,6 +374,8 @@ async def check(
             Code.CHAIN_RPC_FAILED,
             f"the {intent.chain} node could not be asked ({exc}); nothing is signed on a guess: submit it again",
         )
+    if judged.passed:
+        judged = outstanding_refused(intent, policy, judged.spend, spent) or judged
     if judged.passed and policy.usd_limited:
         # No price source is read for bitcoin: its USD value is unknown, so a USD limit cannot be kept.
         judged = _refuse(
@@ -333,6 +383,9 @@ async def check(
             "the policy sets USD limits, and Warden reads no price for BTC, so this intent's USD value is unknown; "
             "an admin removes usd_max_per_tx and usd_daily_limit to sign on Bitcoin",
         )
+    claimed_refusal = claims_refused(intent, claimed) if judged.passed else None
+    if claimed_refusal is not None:  # last: what else the policy refuses it for is said first
+        return claimed_refusal, {}
     verdict = StageVerdict.judged(
         intent_id=intent.intent_id,
         stage=Stage.BITCOIN,
@@ -344,14 +397,39 @@ async def check(
     return verdict, ({asset_key(intent.chain): judged.spend} if judged.passed else {})
 
 
+def outstanding_refused(
+    intent: TransactionIntent, policy: AgentPolicy, spend: int, spent: Callable[[str], int]
+) -> BitcoinVerdict | None:
+    """The refusal of a sign-only payment spending ``spend`` whose spend, with what the agent's
+    payments not yet final can spend, passes ``bitcoin.max_sign_only_outstanding_sats``; None
+    when it fits, no bound applies or the payment is sent (the signer follows it to final)."""
+    bound = None if policy.bitcoin is None else policy.bitcoin.max_sign_only_outstanding_sats
+    if bound is None or intent.broadcast:
+        return None
+    outstanding = spent(sign_only.outstanding_key(asset_key(intent.chain)))
+    if outstanding + spend <= bound:
+        return None
+    return _refuse(
+        Code.SIGN_ONLY_OUTSTANDING_EXCEEDED,
+        f"{outstanding} satoshis are held by payments of the agent not yet final; {spend} more would pass "
+        f"bitcoin.max_sign_only_outstanding_sats ({bound}). Broadcast them, or have an admin cancel one "
+        "(`warden txs cancel`)",
+        outstanding_sats=outstanding,
+        bound_sats=bound,
+        spend_sats=spend,
+    )
+
+
 def recheck_windows(
     intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int], spent: Callable[[str], int]
 ) -> StageVerdict | None:
-    """The rolling limit of what the ``bitcoin`` stage counted, against ``spent`` as it is now."""
+    """The rolling limit of what the ``bitcoin`` stage counted, and the bound on what sign-only
+    payments hold, against ``spent`` as it is now."""
     key = asset_key(intent.chain)
     if policy.bitcoin is None or key not in asset_spend:
         return None
     refused = check_limits(policy.bitcoin, asset_spend[key], spent(key))
+    refused = refused or outstanding_refused(intent, policy, asset_spend[key], spent)
     if refused is None:
         return None
     return StageVerdict.refusing(

@@ -80,7 +80,9 @@ class Context:
     (`sdk.what_if`); given, the fee and USD stages use them instead of ``node``. ``chains``: the
     networks the caller holds in force (its `runtime.registry.ChainRegistry`), where the stages
     that compare a chain id with the intent's chain (typed data, delegation) look that chain up;
-    the rules reach for no process-wide registry."""
+    the rules reach for no process-wide registry. ``claimed``: which open intent of the agent,
+    other than this one, spends a Bitcoin output (``txid:vout``), from the caller's own record of
+    them (`rules.bitcoin.claims_refused`); None: no claims are known (a replay)."""
 
     spent: Callable[[str], int] | None = None
     node: Node | None = None
@@ -90,6 +92,7 @@ class Context:
     quote: FeeQuote | None = None
     prices: Mapping[str, prices.Price] | None = None
     chains: ChainLookup | None = None
+    claimed: bitcoin.Claimed | None = None
 
 
 @dataclass(frozen=True)
@@ -283,7 +286,9 @@ async def _solana_message(step: Step) -> Judged:
 
 async def _bitcoin(step: Step) -> Judged:
     spent = step.given(step.ctx.spent, "spent")
-    verdict, counted = await bitcoin.check(step.intent, step.policy, step.node, spent, step.ctx.sender)
+    verdict, counted = await bitcoin.check(
+        step.intent, step.policy, step.node, spent, step.ctx.sender, step.ctx.claimed
+    )
     return Judged(verdict, asset_spend=MappingProxyType(counted))
 
 

@@ -168,9 +168,23 @@ async def transaction(node: Node, txid: str) -> TxStatus | None:
     return TxStatus(confirmations, block_hash)
 
 
+# btcd mines one `generate` at a time and refuses another meanwhile ("already CPU mining"): the
+# stack's miner and `warden fund` both ask, so a refused one is asked again, this many times.
+GENERATE_TRIES = 50
+
+
 async def mine(node: Node, blocks: int) -> list[str]:
     """Mine ``blocks`` blocks at once (regtest; to the node's mining address): their hashes."""
-    answer = await node.call("generate", blocks)
+    for _ in range(GENERATE_TRIES - 1):
+        try:
+            answer = await node.call("generate", blocks)
+            break
+        except RpcError as exc:
+            if "already CPU mining" not in exc.message:
+                raise
+            await asyncio.sleep(0.1)
+    else:
+        answer = await node.call("generate", blocks)
     if not isinstance(answer, list) or not all(isinstance(h, str) for h in answer):
         raise _unexpected("generate", answer, "block hashes")
     return answer
@@ -199,6 +213,39 @@ async def unspent(node: Node, address: str, enough: int | None = None) -> list[U
         skip += len(page)
 
 
+@dataclass(frozen=True)
+class Spender:
+    """A transaction that spends an output: its txid, and its confirmations (0: in the mempool)."""
+
+    txid: str
+    confirmations: int
+
+
+# The newest transactions of an address read when looking for what spent one of its outputs.
+SPENDER_PAGES = 4
+
+
+async def spenders(node: Node, address: str, outpoints: Iterable[str], but: str) -> dict[str, Spender]:
+    """The transactions other than ``but`` that spend any of ``outpoints`` (``txid:vout``, outputs
+    paying ``address``), as the node's address index shows them: its mempool first, then its blocks,
+    newest first, at most `SPENDER_PAGES` pages. Outpoint → its spender; an outpoint no transaction
+    seen spends is left out (a node that knows nothing of the address answers nothing)."""
+    wanted = set(outpoints)
+    found: dict[str, Spender] = {}
+    for page_number in range(SPENDER_PAGES):
+        page = await _history(node, address, page_number * HISTORY_PAGE, reverse=True)
+        for tx in page:
+            if tx.get("txid") == but:
+                continue
+            for spent in tx.get("vin", ()):
+                outpoint = f"{spent.get('txid')}:{spent.get('vout')}"
+                if outpoint in wanted and outpoint not in found:
+                    found[outpoint] = Spender(str(tx["txid"]), int(tx.get("confirmations") or 0))
+        if len(page) < HISTORY_PAGE or wanted <= found.keys():
+            break
+    return found
+
+
 class NotAnAddress(WardenError, ValueError):
     """`unspent` was given something that is not a Bitcoin address."""
 
@@ -213,11 +260,13 @@ def _script_of(address: str) -> bytes:
         raise NotAnAddress(f"{address!r} is not a Bitcoin address") from None
 
 
-async def _history(node: Node, address: str, skip: int) -> list[dict[str, Any]]:
-    """One page of the transactions naming ``address``, oldest first; [] past the end (btcd answers
-    an address with no history, and a page past its end, with "No information available")."""
+async def _history(node: Node, address: str, skip: int, reverse: bool = False) -> list[dict[str, Any]]:
+    """One page of the transactions naming ``address``, oldest first (``reverse``: its mempool's,
+    then the newest first); [] past the end (btcd answers an address with no history, and a page
+    past its end, with "No information available")."""
     try:
-        answer = await node.call("searchrawtransactions", address, 1, skip, HISTORY_PAGE)
+        newest_first = (0, True) if reverse else ()  # vinextra 0, reverse
+        answer = await node.call("searchrawtransactions", address, 1, skip, HISTORY_PAGE, *newest_first)
     except RpcError as exc:
         if exc.code == NO_INFORMATION:
             return []

@@ -72,6 +72,8 @@ class AuditAction(StrEnum):
     BITCOIN_MINED = "bitcoin.mined"
     BITCOIN_FINAL = "bitcoin.final"
     BITCOIN_CONFLICTED = "bitcoin.conflicted"
+    BITCOIN_UNKNOWN = "bitcoin.unknown"
+    BITCOIN_CANCELLED = "bitcoin.cancelled"
     # Custody: vaults, secrets, grants, keys released to a signer.
     VAULT_CREATED = "vault.created"
     VAULT_MODE_SET = "vault.mode_set"

@@ -330,9 +330,13 @@ class SignedSolanaTransaction(Outcome):
 
 
 # A Bitcoin transaction's life: signed only, or signed then broadcast (in the node's mempool), mined
-# (in a block; final once the chain's confirmations are built on it), or conflicted: one of its
-# inputs was spent by another transaction, so it can never be mined.
-BitcoinStatus = Literal["sign_only", "signed", "broadcast", "mined", "conflicted"]
+# (in a block; final once the chain's confirmations are built on it), or conflicted: another
+# transaction the node shows spends one of its inputs, so it can never be mined; unknown: the node
+# holds neither it nor the transactions whose outputs it spends (its chain is not the one it was
+# signed on: a new chain, or a node still syncing), so nothing is decided and its spend stays counted;
+# cancelled: a sign-only one whose cancellation (spending one of its inputs back to the agent) the
+# signer signed and sent, then, once that is final, the cancellation's record.
+BitcoinStatus = Literal["sign_only", "signed", "broadcast", "mined", "conflicted", "cancelled", "unknown"]
 
 
 class SignedBitcoinTransaction(Outcome):

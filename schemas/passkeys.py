@@ -11,13 +11,15 @@ and anything in between choose none of the bytes it approves.
 
 The check (`assertion_problem`) is py_webauthn's (`webauthn.verify_authentication_response`): the
 signature over the authenticator data and the client data's hash, the relying party's id hash, the
-origin, the type ``webauthn.get``, the challenge, and the user-present and user-verified flags.
-Pure: a function of what it is handed, no I/O and no clock."""
+origin, the type ``webauthn.get``, the challenge, and the user-present and user-verified flags;
+then that it was made on the console's page itself, not in a frame of another site's
+(`framed_problem`). Pure: a function of what it is handed, no I/O and no clock."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 
@@ -155,4 +157,24 @@ def assertion_problem(key: str, signature: str, message: bytes, party: RelyingPa
         )
     except (WebAuthnException, ValueError, KeyError, TypeError) as exc:  # malformed inside: no traceback
         return Problem(f"the passkey's assertion does not verify: {str(exc)[:200]}")
+    return framed_problem(assertion.client_data_json)
+
+
+def framed_problem(client_data_json: bytes) -> Problem | None:
+    """Why an assertion made inside a frame on another site's page is no admin's signature: its
+    client data says ``crossOrigin: true`` (or names a ``topOrigin``). The console's pages cannot be
+    framed (``frame-ancestors 'none'``), so such an assertion was asked for by a page the admin
+    did not open as the console; py_webauthn does not check this."""
+    try:
+        client = json.loads(client_data_json)
+    except ValueError:
+        return Problem("the passkey's client data is not JSON")
+    if not isinstance(client, dict):
+        return Problem("the passkey's client data is not a JSON object")
+    if client.get("crossOrigin", False) is not False or "topOrigin" in client:
+        top = str(client.get("topOrigin", "another site"))[:100]
+        return Problem(
+            f"the passkey's assertion was made in a frame on a page of {top} (crossOrigin: true), not on the "
+            "console's own page: an admin signs on the console's pages only"
+        )
     return None

@@ -349,10 +349,12 @@ class SolanaPolicy(Record):
         return next((p for p in self.programs if p.program == program), None)
 
 
-class BitcoinPolicy(Record):
+class BitcoinPolicy(Evolving):
     """What the agent may do on Bitcoin networks (those of ``tx_allowed_chains`` whose key chain is
     ``bitcoin``), in satoshis. The agent's wallet is its key's two scripts, P2WPKH and P2TR key
     path (`btc.wallet`): an output to either is change; every other output, and the fee, is spent."""
+
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"max_sign_only_outstanding_sats": None}
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
@@ -374,6 +376,12 @@ class BitcoinPolicy(Record):
     max_fee_sats: Satoshis = Field(default=100_000, description="the most fee one transaction pays, satoshis")
     max_fee_rate_sat_vb: int = Field(
         default=100, ge=1, le=1_000_000, description="the most fee per virtual byte one transaction pays"
+    )
+    max_sign_only_outstanding_sats: BaseUnits | None = Field(
+        default=None,
+        description="the most the agent's Bitcoin payments not yet final (sign-only, or sent and not yet mined, "
+        "conflicted or cancelled) may spend together, fees included, satoshis; none: no bound beyond the rolling "
+        "limit, which counts them until they are final",
     )
 
 
@@ -424,8 +432,9 @@ class AgentPolicy(Evolving):
         default=None,
         ge=60,
         le=365 * 86_400,
-        description="an EVM sign-only transaction not landed this many seconds after signing is cancelled by the "
-        "signer (a 0-value transfer to itself at its nonce); none: only an admin cancels one",
+        description="a sign-only transaction not landed this many seconds after signing is cancelled by the signer "
+        "(EVM: a 0-value transfer to itself at its nonce; Bitcoin: one of its inputs spent back to the agent); none: "
+        "only an admin cancels one",
     )
     require_simulation: bool = False
     sender_address: Address | None = Field(

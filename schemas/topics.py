@@ -27,7 +27,9 @@ SOLANA_SIGNED = "warden.solana.signed"
 # Solana off-chain messages the signer signed (SignedSolanaMessage): a topic of their own, as EVM
 # messages have, so no reader of Solana transactions ever takes one for a transaction.
 SOLANA_MESSAGES_SIGNED = "warden.solana.messages.signed"
-# Bitcoin transactions the signer signed (SignedBitcoinTransaction), and their status on the chain.
+# Bitcoin transactions the signer signed (SignedBitcoinTransaction), and their status on the chain;
+# the streams worker reads their final statuses (what its windows hold for each payment, and the
+# coins it counts as taken, follow them).
 BITCOIN_SIGNED = "warden.bitcoin.signed"
 # Simulation requests (SimulationRequest, signed by the agent) and the worker's answers
 # (SimulationResult): topics of their own, so no reader of intents or approvals, and no signer,
@@ -104,6 +106,7 @@ CONSUMER_GROUPS = {
             POLICIES,
             INTENTS_REJECTED,
             TXS_SIGNED,
+            BITCOIN_SIGNED,
             INTENTS_ABANDONED,
             APPROVALS,
             APPROVAL_DEADLINES,

@@ -27,6 +27,8 @@ from schemas.auth import AdminSigned
 from schemas.chain_set import ChainSet
 from schemas.outcomes import HumanApproval, IntentParked
 from schemas.policy import AgentPolicy
+from schemas.record import Record
+from sdk.moves import moves_of
 
 # Who signed is not what changes: the signatures, and the proposer (shown as ``proposed_by``).
 _NOT_CHANGES = frozenset({"signature", "cosignatures", "admin_key_id", "schema_version"})
@@ -59,7 +61,7 @@ def change_of(record: AdminSigned, in_force: InForce, signed_by: Collection[str]
     if isinstance(record, VaultChange):
         return vault_change(record)
     if isinstance(record, HumanApproval):
-        return approval_change(record, in_force.parked.get(record.intent_id))
+        return approval_change(record, in_force.parked.get(record.intent_id), in_force.policies.get(record.agent_id))
     raise TypeError(f"no change is known for a {type(record).__name__}")
 
 
@@ -108,9 +110,10 @@ def admin_set_change(in_force: Admins, proposed: AdminSet, signed_by: Collection
     }
 
 
-def _fields(record: AgentPolicy) -> dict[str, Any]:
+def _fields(record: Record) -> dict[str, Any]:
     # Each field as JSON, defaults included: a record leaves out fields at their defaults
-    # (`schemas.record.Evolving`), and a change from a default is still a change.
+    # (`schemas.record.Evolving`), and a change from a default is still a change (and a reader of
+    # an intent's ``intent_type`` finds it whatever it holds).
     return {
         name: to_jsonable_python(getattr(record, name))
         for name in type(record).model_fields
@@ -206,15 +209,20 @@ def vault_change(change: VaultChange) -> dict[str, Any]:
     return {"kind": "keys", "events": events}
 
 
-def approval_change(approval: HumanApproval, parked: IntentParked | None) -> dict[str, Any]:
-    """The decision and the parked intent it is about, whole (but its signature), when it still
-    waits with the digest the decision names; else ``intent`` is null: the decision releases
-    nothing that this client can show."""
+def approval_change(
+    approval: HumanApproval, parked: IntentParked | None, policy: AgentPolicy | None = None
+) -> dict[str, Any]:
+    """The decision and the parked intent it is about, whole (every field, those at their defaults
+    too, but its signature), with what it moves (`sdk.moves`, read by the agent's ``policy`` in
+    force), when it still waits with the digest the decision names; else ``intent`` is null: the
+    decision releases nothing that this client can show."""
     intent: dict[str, Any] | None = None
     parked_because: str | None = None
+    moves: list[dict[str, Any]] = []
     if parked is not None and parked.intent_digest == approval.intent_digest:
-        intent = parked.intent.model_dump(mode="json", exclude={"signature"})
+        intent = _fields(parked.intent)
         parked_because = parked.reason
+        moves = [m.as_dict() | {"line": m.line()} for m in moves_of(parked, policy)]
     return {
         "kind": "approval",
         "decision": approval.decision,
@@ -223,5 +231,6 @@ def approval_change(approval: HumanApproval, parked: IntentParked | None) -> dic
         "intent_digest": approval.intent_digest,
         "reason": approval.reason,
         "parked_because": parked_because,
+        "moves": moves,
         "intent": intent,
     }

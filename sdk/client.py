@@ -302,7 +302,10 @@ def admin_audit_signer(settings: Settings) -> AuditSigner:
 
 
 def human_decision(
-    settings: Settings, parked: IntentParked | SignedTransaction, decision: str, reason: str = ""
+    settings: Settings,
+    parked: IntentParked | SignedTransaction | SignedBitcoinTransaction,
+    decision: str,
+    reason: str = "",
 ) -> HumanApproval:
     """An admin's decision on a parked intent (or, ``deny``, on one signed sign-only: its
     cancellation), signed with the local admin key (the one that signs policies) and bound to the
@@ -442,9 +445,10 @@ class Client:
         await (await self.send(topics.APPROVALS, parked.agent_id, approval.to_bytes()))
         return approval
 
-    async def cancel(self, signed: SignedTransaction, reason: str = "") -> HumanApproval:
+    async def cancel(self, signed: SignedTransaction | SignedBitcoinTransaction, reason: str = "") -> HumanApproval:
         """Publish an admin's signed denial of an intent signed sign-only: the signer cancels its
-        transaction (a 0-value transfer to the sender at its nonce), if its nonce is not taken yet."""
+        transaction (EVM: a 0-value transfer to the sender at its nonce, if its nonce is not taken
+        yet; Bitcoin: a transaction spending one of its inputs back to the agent, if none is spent)."""
         denial = human_decision(self.settings, signed, "deny", reason)
         await (await self.send(topics.APPROVALS, signed.agent_id, denial.to_bytes()))
         return denial

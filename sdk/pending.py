@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +20,9 @@ from schemas.passkeys import is_passkey
 from schemas.policy import AgentPolicy
 from sdk.changes import InForce, change_of
 from sdk.client import pending_approvals, policy_in_force
+from sdk.moves import Move
 from sdk.quorum import open_proposals
-from sdk.records import admins_in_force, chains_in_force
+from sdk.records import admins_in_force, chains_in_force, policies_in_force
 from svm import transactions as solana_transactions
 
 
@@ -33,7 +35,8 @@ def solana_lines(transaction: str) -> list[str]:
         return [f"! its transaction cannot be read ({exc}): do not approve it"]
 
 
-def parked_row(parked: IntentParked) -> dict[str, Any]:
+def parked_row(parked: IntentParked, moves: Sequence[Move] = ()) -> dict[str, Any]:
+    """A parked intent as `warden approvals list --json` prints it, with what it moves (`sdk.moves`)."""
     intent = parked.intent
     # TransactionIntent holds a solana_transaction exactly when its intent_type is solana_transaction.
     transaction = intent.solana_transaction
@@ -44,6 +47,7 @@ def parked_row(parked: IntentParked) -> dict[str, Any]:
         "chain": intent.chain,
         "to": intent.to,
         "value": intent.value,
+        "moves": [m.as_dict() for m in moves],
         "instructions": None if transaction is None else solana_lines(transaction),
         "reason": parked.reason,
         "parked_at": parked.parked_at.isoformat(),
@@ -103,6 +107,10 @@ async def open_decisions(settings: Settings, now: datetime) -> tuple[list[Intent
     waiting = await pending_approvals(settings, now)
     proposals = list((await open_proposals(settings, admins, now)).values())
     in_force = InForce(admins, parked={p.intent_id: p for p in waiting})
+    # Each parked intent is read by its agent's policy in force (`sdk.moves`: a token's symbol and decimals).
+    agents = sorted({p.agent_id for p in waiting})
+    if agents:
+        in_force.policies.update(await policies_in_force(settings, agents))
     chains_read: list[bool] = []  # the chain set in force is read once a proposal needs it
 
     async def still_open(gathered: Gathered) -> bool:
@@ -221,6 +229,7 @@ def change_lines(change: dict[str, Any]) -> list[str]:
     if intent is None:
         return lines + ["    ! no intent with this digest is waiting: this decision releases nothing shown here"]
     lines.append(f"    parked because: {change['parked_because']}")
+    lines += [f"    moves: {move['line']}" for move in change["moves"]]
     lines += [f"    {name}: {_value(intent[name])}" for name in ("intent_type", "chain", "to", "value", "data")]
     if intent.get("intent_type") == "solana_transaction":
         lines += [f"    {line}" for line in solana_lines(intent.get("solana_transaction") or "")]

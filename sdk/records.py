@@ -23,7 +23,7 @@ from aiokafka import TopicPartition
 from runtime.admins import Admins, AdminSetBook
 from runtime.chains import ChainSetBook
 from runtime.config import Settings
-from runtime.kafka import follow_records, read_to_quiet
+from runtime.kafka import follow, follow_records, read_to_quiet
 from runtime.registry import REGISTRY, ChainRegistry
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admins
 from runtime.trust import admins_in_force as admins_in_force  # the SDK's name for it too
@@ -90,10 +90,11 @@ async def agent_transactions(
             continue
         if isinstance(record, SignedSolanaTransaction | SignedBitcoinTransaction):
             # In order per intent (one partition): the newest, but never a redelivered earlier
-            # record over a final one.
+            # record over a final one. A sign-only one is followed on (mined, conflicted or
+            # cancelled): any later record is newer.
             by_intent: dict[str, Any] = solana if isinstance(record, SignedSolanaTransaction) else bitcoin
             held = by_intent.get(record.intent_id)
-            if held is None or not held.final or record.final:
+            if held is None or not held.final or record.final or held.status == "sign_only":
                 by_intent[record.intent_id] = record
             continue
         if isinstance(record, IntentRejected):
@@ -123,6 +124,36 @@ async def agent_transactions(
         forged,
         sorted(solana.values(), key=lambda r: r.signed_at),
         sorted(bitcoin.values(), key=lambda r: r.signed_at),
+    )
+
+
+# A Bitcoin payment whose fate is decided: its outputs are spent, or can no longer be by it.
+_BITCOIN_CLOSED = frozenset({"mined", "conflicted", "cancelled"})
+
+
+async def open_bitcoin_inputs(settings: Settings, agent_id: str, chain: str) -> frozenset[str]:
+    """The outputs (``txid:vout``) the agent's Bitcoin payments on ``chain`` spend while their
+    fate is open (signed only, or sent and not yet mined, conflicted or cancelled at a final
+    block), read from ``warden.bitcoin.signed`` (the agent's partition, to its end; records signed
+    by a pinned signer key): a payment written now spends none of them, as the judge refuses one
+    that does (BITCOIN_INPUT_CLAIMED)."""
+    keys = PinnedServiceKeys(settings)
+    newest: dict[str, SignedBitcoinTransaction] = {}
+    read = asyncio.Event()
+    async for topic, value in follow(settings, (topics.BITCOIN_SIGNED,), caught_up=read, keys=(agent_id,)):
+        record = read_outcome(topic, value) if topic else None
+        if isinstance(record, SignedBitcoinTransaction) and (record.agent_id, record.chain) == (agent_id, chain):
+            known = newest.get(record.intent_id)
+            closed = known is not None and known.final and known.status in _BITCOIN_CLOSED
+            if not closed and outcome_forgery(record, keys) is None:
+                newest[record.intent_id] = record
+        if read.is_set():
+            break
+    return frozenset(
+        outpoint
+        for record in newest.values()
+        if not (record.final and record.status in _BITCOIN_CLOSED)
+        for outpoint in record.inputs
     )
 
 

@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 # The rows of an agent's sign-only transactions whose nonce is not taken yet (its id the parameter):
 # joined to the spend rows of the window, whatever their age.
-_HELD = "JOIN sign_only o ON o.intent_id = s.intent_id WHERE o.agent_id = ? AND o.open = 1"
+_HELD = "JOIN sign_only o ON o.intent_id = s.intent_id WHERE o.agent_id = ? AND o.open > 0"
+# A Bitcoin record whose payment can still spend: not final, or signed only (final for the signer,
+# which never sends it, and open until its fate is).
+_BITCOIN_OPEN = """instr(record, '"final":true') = 0 OR instr(record, '"status":"sign_only"') > 0"""
 
 
 def _own(window: SpendWindow, intent_id: str | None, now_us: int) -> int:
@@ -164,9 +167,22 @@ class AgentState:
         )
         return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
 
+    def bitcoin_claimed_by(self, outpoint: str, excluding: str) -> str | None:
+        """The agent's intent, other than ``excluding``, whose Bitcoin payment spends ``outpoint``
+        (``txid:vout``) and is not final (its record ``sign_only``, or its fate not final: mined,
+        conflicted or cancelled at a final block), if one is. Records are compact JSON, so an
+        input is the quoted string among its ``inputs``."""
+        row = self._one(
+            f"""SELECT intent_id FROM bitcoin WHERE agent_id = ? AND intent_id != ? AND instr(record, ?) > 0
+            AND ({_BITCOIN_OPEN}) LIMIT 1""",
+            (self.agent_id, excluding, f'"{outpoint}"'),
+        )
+        return None if row is None else str(row[0])
+
     def held(self) -> frozenset[str]:
-        """The agent's sign-only transactions whose nonce is not taken yet: their spend is held."""
-        rows = self.file.db.execute("SELECT intent_id FROM sign_only WHERE agent_id = ? AND open = 1", (self.agent_id,))
+        """The agent's transactions whose bytes can still land (sign-only ones, and Bitcoin
+        payments sent and not final): their spend is held."""
+        rows = self.file.db.execute("SELECT intent_id FROM sign_only WHERE agent_id = ? AND open > 0", (self.agent_id,))
         return frozenset(row[0] for row in rows)
 
     def _window(self, asset: str | None, now_us: int) -> SpendWindow:
@@ -198,9 +214,10 @@ class AgentState:
         window = self._window(None, now_us)
         return window.spent(now_us) - _own(window, excluding, now_us)
 
-    def outstanding(self, now_us: int, excluding: str | None = None) -> int:
-        """What the agent's sign-only transactions not landed yet can spend (native, wei)."""
-        window = self._window(None, now_us)
+    def outstanding(self, now_us: int, excluding: str | None = None, asset: str | None = None) -> int:
+        """What the agent's sign-only transactions not landed yet can spend (native, wei; or of
+        ``asset``: Bitcoin payments not final, satoshis)."""
+        window = self._window(asset, now_us)
         own = _own(window, excluding, now_us) if excluding in window.held else 0
         return window.outstanding(now_us) - own
 
@@ -406,6 +423,23 @@ class AgentState:
         if not executed:
             write("assets_voided", (intent_id,))
         write("sign_only_closed", (intent_id, self.agent_id))
+
+    def hold_bitcoin(self, intent_id: str, now_us: int, sign_only: bool, context: tuple[bytes, str, int]) -> None:
+        """A Bitcoin payment's spend held until its fate is final (`rules.sign_only.held`): a
+        sign-only one's followed by the sign-only watch (and cancelled when asked, with the key
+        version of ``context``: the intent, key path and version), a sent one's by its tracker."""
+        write = self.file.write
+        write("sign_only" if sign_only else "held_sent", (intent_id, self.agent_id, now_us))
+        if sign_only:
+            write("tx_context", (intent_id, *context))
+
+    def bitcoin_closed(self, intent_id: str, now_us: int, asset: str, took: int | None) -> None:
+        """A Bitcoin payment's fate is final: it, or its cancellation, took ``took`` satoshis, which
+        count from ``now_us`` on as an ordinary spend; None: another transaction spent one of its
+        inputs, and nothing counts."""
+        if took is not None:
+            self.file.write_outside_scope("asset_settled", (str(took), intent_id, asset))
+        self.sign_only_landed(intent_id, now_us, 0, took is not None)
 
     def release_nonce(self, chain: str, address: str, nonce: int, last: int | None = None) -> None:
         """The node refused the transaction: its nonce (through ``last``, the highest one it would

@@ -111,9 +111,18 @@ class Judging:
                 return state.spent(now_us, excluding=intent.intent_id)
             if asset == sign_only.OUTSTANDING:
                 return state.outstanding(now_us, excluding=intent.intent_id)
+            held_of = sign_only.outstanding_asset(asset)
+            if held_of is not None:
+                return state.outstanding(now_us, excluding=intent.intent_id, asset=held_of)
             return state.asset_spent(asset, now_us, excluding=intent.intent_id)
 
         return spent
+
+    def claimed(self, intent: TransactionIntent) -> Callable[[str], str | None]:
+        """Which other intent of the agent, in the signer's own record, has a Bitcoin payment not
+        final yet that spends an output (`rules.bitcoin.claims_refused`)."""
+        state = self.state.agent(intent.agent_id)
+        return lambda outpoint: state.bitcoin_claimed_by(outpoint, intent.intent_id)
 
     def human_approval(self, approved: IntentApproved, now: datetime) -> HumanApproval | None:
         """The admin's approval the record carries, if it is one this signer believes: signed by a

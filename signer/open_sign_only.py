@@ -1,4 +1,4 @@
-"""A partition's open EVM sign-only transactions, kept in memory for the sign-only watch
+"""A partition's open sign-only transactions, kept in memory for the sign-only watch
 (`signer.sign_only.SignOnly.look_all`) and indexed by what can change each one's fate in a pass.
 
 `SignerState.open_sign_only` loads it from the `sign_only` table once, then follows every write
@@ -9,7 +9,9 @@ it and the next pass reads it again. A pass then touches only:
   (`rules.sign_only.look_every_us`): one read of its transaction count, and the rows whose nonce
   is below it (`taken`);
 - the rows with a cancellation asked or signed (`cancels`);
-- per agent, the rows signed at or before a moment (`signed_by`: those past the policy's TTL).
+- per agent, the rows signed at or before a moment (`signed_by`: those past the policy's TTL);
+- each Bitcoin row when it is due (`bitcoin`: by the schedule of its own age; a Bitcoin payment
+  has no nonce, so each is asked about by itself, `signer.bitcoin_sign_only`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import orjson
 
 
 class SignOnlyRow(NamedTuple):
-    """An EVM sign-only transaction whose nonce is not taken yet: its intent, agent, when it was
-    signed (µs), its cancellation's signed record once one is signed, and who asked to cancel it."""
+    """A sign-only transaction whose bytes can still land: its intent, agent, when it was signed
+    (µs), its cancellation's signed record once one is signed, and who asked to cancel it."""
 
     intent_id: str
     agent_id: str
@@ -66,16 +68,19 @@ class OpenSignOnly:
         self.rows: dict[str, SignOnlyRow] = {}
         self.where: dict[str, Where | None] = {}
         self.addresses: dict[tuple[str, str], Address] = {}
-        self.unplaced: set[str] = set()  # rows whose record names no nonce: `look` says what is wrong
+        self.unplaced: set[str] = set()  # EVM rows whose record names no nonce: `look` says what is wrong
+        self.bitcoin: dict[str, int] = {}  # Bitcoin rows → when the watch looks at each next (µs; 0: at once)
         self.cancels: set[str] = set()  # rows with a cancellation asked or signed
         self._by_agent: dict[str, list[tuple[int, str]]] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def put(self, row: SignOnlyRow, where: Where | None) -> None:
-        """An open row as the table holds it now (new, or its cancellation asked or signed)."""
+    def put(self, row: SignOnlyRow, where: Where | None, bitcoin: bool = False) -> None:
+        """An open row as the table holds it now (new, or its cancellation asked or signed);
+        ``bitcoin``: a Bitcoin payment's (its record is in the bitcoin table)."""
         new = row.intent_id not in self.rows
+        next_us = self.bitcoin.get(row.intent_id, 0)
         if not new:
             self.drop(row.intent_id)
         self.rows[row.intent_id] = row
@@ -83,6 +88,9 @@ class OpenSignOnly:
         bisect.insort(self._by_agent.setdefault(row.agent_id, []), (row.at_us, row.intent_id))
         if row.cancel is not None or row.cancel_by is not None:
             self.cancels.add(row.intent_id)
+        if bitcoin:
+            self.bitcoin[row.intent_id] = next_us
+            return
         if where is None:
             self.unplaced.add(row.intent_id)
             return
@@ -100,6 +108,7 @@ class OpenSignOnly:
         where = self.where.pop(intent_id)
         self.cancels.discard(intent_id)
         self.unplaced.discard(intent_id)
+        self.bitcoin.pop(intent_id, None)
         _remove(self._by_agent, row.agent_id, (row.at_us, intent_id))
         if where is None:
             return

@@ -375,10 +375,17 @@ class Outcomes:
         slot: str | None,
         assets: dict[str, int] | None,
         copy_of: str | None,
+        key: tuple[str, int] | None = None,
     ) -> tuple[list[Emit], SignedBitcoinTransaction]:
         """A signed Bitcoin transaction: signed as an outcome, recorded with its idempotency entry
-        and what it spends (inside the intent's scope), and reported on warden.bitcoin.signed."""
+        and what it spends, held until its fate is final (`AgentState.hold_bitcoin`; ``key``: the
+        key path and version that signed it), inside the intent's scope, and reported on
+        warden.bitcoin.signed."""
         signed, record = self._recorded(intent, result, policy, now, slot, assets, "bitcoin")
+        if key is not None:
+            self.state.agent(intent.agent_id).hold_bitcoin(
+                intent.intent_id, to_us(now), not intent.broadcast, (intent.to_bytes(), *key)
+            )
         return self._bitcoin_outcome(
             bitcoin_action(signed.status),
             signed,
@@ -397,7 +404,7 @@ class Outcomes:
         raw = result.to_bytes()
         self.state.agent(signed.agent_id).replace_bitcoin(signed.intent_id, raw)
         metrics.TXS.labels(result.status).inc()
-        action = AuditAction.BITCOIN_FINAL if result.final and result.status == "mined" else None
+        action = AuditAction.BITCOIN_FINAL if result.final and result.status in ("mined", "cancelled") else None
         return self._bitcoin_outcome(action or bitcoin_action(result.status), result, raw, at), result
 
     def _bitcoin_outcome(

@@ -179,6 +179,7 @@ class Signer:
             admins,
             persist or self._commit,
             max_age_us,
+            lambda chain: self.judging.chains.get(chain).confirmations,
         )
 
     async def _commit(self, agent_id: str) -> None:
@@ -626,12 +627,13 @@ class Signer:
         policy, judged, reused = await judging.opening(
             approved, now, SignedBitcoinTransaction, self.state.agent(intent.agent_id).bitcoin_record
         )
-        slot, copy_of, assets = intent.idempotency_slot, None, None
+        slot, copy_of, assets, key = intent.idempotency_slot, None, None, None
         if reused is not None:
             copy_of, result = reused
             slot = None
         else:
             with self.signing.agent_key(intent) as agent:
+                key = (agent.path, agent.version)
                 public_key = self._bitcoin_key_is_the_policys(agent.address, policy)
                 judged = await judging.run_stages(
                     intent,
@@ -642,6 +644,7 @@ class Signer:
                         sender=public_key,
                         now=now,
                         chains=judging.chains,
+                        claimed=judging.claimed(intent),
                     ),
                     judged,
                     complete=True,
@@ -667,7 +670,7 @@ class Signer:
                 signed_at=now,
                 intent_digest=intent.digest(),
             )
-        emits, signed = self.outcomes.bitcoin_signed(intent, result, policy, now, slot, assets, copy_of)
+        emits, signed = self.outcomes.bitcoin_signed(intent, result, policy, now, slot, assets, copy_of, key)
         # Sent once its record is durable (the caller flushes first) and followed to final; an
         # idempotent copy of one not final yet is followed too (the same bytes again change nothing).
         return emits, None if signed.final else signed

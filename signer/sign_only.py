@@ -1,4 +1,6 @@
-"""EVM sign-only transactions followed until their nonce is taken, and cancelled when asked.
+"""Sign-only transactions followed until their bytes can no longer land, and cancelled when asked:
+EVM ones here (until their nonce is taken), Bitcoin ones in `signer.bitcoin_sign_only`, both from
+one watch (`SignOnly.look_all`) and one way to ask (an admin's denial, the policy's TTL).
 
 The signer hands out the bytes of a sign-only transaction (an intent with ``broadcast`` false)
 and consecutive nonces; the bytes do not expire, so what they can spend stays held in the
@@ -40,9 +42,10 @@ from schemas.actions import AuditAction
 from schemas.auth import human_approval_problem
 from schemas.emit import Emit, IntentRef, Source, intent_audit
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
-from schemas.outcomes import HumanApproval, SignedTransaction
+from schemas.outcomes import HumanApproval, SignedBitcoinTransaction, SignedTransaction
 from signer import blocks, finality
 from signer.agent_state import AgentState
+from signer.bitcoin_sign_only import BitcoinSignOnly
 from signer.open_sign_only import OpenSignOnly, SignOnlyRow
 from signer.outcomes import SERVICE, Outcomes, SigningRefused
 from signer.policies import PolicyBook
@@ -70,6 +73,7 @@ class SignOnly:
         admins: Admins,
         persist: Callable[[str], Awaitable[None]],
         max_age_us: int,
+        confirmations: Callable[[str], int],
     ):
         self.state = state
         self.node_for = node_for
@@ -80,6 +84,7 @@ class SignOnly:
         self.persist = persist
         self.max_age_us = max_age_us
         self._unable: set[str] = set()  # intents whose cancellation cannot be signed here, reported once
+        self.bitcoin = BitcoinSignOnly(self, confirmations)  # the watch's Bitcoin rows
 
     # --- an admin asks -------------------------------------------------------------------------------
 
@@ -95,10 +100,9 @@ class SignOnly:
         if approval.decision != "deny" or self.state.partition_of(approval.agent_id) not in (None, source.partition):
             return []
         agent = self.state.agent(approval.agent_id)
-        record = agent.signed_record(approval.intent_id)
-        if agent.sign_only_row(approval.intent_id) is None or record is None:
+        signed = _signed(agent, approval.intent_id)
+        if agent.sign_only_row(approval.intent_id) is None or signed is None:
             return []
-        signed = SignedTransaction.from_bytes(record)
         problem = human_approval_problem(approval, self.admins)
         age = to_us(now) - to_us(approval.decided_at)
         problem_text: str | None
@@ -126,17 +130,20 @@ class SignOnly:
         final block (`look`); the chain's final block and each address's nonce there asked once.
         What can have changed (`signer.open_sign_only`): a row whose nonce is below its address's
         count, asked when the address is due (`rules.sign_only.look_every_us` of its youngest
-        row); a row an admin asked to cancel (at once) or whose cancellation was signed (when its
-        address is due: it is sent again); a row past its policy's TTL (at once). Any other costs
-        nothing. One whose chain cannot be read is left as it is, its spend held, and asked again
-        at the next pass."""
+        row); a Bitcoin row when it is due (by its own age); a row an admin asked to cancel (at
+        once) or whose cancellation was signed (when its address, or the Bitcoin row, is due: it is
+        sent again); a row past its policy's TTL (at once). Any other costs nothing. One whose
+        chain cannot be read is left as it is, its spend held, and asked again at the next pass."""
         reads = _Reads(self.node_for)
         now_us = to_us(now)
         due, chosen = await self._due_addresses(open_rows, now_us, reads)
+        chosen.update(intent_id for intent_id, next_us in open_rows.bitcoin.items() if next_us <= now_us)
         for intent_id in list(open_rows.cancels):
             row = open_rows.rows[intent_id]
             where = open_rows.where[intent_id]
-            if row.cancel is None or where is None or (where[0], where[1]) in due:
+            # A Bitcoin row's cancellation is sent again when the row is due (above).
+            placed = intent_id in open_rows.bitcoin or (where is not None and (where[0], where[1]) not in due)
+            if row.cancel is None or not placed:
                 chosen.add(intent_id)
         for agent_id in open_rows.agents():
             policy = self.policies.current(agent_id)
@@ -148,7 +155,11 @@ class SignOnly:
         emits: list[Emit] = []
         for row in rows:
             try:
-                emits += await self.look(row, now, reads)
+                if row.intent_id in open_rows.bitcoin:
+                    open_rows.bitcoin[row.intent_id] = now_us + sign_only.look_every_us(now_us - row.at_us)
+                    emits += await self.bitcoin.look(row, now)
+                else:
+                    emits += await self.look(row, now, reads)
             except (RpcError, RpcUnavailable) as exc:
                 self._unread(open_rows, row, exc)
         return emits
@@ -180,6 +191,8 @@ class SignOnly:
     def _unread(self, open_rows: OpenSignOnly, row: SignOnlyRow, exc: Exception) -> None:
         """A look the chain did not answer: the spend stays held, and its address is due again at once."""
         log.warning("sign-only intent %s: the chain could not be read (%s); its spend stays held", row.intent_id, exc)
+        if row.intent_id in open_rows.bitcoin:
+            open_rows.bitcoin[row.intent_id] = 0
         where = open_rows.where.get(row.intent_id)
         address = None if where is None else open_rows.addresses.get((where[0], where[1]))
         if address is not None:
@@ -209,11 +222,7 @@ class SignOnly:
         if cancel is not None:  # until the nonce is taken, the node is given it again (a no-op if it has it)
             await _send(node, cancel)
             return []
-        policy = self.policies.current(signed.agent_id)
-        ttl = None if policy is None else policy.sign_only_ttl_s
-        by = row.cancel_by
-        if by is None and sign_only.ttl_expired(row.at_us, ttl, to_us(now)):
-            by = f"cancelled by the signer: the policy's sign_only_ttl_s ({ttl} s) passed before it landed"
+        by = sign_only.why_cancel(row.cancel_by, row.at_us, self.policies.current(signed.agent_id), to_us(now))
         return [] if by is None else await self._cancel(agent, signed, by, node, now)
 
     def _closed(
@@ -250,22 +259,11 @@ class SignOnly:
     ) -> list[Emit]:
         """Sign the cancellation, record it (its worst case held with the intent's spend), make it
         durable, send it, and report the intent cancelled."""
-        context = agent.tx_context(signed.intent_id)
-        if context is None or self.signing.client_held:
-            return self._cannot(
-                signed,
-                by,
-                now,
-                "its key needs the client's share or customer-managed key, which the signer does not keep"
-                if context is not None
-                else "the signer kept no key version for it",
-            )
-        raw_intent, path, version = context
-        intent = TransactionIntent.model_validate_json(raw_intent)
         try:
+            intent, path, version = self.signing.kept_key(agent.tx_context(signed.intent_id))
             cancel = await self._signed_cancel(intent, signed, path, version, node, by, now)
         except SigningRefused as refused:
-            return self._cannot(signed, by, now, refused.reason)
+            return self.cannot(signed, by, refused.reason, now)
         await agent.file.scope_closed()  # an intent's savepoint must not be made durable with it
         agent.record_replacement(
             intent_id=signed.intent_id,
@@ -328,7 +326,9 @@ class SignOnly:
             )
         )
 
-    def _cannot(self, signed: SignedTransaction, by: str, now: datetime, why: str) -> list[Emit]:
+    def cannot(
+        self, signed: SignedTransaction | SignedBitcoinTransaction, by: str, why: str, now: datetime
+    ) -> list[Emit]:
         """A cancellation the signer cannot sign: reported once per run; the spend stays held."""
         if signed.intent_id in self._unable:
             return []
@@ -336,18 +336,36 @@ class SignOnly:
         return [self._audit(AuditAction.TX_CANCEL_REFUSED, signed, now, "unable", reason=f"{by}, but {why}")]
 
     def _audit(
-        self, action: AuditAction, signed: SignedTransaction, now: datetime, *id_parts: str, **details: Any
+        self,
+        action: AuditAction,
+        signed: SignedTransaction | SignedBitcoinTransaction,
+        now: datetime,
+        *id_parts: str,
+        **details: Any,
     ) -> Emit:
+        which = (
+            {"txid": signed.txid}
+            if isinstance(signed, SignedBitcoinTransaction)
+            else {"tx_hash": signed.tx_hash, "nonce": signed.nonce}
+        )
         return intent_audit(
             SERVICE,
             action,
             IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest),
             now,
             *id_parts,
-            tx_hash=signed.tx_hash,
-            nonce=signed.nonce,
+            **which,
             **details,
         )
+
+
+def _signed(agent: AgentState, intent_id: str) -> SignedTransaction | SignedBitcoinTransaction | None:
+    """The intent's signed record, EVM or Bitcoin, if it has one."""
+    record = agent.signed_record(intent_id)
+    if record is not None:
+        return SignedTransaction.from_bytes(record)
+    record = agent.bitcoin_record(intent_id)
+    return None if record is None else SignedBitcoinTransaction.from_bytes(record)
 
 
 class _Reads:

@@ -266,6 +266,33 @@ class Signing:
         except CustodyError as exc:
             raise self.key_unavailable(intent, exc) from None
 
+    def kept_key(self, context: tuple[bytes, str, int] | None) -> tuple[TransactionIntent, str, int]:
+        """What a replacement of a transaction this signer signed (a cancellation) signs with,
+        from what it kept of its signing (`AgentState.tx_context`): the intent, and the key path
+        and version that signed it. SigningRefused when it cannot be replaced here."""
+        if context is None:
+            raise SigningRefused(Code.SIGNING_KEY_UNAVAILABLE, "the signer kept no key version for it")
+        if self.client_held:
+            raise SigningRefused(
+                Code.SIGNING_KEY_UNAVAILABLE,
+                "its key needs the client's share or customer-managed key, which the signer does not keep",
+            )
+        raw_intent, path, version = context
+        return TransactionIntent.model_validate_json(raw_intent), path, version
+
+    def bitcoin_replacement(
+        self, intent: TransactionIntent, psbt: bytes, path: str, version: int
+    ) -> bitcoin_signing.SignedTx:
+        """A cancellation of a Bitcoin payment this signer signed (``psbt``: it spends one of the
+        payment's inputs back to the agent), with the key version that signed the payment."""
+        try:
+            with self.keys.open_private_key(path, version) as key:
+                return bitcoin_signing.sign(psbt, key)
+        except CustodyError as exc:
+            raise self.key_unavailable(intent, exc) from None
+        except bitcoin_signing.SigningError as exc:
+            raise SigningRefused(Code.BITCOIN_PSBT_INVALID, f"the signer cannot sign the cancellation: {exc}") from None
+
     def _address(self, path: str, version: int, share: bytearray | None, cmek: bytearray | None, key_chain: str) -> str:
         # Derived once per key version from the key itself, not from metadata someone could edit.
         # With client-held keys it is derived every time: that checks them before any RPC, so a

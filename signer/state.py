@@ -126,24 +126,29 @@ WRITES = {
     # A signed Bitcoin transaction (SignedBitcoinTransaction), then its newest status.
     "bitcoin": "INSERT OR IGNORE INTO bitcoin VALUES (?, ?, ?, ?)",
     "bitcoin_replaced": "UPDATE bitcoin SET record = ? WHERE intent_id = ?",
-    # An EVM sign-only transaction (open while its nonce is not taken: its spend is held in the
-    # windows, `rules.window`), who asked to cancel it and why, its cancellation once one is signed
-    # (the signed record), and its end (kept: the signer never sends its bytes, even after a restart).
+    # A sign-only transaction, EVM or Bitcoin (open while its bytes can land: its spend is held in
+    # the windows, `rules.window`), who asked to cancel it and why, its cancellation once one is
+    # signed (the signed record), and its end (kept: the signer never sends its bytes, even after a
+    # restart). A Bitcoin payment the signer sends is held too (open 2: its tracker, not the
+    # sign-only watch, follows it) until it is mined or conflicted at a final block.
     "sign_only": "INSERT OR IGNORE INTO sign_only VALUES (?, ?, ?, NULL, NULL, 1)",
+    "held_sent": "INSERT OR IGNORE INTO sign_only VALUES (?, ?, ?, NULL, NULL, 2)",
     "sign_only_cancel_asked": "UPDATE sign_only SET cancel_by = ? WHERE intent_id = ? AND cancel_by IS NULL",
     "sign_only_cancel": "UPDATE sign_only SET cancel = ? WHERE intent_id = ?",
     "sign_only_closed": "UPDATE sign_only SET open = 0 WHERE intent_id = ? AND agent_id = ?",
     # What a sign-only transaction's landing counts: what the chain took, at the moment it landed.
     "spend_landed": "UPDATE spend SET at_us = ?, spend_wei = ? WHERE intent_id = ?",
     "assets_landed": "UPDATE asset_spend SET at_us = ? WHERE intent_id = ?",
+    # A Bitcoin payment cancelled: what its cancellation took (its fee) in place of what it held.
+    "asset_settled": "UPDATE asset_spend SET units = ? WHERE intent_id = ? AND asset = ?",
 }
 Write = tuple[str, tuple[Any, ...]]
 # The writes that change an agent's native spend: the copy of it kept in memory follows them.
 _SPEND_WRITES = frozenset({"spend", "spend_raised", "spend_settled", "spend_landed"})
 # The writes that change an agent's spend of an asset (or of USD): the copies follow them.
-_ASSET_WRITES = frozenset({"asset_spend", "asset_raised", "assets_voided", "assets_landed"})
+_ASSET_WRITES = frozenset({"asset_spend", "asset_raised", "asset_settled", "assets_voided", "assets_landed"})
 # The writes that hold a sign-only transaction's spend, and that let it go: every copy follows them.
-_HOLD_WRITES = frozenset({"sign_only", "sign_only_closed"})
+_HOLD_WRITES = frozenset({"sign_only", "held_sent", "sign_only_closed"})
 # The writes that change an open sign-only row: the watch's copy (`SignerState.open_sign_only`)
 # follows them, each write's intent id at this position of its arguments.
 _SIGN_ONLY_WRITES = {"sign_only": 0, "sign_only_closed": 0, "sign_only_cancel_asked": 1, "sign_only_cancel": 1}
@@ -309,8 +314,8 @@ class SignerState:
         return [(Emit(topic, key, value), bool(current)) for topic, key, value, current in rows]
 
     def sign_only_open(self) -> list[SignOnlyRow]:
-        """Every EVM sign-only transaction whose nonce is not taken yet, oldest first (read through
-        an index of the open ones alone: the closed ones, however many, cost nothing here)."""
+        """Every sign-only transaction whose bytes can still land, oldest first (read through an
+        index of the open ones alone: the closed ones, however many, cost nothing here)."""
         rows = self.db.execute(
             "SELECT intent_id, agent_id, at_us, cancel, cancel_by FROM sign_only WHERE open = 1 ORDER BY at_us"
         )
@@ -322,11 +327,12 @@ class SignerState:
         if self._open_sign_only is None:
             copy = OpenSignOnly()
             rows = self.db.execute(
-                """SELECT o.intent_id, o.agent_id, o.at_us, o.cancel, o.cancel_by, s.record FROM sign_only o
-                LEFT JOIN signed s ON s.intent_id = o.intent_id WHERE o.open = 1"""
+                """SELECT o.intent_id, o.agent_id, o.at_us, o.cancel, o.cancel_by, s.record,
+                b.intent_id IS NOT NULL FROM sign_only o LEFT JOIN signed s ON s.intent_id = o.intent_id
+                LEFT JOIN bitcoin b ON b.intent_id = o.intent_id WHERE o.open = 1"""
             )
-            for *row, record in rows:
-                copy.put(SignOnlyRow(*row), where_of(record))
+            for *row, record, bitcoin in rows:
+                copy.put(SignOnlyRow(*row), where_of(record), bool(bitcoin))
             self._open_sign_only = copy
         return self._open_sign_only
 
@@ -342,7 +348,8 @@ class SignerState:
         if where is None:
             record = self.db.execute("SELECT record FROM signed WHERE intent_id = ?", (intent_id,)).fetchone()
             where = where_of(None if record is None else record[0])
-        copy.put(SignOnlyRow(*row), where)
+        bitcoin = self.db.execute("SELECT 1 FROM bitcoin WHERE intent_id = ?", (intent_id,)).fetchone() is not None
+        copy.put(SignOnlyRow(*row), where, bitcoin)
 
     def _follow_copies(self, name: str, args: tuple[Any, ...]) -> None:
         """The copies in memory (`spend_windows`, `held_intents`, `open_sign_only`) after one write:
@@ -360,7 +367,7 @@ class SignerState:
                 self._put(row[0], None, intent_id, row[1], int(row[2]))
         elif name in _ASSET_WRITES and self.spend_windows:
             select = "SELECT agent_id, asset, at_us, units FROM asset_spend WHERE intent_id = ?"
-            if name in ("asset_spend", "asset_raised"):  # one asset's row
+            if name in ("asset_spend", "asset_raised", "asset_settled"):  # one asset's row
                 intent_id = args[0] if name == "asset_spend" else args[1]
                 rows = self.db.execute(select + " AND asset = ?", (intent_id, args[2]))
             else:  # every asset's row of the intent (its id the last argument)
@@ -382,7 +389,7 @@ class SignerState:
         row = self.db.execute(
             "SELECT open FROM sign_only WHERE intent_id = ? AND agent_id = ?", (intent_id, agent_id)
         ).fetchone()
-        is_open = row is not None and row[0] == 1  # the row as it is: a write ignored changes nothing
+        is_open = row is not None and row[0] > 0  # the row as it is: a write ignored changes nothing
         held = self.held_intents.get(agent_id)
         if held is not None:
             (held.add if is_open else held.discard)(intent_id)

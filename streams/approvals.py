@@ -52,7 +52,8 @@ class Approvals:
             return self._refused(approval, f"{problem}; ignored", now, problem.code)
         if decision is not None and decision.held and decision.outcome == "approved" and approval.decision == "deny":
             # The cancellation of a sign-only transaction: the signer's to make (`signer.sign_only`);
-            # its record on warden.txs.signed moves the reservation here (`Decider.on_signed`).
+            # its record on warden.txs.signed or warden.bitcoin.signed moves the reservation here
+            # (`Decider.on_signed`, `Decider.on_bitcoin_signed`).
             return []
         if decision is None or decision.outcome != "parked":
             return self._refused(

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from rules import judge, sign_only
+from rules import bitcoin, judge, sign_only
 from runtime import metrics
 from runtime.clock import from_us, to_us
 from runtime.rpc import Node
@@ -30,6 +30,7 @@ from schemas.outcomes import (
     IntentApproved,
     IntentParked,
     IntentRejected,
+    SignedBitcoinTransaction,
     SignedTransaction,
     StageEnvelope,
     StageVerdict,
@@ -87,7 +88,12 @@ class Decider:
             sender=policy.sender_address if FAMILY_OF_KIND[intent.intent_type] is Family.EVM else None,
             now=now,
             chains=self.chains,
+            claimed=self._claimed(intent),
         )
+
+    def _claimed(self, intent: TransactionIntent) -> bitcoin.Claimed:
+        """Which other open intent of the agent spends a Bitcoin output, as its windows hold them."""
+        return lambda outpoint: self.windows.claimed_by(intent.agent_id, outpoint, intent.intent_id)
 
     def _spent(self, intent: TransactionIntent, now: datetime) -> Callable[[str], int]:
         """The agent's spend so far in its windows, per asset key, as the judge asks for it."""
@@ -129,6 +135,7 @@ class Decider:
         could have been."""
         if recheck_assets:
             again = judge.recheck_windows(intent, policy, judged, self._spent(intent, now))
+            again = again or bitcoin.claims_refused(intent, self._claimed(intent))
             if again is not None:
                 return [self.verdict_audit(again, intent, now)] + self.reject(
                     intent, again, [*judged.verdicts, again], now
@@ -175,9 +182,12 @@ class Decider:
             digest=digest,
             expires_us=expires_us,
             pending=pending.to_bytes(),
-            held=sign_only.is_sign_only(intent),
+            held=sign_only.held(intent),
+            claims=bitcoin.inputs_of(intent),
         )
-        self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets, sign_only.is_sign_only(intent))
+        self.windows.reserve(
+            intent.agent_id, intent.intent_id, now_us, spend, assets, sign_only.held(intent), bitcoin.inputs_of(intent)
+        )
         self.parked[intent.intent_id] = expires_us
         metrics.INTENTS.labels("parked", Stage.APPROVAL, Code.AWAITING_APPROVAL).inc()
         return outcome_with_audit(
@@ -214,13 +224,21 @@ class Decider:
             topic=topics.INTENTS_APPROVED,
             record=record,
             digest=digest,
-            held=sign_only.is_sign_only(intent),
+            held=sign_only.held(intent),
+            claims=bitcoin.inputs_of(intent) if counts else (),
         )
         metrics.INTENTS.labels("approved", "", Code.IDEMPOTENT_REPLAY if not counts else Code.APPROVED).inc()
         if counts:
-            # Reserved at approval, in the same step as the decision, so two intents can never both pass the limit.
+            # Reserved at approval, in the same step as the decision, so two intents can never both
+            # pass the limit, nor spend one output.
             self.windows.reserve(
-                intent.agent_id, intent.intent_id, now_us, spend, assets, sign_only.is_sign_only(intent)
+                intent.agent_id,
+                intent.intent_id,
+                now_us,
+                spend,
+                assets,
+                sign_only.held(intent),
+                bitcoin.inputs_of(intent),
             )
         return outcome_with_audit(
             topics.INTENTS_APPROVED,
@@ -346,18 +364,52 @@ class Decider:
             return []  # an idempotent copy reserves nothing, and its original's record moves the original
         if signed.status not in ("mined", "failed", "dropped", "cancelled"):
             return []
+        executed = signed.status == "mined"
+        spend = None if signed.status == "dropped" else (signed.fee_wei or 0) + (signed.value_wei if executed else 0)
+        return self._settle(signed, decision, topics.TXS_SIGNED, now, spend, decision.assets if executed else {})
+
+    def on_bitcoin_signed(self, raw: bytes, now: datetime) -> list[Emit]:
+        """A signer's record on warden.bitcoin.signed saying a payment's fate is final: its held
+        reservation becomes what the chain took, counted from now (``mined``: what it spends;
+        ``cancelled``: the cancellation's fee), or is released (``conflicted``: another
+        transaction spent one of its inputs, so it can never be mined). Believed only when the
+        signer signed it about this very intent; any other record changes nothing."""
+        if b'"final":true' not in raw or b'"status":"sign_only"' in raw:
+            return []
+        signed = SignedBitcoinTransaction.model_validate_json(raw)
+        decision = self.decisions.get(signed.intent_id)
+        if decision is None or not decision.reserves or decision.outcome != "approved":
+            return []  # an idempotent copy reserves nothing, and its original's record moves the original
+        if signed.status == "conflicted" or (decision.held and signed.status in ("mined", "cancelled")):
+            spend = None if signed.status == "conflicted" else int(signed.spend.get(bitcoin.BTC, "0"))
+            assets = {} if spend is None else {bitcoin.asset_key(signed.chain): spend}
+            return self._settle(signed, decision, topics.BITCOIN_SIGNED, now, spend, assets)
+        return []
+
+    def _settle(
+        self,
+        signed: SignedTransaction | SignedBitcoinTransaction,
+        decision: Decision,
+        topic: str,
+        now: datetime,
+        spend: int | None,
+        assets: Mapping[str, int],
+    ) -> list[Emit]:
+        """A signer's final record of an approved intent's transaction: if the signer signed it,
+        what the intent holds becomes ``spend`` wei and ``assets`` counted from now, or nothing
+        (``spend`` None: its bytes can never spend)."""
         forged = outcome_forgery(signed, self.service_keys, decision.digest)
         if forged is not None:
             why = f"not a signer's record of this intent ({forged}); the reservation stays"
-            return [_forged(signed, decision, topics.TXS_SIGNED, now, why, status=signed.status)]
-        if signed.status == "dropped":  # another transaction took the nonce: these bytes can never spend
-            self.decisions[signed.intent_id] = dataclasses.replace(decision, outcome="released", held=False)
+            return [_forged(signed, decision, topic, now, why, status=signed.status)]
+        if spend is None:
+            self.decisions[signed.intent_id] = dataclasses.replace(decision, outcome="released", held=False, claims=())
             self.windows.release(decision.agent_id, signed.intent_id)
             return []
-        now_us, executed = to_us(now), signed.status == "mined"
-        spend = (signed.fee_wei or 0) + (signed.value_wei if executed else 0)
-        assets = decision.assets if executed else {}
-        landed = dataclasses.replace(decision, held=False, landed_us=now_us, spend_wei=spend, assets=assets)
+        now_us = to_us(now)
+        landed = dataclasses.replace(
+            decision, held=False, landed_us=now_us, spend_wei=spend, assets=dict(assets), claims=()
+        )
         self.decisions[signed.intent_id] = landed
         self.windows.land(decision.agent_id, signed.intent_id, now_us, spend, assets)
         return []
@@ -402,7 +454,12 @@ class Decider:
 
 
 def _forged(
-    record: IntentRejected | SignedTransaction, decision: Decision, topic: str, now: datetime, why: str, **details: Any
+    record: IntentRejected | SignedTransaction | SignedBitcoinTransaction,
+    decision: Decision,
+    topic: str,
+    now: datetime,
+    why: str,
+    **details: Any,
 ) -> Emit:
     """The audit event of a record that claims to be a signer's about an intent and is not."""
     return intent_audit(

@@ -36,7 +36,10 @@ class Decision:
     A parked decision also holds when its wait for an admin ends (``expires_us``) and
     ``pending``, the approval it becomes if an admin says so (kept once approved). An approved
     EVM sign-only transaction is ``held`` (counted whatever its age) until the signer reports its
-    nonce taken; then it counts what the chain took from ``landed_us``."""
+    nonce taken, and so is every approved Bitcoin payment until the signer reports its fate final
+    (mined, conflicted or cancelled); then it counts what the chain took from ``landed_us``. A
+    Bitcoin payment's ``claims`` are the outputs its PSBT spends (``txid:vout``), which no other
+    intent of the agent may spend while it reserves."""
 
     agent_id: str
     outcome: Outcome
@@ -51,6 +54,7 @@ class Decision:
     pending: bytes | None = None
     held: bool = False
     landed_us: int | None = None
+    claims: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.outcome not in _OUTCOMES:
@@ -91,6 +95,8 @@ class Decision:
             stored["held"] = True
         if self.landed_us is not None:
             stored["landed_us"] = self.landed_us
+        if self.claims:
+            stored["claims"] = list(self.claims)
         return stored
 
     @classmethod
@@ -113,6 +119,7 @@ class Decision:
             pending=None if pending is None else base64.b64decode(pending),
             held=bool(stored.get("held", False)),
             landed_us=None if stored.get("landed_us") is None else int(stored["landed_us"]),
+            claims=tuple(stored.get("claims", ())),
         )
 
 

@@ -157,6 +157,9 @@ class Engine:
     def on_signed(self, raw: bytes, now: datetime) -> list[Emit]:
         return self.decider.on_signed(raw, now)
 
+    def on_bitcoin_signed(self, raw: bytes, now: datetime) -> list[Emit]:
+        return self.decider.on_bitcoin_signed(raw, now)
+
     def rebuild(self) -> None:
         self.decider.rebuild()
 

@@ -92,7 +92,13 @@ def input_topics(topology: str) -> tuple[str, ...]:
     if topology not in ("fused", "split"):
         raise ValueError(f"WARDEN_TOPOLOGY must be 'fused' or 'split', got {topology!r}")
     common = topics.CONSUMER_GROUPS["streams"][1]
-    first = [topics.POLICIES, topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.INTENTS_ABANDONED]
+    first = [
+        topics.POLICIES,
+        topics.INTENTS_REJECTED,
+        topics.TXS_SIGNED,
+        topics.BITCOIN_SIGNED,
+        topics.INTENTS_ABANDONED,
+    ]
     ordered = first + [t for t in common if t not in first and t != topics.INTENTS_SUBMITTED]
     ordered.append(topics.INTENTS_SUBMITTED)
     if topology == "split":
@@ -106,6 +112,7 @@ def hops(engine: Engine, topology: str) -> dict[str, Hop]:
         topics.POLICIES: Hop(engine.on_policy, windows=False),
         topics.INTENTS_REJECTED: Hop(engine.on_rejected, source=False),
         topics.TXS_SIGNED: Hop(engine.on_signed, source=False),
+        topics.BITCOIN_SIGNED: Hop(engine.on_bitcoin_signed, source=False),
         topics.INTENTS_ABANDONED: Hop(engine.on_abandoned, windows=False),
         topics.APPROVALS: Hop(engine.on_human_approval),
         topics.APPROVAL_DEADLINES: Hop(engine.on_deadline),

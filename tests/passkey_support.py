@@ -48,20 +48,19 @@ class SoftPasskey:
         kind: str = "webauthn.get",
         challenge: bytes | None = None,
         count: int | None = None,
+        framed_by: str | None = None,
     ) -> str:
         """An assertion over ``message`` (its challenge `challenge_of` it unless ``challenge``), as
-        the admin's signature in a record; the counter moves on by one unless ``count`` is given."""
+        the admin's signature in a record; the counter moves on by one unless ``count`` is given.
+        ``framed_by``: made in a frame on that origin's page (``crossOrigin: true``, its
+        ``topOrigin``), as a browser makes one for a page that framed the console's."""
         if count is None:
             self.counter += 1
             count = self.counter
         data = hashlib.sha256(rp_id.encode()).digest() + bytes([flags]) + count.to_bytes(4, "big")
+        framing = {"crossOrigin": False} if framed_by is None else {"crossOrigin": True, "topOrigin": framed_by}
         client = json.dumps(
-            {
-                "type": kind,
-                "challenge": b64url(challenge or challenge_of(message)),
-                "origin": origin,
-                "crossOrigin": False,
-            }
+            {"type": kind, "challenge": b64url(challenge or challenge_of(message)), "origin": origin, **framing}
         ).encode()
         signature = self.private.sign(data + hashlib.sha256(client).digest(), ec.ECDSA(hashes.SHA256()))
         return Assertion(data, client, signature).text()

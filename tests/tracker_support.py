@@ -23,7 +23,7 @@ from schemas.audit import AuditEvent
 from schemas.auth import outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
-from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
+from schemas.outcomes import IntentApproved, IntentRejected, SignedBitcoinTransaction, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.client import new_intent
 from signer.custody.keys import KeyStore
@@ -37,6 +37,7 @@ AGENT = "agent-lifecycle"
 
 
 T = TypeVar("T")
+R = TypeVar("R", SignedTransaction, SignedBitcoinTransaction)
 
 
 @contextlib.contextmanager
@@ -52,7 +53,47 @@ def private_chain(home: Path) -> Iterator[str]:
         stack.stop()
 
 
-class Harness:
+class Published:
+    """What an in-process signer published (``published``), as `signer.main` would publish it,
+    each record checked against its service key (``service_key``, pinned as ``signer-test``)."""
+
+    published: list[Emit]
+    admin_key: Ed25519PrivateKey
+    agent_key: Ed25519PrivateKey
+    service_key: Ed25519PrivateKey
+
+    def keys_and_policy(self, agent: str, **fields: Any) -> AgentPolicy:
+        """The keys of this world made (its admin's, which pins as ``test-admin``, the agent's and
+        this signer's), and the agent's first policy with ``fields``, signed by that admin."""
+        self.admin_key, self.agent_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        self.service_key = Ed25519PrivateKey.generate()
+        policy = AgentPolicy(
+            agent_id=agent, version=1, agent_public_key=public_key_hex(self.agent_key), issued_at=utcnow(), **fields
+        )
+        return sign_policy(policy, self.admin_key, "test-admin")
+
+    def records_on(self, topic: str, model: type[R], intent_id: str) -> list[R]:
+        """The records of ``intent_id`` on ``topic``, in order, each signed by this signer."""
+        found = [model.from_bytes(e.value) for e in self.published if e.topic == topic]
+        found = [r for r in found if r.intent_id == intent_id]
+        for record in found:
+            assert outcome_forgery(record, self) is None, record
+        return found
+
+    def key(self, role: str, key_id: str | None) -> str | None:
+        """The pinned keys a client holds: this signer's, for the signer role only."""
+        return public_key_hex(self.service_key) if (role, key_id) == ("signer", "signer-test") else None
+
+    def audit_actions(self, intent_id: str) -> list[str]:
+        return [e.action for e in self.audit_events(intent_id)]
+
+    def audit_events(self, intent_id: str, action: str | None = None) -> list[AuditEvent]:
+        """The audit events published about ``intent_id`` (of one ``action``, when given), in order."""
+        events = [AuditEvent.from_bytes(e.value) for e in self.published if e.topic == topics.AUDIT_EVENTS]
+        return [e for e in events if e.intent_id == intent_id and action in (None, e.action)]
+
+
+class Harness(Published):
     """An in-process signer for one agent (a key of its own on the private chain), whose
     published records are collected as `signer.main` would publish them."""
 
@@ -61,20 +102,8 @@ class Harness:
         store = KeyStore(make_vaults(tmp), mode="standard")
         self.agent = f"{AGENT}-{os.urandom(3).hex()}"
         self.address = store.provision(self.agent, "ethereum", ADMIN).address
-        self.admin_key, self.agent_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-        self.service_key = Ed25519PrivateKey.generate()
-        self.policy = sign_policy(
-            AgentPolicy(
-                agent_id=self.agent,
-                version=1,
-                agent_public_key=public_key_hex(self.agent_key),
-                issued_at=utcnow(),
-                tx_allowed_chains=("anvil",),
-                tx_to_allowlist=(DEST,),
-                **policy_fields,
-            ),
-            self.admin_key,
-            "test-admin",
+        self.policy = self.keys_and_policy(
+            self.agent, tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,), **policy_fields
         )
         self.state_path = tmp / f"{self.agent}.db"
         self.store = store
@@ -184,23 +213,7 @@ class Harness:
         await self.node.call("anvil_setBalance", address, hex(10**20))
 
     def records(self, intent_id: str) -> list[SignedTransaction]:
-        found = [SignedTransaction.from_bytes(e.value) for e in self.published if e.topic == topics.TXS_SIGNED]
-        found = [r for r in found if r.intent_id == intent_id]
-        for record in found:
-            assert outcome_forgery(record, self) is None, record
-        return found
-
-    def key(self, role: str, key_id: str | None) -> str | None:
-        """The pinned keys a client holds: this signer's, for the signer role only."""
-        return public_key_hex(self.service_key) if (role, key_id) == ("signer", "signer-test") else None
-
-    def audit_actions(self, intent_id: str) -> list[str]:
-        return [e.action for e in self.audit_events(intent_id)]
-
-    def audit_events(self, intent_id: str, action: str | None = None) -> list[AuditEvent]:
-        """The audit events published about ``intent_id`` (of one ``action``, when given), in order."""
-        events = [AuditEvent.from_bytes(e.value) for e in self.published if e.topic == topics.AUDIT_EVENTS]
-        return [e for e in events if e.intent_id == intent_id and action in (None, e.action)]
+        return self.records_on(topics.TXS_SIGNED, SignedTransaction, intent_id)
 
 
 async def automine(node: JsonRpc, on: bool) -> None:

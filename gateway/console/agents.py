@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.console.data import PolicyVersion
-from gateway.console.layout import esc
+from gateway.console.layout import attr, esc, plain
 from schemas.policy import AgentPolicy
 from sdk.changes import fields_change
 from sdk.pending import change_lines
@@ -166,7 +166,7 @@ def diff_form(agent_id: str, versions: Sequence[PolicyVersion], chosen: tuple[in
 
     old, new = chosen or (versions[-2].version, versions[-1].version)
     return (
-        f'<form class="diff-form" method="get" action="/agents"><input type="hidden" name="agent" value="{esc(agent_id)}">'
+        f'<form class="diff-form" method="get" action="/agents"><input type="hidden" name="agent" value="{attr(agent_id)}">'
         f"<label>compare {select('from', old)}</label> <label>with {select('to', new)}</label>"
         "<button>Show the differences</button></form>"
     )
@@ -182,8 +182,8 @@ def agent_section(
     in_force = _table(in_force_rows(policy)) if policy is not None else "<p>No policy in force.</p>"
     diff = version_diff(versions, *chosen) if chosen is not None else None
     return (
-        f'<section class="agent" id="agent-{esc(agent_id)}"><h2>{esc(agent_id)}</h2>'
-        f'<p><a href="/agents/edit?agent={esc(agent_id)}">Change this policy</a></p>'
+        f'<section class="agent" id="agent-{attr(agent_id)}"><h2>{esc(agent_id)}</h2>'
+        f'<p><a href="/agents/edit?agent={attr(agent_id)}">Change this policy</a></p>'
         f"<h3>Policy in force</h3>{in_force}<h3>Versions</h3>"
         f"{history_table(versions, None if policy is None else policy.version)}"
         f"{diff_form(agent_id, versions, chosen)}{diff_html(diff) if diff is not None else ''}</section>"
@@ -231,10 +231,10 @@ def policy_form(agent_id: str | None, values: Mapping[str, str], csrf: str) -> s
     """The form that makes an agent's next policy (``agent_id`` None: a new agent's first), its
     fields ``values``. The page's script sends it and shows what is wrong, if anything, under it."""
     agent = (
-        f'<input type="hidden" name="agent" value="{esc(agent_id)}"><p>agent <strong>{esc(agent_id)}</strong></p>'
+        f'<input type="hidden" name="agent" value="{attr(agent_id)}"><p>agent <strong>{esc(agent_id)}</strong></p>'
         if agent_id is not None
         else '<input type="hidden" name="create" value="1">'
-        f'<label>agent id <input name="agent" value="{esc(values.get("agent", ""))}" required></label>'
+        f'<label>agent id <input name="agent" value="{attr(values.get("agent", ""))}" required></label>'
     )
     key_label = "the agent's Ed25519 public key, 0x + 64 hex digits" + (
         " (empty: the key in force)" if agent_id is not None else ""
@@ -248,14 +248,14 @@ def policy_form(agent_id: str | None, values: Mapping[str, str], csrf: str) -> s
             )
             fields.append(f'<label>{esc(label)} <select name="{option}">{choices}</select></label>')
         else:
-            fields.append(f'<label>{esc(label)} <input name="{option}" value="{esc(value)}"></label>')
+            fields.append(f'<label>{esc(label)} <input name="{option}" value="{attr(value)}"></label>')
     return (
         '<form class="policy draft" method="post" action="/agents/draft">'
-        f'<input type="hidden" name="csrf" value="{esc(csrf)}">{agent}'
-        f'<label>{esc(key_label)} <input name="public_key" value="{esc(values.get("public_key", ""))}"></label>'
+        f'<input type="hidden" name="csrf" value="{attr(csrf)}">{agent}'
+        f'<label>{esc(key_label)} <input name="public_key" value="{attr(values.get("public_key", ""))}"></label>'
         + "".join(fields)
         + "<label>further policy fields, one JSON object (asset_limits, usd_daily_limit, contract_calls, ...) "
-        f'<textarea name="fields">{esc(values.get("fields", ""))}</textarea></label>'
+        f'<textarea name="fields">{plain(values.get("fields", ""))}</textarea></label>'
         '<button>Show the policy to sign</button><p class="result"></p></form>'
     )
 

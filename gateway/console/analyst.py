@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.console.charts import Series, bar_chart, legend
 from gateway.console.data import AgentSpend, LedgerSource, Refusals, Transaction
-from gateway.console.layout import esc
+from gateway.console.layout import attr, esc, plain
 from gateway.console.pages import SOURCE, html, keep_source, reading
 from runtime.registry import REGISTRY
 from schemas.fields import format_native_amount
@@ -27,9 +27,11 @@ def add_routes(app: web.Application, source: LedgerSource) -> None:
 
 
 def _agent_filter(path: str, agents: list[str], chosen: str | None) -> str:
-    options = "".join(f'<option value="{esc(a)}"{" selected" if a == chosen else ""}>{esc(a)}</option>' for a in agents)
+    options = "".join(
+        f'<option value="{attr(a)}"{" selected" if a == chosen else ""}>{plain(a)}</option>' for a in agents
+    )
     return (
-        f'<form class="filter" method="get" action="{esc(path)}"><label>Agent <select name="agent">'
+        f'<form class="filter" method="get" action="{attr(path)}"><label>Agent <select name="agent">'
         f'<option value="">every agent</option>{options}</select></label><button>Show</button></form>'
     )
 
@@ -67,7 +69,7 @@ def _transaction_row(t: Transaction) -> str:
     cells = (
         esc(t.agent_id),
         f'<code>{esc(t.intent_id)}</code><br><small title="intent digest">{esc(t.intent_digest[:16])}</small>',
-        f'<span class="status {css}" data-status="{esc(t.status)}">{esc(status)}</span>'
+        f'<span class="status {css}" data-status="{attr(t.status)}">{esc(status)}</span>'
         + (f"<br><small>{esc(t.reason)}</small>" if t.reason and t.status == "refused" else ""),
         esc(t.stage) if t.status == "refused" else "",
         f"<code>{esc(t.code)}</code>" if t.status == "refused" else "",
@@ -77,7 +79,8 @@ def _transaction_row(t: Transaction) -> str:
         f"<code>{esc(t.tx_hash)}</code>{esc(block)}",
         esc(t.last_at.strftime("%Y-%m-%d %H:%M:%S")),
     )
-    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+    classes = ("agent", "intent", "status", "stage", "code", "chain", "to", "value", "hash", "when")
+    return "<tr>" + "".join(f'<td class="{c}">{cell}</td>' for c, cell in zip(classes, cells, strict=True)) + "</tr>"
 
 
 def _value(t: Transaction) -> str:

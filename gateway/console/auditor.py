@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.console.data import CheckpointRow, LedgerSource, LedgerState, ReceiptCheck
-from gateway.console.layout import esc
+from gateway.console.layout import attr, esc, plain
 from gateway.console.pages import SOURCE, html, keep_source, reading
 
 
@@ -135,15 +135,15 @@ _EXPECTED = (("intent_id", "intent id"), ("agent_id", "agent"), ("intent_digest"
 
 def _form(csrf: str, text: str = "", expected: dict[str, str] | None = None) -> str:
     named = "".join(
-        f'<label>{esc(label)} <input name="{name}" value="{esc((expected or {}).get(name, ""))}" size="40"></label>'
+        f'<label>{esc(label)} <input name="{name}" value="{attr((expected or {}).get(name, ""))}" size="40"></label>'
         for name, label in _EXPECTED
     )
     return (
         '<form class="receipt" method="post" action="/ledger/receipt">'
-        f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
+        f'<input type="hidden" name="csrf" value="{attr(csrf)}">'
         '<label for="receipt">A receipt (c2sp.org/tlog-proof, as <code>warden audit receipt</code> or '
         "<code>warden txs show --proof</code> print it)</label>"
-        f'<textarea id="receipt" name="receipt" rows="14" spellcheck="false">{esc(text)}</textarea>'
+        f'<textarea id="receipt" name="receipt" rows="14" spellcheck="false">{plain(text)}</textarea>'
         "<p>Optionally, the intent it must be about (all three, as its signed outcome names them):</p>"
         f'<div class="expected">{named}</div><button>Check</button></form>'
     )

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from gateway.console.layout import esc
+from gateway.console.layout import plain
 
 WIDTH = 720
 PLOT_HEIGHT = 200
@@ -54,7 +54,7 @@ def bar_chart(
     width = max(step - 4, 2)
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {_TOP + PLOT_HEIGHT + _BOTTOM}" role="img" '
-        f'aria-label="{esc(title)}"><title>{esc(title)}</title>',
+        f'aria-label="{plain(title)}"><title>{plain(title)}</title>',
         f'<line class="axis" x1="0" y1="{_TOP + PLOT_HEIGHT}" x2="{WIDTH}" y2="{_TOP + PLOT_HEIGHT}"/>',
     ]
     labelled_every = max(1, len(days) // 10)
@@ -68,19 +68,19 @@ def bar_chart(
             floor -= height
             parts.append(
                 f'<rect class="bar {series_class(k)}{" over" if over else ""}" x="{x}" y="{floor}" '
-                f'width="{width}" height="{height}"><title>{esc(day.isoformat())} · {esc(s.name)}: '
-                f"{esc(label(s.values[i]))}</title></rect>"
+                f'width="{width}" height="{height}"><title>{plain(day.isoformat())} · {plain(s.name)}: '
+                f"{plain(label(s.values[i]))}</title></rect>"
             )
         if i % labelled_every == 0:
             parts.append(
-                f'<text class="day" x="{x + width // 2}" y="{_TOP + PLOT_HEIGHT + 18}">{esc(day.strftime("%m-%d"))}</text>'
+                f'<text class="day" x="{x + width // 2}" y="{_TOP + PLOT_HEIGHT + 18}">{plain(day.strftime("%m-%d"))}</text>'
             )
     # The scale: what the plot's full height stands for.
-    parts.append(f'<text class="scale" x="{WIDTH - 4}" y="{_TOP - 8}">top {esc(label(top))}</text>')
+    parts.append(f'<text class="scale" x="{WIDTH - 4}" y="{_TOP - 8}">top {plain(label(top))}</text>')
     if limit is not None:
         y = _TOP + PLOT_HEIGHT - bar_height(limit, top)
         parts.append(f'<line class="limit" x1="0" y1="{y}" x2="{WIDTH}" y2="{y}"/>')
-        parts.append(f'<text class="limit" x="4" y="{y - 6}">limit {esc(label(limit))}</text>')
+        parts.append(f'<text class="limit" x="4" y="{y - 6}">limit {plain(label(limit))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -89,7 +89,7 @@ def legend(series: Sequence[Series]) -> str:
     """The series' names beside swatches of their bars' classes, as HTML."""
     items = "".join(
         f'<li><svg class="swatch" viewBox="0 0 10 10"><rect class="{series_class(k)}" width="10" height="10"/></svg>'
-        f"{esc(s.name)}</li>"
+        f"{plain(s.name)}</li>"
         for k, s in enumerate(series)
     )
     return f'<ul class="legend">{items}</ul>'

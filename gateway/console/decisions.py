@@ -10,13 +10,15 @@ prints."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from gateway.console.layout import esc
+from gateway.console.layout import attr, esc
 from runtime.proposals import Gathered
 from schemas.outcomes import HumanApproval, IntentParked
 from sdk.changes import InForce
-from sdk.pending import change_lines, proposal_row
+from sdk.moves import Move, headline, moves_of
+from sdk.pending import change_lines, proposal_row, solana_lines
 
 DECISIONS = ("approve", "deny")
 # A record's signing bytes may start with a domain and a zero byte (``warden.admins\x00``), which
@@ -69,32 +71,82 @@ def _facts(parked: IntentParked) -> str:
 
 def signing_block(kind: str, label: str, message: bytes, fields: dict[str, str]) -> str:
     """The bytes to sign, shown verbatim, and the button that asks the passkey to sign them."""
-    data = "".join(f' data-{esc(name)}="{esc(value)}"' for name, value in fields.items())
+    data = "".join(f' data-{attr(name)}="{attr(value)}"' for name, value in fields.items())
     return (
-        f'<div class="sign {esc(kind)}"><p>The exact bytes your passkey signs to {esc(label)} '
+        f'<div class="sign {attr(kind)}"><p>The exact bytes your passkey signs to {esc(label)} '
         "(its challenge is their SHA-256, computed by this page"
         + (f"; {ZERO_SHOWN} is a zero byte" if b"\x00" in message else "")
         + "):</p>"
         f'<pre class="bytes">{esc(shown_text(message))}</pre>'
-        f'<button class="sign-button" data-kind="{esc(kind)}"{data}>{esc(label)} with my passkey</button>'
+        f'<button class="sign-button" data-kind="{attr(kind)}"{data}>{esc(label)} with my passkey</button>'
         '<p class="result"></p></div>'
     )
 
 
-def parked_section(parked: IntentParked, admin_id: str, now: datetime) -> str:
+def _approvals_open(parked: IntentParked, proposals: Sequence[Gathered]) -> list[Gathered]:
+    """The open proposals (the quorum for ``approval`` is more than one admin) that approve
+    ``parked`` as it waits: the same intent, the same digest."""
+    return [
+        g
+        for g in proposals
+        if isinstance(g.record, HumanApproval)
+        and g.record.decision == "approve"
+        and (g.record.intent_id, g.record.intent_digest) == (parked.intent_id, parked.intent_digest)
+    ]
+
+
+def _proposed(gathered: Gathered) -> str:
+    """Where an approval proposed for a parked intent stands, and where it is cosigned."""
+    signers = ", ".join(gathered.signers) or "none"
+    return (
+        f'<p class="proposed">Approval proposed by {esc(gathered.record.admin_key_id)}: '
+        f"{len(gathered.signers)} of {esc(gathered.needed)} signatures ({esc(signers)}); "
+        f'<a href="#proposal-{attr(gathered.proposal_id)}">cosign it under the proposals</a>.</p>'
+    )
+
+
+def _moves_rows(moves: Sequence[Move]) -> str:
+    """What the intent moves, a row each: the amount in the asset's symbol and decimals, to whom,
+    exactly in base units, and in US dollars where a feed prices it (or why not)."""
+    return "".join(
+        f'<tr class="move {attr(m.kind)}"><th>{esc(m.kind.replace("_", " "))}</th><td>'
+        + (f'<strong class="amount">{esc(m.amount)}</strong>' if m.amount else "")
+        + ("" if m.to is None else f' to <code class="to">{esc(m.to)}</code>')
+        + ("" if not m.units else f"<br><small>exactly {esc(m.units)}</small>")
+        + ("" if m.usd is None else f'<br><small class="usd">{esc(m.usd)}</small>')
+        + "</td></tr>"
+        for m in moves
+    )
+
+
+def parked_section(
+    parked: IntentParked,
+    admin_id: str,
+    now: datetime,
+    proposals: Sequence[Gathered] = (),
+    moves: Sequence[Move] | None = None,
+) -> str:
+    """One parked intent, headed by what it moves (``moves``: `sdk.moves`; None: read here, by no
+    policy and unpriced), in full, with the bytes that approve it and those that deny it; where an
+    approval of it is already proposed (a quorum of more than one admin), that proposal instead of a
+    second approval: the admins cosign the one proposed."""
     intent = parked.intent
+    moved = list(moves_of(parked, None) if moves is None else moves)
     rows = [
         ("agent", parked.agent_id),
         ("intent", parked.intent_id),
         ("kind", intent.intent_type),
         ("chain", intent.chain),
-        ("to", intent.to or ""),
-        ("value", intent.value or ""),
         ("parked because", parked.reason),
         ("time left", _left(parked.expires_at, now)),
         ("intent digest", parked.intent_digest),
     ]
-    table = "".join(f"<tr><th>{esc(name)}</th><td>{esc(value)}</td></tr>" for name, value in rows)
+    if intent.solana_transaction is not None:  # set exactly for intent_type solana_transaction
+        rows.append(("instructions", "\n".join(solana_lines(intent.solana_transaction))))
+    table = _moves_rows(moved) + "".join(
+        f"<tr><th>{esc(name)}</th><td>{esc(value).replace(chr(10), '<br>')}</td></tr>" for name, value in rows
+    )
+    proposed = _approvals_open(parked, proposals)
     blocks = "".join(
         signing_block(
             decision,
@@ -103,11 +155,13 @@ def parked_section(parked: IntentParked, admin_id: str, now: datetime) -> str:
             {"intent": parked.intent_id},
         )
         for decision in DECISIONS
+        if not (decision == "approve" and proposed)
     )
     return (
-        f'<section class="parked" id="intent-{esc(parked.intent_id)}"><h3>{esc(parked.agent_id)}: '
-        f"{esc(intent.value or intent.intent_type)} to {esc(intent.to or '')}</h3>"
-        f"<table>{table}</table>{_facts(parked)}{blocks}</section>"
+        f'<section class="parked" id="intent-{attr(parked.intent_id)}"><h3>{esc(parked.agent_id)}: '
+        f'<span class="headline">{esc(headline(moved))}</span></h3>'
+        f'<table class="intent">{table}</table>{_facts(parked)}{"".join(_proposed(g) for g in proposed)}{blocks}'
+        "</section>"
     )
 
 
@@ -120,7 +174,7 @@ def proposal_section(gathered: Gathered, in_force: InForce, admin_id: str) -> st
     signers = ", ".join(row["signed_by"]) or "none"
     flagged = any("KEY CHANGED" in line for line in change_lines(row["change"]))
     head = (
-        f'<section class="proposal" id="proposal-{esc(row["proposal_id"])}"><h3>{esc(row["what"])}</h3>'
+        f'<section class="proposal" id="proposal-{attr(row["proposal_id"])}"><h3>{esc(row["what"])}</h3>'
         + ('<p class="flag">KEY CHANGED: this proposal replaces an admin\'s key</p>' if flagged else "")
         + f"<p>proposed by {esc(row['proposed_by'])}; {len(row['signed_by'])} of {esc(row['needed'])} signatures "
         f"({esc(signers)}); expires {esc(row['expires_at'])}; digest <code>{esc(row['digest'])}</code></p>"
@@ -143,7 +197,12 @@ def decisions_body(
     in_force: InForce,
     admin_id: str,
     now: datetime,
+    moves: Mapping[str, Sequence[Move]] | None = None,
 ) -> str:
-    parked = "".join(parked_section(p, admin_id, now) for p in waiting) or "<p>No intent is waiting.</p>"
+    """The page: each parked intent (``moves``: what each moves, by intent id,
+    `sdk.moves.parked_moves`) and each open proposal."""
+    moved = moves or {}
+    parked = "".join(parked_section(p, admin_id, now, proposals, moved.get(p.intent_id)) for p in waiting)
+    parked = parked or "<p>No intent is waiting.</p>"
     open_ = "".join(proposal_section(g, in_force, admin_id) for g in proposals) or "<p>No proposal is open.</p>"
     return f"<h2>Intents parked for a decision</h2>{parked}<h2>Proposals under the quorum</h2>{open_}"

@@ -9,7 +9,8 @@ the admin already has a key.
 The link's token is an HMAC of the admin's id and an expiry under a key kept in the home
 (``$WARDEN_HOME/console/enrol.key``, mode 0600), which `warden console enrol` uses to mint it and
 the console to check it: nothing passes between them but the link. The console takes each token
-once."""
+once, and keeps the tokens taken in the home beside that key (`UsedLinks`), so a restart makes
+no link used before good again."""
 
 from __future__ import annotations
 
@@ -87,6 +88,49 @@ def read_enrol_token(key: bytes, token: str, now: datetime) -> EnrolTicket | Pro
     if now.timestamp() > expires_at:
         return Problem("this enrolment link has expired (links last 10 minutes); ask for a new one")
     return EnrolTicket(admin_id, expires_at)
+
+
+class UsedLinks:
+    """The enrolment links used, kept in ``$WARDEN_HOME/console/enrol.used`` (mode 0600): a line per
+    link, the SHA-256 of its token (the token itself would enrol nobody more, but is nobody's to
+    read) and when the link expires. A link is forgotten once it has expired: it is refused for
+    that anyway, so the file holds at most the links of the last 10 minutes."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / "console" / "enrol.used"
+
+    @staticmethod
+    def _digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def _lines(self) -> dict[str, int]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {}
+        used = {}
+        for line in text.splitlines():
+            digest, _, expires = line.partition(" ")
+            if expires.isdigit():
+                used[digest] = int(expires)
+        return used
+
+    def __contains__(self, token: str) -> bool:
+        return self._digest(token) in self._lines()
+
+    def add(self, token: str, expires_at: int, now: datetime) -> None:
+        """``token``, expiring at ``expires_at`` (Unix seconds), used; written before the answer
+        that says so (an error here is the console's 500: the link is not told done)."""
+        kept = {d: e for d, e in self._lines().items() if e >= now.timestamp()}
+        kept[self._digest(token)] = expires_at
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = self.path.with_suffix(".tmp")
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("".join(f"{d} {e}\n" for d, e in kept.items()))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(fresh, self.path)
 
 
 def registration_options(admin_id: str, party: RelyingParty, challenge: bytes) -> str:

@@ -49,7 +49,9 @@ def request_options(party: RelyingParty, message: bytes, credential_ids: list[st
 
 class Counters:
     """The newest signature counter seen of each passkey: an assertion whose counter does not move
-    on (where the authenticator keeps one: non-zero) is a copy, or from a cloned device."""
+    on is a copy, or from a cloned device. An authenticator that keeps no counter says 0 every
+    time; one that said more than 0 keeps one, and its counter never goes back to 0 (WebAuthn,
+    6.1.1): a 0 after it is a clone's."""
 
     def __init__(self) -> None:
         self._seen: dict[str, int] = {}
@@ -59,6 +61,11 @@ class Counters:
         last = self._seen.get(key, 0)
         if count != 0 and count <= last:
             return Problem(f"the passkey's signature counter is {count}, not past {last}: a replayed assertion")
+        if count == 0 and last != 0:
+            return Problem(
+                f"the passkey's signature counter is 0 after {last}: an authenticator that counts never goes "
+                "back to 0, so this one is a clone"
+            )
         return None
 
     def saw(self, key: str, assertion: str) -> None:

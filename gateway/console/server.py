@@ -37,13 +37,14 @@ from gateway.console import webhooks as webhooks_page
 from gateway.console.data import LedgerSource
 from gateway.console.enrolment import (
     EnrolTicket,
+    UsedLinks,
     enrol_key,
     pin_command,
     read_enrol_token,
     registration_options,
     registration_problem,
 )
-from gateway.console.layout import esc, page
+from gateway.console.layout import attr, esc, page
 from gateway.console.login import Counters, logged_in, passkey_admins, request_options
 from gateway.console.pages import SOURCE
 from gateway.console.relay import RelayRefused, relay_cosignature, relay_decision, relay_policy, relay_webhook
@@ -71,6 +72,7 @@ from schemas.errors import Problem, WardenError
 from schemas.passkeys import RelyingParty
 from schemas.webhooks import WEBHOOK_ID_PREFIX, WebhookEventsError, WebhookUrlError
 from sdk.changes import policy_change
+from sdk.moves import parked_moves
 from sdk.pending import change_lines, open_decisions
 from sdk.policies import PolicyInvalid, unsigned_policy
 from sdk.records import admins_in_force, policy_in_force
@@ -114,13 +116,17 @@ class Console:
     now: Callable[[], datetime] = utcnow
     sessions: Sessions = field(default_factory=Sessions)
     counters: Counters = field(default_factory=Counters)
-    # Enrolment: each link's registration challenge while it is open, and the links used.
+    # Enrolment: each link's registration challenge while it is open, and the links used (kept in
+    # the home, so a link used stays used after a restart).
     enrol_challenges: dict[str, bytes] = field(default_factory=dict)
-    enrol_used: set[str] = field(default_factory=set)
+    enrol_used: UsedLinks = field(init=False)
     # The records built for a passkey to sign, by a random id the page sends back; each taken once.
     drafts: dict[str, Draft] = field(default_factory=dict)
     # Failed logins per client address, which lock that address out for a while.
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+
+    def __post_init__(self) -> None:
+        self.enrol_used = UsedLinks(self.settings.home)
 
     @property
     def origin(self) -> str:
@@ -210,6 +216,15 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
             content_type="text/plain",
             headers=HEADERS,
         ) from None
+    except Exception:  # noqa: BLE001 - a bug answers 500 with every header (aiohttp's own 500 carries none); logged
+        _log.exception("%s %s failed", request.method, request.path)
+        return web.Response(
+            status=500,
+            text="The console failed to answer this request (a bug, written to its log); nothing was changed by it. "
+            "Reload, and report it if it stays.",
+            content_type="text/plain",
+            headers=HEADERS,
+        )
     response.headers.update(HEADERS)
     return response
 
@@ -388,7 +403,7 @@ async def enrol_page(request: web.Request) -> web.Response:
     body = (
         f"<p>Register a passkey as the admin key of <strong>{esc(ticket.admin_id)}</strong>. Registering pins "
         "nothing: the page then shows the key and the command that proposes it to the admins' quorum.</p>"
-        f'<button id="enrol" data-token="{esc(token)}">Register a passkey</button>'
+        f'<button id="enrol" data-token="{attr(token)}">Register a passkey</button>'
         '<p class="result" id="enrol-result"></p>'
         '<div id="enrolled" hidden><p>The admin key (fingerprint <code id="fingerprint"></code>):</p>'
         '<pre id="passkey"></pre><p>To pin it, run (the admin set in force, with this key for this admin, '
@@ -417,7 +432,7 @@ async def enrol(request: web.Request) -> web.Response:
     enrolled = registration_problem(json.dumps(body.get("credential")), challenge, console.party, ticket.admin_id)
     if isinstance(enrolled, Problem):
         return web.json_response({"error": str(enrolled)}, status=403)
-    console.enrol_used.add(token)
+    console.enrol_used.add(token, ticket.expires_at, console.now())
     admins = await admins_in_force(console.settings)
     await console.record(
         AuditAction.CONSOLE_PASSKEY_REGISTERED,
@@ -443,8 +458,9 @@ async def decisions(request: web.Request) -> web.Response:
     admin_id = _admin(request)
     now = console.now()
     waiting, proposals, in_force = await open_decisions(console.settings, now)
+    moves = await parked_moves(console.settings, waiting, in_force.policies, now)
     body = _me(request, in_force.admins.keys, admin_id) + decisions_page.decisions_body(
-        waiting, proposals, in_force, admin_id, now
+        waiting, proposals, in_force, admin_id, now, moves
     )
     return _html(page("Decisions", body, who=admin_id, scripts=("console.js",), csrf=request[SESSION].csrf))
 
@@ -457,7 +473,7 @@ def _me(request: web.Request, keys: dict[str, str], admin_id: str) -> str:
     if credential is None:
         console.sessions.end(request[SESSION].id)
         raise web.HTTPSeeOther("/login")
-    return f'<div id="me" data-credential="{esc(credential)}" data-rp="{esc(console.party.rp_id)}"></div>'
+    return f'<div id="me" data-credential="{attr(credential)}" data-rp="{attr(console.party.rp_id)}"></div>'
 
 
 async def relay(request: web.Request) -> web.Response:

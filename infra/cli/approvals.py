@@ -35,6 +35,7 @@ from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.outcomes import HumanApproval, IntentParked
 from schemas.policy import AgentPolicy
+from sdk.changes import InForce
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
@@ -43,6 +44,7 @@ from sdk.client import (
     wait_outcomes,
     wait_policy_applied,
 )
+from sdk.moves import Move, headline, parked_moves
 from sdk.pending import change_lines, open_decisions, parked_row, proposal_row, solana_lines
 from sdk.quorum import (
     NotTheKeyInForce,
@@ -52,6 +54,9 @@ from sdk.quorum import (
     wait_vault_applied,
 )
 from sdk.records import admins_in_force, settled_verdicts
+
+# What each parked intent moves, by intent id.
+Moved = dict[str, list[Move]]
 
 
 def _one(proposals: list[Gathered], proposal_id: str) -> Gathered:
@@ -89,15 +94,22 @@ def _waits_for_own(admin_id: str) -> str:
     )
 
 
+async def _listed(settings: Settings, agent: str | None) -> tuple[list[IntentParked], list[Gathered], InForce, Moved]:
+    """What waits for admins (of ``agent`` alone, if given), with what each parked intent moves."""
+    now = utcnow()
+    waiting, proposals, in_force = await open_decisions(settings, now)
+    if agent:
+        waiting = [p for p in waiting if p.agent_id == agent]
+        proposals = [g for g in proposals if getattr(g.record, "agent_id", None) == agent]
+    return waiting, proposals, in_force, await parked_moves(settings, waiting, in_force.policies, now)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     settings = load()
-    waiting, proposals, in_force = asyncio.run(open_decisions(settings, utcnow()))
-    if args.agent:
-        waiting = [p for p in waiting if p.agent_id == args.agent]
-        proposals = [g for g in proposals if getattr(g.record, "agent_id", None) == args.agent]
+    waiting, proposals, in_force, moves = asyncio.run(_listed(settings, args.agent))
     rows = [proposal_row(g, in_force) for g in proposals]
     if args.json:
-        print_json({"awaiting_approval": [parked_row(p) for p in waiting], "proposals": rows})
+        print_json({"awaiting_approval": [parked_row(p, moves[p.intent_id]) for p in waiting], "proposals": rows})
         return 0
     for row in rows:
         _print_proposal(row)
@@ -107,15 +119,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             "`warden approvals sign ID --digest DIGEST` signs exactly the change shown"
         )
     for parked in waiting:
-        what = (
-            f"{parked.intent.value} to {parked.intent.to}"
-            if parked.intent.intent_type == "transaction"
-            else parked.intent.intent_type
-        )
         print(
-            f"{parked.intent_id:40} {parked.agent_id:20} {what}  expires {parked.expires_at:%H:%M:%S}Z\n"
-            f"{'':40} {parked.reason}"
+            f"{parked.intent_id:40} {parked.agent_id:20} {headline(moves[parked.intent_id])}  "
+            f"expires {parked.expires_at:%H:%M:%S}Z\n{'':40} {parked.reason}"
         )
+        for move in moves[parked.intent_id]:
+            print(f"{'':40} moves: {move.line()}")
         # Set exactly for intent_type solana_transaction (TransactionIntent's validation).
         if parked.intent.solana_transaction is not None:
             for line in solana_lines(parked.intent.solana_transaction):

@@ -22,10 +22,13 @@ from sdk.transfers import transfer_fields
 from svm import messages as solana_messages
 
 
-async def intent_fields(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+async def intent_fields(
+    settings: Settings, args: argparse.Namespace, taken: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The fields of the intent ``args`` ask for (ValueError, or pydantic's ValidationError,
-    naming what is wrong)."""
-    return await _plain_transfer(settings, args) if _is_plain_transfer(args) else _kind_fields(args)
+    naming what is wrong); ``taken``: Bitcoin outputs a plain payment leaves out
+    (`sdk.transfers.claimed_inputs`)."""
+    return await _plain_transfer(settings, args, taken) if is_plain_transfer(args) else _kind_fields(args)
 
 
 def _kind_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,7 +89,7 @@ def _kind_fields(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
-def _is_plain_transfer(args: argparse.Namespace) -> bool:
+def is_plain_transfer(args: argparse.Namespace) -> bool:
     """``--to`` on a network whose family is not EVM's: its plain transfer (an EVM network's
     intent carries ``to`` and ``value`` as they are)."""
     written = getattr(args, "solana_tx", None) is not None or getattr(args, "bitcoin_psbt", None) is not None
@@ -98,16 +101,17 @@ def _is_plain_transfer(args: argparse.Namespace) -> bool:
         return False  # the intent's own check names it
 
 
-async def _plain_transfer(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    """``--to ADDRESS --value V`` on a Solana network: a transfer of V in its currency from the
-    agent's address its policy in force names, with ``--broadcast`` and ``--simulate``."""
+async def _plain_transfer(settings: Settings, args: argparse.Namespace, taken: frozenset[str]) -> dict[str, Any]:
+    """``--to ADDRESS --value V`` on a Solana or Bitcoin network: a transfer of V in its currency
+    from the agent's address its policy in force names, with ``--broadcast`` and ``--simulate``;
+    ``taken``: Bitcoin outputs to leave out."""
     evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if n not in ("to", "value") and getattr(args, n, None)]
     if evm:
         raise ValueError(f"{', '.join(evm)} describe an EVM transaction; on {args.chain} --to and --value are all")
     if args.value is None:
         raise ValueError("a transfer needs --to and --value (a decimal in the network's currency, e.g. 0.25)")
     policy = await policy_in_force(settings, args.agent)
-    fields = await transfer_fields(settings, args.chain, policy, args.to, args.value)
+    fields = await transfer_fields(settings, args.chain, policy, args.to, args.value, taken)
     if args.broadcast:
         fields["broadcast"] = True
     if args.simulate:

@@ -28,7 +28,7 @@ import orjson
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from infra.cli.intent_options import INTENT_OPTIONS, intent_fields, read_cmek_text
+from infra.cli.intent_options import INTENT_OPTIONS, intent_fields, is_plain_transfer, read_cmek_text
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
 from runtime.config import Settings, load
@@ -36,7 +36,8 @@ from runtime.kafka import end_offsets, follow
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
-from schemas.errors import explain
+from schemas.codes import Code
+from schemas.errors import WardenError, explain
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     DeadLetter,
@@ -60,6 +61,7 @@ from sdk.client import (
     wait_outcomes,
 )
 from sdk.records import admins_in_force
+from sdk.transfers import claimed_inputs
 
 
 class Ended(IntEnum):
@@ -71,6 +73,20 @@ class Ended(IntEnum):
     PARKED = 4  # still waiting for admins when --timeout ran out
 
 
+# How many times a plain payment refused BITCOIN_INPUT_CLAIMED is written again from other coins.
+_WRITTEN_AGAIN = 3
+
+
+class _Claimed(WardenError):
+    """A plain payment refused because another open payment of the agent spends ``outputs`` of its
+    coins (both written at once from the same coins): it is written again from other coins."""
+
+    def __init__(self, intent_id: str, outputs: frozenset[str]) -> None:
+        super().__init__(f"{intent_id} spends outputs another open payment of the agent spends")
+        self.intent_id = intent_id
+        self.outputs = outputs
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     settings = load()
     if getattr(args, "raw", None) is not None:
@@ -78,24 +94,36 @@ def cmd_submit(args: argparse.Namespace) -> int:
     command = f"warden {args.command}"
     if args.chain is None:
         return fail(command, "--chain is required (or send a JSON file as it is: --raw FILE)", 2)
-    try:
-        fields = asyncio.run(intent_fields(settings, args))
-    except ValidationError as exc:
-        return fail(command, "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
-    except (ValueError, OSError) as exc:
-        return fail(command, exc, 2)
-    if args.expires_in is not None:
-        fields["expires_at"] = utcnow() + timedelta(seconds=args.expires_in)
-    try:
-        return asyncio.run(_submit(settings, args, fields))
-    except ValidationError as exc:
-        return fail(command, "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
-    except (SealingRefused, ValueError, OSError) as exc:
-        return fail(command, exc, 2)
+    rewrites = _WRITTEN_AGAIN if is_plain_transfer(args) and args.idempotency_key is None else 0
+    taken, written = frozenset[str](), 0
+    while True:
+        try:
+            fields = asyncio.run(intent_fields(settings, args, taken))
+        except ValidationError as exc:
+            return fail(command, "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
+        except (ValueError, OSError) as exc:
+            return fail(command, exc, 2)
+        if args.expires_in is not None:
+            fields["expires_at"] = utcnow() + timedelta(seconds=args.expires_in)
+        try:
+            return asyncio.run(_submit(settings, args, fields, taken if written < rewrites else None))
+        except _Claimed as claimed:
+            taken, written = taken | claimed.outputs, written + 1
+            note(
+                f"{claimed.intent_id} refused {Code.BITCOIN_INPUT_CLAIMED}: another open payment of the agent "
+                f"spends {', '.join(sorted(claimed.outputs))}; written again from other coins"
+            )
+        except ValidationError as exc:
+            return fail(command, "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
+        except (SealingRefused, ValueError, OSError) as exc:
+            return fail(command, exc, 2)
 
 
-async def _submit(settings: Settings, args: argparse.Namespace, fields: dict[str, Any]) -> int:
-    """The intent signed with the agent's key and published, then its outcome (`_answer`)."""
+async def _submit(
+    settings: Settings, args: argparse.Namespace, fields: dict[str, Any], taken: frozenset[str] | None = None
+) -> int:
+    """The intent signed with the agent's key and published, then its outcome (`_answer`);
+    ``taken``, when the payment may be written again: the outputs it already left out."""
     key = load_or_create_agent_key(settings.home, args.agent)
     start = await end_offsets(settings, OUTCOME_TOPICS)
     async with Client(settings) as client:
@@ -122,7 +150,7 @@ async def _submit(settings: Settings, args: argparse.Namespace, fields: dict[str
                     held.wipe()
         await (await client.submit(intent))
     submitted = {"intent": intent.model_dump(mode="json")}
-    return await _answer(settings, args, intent, start, (submitted, f"submitted {intent.intent_id}"))
+    return await _answer(settings, args, intent, start, (submitted, f"submitted {intent.intent_id}"), taken)
 
 
 def _submit_raw(args: argparse.Namespace, settings: Settings) -> int:
@@ -166,11 +194,14 @@ async def _answer(
     awaited: TransactionIntent | RawSubmission,
     start: dict[TopicPartition, int],
     submitted: tuple[dict[str, Any], str],
+    taken: frozenset[str] | None = None,
 ) -> int:
     """What became of ``awaited``, published: its id at once (``submitted``: what ``--json``
     shows of it, and the line for people), the ``PARKED`` line as soon as the worker parks it,
     then the outcome once final or when ``--timeout`` runs out (`_report`). Only outcomes that
-    verify count (`wait_outcomes`); a forgery is named on stderr."""
+    verify count (`wait_outcomes`); a forgery is named on stderr. A plain payment refused for
+    coins another open payment spends, beyond ``taken`` (None: it is not written again), raises
+    `_Claimed` instead of being reported."""
     doc, line = submitted
     if not args.json:
         print(line, flush=True)
@@ -192,6 +223,8 @@ async def _answer(
         outcome = later.get(awaited.intent_id, first)
     for intent_id, why in dict.fromkeys(forged):
         note(f"FORGED outcome for {intent_id} ignored: {why}")
+    if taken is not None and (more := claimed_inputs(outcome) - taken):
+        raise _Claimed(awaited.intent_id, more)
     return _report(args, doc, outcome, approvers, shown=first if isinstance(first, IntentParked) else None)
 
 

@@ -1,9 +1,10 @@
 """``warden txs list|show|cancel``: what happened to an agent's transactions, and an admin's
 cancellation of a sign-only one whose bytes have not landed (a denial signed with the local admin
-key, WARDEN_ADMIN_ID, on warden.approvals; the signer takes its nonce with a 0-value transfer).
+key, WARDEN_ADMIN_ID, on warden.approvals; the signer takes an EVM one's nonce with a 0-value
+transfer, and spends one of a Bitcoin one's inputs back to the agent).
 
 Reads ``warden.txs.signed``, ``warden.solana.signed``, ``warden.bitcoin.signed`` and ``warden.intents.rejected`` from the
-start; ``list`` and ``show`` take every family's transactions, ``cancel`` an EVM one. Per intent, it keeps
+start; ``list`` and ``show`` take every family's transactions, ``cancel`` an EVM or Bitcoin one. Per intent, it keeps
 the newest status the signer reported, and whether it is final (mined, failed, replaced or
 dropped at a block the chain finalized; until then a reorg can still move it), and the history of
 every status in order (``show`` prints it: the fee bumps, why it was stuck, a block that left the
@@ -99,7 +100,9 @@ async def cancel(settings: Settings, agent_id: str, wanted: str, reason: str, wa
     signer cancels its transaction. What the signer reported within ``wait_s`` (its record:
     ``cancelled`` once the cancellation is signed and sent), or None."""
     found = await agent_transactions(settings, agent_id)
-    record = next((r for r in found.transactions if wanted in (r.intent_id, r.tx_hash)), None)
+    record: SignedTransaction | SignedBitcoinTransaction | None = next(
+        (r for r in found.transactions if wanted in (r.intent_id, r.tx_hash)), None
+    ) or next((r for r in found.bitcoin_transactions if wanted in (r.intent_id, r.txid)), None)
     if record is None:
         raise LookupError(
             f"no transaction of agent {agent_id!r} with intent id or hash {wanted!r}; "
@@ -115,10 +118,11 @@ async def cancel(settings: Settings, agent_id: str, wanted: str, reason: str, wa
         await client.cancel(record, reason)
     awaited = RawSubmission(agent_id, record.intent_id, "", record.intent_digest)
     outcome = (await wait_outcomes(settings, [awaited], wait_s, start, final=False)).get(record.intent_id)
+    where = {"txid": record.txid} if isinstance(record, SignedBitcoinTransaction) else {"nonce": record.nonce}
     return {
         "intent_id": record.intent_id,
         "agent_id": agent_id,
-        "nonce": record.nonce,
+        **where,
         "reason": reason,
         "admin_key_id": settings.admin_id,
         "outcome": None
@@ -142,6 +146,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         print_json(doc)
     elif outcome is None:
         note(f"cancellation of {args.id} published; no outcome within {args.wait:.0f} s (`warden tail` follows it)")
+    elif "txid" in doc:
+        print(f"{doc['intent_id']}: {outcome['status']}: {outcome.get('error') or ''}")
     else:
         print(
             f"{doc['intent_id']}: {outcome['status']} at nonce {doc['nonce']} by {outcome.get('replaced_by') or outcome['tx_hash']}"

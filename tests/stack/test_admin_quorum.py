@@ -50,6 +50,7 @@ from sdk.quorum import wait_vault_applied
 from signer.custody import AGENT_KEYS_VAULT
 from signer.custody.events import SecretDeactivated
 from signer.custody_wiring import keystore_from_settings
+from tests.passkey_support import ORIGIN
 from tests.support import read_topic, warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -82,7 +83,8 @@ def three_admins(home: Path) -> typing.Iterator[Quorum]:
     """A stack whose home is ``home``: admins a, b and c pinned, two of them needed for every action."""
     keys = {name: load_or_create_admin_key(home, name) for name in ("a", "b", "c")}  # made there first
     pinned = ",".join(f"{name}={public_key_hex(key)}" for name, key in keys.items())
-    settings = local_settings(home, admin_keys=pinned, admin_quorum="2", admin_id="a")
+    # The console's origin, which the services believe a passkey admin's assertions from.
+    settings = local_settings(home, admin_keys=pinned, admin_quorum="2", admin_id="a", console_origin=ORIGIN)
     with running_stack(settings) as stack:
         yield Quorum(stack.settings, keys)
 
@@ -190,6 +192,7 @@ def _one_approval_parks_and_two_release(
     shown = open_["change"]  # the intent it releases, whole
     assert (shown["decision"], shown["intent_digest"]) == ("approve", intent.digest())
     assert (shown["intent"]["to"], shown["intent"]["value"]) == (DEST, "2")
+    _people_read_the_approval(settings, "b", proposed["proposal_id"], intent, "1 of 2 signatures (a)")
     before = run(balance(settings, DEST))
     signed = _cli(
         settings, "b", "approvals", "sign", proposed["proposal_id"][:16], "--digest", open_["digest"], "--wait", "90"
@@ -200,6 +203,19 @@ def _one_approval_parks_and_two_release(
     assert isinstance(final, SignedTransaction) and final.status == "mined", final
     assert run(balance(settings, DEST)) == before + 2 * 10**18
     return intent
+
+
+def _people_read_the_approval(
+    settings: Settings, admin_id: str, proposal_id: str, intent: TransactionIntent, signed: str
+) -> None:
+    """`warden approvals list` and `show`, as a person reads them (not --json), print the open
+    approval with who signed it and the intent it releases, every field of it: a field at its
+    default (``intent_type``) is read as any other."""
+    for args in (("list",), ("show", proposal_id[:16])):
+        people = warden(_as(settings, admin_id), "approvals", *args)
+        assert people.returncode == 0, people.stderr
+        assert signed in people.stdout and f"approve intent {intent.intent_id} of {intent.agent_id}" in people.stdout
+        assert 'intent_type: "transaction"' in people.stdout and f'to: "{intent.to}"' in people.stdout, people.stdout
 
 
 def _a_policy_change_proposed_and_signed(settings: Settings, run: typing.Callable[..., Any]) -> str:
@@ -754,7 +770,7 @@ def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(
     worker refuses as not newer. Clients read the policy the worker holds, and update builds v3. A policy c signs after its
     removal (with a) is one the worker refuses: clients do not take it for the one in force.
 
-    On the module's stack, and its last test there: the tests before it need a, b and c in force."""
+    On the module's stack, after every test that needs a, b and c in force."""
     from schemas.policy import AgentPolicy
 
     settings, keys = quorum.settings, quorum.keys
@@ -800,3 +816,63 @@ def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(
     assert published(4, "a", "c", tx_max_value_eth="1000") == AuditAction.POLICY_REFUSED
     shown = _cli(settings, "b", "agents", "show", "--agent", agent)
     assert (shown["version"], shown["tx_max_value_eth"]) == (3, "2"), shown
+
+
+def test_an_approval_that_needs_three_admins_a_passkey_among_them(
+    quorum: Quorum, run: typing.Callable[..., Any]
+) -> None:
+    """The quorum for approvals raised to three and a passkey admin p added (a software passkey,
+    its assertions made as the console's page makes them; the module's last test: the admin set
+    changes). a proposes the approval of a parked
+    intent with the CLI; b reads it in `warden approvals list` and `show`; p cosigns it through the
+    console's relay; two of three publish nothing; b's signature completes it, and the worker and
+    the signer, each checking the three signatures, have it mined."""
+    from gateway.console.decisions import shown_text
+    from gateway.console.relay import relay_cosignature
+    from sdk.pending import open_decisions
+    from sdk.records import admins_in_force
+    from tests.passkey_support import PARTY, SoftPasskey
+
+    settings, passkey = quorum.settings, SoftPasskey()
+    agent = run(
+        provision_agent(
+            settings, "treasury-three", cosigners=("b",), tx_allowed_chains=("anvil",), approval_threshold_eth="1"
+        )
+    )
+    pairs = ",".join(f"{n}={k}" for n, k in {**run(admins_in_force(settings)).keys, "p": passkey.pinned()}.items())
+    # Under the set in force (two sign an admin set); the new set's own threshold is at least every other's.
+    three = "policy=2,approval=3,keys=2,chains=2,admins=3"
+    proposal = _cli(settings, "a", "admins", "propose", "--admins", pairs, "--quorum", three)
+    added = _cli(settings, "b", "approvals", "sign", proposal["proposal_id"][:16], "--wait", "60")
+    assert added["published"] and added["outcome"] == AuditAction.ADMINS_CHANGED, added
+
+    intent = new_intent(agent.intent_key, agent_id=agent.agent_id, chain="anvil", to=DEST, value="2", broadcast=True)
+    start = run(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL, topics.TXS_SIGNED)))
+    run(_submit(settings, intent))
+    parked = run(wait_outcomes(settings, [intent], 60, start, final=False))[intent.intent_id]
+    assert type(parked).__name__ == "IntentParked", parked
+    proposed = _cli(settings, "a", "approvals", "approve", intent.intent_id)
+    assert proposed["needed"] == 3 and proposed["signed_by"] == ["a"], proposed
+
+    async def passkey_cosigns() -> str:
+        _, proposals, _ = await open_decisions(settings, utcnow())
+        (gathered,) = [g for g in proposals if g.proposal_id == proposed["proposal_id"]]
+        message = gathered.record.signing_bytes()
+        done = await relay_cosignature(
+            settings, gathered.proposal_id, shown_text(message), passkey.sign(message), "p", PARTY
+        )
+        return done.what
+
+    assert run(passkey_cosigns()) == "signature relayed: waiting for more admins"
+    _people_read_the_approval(settings, "b", proposed["proposal_id"], intent, "2 of 3 signatures (a, p)")
+    # A proposal's id is the digest of the bytes its admins sign.
+    digest = proposed["proposal_id"]
+    signed = _cli(settings, "b", "approvals", "sign", digest[:16], "--digest", digest, "--wait", "90")
+    assert signed["published"] and sorted(signed["signed_by"]) == ["a", "b", "p"], signed
+    mined = run(wait_outcomes(settings, [intent], 120, start, final=True))[intent.intent_id]
+    assert isinstance(mined, SignedTransaction) and mined.status == "mined", mined
+
+
+async def _submit(settings: Settings, intent: TransactionIntent) -> None:
+    async with Client(settings) as client:
+        await (await client.submit(intent))

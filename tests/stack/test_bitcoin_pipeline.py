@@ -3,7 +3,8 @@ from custody (`warden keys provision --chain bitcoin`), its wallet funded (`ward
 from the plain options in satoshis' currency, a payment with `warden submit --to --value
 --broadcast` mined and final on the node; and refused, with nothing moved on the node, for a
 stranger's address, an amount over the cap, a fee that drains, an input the agent does not own and
-a change output to a foreign script (PSBTs written here with embit, an independent writer)."""
+a change output to a foreign script (PSBTs written here with embit, an independent writer); and a
+payment no block can hold yet keeps its coin from a second intent."""
 
 from __future__ import annotations
 
@@ -11,17 +12,12 @@ import base64
 import os
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from embit import ec, script
-from embit.networks import NETWORKS
-from embit.psbt import PSBT
-from embit.transaction import Transaction, TransactionInput, TransactionOutput
 from mcp import ClientSession
 from mcp.client.stdio import stdio_client
 from mcp_types import CallToolResult
@@ -33,20 +29,13 @@ from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from schemas.codes import Code
 from schemas.stages import Stage
+from tests.bitcoin_signer_support import PlainAgent, cli_json, embit_psbt, plain_agent, shown, stranger
 from tests.support import serving, warden, warden_mcp
 
 CHAIN = "bitcoin-regtest"
 BTC = 10**8
-REGTEST = NETWORKS["regtest"]
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
-
-
-def _stranger() -> tuple[str, bytes]:
-    """A fresh regtest P2WPKH address nobody here holds the key of, and its script."""
-    key = ec.PrivateKey(os.urandom(32)).get_public_key()
-    out = script.p2wpkh(key)
-    return out.address(REGTEST), out.data
 
 
 def _unspent(settings: Settings, run: Run, address: str) -> list[bitcoin.Utxo]:
@@ -59,11 +48,6 @@ def _unspent(settings: Settings, run: Run, address: str) -> list[bitcoin.Utxo]:
 
     found: list[bitcoin.Utxo] = run(read())
     return found
-
-
-def _json(done: Any) -> Any:
-    assert done.returncode == 0, done.stderr
-    return orjson.loads(done.stdout)
 
 
 def _outcome(done: Any) -> Any:
@@ -81,37 +65,20 @@ def _submit(settings: Settings, agent: str, *how: str) -> Any:
 
 def _psbt(tmp: Path, coins: Sequence[bitcoin.Utxo], outputs: Sequence[tuple[bytes, int]], locktime: int = 0) -> str:
     """A PSBT spending ``coins`` to ``outputs`` (script, satoshis), written to a file: its path."""
-    tx = Transaction(
-        version=2,
-        locktime=locktime,
-        vin=[TransactionInput(bytes.fromhex(c.txid), c.vout, sequence=0xFFFFFFFD) for c in coins],
-        vout=[TransactionOutput(amount, script.Script(spk)) for spk, amount in outputs],
-    )
-    psbt = PSBT(tx)
-    for scope, coin in zip(psbt.inputs, coins, strict=True):
-        scope.witness_utxo = TransactionOutput(coin.amount, script.Script(coin.script))
     path = tmp / f"{os.urandom(4).hex()}.psbt"
-    path.write_text(base64.b64encode(psbt.serialize()).decode())
+    path.write_text(base64.b64encode(embit_psbt(coins, outputs, locktime)).decode())
     return str(path)
 
 
-@dataclass(frozen=True)
-class BtcAgent:
-    agent_id: str
-    public_key: str
-    address: str  # its P2WPKH address on regtest, where `warden fund` pays
-    bob: str
-    bob_script: bytes
-
-
 @pytest.fixture(scope="module")
-def btc_agent(stack: LocalStack) -> BtcAgent:
-    """An agent made with the plain commands: its Bitcoin key, 1 BTC from the node, and a policy
+def btc_agent(stack: LocalStack) -> PlainAgent:
+    """An agent made with the plain commands: its Bitcoin key, 1 BTC from the node and another 0.5
+    (two coins: a sign-only payment holds the coin it spends until it is final), and a policy
     paying bob, at most 0.3 BTC a payment and 0.5 BTC a day (fees included), the default fee
     ceilings (100,000 satoshis, 100 sat/vB)."""
     settings = stack.settings
     agent = f"plain-btc-{os.urandom(3).hex()}"
-    key = _json(warden(settings, "keys", "provision", "--agent", agent, "--chain", "bitcoin", "--json"))
+    key = cli_json(warden(settings, "keys", "provision", "--agent", agent, "--chain", "bitcoin", "--json"))
     public_key = key["public_key_hex"]
     # The addresses it prints are those the signer signs for: P2WPKH and P2TR, per network.
     address, taproot = key["networks"][CHAIN]
@@ -121,23 +88,24 @@ def btc_agent(stack: LocalStack) -> BtcAgent:
         and address.startswith("bcrt1q")
         and taproot.startswith("bcrt1p")
     )
-    funded = _json(warden(settings, "fund", "--agent", agent, "--chain", CHAIN, "--value", "1", "--json"))
+    funded = cli_json(warden(settings, "fund", "--agent", agent, "--chain", CHAIN, "--value", "1", "--json"))
     assert (funded["address"], funded["balance"], funded["unit"]) == (address, str(BTC), "satoshis"), funded
-    bob, bob_script = _stranger()
+    cli_json(warden(settings, "fund", "--agent", agent, "--chain", CHAIN, "--value", "0.5", "--json"))
+    bob, bob_script = stranger()
     created = warden(
         settings, "agents", "create", "--agent", agent, "--chains", CHAIN, "--allowlist", bob,
         "--max-value", "0.3", "--daily-limit", "0.5",
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
-    return BtcAgent(agent, public_key, address, bob, bob_script)
+    return PlainAgent(agent, public_key, address, bob, bob_script)
 
 
 def test_an_agent_pays_with_the_plain_commands_and_it_is_mined_and_final(
-    stack: LocalStack, btc_agent: BtcAgent, run: Run
+    stack: LocalStack, btc_agent: PlainAgent, run: Run
 ) -> None:
     settings = stack.settings
     agent = btc_agent.agent_id
-    policy = _json(warden(settings, "agents", "show", "--agent", agent, "--json"))["bitcoin"]
+    policy = cli_json(warden(settings, "agents", "show", "--agent", agent, "--json"))["bitcoin"]
     assert (policy["public_key"], policy["allowlist"]) == (btc_agent.public_key, [btc_agent.bob])
     assert (policy["max_sats_per_tx"], policy["daily_limit_sats"]) == (str(3 * BTC // 10), str(BTC // 2))
 
@@ -148,30 +116,30 @@ def test_an_agent_pays_with_the_plain_commands_and_it_is_mined_and_final(
     received = _unspent(settings, run, btc_agent.bob)
     assert [(u.txid, u.amount) for u in received] == [(paid["txid"], BTC // 10)]
     change = _unspent(settings, run, btc_agent.address)
-    assert sum(u.amount for u in change) == BTC - BTC // 10 - paid["fee_sats"]
+    assert sum(u.amount for u in change) == BTC + BTC // 2 - BTC // 10 - paid["fee_sats"]
 
-    listed = _json(warden(settings, "txs", "list", "--agent", agent, "--json"))
+    listed = cli_json(warden(settings, "txs", "list", "--agent", agent, "--json"))
     assert [(t["intent_id"], t["chain"], t["txid"]) for t in listed["transactions"]] == [
         (paid["intent_id"], CHAIN, paid["txid"])
     ]
-    shown = _json(warden(settings, "txs", "show", paid["txid"], "--agent", agent, "--json"))
+    shown = cli_json(warden(settings, "txs", "show", paid["txid"], "--agent", agent, "--json"))
     assert (shown["intent_id"], shown["status"], shown["final"]) == (paid["intent_id"], "mined", True)
 
 
 def test_what_the_policy_does_not_allow_is_refused_and_nothing_moves(
-    stack: LocalStack, btc_agent: BtcAgent, run: Run, tmp_path: Path
+    stack: LocalStack, btc_agent: PlainAgent, run: Run, tmp_path: Path
 ) -> None:
     settings = stack.settings
     agent = btc_agent.agent_id
-    mallory, mallory_script = _stranger()
+    mallory, mallory_script = stranger()
     coins = _unspent(settings, run, btc_agent.address)
     assert coins, "the agent's wallet is funded"
     before = sorted((u.txid, u.vout, u.amount) for u in coins)
     own = wallet.own_scripts(bytes.fromhex(btc_agent.public_key))
     held = sum(c.amount for c in coins)
 
-    stranger = _submit(settings, agent, "--to", mallory, "--value", "0.01")
-    assert stranger["code"] == Code.RECIPIENT_NOT_ALLOWLISTED, stranger
+    to_mallory = _submit(settings, agent, "--to", mallory, "--value", "0.01")
+    assert to_mallory["code"] == Code.RECIPIENT_NOT_ALLOWLISTED, to_mallory
     over = _submit(settings, agent, "--to", btc_agent.bob, "--value", "0.35")
     assert over["code"] == Code.VALUE_OVER_CAP, over
 
@@ -197,7 +165,7 @@ def test_what_the_policy_does_not_allow_is_refused_and_nothing_moves(
 
 
 def _fund(settings: Settings, address: str, run: Run) -> list[bitcoin.Utxo]:
-    _json(warden(settings, "fund", "--address", address, "--chain", CHAIN, "--value", "0.05", "--json"))
+    cli_json(warden(settings, "fund", "--address", address, "--chain", CHAIN, "--value", "0.05", "--json"))
     return _unspent(settings, run, address)
 
 
@@ -211,12 +179,12 @@ def api(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def test_the_transactions_endpoint_pays_btc_from_chain_to_and_value(
-    stack: LocalStack, btc_agent: BtcAgent, api: str, run: Run
+    stack: LocalStack, btc_agent: PlainAgent, api: str, run: Run
 ) -> None:
     settings = stack.settings
     agent = btc_agent.agent_id
-    mallory, _ = _stranger()
-    key = _json(warden(settings, "agents", "api-key", "--agent", agent, "--json"))["api_key"]
+    mallory, _ = stranger()
+    key = cli_json(warden(settings, "agents", "api-key", "--agent", agent, "--json"))["api_key"]
     mainnet_bob = wallet.addresses(bytes.fromhex(btc_agent.public_key), "main")[0]
     received = sum(u.amount for u in _unspent(settings, run, btc_agent.bob))
 
@@ -261,39 +229,17 @@ def test_the_transactions_endpoint_pays_btc_from_chain_to_and_value(
     assert _unspent(settings, run, mallory) == []
 
 
-def _record(settings: Settings, agent: str, intent_id: str, until: Callable[[Any], bool], what: str) -> Any:
-    """The intent's Bitcoin record as `warden txs show` prints it, once ``until`` holds of it."""
-    deadline = time.monotonic() + 90
-    while True:
-        done = warden(settings, "txs", "show", intent_id, "--agent", agent, "--json")
-        record = orjson.loads(done.stdout) if done.returncode == 0 else None
-        if record is not None and until(record):
-            return record
-        assert time.monotonic() < deadline, f"{what}: {record}"
-        time.sleep(1)
-
-
-def test_a_replacement_is_judged_like_any_payment_and_the_one_it_replaced_ends_conflicted(
+def test_a_payment_no_block_can_hold_yet_holds_its_coin_and_a_replacement_is_refused(
     stack: LocalStack, run: Run, tmp_path: Path
 ) -> None:
     """A payment no block can hold yet (locked 1,000 blocks ahead: regtest's mempool takes it, its
-    miner leaves it out) waits in broadcast; a second payment spending the same coin with a higher
-    fee (a BIP-125 replacement) is judged in full, replaces it in the mempool and is mined; the
-    first is then conflicted, final, naming the coin another transaction took."""
+    miner leaves it out) waits in broadcast, and its coin stays its own: a second payment spending
+    the same coin at a higher fee (what a BIP-125 replacement would be) is refused
+    BITCOIN_INPUT_CLAIMED, naming the first, so no two intents ever claim one coin's spend."""
     settings = stack.settings
-    agent = f"rbf-btc-{os.urandom(3).hex()}"
-    public_key = _json(warden(settings, "keys", "provision", "--agent", agent, "--chain", "bitcoin", "--json"))[
-        "public_key_hex"
-    ]
-    address = wallet.addresses(bytes.fromhex(public_key), "regtest")[0]
-    _json(warden(settings, "fund", "--agent", agent, "--chain", CHAIN, "--value", "0.5", "--json"))
-    bob, bob_script = _stranger()
-    created = warden(
-        settings, "agents", "create", "--agent", agent, "--chains", CHAIN, "--allowlist", bob, "--max-value", "0.3"
-    )
-    assert created.returncode == 0, created.stderr
-    (coin,) = _unspent(settings, run, address)
-    own = wallet.own_scripts(bytes.fromhex(public_key))
+    agent = plain_agent(settings, "locked-btc", ("0.5",), "--max-value", "0.3")
+    (coin,) = _unspent(settings, run, agent.address)
+    own = wallet.own_scripts(bytes.fromhex(agent.public_key))
 
     async def height() -> int:
         node = JsonRpc(settings.rpc_url_for(CHAIN), timeout_s=30)
@@ -305,45 +251,37 @@ def test_a_replacement_is_judged_like_any_payment_and_the_one_it_replaced_ends_c
     locked = _psbt(
         tmp_path,
         [coin],
-        [(bob_script, BTC // 100), (own.p2wpkh, coin.amount - BTC // 100 - 1_000)],
+        [(agent.bob_script, BTC // 100), (own.p2wpkh, coin.amount - BTC // 100 - 1_000)],
         run(height()) + 1_000,
     )
     sent = warden(
-        settings,
-        "submit",
-        "--agent",
-        agent,
-        "--chain",
-        CHAIN,
-        "--bitcoin-psbt",
-        locked,
-        "--broadcast",
-        "--no-wait",
-        "--json",
-    )
-    first = _json(sent)["intent"]["intent_id"]
-    _record(settings, agent, first, lambda r: r["status"] == "broadcast", "in the mempool")
+        settings, "submit", "--agent", agent.agent_id, "--chain", CHAIN, "--bitcoin-psbt", locked,
+        "--broadcast", "--no-wait", "--json",
+    )  # fmt: skip
+    first = cli_json(sent)["intent"]["intent_id"]
+    shown(settings, agent.agent_id, first, lambda r: r["status"] == "broadcast", "in the mempool")
     time.sleep(3)  # blocks are mined meanwhile; none holds it
-    waiting = _record(settings, agent, first, lambda _: True, "still waiting")
+    waiting = shown(settings, agent.agent_id, first, lambda _: True, "still waiting")
     assert (waiting["status"], waiting["final"], waiting["block_hash"]) == ("broadcast", False, None), waiting
 
     replacement = _psbt(
-        tmp_path, [coin], [(bob_script, 2 * BTC // 100), (own.p2wpkh, coin.amount - 2 * BTC // 100 - 2_000)]
+        tmp_path, [coin], [(agent.bob_script, 2 * BTC // 100), (own.p2wpkh, coin.amount - 2 * BTC // 100 - 2_000)]
     )
-    mined = _submit(settings, agent, "--bitcoin-psbt", replacement)
-    assert (mined["status"], mined["final"]) == ("mined", True), mined
-    conflicted = _record(settings, agent, first, lambda r: r["final"], "conflicted")
-    assert conflicted["status"] == "conflicted" and f"{coin.txid}:{coin.vout}" in conflicted["error"], conflicted
-    assert [u.amount for u in _unspent(settings, run, bob)] == [2 * BTC // 100]
+    refused = _submit(settings, agent.agent_id, "--bitcoin-psbt", replacement)
+    assert (refused["stage"], refused["code"]) == (Stage.BITCOIN, Code.BITCOIN_INPUT_CLAIMED), refused
+    assert first in refused["reason"] and f"{coin.txid}:{coin.vout}" in refused["reason"], refused
+    still = shown(settings, agent.agent_id, first, lambda _: True, "still waiting")
+    assert (still["status"], still["final"]) == ("broadcast", False), still
+    assert [u for u in _unspent(settings, run, agent.bob) if u.confirmations] == []  # in the mempool only
 
 
 def test_an_mcp_client_pays_btc_mined_and_final_and_is_refused_a_stranger(
-    stack: LocalStack, btc_agent: BtcAgent, run: Run, tmp_path: Path
+    stack: LocalStack, btc_agent: PlainAgent, run: Run, tmp_path: Path
 ) -> None:
     """A real MCP client session with `warden mcp` for the agent: pay_bitcoin, on a Bitcoin network
     and on an EVM one."""
     settings = stack.settings
-    mallory, _ = _stranger()
+    mallory, _ = stranger()
     received = sum(u.amount for u in _unspent(settings, run, btc_agent.bob))
 
     async def calls() -> tuple[set[str], CallToolResult, CallToolResult, CallToolResult]:

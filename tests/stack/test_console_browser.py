@@ -1,20 +1,26 @@
 """The console in a real browser: Debian's Chromium driven by Playwright, Chrome's virtual
 authenticator (DevTools' WebAuthn domain) standing in for the admin's device, on a real stack
 whose `console` process `LocalStack` started. An admin registers a passkey from the link
-`warden console enrol` printed, pins it with the command the page showed, logs in with it, sees an
-intent parked with what parked it, approves it with the passkey over the bytes shown, and the
-transaction is mined on Anvil, and denies another; raises the agent's cap with the passkey on the agents
-page and adds an audit webhook; then a proposal that swaps the admin's key is shown flagged, and
-the agent's two policy versions are compared.
+`warden console enrol` printed (taken once, still after the console restarts), pins it with the
+command the page showed, logs in with it, sees an intent parked, headed by what it moves, with
+what parked it, approves it with the passkey over the bytes shown, and the transaction is mined
+on Anvil, and denies another; raises the agent's cap with the passkey on the agents page and adds
+an audit webhook; a proposal that swaps the admin's key is shown flagged; a third admin comes in
+and every threshold is two: a policy whose token symbol holds U+202E and U+200B is shown with
+those characters marked and cosigned; approvals under quorums of two and three are signed by the
+passkey and Ed25519 admins (the CLI) together and mined; the agent's policy versions are
+compared, and every page fits a window 1280 pixels wide.
 Screenshots go to .warden/screenshots/console-<time> in the checkout (the path is printed)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import shlex
+import signal
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +30,16 @@ from typing import Any, TypeVar
 import pytest
 from playwright.sync_api import Locator, Page, sync_playwright
 
-from infra.stack.local import DEFAULT_PARTS, REPO, LocalStack, console_origin, local_settings, running_stack
-from infra.stack.provision import provision_agent
+from infra.stack.local import (
+    DEFAULT_PARTS,
+    REPO,
+    SERVICES,
+    LocalStack,
+    console_origin,
+    local_settings,
+    running_stack,
+)
+from infra.stack.provision import Agent, provision_agent
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
@@ -34,7 +48,8 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import public_key_hex
 from schemas.codes import Code
-from schemas.outcomes import IntentParked
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentParked, SignedTransaction
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, wait_outcomes
 from sdk.records import admins_in_force, policy_in_force
@@ -97,8 +112,10 @@ def _shoot(page: Page, folder: Path, name: str) -> None:
     print(f"screenshot: {path}")
 
 
-def _enrol(page: Page, settings: Settings, shots: Path) -> tuple[str, str]:
-    """A passkey registered from the link `warden console enrol` printed: its key and the command shown."""
+def _enrol(page: Page, stack: LocalStack, shots: Path) -> tuple[str, str]:
+    """A passkey registered from the link `warden console enrol` printed: its key and the command
+    shown. The link is taken once, and stays taken when the console restarts."""
+    settings = stack.settings
     done = warden(settings, "console", "enrol", "--admin", "alice", "--json")
     assert done.returncode == 0, done.stderr
     link = json.loads(done.stdout)["link"]
@@ -111,6 +128,10 @@ def _enrol(page: Page, settings: Settings, shots: Path) -> tuple[str, str]:
     assert key.startswith("passkey:") and f"alice={key}" in command
     page.goto(link)  # a link is taken once
     assert "used already" in page.content()
+    stack.kill("console", signal.SIGTERM)
+    stack.start_service("console", SERVICES["console"])
+    page.goto(link)
+    assert "used already" in page.content(), page.content()
     return key, command
 
 
@@ -129,12 +150,11 @@ def _pin(settings: Settings, command: str) -> None:
         time.sleep(0.5)
 
 
-def _park(settings: Settings) -> tuple[str, str]:
-    """Two intents above the agent's approval threshold, parked: their ids."""
-    agent = aside(provision_agent(settings, AGENT, tx_allowed_chains=("anvil",), approval_threshold_eth="1"))
+def _park(settings: Settings, agent: Agent, *values: str) -> list[TransactionIntent]:
+    """Intents of ``values`` (above the agent's approval threshold of 1), parked."""
     intents = [
         new_intent(agent.intent_key, agent_id=AGENT, chain="anvil", to=DEST, value=value, broadcast=True)
-        for value in ("2", "3")
+        for value in values
     ]
     start = aside(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
 
@@ -146,7 +166,7 @@ def _park(settings: Settings) -> tuple[str, str]:
     aside(submit())
     outcomes = aside(wait_outcomes(settings, intents, 60, start, final=False))
     assert all(isinstance(outcomes[i.intent_id], IntentParked) for i in intents), outcomes
-    return intents[0].intent_id, intents[1].intent_id
+    return intents
 
 
 def _mined(settings: Settings, tx_hash: str) -> dict[str, Any]:
@@ -174,14 +194,16 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
     shots = REPO / ".warden" / "screenshots" / f"console-{time.strftime('%Y%m%dT%H%M%S')}"
     shots.mkdir(parents=True)
     with chromium_with_passkey() as page:
-        _key, command = _enrol(page, settings, shots)
+        _key, command = _enrol(page, console_stack, shots)
         _pin(settings, command)
-        intent_id, denied_id = _park(settings)
+        agent = aside(provision_agent(settings, AGENT, tx_allowed_chains=("anvil",), approval_threshold_eth="1"))
+        intent_id, denied_id = (i.intent_id for i in _park(settings, agent, "2", "3"))
 
         page.goto(console_origin(settings) + "/login")
         page.click("#login")
         page.wait_for_url("**/decisions", timeout=30_000)
         section = page.locator(f"section.parked[id='intent-{intent_id}']")
+        assert section.locator("h3 .headline").inner_text() == f"2 ETH to {DEST}"  # what moves, in ETH
         assert "approval" in section.inner_text().lower()  # the limit that parked it
         assert "signed_tx" not in page.content()
         _shoot(page, shots, "2-parked")
@@ -205,9 +227,40 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
         _a_webhook_added_with_the_passkey(page, settings, shots)
         _a_key_swap_is_flagged(page, settings, shots)
         _a_proposal_cosigned(page, settings, shots)
+        _unseen_characters_are_shown_and_signed_as_they_are(page, settings, shots)
+        _an_approval_two_admins_sign(page, settings, shots, agent)
+        _an_approval_three_admins_sign(page, settings, shots, agent)
         _the_ledger_believes_the_consoles_events(settings)
         _the_versions_compared(page, settings, shots, before)
+        _pages_fit_a_1280_pixel_window(page, settings, shots)
         _plain_forms_post_with_the_consoles_origin(page, settings, shots)
+
+
+# The width of the document (it scrolls sideways when wider than the window) and, in the
+# transactions table, how many lines each recipient's address takes.
+_WIDTH = "() => document.documentElement.scrollWidth"
+_RECIPIENT_LINES = """() => [...document.querySelectorAll("table.transactions td.to code")].map(
+  (code) => Math.round(code.getBoundingClientRect().height / parseFloat(getComputedStyle(code).lineHeight)))"""
+
+
+def _fits(page: Page, path: str) -> None:
+    """``path``'s page, in the 1280-pixel window, is no wider than it."""
+    width = page.evaluate(_WIDTH)
+    assert width <= 1280, f"{path} is {width} pixels wide in a window of 1280"
+
+
+def _pages_fit_a_1280_pixel_window(page: Page, settings: Settings, shots: Path) -> None:
+    """Every page the test went through fits a window 1280 pixels wide (no sideways scrolling), and
+    a recipient's address in the transactions table takes two lines at most (it wrapped two
+    characters a line)."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    for path in ("/transactions", "/decisions", "/agents", "/spend", "/refusals", "/ledger"):
+        page.goto(console_origin(settings) + path)
+        _fits(page, path)
+    page.goto(console_origin(settings) + "/transactions")
+    lines = page.evaluate(_RECIPIENT_LINES)
+    assert lines and max(lines) <= 2, lines
+    _shoot(page, shots, "8a-transactions-1280")
 
 
 def _plain_forms_post_with_the_consoles_origin(page: Page, settings: Settings, shots: Path) -> None:
@@ -251,15 +304,17 @@ def _a_webhook_added_with_the_passkey(page: Page, settings: Settings, shots: Pat
     """alice adds an audit webhook with her passkey: its secret is shown once, and it is listed.
     Then she removes it with her passkey, and it is listed no more."""
     page.goto(console_origin(settings) + "/webhooks")
-    page.fill("input[name=url]", "http://127.0.0.1:9/warden")
+    page.fill("input[name=url]", "http://127.0.0.1:9/warden/" + "/".join(["a-long-path-segment"] * 6))
     page.select_option("select[name=events]", [AuditAction.INTENT_REJECTED.value])
     page.click("form.webhook button")
     page.locator("div.sign.webhook button").click()
     page.wait_for_selector("#secret:not([hidden])", timeout=30_000)
     assert page.inner_text("pre.secret").startswith("whsec_")
     (webhook_id,) = re.findall(r"webhook (wh_[0-9a-f]+) added", page.inner_text("div.sign.webhook .result"))
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(console_origin(settings) + "/webhooks")
     assert webhook_id in page.inner_text("table.webhooks")
+    _fits(page, "/webhooks")  # it was wider than 1280 pixels
     _shoot(page, shots, "5-webhook-added")
     page.locator(f'tr.webhook:has-text("{webhook_id}") form.webhook-removal button').click()
     page.locator("div.sign.webhook button").click()
@@ -278,7 +333,8 @@ def _the_versions_compared(page: Page, settings: Settings, shots: Path, before: 
             break
         assert time.monotonic() < deadline, section.inner_text()
         time.sleep(1)
-    assert f"v{before + 1} (in force)" in section.locator("table.history").inner_text()
+    history = section.locator("table.history").inner_text()  # newest first: the policy with SYMBOL is in force
+    assert f"\nv{before + 2} (in force)\t" in history and f"\nv{before + 1}\t" in history, history
     assert "tx_max_value_eth" in section.locator("table.diff").inner_text()
     _shoot(page, shots, "8-versions")
 
@@ -329,23 +385,136 @@ def _other_bytes_are_not_relayed(page: Page, section: Locator, shown: str) -> No
 
 
 def _a_proposal_cosigned(page: Page, settings: Settings, shots: Path) -> None:
-    """local-admin proposes carol as a third admin; alice cosigns it in the console: in force."""
+    """local-admin proposes carol as a third admin, and every threshold at two; alice cosigns it
+    in the console: in force."""
     carol = public_key_hex(load_or_create_admin_key(settings.home, "carol"))
     keys = aside(admins_in_force(settings)).keys
     pairs = ",".join(f"{admin}={key}" for admin, key in {**keys, "carol": carol}.items())
-    done = warden(settings, "admins", "propose", "--admins", pairs, "--quorum", "2", "--json")
-    assert done.returncode == 0, done.stderr
-    proposal_id = json.loads(done.stdout)["proposal_id"]
-    page.goto(console_origin(settings) + "/decisions")
-    section = page.locator(f"section.proposal[id='proposal-{proposal_id}']")
+    section = _cosigned(page, settings, pairs, "2")
     assert not section.locator(".flag").count()  # adds an admin, changes nobody's key
-    section.locator("button.sign-button").click()
-    section.locator(".result").filter(has_text="quorum reached").wait_for(timeout=30_000)
     _shoot(page, shots, "7-cosigned")
     deadline = time.monotonic() + 30
     while "carol" not in aside(admins_in_force(settings)).keys:
         assert time.monotonic() < deadline, "the cosigned admin set did not come into force"
         time.sleep(0.5)
+
+
+# A token symbol an admin chose: a right-to-left override and a zero-width space, which draw
+# nothing themselves and (the override) reverse how what follows is drawn.
+SYMBOL = "US\u202eDC\u200b"
+
+
+def _unseen_characters_are_shown_and_signed_as_they_are(page: Page, settings: Settings, shots: Path) -> None:
+    """local-admin proposes the agent's next policy, limiting a token whose symbol holds U+202E
+    and U+200B (policies need two admins now). On alice's decisions page the change shows them as
+    JSON escapes and the exact bytes as marked boxes naming them; her passkey signs the bytes
+    themselves (the page's script reads each box back as its character), and the policy is in force
+    with the symbol as it was written."""
+    token = "0x" + "7e" * 20
+    fields = settings.home / "unseen-fields.json"
+    fields.write_text(
+        json.dumps({"asset_limits": [{"chain": "anvil", "token": token, "symbol": SYMBOL, "decimals": 6}]})
+    )
+    proposed = _cli(settings, LOCAL_ADMIN_ID, "agents", "update", "--agent", AGENT, "--fields", str(fields))
+    _decisions(page, settings)
+    section = page.locator(f"section.proposal[id='proposal-{proposed['proposal_id']}']")
+    # The change shows the symbol as JSON does (escaped); the bytes hold the characters themselves.
+    assert '"symbol":"US\\u202eDC\\u200b"' in section.locator("pre.change").inner_text()
+    marked = section.locator("div.sign.cosign pre.bytes span.cc")
+    assert [marked.nth(n).inner_text() for n in range(marked.count())] == ["U+202E", "U+200B"]
+    assert "\u202e" not in section.inner_text() and "\u200b" not in section.inner_text()
+    _shoot(page, shots, "7c-unseen-characters")
+    section.locator("button.sign-button").click()
+    section.locator(".result").filter(has_text="quorum reached").wait_for(timeout=30_000)
+    deadline = time.monotonic() + 30
+    while (policy := aside(policy_in_force(settings, AGENT))) is None or not policy.asset_limits:
+        assert time.monotonic() < deadline, "the cosigned policy did not come into force"
+        time.sleep(0.5)
+    assert policy.asset_limits[0].symbol == SYMBOL
+
+
+def _cosigned(page: Page, settings: Settings, pairs: str, quorum: str) -> Locator:
+    """The admin set of ``pairs`` and ``quorum``, proposed by local-admin with the CLI and cosigned
+    by alice in the console (two admins sign an admin set): its section on the decisions page."""
+    proposed = _cli(settings, LOCAL_ADMIN_ID, "admins", "propose", "--admins", pairs, "--quorum", quorum)
+    proposal_id = proposed["proposal_id"]
+    page.goto(console_origin(settings) + "/decisions")
+    section = page.locator(f"section.proposal[id='proposal-{proposal_id}']")
+    section.locator("button.sign-button").click()
+    section.locator(".result").filter(has_text="quorum reached").wait_for(timeout=30_000)
+    return section
+
+
+def _cli(settings: Settings, admin_id: str, *args: str) -> dict[str, Any]:
+    """`warden ARGS --json` as admin ``admin_id`` (an Ed25519 key under the home): what it printed."""
+    done = warden(dataclasses.replace(settings, admin_id=admin_id), *args, "--json")
+    assert done.returncode == 0, done.stderr
+    said: dict[str, Any] = json.loads(done.stdout)
+    return said
+
+
+def _decisions(page: Page, settings: Settings) -> None:
+    """The decisions page, drawn (200) for the admin logged in."""
+    response = page.goto(console_origin(settings) + "/decisions")
+    assert response is not None and response.status == 200, response and response.text()
+
+
+def _an_approval_two_admins_sign(page: Page, settings: Settings, shots: Path, agent: Agent) -> None:
+    """Approvals need two admins (every threshold is two since carol came in): local-admin, an
+    Ed25519 admin, proposes the approval of a parked intent with the CLI; alice's decisions page
+    is drawn, the intent pointing at that proposal and offering no second approval, and alice
+    cosigns the proposal with her passkey: it is mined."""
+    (intent,) = _park(settings, agent, "1.5")
+    proposed = _cli(settings, LOCAL_ADMIN_ID, "approvals", "approve", intent.intent_id)
+    assert proposed["needed"] == 2, proposed
+    _decisions(page, settings)
+    parked = page.locator(f"section.parked[id='intent-{intent.intent_id}']")
+    assert f"Approval proposed by {LOCAL_ADMIN_ID}: 1 of 2 signatures" in parked.inner_text()
+    assert not parked.locator("div.sign.approve").count() and parked.locator("div.sign.deny").count()
+    section = page.locator(f"section.proposal[id='proposal-{proposed['proposal_id']}']")
+    assert f"approve intent {intent.intent_id} of {AGENT}" in section.locator("pre.change").inner_text()
+    section.locator("button.sign-button").click()
+    section.locator(".result").filter(has_text="quorum reached").wait_for(timeout=30_000)
+    _shoot(page, shots, "7a-approved-by-two")
+    _is_mined(settings, intent)
+
+
+def _an_approval_three_admins_sign(page: Page, settings: Settings, shots: Path, agent: Agent) -> None:
+    """Approvals need three admins (local-admin proposes it, alice cosigns it in the console; the
+    set's own threshold is at least every other's): alice approves a parked intent with her
+    passkey, which proposes it; carol signs it with the CLI: two of three, nothing published, as
+    alice's page says; local-admin's signature completes it, and it is mined."""
+    keys = aside(admins_in_force(settings)).keys
+    pairs = ",".join(f"{a}={k}" for a, k in keys.items())
+    _cosigned(page, settings, pairs, "policy=2,approval=3,keys=2,chains=2,admins=3")
+    deadline = time.monotonic() + 30
+    while aside(admins_in_force(settings)).threshold("approval") != 3:
+        assert time.monotonic() < deadline, "the quorum of three for approvals did not come into force"
+        time.sleep(0.5)
+    (intent,) = _park(settings, agent, "1.25")
+    _decisions(page, settings)
+    approve = page.locator(f"section.parked[id='intent-{intent.intent_id}'] div.sign.approve")
+    approve.locator("button").click()
+    approve.locator(".result").filter(has_text="approval proposed").wait_for(timeout=30_000)
+    _decisions(page, settings)
+    parked = page.locator(f"section.parked[id='intent-{intent.intent_id}']")
+    assert "Approval proposed by alice: 1 of 3 signatures" in parked.inner_text()
+    # A proposal's id is the digest of the bytes its admins sign.
+    digest = str(parked.locator("p.proposed a").get_attribute("href")).removeprefix("#proposal-")
+    signed = _cli(settings, "carol", "approvals", "sign", digest[:16], "--digest", digest)
+    assert not signed["published"] and sorted(signed["signed_by"]) == ["alice", "carol"], signed
+    _decisions(page, settings)
+    section = page.locator(f"section.proposal[id='proposal-{digest}']")
+    assert "2 of 3 signatures" in section.inner_text() and "You have signed this proposal" in section.inner_text()
+    _shoot(page, shots, "7b-two-of-three")
+    done = _cli(settings, LOCAL_ADMIN_ID, "approvals", "sign", digest[:16], "--digest", digest)
+    assert done["published"], done
+    _is_mined(settings, intent)
+
+
+def _is_mined(settings: Settings, intent: TransactionIntent) -> None:
+    outcome = aside(wait_outcomes(settings, [intent], 120, final=True))[intent.intent_id]
+    assert isinstance(outcome, SignedTransaction) and outcome.status == "mined", outcome
 
 
 def _the_ledger_believes_the_consoles_events(settings: Settings) -> None:

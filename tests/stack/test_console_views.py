@@ -2,12 +2,15 @@
 server: its session check is not theirs): an agent's intents mined and final, refused at the
 allowlist and parked for an admin each show where they stand; the refusal's code is charted per
 day; the agent's spend is charted against its daily limit; the ledger verifies; the mined
-intent's receipt holds and a tampered copy fails its inclusion check."""
+intent's receipt holds and a tampered copy fails its inclusion check. The decisions page, drawn by
+the console's own app for the stack's passkey admin, heads each parked intent (ETH priced by a
+feed on Anvil, an ERC-20 token, SOL, BTC) with what it moves, in the asset's symbol and decimals."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
 import re
 import time
@@ -18,21 +21,38 @@ import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from solders.keypair import Keypair
 
+from btc import wallet
 from gateway.console import analyst, auditor
 from gateway.console.data import LedgerSource, Transaction
+from gateway.console.security import cookie_name
+from gateway.console.server import Console, build_app
+from infra import contracts
+from infra.cli.fund import fund
 from infra.stack.local import LocalStack, free_port
+from infra.stack.provision import provision_bitcoin_agent, provision_solana_agent
 from ledger.receipt import Receipt
 from runtime.config import Settings
+from runtime.kafka import end_offsets
+from schemas import topics
 from schemas.actions import AuditAction
-from schemas.outcomes import IntentRejected
+from schemas.emit import Emit
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentParked, IntentRejected
 from schemas.stages import Stage
 from sdk.client import Client, new_intent, wait_outcomes
 from sdk.records import ReceiptUnavailable, outcome_receipt
-from tests.support import make_agent
+from sdk.transfers import transfer_fields
+from tests.passkey_support import ORIGIN, PARTY, PASSKEY_ADMIN
+from tests.support import make_agent, warden
+from tests.token_support import DEPLOYER, on_anvil, token_assets
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 STRANGER = "0x000000000000000000000000000000000000dEaD"
+SOLANA, BITCOIN = "solana-local", "bitcoin-regtest"
+# A compressed secp256k1 public key (the generator point's): the stranger a Bitcoin agent pays.
+BTC_STRANGER = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 T = TypeVar("T")
 # Above 0.5 an intent waits for an admin; at most 5 a day.
 POLICY: dict[str, Any] = {
@@ -147,7 +167,7 @@ def test_the_pages_show_what_the_ledger_holds(stack: LocalStack, run: Callable[.
     assert 'data-status="mined">mined, final<' in _row(txs, ids["mined"])
     refused = _row(txs, ids["refused"])
     assert 'data-status="refused"' in refused and f"<code>{ids['code']}</code>" in refused
-    assert f"<td>{Stage.ALLOWLIST}</td>" in refused
+    assert f'<td class="stage">{Stage.ALLOWLIST}</td>' in refused
     assert 'data-status="parked"' in _row(txs, ids["parked"])
     assert all("signed_tx" not in html for html in pages.values())
 
@@ -166,3 +186,121 @@ def test_the_pages_show_what_the_ledger_holds(stack: LocalStack, run: Callable[.
     tampered = pages["tampered"]
     assert 'data-ok="false">The receipt does not hold' in tampered
     assert re.search(r'data-ok="false">the inclusion proof leads [^<]*: FAILS', tampered), tampered
+
+
+@dataclasses.dataclass
+class Parked:
+    """One parked intent of each family, and what the test reads them with."""
+
+    native: TransactionIntent
+    token: TransactionIntent
+    sol: TransactionIntent
+    btc: TransactionIntent
+    feed: str
+    sol_to: str
+    btc_to: str
+
+
+async def _evm_parked(settings: Settings, deployed: dict[str, str]) -> tuple[TransactionIntent, TransactionIntent, str]:
+    """An EVM agent whose policy prices ETH by a feed on Anvil ($2,000) and limits WUSD: 0.6 ETH
+    and 150 WUSD (a transfer() call to the token) to DEST, each above its approval threshold."""
+    feed = await on_anvil(
+        settings, lambda node: contracts.deploy(node, "PriceFeed", 8, "ETH / USD", 2000 * 10**8, sender=DEPLOYER)
+    )
+    agent = f"agent-heads-{os.urandom(3).hex()}"
+    key, _, _ = await make_agent(
+        settings,
+        agent,
+        tx_to_allowlist=(DEST, deployed["token"]),
+        approval_threshold_eth="0.5",
+        asset_limits=token_assets(deployed, approval_threshold="100")[:1],
+        price_feeds=({"chain": "anvil", "asset": "native", "feed": feed},),
+    )
+    native = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.6")
+    data = contracts.calldata("transfer(address,uint256)", DEST, 150 * 10**6)
+    token = new_intent(key, agent_id=agent, chain="anvil", to=deployed["token"], value="0", data=data, gas_limit=80_000)
+    return native, token, feed
+
+
+async def _solana_parked(settings: Settings) -> tuple[TransactionIntent, str]:
+    """1.5 SOL to a stranger on the allowlist, above the agent's approval threshold of 1 SOL."""
+    to = str(Keypair().pubkey())
+    agent = await provision_solana_agent(
+        settings, f"agent-heads-sol-{os.urandom(3).hex()}", allowlist=(to,), approval_threshold_lamports=10**9
+    )
+    fields = await transfer_fields(settings, SOLANA, agent.policy, to, "1.5")
+    return new_intent(agent.intent_key, agent_id=agent.agent_id, chain=SOLANA, **fields), to
+
+
+async def _bitcoin_parked(settings: Settings) -> tuple[TransactionIntent, str]:
+    """0.2 BTC from 1 BTC funded to a stranger on the allowlist, above the threshold of 0.1 BTC."""
+    to = wallet.addresses(bytes.fromhex(BTC_STRANGER), "regtest")[0]
+    agent = await provision_bitcoin_agent(
+        settings, f"agent-heads-btc-{os.urandom(3).hex()}", allowlist=(to,), approval_threshold_sats=10**7
+    )
+    await fund(settings, BITCOIN, agent.address, 10**8)
+    fields = await transfer_fields(settings, BITCOIN, agent.policy, to, "0.2")
+    return new_intent(agent.intent_key, agent_id=agent.agent_id, chain=BITCOIN, **fields), to
+
+
+async def _parked(settings: Settings, deployed: dict[str, str]) -> Parked:
+    native, token, feed = await _evm_parked(settings, deployed)
+    (sol, sol_to), (btc, btc_to) = await _solana_parked(settings), await _bitcoin_parked(settings)
+    start = await end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL, topics.INTENTS_REJECTED))
+    async with Client(settings) as client:
+        for intent in (native, token, sol, btc):
+            await client.submit(intent)
+    outcomes = await wait_outcomes(settings, [native, token, sol, btc], 90, start, final=False)
+    assert all(isinstance(o, IntentParked) for o in outcomes.values()), outcomes
+    return Parked(native, token, sol, btc, feed, sol_to, btc_to)
+
+
+async def _decisions_page(settings: Settings) -> str:
+    """GET /decisions from the console's own app (in process, on the stack's broker and nodes),
+    with the stack's passkey admin logged in."""
+
+    async def sink(event: Emit) -> None:  # the console's audit events: not this test's subject
+        del event
+
+    console = Console(settings, PARTY, sink)
+    session = console.sessions.log_in(console.sessions.new(console.now()), PASSKEY_ADMIN, console.now())
+    async with TestClient(TestServer(build_app(console), host="127.0.0.1", port=free_port())) as client:
+        client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): session.id})
+        answer = await client.get("/decisions")
+        assert answer.status == 200, await answer.text()
+        return await answer.text()
+
+
+def _section(html: str, intent: TransactionIntent) -> str:
+    start = html.index(f'<section class="parked" id="intent-{intent.intent_id}">')
+    return html[start : html.index("</section>", start)]
+
+
+def test_each_parked_intent_is_headed_by_what_it_moves_in_its_units(
+    stack: LocalStack, deployed: dict[str, str], run: Callable[..., Any]
+) -> None:
+    """An ERC-20 transfer is headed by the token's amount and recipient (not "0 to" the token's
+    contract), every amount in its asset's symbol and decimals and exactly in base units, ETH in
+    US dollars as the policy's feed prices it, SOL and BTC said to have no price; the exact bytes
+    of each decision are still on the page. `warden approvals list` prints the same."""
+    settings = stack.settings
+    parked = run(_parked(settings, deployed))
+    html = run(_decisions_page(settings))
+
+    token = _section(html, parked.token)
+    assert f'<span class="headline">150 WUSD to {DEST}</span>' in token, token.split("</h3>")[0]
+    assert "exactly 150000000 base units" in token and "no USD price: the policy names no feed for it" in token
+    native = _section(html, parked.native)
+    assert f'<span class="headline">0.6 ETH ($1200) to {DEST}</span>' in native, native.split("</h3>")[0]
+    assert "exactly 600000000000000000 wei" in native and f"$1200 at feed {parked.feed}" in native
+    sol = _section(html, parked.sol)
+    assert f'<span class="headline">1.5 SOL to {parked.sol_to}' in sol and "exactly 1500000000 lamports" in sol, sol
+    assert "no USD price: Warden reads none for SOL" in sol and "sol_transfer" in sol  # its instructions too
+    btc = _section(html, parked.btc)
+    assert f'<span class="headline">0.2 BTC to {parked.btc_to}' in btc and "exactly 20000000 satoshis" in btc, btc
+    for section in (native, token, sol, btc):
+        assert '<div class="sign approve">' in section and '<pre class="bytes">' in section
+
+    listed = warden(settings, "approvals", "list", "--agent", parked.token.agent_id)
+    assert listed.returncode == 0, listed.stderr
+    assert f"150 WUSD to {DEST}" in listed.stdout and "moves: fee up to" in listed.stdout, listed.stdout

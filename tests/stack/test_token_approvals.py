@@ -113,8 +113,9 @@ def test_a_passkey_admins_assertion_approves_one_intent_and_relayed_to_another_i
 ) -> None:
     """The stack pins a passkey admin (a software passkey, making assertions as the console's
     page would). Its assertion over the approval of one parked intent releases it, and it is mined.
-    The same assertion relayed in an approval of another parked intent is refused by the worker,
-    and, written straight to warden.intents.approved, by the signer: PASSKEY_ASSERTION_INVALID."""
+    The same assertion relayed in an approval of another parked intent, and an assertion over a
+    third's approval made in a frame on another site's page (crossOrigin: true), are refused by the
+    worker, and, written straight to warden.intents.approved, by the signer: PASSKEY_ASSERTION_INVALID."""
     from runtime.clock import utcnow
     from schemas import topics
     from schemas.actions import AuditAction
@@ -135,36 +136,43 @@ def test_a_passkey_admins_assertion_approves_one_intent_and_relayed_to_another_i
             **signed,
         )
 
-    async def scenario() -> tuple[TransactionIntent, Outcome, Outcome, list[AuditEvent]]:
+    async def scenario() -> tuple[list[TransactionIntent], Outcome, dict[str, Outcome], list[AuditEvent]]:
         key, _, policy = await make_agent(settings, agent, tx_to_allowlist=(ALICE,), approval_threshold_eth="0.1")
-        one, two = (
-            new_intent(key, agent_id=agent, chain="anvil", to=ALICE, value=v, broadcast=True) for v in ("0.3", "0.4")
+        one, two, three = (
+            new_intent(key, agent_id=agent, chain="anvil", to=ALICE, value=v, broadcast=True)
+            for v in ("0.3", "0.4", "0.5")
         )
         start = await end_offsets(settings, (*OUTCOME_TOPICS, topics.AUDIT_EVENTS))
         async with Client(settings) as client:
-            for intent in (one, two):
+            for intent in (one, two, three):
                 await client.submit(intent)
-            parked = await wait_outcomes(settings, [one, two], 60, start, final=False)
+            parked = await wait_outcomes(settings, [one, two, three], 60, start, final=False)
             assert {type(o).__name__ for o in parked.values()} == {"IntentParked"}, parked
             approved = passkey_signed(approval(one), stack_passkey, PASSKEY_ADMIN)
             relayed = approval(two, admin_key_id=PASSKEY_ADMIN, signature=approved.signature)
-            for decision in (approved, relayed):
+            framed = passkey_signed(approval(three), stack_passkey, PASSKEY_ADMIN, framed_by="https://evil.example")
+            for decision in (approved, relayed, framed):
                 await client.send(topics.APPROVALS, agent, decision.to_bytes())
             mined = (await wait_outcomes(settings, [one], 90, start))[one.intent_id]
-            # Past the worker, straight to the signer, with the relayed assertion.
-            straight = IntentApproved(intent=two, policy=policy, approved_at=utcnow(), human_approval=relayed)
-            await client.send(topics.INTENTS_APPROVED, agent, straight.to_bytes())
-            refused = (await wait_outcomes(settings, [two], 60, start))[two.intent_id]
+            # Past the worker, straight to the signer, with the relayed and the framed assertions.
+            for intent, decision in ((two, relayed), (three, framed)):
+                straight = IntentApproved(intent=intent, policy=policy, approved_at=utcnow(), human_approval=decision)
+                await client.send(topics.INTENTS_APPROVED, agent, straight.to_bytes())
+            refused = await wait_outcomes(settings, [two, three], 60, start)
         events = [e for v in await read_topic(settings, topics.AUDIT_EVENTS, start=start) for e in audit_events_of(v)]
-        return two, mined, refused, events
+        return [two, three], mined, refused, events
 
-    two, mined, refused, events = run(scenario())
+    intents, mined, refused, events = run(scenario())
     assert isinstance(mined, SignedTransaction) and mined.status == "mined", mined
-    (by_worker,) = [e for e in events if e.action == AuditAction.APPROVAL_REFUSED and e.intent_id == two.intent_id]
-    assert by_worker.details["code"] == Code.PASSKEY_ASSERTION_INVALID, by_worker.details
-    assert "passkey-admin's passkey: the passkey's assertion does not verify" in by_worker.details["reason"]
-    assert isinstance(refused, IntentRejected), refused
-    assert (refused.stage, refused.code) == (Stage.SIGNING, Code.PASSKEY_ASSERTION_INVALID), refused
+    for intent, why in zip(intents, ("the passkey's assertion does not verify", "crossOrigin: true"), strict=True):
+        said = [e for e in events if e.intent_id == intent.intent_id]
+        by_worker = [e for e in said if e.action == AuditAction.APPROVAL_REFUSED]
+        assert len(by_worker) == 1, (why, [e.action for e in said])
+        assert by_worker[0].details["code"] == Code.PASSKEY_ASSERTION_INVALID, by_worker[0].details
+        assert why in by_worker[0].details["reason"], by_worker[0].details
+        by_signer = refused[intent.intent_id]
+        assert isinstance(by_signer, IntentRejected), by_signer
+        assert (by_signer.stage, by_signer.code) == (Stage.SIGNING, Code.PASSKEY_ASSERTION_INVALID), by_signer
 
 
 def test_the_signer_requires_the_admins_approval_itself(lone: LoneSigner, run: Callable[..., Any]) -> None:

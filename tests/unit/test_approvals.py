@@ -485,6 +485,57 @@ def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world: World
     assert {"agent_public_key", "tx_to_allowlist", "tx_max_value_eth"} <= {row["field"] for row in first["fields"]}
 
 
+def test_an_approval_proposed_shows_the_parked_intent_whole_its_defaults_too(world: World) -> None:
+    """An approval under a quorum of more than one admin is shown with the intent it releases: a
+    plain transfer leaves ``intent_type`` (and other fields at their defaults) out of its bytes,
+    and the change still has every field, which the lines people read name."""
+    from sdk.changes import InForce, change_of
+    from sdk.pending import change_lines as _change_lines
+
+    intent = world.intent("0.5")
+    parked = parked_of(world.submit(intent))
+    approval = HumanApproval(
+        intent_id=intent.intent_id, agent_id=AGENT, intent_digest=intent.digest(), decision="approve", decided_at=T0
+    )
+    change = change_of(approval, InForce(NO_ADMINS, parked={intent.intent_id: parked}))
+    assert change["intent"]["intent_type"] == "transaction" and change["intent"]["message"] is None
+    assert "signature" not in change["intent"]
+    lines = _change_lines(change)
+    assert '    intent_type: "transaction"' in lines and f'    to: "{DEST}"' in lines and '    value: "0.5"' in lines
+
+
+def test_a_parked_token_transfer_is_headed_by_the_token_amount_and_its_recipient(world: World) -> None:
+    """An ERC-20 transfer() moves no ETH: it is headed by the token's amount in its symbol and
+    decimals (the policy's asset_limits entry) and by the recipient in its calldata, not "0 to" the
+    token's contract; an approval's change lists the same."""
+    from sdk.changes import InForce, change_of
+    from sdk.moves import headline, moves_of
+    from sdk.pending import change_lines as _change_lines
+
+    policy = world.policy(
+        approval_threshold_eth="0.4",
+        tx_to_allowlist=(DEST, TOKEN),
+        asset_limits=({"chain": "anvil", "token": TOKEN, "symbol": "WUSD", "decimals": 6, "approval_threshold": "10"},),
+    )
+    data = "0xa9059cbb" + DEST[2:].lower().rjust(64, "0") + f"{12_500_000:064x}"
+    parked = parked_of(world.submit(world.intent("0", to=TOKEN, data=data, gas_limit=60_000)))
+    moves = moves_of(parked, policy)
+    assert headline(moves) == f"12.5 WUSD to {DEST}" and moves[0].units == "12500000 base units"
+    # By no policy (the agent has none in force), the call is a call, never a guess at a token.
+    assert headline(moves_of(parked, None)).startswith(f"a call to {TOKEN} (selector 0xa9059cbb)")
+    approval = HumanApproval(
+        intent_id=parked.intent_id,
+        agent_id=AGENT,
+        intent_digest=parked.intent_digest,
+        decision="approve",
+        decided_at=T0,
+    )
+    lines = _change_lines(
+        change_of(approval, InForce(NO_ADMINS, policies={AGENT: policy}, parked={parked.intent_id: parked}))
+    )
+    assert f"    moves: 12.5 WUSD to {DEST} [12500000 base units]" in lines
+
+
 def test_a_chain_set_and_a_key_change_show_their_entries() -> None:
     from schemas.admins import VaultChange
     from schemas.chain_set import ChainSet

@@ -1,6 +1,7 @@
 """A plain payment written as a PSBT (`btc.payments`): coins largest first, change back to the
 agent unless it is dust, the fee at the rate asked for the signed size, and a PSBT the signer
-signs into a transaction of exactly the size it was priced at."""
+signs into a transaction of exactly the size it was priced at; and a payment's cancellation, its
+coins spent back to the agent at the fee asked."""
 
 from __future__ import annotations
 
@@ -45,3 +46,20 @@ def test_change_below_the_dust_limit_goes_to_the_fee() -> None:
 def test_what_the_coins_cannot_pay_is_refused_saying_how_much_is_there(amount: int, words: str) -> None:
     with pytest.raises(payments.PaymentImpossible, match=words):
         payments.payment([_coin(1_000_000)], OTHER.p2wpkh, amount, OWN, fee_rate=2)
+
+
+def test_a_cancellation_spends_the_largest_coin_back_to_the_agent_paying_more_than_the_payment() -> None:
+    coins = [_coin(40_000), _coin(900_000)]
+    psbt = psbts.read(payments.cancellation(coins, OWN, lambda vsize: 282 + 2 * vsize))
+    assert [i.txid for i in psbt.inputs] == [coins[1].txid] and psbt.signals_rbf
+    (back,) = psbt.outputs
+    assert back.script == OWN.p2wpkh and psbt.fee() == 282 + 2 * psbts.vsize(psbt, OWN)
+    assert back.amount == 900_000 - (psbt.fee() or 0)
+
+
+def test_a_cancellation_takes_more_of_the_payments_coins_when_one_cannot_pay_its_fee() -> None:
+    coins = [_coin(900), _coin(800)]
+    psbt = psbts.read(payments.cancellation(coins, OWN, lambda vsize: 400 + vsize))
+    assert len(psbt.inputs) == 2 and psbt.outputs[0].amount >= payments.DUST_SATS
+    with pytest.raises(payments.PaymentImpossible, match="too little to pay a cancellation's fee"):
+        payments.cancellation([_coin(900)], OWN, lambda vsize: 800)

@@ -137,7 +137,7 @@ def _watch(state: SignerState, node: _Node, ttl_s: int | None) -> tuple[SignOnly
     policy = SimpleNamespace(sign_only_ttl_s=ttl_s)
     books: Any = SimpleNamespace(current=lambda agent_id: policy)
     unused: Any = None  # outcomes, signing, admins, persist: a pass with `look` replaced reads none
-    watch = SignOnly(state, lambda chain: node, unused, unused, books, unused, unused, 0)
+    watch = SignOnly(state, lambda chain: node, unused, unused, books, unused, unused, 0, lambda chain: 2)
     looked: list[str] = []
 
     async def look(row: SignOnlyRow, now: datetime, reads: object = None) -> list[Emit]:

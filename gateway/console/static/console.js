@@ -81,9 +81,20 @@ async function register(button, result) {
 // The bytes a page shows: UTF-8, the zero byte shown as U+2400 (console.decisions.shown_text).
 const shownBytes = (text) => new TextEncoder().encode(text.replaceAll("\u2400", "\u0000"));
 
+// The text a <pre class="bytes"> shows, each character that draws nothing read back from its
+// marked box (console.layout.esc: <span class="cc" data-cp="202E">U+202E</span>) as itself.
+function shownText(pre) {
+  let text = "";
+  for (const node of pre.childNodes) {
+    const marked = node.nodeType === Node.ELEMENT_NODE && node.classList.contains("cc");
+    text += marked ? String.fromCodePoint(parseInt(node.dataset.cp, 16)) : node.textContent;
+  }
+  return text;
+}
+
 // The challenge is the SHA-256 of exactly the bytes the page shows, computed here.
 async function signShown(button, result) {
-  const shown = button.parentElement.querySelector("pre.bytes").textContent;
+  const shown = shownText(button.parentElement.querySelector("pre.bytes"));
   const me = document.getElementById("me");
   const challenge = await crypto.subtle.digest("SHA-256", shownBytes(shown));
   const credential = await navigator.credentials.get({
