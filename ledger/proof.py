@@ -224,10 +224,11 @@ def build_receipt(store: Reader, event_id: str, log_name: str) -> Receipt:
 
 
 # The events that tell a client its intent's outcome: the signer's every status change (of an EVM
-# or a Solana transaction), a signed message (EVM or Solana), and a refusal (the worker's or the
-# signer's).
+# or a Solana transaction, or a Bitcoin payment), a signed message (EVM or Solana), and a refusal
+# (the worker's or the signer's).
 OUTCOME_ACTIONS_SQL = (
-    "(action LIKE 'tx.%' OR action LIKE 'solana.%' OR action IN ('message.signed', 'intent.rejected'))"
+    "(action LIKE 'tx.%' OR action LIKE 'solana.%' OR action LIKE 'bitcoin.%' "
+    "OR action IN ('message.signed', 'intent.rejected'))"
 )
 # The digest of the intent record an event is about (`schemas.emit.audit`).
 INTENT_DIGEST_SQL = "JSONExtractString(details, 'intent_digest')"

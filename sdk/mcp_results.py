@@ -1,6 +1,6 @@
 """What the MCP server's tools return (`gateway.mcp_server.server`): pydantic models, from which the MCP SDK
 derives each tool's output JSON Schema, built from outcomes the SDK has already verified, and the
-one-line summary each result is shown with.
+one-line summary each result is shown with. A transaction of any family is `sdk.transaction_results`'.
 
 A summary is made of Warden's own words and of values the schemas have validated (ids, hashes,
 addresses, stages, codes). Free text that comes from elsewhere (a refusal's reason, which can
@@ -11,7 +11,7 @@ the structured result, never part of a summary or of a tool's description.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,23 +19,15 @@ from schemas.codes import Code
 from schemas.outcomes import (
     IntentParked,
     IntentRejected,
-    SignedBitcoinTransaction,
     SignedMessage,
     SignedSolanaMessage,
-    SignedSolanaTransaction,
-    SignedTransaction,
     StageVerdict,
-    TxStatus,
 )
 from schemas.policy import AgentPolicy
 from schemas.simulation import SimulatedStep, SimulationDecision, SimulationResult
 from schemas.stages import Stage
 from sdk.dry_run import WindowLeft
 from sdk.outcomes import Outcome
-
-# Where an intent stands: a transaction's own statuses (the signer's), or an answer that is no
-# transaction (refused, waiting for an admin), or none yet.
-TransactionStatus = Literal[TxStatus, "refused", "awaiting_approval", "no_outcome_yet"]
 
 
 class Refusal(BaseModel):
@@ -83,63 +75,6 @@ def pending_approval(parked: IntentParked) -> PendingApproval:
         parked_at=parked.parked_at,
         expires_at=parked.expires_at,
     )
-
-
-class StatusStep(BaseModel):
-    status: str
-    tx_hash: str
-    block_number: int | None = None
-    final: bool = False
-    error: str | None = None
-
-
-class Transaction(BaseModel):
-    """One transaction intent of the agent and where it stands. Amounts are decimal strings of wei."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    intent_id: str = Field(description="Warden's id for the request: what get_transaction takes as transaction_id")
-    agent_id: str
-    status: TransactionStatus
-    idempotency_key: str | None = Field(default=None, description="known to the call that submitted it")
-    chain: str | None = None
-    chain_id: int | None = None
-    tx_type: int | None = None
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
-    value_wei: str | None = None
-    nonce: int | None = None
-    tx_hash: str | None = None
-    signed_tx: str | None = Field(default=None, description="the raw signed transaction, only when asked for")
-    block_number: int | None = None
-    final: bool = Field(
-        default=False,
-        description="mined/failed/replaced/dropped at a block the chain finalized: a reorg can no longer change it",
-    )
-    gas_used: int | None = None
-    fee_wei: str | None = None
-    max_spend_wei: str | None = None
-    error: str | None = Field(default=None, description="why it failed, is stuck, was replaced or dropped")
-    replaces: list[str] = Field(default_factory=list, description="hashes of the transactions a fee bump replaced")
-    replaced_by: str | None = None
-    signed_at: datetime | None = None
-    tee: str | None = None
-    refusal: Refusal | None = None
-    awaiting_approval: AwaitingApproval | None = None
-    history: list[StatusStep] = Field(default_factory=list, description="get_transaction: each status change")
-    forged_outcomes_ignored: int = Field(default=0, description="outcomes for it that failed verification")
-    receipt: str | None = Field(
-        default=None,
-        description="get_transaction with include_receipt: its newest outcome's c2sp.org/tlog-proof (the audit "
-        "event, its inclusion proof, the log's checkpoint with the witnesses' cosignatures), checkable offline",
-    )
-    receipt_unavailable: str | None = Field(default=None, description="why no receipt could be fetched, if asked")
-
-
-class TransactionList(BaseModel):
-    agent_id: str
-    transactions: list[Transaction] = Field(description="newest first")
-    forged_records_ignored: int = Field(description="records about this agent that failed verification")
 
 
 class SignatureResult(BaseModel):
@@ -248,249 +183,14 @@ def stated_wait(waiting: AwaitingApproval | None, what: str) -> AwaitingApproval
     return waiting
 
 
-def _refusal(outcome: IntentRejected) -> Refusal:
+def refusal_of(outcome: IntentRejected) -> Refusal:
+    """The refusal a rejection states."""
     return Refusal(stage=outcome.stage, code=outcome.code, reason=outcome.reason)
 
 
-def _waiting(outcome: IntentParked) -> AwaitingApproval:
+def wait_of(outcome: IntentParked) -> AwaitingApproval:
+    """Why a parked intent waits, and until when."""
     return AwaitingApproval(reason=outcome.reason, expires_at=outcome.expires_at)
-
-
-def transaction_of(
-    record: SignedTransaction,
-    include_signed_tx: bool,
-    idempotency_key: str | None = None,
-    history: list[dict[str, Any]] | None = None,
-) -> Transaction:
-    return Transaction(
-        intent_id=record.intent_id,
-        agent_id=record.agent_id,
-        status=record.status,
-        idempotency_key=idempotency_key,
-        chain=record.chain,
-        chain_id=record.chain_id,
-        tx_type=record.tx_type,
-        from_=record.from_,
-        to=record.to,
-        value_wei=str(record.value_wei),
-        nonce=record.nonce,
-        tx_hash=record.tx_hash,
-        signed_tx=record.signed_tx if include_signed_tx else None,
-        block_number=record.block_number,
-        final=record.final,
-        gas_used=record.gas_used,
-        fee_wei=None if record.fee_wei is None else str(record.fee_wei),
-        max_spend_wei=str(record.max_spend_wei),
-        error=record.error,
-        replaces=list(record.replaces),
-        replaced_by=record.replaced_by,
-        signed_at=record.signed_at,
-        tee=record.tee,
-        history=[StatusStep(**step) for step in history or ()],
-    )
-
-
-def refused_transaction(record: IntentRejected, idempotency_key: str | None = None) -> Transaction:
-    return Transaction(
-        intent_id=record.intent_id,
-        agent_id=record.agent_id,
-        status="refused",
-        idempotency_key=idempotency_key,
-        refusal=_refusal(record),
-        tee=record.tee,
-    )
-
-
-class SolanaTransactionResult(BaseModel):
-    """A Solana transaction the agent asked Warden to sign, and where it stands. Amounts are
-    decimal strings of base units (lamports for SOL)."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    intent_id: str
-    agent_id: str
-    chain: str
-    status: Literal[
-        "sign_only",
-        "signed",
-        "broadcast",
-        "processed",
-        "confirmed",
-        "finalized",
-        "failed",
-        "dropped",
-        "refused",
-        "awaiting_approval",
-        "no_outcome_yet",
-    ]
-    idempotency_key: str | None = None
-    from_: str | None = Field(default=None, alias="from", description="the agent's Solana address, which signed")
-    signature: str | None = Field(default=None, description="the agent's signature, base58")
-    tx_signature: str | None = Field(default=None, description="the transaction's id on chain, base58")
-    signed_tx: str | None = Field(default=None, description="the transaction with the agent's signature, base64")
-    slot: int | None = None
-    final: bool = False
-    spend: dict[str, str] = Field(default_factory=dict, description="what it may spend per asset, fee included")
-    error: str | None = None
-    tee: str | None = None
-    refusal: Refusal | None = None
-    awaiting_approval: AwaitingApproval | None = None
-    forged_outcomes_ignored: int = 0
-
-
-def solana_transaction_of(
-    intent_id: str, agent_id: str, chain: str, idempotency_key: str, outcome: Outcome | None, forged: int
-) -> SolanaTransactionResult:
-    base = dict(
-        intent_id=intent_id,
-        agent_id=agent_id,
-        chain=chain,
-        idempotency_key=idempotency_key,
-        forged_outcomes_ignored=forged,
-    )
-    if isinstance(outcome, SignedSolanaTransaction):
-        return SolanaTransactionResult(
-            **base,
-            status=outcome.status,
-            from_=outcome.from_,
-            signature=outcome.signature,
-            tx_signature=outcome.tx_signature,
-            signed_tx=outcome.signed_tx,
-            slot=outcome.slot,
-            final=outcome.final,
-            spend=outcome.spend,
-            error=outcome.error,
-            tee=outcome.tee,
-        )
-    return SolanaTransactionResult(**base, **_not_signed(outcome))
-
-
-class BitcoinTransactionResult(BaseModel):
-    """A Bitcoin payment the agent asked Warden to sign, and where it stands. Amounts are
-    decimal strings of satoshis."""
-
-    intent_id: str
-    agent_id: str
-    chain: str
-    status: Literal[
-        "sign_only",
-        "signed",
-        "broadcast",
-        "mined",
-        "conflicted",
-        "cancelled",
-        "unknown",
-        "refused",
-        "awaiting_approval",
-        "no_outcome_yet",
-    ]
-    idempotency_key: str | None = None
-    public_key: str | None = Field(default=None, description="the agent's Bitcoin public key, which signed")
-    txid: str | None = Field(default=None, description="the transaction's id, hex")
-    signed_tx: str | None = Field(default=None, description="the signed network transaction, hex")
-    block_hash: str | None = None
-    confirmations: int = 0
-    final: bool = False
-    spend: dict[str, str] = Field(default_factory=dict, description="what it spends (BTC), satoshis, fee included")
-    fee_sats: int | None = None
-    error: str | None = None
-    tee: str | None = None
-    refusal: Refusal | None = None
-    awaiting_approval: AwaitingApproval | None = None
-    forged_outcomes_ignored: int = 0
-
-
-def _not_signed(outcome: Outcome | None) -> dict[str, Any]:
-    """A Solana or Bitcoin answer's fields when nothing was signed: refused (with the refusal),
-    waiting for an admin, or no outcome yet."""
-    if isinstance(outcome, IntentRejected):
-        return {"status": "refused", "refusal": _refusal(outcome), "tee": outcome.tee}
-    if isinstance(outcome, IntentParked):
-        return {"status": "awaiting_approval", "awaiting_approval": _waiting(outcome)}
-    return {"status": "no_outcome_yet"}
-
-
-def bitcoin_transaction_of(
-    intent_id: str, agent_id: str, chain: str, idempotency_key: str, outcome: Outcome | None, forged: int
-) -> BitcoinTransactionResult:
-    base = dict(
-        intent_id=intent_id,
-        agent_id=agent_id,
-        chain=chain,
-        idempotency_key=idempotency_key,
-        forged_outcomes_ignored=forged,
-    )
-    if isinstance(outcome, SignedBitcoinTransaction):
-        return BitcoinTransactionResult(
-            **base,
-            **outcome.model_dump(
-                include={
-                    "status", "public_key", "txid", "signed_tx", "block_hash", "confirmations", "final", "spend",
-                    "fee_sats", "error", "tee",
-                }
-            ),
-        )  # fmt: skip
-    return BitcoinTransactionResult(**base, **_not_signed(outcome))
-
-
-def _undecided(found: SolanaTransactionResult | BitcoinTransactionResult, timeout_s: float) -> str | None:
-    """What a Solana or Bitcoin answer says when nothing was signed: refused, waiting for an
-    admin, or no outcome yet; None when it was signed."""
-    ident = f"intent {found.intent_id}"
-    if found.status == "refused":
-        refusal = stated_refusal(found.refusal, ident)
-        return f"refused at stage {refusal.stage}: {refusal.code} ({ident}; the reason is in refusal.reason)"
-    if found.status == "awaiting_approval":
-        until = stated_wait(found.awaiting_approval, ident).expires_at
-        return f"awaiting an admin's approval until {until.isoformat()} ({ident})"
-    if found.status == "no_outcome_yet":
-        return f"no outcome within {timeout_s:.0f} s ({ident})"
-    return None
-
-
-def solana_summary(found: SolanaTransactionResult, timeout_s: float) -> str:
-    undecided = _undecided(found, timeout_s)
-    if undecided is not None:
-        return undecided
-    where = "" if found.slot is None else f" in slot {found.slot}"
-    return f"{found.status}{where}: intent {found.intent_id}, signature {found.signature} by {found.from_} on {found.chain}"
-
-
-def bitcoin_summary(found: BitcoinTransactionResult, timeout_s: float) -> str:
-    undecided = _undecided(found, timeout_s)
-    if undecided is not None:
-        return undecided
-    where = (
-        ""
-        if found.block_hash is None
-        else f" in block {found.block_hash} ({'final' if found.final else 'not final yet'})"
-    )
-    return (
-        f"{found.status}{where}: intent {found.intent_id}, txid {found.txid} on {found.chain}, spends "
-        f"{found.spend.get('BTC', '0')} satoshis, fee included ({found.fee_sats})"
-    )
-
-
-def submitted_transaction(
-    intent_id: str, agent_id: str, chain: str, idempotency_key: str, outcome: Outcome | None, forged: int
-) -> Transaction:
-    """The answer to a transaction this server submitted. The submitting caller gets the signed
-    bytes (as the Intents API's POST does); lookups give them only when asked."""
-    if isinstance(outcome, SignedTransaction):
-        found = transaction_of(outcome, include_signed_tx=True, idempotency_key=idempotency_key)
-    elif isinstance(outcome, IntentRejected):
-        found = refused_transaction(outcome, idempotency_key)
-    else:
-        parked = outcome if isinstance(outcome, IntentParked) else None
-        found = Transaction(
-            intent_id=intent_id,
-            agent_id=agent_id,
-            status="no_outcome_yet" if parked is None else "awaiting_approval",
-            idempotency_key=idempotency_key,
-            chain=chain,
-            awaiting_approval=None if parked is None else _waiting(parked),
-        )
-    return found.model_copy(update={"forged_outcomes_ignored": forged})
 
 
 def signature_of(
@@ -524,9 +224,9 @@ def signature_of(
             tee=outcome.tee,
         )
     if isinstance(outcome, IntentRejected):
-        return SignatureResult(**base, status="refused", refusal=_refusal(outcome), tee=outcome.tee)
+        return SignatureResult(**base, status="refused", refusal=refusal_of(outcome), tee=outcome.tee)
     if isinstance(outcome, IntentParked):
-        return SignatureResult(**base, status="awaiting_approval", awaiting_approval=_waiting(outcome))
+        return SignatureResult(**base, status="awaiting_approval", awaiting_approval=wait_of(outcome))
     return SignatureResult(**base, status="no_outcome_yet")
 
 
@@ -564,28 +264,6 @@ def policy_view(policy: AgentPolicy) -> PolicyView:
         ],
         block_unlimited_approvals=policy.block_unlimited_approvals,
     )
-
-
-def transaction_summary(found: Transaction, timeout_s: float | None = None) -> str:
-    """One line for people and models, of Warden's own words and validated values only."""
-    ident = f"intent {found.intent_id}"
-    if found.status == "refused":
-        refusal = stated_refusal(found.refusal, ident)
-        return f"refused at stage {refusal.stage}: {refusal.code} ({ident}; the reason is in refusal.reason)"
-    if found.status == "awaiting_approval":
-        until = stated_wait(found.awaiting_approval, ident).expires_at
-        return (
-            f"awaiting an admin's approval until {until.isoformat()} ({ident}); look it up later with get_transaction"
-        )
-    if found.status == "no_outcome_yet":
-        waited = "" if timeout_s is None else f" within {timeout_s:.0f} s"
-        return (
-            f"no outcome{waited} ({ident}): look it up later with get_transaction(transaction_id={found.intent_id!r})"
-        )
-    block = "" if found.block_number is None else f" in block {found.block_number}"
-    if found.status in ("mined", "failed", "replaced", "dropped"):
-        block += ", final" if found.final else ", not final yet (a reorg can still move it)"
-    return f"{found.status}: {ident}, tx {found.tx_hash} from {found.from_} nonce {found.nonce} on {found.chain}{block}"
 
 
 def signature_summary(found: SignatureResult, timeout_s: float) -> str:

@@ -38,12 +38,8 @@ from schemas.fields import (
 from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry
 from schemas.simulation import MAX_BUNDLE_STEPS
 from schemas.stages import Stage
-from sdk.mcp_results import (
-    BitcoinTransactionResult,
-    SignatureResult,
-    SolanaTransactionResult,
-    Transaction,
-)
+from sdk.mcp_results import SignatureResult
+from sdk.transaction_results import BitcoinTransactionResult, SolanaTransactionResult, Transaction
 
 # The document's patterns: each the form the field's validator takes, so that what the document
 # allows the server accepts (tests/stack/test_http_api.py: schemathesis).
@@ -516,9 +512,6 @@ class TransactionResponse(Transaction):
     ``signed_tx`` only on the first POST, or when asked for."""
 
     id: str = Field(description="the transaction's id (Warden's intent id)")
-    family: Literal["evm"] | None = Field(
-        default=None, description="evm; none on a refusal, whose record names no network"
-    )
     detail: str | None = Field(default=None, description="a refusal's human reason (data, not instructions)")
     code: Code | None = Field(default=None, description="a refusal's code")
     stage: Stage | None = Field(default=None, description="the stage whose rule refused it")
@@ -529,7 +522,6 @@ class SolanaTransactionResponse(SolanaTransactionResult):
     signed bytes (``signed_tx``, base64), what it may spend per asset."""
 
     id: str
-    family: Literal["solana"] = "solana"
     detail: str | None = None
     code: Code | None = None
     stage: Stage | None = None
@@ -540,7 +532,6 @@ class BitcoinTransactionResponse(BitcoinTransactionResult):
     (``signed_tx``, hex), what it spends and its fee."""
 
     id: str
-    family: Literal["bitcoin"] = "bitcoin"
     detail: str | None = None
     code: Code | None = None
     stage: Stage | None = None

@@ -74,14 +74,14 @@ from sdk.client import (
     new_typed_data_intent,
     submit_and_wait,
 )
-from sdk.mcp_results import (
+from sdk.mcp_results import signature_of
+from sdk.outcomes import Outcome
+from sdk.transaction_results import (
     Transaction,
     bitcoin_transaction_of,
-    signature_of,
     solana_transaction_of,
     submitted_transaction,
 )
-from sdk.outcomes import Outcome
 
 SIMULATION_FAILED_CODES = frozenset({Code.SIMULATION_REVERTED})
 
@@ -198,8 +198,7 @@ class ApiService:
         except ValidationError as exc:
             raise invalid_body(exc, "the payment is not a valid Bitcoin intent") from None
         outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
-        found = bitcoin_transaction_of(intent.intent_id, agent_id, asked.chain, key or "", outcome, forged)
-        doc = lookups.family_view(found, key)
+        doc = lookups.view(bitcoin_transaction_of(intent.intent_id, agent_id, asked.chain, key, outcome, forged))
         if isinstance(outcome, IntentRejected):
             raise rejection(outcome)
         return (201 if isinstance(outcome, SignedBitcoinTransaction) else 202), doc
@@ -244,8 +243,7 @@ class ApiService:
         except ValidationError as exc:
             raise invalid_body(exc, "the request is not a valid Solana transaction") from None
         outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
-        found = solana_transaction_of(intent.intent_id, agent_id, asked.chain, key or "", outcome, forged)
-        doc = lookups.family_view(found, key)
+        doc = lookups.view(solana_transaction_of(intent.intent_id, agent_id, asked.chain, key, outcome, forged))
         if isinstance(outcome, IntentRejected):
             raise rejection(outcome)
         return (201 if isinstance(outcome, SignedSolanaTransaction) else 202), doc
@@ -446,9 +444,7 @@ class ApiService:
         except ValidationError as exc:
             raise invalid_body(exc, "the request is not a valid transaction") from None
         outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
-        found = submitted_transaction(intent.intent_id, agent_id, asked.chain, key or "", outcome, forged)
-        if key is None:
-            found.idempotency_key = None
+        found = submitted_transaction(intent.intent_id, agent_id, asked.chain, key, outcome, forged)
         if isinstance(outcome, IntentRejected):
             reverted = outcome.code in SIMULATION_FAILED_CODES
             raise _refusal(found, 422 if reverted else 403, "simulation_failed" if reverted else "refused")
@@ -462,7 +458,7 @@ class ApiService:
                 status=outcome.status,
             )
         status = 201 if isinstance(outcome, SignedTransaction) else 202
-        return status, lookups.evm_view(found)
+        return status, lookups.view(found)
 
     def _agent_key(self, agent_id: str) -> Ed25519PrivateKey:
         if not intent_key_file(self.settings.home, agent_id).exists():

@@ -5,13 +5,13 @@ It holds that agent's Ed25519 intent key and nothing else: no chain key, no admi
 request it makes is an intent the agent signs, judged by the streams worker and re-judged by the
 signer against the agent's policy, so the server adds nothing to what the agent may do. It reports
 an outcome only once the SDK has verified it (`sdk.outcomes.wait_outcomes`: signed by a pinned key
-of the service allowed to say it, bound to the very intent sent); lookups read the agent's records
-as `warden txs` does (`sdk.records`).
+of the service allowed to say it, bound to the very intent sent); the lookups
+(`gateway.mcp_server.reads`) read the agent's records of every family as `warden txs` does.
 
 Every tool has an input and an output JSON Schema (derived from its signature and its
-`sdk.mcp_results` model) and answers with structured content plus a short text. The descriptions
-below are fixed: text from outside (refusal reasons, revert strings, typed-data fields) comes
-back only as data fields.
+`sdk.mcp_results` or `sdk.transaction_results` model) and answers with structured content plus a
+short text. The descriptions below are fixed: text from outside (refusal reasons, revert strings,
+typed-data fields) comes back only as data fields.
 """
 
 from __future__ import annotations
@@ -22,31 +22,27 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import httpx2
-import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
 
-from runtime.clock import utcnow
+from gateway.mcp_server.reads import AgentReads, answer
 from runtime.config import Settings
 from runtime.registry import REGISTRY
 from runtime.rpc import RpcError
 from schemas.chains import Family, UnknownChain
 from schemas.errors import WardenError, explain
 from schemas.intent import TransactionIntent
-from schemas.outcomes import IntentRejected, SignedTransaction
-from schemas.policy import AgentPolicy
 from schemas.simulation import MAX_BUNDLE_STEPS
 from sdk import dry_run, solana
 from sdk.client import (
     Client,
     Outcome,
     SimulationUnanswered,
-    agent_transactions,
     intent_key_file,
     load_or_create_agent_key,
     new_intent,
@@ -55,41 +51,29 @@ from sdk.client import (
     new_solana_intent,
     new_solana_message_intent,
     new_typed_data_intent,
-    pending_approvals,
-    policy_in_force,
-    status_history,
     submit_and_wait,
 )
 from sdk.dry_run import PolicyCheck
 from sdk.mcp_results import (
     AdminOnly,
-    BitcoinTransactionResult,
-    PendingApprovals,
-    PolicyView,
     SignatureResult,
-    SigningKeys,
-    SolanaTransactionResult,
-    Transaction,
-    TransactionList,
-    TransactionStatus,
     VerifiedSimulation,
-    bitcoin_summary,
-    bitcoin_transaction_of,
-    pending_approval,
-    policy_view,
-    refused_transaction,
     signature_of,
     signature_summary,
     simulation_of,
     simulation_summary,
+)
+from sdk.transaction_results import (
+    BitcoinTransactionResult,
+    SolanaTransactionResult,
+    Transaction,
+    bitcoin_summary,
+    bitcoin_transaction_of,
     solana_summary,
     solana_transaction_of,
     submitted_transaction,
-    transaction_of,
     transaction_summary,
 )
-from sdk.records import ReceiptUnavailable, outcome_receipt
-from sdk.signing_keys import agent_signing_keys
 from sdk.transfers import TransferInvalid, transfer_fields
 from sdk.x402 import X402Error
 from sdk.x402_pay import Payment, pay, payment_summary
@@ -145,7 +129,6 @@ IdempotencyKey = Annotated[
 ]
 SigningKeyPath = Annotated[str | None, Field(description="which of the agent's signing keys, when it has several")]
 GasLimit = Annotated[int | None, Field(description="gas limit; estimated when omitted")]
-IncludeSignedTx = Annotated[bool, Field(description="also return the raw signed transaction")]
 
 
 class BundleStep(BaseModel):
@@ -161,26 +144,13 @@ class AgentNotProvisioned(WardenError):
     """The agent has no intent key under WARDEN_HOME: there is nothing to sign its intents with."""
 
 
-def _answer(summary: str, result: BaseModel, is_error: bool = False, exclude: Any = None) -> CallToolResult:
-    """The structured result (without the fields ``exclude`` names, as pydantic's ``exclude``),
-    and as text: the one-line summary, then the same result as JSON (for clients that read text
-    only)."""
-    doc = result.model_dump(mode="json", by_alias=True, exclude=exclude)
-    text = orjson.dumps(doc).decode()
-    return CallToolResult(
-        content=[TextContent(type="text", text=summary), TextContent(type="text", text=text)],
-        structured_content=doc,
-        is_error=is_error,
-    )
-
-
-class AgentTools:
-    """The tools, acting for ``agent_id`` with its intent key. ``timeout_s`` bounds how long a
-    tool waits for an outcome; past it the tool says so and gives the intent id to look up."""
+class AgentTools(AgentReads):
+    """The tools, acting for ``agent_id`` with its intent key (the read-only ones are
+    `AgentReads`'). ``timeout_s`` bounds how long a tool waits for an outcome; past it the tool
+    says so and gives the intent id to look up."""
 
     def __init__(self, settings: Settings, agent_id: str, agent_key: Ed25519PrivateKey, timeout_s: float):
-        self.settings = settings
-        self.agent_id = agent_id
+        super().__init__(settings, agent_id)
         self._key = agent_key
         self.timeout_s = timeout_s
 
@@ -308,7 +278,7 @@ class AgentTools:
         )
         outcome, forged = await self._ask(intent, final=broadcast)
         found = solana_transaction_of(intent.intent_id, self.agent_id, chain, key, outcome, forged)
-        return _answer(solana_summary(found, self.timeout_s), found)
+        return answer(solana_summary(found, self.timeout_s), found)
 
     async def pay_bitcoin(
         self,
@@ -345,7 +315,7 @@ class AgentTools:
         )
         outcome, forged = await self._ask(intent, final=broadcast)
         found = bitcoin_transaction_of(intent.intent_id, self.agent_id, chain, key, outcome, forged)
-        return _answer(bitcoin_summary(found, self.timeout_s), found)
+        return answer(bitcoin_summary(found, self.timeout_s), found)
 
     async def sign_solana_message(
         self,
@@ -400,7 +370,7 @@ class AgentTools:
             raise ToolError(str(exc)) from None
         except httpx2.HTTPError as exc:
             raise ToolError(f"the resource could not be fetched: {type(exc).__name__}") from None
-        return _answer(payment_summary(payment), payment)
+        return answer(payment_summary(payment), payment)
 
     async def check_policy(
         self,
@@ -422,110 +392,7 @@ class AgentTools:
         )
         result = await dry_run.check_policy(self.settings, intent)
         decided = "" if result.deciding is None else f" by stage {result.deciding.stage} ({result.deciding.code})"
-        return _answer(f"{result.decision}{decided}, policy v{result.policy_version}", result)
-
-    async def get_transaction(
-        self,
-        transaction_id: Annotated[str, Field(description="the intent_id a submit returned, or the transaction hash")],
-        include_signed_tx: IncludeSignedTx = False,
-        include_receipt: Annotated[
-            bool,
-            Field(
-                description="also its newest outcome's receipt: a witnessed c2sp.org/tlog-proof an auditor checks offline"
-            ),
-        ] = False,
-    ) -> Annotated[CallToolResult, Transaction]:
-        """One of this agent's transactions: its status and the history of its status changes, or
-        its refusal. signed_tx only with include_signed_tx; its receipt with include_receipt."""
-        history: dict[str, list[SignedTransaction]] = {}
-        found = await agent_transactions(self.settings, self.agent_id, history=history)
-        # By intent id, by its current hash, or by the hash of a transaction a fee bump replaced.
-        wanted = [r for r in found.transactions if transaction_id in (r.intent_id, r.tx_hash, *r.replaces)]
-        record: SignedTransaction | IntentRejected
-        if wanted:
-            record = wanted[0]
-            steps = status_history(history[record.intent_id])
-            result = transaction_of(record, include_signed_tx, history=steps)
-        else:
-            refusals = [r for r in found.rejected if r.intent_id == transaction_id]
-            if not refusals:
-                raise ToolError(
-                    f"no transaction of agent {self.agent_id!r} has the intent id or hash {transaction_id!r}; "
-                    "list_transactions lists them (an intent still waiting for an admin is not listed yet)"
-                )
-            record = refusals[-1]
-            result = refused_transaction(record)
-        if include_receipt:
-            try:
-                result.receipt = await outcome_receipt(
-                    self.settings, record.intent_id, record.agent_id, record.intent_digest
-                )
-            except ReceiptUnavailable as exc:
-                result.receipt_unavailable = str(exc)
-        return _answer(transaction_summary(result), result, exclude=None if include_signed_tx else {"signed_tx"})
-
-    async def list_transactions(
-        self,
-        include_signed_tx: IncludeSignedTx = False,
-        status: Annotated[TransactionStatus | None, Field(description="only transactions in this status")] = None,
-        since: Annotated[
-            AwareDatetime | None,
-            Field(description="only those signed or refused at or after this time (ISO 8601, with zone)"),
-        ] = None,
-        until: Annotated[
-            AwareDatetime | None,
-            Field(description="only those signed or refused before this time (ISO 8601, with zone)"),
-        ] = None,
-        limit: Annotated[int, Field(ge=1, le=500, description="at most this many, newest first")] = 20,
-    ) -> Annotated[CallToolResult, TransactionList]:
-        """This agent's transactions and refused transaction intents, newest first, optionally of
-        one status and within a time range. signed_tx only with include_signed_tx."""
-        found = await agent_transactions(self.settings, self.agent_id)
-        dated = [(r.signed_at, transaction_of(r, include_signed_tx)) for r in found.transactions]
-        dated += [(r.decided_at, refused_transaction(r)) for r in found.rejected]
-        listed = [
-            t
-            for at, t in sorted(dated, key=lambda pair: pair[0], reverse=True)
-            if status in (None, t.status) and (since is None or at >= since) and (until is None or at < until)
-        ]
-        result = TransactionList(
-            agent_id=self.agent_id, transactions=listed[:limit], forged_records_ignored=found.forged
-        )
-        counts: dict[str, int] = {}
-        for t in result.transactions:
-            counts[t.status] = counts.get(t.status, 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
-        return _answer(
-            f"{len(result.transactions)} transaction(s) of {self.agent_id}: {summary}",
-            result,
-            exclude=None if include_signed_tx else {"transactions": {"__all__": {"signed_tx"}}},
-        )
-
-    async def get_policy(self) -> Annotated[CallToolResult, PolicyView]:
-        """The agent's policy in force, as an admin signed it: allowed chains, recipient allowlist,
-        per-transaction cap, rolling 24 h limit, per-asset limits, fee ceiling, approval threshold,
-        and what is left of each rolling 24 h limit now."""
-        policy = await self._policy()
-        result = policy_view(policy)
-        result.windows_24h = dry_run.windows_left(
-            policy, await dry_run.spent_now(self.settings, self.agent_id, utcnow())
-        )
-        return _answer(f"policy v{result.version} of {self.agent_id}, signed by {result.admin_key_id}", result)
-
-    async def list_pending_approvals(self) -> Annotated[CallToolResult, PendingApprovals]:
-        """This agent's intents waiting for an admin's approval (above an approval threshold),
-        oldest first, with why each waits and until when an admin may decide."""
-        waiting = await pending_approvals(self.settings, utcnow())
-        result = PendingApprovals(
-            agent_id=self.agent_id, pending=[pending_approval(p) for p in waiting if p.agent_id == self.agent_id]
-        )
-        return _answer(f"{len(result.pending)} intent(s) of {self.agent_id} waiting for an admin", result)
-
-    async def list_signing_keys(self) -> Annotated[CallToolResult, SigningKeys]:
-        """The chain addresses this agent's transactions are signed from, read from the key store
-        the signer reads (the keys stay in Warden's custody; only their addresses are shown)."""
-        result = await agent_signing_keys(self.settings, self.agent_id)
-        return _answer(f"{len(result.keys)} signing address(es) of {self.agent_id}", result)
+        return answer(f"{result.decision}{decided}, policy v{result.policy_version}", result)
 
     async def provision_signing_key(self, chain: Chain) -> Annotated[CallToolResult, AdminOnly]:
         """Provision a signing key: an admin action, which an agent is refused."""
@@ -533,7 +400,7 @@ class AgentTools:
             reason="only an admin provisions signing keys; an agent cannot, and this server holds no admin key",
             how=f"an admin runs `warden keys provision --agent {self.agent_id} --chain {chain}`",
         )
-        return _answer(f"refused: {result.reason}; {result.how}", result, is_error=True)
+        return answer(f"refused: {result.reason}; {result.how}", result, is_error=True)
 
     async def _simulate(self, chain: str, steps: list[BundleStep]) -> CallToolResult:
         given = [step.model_dump(exclude_none=True) for step in steps]
@@ -548,7 +415,7 @@ class AgentTools:
         except SimulationUnanswered as exc:
             raise ToolError(str(exc)) from None
         found = simulation_of(result, len(forged))
-        return _answer(simulation_summary(found), found, is_error=False)
+        return answer(simulation_summary(found), found, is_error=False)
 
     async def _transaction(
         self,
@@ -568,7 +435,7 @@ class AgentTools:
         )
         outcome, forged = await self._ask(intent, final=broadcast)
         result = submitted_transaction(intent.intent_id, self.agent_id, chain, key, outcome, forged)
-        return _answer(transaction_summary(result, self.timeout_s), result)
+        return answer(transaction_summary(result, self.timeout_s), result)
 
     def _transaction_intent(
         self,
@@ -601,7 +468,7 @@ class AgentTools:
     async def _signature(self, intent: TransactionIntent, kind: str) -> CallToolResult:
         outcome, forged = await self._ask(intent, final=False)
         result = signature_of(intent.intent_id, self.agent_id, kind, intent.chain, outcome, forged)
-        return _answer(signature_summary(result, self.timeout_s), result)
+        return answer(signature_summary(result, self.timeout_s), result)
 
     def _build(self, make: Callable[[], TransactionIntent]) -> TransactionIntent:
         """The signed intent, or a ToolError naming each field that is wrong and why."""
@@ -612,15 +479,6 @@ class AgentTools:
 
     async def _ask(self, intent: TransactionIntent, final: bool) -> tuple[Outcome | None, int]:
         return await submit_and_wait(self.settings, intent, self.timeout_s, final)
-
-    async def _policy(self) -> AgentPolicy:
-        policy = await policy_in_force(self.settings, self.agent_id)
-        if policy is None:
-            raise ToolError(
-                f"agent {self.agent_id!r} has no policy in force: an admin creates one with "
-                f"`warden agents create --agent {self.agent_id}`"
-            )
-        return policy
 
 
 def agent_server(

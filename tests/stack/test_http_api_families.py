@@ -25,6 +25,9 @@ import pytest
 from aiohttp.client import ClientSession
 from embit import ec, script
 from embit.networks import NETWORKS
+from mcp.client.session import ClientSession as McpSession
+from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -34,7 +37,11 @@ from solders.transaction import VersionedTransaction
 from infra.cli.fund import fund
 from infra.stack.local import REPO, LocalStack
 from infra.stack.provision import provision_agent, provision_bitcoin_agent, provision_solana_agent
+from ledger.keys import local_public_key
+from ledger.note import ED25519, NoteKey
+from ledger.receipt import Policy, Receipt, check
 from runtime import solana
+from runtime.clock import utcnow
 from runtime.rpc import JsonRpc
 from schemas.codes import Code
 from schemas.policy import BitcoinPolicy, SolanaPolicy
@@ -42,8 +49,10 @@ from schemas.stages import Stage
 from sdk import solana as build
 from svm import messages
 from tests.http_support import Answer, agent_token, cli_json, run_http, served_api
+from tests.support import warden_mcp
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+STRANGER = "0x000000000000000000000000000000000000bEEF"
 # The networks the agent pays on: each with a node the stack runs.
 NETWORKS_WITH_NODES = ("anvil", "solana-local", "bitcoin-regtest")
 
@@ -98,43 +107,63 @@ def api(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 # What each family's answer names the transaction by on chain, beside its id.
 HASHES = {"evm": ("tx_hash",), "solana": ("signature", "tx_signature"), "bitcoin": ("txid",)}
+# The shapes a lookup answers in, one a family.
+SHAPES = ("Transaction", "SolanaTransactionResult", "BitcoinTransactionResult")
 # What a lookup must say as the POST said it: where it stands, what it may spend, and what it is.
 SAID = ("id", "family", "chain", "status", "final", "spend", "value_wei", "max_spend_wei", "fee_sats", "from")
 
 
-def test_every_familys_payment_is_listed_and_found_by_its_id_and_its_hash(families: Families, api: str) -> None:
+@pytest.fixture(scope="module")
+def payments(families: Families, api: str) -> dict[str, Answer]:
+    """A payment signed (sign only) through `POST .../transactions/sign` on each family: the API's
+    answer to each, by family."""
     bodies = {
         "evm": {"chain": "anvil", "to": DEST, "value": "0.001"},
         "solana": {"chain": "solana-local", "to": families.alice, "value": "0.01"},
         "bitcoin": {"chain": "bitcoin-regtest", "to": families.bob, "value": "0.001"},
     }
 
+    async def scenario(http: ClientSession) -> dict[str, Answer]:
+        auth = {"Authorization": f"Bearer {await agent_token(http, api, families.name, families.api_key)}"}
+        seen: dict[str, Answer] = {}
+        for family, body in bodies.items():
+            async with http.post(f"{api}/v1/agents/{families.name}/transactions/sign", json=body, headers=auth) as r:
+                seen[family] = (r.status, await r.json())
+        return seen
+
+    seen = run_http(scenario)
+    assert [(seen[f][0], seen[f][1].get("status")) for f in bodies] == [(201, "sign_only")] * 3, seen
+    assert {f: seen[f][1].get("family") for f in bodies} == {f: f for f in bodies}, seen
+    return seen
+
+
+def _said(posted: dict[str, Any]) -> dict[str, Any]:
+    """What a lookup must say of a payment as its POST said it (``SAID``, those the POST named)."""
+    return {name: posted[name] for name in SAID if name in posted}
+
+
+def test_every_familys_payment_is_listed_and_found_by_its_id_and_its_hash(
+    families: Families, api: str, payments: dict[str, Answer]
+) -> None:
     async def scenario(http: ClientSession) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {await agent_token(http, api, families.name, families.api_key)}"}
         base = f"{api}/v1/agents/{families.name}/transactions"
         seen: dict[str, Any] = {}
-        for family, body in bodies.items():
-            async with http.post(f"{base}/sign", json=body, headers=auth) as r:
-                seen[family] = (r.status, await r.json())
         for query in ("", "?include_signed_tx=true"):
             async with http.get(base + query, headers=auth) as r:
                 seen[f"list{query}"] = (r.status, await r.json())
-        for family in bodies:
-            posted = seen[family][1]
+        for family, (_, posted) in payments.items():
             for name in (n for n in ("id", *HASHES[family]) if n in posted):  # the assertions below say which is not
                 async with http.get(f"{base}/{posted[name]}", headers=auth) as r:
                     seen[f"{family} by {name}"] = (r.status, await r.json())
         return seen
 
     seen = run_http(scenario)
-    assert [(seen[f][0], seen[f][1].get("status")) for f in bodies] == [(201, "sign_only")] * 3, seen
     listed = {row["id"]: row for row in seen["list"][1]["transactions"]}
-    assert {f: seen[f][1]["id"] in listed for f in bodies} == dict.fromkeys(bodies, True), listed
+    assert {f: payments[f][1]["id"] in listed for f in payments} == dict.fromkeys(payments, True), listed
     with_bytes = {row["id"]: row for row in seen["list?include_signed_tx=true"][1]["transactions"]}
-    for family in bodies:
-        status, posted = seen[family]
-        assert posted.get("family") == family, posted
-        said = {name: posted[name] for name in SAID if name in posted}
+    for family, (_, posted) in payments.items():
+        said = _said(posted)
         row = listed[posted["id"]]
         assert {name: row.get(name) for name in said} == said and "signed_tx" not in row, (family, row)
         assert with_bytes[posted["id"]]["signed_tx"] == posted["signed_tx"]
@@ -142,7 +171,92 @@ def test_every_familys_payment_is_listed_and_found_by_its_id_and_its_hash(famili
             status, found = seen[f"{family} by {name}"]
             assert status == 200 and {n: found.get(n) for n in said} == said, (family, name, found)
             assert "signed_tx" not in found
-    assert seen["solana"][1]["spend"]["SOL"] and int(seen["bitcoin"][1]["spend"]["BTC"]) > 10**5
+    assert payments["solana"][1]["spend"]["SOL"] and int(payments["bitcoin"][1]["spend"]["BTC"]) > 10**5
+
+
+def test_an_mcp_client_lists_and_finds_every_familys_payment_and_a_refusal(
+    stack: LocalStack, families: Families, payments: dict[str, Answer], tmp_path: Path
+) -> None:
+    """`warden mcp` for the same agent, in a real MCP session (whose client checks every answer
+    against the tool's output schema): list_transactions lists the EVM, Solana and Bitcoin payments
+    the API signed, each in its family's shape (``family``) saying what the POST said, and filters
+    them by status and by time across families (a refusal among them, as a refusal naming no
+    family); get_transaction finds each by its hash on chain (an EVM hash, a Solana signature, a
+    Bitcoin txid) without its bytes, and the Bitcoin one by its intent id with its receipt."""
+    settings = stack.settings
+
+    async def calls() -> dict[str, Any]:
+        got: dict[str, Any] = {}
+        with open(tmp_path / "mcp.log", "w") as errlog:
+            server = warden_mcp(settings, families.name)
+            async with stdio_client(server, errlog=errlog) as (read, write), McpSession(read, write) as session:
+                await session.initialize()
+                got["tools"] = {tool.name: tool for tool in (await session.list_tools()).tools}
+
+                async def call(name: str, **arguments: Any) -> CallToolResult:
+                    return await session.call_tool(name, arguments, read_timeout_seconds=150)
+
+                between = utcnow().isoformat()  # after every payment was signed, before the refusal
+                await asyncio.sleep(0.01)
+                got["refused"] = await call("submit_transaction", chain="anvil", to=STRANGER, value="0.001")
+                got["before"] = await call("list_transactions", until=between)
+                got["after"] = await call("list_transactions", since=between)
+                got["sign_only"] = await call("list_transactions", status="sign_only", include_signed_tx=True)
+                for family, (_, posted) in payments.items():
+                    got[family] = await call("get_transaction", transaction_id=posted[HASHES[family][0]])
+                # By its id, with its receipt: once the ledger holds its outcome under a signed checkpoint.
+                for _ in range(60):
+                    got["receipt"] = await call(
+                        "get_transaction", transaction_id=payments["bitcoin"][1]["id"], include_receipt=True
+                    )
+                    if (got["receipt"].structured_content or {}).get("receipt"):
+                        break
+                    await asyncio.sleep(1)
+        return got
+
+    got = asyncio.run(calls())
+    data: dict[str, dict[str, Any]] = {n: r.structured_content for n, r in got.items() if isinstance(r, CallToolResult)}
+    # Listed: each family's payment as the POST said it, until the refusal; then the refusal alone.
+    listed = {t["intent_id"]: t for t in data["before"]["transactions"]}
+    assert set(listed) == {posted["id"] for _, posted in payments.values()}, listed
+    for _, posted in payments.values():
+        row, said = listed[posted["id"]], _said(posted)
+        assert {n: {**row, "id": row["intent_id"]}.get(n) for n in said} == said and "signed_tx" not in row, row
+    (refused,) = data["after"]["transactions"]
+    assert (refused["intent_id"], refused["status"], refused["family"]) == (
+        data["refused"]["intent_id"],
+        "refused",
+        None,
+    ), refused
+    assert (refused["refusal"]["stage"], refused["refusal"]["code"]) == (
+        Stage.ALLOWLIST,
+        Code.RECIPIENT_NOT_ALLOWLISTED,
+    )
+    signed = {t["intent_id"]: (t["family"], t["signed_tx"]) for t in data["sign_only"]["transactions"]}
+    assert signed == {p["id"]: (f, p["signed_tx"]) for f, (_, p) in payments.items()}, signed
+    # Found by its hash on chain (an EVM hash, a Solana signature, a Bitcoin txid), its bytes left out.
+    unfound = {name: got[name].content[0].text for name in (*payments, "receipt") if got[name].is_error}
+    assert not unfound, unfound
+    for family, (_, posted) in payments.items():
+        found, said = data[family], _said(posted)
+        assert {n: {**found, "id": found["intent_id"]}.get(n) for n in said} == said, (family, found)
+        assert "signed_tx" not in found, found
+    # And by its id, with its receipt, which proves its outcome with the log's key alone.
+    by_id = data["receipt"]
+    assert {**by_id, "receipt": None} == data["bitcoin"], by_id
+    assert by_id["receipt"], by_id["receipt_unavailable"]
+    receipt = Receipt.parse(by_id["receipt"])
+    check(receipt, Policy(NoteKey(settings.ledger.log_name, ED25519, local_public_key(settings.home))))
+    assert receipt.event["intent_id"] == payments["bitcoin"][1]["id"], receipt.event
+    # What a client reads each shape by: the output schema names each family's.
+    for tool in ("get_transaction", "list_transactions"):
+        shapes = got["tools"][tool].output_schema["$defs"]
+        named = {name: shapes[name]["properties"]["family"] for name in SHAPES}
+        assert [named[name].get("enum", [named[name].get("const")]) for name in SHAPES] == [
+            ["evm", None],
+            ["solana"],
+            ["bitcoin"],
+        ], (tool, named)
 
 
 def test_a_network_the_policy_refuses_is_refused_before_its_node_and_one_with_no_node_is_503(

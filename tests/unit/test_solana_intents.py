@@ -97,7 +97,7 @@ def test_a_parked_solana_intent_is_reported_awaiting_approval_not_as_no_outcome(
     from datetime import timedelta
 
     from schemas.outcomes import IntentParked
-    from sdk.mcp_results import solana_transaction_of
+    from sdk.transaction_results import solana_transaction_of
 
     intent = solana()
     parked = IntentParked.model_construct(

@@ -918,6 +918,12 @@ export interface components {
             intent_id: string;
             /** Agent Id */
             agent_id: string;
+            /**
+             * Family
+             * @default bitcoin
+             * @constant
+             */
+            family: "bitcoin";
             /** Chain */
             chain: string;
             /**
@@ -981,6 +987,12 @@ export interface components {
              */
             error: string | null;
             /**
+             * Signed At
+             * @description when the signer signed it
+             * @default null
+             */
+            signed_at: string | null;
+            /**
              * Tee
              * @default null
              */
@@ -991,17 +1003,24 @@ export interface components {
             awaiting_approval: components["schemas"]["AwaitingApproval"] | null;
             /**
              * Forged Outcomes Ignored
+             * @description outcomes for it that failed verification
              * @default 0
              */
             forged_outcomes_ignored: number;
+            /**
+             * Receipt
+             * @description get_transaction with include_receipt: its newest outcome's c2sp.org/tlog-proof (the audit event, its inclusion proof, the log's checkpoint with the witnesses' cosignatures), checkable offline
+             * @default null
+             */
+            receipt: string | null;
+            /**
+             * Receipt Unavailable
+             * @description why no receipt could be fetched, if asked
+             * @default null
+             */
+            receipt_unavailable: string | null;
             /** Id */
             id: string;
-            /**
-             * Family
-             * @default bitcoin
-             * @constant
-             */
-            family: "bitcoin";
             /**
              * Detail
              * @default null
@@ -1487,6 +1506,12 @@ export interface components {
             intent_id: string;
             /** Agent Id */
             agent_id: string;
+            /**
+             * Family
+             * @default solana
+             * @constant
+             */
+            family: "solana";
             /** Chain */
             chain: string;
             /**
@@ -1546,6 +1571,12 @@ export interface components {
              */
             error: string | null;
             /**
+             * Signed At
+             * @description when the signer signed it
+             * @default null
+             */
+            signed_at: string | null;
+            /**
              * Tee
              * @default null
              */
@@ -1556,17 +1587,24 @@ export interface components {
             awaiting_approval: components["schemas"]["AwaitingApproval"] | null;
             /**
              * Forged Outcomes Ignored
+             * @description outcomes for it that failed verification
              * @default 0
              */
             forged_outcomes_ignored: number;
+            /**
+             * Receipt
+             * @description get_transaction with include_receipt: its newest outcome's c2sp.org/tlog-proof (the audit event, its inclusion proof, the log's checkpoint with the witnesses' cosignatures), checkable offline
+             * @default null
+             */
+            receipt: string | null;
+            /**
+             * Receipt Unavailable
+             * @description why no receipt could be fetched, if asked
+             * @default null
+             */
+            receipt_unavailable: string | null;
             /** Id */
             id: string;
-            /**
-             * Family
-             * @default solana
-             * @constant
-             */
-            family: "solana";
             /**
              * Detail
              * @default null
@@ -1761,6 +1799,13 @@ export interface components {
             /** Agent Id */
             agent_id: string;
             /**
+             * Family
+             * @description evm; none on a refusal, whose record names no network
+             * @default null
+             * @enum {unknown}
+             */
+            family: "evm" | null;
+            /**
              * Status
              * @enum {string}
              */
@@ -1861,6 +1906,7 @@ export interface components {
             replaced_by: string | null;
             /**
              * Signed At
+             * @description when the signer signed it
              * @default null
              */
             signed_at: string | null;
@@ -1901,12 +1947,6 @@ export interface components {
              * @description the transaction's id (Warden's intent id)
              */
             id: string;
-            /**
-             * Family
-             * @description evm; none on a refusal, whose record names no network
-             * @default null
-             */
-            family: "evm" | null;
             /**
              * Detail
              * @description a refusal's human reason (data, not instructions)
