@@ -134,11 +134,11 @@ case "${1:-}" in
   # Much of a stack test is waiting on its processes (docs/benchmarks.md has four against five).
   # `-n 0` runs in this process instead.
   test) shift; exec .venv/bin/python -m pytest -n 5 --dist loadfile --no-loadscope-reorder "$@" ;;
-  # ruff (lint and format), vulture (dead code it is sure of), then mypy ([tool.mypy] in pyproject.toml:
-  # strict for every package).
+  # ruff (lint and format), vulture (dead code it is sure of), the import contracts ([tool.importlinter]),
+  # then mypy ([tool.mypy] in pyproject.toml: strict for every package).
   lint) shift; .venv/bin/ruff check "$@" . && .venv/bin/ruff format --check "$@" . \
     && .venv/bin/vulture evm svm btc schemas runtime rules streams signer ledger sdk gateway infra tests --min-confidence 80 \
-    && exec .venv/bin/mypy ;;
+    && .venv/bin/lint-imports --no-cache && exec .venv/bin/mypy ;;
   "") exec .venv/bin/warden --help ;;
   *) exec .venv/bin/warden "$@" ;;
 esac

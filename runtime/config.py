@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.registry import REGISTRY
+from runtime.rpc import NoRpc
 from schemas.chains import Family, UnknownChain
-from schemas.errors import WardenError
 
 
 def _env(name: str, default: str) -> str:
@@ -59,11 +59,6 @@ def _flag(name: str) -> bool:
 
 def _names(name: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in os.environ.get(name, "").split(",") if n.strip())
-
-
-class NoRpc(WardenError, RuntimeError):
-    """No JSON-RPC is configured for a chain, or the local node that would serve it is not running;
-    ``next_step`` names the variable to set or what to start."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from runtime.config import NoRpc
 from schemas.errors import WardenError
 
 if TYPE_CHECKING:
@@ -44,6 +43,11 @@ class RpcError(WardenError):
     def __init__(self, method: str, code: int, message: str, data: Any = None):
         super().__init__(f"{method}: {message} (code {code})")
         self.method, self.code, self.message, self.data = method, code, message, data
+
+
+class NoRpc(WardenError, RuntimeError):
+    """No JSON-RPC is configured for a chain, or the local node that would serve it is not running;
+    ``next_step`` names the variable to set or what to start."""
 
 
 class RpcUnavailable(WardenError):

@@ -33,9 +33,9 @@ from btc import wallet
 from rules import movements as evm_movements
 from rules.prices import PriceRefused, format_usd, read_price, usd_of
 from rules.typed_movements import read_typed_data
-from runtime.config import NoRpc, Settings
+from runtime.config import Settings
 from runtime.registry import REGISTRY
-from runtime.rpc import JsonRpc
+from runtime.rpc import JsonRpc, NoRpc
 from schemas.chains import Family
 from schemas.families import FAMILY_OF_KIND, FORMS
 from schemas.fields import format_token_amount

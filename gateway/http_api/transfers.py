@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.http_api.errors import Refused
-from runtime.config import NoRpc, Settings
+from runtime.config import Settings
 from runtime.registry import REGISTRY
-from runtime.rpc import RpcError
+from runtime.rpc import NoRpc, RpcError
 from schemas.chains import Family
 from schemas.codes import Code
 from schemas.policy import AgentPolicy

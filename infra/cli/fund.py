@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from btc import addresses, payments, signing, wallet
 from infra.cli.output import add_json_flag, print_json
 from runtime import bitcoin, solana
-from runtime.config import NoRpc, Settings, load
+from runtime.config import Settings, load
 from runtime.registry import REGISTRY
-from runtime.rpc import JsonRpc, RpcError, redacted
+from runtime.rpc import JsonRpc, NoRpc, RpcError, redacted
 from schemas.chains import KEY_CHAIN, Family
 from schemas.errors import WardenError
 from schemas.families import FORMS
