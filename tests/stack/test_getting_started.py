@@ -9,6 +9,7 @@ what works fails here."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -122,7 +123,9 @@ def test_the_getting_started_commands_take_a_fresh_stack_to_a_mined_transfer(
     assert DEFAULT_API in block, f"the block no longer uses the default API address {DEFAULT_API}"
     for tool in ("curl", "jq", "bash"):
         assert shutil.which(tool), f"{tool} is not installed: the page's commands use it"
-    settings = home_settings
+    # The page's shell is a newcomer's: WARDEN_BROKER_STORAGE unset, so its commands take the embedded
+    # broker `--memory` starts as it is (no idempotent producer, which Tansu refuses).
+    settings = dataclasses.replace(home_settings, broker_storage="memory")
     up = WardenUp(settings, "--memory")
     try:
         wait_for_port(settings.api_http, 60, "warden api", up.proc)
