@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from evm import blobs
 from infra.stack.local import listen_ports
@@ -27,6 +28,11 @@ os.environ.setdefault("WARDEN_KZG_SETUP_AT_FIRST_BLOB", "1")
 # 50 ms default, for a hop some tens of milliseconds longer. `warden up`'s durable stacks keep
 # their S3 default (tests.up_support.home_settings).
 os.environ.setdefault("WARDEN_FETCH_WAIT_MS", "200")
+# A property test's examples are checked whatever the time they take to draw or run: on a machine
+# busy with the stacks of the other workers, Hypothesis's health check for slow generation and its
+# per-example deadline failed tests whose properties held. A test's own @settings keeps what it sets.
+settings.register_profile("busy-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("busy-machine")
 # Each xdist worker picks its stacks' ports in a range of its own (infra.stack.local.listen_ports):
 # a port one worker picked stays free until its component binds it, seconds later, and another
 # worker picking the same one meanwhile failed a run (the ledger's endpoint: address already in use).

@@ -242,10 +242,11 @@ def test_two_payments_written_at_once_are_each_their_own_transaction(stack: Loca
     the agent's other coin. Two transactions, each mined and final under its own intent."""
     settings, agent = stack.settings, two_coins
     pay = ("submit", "--agent", agent.agent_id, "--chain", CHAIN, "--to", agent.bob, "--value", "0.001")
-    done = at_once(settings, (*pay, "--broadcast", "--timeout", "120", "--json"), (*pay, "--broadcast", "--json"))
+    done = at_once(settings, *[(*pay, "--broadcast", "--timeout", "120", "--json")] * 2)
     first, second = (_outcome(d) for d in done)
     for paid in (first, second):
-        assert (paid.get("status"), paid.get("final")) == ("mined", True), (paid, [d.stderr for d in done])
+        said = {k: paid.get(k) for k in ("intent_id", "status", "final", "stage", "code", "reason")}
+        assert (paid.get("status"), paid.get("final")) == ("mined", True), (said, [d.stderr for d in done])
     assert first["intent_id"] != second["intent_id"] and first["txid"] != second["txid"], (first, second)
     assert not set(first["inputs"]) & set(second["inputs"]), (first, second)
 
