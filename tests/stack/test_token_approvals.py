@@ -72,8 +72,12 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(
 
     intents, first, start, address = run(scenario())
     assert isinstance(first[intents["small"].intent_id], SignedTransaction)  # below: no wait
-    for name in ("big", "denied", "tokens", "expires"):
+    for name in ("big", "denied", "tokens"):
         assert type(first[intents[name].intent_id]).__name__ == "IntentParked", name
+    # Parked for 2 s: on a busy machine its expiry (APPROVAL_EXPIRED, said only of a parked intent)
+    # may be written before the first read, which then keeps the later outcome.
+    hasty_first = first[intents["expires"].intent_id]
+    assert type(hasty_first).__name__ == "IntentParked" or getattr(hasty_first, "code", None) == Code.APPROVAL_EXPIRED
     listed = warden(settings, "approvals", "list", "--agent", agent, "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {row["intent_id"]: row for row in orjson.loads(listed.stdout)["awaiting_approval"]}
