@@ -605,21 +605,36 @@ def _sign_page(kind: str, relay_path: str) -> Callable[[web.Request], Awaitable[
     return handler
 
 
-async def agent_relay(request: web.Request) -> web.Response:
-    relayed = await _relay_draft(request, "policy", relay_policy)
+async def _relayed_and_recorded(
+    request: web.Request, kind: str, relay: Relay, action: AuditAction, what: Callable[[dict[str, Any]], dict[str, Any]]
+) -> web.Response:
+    """The ``kind`` the console built, relayed by ``relay`` and recorded as ``action`` on the
+    intent's or the agent's resource (``what``: the resource and the details of its record)."""
+    relayed = await _relay_draft(request, kind, relay)
     if isinstance(relayed, web.Response):
         return relayed
     admin_id, message, done = relayed
     record = orjson.loads(message)
+    details = what(record)
     await request[CONSOLE].record(
-        AuditAction.CONSOLE_POLICY_RELAYED,
-        f"policy:{record['agent_id']}",
+        action,
+        details.pop("resource"),
         record["agent_id"],
         admin_id=admin_id,
-        version=record["version"],
+        **details,
         **{k: v for k, v in done.as_dict().items() if v},
     )
     return web.json_response(done.as_dict())
+
+
+async def agent_relay(request: web.Request) -> web.Response:
+    return await _relayed_and_recorded(
+        request,
+        "policy",
+        relay_policy,
+        AuditAction.CONSOLE_POLICY_RELAYED,
+        lambda record: {"resource": f"policy:{record['agent_id']}", "version": record["version"]},
+    )
 
 
 # -- webhooks --------------------------------------------------------------------------------------
@@ -723,20 +738,13 @@ async def cancellation_draft(request: web.Request) -> web.Response:
 
 
 async def cancellation_relay(request: web.Request) -> web.Response:
-    relayed = await _relay_draft(request, cancellations.KIND, cancellations.relay_cancellation)
-    if isinstance(relayed, web.Response):
-        return relayed
-    admin_id, message, done = relayed
-    record = orjson.loads(message)
-    await request[CONSOLE].record(
+    return await _relayed_and_recorded(
+        request,
+        cancellations.KIND,
+        cancellations.relay_cancellation,
         AuditAction.CONSOLE_CANCELLATION_RELAYED,
-        f"intent:{record['intent_id']}",
-        record["agent_id"],
-        admin_id=admin_id,
-        reason=record.get("reason", ""),
-        **{k: v for k, v in done.as_dict().items() if v},
+        lambda record: {"resource": f"intent:{record['intent_id']}", "reason": record.get("reason", "")},
     )
-    return web.json_response(done.as_dict())
 
 
 # -- the application -------------------------------------------------------------------------------
