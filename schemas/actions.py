@@ -104,6 +104,7 @@ class AuditAction(StrEnum):
     CONSOLE_SIGNATURE_RELAYED = "console.signature_relayed"
     CONSOLE_POLICY_RELAYED = "console.policy_relayed"
     CONSOLE_WEBHOOK_RELAYED = "console.webhook_relayed"
+    CONSOLE_CANCELLATION_RELAYED = "console.cancellation_relayed"
     CONSOLE_RELAY_REFUSED = "console.relay_refused"
     # Audit webhooks: an endpoint added or removed by an admin, an event given up on after its retries.
     WEBHOOK_ADDED = "webhook.added"

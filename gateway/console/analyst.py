@@ -1,6 +1,8 @@
 """The analysts' pages: each agent's transactions and where each stands (``/transactions``), spend
 per agent per day against the daily limits of its policy in force (``/spend``), and refusals by
-code over time (``/refusals``). They read `gateway.console.data.LedgerSource` and change nothing.
+code over time (``/refusals``). They read `gateway.console.data.LedgerSource` and change nothing;
+the transactions page offers, beside each sign-only EVM or Bitcoin transaction, the form that
+builds its cancellation (`gateway.console.cancellations`, whose routes the server mounts).
 
 The console's server mounts them with `add_routes` and wraps them in its session check and
 headers; a handler reads who is logged in and the session's CSRF token from the request
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.console.cancellations import cancel_form, offered
 from gateway.console.charts import Series, bar_chart, legend
 from gateway.console.data import AgentSpend, LedgerSource, Refusals, Transaction
 from gateway.console.layout import attr, esc, plain
@@ -49,20 +52,22 @@ async def transactions_page(request: web.Request) -> web.Response:
     if not rows:
         who = "any agent" if agent is None else f"agent {agent}"
         return html(request, "Transactions", body + f"<p>The ledger holds no intent of {esc(who)}.</p>")
-    return html(request, "Transactions", body + transactions_table(rows))
+    table = transactions_table(rows, request.get("csrf", ""))
+    return html(request, "Transactions", body + table, scripts=("console.js",))
 
 
-def transactions_table(rows: list[Transaction]) -> str:
+def transactions_table(rows: list[Transaction], csrf: str = "") -> str:
     """The intents, newest first: where each stands, a refusal's stage, code and reason, and what
-    it asked to move (exact wei)."""
+    it asked to move (exact wei); with the session's ``csrf`` token, the form that cancels each
+    sign-only EVM or Bitcoin transaction."""
     head = (
         "<tr><th>agent</th><th>intent</th><th>status</th><th>stage</th><th>code</th><th>chain</th>"
         "<th>to</th><th>value</th><th>transaction</th><th>last event (UTC)</th></tr>"
     )
-    return f'<table class="transactions">{head}{"".join(_transaction_row(t) for t in rows)}</table>'
+    return f'<table class="transactions">{head}{"".join(_transaction_row(t, csrf) for t in rows)}</table>'
 
 
-def _transaction_row(t: Transaction) -> str:
+def _transaction_row(t: Transaction, csrf: str) -> str:
     status = t.status + (", final" if t.final else "")
     css = "flag" if t.status in ("refused", "finality violated") else ("ok" if t.final else "")
     block = "" if t.block_number is None else f" (block {t.block_number})"
@@ -70,7 +75,8 @@ def _transaction_row(t: Transaction) -> str:
         esc(t.agent_id),
         f'<code>{esc(t.intent_id)}</code><br><small title="intent digest">{esc(t.intent_digest[:16])}</small>',
         f'<span class="status {css}" data-status="{attr(t.status)}">{esc(status)}</span>'
-        + (f"<br><small>{esc(t.reason)}</small>" if t.reason and t.status == "refused" else ""),
+        + (f"<br><small>{esc(t.reason)}</small>" if t.reason and t.status == "refused" else "")
+        + (cancel_form(t, csrf) if csrf and offered(t) else ""),
         esc(t.stage) if t.status == "refused" else "",
         f"<code>{esc(t.code)}</code>" if t.status == "refused" else "",
         esc(t.chain),

@@ -24,10 +24,10 @@ def keep_source(app: web.Application, source: LedgerSource) -> None:
     app[SOURCE] = source
 
 
-def html(request: web.Request, title: str, body: str, status: int = 200) -> web.Response:
-    """``body`` (markup already escaped) as the page ``title``."""
+def html(request: web.Request, title: str, body: str, status: int = 200, scripts: tuple[str, ...] = ()) -> web.Response:
+    """``body`` (markup already escaped) as the page ``title``, with ``scripts`` of ``/static``."""
     return web.Response(
-        text=page(title, body, who=request.get("who"), csrf=request.get("csrf", "")),
+        text=page(title, body, who=request.get("who"), csrf=request.get("csrf", ""), scripts=scripts),
         content_type="text/html",
         status=status,
     )

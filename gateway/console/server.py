@@ -5,7 +5,8 @@ Every answer carries the headers of `gateway.console.security`; every change is 
 CSRF token and the console's own Origin; sessions live in memory (`gateway.console.sessions`). Admins log
 in with a passkey (`gateway.console.login`), enrol one from a one-time link (`gateway.console.enrolment`), and
 decide on the decisions page (`gateway.console.decisions`), whose signatures the console relays
-(`gateway.console.relay`). Each of those is an audit event on the ledger, signed with the console's own
+(`gateway.console.relay`), and cancel a sign-only transaction from the transactions page
+(`gateway.console.cancellations`). Each of those is an audit event on the ledger, signed with the console's own
 key (`runtime.trust.console_audit_signer`). The analysts' and auditors' pages are mounted from
 `gateway.console.analyst` and `gateway.console.auditor`, over one `gateway.console.data.LedgerSource`."""
 
@@ -31,7 +32,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from gateway.console import agents as agents_page
-from gateway.console import analyst, auditor
+from gateway.console import analyst, auditor, cancellations
 from gateway.console import decisions as decisions_page
 from gateway.console import webhooks as webhooks_page
 from gateway.console.data import LedgerSource
@@ -604,21 +605,36 @@ def _sign_page(kind: str, relay_path: str) -> Callable[[web.Request], Awaitable[
     return handler
 
 
-async def agent_relay(request: web.Request) -> web.Response:
-    relayed = await _relay_draft(request, "policy", relay_policy)
+async def _relayed_and_recorded(
+    request: web.Request, kind: str, relay: Relay, action: AuditAction, what: Callable[[dict[str, Any]], dict[str, Any]]
+) -> web.Response:
+    """The ``kind`` the console built, relayed by ``relay`` and recorded as ``action`` on the
+    intent's or the agent's resource (``what``: the resource and the details of its record)."""
+    relayed = await _relay_draft(request, kind, relay)
     if isinstance(relayed, web.Response):
         return relayed
     admin_id, message, done = relayed
     record = orjson.loads(message)
+    details = what(record)
     await request[CONSOLE].record(
-        AuditAction.CONSOLE_POLICY_RELAYED,
-        f"policy:{record['agent_id']}",
+        action,
+        details.pop("resource"),
         record["agent_id"],
         admin_id=admin_id,
-        version=record["version"],
+        **details,
         **{k: v for k, v in done.as_dict().items() if v},
     )
     return web.json_response(done.as_dict())
+
+
+async def agent_relay(request: web.Request) -> web.Response:
+    return await _relayed_and_recorded(
+        request,
+        "policy",
+        relay_policy,
+        AuditAction.CONSOLE_POLICY_RELAYED,
+        lambda record: {"resource": f"policy:{record['agent_id']}", "version": record["version"]},
+    )
 
 
 # -- webhooks --------------------------------------------------------------------------------------
@@ -702,6 +718,35 @@ async def webhook_relay(request: web.Request) -> web.Response:
     return web.json_response({"what": f"webhook {answer['id']} added", "id": answer["id"], "secret": answer["secret"]})
 
 
+# -- cancellations -----------------------------------------------------------------------------------
+
+
+async def cancellation_draft(request: web.Request) -> web.Response:
+    """The denial that cancels the sign-only transaction the row's form names, built unsigned for
+    the admin logged in once the signer's records say it is that agent's and still sign-only, and
+    kept: where its signing page is; or 400 saying what is wrong."""
+    console: Console = request[CONSOLE]
+    admin_id = _admin(request)
+    try:
+        message, title, intro = await cancellations.build(
+            console.settings, admin_id, await _json(request), console.now()
+        )
+    except cancellations.CancelInvalid as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    draft = console.draft(admin_id, cancellations.KIND, message, title, intro)
+    return web.json_response({"next": f"/transactions/cancel/sign/{draft}"})
+
+
+async def cancellation_relay(request: web.Request) -> web.Response:
+    return await _relayed_and_recorded(
+        request,
+        cancellations.KIND,
+        cancellations.relay_cancellation,
+        AuditAction.CONSOLE_CANCELLATION_RELAYED,
+        lambda record: {"resource": f"intent:{record['intent_id']}", "reason": record.get("reason", "")},
+    )
+
+
 # -- the application -------------------------------------------------------------------------------
 
 
@@ -728,6 +773,11 @@ def build_app(console: Console) -> web.Application:
     app.router.add_post("/webhooks/removal", webhook_removal)
     app.router.add_get("/webhooks/sign/{draft}", _sign_page("webhook", "/webhooks/relay"))
     app.router.add_post("/webhooks/relay", webhook_relay)
+    app.router.add_post("/transactions/cancel", cancellation_draft)
+    app.router.add_get(
+        "/transactions/cancel/sign/{draft}", _sign_page(cancellations.KIND, "/transactions/cancel/relay")
+    )
+    app.router.add_post("/transactions/cancel/relay", cancellation_relay)
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
     _mount_role_pages(app, console.settings)
     return app

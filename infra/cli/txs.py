@@ -23,11 +23,10 @@ from typing import Any
 
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.config import Settings, load
-from runtime.kafka import end_offsets
 from schemas.fields import format_native_amount
 from schemas.outcomes import IntentRejected, SignedBitcoinTransaction, SignedSolanaTransaction, SignedTransaction
-from sdk.client import Client, agent_transactions, status_history
-from sdk.outcomes import OUTCOME_TOPICS, RawSubmission, wait_outcomes
+from sdk.cancellation import cancellable, send_cancellation
+from sdk.client import agent_transactions, human_decision, status_history
 from sdk.records import AgentRecords, ReceiptUnavailable, outcome_receipt
 
 # A transaction of any family, as the signer reports it.
@@ -99,25 +98,8 @@ async def cancel(settings: Settings, agent_id: str, wanted: str, reason: str, wa
     """An admin's signed denial of an intent signed sign-only whose bytes have not landed: the
     signer cancels its transaction. What the signer reported within ``wait_s`` (its record:
     ``cancelled`` once the cancellation is signed and sent), or None."""
-    found = await agent_transactions(settings, agent_id)
-    record: SignedTransaction | SignedBitcoinTransaction | None = next(
-        (r for r in found.transactions if wanted in (r.intent_id, r.tx_hash)), None
-    ) or next((r for r in found.bitcoin_transactions if wanted in (r.intent_id, r.txid)), None)
-    if record is None:
-        raise LookupError(
-            f"no transaction of agent {agent_id!r} with intent id or hash {wanted!r}; "
-            f"`warden txs list --agent {agent_id}` lists them"
-        )
-    if record.status != "sign_only" or record.intent_digest is None:
-        raise LookupError(
-            f"intent {record.intent_id} is {record.status}: only a sign-only transaction whose bytes have not "
-            "landed can be cancelled"
-        )
-    start = await end_offsets(settings, OUTCOME_TOPICS)
-    async with Client(settings) as client:
-        await client.cancel(record, reason)
-    awaited = RawSubmission(agent_id, record.intent_id, "", record.intent_digest)
-    outcome = (await wait_outcomes(settings, [awaited], wait_s, start, final=False)).get(record.intent_id)
+    record = cancellable(await agent_transactions(settings, agent_id), agent_id, wanted)
+    outcome = await send_cancellation(settings, record, human_decision(settings, record, "deny", reason), wait_s)
     where = {"txid": record.txid} if isinstance(record, SignedBitcoinTransaction) else {"nonce": record.nonce}
     return {
         "intent_id": record.intent_id,

@@ -4,7 +4,8 @@ whose `console` process `LocalStack` started. An admin registers a passkey from 
 `warden console enrol` printed (taken once, still after the console restarts), pins it with the
 command the page showed, logs in with it, sees an intent parked, headed by what it moves, with
 what parked it, approves it with the passkey over the bytes shown, and the transaction is mined
-on Anvil, and denies another; raises the agent's cap with the passkey on the agents page and adds
+on Anvil, and denies another; cancels a sign-only transaction from the transactions page (the
+signer's record says `cancelled`); raises the agent's cap with the passkey on the agents page and adds
 an audit webhook; a proposal that swaps the admin's key is shown flagged; a third admin comes in
 and every threshold is two: a policy whose token symbol holds U+202E and U+200B is shown with
 those characters marked and cosigned; approvals under quorums of two and three are signed by the
@@ -51,8 +52,8 @@ from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentParked, SignedTransaction
 from sdk.admin import load_or_create_admin_key
-from sdk.client import Client, new_intent, wait_outcomes
-from sdk.records import admins_in_force, policy_in_force
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from sdk.records import admins_in_force, agent_transactions, policy_in_force
 from tests.support import warden
 
 T = TypeVar("T")
@@ -185,6 +186,49 @@ def _mined(settings: Settings, tx_hash: str) -> dict[str, Any]:
     return aside(receipt())
 
 
+def _a_sign_only_transaction_cancelled(page: Page, settings: Settings, shots: Path, agent: Agent) -> None:
+    """The agent has a transaction signed sign-only (its bytes handed out, never sent); alice cancels
+    it from the transactions page with her passkey: the signing page names its nonce, its agent and
+    her reason, and the signer's record of it says `cancelled` at that nonce."""
+    intent = new_intent(agent.intent_key, agent_id=AGENT, chain="anvil", to=DEST, value="0.25", broadcast=False)
+    start = aside(end_offsets(settings, OUTCOME_TOPICS))
+
+    async def submit() -> None:
+        async with Client(settings) as client:
+            await (await client.submit(intent))
+
+    aside(submit())
+    signed = aside(wait_outcomes(settings, [intent], 60, start, final=False))[intent.intent_id]
+    assert isinstance(signed, SignedTransaction) and signed.status == "sign_only", signed
+    form = page.locator(f"table.transactions tr:has(input[name=intent][value='{intent.intent_id}']) form.cancel")
+    deadline = time.monotonic() + 30
+    while True:  # the ledger's sink appends the signer's record within moments
+        page.goto(console_origin(settings) + f"/transactions?agent={AGENT}")
+        if form.count():
+            break
+        assert time.monotonic() < deadline, "no Cancel offered beside the sign-only transaction"
+        time.sleep(1)
+    form.locator("input[name=reason]").fill("bytes handed to the wrong desk")
+    form.locator("button").click()
+    sign = page.locator("div.sign.cancellation")
+    sign.wait_for(timeout=30_000)
+    said = page.locator("table.cancellation").inner_text()
+    assert f"nonce\t{signed.nonce}" in said and f"agent\t{AGENT}" in said and "wrong desk" in said, said
+    shown = json.loads(sign.locator("pre.bytes").inner_text())
+    assert (shown["intent_id"], shown["intent_digest"], shown["decision"], shown["admin_key_id"]) == (
+        intent.intent_id,
+        signed.intent_digest,
+        "deny",
+        "alice",
+    )
+    sign.locator("button").click()
+    sign.locator(".result").filter(has_text=f"intent {intent.intent_id} cancelled").wait_for(timeout=60_000)
+    _shoot(page, shots, "3a-cancelled")
+    found = aside(agent_transactions(settings, AGENT))
+    record = next(r for r in found.transactions if r.intent_id == intent.intent_id)
+    assert (record.status, record.nonce) == ("cancelled", signed.nonce), record
+
+
 def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intents_in_chromium(
     console_stack: LocalStack,
 ) -> None:
@@ -222,6 +266,7 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
         deny = page.locator(f"section.parked[id='intent-{denied_id}'] div.sign.deny")
         deny.locator("button").click()
         deny.locator(".result").filter(has_text=f"code: {Code.APPROVAL_DENIED}").wait_for(timeout=60_000)
+        _a_sign_only_transaction_cancelled(page, settings, shots, agent)
 
         before = _a_policy_changed_with_the_passkey(page, settings, shots)
         _a_webhook_added_with_the_passkey(page, settings, shots)
@@ -527,6 +572,7 @@ def _the_ledger_believes_the_consoles_events(settings: Settings) -> None:
         AuditAction.CONSOLE_SIGNATURE_RELAYED,
         AuditAction.CONSOLE_POLICY_RELAYED,
         AuditAction.CONSOLE_WEBHOOK_RELAYED,
+        AuditAction.CONSOLE_CANCELLATION_RELAYED,
     }
     sql = "SELECT DISTINCT action FROM audit_log WHERE actor = 'service:console'"
     deadline = time.monotonic() + 60
