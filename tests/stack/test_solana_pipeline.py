@@ -658,12 +658,15 @@ def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_
     first = run(submit())
     assert isinstance(first[small.intent_id], SignedSolanaTransaction)  # below the threshold: no wait
     assert isinstance(first[big.intent_id], IntentParked) and isinstance(first[denied.intent_id], IntentParked)
+    # Approved first: the transaction's blockhash lives about a minute, which a busy machine's CLI
+    # calls could spend before the signer checks it; the listing is read from the one still parked.
+    assert warden(settings, "approvals", "approve", big.intent_id).returncode == 0
     listed = warden(settings, "approvals", "list", "--agent", agent.agent_id, "--json")
     rows = {row["intent_id"]: row for row in orjson.loads(listed.stdout)["awaiting_approval"]}
-    assert "2005000 lamports is above the approval threshold of 1000000" in rows[big.intent_id]["reason"]
-    shown = rows[big.intent_id]["instructions"]
-    assert f"0: sol_transfer 2000000 from {agent.address} to {alice}" in shown[1], shown
-    assert warden(settings, "approvals", "approve", big.intent_id).returncode == 0
+    assert set(rows) == {denied.intent_id}, rows
+    assert "3005000 lamports is above the approval threshold of 1000000" in rows[denied.intent_id]["reason"]
+    shown = rows[denied.intent_id]["instructions"]
+    assert f"0: sol_transfer 3000000 from {agent.address} to {alice}" in shown[1], shown
     assert warden(settings, "approvals", "deny", denied.intent_id, "--reason", "no").returncode == 0
     final = run(wait_outcomes(settings, [big, denied], 120, start))
     assert isinstance(final[big.intent_id], SignedSolanaTransaction) and final[big.intent_id].status == "sign_only"
