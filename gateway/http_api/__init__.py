@@ -11,7 +11,7 @@ the agent's policy as they judge any other.
 
 Bodies are validated by the same field types the intent uses (`schemas.fields`), so a bad value
 is refused here, with the field named, before anything is signed. The OpenAPI document
-(`/v1/openapi.json`, `gateway.http_api.openapi`) is generated from the models (`gateway.http_api.models`) and says what they check: a body it
+(`/v1/openapi.json`, `gateway.http_api.openapi`) is generated from the models (`gateway.http_api.models`, `gateway.http_api.answers`) and says what they check: a body it
 refuses is answered 400, one it allows that the intent's own rules refuse 422. Every error is the
 same JSON with its `Code`, aiohttp's own answers too (`gateway.http_api.app`).
 """

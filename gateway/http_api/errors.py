@@ -11,7 +11,10 @@ from pydantic import (
     ValidationError,
 )
 
-from gateway.http_api.models import ErrorResponse, FieldProblem
+from gateway.http_api.answers import (
+    ErrorResponse,
+    FieldProblem,
+)
 from schemas.codes import Code
 from schemas.errors import WardenError, explain
 from schemas.outcomes import (

@@ -9,6 +9,18 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from gateway.http_api.answers import (
+    BitcoinTransactionResponse,
+    ChainsResponse,
+    ErrorResponse,
+    SignResponse,
+    SimulationResponse,
+    SolanaTransactionResponse,
+    TokenResponse,
+    TransactionListResponse,
+    TransactionResponse,
+    TransferResponse,
+)
 from gateway.http_api.bodies import BODY_TIMEOUT_S, MAX_HEADER_BYTES, MAX_URL_BYTES
 from gateway.http_api.models import (
     ADDRESS_DESCRIPTION,
@@ -16,22 +28,12 @@ from gateway.http_api.models import (
     BYTES32_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
     IDENTIFIER_PATTERN,
-    BitcoinTransactionResponse,
     BundleRequest,
-    ChainsResponse,
-    ErrorResponse,
     SignRequest,
-    SignResponse,
     SimulateRequest,
-    SimulationResponse,
     SolanaRequest,
-    SolanaTransactionResponse,
     TokenRequest,
-    TokenResponse,
-    TransactionListResponse,
-    TransactionResponse,
     TransferRequest,
-    TransferResponse,
 )
 from sdk.mcp_results import (
     SigningKeys,

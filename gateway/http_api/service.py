@@ -18,29 +18,31 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from gateway.http_api import api_keys, lookups
+from gateway.http_api.answers import (
+    BalanceChangeView,
+    ChainsResponse,
+    ChainView,
+    FieldProblem,
+    SimulatedTransaction,
+    SimulationResponse,
+    TokenResponse,
+)
 from gateway.http_api.bodies import BODY_TIMEOUT_S, flag, read_body, read_model
 from gateway.http_api.errors import Refused, invalid_body, json_answer, rejection
 from gateway.http_api.key_store import KeyStoreBehind, KeyStoreView
 from gateway.http_api.limits import FailedAttempts, Idempotency, RateLimit
 from gateway.http_api.models import (
     IDEMPOTENCY_KEY_PATTERN,
-    BalanceChangeView,
     BitcoinTransferRequest,
     BundleRequest,
-    ChainsResponse,
-    ChainView,
-    FieldProblem,
     PersonalSignRequest,
     SignRequest,
-    SimulatedTransaction,
     SimulateRequest,
-    SimulationResponse,
     SolanaMessageSignRequest,
     SolanaRequest,
     SolanaSignRequest,
     SolanaTransferRequest,
     TokenRequest,
-    TokenResponse,
     TransactionRequest,
     TransactionSignRequest,
     TypedDataSignRequest,
