@@ -27,7 +27,8 @@ from btc import wallet
 from gateway.console import analyst, auditor
 from gateway.console.data import LedgerSource, Transaction
 from gateway.console.security import cookie_name
-from gateway.console.server import Console, build_app
+from gateway.console.server import build_app
+from gateway.console.state import Console
 from infra import contracts
 from infra.cli.fund import fund
 from infra.stack.local import LocalStack, free_port

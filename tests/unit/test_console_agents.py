@@ -23,7 +23,8 @@ from gateway.console.data import policy_versions
 from gateway.console.layout import NAV
 from gateway.console.relay import RelayRefused
 from gateway.console.security import cookie_name
-from gateway.console.server import DRAFT_TTL, Console, build_app
+from gateway.console.server import build_app
+from gateway.console.state import DRAFT_TTL, Console
 from gateway.console.webhooks import webhook_form, webhooks_table
 from infra.cli.agents import _policy_fields
 from runtime.config import Settings

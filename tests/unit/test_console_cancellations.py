@@ -34,7 +34,8 @@ from gateway.console.cancellations import (
 from gateway.console.data import Transaction
 from gateway.console.relay import RelayRefused
 from gateway.console.security import cookie_name
-from gateway.console.server import Console, build_app
+from gateway.console.server import build_app
+from gateway.console.state import Console
 from runtime.config import Settings
 from schemas.actions import AuditAction
 from schemas.emit import Emit

@@ -29,8 +29,9 @@ from gateway.console.enrolment import (
 from gateway.console.layout import attr, esc, plain
 from gateway.console.login import Counters, logged_in
 from gateway.console.security import CSP, change_problem, cookie_attributes, cookie_name
-from gateway.console.server import Console, build_app
+from gateway.console.server import build_app
 from gateway.console.sessions import IDLE, LIFETIME, Sessions
+from gateway.console.state import Console
 from runtime.admins import Admins
 from runtime.config import Settings
 from schemas.actions import AuditAction

@@ -15,7 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.console.security import cookie_name
-from gateway.console.server import Console, build_app
+from gateway.console.server import build_app
+from gateway.console.state import Console
 from gateway.console.throttle import LoginThrottle
 from runtime.config import Settings
 from schemas.actions import AuditAction
