@@ -445,14 +445,6 @@ class Client:
         await (await self.send(topics.APPROVALS, parked.agent_id, approval.to_bytes()))
         return approval
 
-    async def cancel(self, signed: SignedTransaction | SignedBitcoinTransaction, reason: str = "") -> HumanApproval:
-        """Publish an admin's signed denial of an intent signed sign-only: the signer cancels its
-        transaction (EVM: a 0-value transfer to the sender at its nonce, if its nonce is not taken
-        yet; Bitcoin: a transaction spending one of its inputs back to the agent, if none is spent)."""
-        denial = human_decision(self.settings, signed, "deny", reason)
-        await (await self.send(topics.APPROVALS, signed.agent_id, denial.to_bytes()))
-        return denial
-
     async def flush(self) -> None:
         await self._started().flush()
 
