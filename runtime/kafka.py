@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from runtime.config import Settings
 from schemas import topics
 from schemas.auth import AuditSigner
 from schemas.emit import Emit, join_audits
+
+log = logging.getLogger("warden.kafka")
 
 # How long a Warden client waits for a broker's answer to one request on Apache Kafka before it
 # takes that node for gone: the request fails, the client asks another node where the partition
@@ -106,6 +110,27 @@ def keyed_partitions(parts: list[TopicPartition], keys: Collection[str]) -> list
     return [tp for tp in parts if (tp.topic, tp.partition) in wanted]
 
 
+async def listed_ends(consumer: AIOKafkaConsumer, parts: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+    """``consumer.end_offsets(parts)``, asked again for as long as the broker leaves it unanswered.
+
+    A partition a broker is still loading (Kafka lists a new topic's leaders before its logs are
+    made: 200 partitions took 40 s on a busy 2-core machine) or whose leader is moving answers
+    no ListOffsets until it is ready, and aiokafka gives up after its request timeout. A process
+    starting then must wait for the partition, not exit: it says so, and asks again."""
+    asked = time.monotonic()
+    while True:
+        try:
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(list(parts))
+            return ends
+        except KafkaTimeoutError:
+            log.warning(
+                "the broker has not listed the ends of %d partition(s) for %.0f s (a partition still loading, "
+                "or its leader moving); asking again",
+                len(parts),
+                time.monotonic() - asked,
+            )
+
+
 async def fetched_ends(
     consumer: AIOKafkaConsumer, parts: Collection[TopicPartition], timeout_s: float = 30.0
 ) -> dict[TopicPartition, int]:
@@ -122,7 +147,7 @@ async def fetched_ends(
     parts = list(parts)
     if not parts:
         return {}
-    listed = await consumer.end_offsets(parts)
+    listed = await listed_ends(consumer, parts)
     consumer.assign(parts)
     for tp in parts:
         consumer.seek(tp, max(listed[tp] - 1, 0))
@@ -139,8 +164,7 @@ async def end_offsets(settings: Settings, topic_names: tuple[str, ...]) -> dict[
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False, **client_options(settings))
     await consumer.start()
     try:
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(await partitions(consumer, topic_names))
-        return ends
+        return await listed_ends(consumer, await partitions(consumer, topic_names))
     finally:
         await consumer.stop()
 
@@ -228,7 +252,7 @@ async def follow_records(
             parts = keyed_partitions(parts, keys)
         # Listed before any fetch: Kafka answers a connection's requests in order, so a listing
         # asked while a fetch waits at the broker would wait as long.
-        ends = await consumer.end_offsets(parts) if caught_up is not None else {}
+        ends = await listed_ends(consumer, parts) if caught_up is not None else {}
         consumer.assign(parts)
         resume_at = start or {}
         from_start = [tp for tp in parts if tp not in resume_at]

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime.changelog import ChangelogChain, ChangelogError, ChangelogFormat, Entry, Write
 from runtime.config import Settings
 from runtime.holes import Holes, missing, settle_s
-from runtime.kafka import client_options, partition_ids, quiet_ms
+from runtime.kafka import client_options, listed_ends, partition_ids, quiet_ms
 from schemas.errors import WardenError
 
 log = logging.getLogger("warden.owner")
@@ -405,7 +405,7 @@ class PartitionOwner(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokaf
     async def _fetch_to_listed_ends(self, starts: dict[int, int]) -> tuple[dict[int, dict[int, bytes]], dict[int, int]]:
         """`_fetch` to the ends the broker lists now; a partition already there is not fetched."""
         tps = {partition: TopicPartition(self.topic, partition) for partition in starts}
-        listed = await self.reader.end_offsets(list(tps.values()))
+        listed = await listed_ends(self.reader, tps.values())
         behind = {partition: start for partition, start in starts.items() if listed[tps[partition]] > start}
         got: dict[int, dict[int, bytes]] = {partition: {} for partition in starts}
         passed = dict(starts)

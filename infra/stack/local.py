@@ -285,6 +285,34 @@ async def create_topics(broker: str, replication: int = 1) -> None:
         await _until_led(admin, wanted)
     finally:
         await admin.close()
+    await _until_listed(broker, wanted)
+
+
+async def _until_listed(broker: str, names: list[str], timeout_s: float = 300.0) -> None:
+    """Until every partition of ``names`` answers ListOffsets. Kafka lists a new partition's
+    leader before that broker has made its log, and makes the logs one by one (200 partitions took
+    40 s on a busy 2-core machine): services started before then waited on partitions that did
+    not answer yet."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaTimeoutError
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False, request_timeout_ms=5000)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(name, p) for name in names for p in range(topics.PARTITIONS)]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                await consumer.end_offsets(parts)
+                return
+            except KafkaTimeoutError:
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"the broker did not list the ends of Warden's {len(parts)} partitions within {timeout_s:.0f} s",
+                        "see the broker's log for partitions it could not load",
+                    ) from None
+    finally:
+        await consumer.stop()
 
 
 async def _until_led(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 60.0) -> None:
