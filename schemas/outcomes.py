@@ -177,20 +177,36 @@ class IntentApproved(Outcome):
         return self.intent.agent_id
 
 
-class IntentAbandoned(Outcome):
-    """A worker's redelivery task gave up on an intent that still had no outcome after its last
-    attempt (on ``warden.intents.abandoned``): the signer refuses it NO_OUTCOME unless it decided
-    it already, and the worker, unless it decided it, judges it no further. Signed by the worker
-    whose task gave up: a record anybody could write would have a real intent refused NO_OUTCOME
-    before it is read, or take an id an agent has yet to use (idempotent ids can be computed)."""
+class _UnansweredIntent(Outcome):
+    """An intent the redelivery watch found no outcome of after its last attempt."""
 
     intent: TransactionIntent
-    attempts: int = Field(ge=0, description="how many times the intent was submitted again before it was given up")
-    abandoned_at: UtcDatetime
+    attempts: int = Field(ge=0, description="how many times the intent was submitted again before it was overdue")
 
     @property
     def intent_id(self) -> str:
         return self.intent.intent_id
+
+
+class IntentOverdue(_UnansweredIntent):
+    """A worker's redelivery watch saw no outcome of an intent after its last attempt (on
+    ``warden.intents.overdue``): it asks the worker that owns the intent's partition to give it
+    up. Only that worker knows whether it decided the intent already (a rejection the watch has
+    not read yet, stuck behind a broker that stopped, is a decision): it gives up only an intent
+    it did not decide (`IntentAbandoned`), so the signer's NO_OUTCOME is never a second outcome.
+    Signed by the worker whose watch asks: a record anybody could write would take an id an
+    agent has yet to use (idempotent ids can be computed). The signer reads none of these."""
+
+    overdue_at: UtcDatetime
+
+
+class IntentAbandoned(_UnansweredIntent):
+    """The worker that owns an intent's partition gave it up, undecided, when its redelivery watch
+    asked (`IntentOverdue`; on ``warden.intents.abandoned``): the signer refuses it NO_OUTCOME
+    unless it decided it already, and the worker judges it no further. Signed by that worker: a
+    record anybody could write would have a real intent refused NO_OUTCOME before it is read."""
+
+    abandoned_at: UtcDatetime
 
 
 class StageEnvelope(Outcome):

@@ -7,9 +7,11 @@ too), so one agent's records stay in one partition and are handled in order.
 INTENTS_SUBMITTED = "warden.intents.submitted"
 INTENTS_APPROVED = "warden.intents.approved"
 INTENTS_REJECTED = "warden.intents.rejected"
-# Intents the redelivery task gave up on (no outcome after its last attempt): the signer refuses
-# them NO_OUTCOME unless it decided them already (the worker, unless it decided them, stands down),
-# so even these end with one true outcome, and none is signed after it was refused.
+# Intents the redelivery watch saw no outcome of after its last attempt (IntentOverdue): the worker
+# that owns the partition gives up each one it did not decide, and only that one.
+INTENTS_OVERDUE = "warden.intents.overdue"
+# Intents that worker gave up (IntentAbandoned): the signer refuses them NO_OUTCOME unless it
+# decided them already, so even these end with one true outcome, and none is signed after it was refused.
 INTENTS_ABANDONED = "warden.intents.abandoned"
 # Intents above a human-approval threshold, parked (IntentParked) until an admin's signed decision
 # arrives on warden.approvals (HumanApproval), or they expire.
@@ -71,6 +73,7 @@ ALL = (
     INTENTS_SUBMITTED,
     INTENTS_APPROVED,
     INTENTS_REJECTED,
+    INTENTS_OVERDUE,
     INTENTS_ABANDONED,
     INTENTS_AWAITING_APPROVAL,
     APPROVALS,
@@ -107,7 +110,7 @@ CONSUMER_GROUPS = {
             INTENTS_REJECTED,
             TXS_SIGNED,
             BITCOIN_SIGNED,
-            INTENTS_ABANDONED,
+            INTENTS_OVERDUE,
             APPROVALS,
             APPROVAL_DEADLINES,
             SIMULATIONS_REQUESTED,

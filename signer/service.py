@@ -260,8 +260,8 @@ class Signer:
             ), None
 
     async def abandoned(self, raw: bytes | None, source: Source, now: datetime) -> tuple[list[Emit], None]:
-        """A worker's redelivery task gave up on an intent (`IntentAbandoned`): the signer has the
-        last word on it. An intent it decided already gets that outcome again, and nothing else;
+        """The worker that owns an intent's partition gave it up, undecided, when its redelivery
+        watch found it overdue (`IntentAbandoned`): the signer has the last word on it. An intent it decided already gets that outcome again, and nothing else;
         any other is refused NO_OUTCOME here and recorded, so every approval of it that comes later
         (the worker's, or a topic writer's copy) gets that refusal again, never a signature.
         Whichever of the two this signer reads first decides; the client hears one outcome.

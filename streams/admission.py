@@ -34,7 +34,7 @@ from schemas.emit import audit as _audit
 from schemas.errors import explain
 from schemas.intake import Unreadable, read_intent, unreadable_answer
 from schemas.intent import TransactionIntent, idempotency_key_sha256
-from schemas.outcomes import IntentAbandoned, IntentRejected, StageEnvelope, StageVerdict
+from schemas.outcomes import IntentOverdue, IntentRejected, StageEnvelope, StageVerdict
 from schemas.policy import AgentPolicy
 from schemas.stages import Stage
 from streams.decide import SERVICE, Decider
@@ -43,7 +43,7 @@ from svm.messages import read as read_solana_message
 from svm.transactions import read as read_solana
 
 # The records only a streams worker writes, each carrying the intent it is about (`Admission._from_a_worker`).
-WorkerRecordT = TypeVar("WorkerRecordT", StageEnvelope, IntentAbandoned)
+WorkerRecordT = TypeVar("WorkerRecordT", StageEnvelope, IntentOverdue)
 
 
 class Admission:
@@ -232,30 +232,30 @@ class Admission:
             )
         return self.off_partition(envelope.intent, raw, source, now) or envelope
 
-    def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
-        """A worker's redelivery task gave up on an intent: unless this worker decided it (then the
-        decision stands and nothing is said again), it is remembered as ``abandoned``, so a
-        judgement of it still waiting for the node publishes nothing (`Replays.decided_meanwhile`)
-        and a late copy of the intent is not judged again: it gets the abandonment again
-        (`Replays.replay`).
+    def on_overdue(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        """A worker's redelivery watch saw no outcome of an intent after its last attempt
+        (`IntentOverdue`). Decided here already (a rejection the watch has not read yet, behind
+        a broker that stopped, included): the decision stands and nothing is said. Else it is
+        given up (`Decider.abandon`): remembered as ``abandoned``, so a judgement of it still
+        waiting for the node publishes nothing (`Replays.decided_meanwhile`) and a late copy of
+        the intent is not judged again (`Replays.replay`), and handed to the signer.
 
-        The answer is the signer's, not this worker's: it reads the same abandonment (on its
+        The answer is the signer's, not this worker's: it reads the abandonment (on its
         partitions of warden.intents.abandoned, co-partitioned with warden.intents.approved) and
         has the last word, NO_OUTCOME unless it decided the intent already (`Signer.abandoned`).
         A refusal said here could not hold: the signer judges every approval itself, so a topic
         writer's copy of the given-up intent as an approval would be signed after the client was
-        told "will not be signed". The signer alone can make the two agree.
+        told "will not be signed". The signer alone can make the two agree; this worker alone
+        knows what it rejected, so only it gives an intent up.
 
-        Believed only when a pinned worker signed it (`IntentAbandoned` says why): anything else
+        Believed only when a pinned worker signed it (`IntentOverdue` says why): anything else
         is dead-lettered and decides nothing. An intent whose agent signature does not verify
         under the policy in force is refused as at intake (AGENT_SIGNATURE_INVALID, bound to its
         bytes, not remembered): a forged intent must not take the id of a real one."""
-        abandoned = self._from_a_worker(
-            IntentAbandoned, raw, source, now, "warden.intents.abandoned (its redelivery task)"
-        )
-        if isinstance(abandoned, list):
-            return abandoned
-        intent = abandoned.intent
+        overdue = self._from_a_worker(IntentOverdue, raw, source, now, "warden.intents.overdue (its redelivery watch)")
+        if isinstance(overdue, list):
+            return overdue
+        intent = overdue.intent
         off = self.off_partition(intent, raw, source, now)
         if off is not None:
             return off
@@ -269,8 +269,7 @@ class Admission:
             return [self.decider.verdict_audit(verdict, intent, now, bound_to)] + self.decider.reject(
                 intent, verdict, [verdict], now, remember=False, bound_to=bound_to
             )
-        assert raw is not None  # it was read as an IntentAbandoned (`_from_a_worker`): no empty record is one
-        return self.decider.abandon(intent, raw, now)
+        return self.decider.abandon(intent, overdue.attempts, now)
 
     def _from_a_worker(
         self, model: type[WorkerRecordT], raw: bytes | None, source: Source, now: datetime, written_to: str

@@ -27,6 +27,7 @@ from schemas.emit import Emit, IntentRef, Source, dead_letter, intent_audit, out
 from schemas.families import FAMILY_OF_KIND
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
+    IntentAbandoned,
     IntentApproved,
     IntentParked,
     IntentRejected,
@@ -305,12 +306,15 @@ class Decider:
             reason=verdict.reason,
         )
 
-    def abandon(self, intent: TransactionIntent, abandoned: bytes, now: datetime) -> list[Emit]:
-        """Given up by the redelivery watch (``abandoned``: its `IntentAbandoned` as read) and
-        handed to the signer, whose answer is the outcome (`Admission.on_abandoned`): remembered,
-        reserving nothing, with the abandonment as its record, so a late copy of the intent sends
-        the signer the same question and its client gets the signer's answer again. Nothing but
-        the ledger's record is published here."""
+    def abandon(self, intent: TransactionIntent, attempts: int, now: datetime) -> list[Emit]:
+        """Given up, undecided, when the redelivery watch found it overdue after ``attempts``
+        redeliveries (`Admission.on_overdue`), and handed to the signer, whose answer is the
+        outcome: its `IntentAbandoned`, signed by this worker, published, and remembered with it,
+        reserving nothing, so a late copy of the intent sends the signer the same question and
+        its client gets the signer's answer again."""
+        abandoned = self.signed(
+            IntentAbandoned(intent=intent, attempts=attempts, abandoned_at=now, intent_digest=intent.digest())
+        ).to_bytes()
         self.decisions[intent.intent_id] = Decision(
             agent_id=intent.agent_id,
             outcome="abandoned",
@@ -321,14 +325,15 @@ class Decider:
         )
         metrics.INTENTS.labels("abandoned", Stage.INTAKE, Code.NO_OUTCOME).inc()
         return [
+            Emit(topics.INTENTS_ABANDONED, intent.agent_id, abandoned),
             intent_audit(
                 SERVICE,
                 AuditAction.INTENT_ABANDONED,
                 IntentRef(intent.agent_id, intent.intent_id, intent.digest()),
                 now,
-                reason="no outcome after repeated deliveries; handed to the signer, which refuses it NO_OUTCOME "
-                "unless it decided it already",
-            )
+                reason="no outcome after repeated deliveries, and this worker decided none; handed to the signer, "
+                "which refuses it NO_OUTCOME unless it decided it already",
+            ),
         ]
 
     # -- reservations ---------------------------------------------------------------------------

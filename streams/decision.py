@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar, get_args, overload
 
 Outcome = Literal["approved", "parked", "rejected", "released", "abandoned"]
 """``released``: approved, then refused by a signer, so its reservation no longer counts.
-``abandoned``: given up by the redelivery watch before this worker decided it; the signer has the
+``abandoned``: given up, undecided, when the redelivery watch found it overdue; the signer has the
 last word on it (NO_OUTCOME, unless it decided it already), and it holds nothing."""
 
 _OUTCOMES = frozenset(get_args(Outcome))

@@ -148,8 +148,8 @@ class Engine:
         """A simulation request: simulated and judged, answered, nothing reserved or signed."""
         return await self.simulations.on_request(raw, source, now)
 
-    def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
-        return self.admission.on_abandoned(raw, source, now)
+    def on_overdue(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        return self.admission.on_overdue(raw, source, now)
 
     def on_rejected(self, raw: bytes, now: datetime) -> list[Emit]:
         return self.decider.on_rejected(raw, now)

@@ -18,9 +18,11 @@ It must never become the problem it solves:
   ends its watch too, unless it is of a copy off the agent's partition (the worker decides an
   intent only on its own, and such a copy says nothing of the one on it);
 - each intent is re-published at most ``max_attempts`` times; after that it goes to
-  ``warden.intents.abandoned`` (an `IntentAbandoned`, signed with the worker's key: only a
-  worker gives an intent up), where the signer refuses it ``NO_OUTCOME`` unless it decided it
-  already (and then signs no approval of it), so the client is told, and told the truth;
+  ``warden.intents.overdue`` (an `IntentOverdue`, signed with the worker's key: only a worker
+  asks), where the worker that owns its partition gives it up unless it decided it (a decision
+  this watch has not read yet, behind a broker that stopped, is still a decision), and the
+  signer refuses what was given up ``NO_OUTCOME`` unless it decided it already (and then signs
+  no approval of it), so the client is told one thing, and the truth;
 - a record the producer cannot send is logged and dropped from the watch, never raised.
 """
 
@@ -46,7 +48,7 @@ from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
 from schemas.intake import Unreadable, read_intent
-from schemas.outcomes import DeadLetter, IntentAbandoned, IntentApproved, IntentParked, IntentRejected
+from schemas.outcomes import DeadLetter, IntentApproved, IntentOverdue, IntentParked, IntentRejected
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
@@ -108,7 +110,7 @@ class Pending:
             due.append((intent, waiting))
         for intent, (_, key, raw, attempts) in due:
             if attempts >= self.max_attempts:
-                self.decided(intent)  # the signer's NO_OUTCOME (or an earlier decision) ends it
+                self.decided(intent)  # the owner's decision, or the signer's NO_OUTCOME, ends it
                 give_up.append((key, raw))
             else:
                 del self._waiting[intent]  # to the end: due again last
@@ -139,17 +141,18 @@ def watched_intent(raw: bytes | None, max_bytes: int, partition: int) -> tuple[t
     return (intent.intent_id, intent.digest(), hashlib.sha256(raw).hexdigest()), intent.agent_id
 
 
-def abandoned_record(
+def overdue_record(
     raw: bytes, max_bytes: int, attempts: int, now: datetime, service_key: tuple[str, Ed25519PrivateKey]
 ) -> bytes:
-    """What goes to ``warden.intents.abandoned`` for a watched intent given up on: the intent,
-    signed by this worker (`IntentAbandoned`). Only readable intents are watched."""
+    """What goes to ``warden.intents.overdue`` for a watched intent still without an outcome after
+    its last attempt: the intent, signed by this worker (`IntentOverdue`). Only readable intents
+    are watched."""
     intent = read_intent(raw, max_bytes, REGISTRY)
     if isinstance(intent, Unreadable):
         raise ValueError(f"only readable intents are watched, and this one is not: {intent.reason}")
     key_id, key = service_key
     return sign_outcome(
-        IntentAbandoned(intent=intent, attempts=attempts, abandoned_at=now, intent_digest=intent.digest()), key, key_id
+        IntentOverdue(intent=intent, attempts=attempts, overdue_at=now, intent_digest=intent.digest()), key, key_id
     ).to_bytes()
 
 
@@ -223,7 +226,7 @@ def outcome_about(
     intent = read_intent(payload, len(payload), REGISTRY)
     if isinstance(intent, Unreadable):
         return None
-    if record.source_topic in (topics.INTENTS_SUBMITTED, topics.INTENTS_ABANDONED) and record.partition != partition_of(
+    if record.source_topic in (topics.INTENTS_SUBMITTED, topics.INTENTS_OVERDUE) and record.partition != partition_of(
         intent.agent_id
     ):
         # A copy off its agent's partition, dead-lettered there (streams.engine, _off_partition):
@@ -285,16 +288,16 @@ async def run_redelivery(
                     log.warning("redelivering %d intent(s) with no outcome after %.0f s", len(again), grace_s)
                 if give_up:
                     log.warning(
-                        "giving up on %d intent(s) after %d redeliveries: the signer refuses them "
-                        "NO_OUTCOME unless it decided them already",
+                        "%d intent(s) overdue after %d redeliveries: their workers give up each one they did "
+                        "not decide, and the signer refuses those NO_OUTCOME unless it decided them already",
                         len(give_up),
                         max_attempts,
                     )
-                abandoned = [
-                    (key, abandoned_record(raw, settings.max_record_bytes, max_attempts, utcnow(), service_key))
+                overdue = [
+                    (key, overdue_record(raw, settings.max_record_bytes, max_attempts, utcnow(), service_key))
                     for key, raw in give_up
                 ]
-                for target, records in ((topics.INTENTS_SUBMITTED, again), (topics.INTENTS_ABANDONED, abandoned)):
+                for target, records in ((topics.INTENTS_SUBMITTED, again), (topics.INTENTS_OVERDUE, overdue)):
                     for key, raw in records:
                         await _send(producer, target, key, raw)
                 await producer.flush()

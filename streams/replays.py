@@ -56,8 +56,8 @@ class Replays:
         decision: nothing can decide the intent in between, so it gets one decision, the first.
 
         A judgement that waits for the node (paused or unreachable) can be overtaken: the
-        redelivery watch gives the intent up and this worker remembers it abandoned, the signer's
-        to answer (`Admission.on_abandoned`, on the same partition), or, in the split topology, a
+        redelivery watch finds the intent overdue and this worker gives it up, the signer's to
+        answer (`Admission.on_overdue`, on the same partition), or, in the split topology, a
         redelivered copy is decided first. That decision stands: this judgement is discarded,
         recorded as such (with what it found), and nothing else is published, no approval for
         the signer above all (the signer would refuse it NO_OUTCOME anyway, if it read the

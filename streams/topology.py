@@ -97,7 +97,7 @@ def input_topics(topology: str) -> tuple[str, ...]:
         topics.INTENTS_REJECTED,
         topics.TXS_SIGNED,
         topics.BITCOIN_SIGNED,
-        topics.INTENTS_ABANDONED,
+        topics.INTENTS_OVERDUE,
     ]
     ordered = first + [t for t in common if t not in first and t != topics.INTENTS_SUBMITTED]
     ordered.append(topics.INTENTS_SUBMITTED)
@@ -113,7 +113,7 @@ def hops(engine: Engine, topology: str) -> dict[str, Hop]:
         topics.INTENTS_REJECTED: Hop(engine.on_rejected, source=False),
         topics.TXS_SIGNED: Hop(engine.on_signed, source=False),
         topics.BITCOIN_SIGNED: Hop(engine.on_bitcoin_signed, source=False),
-        topics.INTENTS_ABANDONED: Hop(engine.on_abandoned, windows=False),
+        topics.INTENTS_OVERDUE: Hop(engine.on_overdue, windows=False),
         topics.APPROVALS: Hop(engine.on_human_approval),
         topics.APPROVAL_DEADLINES: Hop(engine.on_deadline),
         topics.SIMULATIONS_REQUESTED: Hop(engine.on_simulation_request),
@@ -286,16 +286,16 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships
     async def decide(self, hop: Hop, record: ConsumerRecord, decided: dict[int, list[Emit]]) -> bool:
         """What deciding ``record`` emitted, added to ``decided`` under its partition; whether the
         decision waited (more than ``GIVE_UPS_EVERY_S``). While a
-        judgement waits (for its node: a fee quote, a simulation), the redelivery watch may give
-        its intent up; the engine must read that give-up before the judgement ends, or the
-        intent gets this worker's outcome beside the signer's NO_OUTCOME (`Replays.decided_meanwhile`).
-        So the give-ups this worker's partitions hold are read and decided meanwhile."""
+        judgement waits (for its node: a fee quote, a simulation), the redelivery watch may find
+        its intent overdue; the overdue records this worker's partitions hold are read and
+        decided meanwhile, so an intent whose node does not answer is given up when the watch
+        asks, and the judgement, when it ends, publishes nothing (`Replays.decided_meanwhile`)."""
         with self.states.deciding(record.partition):
             judging = asyncio.ensure_future(_guarded(self.engine, hop, record))
         waited = False
         while not judging.done():
             await asyncio.wait({judging}, timeout=GIVE_UPS_EVERY_S)
-            if not judging.done() and hop.handler != self.engine.on_abandoned:
+            if not judging.done() and hop.handler != self.engine.on_overdue:
                 waited = True
                 await self.give_ups(decided)
         decided.setdefault(record.partition, []).extend(judging.result())
@@ -303,11 +303,11 @@ class Worker(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships
 
     async def give_ups(self, decided: dict[int, list[Emit]]) -> None:
         """The give-ups fetched for this worker's partitions, decided now (see `decide`)."""
-        tps = [tp for tp in self.consumer.assignment() if tp.topic == topics.INTENTS_ABANDONED]
+        tps = [tp for tp in self.consumer.assignment() if tp.topic == topics.INTENTS_OVERDUE]
         tps = [tp for tp in tps if tp.partition in self.owner.owned]
         if not tps:
             return
-        hop = self.hops[topics.INTENTS_ABANDONED]
+        hop = self.hops[topics.INTENTS_OVERDUE]
         for records in (await self.consumer.getmany(*tps, timeout_ms=0)).values():
             for record in records:
                 with self.states.deciding(record.partition):

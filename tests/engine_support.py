@@ -112,13 +112,13 @@ class World:
         }
         return sign_policy(AgentPolicy(**{**base, **fields}), self.admin_key, ADMIN_ID)
 
-    def abandoned(
+    def overdue(
         self, intent: TransactionIntent, key: Ed25519PrivateKey | None = None, key_id: str = WORKER_ID
     ) -> bytes:
-        """What this world's worker's redelivery task writes when it gives ``intent`` up."""
-        from streams.redelivery import abandoned_record
+        """What this world's worker's redelivery watch writes when ``intent`` is overdue."""
+        from streams.redelivery import overdue_record
 
-        return abandoned_record(intent.to_bytes(), self.max_record_bytes, 3, T0, (key_id, key or self.worker_key))
+        return overdue_record(intent.to_bytes(), self.max_record_bytes, 3, T0, (key_id, key or self.worker_key))
 
     def source(self, topic: str = topics.INTENTS_SUBMITTED, key: str = AGENT) -> Source:
         self.offset += 1

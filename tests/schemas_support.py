@@ -20,6 +20,7 @@ from schemas.outcomes import (
     HumanApproval,
     IntentAbandoned,
     IntentApproved,
+    IntentOverdue,
     IntentParked,
     IntentRejected,
     SignedSolanaMessage,
@@ -266,6 +267,7 @@ def _pipeline_records(intent: TransactionIntent, verdict: StageVerdict) -> list[
             expires_at=T0,
             intent_digest=intent.digest(),
         ),
+        IntentOverdue(intent=intent, attempts=3, overdue_at=T0, intent_digest=intent.digest()),
         IntentAbandoned(intent=intent, attempts=3, abandoned_at=T0, intent_digest=intent.digest()),
         HumanApproval(
             intent_id=intent.intent_id,

@@ -19,6 +19,7 @@ const BY_TOPIC = {
   "warden.intents.rejected": "IntentRejected",
   "warden.intents.approved": "IntentApproved",
   "warden.intents.awaiting_approval": "IntentParked",
+  "warden.intents.overdue": "IntentOverdue",
   "warden.intents.abandoned": "IntentAbandoned",
   "warden.txs.signed": "SignedTransaction",
   "warden.messages.signed": "SignedMessage",
@@ -42,6 +43,7 @@ function kindOf(record, topic) {
   if ("parked_at" in record) return "IntentParked";
   if ("approved_at" in record) return "IntentApproved";
   if ("abandoned_at" in record) return "IntentAbandoned";
+  if ("overdue_at" in record) return "IntentOverdue";
   if ("stage" in record && "policy" in record) return "StageEnvelope";
   throw new Error("not an outcome record");
 }

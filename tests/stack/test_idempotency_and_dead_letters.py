@@ -40,6 +40,7 @@ ABOUT_AN_INTENT = (
     topics.INTENTS_APPROVED,
     topics.INTENTS_REJECTED,
     topics.INTENTS_AWAITING_APPROVAL,
+    topics.INTENTS_OVERDUE,
     topics.INTENTS_ABANDONED,
     topics.TXS_SIGNED,
     topics.AUDIT_EVENTS,

@@ -38,7 +38,7 @@ from schemas.outcomes import IntentParked, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, Outcome, new_intent, signed_policy, wait_outcomes
-from streams.redelivery import abandoned_record
+from streams.redelivery import overdue_record
 from tests.support import balance, direct_approvals, fresh_agent, make_agent, read_topic, submitted, tail_json
 
 ETH, GWEI = 10**18, 10**9
@@ -541,10 +541,11 @@ def test_intents_from_2001_and_2100_are_refused_by_the_worker_and_by_the_signer(
 
 
 def _given_up(settings: Settings, intent: TransactionIntent) -> bytes:
-    """What the worker's redelivery task writes after its last attempt (`abandoned_record`, signed
-    with the worker's key): done here by hand, as in tests/stack/test_terminal_outcomes.py.
-    tests/stack/test_node_outage.py has the watch give intents up with the node stopped."""
-    return abandoned_record(intent.to_bytes(), settings.max_record_bytes, 3, utcnow(), service_key(settings, "worker"))
+    """What the worker's redelivery watch writes after its last attempt (`overdue_record`, signed
+    with the worker's key), on which the worker gives an intent it did not decide up: done here
+    by hand, as in tests/stack/test_terminal_outcomes.py. tests/stack/test_node_outage.py has the
+    watch give intents up with the node stopped."""
+    return overdue_record(intent.to_bytes(), settings.max_record_bytes, 3, utcnow(), service_key(settings, "worker"))
 
 
 def _answers(
@@ -581,7 +582,7 @@ def test_an_intent_given_up_is_never_signed_whoever_copies_it_into_an_approval(
 
     async def give_up() -> dict[str, Outcome]:
         async with Client(settings) as client:
-            await (await client.send(topics.INTENTS_ABANDONED, agent, _given_up(settings, lost)))
+            await (await client.send(topics.INTENTS_OVERDUE, agent, _given_up(settings, lost)))
         return await wait_outcomes(settings, [lost], 120, start)
 
     told = run(give_up())[lost.intent_id]
@@ -618,7 +619,7 @@ def test_an_intent_the_signer_signed_before_its_give_up_keeps_its_one_signature(
 
     async def give_up() -> None:
         async with Client(settings) as client:
-            await (await client.send(topics.INTENTS_ABANDONED, agent, _given_up(settings, intent)))
+            await (await client.send(topics.INTENTS_OVERDUE, agent, _given_up(settings, intent)))
         await asyncio.sleep(8)
 
     run(give_up())

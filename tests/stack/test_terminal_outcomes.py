@@ -29,7 +29,7 @@ from schemas.codes import Code
 from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
 from schemas.stages import Stage
 from sdk.client import Client, Outcome, new_intent, wait_outcomes
-from streams.redelivery import abandoned_record
+from streams.redelivery import overdue_record
 from tests.support import make_agent, read_topic
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -97,13 +97,15 @@ def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_kee
 def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer(
     stack: LocalStack, run: Callable[..., Any]
 ) -> None:
-    """A topic writer's records on warden.intents.abandoned decide nothing: a copy of an agent's
-    intent written there before the intent (were it believed, the intent would be decided
-    NO_OUTCOME, and the real one answered the same) and an intent of its own under an id the agent will use (computed from an
-    idempotency key: the agent's intent was refused INTENT_ID_REUSED) are dead-lettered, and both
-    real intents are signed. What the worker's redelivery task writes after its last attempt
-    (`abandoned_record`, signed with the worker's key, done here by hand) is refused NO_OUTCOME by
-    the signer, and the lost intent turning up after all gets the same answer."""
+    """A topic writer's records on warden.intents.overdue (the worker reads it) and
+    warden.intents.abandoned (the signer does) decide nothing: a copy of an agent's intent written
+    there before the intent (were it believed, the intent would be decided NO_OUTCOME, and the
+    real one answered the same) and an intent of its own under an id the agent will use (computed
+    from an idempotency key: the agent's intent was refused INTENT_ID_REUSED) are dead-lettered,
+    and both real intents are signed. What the worker's redelivery watch writes after its last
+    attempt (`overdue_record`, signed with the worker's key, done here by hand) has the worker give
+    the intent up and the signer refuse it NO_OUTCOME, and the lost intent turning up after all
+    gets the same answer."""
     settings = stack.settings
     agent = f"agent-abandoned-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
@@ -118,17 +120,18 @@ def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer
         begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
         async with Client(settings) as client:
             for forged in (copied, taken):
-                await (await client.send(topics.INTENTS_ABANDONED, agent, forged.to_bytes()))
+                for topic in (topics.INTENTS_OVERDUE, topics.INTENTS_ABANDONED):
+                    await (await client.send(topic, agent, forged.to_bytes()))
             await client.submit(copied)
             await client.submit(ordered)
         real = await wait_outcomes(settings, [copied, ordered], 60, begin)
         letters = [DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, start=begin)]
         begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-        given_up = abandoned_record(
+        overdue = overdue_record(
             lost.to_bytes(), settings.max_record_bytes, 3, utcnow(), service_key(settings, "worker")
         )
         async with Client(settings) as client:
-            await (await client.send(topics.INTENTS_ABANDONED, agent, given_up))
+            await (await client.send(topics.INTENTS_OVERDUE, agent, overdue))
         first = await wait_outcomes(settings, [lost], 120, begin)
         async with Client(settings) as client:
             await client.submit(lost)  # the lost record turns up after all
@@ -140,14 +143,58 @@ def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer
         copied.intent_id: "SignedTransaction",
         ordered.intent_id: "SignedTransaction",
     }
-    # Each forgery is dead-lettered by both readers of the topic: the worker and the signer.
+    # Each forgery is dead-lettered by the reader of its topic: the worker, and the signer.
     refused = sorted(
-        (orjson.loads(base64.b64decode(d.payload_b64))["intent_id"], d.signed_by)
+        (orjson.loads(base64.b64decode(d.payload_b64))["intent_id"], d.source_topic, d.signed_by)
         for d in letters
-        if d.source_topic == topics.INTENTS_ABANDONED and "invalid IntentAbandoned" in d.reason
+        if f"invalid {'IntentOverdue' if d.source_topic == topics.INTENTS_OVERDUE else 'IntentAbandoned'}" in d.reason
     )
-    writers = sorted(service_key(settings, role)[0] for role in ("signer", "worker"))
-    assert refused == sorted((i, w) for i in (copied.intent_id, taken.intent_id) for w in writers), refused
+    readers = [
+        (topics.INTENTS_ABANDONED, service_key(settings, "signer")[0]),
+        (topics.INTENTS_OVERDUE, service_key(settings, "worker")[0]),
+    ]
+    assert refused == sorted((i, t, w) for i in (copied.intent_id, taken.intent_id) for t, w in readers), refused
     rejected = first[lost.intent_id]
     assert isinstance(rejected, IntentRejected) and (rejected.stage, rejected.code) == (Stage.SIGNING, Code.NO_OUTCOME)
     assert not [s for s in signed if orjson.loads(s)["intent_id"] == lost.intent_id]
+
+
+def test_an_intent_the_worker_rejected_keeps_its_one_outcome_when_the_watch_finds_it_overdue(
+    stack: LocalStack, run: Callable[..., Any]
+) -> None:
+    """A Kafka node that stopped held the worker's rejections back from the redelivery watch past
+    its 40 s: the watch gave 57 rejected intents up, and the signer, which never reads a worker's
+    rejections, refused each NO_OUTCOME, two outcomes an intent. The watch's word is now a request
+    to the worker that owns the partition, which knows what it rejected: an intent rejected, then
+    found overdue (`overdue_record`, signed with the worker's key, as the watch signs it), keeps its
+    one rejection, and the signer hears nothing of it."""
+    settings = stack.settings
+    agent = f"agent-overdue-{os.urandom(3).hex()}"
+    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
+    over = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="2")
+
+    async def scenario() -> tuple[Outcome, list[IntentRejected], list[DeadLetter]]:
+        begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.INTENTS_ABANDONED, topics.DLQ))
+        async with Client(settings) as client:
+            await client.submit(over)
+        told = (await wait_outcomes(settings, [over], 60, begin))[over.intent_id]
+        overdue = overdue_record(
+            over.to_bytes(), settings.max_record_bytes, 3, utcnow(), service_key(settings, "worker")
+        )
+        async with Client(settings) as client:
+            await (await client.send(topics.INTENTS_OVERDUE, agent, overdue))
+            await client.submit(over)  # and a late copy: the same rejection again, nothing else
+        await asyncio.sleep(8)
+        refusals = [
+            IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=begin)
+        ]
+        abandoned = await read_topic(settings, topics.INTENTS_ABANDONED, start=begin)
+        assert not [a for a in abandoned if orjson.loads(a)["intent"]["intent_id"] == over.intent_id]
+        letters = [DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, start=begin)]
+        return told, [r for r in refusals if r.intent_id == over.intent_id], letters
+
+    told, refusals, letters = run(scenario())
+    assert isinstance(told, IntentRejected) and told.code == Code.VALUE_OVER_CAP, told
+    assert {r.to_bytes() for r in refusals} == {told.to_bytes()}, [(r.stage, r.code) for r in refusals]
+    mine = [d for d in letters if over.intent_id.encode() in base64.b64decode(d.payload_b64)]
+    assert mine == [], [d.reason for d in mine]

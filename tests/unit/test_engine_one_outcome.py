@@ -1,5 +1,5 @@
-"""One outcome through a node outage: the redelivery watch's give-up (`IntentAbandoned`, which the
-worker remembers and the signer answers NO_OUTCOME) and a judgement still waiting for the node
+"""One outcome through a node outage: the redelivery watch's give-up (`IntentOverdue`, which the
+worker turns into an abandonment the signer answers NO_OUTCOME) and a judgement still waiting for the node
 cannot both decide an intent. Whichever the worker records first stands; the other stands down
 (were both to stand, NO_OUTCOME would be published, then the judgement approve the intent, and it
 be signed and mined). The worker publishes no refusal of its own for the give-up: the signer has the last word
@@ -66,8 +66,8 @@ async def _race(
     judgement emitted once the node answered)."""
     judgement = asyncio.create_task(judging)
     await asyncio.wait_for(node.asked.wait(), 5)  # the judgement is in flight, waiting for the node
-    given_up = world.engine.on_abandoned(
-        world.abandoned(intent), world.source(topics.INTENTS_ABANDONED), T0 + timedelta(seconds=40)
+    given_up = world.engine.on_overdue(
+        world.overdue(intent), world.source(topics.INTENTS_OVERDUE), T0 + timedelta(seconds=40)
     )
     node.resumed.set()
     return given_up, await asyncio.wait_for(judgement, 5)
@@ -80,8 +80,10 @@ def _outcomes(emits: list[Emit]) -> list[Emit]:
 
 
 def _handed_to_the_signer(given_up: list[Emit], intent: TransactionIntent) -> None:
-    """The give-up publishes no outcome here, only the ledger's record: the signer answers it."""
+    """The give-up publishes no outcome here, only the abandonment the signer answers and the
+    ledger's record."""
     assert _outcomes(given_up) == [], [e.topic for e in given_up]
+    assert [e.topic for e in given_up if e.topic == topics.INTENTS_ABANDONED] == [topics.INTENTS_ABANDONED]
     (abandoned,) = audits(given_up)
     assert (abandoned.action, abandoned.details["intent_digest"]) == (AuditAction.INTENT_ABANDONED, intent.digest())
 
@@ -103,11 +105,12 @@ def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approv
     (discarded,) = [a for a in audits(judged) if a.action == AuditAction.INTENT_JUDGEMENT_DISCARDED]
     assert discarded.details["intent_digest"] == intent.digest()
     assert discarded.details["decided"] == "abandoned"
-    assert world.engine.decisions[intent.intent_id].record == world.abandoned(intent)
+    (handed,) = [e for e in given_up if e.topic == topics.INTENTS_ABANDONED]
+    assert world.engine.decisions[intent.intent_id].record == handed.value
     assert world.spent(RESUMED) == 0
     # A redelivered copy, read after the node answered, asks the signer again: its answer stands.
     again = world.submit(intent, now=RESUMED)
-    assert again == [Emit(topics.INTENTS_ABANDONED, intent.agent_id, world.abandoned(intent))]
+    assert again == [handed]
 
 
 def test_another_intent_under_a_given_up_intents_idempotency_key_is_refused_not_judged() -> None:
@@ -153,7 +156,7 @@ def test_a_judgement_that_decides_first_is_the_one_outcome_and_the_give_up_stand
         await asyncio.wait_for(node.asked.wait(), 5)
         node.resumed.set()
         judged = await asyncio.wait_for(judgement, 5)
-        given_up = world.engine.on_abandoned(world.abandoned(intent), world.source(topics.INTENTS_ABANDONED), RESUMED)
+        given_up = world.engine.on_overdue(world.overdue(intent), world.source(topics.INTENTS_OVERDUE), RESUMED)
         return judged, given_up
 
     judged, given_up = asyncio.run(scenario())

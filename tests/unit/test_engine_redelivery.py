@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime.kafka import partition_of
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.auth import sign_outcome
+from schemas.auth import outcome_forgery, sign_outcome
 from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
-from schemas.outcomes import DeadLetter, IntentAbandoned
+from schemas.outcomes import DeadLetter, IntentAbandoned, IntentOverdue
 from schemas.stages import Stage
 from sdk.client import Awaited, Outcome, outcome_problem
 from tests.engine_support import (
@@ -296,8 +296,8 @@ def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world
     elsewhere = Source(topics.INTENTS_SUBMITTED, (home + 1) % topics.PARTITIONS, 9, b"someone-else")
     for emits in (
         world.submit(intent, source=elsewhere),
-        world.engine.on_abandoned(
-            world.abandoned(intent), dataclasses.replace(elsewhere, topic=topics.INTENTS_ABANDONED), T0
+        world.engine.on_overdue(
+            world.overdue(intent), dataclasses.replace(elsewhere, topic=topics.INTENTS_OVERDUE), T0
         ),
     ):
         assert not on(emits, topics.INTENTS_REJECTED) and not on(emits, topics.INTENTS_APPROVED)
@@ -375,27 +375,55 @@ def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everyth
     assert outcome_about(topics.INTENTS_APPROVED, approved, nobody, published) is None
 
 
-def test_an_abandoned_intent_is_left_to_the_signer_unless_it_was_decided(world: World) -> None:
-    """The worker publishes no refusal of a given-up intent (the signer has the last word on it,
-    tests/unit/test_signer_abandoned.py), but remembers it: it judges it no further."""
+def test_an_overdue_intent_is_given_up_to_the_signer_unless_it_was_decided(world: World) -> None:
+    """The worker publishes no refusal of an intent it gives up (the signer has the last word on
+    it, tests/unit/test_signer_abandoned.py): it hands the signer its own `IntentAbandoned` and
+    remembers it, judging it no further. An intent it decided gets nothing more."""
     decided = world.intent("0.1")
     approved = approved_of(world.submit(decided))
-    assert world.engine.on_abandoned(world.abandoned(decided), world.source(topics.INTENTS_ABANDONED), T0) == []
+    assert world.engine.on_overdue(world.overdue(decided), world.source(topics.INTENTS_OVERDUE), T0) == []
     lost = world.intent("0.2")
-    emits = world.engine.on_abandoned(world.abandoned(lost), world.source(topics.INTENTS_ABANDONED), T0)
-    assert [e.topic for e in emits] == [topics.AUDIT_EVENTS]
+    emits = world.engine.on_overdue(world.overdue(lost), world.source(topics.INTENTS_OVERDUE), T0)
+    assert [e.topic for e in emits] == [topics.INTENTS_ABANDONED, topics.AUDIT_EVENTS]
+    abandoned = IntentAbandoned.from_bytes(emits[0].value)
+    assert (abandoned.intent, abandoned.attempts, abandoned.signed_by) == (lost, 3, WORKER_ID)
+    assert outcome_forgery(abandoned, world.pinned(), lost.digest()) is None
     assert world.engine.decisions[lost.intent_id].outcome == "abandoned"
     # A late copy of the lost intent asks the signer again, never is approved; nothing was reserved.
-    assert world.submit(lost) == [Emit(topics.INTENTS_ABANDONED, AGENT, world.abandoned(lost))]
+    assert world.submit(lost) == [Emit(topics.INTENTS_ABANDONED, AGENT, emits[0].value)]
     assert world.spent() == 10**17 and approved_of(world.submit(decided)) == approved
 
 
-def _forged_abandonments(world: World, intent: TransactionIntent) -> dict[str, tuple[str, bytes]]:
-    """What a topic writer can put on warden.intents.abandoned, with what its dead letter says."""
-    record = IntentAbandoned.from_bytes(world.abandoned(intent))
+def test_an_intent_the_worker_rejected_is_never_given_up_however_late_the_watch_reads(world: World) -> None:
+    """A broker that stopped held the worker's rejections back from the redelivery watch for
+    longer than its 40 s: it found 57 rejected intents overdue, and the signer, which never sees a
+    worker's rejection, refused each NO_OUTCOME too, two outcomes an intent (CI, three Kafka
+    nodes, the busy leader SIGSTOPped). Only the worker knows what it rejected: an overdue intent
+    it decided, rejected or parked, is given up to nobody."""
+    world.publish(world.policy(2, approval_threshold_eth="0.4", approval_timeout_s=600))
+    over = world.intent("2")  # over the 1 ETH cap
+    refusal = rejected_of(world.submit(over))
+    parked = world.intent("0.5")
+    assert on(world.submit(parked), topics.INTENTS_AWAITING_APPROVAL)
+    for intent in (over, parked):
+        assert world.engine.on_overdue(world.overdue(intent), world.source(topics.INTENTS_OVERDUE), T0) == []
+    assert rejected_of(world.submit(over)) == refusal  # its one outcome, again
+
+
+def _forged_overdues(world: World, intent: TransactionIntent) -> dict[str, tuple[str, bytes]]:
+    """What a topic writer can put on warden.intents.overdue, with what its dead letter says."""
+    record = IntentOverdue.from_bytes(world.overdue(intent))
     unsigned = record.model_copy(update={"service_signature": "00" * 64})
     return {
-        "a copy of the intent, not an IntentAbandoned": ("invalid IntentAbandoned", intent.to_bytes()),
+        "a copy of the intent, not an IntentOverdue": ("invalid IntentOverdue", intent.to_bytes()),
+        "a worker's abandonment of it": (
+            "invalid IntentOverdue",
+            sign_outcome(
+                IntentAbandoned(intent=intent, attempts=3, abandoned_at=T0, intent_digest=intent.digest()),
+                world.worker_key,
+                WORKER_ID,
+            ).to_bytes(),
+        ),
         "unsigned, under the worker's key id": ("the service signature does not verify", unsigned.to_bytes()),
         "signed by another key under the worker's id": (
             "the service signature does not verify",
@@ -408,16 +436,17 @@ def _forged_abandonments(world: World, intent: TransactionIntent) -> dict[str, t
     }
 
 
-@pytest.mark.parametrize("forgery", list(_forged_abandonments(World(), World().intent())))
+@pytest.mark.parametrize("forgery", list(_forged_overdues(World(), World().intent())))
 def test_only_a_worker_gives_an_intent_up(world: World, forgery: str) -> None:
-    """A topic writer who copies a real intent onto warden.intents.abandoned before the worker
-    reads it had it decided NO_OUTCOME, and one who writes an intent of its own under an id an
-    agent will use (idempotent ids can be computed) had the real one refused INTENT_ID_REUSED.
-    Only an IntentAbandoned a pinned worker signed decides: the rest is dead-lettered."""
+    """A topic writer who copies a real intent onto warden.intents.overdue before the worker
+    reads it would have it given up, and one who writes an intent of its own under an id an
+    agent will use (idempotent ids can be computed) would have the real one refused
+    INTENT_ID_REUSED. Only an IntentOverdue a pinned worker signed decides: the rest is
+    dead-lettered."""
     world.publish(world.policy())
     intent = world.intent("0.5")
-    reason, raw = _forged_abandonments(world, intent)[forgery]
-    emits = world.engine.on_abandoned(raw, world.source(topics.INTENTS_ABANDONED), T0)
+    reason, raw = _forged_overdues(world, intent)[forgery]
+    emits = world.engine.on_overdue(raw, world.source(topics.INTENTS_OVERDUE), T0)
     assert [e.topic for e in emits] == [topics.DLQ, topics.AUDIT_EVENTS]
     letter = DeadLetter.from_bytes(emits[0].value)
     assert reason in letter.reason and "not decided" in letter.reason, letter.reason
@@ -425,7 +454,7 @@ def test_only_a_worker_gives_an_intent_up(world: World, forgery: str) -> None:
     assert_approved(world.submit(intent), intent)
 
 
-def test_an_abandoned_intent_its_agent_did_not_sign_is_answered_not_remembered(world: World) -> None:
+def test_an_overdue_intent_its_agent_did_not_sign_is_answered_not_remembered(world: World) -> None:
     """The redelivery task watches whatever readable intent is submitted, forgeries included. If
     the worker gives one up, it answers as intake would (AGENT_SIGNATURE_INVALID), bound to the
     forgery's bytes and not remembered: the agent's own intent with that id, which has the same
@@ -435,9 +464,7 @@ def test_an_abandoned_intent_its_agent_did_not_sign_is_answered_not_remembered(w
     forged = world.intent("0.5", key=Ed25519PrivateKey.generate(), intent_id="i-predictable")
     real = world.intent("0.5", intent_id="i-predictable")
     assert forged.digest() == real.digest()  # same fields, another signature
-    rejected = rejected_of(
-        world.engine.on_abandoned(world.abandoned(forged), world.source(topics.INTENTS_ABANDONED), T0)
-    )
+    rejected = rejected_of(world.engine.on_overdue(world.overdue(forged), world.source(topics.INTENTS_OVERDUE), T0))
     assert (rejected.code, rejected.intent_digest) == (
         Code.AGENT_SIGNATURE_INVALID,
         hashlib.sha256(forged.to_bytes()).hexdigest(),

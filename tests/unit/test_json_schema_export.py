@@ -22,6 +22,7 @@ NAMES = [
     "IntentRejected",
     "IntentApproved",
     "IntentParked",
+    "IntentOverdue",
     "IntentAbandoned",
     "HumanApproval",
     "SignedTransaction",

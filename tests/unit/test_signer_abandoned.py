@@ -28,7 +28,7 @@ from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentAbandoned, IntentApproved, IntentRejected
 from schemas.stages import Stage
 from sdk.client import Awaited, new_intent, outcome_problem
-from streams.redelivery import abandoned_record
+from streams.redelivery import overdue_record
 from tests.signer_support import DEST, LoneSigner
 
 STRANGER = "0x000000000000000000000000000000000000dEaD"
@@ -38,8 +38,12 @@ T = TypeVar("T")
 def _abandoned(
     lone: LoneSigner, intent: TransactionIntent, key: Ed25519PrivateKey | None = None, key_id: str = "worker-test"
 ) -> bytes:
-    """What the worker's redelivery task writes when it gives ``intent`` up."""
-    return abandoned_record(intent.to_bytes(), 65_536, 3, datetime.now(timezone.utc), (key_id, key or lone.worker_key))
+    """What the worker that owns ``intent``'s partition writes when it gives ``intent`` up
+    (`Decider.abandon`)."""
+    record = IntentAbandoned(
+        intent=intent, attempts=3, abandoned_at=datetime.now(timezone.utc), intent_digest=intent.digest()
+    )
+    return sign_outcome(record, key or lone.worker_key, key_id).to_bytes()
 
 
 def _give_up(lone: LoneSigner, raw: bytes) -> list[Emit]:
@@ -114,6 +118,12 @@ def _forgeries(lone: LoneSigner, intent: TransactionIntent) -> dict[str, tuple[s
     unsigned = record.model_copy(update={"service_signature": "00" * 64})
     return {
         "a copy of the intent": ("invalid IntentAbandoned", intent.to_bytes()),
+        # The watch's request, which only the worker owning the partition acts on: it knows what
+        # it rejected, and the signer does not.
+        "a worker's redelivery watch finding it overdue": (
+            "invalid IntentAbandoned",
+            overdue_record(intent.to_bytes(), 65_536, 3, datetime.now(timezone.utc), ("worker-test", lone.worker_key)),
+        ),
         "unsigned, under the worker's key id": ("the service signature does not verify", unsigned.to_bytes()),
         "signed by another key under the worker's id": (
             "the service signature does not verify",
