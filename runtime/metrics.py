@@ -29,6 +29,7 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from runtime.config import Settings
+from runtime.kafka_requests import count_requests
 
 INTENTS = Counter("warden_intents_total", "Intents decided by the streams worker", ["outcome", "stage", "code"])
 WORKER_FENCED = Counter(
@@ -95,9 +96,11 @@ def metrics_file(settings: Settings, component: str) -> Path:
 
 def serve(settings: Settings, component: str) -> int | None:
     """Serve this process's metrics on 127.0.0.1 (all interfaces for a fixed port, as in a
-    container); returns the port, or None when metrics are off."""
+    container), and count its Kafka requests from then on (`runtime.kafka_requests`); returns the
+    port, or None when metrics are off."""
     if settings.metrics_port == "off":
         return None
+    count_requests()
     port = int(settings.metrics_port)
     server, _ = start_http_server(port, addr="0.0.0.0" if port else "127.0.0.1")
     bound = server.server_address[1]
