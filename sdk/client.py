@@ -58,6 +58,7 @@ from schemas.sealing_key import SealingKey
 from schemas.simulation import SimulationRequest, SimulationResult
 from schemas.typed_data import TypedData
 from sdk.admin import load_or_create_admin_key
+from sdk.outcome_hub import OutcomeHub
 from sdk.outcomes import (
     OUTCOME_TOPICS,
     Awaited,
@@ -329,6 +330,8 @@ class Client:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._producer: AIOKafkaProducer | None = None
+        self._hub: OutcomeHub | None = None  # made by the first `submit_and_wait`
+        self._hub_started = asyncio.Lock()
 
     async def __aenter__(self) -> "Client":
         producer = self._producer = new_producer(self.settings)
@@ -340,7 +343,23 @@ class Client:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        if self._hub is not None:
+            await self._hub.stop()
         await self._started().stop()
+
+    async def submit_and_wait(self, intent: TransactionIntent, timeout_s: float = 60.0) -> tuple[Outcome | None, int]:
+        """Submit ``intent`` and wait, up to ``timeout_s``, for its first verified outcome (a
+        transaction to broadcast: once broadcast), else the newest verified one or None; with how
+        many records about it failed verification. One reader of the outcome topics serves every
+        call on this client (`sdk.outcome_hub`): an agent that waits on each of its intents pays
+        for a consumer once, not at every intent."""
+        async with self._hub_started:
+            if self._hub is None:
+                self._started()
+                hub = OutcomeHub(self.settings, self)
+                await hub.start()
+                self._hub = hub
+        return await self._hub.submit_and_wait(self.settings, intent, timeout_s)
 
     def _started(self) -> AIOKafkaProducer:
         """The producer, which exists once the client is entered."""

@@ -5,7 +5,7 @@ It holds the intent keys of the agents provisioned on its WARDEN_HOME, as `warde
 and no chain key, no admin key. A request is authenticated by a bearer token from
 `POST /v1/auth/agent-token` (`gateway.http_api.api_keys`), turned into an intent the agent signs, published on
 warden.intents.submitted, and answered with the outcome the SDK verified (a pinned key of the
-service allowed to say it, bound to the very intent sent: `gateway.http_api.outcome_hub`). So the
+service allowed to say it, bound to the very intent sent: `sdk.outcome_hub`). So the
 API adds nothing to what an agent may do: the worker and the signer judge every intent against
 the agent's policy as they judge any other.
 

@@ -15,10 +15,11 @@ from aiohttp.web_request import BaseRequest
 
 from gateway.http_api.bodies import MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_REQUEST_LINE_BYTES, MAX_URL_BYTES
 from gateway.http_api.errors import Refused
-from gateway.http_api.outcome_hub import OutcomeHub
 from gateway.http_api.service import ApiService
 from runtime import metrics
 from runtime.readiness import mark_ready
+from sdk.client import Client
+from sdk.outcome_hub import OutcomeHub
 
 _log = logging.getLogger("warden.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -184,7 +185,8 @@ async def serve(service: ApiService, listen: str) -> None:
     listens."""
     host, _, port = listen.rpartition(":")
     metrics.serve(service.settings, "api")
-    hub = OutcomeHub(service.settings)
+    client = await Client(service.settings).__aenter__()
+    hub = OutcomeHub(service.settings, client)
     service.submit = hub.submit_and_wait
     runner = ApiRunner(build_app(service), access_log=None)
     try:
@@ -204,3 +206,4 @@ async def serve(service: ApiService, listen: str) -> None:
         await runner.cleanup()
         await service.key_store.stop()
         await hub.stop()
+        await client.__aexit__(None, None, None)
