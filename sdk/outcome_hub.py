@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiokafka import TopicPartition
 
 from runtime.config import Settings
@@ -107,6 +108,15 @@ class OutcomeHub:
                 await asyncio.sleep(RETRY_S)
 
     def _offer(self, record_topic: str, value: bytes) -> None:
+        # Every agent's outcomes pass here: one naming no intent waited on is left unparsed (every
+        # outcome record names its intent at the top), so a lone agent's client in a busy
+        # deployment pays a JSON read for the others' records, not a model's validation.
+        try:
+            named = orjson.loads(value).get("intent_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        if not isinstance(named, str) or named not in self._waiting:
+            return
         outcome = read_outcome(record_topic, value)
         if outcome is None:
             return
