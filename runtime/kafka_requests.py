@@ -2,8 +2,9 @@
 (``warden_kafka_requests_total{api}``): how many round trips an intent costs each process, which
 `warden bench pipeline` reads before and after a run (its hop table).
 
-aiokafka's producers, consumers, group coordinators and admin clients all send through
-``AIOKafkaClient.send``; counting there sees every request the broker answered, none twice, and
+aiokafka's producers, consumers, group coordinators and admin clients all write their requests
+through ``AIOKafkaConnection.send`` (metadata updates and version lookups too, which go around
+``AIOKafkaClient.send``); counting there sees every request written to a broker, none twice, and
 costs a dictionary lookup and a counter increment a request. Installed once a process serves its metrics
 (`runtime.metrics.serve`): a one-shot command counts nothing."""
 
@@ -54,17 +55,17 @@ def api_name(request: object) -> str:
 
 def count_requests() -> None:
     """Count every request this process's Kafka clients send from now on (once; again is a no-op)."""
-    from aiokafka.client import AIOKafkaClient
+    from aiokafka.conn import AIOKafkaConnection
 
-    send = AIOKafkaClient.send
+    send = AIOKafkaConnection.send
     if getattr(send, "counted", False):
         return
 
     @functools.wraps(send)
-    async def counted(self: AIOKafkaClient, node_id: int, request: Any, **kwargs: Any) -> Any:
-        answer = await send(self, node_id, request, **kwargs)
-        KAFKA_REQUESTS.labels(api_name(request)).inc()  # answered: a request the broker handled
+    def counted(self: AIOKafkaConnection, request: Any, expect_response: bool = True) -> Any:
+        answer = send(self, request, expect_response)
+        KAFKA_REQUESTS.labels(api_name(request)).inc()  # written: a request the broker handles
         return answer
 
     counted.counted = True  # type: ignore[attr-defined]
-    AIOKafkaClient.send = counted
+    AIOKafkaConnection.send = counted

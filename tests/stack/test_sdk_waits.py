@@ -51,8 +51,10 @@ def test_an_agent_waits_on_each_intent_through_one_reader_and_believes_only_auth
     assert isinstance(signed, SignedTransaction) and isinstance(again, SignedTransaction), answers
     assert isinstance(refused, IntentRejected) and refused.code == Code.RECIPIENT_NOT_ALLOWLISTED, refused
     assert refused.reason != "forged"
-    # The liar answered each intent first, with a rejection no pinned key signed: counted, never believed.
-    assert len(forged) == 3 and (lies_1, lies_2, lies_3) == (1, 1, 1), (forged, lies_1, lies_2, lies_3)
+    # The liar answered each intent, with a rejection no pinned key signed: counted when it came
+    # before the real outcome (one hop against the pipeline's several: nearly always), never believed.
+    lies = (lies_1, lies_2, lies_3)
+    assert len(forged) == 3 and set(lies) <= {0, 1} and sum(lies) >= 1, (forged, lies)
     # After the first wait, the next two listed no ends and fetched no metadata of their own: the
     # one reader, started by the first, answered both (the module's `submit_and_wait` lists the
     # outcome topics' ends and starts a consumer for every intent).
