@@ -42,16 +42,21 @@ def _counted(samples: list[Sample]) -> dict[str, float]:
 
 
 def per_intent(before: Requests, after: Requests, intents: int) -> dict[str, dict[str, float]]:
-    """Requests an intent, process by process and API by API, with each process's ``all``; APIs a
-    process sent none of during the run are left out."""
+    """Requests an intent, process by process and API by API, with each process's ``all``, to three
+    significant digits (a burst's batches make a few thousandths); APIs a process sent none of
+    during the run are left out."""
     if not intents:
         return {}
     table: dict[str, dict[str, float]] = {}
     for process, counts in after.items():
         was = before.get(process, {})
-        row = {api: round((n - was.get(api, 0.0)) / intents, 2) for api, n in sorted(counts.items())}
+        row = {api: _figure((n - was.get(api, 0.0)) / intents) for api, n in sorted(counts.items())}
         row = {api: n for api, n in row.items() if n}
         if row:
-            row["all"] = round(sum(row.values()), 2)
+            row["all"] = _figure(sum(row.values()))
             table[process] = row
     return table
+
+
+def _figure(value: float) -> float:
+    return float(f"{value:.3g}")

@@ -1,7 +1,8 @@
 """`warden bench pipeline`: sustained intents/s from submitted to signed, with p50/p99/p999
-latency, where each intent's time goes (per stage) and the CPU each process used, for the fused
-and the split topology; an agent that awaits each outcome, window by window (``--awaited``,
-``--flat``); an idle stack's CPU (``--idle``).
+latency, where each intent's time goes (per stage), the CPU each process used and the Kafka
+requests each sent an intent (the hop table), for the fused and the split topology; an agent that
+awaits each outcome, window by window (``--awaited``, ``--flat``), through the SDK's
+`Client.submit_and_wait` with ``--sdk``; an idle stack's CPU (``--idle``).
 
 Each topology gets a fresh stack (the embedded broker, Anvil, streams worker, signer, ledger sink;
 with ``--durable``, Apache Kafka and every process `warden up` starts) under a temporary
@@ -30,6 +31,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.bench.figures import cpu_seconds, percentile, windows
+from infra.bench.hops import per_intent, requests_now
 from infra.bench.profiles import add_profile_argument, profiling
 from infra.cli.output import note, print_json
 from infra.cli.up import UP_PARTS
@@ -39,6 +41,7 @@ from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent
 
 # An idle run's wait after its warm-up, before it measures: the processes' start-up work (the
@@ -140,16 +143,22 @@ async def _measure(
     # record -> client 8.0 ms p50 at 1 intent/s against a hop's 4.2). Approvals are read after the run.
     start = await end_offsets(settings, (*OUTCOME_TOPICS, topics.INTENTS_APPROVED))
     run = BenchRun(wanted={i.intent_id for i in intents} | {i.intent_id for i in warmup}, window=mode.window)
-    watcher = asyncio.create_task(run.watch(settings, start))
+    # Through the SDK's `Client.submit_and_wait`, the client reads its outcomes itself: no watcher.
+    watcher = None if mode.sdk else asyncio.create_task(run.watch(settings, start))
+    awaited = provisioned if mode.awaited else None
     with profiling(mode.profile, pids, progress):
-        await _submit(settings, run, warmup, intents, rate, progress, pids, provisioned if mode.awaited else None)
+        await _submit(settings, run, warmup, intents, rate, progress, pids, awaited, mode.sdk)
     deadline = time.time() + 300
-    while not watcher.done() and time.time() < deadline:
+    while watcher is not None and not watcher.done() and time.time() < deadline:
         await asyncio.sleep(0.5)
         progress(f"  outcomes {len(run.seen_at) - len(warmup)}/{count}")
-    watcher.cancel()
+    if watcher is not None:
+        watcher.cancel()
+    requests_after = await asyncio.to_thread(requests_now, settings.home)
     approved = await _approvals(settings, start, run.wanted)
-    return _figures(run, intents, approved, agents, rate, pids)
+    figures = _figures(run, intents, approved, agents, rate, pids)
+    figures["kafka_requests_per_intent"] = per_intent(run.requests_before, requests_after, figures["completed"])
+    return figures
 
 
 async def provision_agents(settings: Settings, agents: int) -> list[tuple[str, Ed25519PrivateKey]]:
@@ -183,6 +192,8 @@ class BenchRun:
     rejected: list[str] = dataclasses.field(default_factory=list)
     began: float = 0.0
     cpu_before: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Each process's Kafka requests by API when measuring began (`infra.bench.hops`).
+    requests_before: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     # An awaited run's CPU read every ``window`` intents (`cpu_now`), from ``cpu_before`` on.
     window: int = 1000
     marks: list[dict[str, float]] = dataclasses.field(default_factory=list)
@@ -190,6 +201,14 @@ class BenchRun:
     # watch goes on while it is ``open``, even when every intent so far has its outcome.
     open: bool = False
     arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)  # set at each new outcome
+
+    def answered(self, intent_id: str, outcome: object) -> None:
+        """``intent_id``'s outcome as `Client.submit_and_wait` returned it, now (``--sdk``)."""
+        self.seen_at[intent_id] = time.time()
+        if isinstance(outcome, IntentRejected):
+            self.rejected.append(f"{outcome.code}: {outcome.reason}")
+        elif not isinstance(outcome, SignedTransaction):
+            self.rejected.append(f"{type(outcome).__name__}: not an outcome a sign-only bench expects")
 
     async def watch(self, settings: Settings, start: dict[str, Any]) -> None:
         """Read the outcome topics from ``start`` until every wanted intent has its outcome."""
@@ -290,16 +309,23 @@ async def _submit(
     progress: Callable[[str], object],
     pids: dict[str, int],
     awaited: list[tuple[str, Ed25519PrivateKey]] | None = None,
+    sdk: bool = False,
 ) -> None:
     """Submit the warm-up intents and wait for their outcomes; then read the clocks and submit the
     measured intents, paced at ``rate`` a second (0: unpaced), or each once the one before has its
     outcome (``awaited``: the agents, reading the CPU every ``run.window`` intents). An awaited
     run signs each intent as it sends it: one signed at the start would be past the 600 s an
-    intent stays valid after ten minutes of them."""
+    intent stays valid after ten minutes of them. ``sdk``: each intent, the warm-up's too, through
+    `Client.submit_and_wait`, as an agent's process waits for it."""
     count = len(intents)
     async with Client(settings) as client:
-        await warm_up(client, run, warmup, progress)
+        if sdk:
+            for intent in warmup:
+                run.answered(intent.intent_id, (await client.submit_and_wait(intent, 60))[0])
+        else:
+            await warm_up(client, run, warmup, progress)
         progress(f"  measuring {count} intents" + (", each awaited" if awaited else ""))
+        run.requests_before = await asyncio.to_thread(requests_now, settings.home)
         run.cpu_before = cpu_now(pids)
         run.marks = [run.cpu_before]
         run.began = began = time.time()
@@ -311,9 +337,14 @@ async def _submit(
                 intent = intents[n] = bench_intent(awaited, n)
                 run.wanted.add(intent.intent_id)
             run.sent_at[intent.intent_id] = time.time()
-            await client.submit(intent)
+            if sdk:
+                outcome, _ = await client.submit_and_wait(intent, 60)
+                if outcome is not None:
+                    run.answered(intent.intent_id, outcome)
+            else:
+                await client.submit(intent)
             if awaited:
-                if not await _outcome(run, intent.intent_id, 60):
+                if not await _outcome(run, intent.intent_id, 0 if sdk else 60):
                     progress(f"  intent {n + 1} had no outcome within 60 s: the run stops there")
                     break
                 if (n + 1) % run.window == 0:
@@ -433,6 +464,7 @@ class Mode:
     awaited: bool = False
     window: int = 1000
     profile: Path | None = None
+    sdk: bool = False
 
 
 @dataclasses.dataclass
@@ -571,7 +603,9 @@ def main(argv: list[str] | None = None) -> int:
         args.awaited, args.agents, args.intents = True, 1, args.flat
     if args.awaited and not 1 <= args.window <= args.intents:
         parser.error(f"--window must be 1 to the run's intents ({args.intents}), got {args.window}")
-    mode = Mode(storage, args.awaited, args.window, args.profile)
+    if args.sdk and not args.awaited:
+        parser.error("--sdk waits on each intent: give it with --awaited or --flat")
+    mode = Mode(storage, args.awaited, args.window, args.profile, args.sdk)
     shapes = ("fused", "split") if args.topology == "both" else (args.topology,)
     results = [run(t, args.agents, args.intents, args.rate, note, args.signers, args.workers, mode) for t in shapes]
     if args.in_signatures:
@@ -601,6 +635,11 @@ _SWITCHES = (
         "--awaited",
         "send each intent once the one before has its outcome (an agent that waits), with figures every "
         "--window intents",
+    ),
+    (
+        "--sdk",
+        "with --awaited or --flat: send and wait on each intent through the SDK's `Client.submit_and_wait` "
+        "(one client, its own reader of the outcomes), as an agent's process does",
     ),
     (
         "--in-signatures",
@@ -641,9 +680,10 @@ def _print_result(r: dict[str, Any], cpus: int | None) -> None:
         f"p99 {r['latency_ms_p99']} ms  p999 {r['latency_ms_p999']} ms  ({r['completed']}/{r['intents']} "
         f"signed, {r['rejected']} rejected, {r['agents']} agents, {r['seconds']} s, {r['broker_storage']} broker storage)"
     )
-    print("  where the time goes (ms)          p50      p99")
-    for name, figures in r["stages_ms"].items():
-        print(f"    {name:30} {figures['p50']!s:>8} {figures['p99']!s:>8}")
+    if any(figures["p50"] is not None for figures in r["stages_ms"].values()):  # none with --sdk
+        print("  where the time goes (ms)          p50      p99")
+        for name, figures in r["stages_ms"].items():
+            print(f"    {name:30} {figures['p50']!s:>8} {figures['p99']!s:>8}")
     print("  CPU (% of one core): " + ", ".join(f"{name} {v}" for name, v in r["cpu_percent_of_one_core"].items()))
     print(
         "  CPU per intent (ms): "
@@ -651,6 +691,7 @@ def _print_result(r: dict[str, Any], cpus: int | None) -> None:
         + f"; all {r['cpu_ms_per_intent_total']} ms, so {cpus} cores complete at most "
         f"{r['cpu_bound_intents_per_s']} intents/s; the broker {r['broker_cpu_ms_per_intent']} ms"
     )
+    _print_hops(r.get("kafka_requests_per_intent", {}))
     if "in_eth_account_signatures" in r:
         signatures = r["in_eth_account_signatures"]
         print(
@@ -670,6 +711,22 @@ def _print_result(r: dict[str, Any], cpus: int | None) -> None:
             f"  last window against the first: p50 x{ratios['latency_ms_p50']}, "
             f"broker CPU per intent x{ratios['broker_cpu_ms_per_intent']}"
         )
+
+
+# The hop table's columns in print: the requests an intent moves by, and the rest together (the
+# JSON has every API).
+HOP_COLUMNS = ("Fetch", "Produce", "ListOffsets", "OffsetCommit")
+
+
+def _print_hops(table: dict[str, dict[str, float]]) -> None:
+    """The hop table: each process's Kafka requests an intent, by API."""
+    if not table:
+        return
+    print("  Kafka requests an intent " + "".join(f"{c:>13}" for c in (*HOP_COLUMNS, "other", "all")))
+    for process, row in table.items():
+        other = round(row["all"] - sum(row.get(c, 0) for c in HOP_COLUMNS), 3)
+        cells = [row.get(c, 0) for c in HOP_COLUMNS] + [other, row["all"]]
+        print(f"    {process:22}" + "".join(f"{v:>13}" for v in cells))
 
 
 def _print_idle(report: dict[str, Any]) -> None:

@@ -56,5 +56,10 @@ def test_bench_pipeline_reports_every_figure_and_removes_its_stack(tmp_path: Pat
     cpus = os.cpu_count()
     assert cpus is not None
     assert result["cpu_bound_intents_per_s"] == round(cpus * 1000 / result["cpu_ms_per_intent_total"], 1)
+    # The hop table: the worker fetched the intents and produced their approvals; the benchmark's
+    # client produced them (20 intents at 20/s: a request each, give or take a batch).
+    hops = result["kafka_requests_per_intent"]
+    assert hops["streams"]["Fetch"] > 0 and hops["streams"]["Produce"] > 0, hops
+    assert 0.5 <= hops["bench client"]["Produce"] <= 1.0, hops
     # The stack's home (ledger store, keys, logs: ~30 MB) went with the run.
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("warden-bench-")] == []
