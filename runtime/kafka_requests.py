@@ -47,6 +47,9 @@ API_NAMES = {
 }
 
 
+_counting = False  # whether `count_requests` wrapped the connection's send already
+
+
 def api_name(request: object) -> str:
     """The Kafka API a request is of, by its API key: its name, else the key itself."""
     key = getattr(request, "API_KEY", None)
@@ -57,9 +60,11 @@ def count_requests() -> None:
     """Count every request this process's Kafka clients send from now on (once; again is a no-op)."""
     from aiokafka.conn import AIOKafkaConnection
 
-    send = AIOKafkaConnection.send
-    if getattr(send, "counted", False):
+    global _counting
+    if _counting:
         return
+    _counting = True
+    send = AIOKafkaConnection.send
 
     @functools.wraps(send)
     def counted(self: AIOKafkaConnection, request: Any, expect_response: bool = True) -> Any:
@@ -67,5 +72,4 @@ def count_requests() -> None:
         KAFKA_REQUESTS.labels(api_name(request)).inc()  # written: a request the broker handles
         return answer
 
-    counted.counted = True  # type: ignore[attr-defined]
     AIOKafkaConnection.send = counted
