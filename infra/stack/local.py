@@ -294,23 +294,20 @@ async def _until_listed(broker: str, names: list[str], timeout_s: float = 300.0)
     40 s on a busy 2-core machine): services started before then waited on partitions that did
     not answer yet."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.errors import KafkaTimeoutError
+
+    from runtime.kafka import listed_ends
 
     consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False, request_timeout_ms=5000)
     await consumer.start()
     try:
         parts = [TopicPartition(name, p) for name in names for p in range(topics.PARTITIONS)]
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                await consumer.end_offsets(parts)
-                return
-            except KafkaTimeoutError:
-                if time.monotonic() > deadline:
-                    raise StackError(
-                        f"the broker did not list the ends of Warden's {len(parts)} partitions within {timeout_s:.0f} s",
-                        "see the broker's log for partitions it could not load",
-                    ) from None
+        await asyncio.wait_for(listed_ends(consumer, parts), timeout_s)
+    except TimeoutError:
+        raise StackError(
+            f"the broker did not list the ends of Warden's {len(names) * topics.PARTITIONS} partitions within "
+            f"{timeout_s:.0f} s",
+            "see the broker's log for partitions it could not load",
+        ) from None
     finally:
         await consumer.stop()
 
